@@ -1,0 +1,239 @@
+//! The seam between the user interfaces and whatever enforces limits in the kernel, and
+//! the pure choice among enforcers.
+//!
+//! A backend proves it can work by trying (the kernel crate loads its programs) and says
+//! why not; [`choose`] then picks one per direction from those results without touching
+//! anything, so the choice is unit-tested with closures standing in for the kernel.
+
+use crate::direction::{Direction, PerDirection};
+use crate::process::ProcessRef;
+use crate::status::{ActiveLimit, DirStats, DirectionLimit};
+use std::fmt;
+use std::time::Duration;
+
+/// A process to limit, with the name shown for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub process: ProcessRef,
+    pub name: String,
+}
+
+/// What `limit` asks of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRequest {
+    pub target: Target,
+    /// `Some` sets that direction; `None` leaves it as it is (unlimited for a new target).
+    pub set: PerDirection<Option<DirectionLimit>>,
+    /// The whole limit lapses this long after it is set; `None`: until removed.
+    pub lasts: Option<Duration>,
+}
+
+/// What applying a limit did beyond the limit itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Sockets the process already had open that were attributed to it now.
+    pub backfilled_sockets: usize,
+}
+
+/// Enforces limits. Implemented by the eBPF datapath in the kernel crate, and by fakes in
+/// tests of the user interfaces.
+pub trait Backend {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The name shown in `status` and `backends`.
+    fn name(&self) -> &'static str;
+
+    /// Sets or changes the limit of one process; it acts on connections that are already
+    /// open and on new ones, and stays in force after the caller exits.
+    fn apply(&mut self, request: &LimitRequest) -> Result<Applied, Self::Error>;
+
+    /// Lifts the given directions of `pid`'s limit; returns the limit as it was, or `None`
+    /// when `pid` had none.
+    fn remove(
+        &mut self,
+        pid: u32,
+        directions: PerDirection<bool>,
+    ) -> Result<Option<ActiveLimit>, Self::Error>;
+
+    /// Every limit in force, ordered by PID.
+    fn limits(&self) -> Result<Vec<ActiveLimit>, Self::Error>;
+
+    /// Counters of one direction of one limited process.
+    fn stats(
+        &self,
+        target: ProcessRef,
+        direction: Direction,
+    ) -> Result<Option<DirStats>, Self::Error>;
+}
+
+/// A backend as listed by `chadthrottle backends`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendDescriptor {
+    pub name: &'static str,
+    /// Higher is preferred when several are available.
+    pub priority: u8,
+    pub directions: PerDirection<bool>,
+    /// One line on how it works.
+    pub summary: &'static str,
+}
+
+/// Whether a backend can work on this machine now, and if not, why and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    Unavailable(String),
+}
+
+impl Availability {
+    pub const fn is_available(&self) -> bool {
+        matches!(self, Availability::Available)
+    }
+}
+
+impl fmt::Display for Availability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Availability::Available => f.write_str("available"),
+            Availability::Unavailable(reason) => write!(f, "unavailable: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChoiceError {
+    #[error("unknown backend \"{requested}\"; known backends: {}", known.join(", "))]
+    Unknown {
+        requested: String,
+        known: Vec<&'static str>,
+    },
+    #[error("backend \"{name}\" cannot limit {direction}loads")]
+    WrongDirection {
+        name: &'static str,
+        direction: Direction,
+    },
+    #[error("backend \"{name}\" is unavailable: {reason}")]
+    Unavailable { name: &'static str, reason: String },
+    #[error("no backend can limit {direction}loads here: {}", reasons.iter().map(|(n, r)| format!("{n}: {r}")).collect::<Vec<_>>().join("; "))]
+    NoneAvailable {
+        direction: Direction,
+        reasons: Vec<(&'static str, String)>,
+    },
+}
+
+/// Picks the backend for `direction`: the one `requested` by name, or else the available
+/// one with the highest priority. `probe` says whether a backend is available.
+pub fn choose<'a>(
+    candidates: &'a [BackendDescriptor],
+    direction: Direction,
+    requested: Option<&str>,
+    probe: impl Fn(&BackendDescriptor) -> Availability,
+) -> Result<&'a BackendDescriptor, ChoiceError> {
+    if let Some(requested) = requested {
+        let backend = candidates
+            .iter()
+            .find(|backend| backend.name == requested)
+            .ok_or_else(|| ChoiceError::Unknown {
+                requested: requested.to_owned(),
+                known: candidates.iter().map(|backend| backend.name).collect(),
+            })?;
+        if !backend.directions.get(direction) {
+            return Err(ChoiceError::WrongDirection {
+                name: backend.name,
+                direction,
+            });
+        }
+        return match probe(backend) {
+            Availability::Available => Ok(backend),
+            Availability::Unavailable(reason) => Err(ChoiceError::Unavailable {
+                name: backend.name,
+                reason,
+            }),
+        };
+    }
+    let mut ranked: Vec<&BackendDescriptor> = candidates
+        .iter()
+        .filter(|backend| *backend.directions.get(direction))
+        .collect();
+    ranked.sort_by_key(|backend| std::cmp::Reverse(backend.priority));
+    let mut reasons = Vec::new();
+    for backend in ranked {
+        match probe(backend) {
+            Availability::Available => return Ok(backend),
+            Availability::Unavailable(reason) => reasons.push((backend.name, reason)),
+        }
+    }
+    Err(ChoiceError::NoneAvailable { direction, reasons })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn descriptor(
+        name: &'static str,
+        priority: u8,
+        up: bool,
+        down: bool,
+    ) -> BackendDescriptor {
+        BackendDescriptor {
+            name,
+            priority,
+            directions: PerDirection { up, down },
+            summary: "",
+        }
+    }
+
+    const BACKENDS: [BackendDescriptor; 3] = [
+        descriptor("low", 1, true, true),
+        descriptor("high", 9, true, false),
+        descriptor("mid", 5, true, true),
+    ];
+
+    fn all_available(_: &BackendDescriptor) -> Availability {
+        Availability::Available
+    }
+
+    #[test]
+    fn highest_priority_available_for_the_direction_wins() {
+        let pick = |direction| choose(&BACKENDS, direction, None, all_available).map(|b| b.name);
+        assert_eq!(pick(Direction::Up), Ok("high"));
+        assert_eq!(pick(Direction::Down), Ok("mid"), "high cannot do downloads");
+        let without_mid = |b: &BackendDescriptor| match b.name {
+            "mid" => Availability::Unavailable("no".into()),
+            _ => Availability::Available,
+        };
+        let down = choose(&BACKENDS, Direction::Down, None, without_mid).map(|b| b.name);
+        assert_eq!(down, Ok("low"));
+    }
+
+    #[test]
+    fn nothing_available_collects_every_reason() {
+        let none = |b: &BackendDescriptor| Availability::Unavailable(format!("{} is off", b.name));
+        let error = choose(&BACKENDS, Direction::Down, None, none).expect_err("none");
+        assert_eq!(
+            error.to_string(),
+            "no backend can limit downloads here: mid: mid is off; low: low is off"
+        );
+    }
+
+    #[test]
+    fn a_requested_backend_is_checked_not_replaced() {
+        let pick = |name, direction| choose(&BACKENDS, direction, Some(name), all_available);
+        assert_eq!(pick("low", Direction::Up).map(|b| b.name), Ok("low"));
+        assert!(matches!(
+            pick("high", Direction::Down),
+            Err(ChoiceError::WrongDirection { name: "high", .. })
+        ));
+        let unknown = pick("tc", Direction::Up).expect_err("unknown");
+        assert_eq!(
+            unknown.to_string(),
+            "unknown backend \"tc\"; known backends: low, high, mid"
+        );
+        let off = |_: &BackendDescriptor| Availability::Unavailable("CAP_BPF missing".into());
+        let error = choose(&BACKENDS, Direction::Up, Some("low"), off).expect_err("off");
+        assert_eq!(
+            error.to_string(),
+            "backend \"low\" is unavailable: CAP_BPF missing"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! ChadThrottle's pure core: everything that can be decided without root or a kernel.
+//!
+//! The kernel crate (`chadthrottle-kernel`) and the command line build on these types;
+//! keeping them here means the arithmetic and the user-facing grammar are tested by
+//! plain unit tests on any machine.
+
+pub mod backend;
+pub mod bucket;
+pub mod direction;
+pub mod duration;
+pub mod process;
+pub mod rate;
+pub mod status;
+
+pub use direction::{Direction, PerDirection};
+pub use process::ProcessRef;
+pub use rate::{Rate, Size};

@@ -1,0 +1,171 @@
+//! What a limit looks like to its readers: the in-memory form and the JSON contract.
+//!
+//! `chadthrottle status --json` prints a [`StatusReport`]. Its field names are a contract
+//! with scripts: add fields freely, never rename or drop one (a test pins them).
+
+use crate::direction::{Direction, PerDirection};
+use crate::process::ProcessRef;
+use serde::{Deserialize, Serialize};
+
+/// One direction of a limit as set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectionLimit {
+    /// Bytes per second; 0 blocks.
+    pub rate: u64,
+    /// Bytes that may pass at once after an idle period.
+    pub burst: u64,
+}
+
+/// Traffic counted for one direction of a limited process since the limit was set.
+/// Bytes are IP bytes as the socket layer hands them over (an offloaded 64 KB packet
+/// counts its headers once), the same bytes the bucket charges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirStats {
+    pub bytes: u64,
+    pub packets: u64,
+    pub dropped_bytes: u64,
+    pub dropped_packets: u64,
+}
+
+impl DirStats {
+    /// Sums per-CPU counters.
+    pub fn sum(parts: impl IntoIterator<Item = DirStats>) -> DirStats {
+        parts
+            .into_iter()
+            .fold(DirStats::default(), |total, part| DirStats {
+                bytes: total.bytes.wrapping_add(part.bytes),
+                packets: total.packets.wrapping_add(part.packets),
+                dropped_bytes: total.dropped_bytes.wrapping_add(part.dropped_bytes),
+                dropped_packets: total.dropped_packets.wrapping_add(part.dropped_packets),
+            })
+    }
+}
+
+/// A limit that is in force, as a backend reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveLimit {
+    pub target: ProcessRef,
+    /// The process name (`comm`) captured when the limit was set.
+    pub name: String,
+    /// `None` where the direction is not limited (it is still counted).
+    pub limits: PerDirection<Option<DirectionLimit>>,
+    /// Unix time (seconds) at which the limit lapses, if `--for` was given.
+    pub expires_at: Option<u64>,
+    pub stats: PerDirection<DirStats>,
+}
+
+/// `status --json`: every active limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub limits: Vec<LimitStatus>,
+}
+
+/// One process in `status --json`. Rates in bytes per second and bursts in bytes, as
+/// plain integers; `null` where a direction is unlimited or no expiry is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitStatus {
+    pub pid: u32,
+    /// Clock ticks after boot, field 22 of `/proc/PID/stat`.
+    pub start_time: u64,
+    pub name: String,
+    pub up: Option<u64>,
+    pub down: Option<u64>,
+    pub burst_up: Option<u64>,
+    pub burst_down: Option<u64>,
+    /// Unix time in seconds.
+    pub expires_at: Option<u64>,
+    /// The backend enforcing each direction; `null` where the direction is unlimited.
+    pub backend: PerDirection<Option<String>>,
+    pub stats: PerDirection<DirStats>,
+}
+
+impl LimitStatus {
+    /// The JSON form of `limit`, enforced by the backend named `backend_name`.
+    pub fn new(limit: &ActiveLimit, backend_name: &str) -> LimitStatus {
+        let field = |direction: Direction, pick: fn(&DirectionLimit) -> u64| {
+            limit.limits.get(direction).as_ref().map(pick)
+        };
+        LimitStatus {
+            pid: limit.target.pid,
+            start_time: limit.target.start_time,
+            name: limit.name.clone(),
+            up: field(Direction::Up, |l| l.rate),
+            down: field(Direction::Down, |l| l.rate),
+            burst_up: field(Direction::Up, |l| l.burst),
+            burst_down: field(Direction::Down, |l| l.burst),
+            expires_at: limit.expires_at,
+            backend: limit
+                .limits
+                .map(|_, l| l.as_ref().map(|_| backend_name.to_owned())),
+            stats: limit.stats,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> ActiveLimit {
+        ActiveLimit {
+            target: ProcessRef {
+                pid: 4242,
+                start_time: 1234,
+            },
+            name: "curl".into(),
+            limits: PerDirection {
+                up: Some(DirectionLimit {
+                    rate: 1 << 20,
+                    burst: 104_857,
+                }),
+                down: None,
+            },
+            expires_at: None,
+            stats: PerDirection {
+                up: DirStats {
+                    bytes: 10,
+                    packets: 1,
+                    dropped_bytes: 0,
+                    dropped_packets: 0,
+                },
+                down: DirStats::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn json_contract_field_names_and_nulls() {
+        let report = StatusReport {
+            limits: vec![LimitStatus::new(&sample(), "policer")],
+        };
+        let value = serde_json::to_value(&report).expect("serialises");
+        let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});
+        assert_eq!(
+            value,
+            json!({"limits": [{
+                "pid": 4242, "start_time": 1234, "name": "curl",
+                "up": 1048576, "down": null, "burst_up": 104857, "burst_down": null,
+                "expires_at": null,
+                "backend": {"up": "policer", "down": null},
+                "stats": {
+                    "up": {"bytes": 10, "packets": 1, "dropped_bytes": 0, "dropped_packets": 0},
+                    "down": stats,
+                },
+            }]})
+        );
+    }
+
+    #[test]
+    fn per_cpu_counters_sum() {
+        let part = DirStats {
+            bytes: 5,
+            packets: 1,
+            dropped_bytes: 2,
+            dropped_packets: 1,
+        };
+        let total = DirStats::sum([part, part, DirStats::default()]);
+        assert_eq!(total.bytes, 10);
+        assert_eq!(total.dropped_packets, 2);
+    }
+}

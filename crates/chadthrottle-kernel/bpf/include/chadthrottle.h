@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every map key and value the datapath shares with userspace, in one place.
+ *
+ * The Rust mirrors live in crates/chadthrottle-kernel/src/layout.rs. The layout is guarded
+ * three ways: the _Static_asserts below, const asserts on the Rust side, and a check of
+ * each map's key and value size when the loader opens it. Change a struct here, change
+ * its mirror, and bump CT_LAYOUT_VERSION (pinned state of another version is refused).
+ */
+#ifndef CHADTHROTTLE_H
+#define CHADTHROTTLE_H
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+
+#define CT_LAYOUT_VERSION 1
+
+/* Directions, as seen from the limited process. */
+#define CT_DIR_UP 0   /* egress: sent by the process */
+#define CT_DIR_DOWN 1 /* ingress: received by the process */
+
+/* ct_limit.rate meaning "count, never drop"; a rate of 0 blocks. */
+#define CT_RATE_UNLIMITED 0xffffffffffffffffULL
+
+#define CT_COMM_LEN 16
+
+/* Socket storage (map ct_owner): the process a socket belongs to. Written by
+ * cgroup/sock_create for new sockets, cloned to accepted ones, and back-filled by
+ * userspace for sockets that existed before the datapath was attached. */
+struct ct_owner {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 start_time; /* clock ticks after boot: /proc/PID/stat field 22 */
+};
+_Static_assert(sizeof(struct ct_owner) == 16, "ct_owner layout");
+
+/* Key of ct_limits and ct_stats: one entry per limited process and direction. */
+struct ct_limit_key {
+	__u32 tgid;
+	__u32 dir; /* CT_DIR_UP or CT_DIR_DOWN */
+};
+_Static_assert(sizeof(struct ct_limit_key) == 8, "ct_limit_key layout");
+
+/* Value of ct_limits: a GCRA token bucket (see bucket.h) and whose it is. Userspace
+ * writes it whole with BPF_F_LOCK; the datapath changes only tat_ns and rem, under lock. */
+struct ct_limit {
+	struct bpf_spin_lock lock;
+	__u32 _pad;
+	__u64 start_time;    /* must equal the socket owner's: PIDs are reused */
+	__u64 rate;          /* bytes per second; 0 blocks; CT_RATE_UNLIMITED counts only */
+	__u64 tau_ns;        /* burst, as time at rate */
+	__u64 tat_ns;        /* theoretical arrival time, CLOCK_MONOTONIC */
+	__u64 rem;           /* remainder of the last cost division */
+	__u64 burst;         /* burst in bytes, as set (tau_ns derives from it) */
+	__u64 expires_at_ns; /* CLOCK_BOOTTIME; 0: never */
+	char comm[CT_COMM_LEN];
+};
+_Static_assert(sizeof(struct ct_limit) == 80, "ct_limit layout");
+
+/* Value of the per-CPU ct_stats map. Bytes are skb->len: IP bytes with the headers of an
+ * offloaded (GSO/GRO) packet counted once; packets count wire packets (gso_segs). */
+struct ct_stats {
+	__u64 bytes;
+	__u64 packets;
+	__u64 dropped_bytes;
+	__u64 dropped_packets;
+};
+_Static_assert(sizeof(struct ct_stats) == 32, "ct_stats layout");
+
+/* The single entry of ct_meta: which install the pinned maps belong to. */
+struct ct_meta {
+	__u32 layout_version;
+	__u32 max_limits; /* processes; ct_limits holds two entries each */
+	__u64 cgroup_id;  /* the cgroup the programs are attached to */
+	__u64 object_id;  /* hash of the loaded object: refuses to mix builds */
+};
+_Static_assert(sizeof(struct ct_meta) == 24, "ct_meta layout");
+
+#endif

@@ -1,0 +1,349 @@
+//! The limit table of an installed datapath: setting, lifting, listing and counting
+//! limits. This is the eBPF backend behind the core's `Backend` trait.
+
+use crate::backfill::backfill;
+use crate::clock;
+use crate::error::Error;
+use crate::install::{self, Config, PinnedMaps};
+use crate::layout::{self, DIR_DOWN, DIR_UP, Limit, LimitKey, Owner, RATE_UNLIMITED, Stats};
+use crate::names::{BACKEND_NAME, MAP_LIMITS, MAP_OWNER, MAP_STATS};
+use crate::privileges::{self, Operation};
+use crate::procs;
+use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
+use chadthrottle_core::backend::{Applied, Backend, LimitRequest};
+use chadthrottle_core::bucket;
+use chadthrottle_core::status::{ActiveLimit, DirStats, DirectionLimit};
+use chadthrottle_core::{Direction, PerDirection, ProcessRef};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Update flag: copy the value under the entry's `bpf_spin_lock`.
+const BPF_F_LOCK: u64 = 4;
+/// Update flag: only create, never overwrite.
+const BPF_NOEXIST: u64 = 1;
+
+const fn dir_code(direction: Direction) -> u32 {
+    match direction {
+        Direction::Up => DIR_UP,
+        Direction::Down => DIR_DOWN,
+    }
+}
+
+const fn key(pid: u32, direction: Direction) -> LimitKey {
+    LimitKey {
+        tgid: pid,
+        dir: dir_code(direction),
+    }
+}
+
+/// An installed datapath, opened.
+pub struct Datapath {
+    limits: HashMap<MapData, LimitKey, Limit>,
+    stats: PerCpuHashMap<MapData, LimitKey, Stats>,
+    owner: SkStorage<MapData, Owner>,
+    capacity: u32,
+}
+
+impl Datapath {
+    /// Opens the datapath described by `config`, attaching and pinning it first if it is
+    /// not there (or only partly there, after a crash).
+    pub fn install(config: &Config) -> Result<Datapath, Error> {
+        Datapath::from_pins(install::install(config)?)
+    }
+
+    /// Opens the datapath pinned at `pin_dir`; `None` if none is installed there.
+    pub fn open(pin_dir: &Path) -> Result<Option<Datapath>, Error> {
+        privileges::check(Operation::UsePins)?;
+        install::open_pins(pin_dir)?
+            .map(Datapath::from_pins)
+            .transpose()
+    }
+
+    fn from_pins(pins: PinnedMaps) -> Result<Datapath, Error> {
+        Ok(Datapath {
+            limits: layout::typed(MAP_LIMITS, pins.limits)?,
+            stats: layout::typed(MAP_STATS, pins.stats)?,
+            owner: layout::typed(MAP_OWNER, pins.owner)?,
+            capacity: pins.meta.max_limits,
+        })
+    }
+
+    /// How many processes can be limited at once.
+    pub const fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    fn entry(&self, pid: u32, direction: Direction) -> Result<Option<Limit>, Error> {
+        match self.limits.get(&key(pid, direction), BPF_F_LOCK) {
+            Ok(limit) => Ok(Some(limit)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(error) => Err(Error::map("read", MAP_LIMITS)(error)),
+        }
+    }
+
+    fn write(&mut self, pid: u32, direction: Direction, limit: Limit) -> Result<(), Error> {
+        self.limits
+            .insert(key(pid, direction), limit, BPF_F_LOCK)
+            .map_err(|error| self.table_error(error, MAP_LIMITS))
+    }
+
+    fn table_error(&self, error: MapError, map: &'static str) -> Error {
+        let full = matches!(&error, MapError::SyscallError(call) if call.io_error.raw_os_error() == Some(libc::E2BIG));
+        if full {
+            Error::TableFull {
+                capacity: self.capacity,
+            }
+        } else {
+            Error::map("write", map)(error)
+        }
+    }
+
+    fn zero_stats(&mut self, pid: u32, direction: Direction, flags: u64) -> Result<(), Error> {
+        let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
+        let zeros = PerCpuValues::try_from(vec![Stats::default(); cpus])
+            .map_err(|source| Error::io("size per-CPU values for", MAP_STATS)(source))?;
+        match self.stats.insert(key(pid, direction), zeros, flags) {
+            Ok(()) => Ok(()),
+            Err(MapError::SyscallError(call))
+                if call.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(self.table_error(error, MAP_STATS)),
+        }
+    }
+
+    fn delete(&mut self, pid: u32) {
+        for direction in Direction::ALL {
+            // absent entries are fine: the exit hook may have been first
+            let _absent = self.limits.remove(&key(pid, direction));
+            let _absent = self.stats.remove(&key(pid, direction));
+        }
+    }
+
+    fn read_stats(&self, pid: u32, direction: Direction) -> Result<DirStats, Error> {
+        match self.stats.get(&key(pid, direction), 0) {
+            Ok(values) => Ok(DirStats::sum(values.iter().map(|cpu| DirStats {
+                bytes: cpu.bytes,
+                packets: cpu.packets,
+                dropped_bytes: cpu.dropped_bytes,
+                dropped_packets: cpu.dropped_packets,
+            }))),
+            Err(MapError::KeyNotFound) => Ok(DirStats::default()),
+            Err(error) => Err(Error::map("read", MAP_STATS)(error)),
+        }
+    }
+
+    /// The limit of `pid` as the table holds it, expired or not.
+    fn read(&self, pid: u32) -> Result<Option<(ActiveLimit, u64)>, Error> {
+        let entries = PerDirection {
+            up: self.entry(pid, Direction::Up)?,
+            down: self.entry(pid, Direction::Down)?,
+        };
+        let Some(first) = entries.up.or(entries.down) else {
+            return Ok(None);
+        };
+        let limits = entries.map(|_, entry| {
+            entry
+                .filter(|limit| limit.rate != RATE_UNLIMITED)
+                .map(|limit| DirectionLimit {
+                    rate: limit.rate,
+                    burst: limit.burst,
+                })
+        });
+        let stats = PerDirection {
+            up: self.read_stats(pid, Direction::Up)?,
+            down: self.read_stats(pid, Direction::Down)?,
+        };
+        let limit = ActiveLimit {
+            target: ProcessRef {
+                pid,
+                start_time: first.start_time,
+            },
+            name: first.comm(),
+            limits,
+            expires_at: (first.expires_at_ns != 0)
+                .then(|| clock::boottime_to_unix_secs(first.expires_at_ns)),
+            stats,
+        };
+        Ok(Some((limit, first.expires_at_ns)))
+    }
+
+    fn pids(&self) -> BTreeSet<u32> {
+        self.limits
+            .keys()
+            .filter_map(Result::ok)
+            .map(|key| key.tgid)
+            .collect()
+    }
+
+    /// Deletes entries whose process is gone or whose `--for` has run out (the datapath
+    /// and the exit hook delete most of them first). Returns the limits removed.
+    pub fn prune(&mut self) -> Result<Vec<ActiveLimit>, Error> {
+        let now = clock::boottime_ns();
+        let mut pruned = Vec::new();
+        for pid in self.pids() {
+            let Some((limit, expires_at_ns)) = self.read(pid)? else {
+                continue;
+            };
+            let expired = expires_at_ns != 0 && expires_at_ns <= now;
+            if expired || !procs::is_alive(pid, limit.target.start_time) {
+                self.delete(pid);
+                pruned.push(limit);
+            }
+        }
+        Ok(pruned)
+    }
+
+    fn bucket(
+        &self,
+        request: &LimitRequest,
+        limit: Option<DirectionLimit>,
+        now: u64,
+        expires: u64,
+    ) -> Limit {
+        let target = &request.target;
+        let (rate, burst) = limit.map_or((RATE_UNLIMITED, 0), |l| (l.rate, l.burst));
+        let state = bucket::Bucket::new(rate, burst, now);
+        Limit {
+            start_time: target.process.start_time,
+            rate,
+            tau_ns: state.tau_ns,
+            tat_ns: state.tat_ns,
+            rem: state.rem,
+            burst,
+            expires_at_ns: expires,
+            comm: layout::comm_bytes(&target.name),
+            ..Limit::default()
+        }
+    }
+
+    fn apply_entries(&mut self, request: &LimitRequest) -> Result<(), Error> {
+        let process = request.target.process;
+        let now = clock::monotonic_ns();
+        let expires = request.lasts.map_or(0, |lasts| {
+            clock::boottime_ns().saturating_add(u64::try_from(lasts.as_nanos()).unwrap_or(u64::MAX))
+        });
+        for direction in Direction::ALL {
+            let existing = self
+                .entry(process.pid, direction)?
+                .filter(|limit| limit.start_time == process.start_time);
+            let value = match (request.set.get(direction), existing) {
+                (Some(limit), _) => self.bucket(request, Some(*limit), now, expires),
+                (None, Some(old)) if old.expires_at_ns == expires => continue,
+                (None, Some(old)) => Limit {
+                    expires_at_ns: expires,
+                    ..old
+                },
+                (None, None) => self.bucket(request, None, now, expires),
+            };
+            self.write(process.pid, direction, value)?;
+            // fresh counters for a new target (and for a stale one whose PID was reused)
+            let flags = if existing.is_some() { BPF_NOEXIST } else { 0 };
+            self.zero_stats(process.pid, direction, flags)?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Datapath {
+    type Error = Error;
+
+    fn name(&self) -> &'static str {
+        BACKEND_NAME
+    }
+
+    fn apply(&mut self, request: &LimitRequest) -> Result<Applied, Error> {
+        let process = request.target.process;
+        let before = PerDirection {
+            up: self.entry(process.pid, Direction::Up)?,
+            down: self.entry(process.pid, Direction::Down)?,
+        };
+        let restore = |datapath: &mut Datapath| {
+            datapath.delete(process.pid);
+            for (direction, old) in before.iter() {
+                if let Some(old) = old {
+                    let _best_effort = datapath.write(process.pid, direction, *old);
+                    let _best_effort = datapath.zero_stats(process.pid, direction, BPF_NOEXIST);
+                }
+            }
+        };
+        let result = self.apply_entries(request).and_then(|()| {
+            let owner = Owner {
+                tgid: process.pid,
+                _pad: 0,
+                start_time: process.start_time,
+            };
+            backfill(owner, &mut self.owner)
+        });
+        // the process may have exited (and its PID been reused) while this ran: its
+        // entries must not outlive it
+        let result = result.and_then(|stamped| {
+            if procs::is_alive(process.pid, process.start_time) {
+                Ok(stamped)
+            } else {
+                Err(Error::ProcessExited { pid: process.pid })
+            }
+        });
+        match result {
+            Ok(backfilled_sockets) => Ok(Applied { backfilled_sockets }),
+            Err(error) => {
+                restore(self);
+                Err(error)
+            }
+        }
+    }
+
+    fn remove(
+        &mut self,
+        pid: u32,
+        directions: PerDirection<bool>,
+    ) -> Result<Option<ActiveLimit>, Error> {
+        let Some((limit, expires_at_ns)) = self.read(pid)? else {
+            return Ok(None);
+        };
+        let keeps_a_limit = limit
+            .limits
+            .iter()
+            .any(|(direction, set)| set.is_some() && !directions.get(direction));
+        if !keeps_a_limit {
+            self.delete(pid);
+            return Ok(Some(limit));
+        }
+        for (direction, lift) in directions.iter() {
+            if *lift && limit.limits.get(direction).is_some() {
+                let entry = Limit {
+                    start_time: limit.target.start_time,
+                    rate: RATE_UNLIMITED,
+                    expires_at_ns,
+                    comm: layout::comm_bytes(&limit.name),
+                    ..Limit::default()
+                };
+                self.write(pid, direction, entry)?;
+            }
+        }
+        Ok(Some(limit))
+    }
+
+    fn limits(&self) -> Result<Vec<ActiveLimit>, Error> {
+        let now = clock::boottime_ns();
+        let mut limits = Vec::new();
+        for pid in self.pids() {
+            if let Some((limit, expires_at_ns)) = self.read(pid)?
+                && (expires_at_ns == 0 || expires_at_ns > now)
+            {
+                limits.push(limit);
+            }
+        }
+        Ok(limits)
+    }
+
+    fn stats(&self, target: ProcessRef, direction: Direction) -> Result<Option<DirStats>, Error> {
+        match self.entry(target.pid, direction)? {
+            Some(limit) if limit.start_time == target.start_time => {
+                self.read_stats(target.pid, direction).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}

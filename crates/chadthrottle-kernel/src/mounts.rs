@@ -1,0 +1,170 @@
+//! Where cgroup2 and bpffs are mounted, and mounting bpffs for the pins when it is not.
+
+use crate::error::Error;
+use crate::names::BPFFS_SOURCE;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// One line of /proc/self/mountinfo, the parts used here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub point: PathBuf,
+    pub fs_type: String,
+    pub source: Option<String>,
+}
+
+fn mounts() -> Vec<Mount> {
+    procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map(|infos| {
+            infos
+                .into_iter()
+                .map(|info| Mount {
+                    point: info.mount_point,
+                    fs_type: info.fs_type,
+                    source: info.mount_source,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The root of the cgroup2 tree (the first cgroup2 mount in /proc/self/mountinfo).
+pub fn cgroup2_root() -> Result<PathBuf, Error> {
+    mounts()
+        .into_iter()
+        .find(|mount| mount.fs_type == "cgroup2")
+        .map(|mount| mount.point)
+        .ok_or(Error::NoCgroup2)
+}
+
+/// The cgroup2 directory `path` as a path inside the tree (`/` for the root), after
+/// checking it is one.
+pub fn cgroup_scope(path: &Path) -> Result<String, Error> {
+    let root = cgroup2_root()?;
+    let not_cgroup = || Error::NotCgroup2 {
+        path: path.to_owned(),
+        mount: root.clone(),
+    };
+    let canonical = path.canonicalize().map_err(|_| not_cgroup())?;
+    let inside = canonical.strip_prefix(&root).map_err(|_| not_cgroup())?;
+    if !canonical.join("cgroup.procs").exists() {
+        return Err(not_cgroup());
+    }
+    Ok(format!("/{}", inside.display()))
+}
+
+/// The mount that holds `path` (the longest mount point that is a prefix of it).
+pub fn mount_of(path: &Path) -> Option<Mount> {
+    mounts()
+        .into_iter()
+        .filter(|mount| path.starts_with(&mount.point))
+        .max_by_key(|mount| mount.point.as_os_str().len())
+}
+
+/// What has to happen before `pin_dir` can hold pins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinDirPlan {
+    /// Its parent is on a bpffs already.
+    Ready,
+    /// A bpffs must be mounted on its parent first.
+    Mount { at: PathBuf },
+}
+
+/// Decides whether pinning under `pin_dir` needs a bpffs mounted, without changing
+/// anything: the caller checks privileges in between.
+pub fn plan_pin_dir(pin_dir: &Path) -> Result<PinDirPlan, Error> {
+    let parent = pin_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let holder = mount_of(&parent);
+    match holder {
+        Some(mount) if mount.fs_type == "bpf" => Ok(PinDirPlan::Ready),
+        Some(mount) if mount.point == parent => Err(Error::NoBpffs {
+            pin_dir: pin_dir.to_owned(),
+            parent,
+            fs_type: mount.fs_type,
+        }),
+        _ => Ok(PinDirPlan::Mount { at: parent }),
+    }
+}
+
+/// Carries out `plan` and creates `pin_dir`.
+pub fn prepare_pin_dir(pin_dir: &Path, plan: &PinDirPlan) -> Result<(), Error> {
+    if let PinDirPlan::Mount { at } = plan {
+        std::fs::create_dir_all(at).map_err(Error::io("create", at))?;
+        mount_bpffs(at)?;
+    }
+    match std::fs::create_dir(pin_dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(Error::io("create", pin_dir)(error))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn c_path(path: &Path) -> Result<CString, Error> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::io("use", path)(std::io::Error::from(std::io::ErrorKind::InvalidInput)))
+}
+
+fn mount_bpffs(at: &Path) -> Result<(), Error> {
+    let target = c_path(at)?;
+    let source = c_path(Path::new(BPFFS_SOURCE))?;
+    let (fs_type, options) = (c"bpf", c"mode=0700");
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let status = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fs_type.as_ptr(),
+            0,
+            options.as_ptr().cast(),
+        )
+    };
+    if status != 0 {
+        return Err(Error::io("mount bpffs on", at)(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Unmounts the bpffs above `pin_dir` if ChadThrottle mounted it and nothing else is in
+/// it. Returns whether it did.
+pub fn release_bpffs(pin_dir: &Path) -> Result<bool, Error> {
+    let Some(parent) = pin_dir.parent() else {
+        return Ok(false);
+    };
+    let ours = mount_of(parent).is_some_and(|mount| {
+        mount.fs_type == "bpf"
+            && mount.point == parent
+            && mount.source.as_deref() == Some(BPFFS_SOURCE)
+    });
+    // a fresh bpffs is not quite empty: with CONFIG_BPF_PRELOAD the kernel puts its own
+    // iterator files in it
+    let empty = std::fs::read_dir(parent).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).all(|entry| {
+            matches!(
+                entry.file_name().to_str(),
+                Some("maps.debug" | "progs.debug")
+            )
+        })
+    });
+    if !(ours && empty) {
+        return Ok(false);
+    }
+    let target = c_path(parent)?;
+    // SAFETY: target is a valid NUL-terminated path.
+    if unsafe { libc::umount2(target.as_ptr(), 0) } != 0 {
+        return Err(Error::io("unmount", parent)(std::io::Error::last_os_error()));
+    }
+    Ok(true)
+}
+
+/// The cgroup2 id of a cgroup directory: its inode number on the cgroup2 filesystem.
+pub fn cgroup_id(path: &Path) -> Result<u64, Error> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|meta| meta.ino())
+        .map_err(Error::io("inspect", path))
+}

@@ -1,0 +1,48 @@
+//! Every name the datapath is known by: maps, programs, pin files. One place, so the
+//! loader, `reset` and the tests cannot disagree.
+
+/// Socket storage: the process each socket belongs to.
+pub const MAP_OWNER: &str = "ct_owner";
+/// Token buckets, one per limited process and direction.
+pub const MAP_LIMITS: &str = "ct_limits";
+/// Per-CPU counters, keyed like [`MAP_LIMITS`].
+pub const MAP_STATS: &str = "ct_stats";
+/// Which install the pinned maps belong to.
+pub const MAP_META: &str = "ct_meta";
+
+/// Every map, in the order `reset` removes them.
+pub const MAPS: [&str; 4] = [MAP_LIMITS, MAP_STATS, MAP_OWNER, MAP_META];
+
+pub const PROG_SOCK_CREATE: &str = "ct_sock_create";
+pub const PROG_EGRESS: &str = "ct_egress";
+pub const PROG_INGRESS: &str = "ct_ingress";
+pub const PROG_PROCESS_EXIT: &str = "ct_process_exit";
+
+/// The kernel tracepoint [`PROG_PROCESS_EXIT`] attaches to.
+pub const TRACEPOINT_PROCESS_EXIT: &str = "sched_process_exit";
+
+/// Load-time setting in `.rodata`: nanoseconds per clock tick.
+pub const GLOBAL_NS_PER_TICK: &str = "ct_ns_per_tick";
+
+/// Pin file of the link that keeps `program` attached.
+pub fn link_pin(program: &str) -> String {
+    format!("link_{program}")
+}
+
+/// Every program, in the order they are attached; `reset` detaches in reverse.
+pub const PROGRAMS: [&str; 4] = [
+    PROG_SOCK_CREATE,
+    PROG_PROCESS_EXIT,
+    PROG_EGRESS,
+    PROG_INGRESS,
+];
+
+/// The source name given to a bpffs that ChadThrottle mounted itself; `reset` unmounts
+/// only a bpffs with this source, and only when it is empty.
+pub const BPFFS_SOURCE: &str = "chadthrottle";
+
+/// Serialises every command that changes pinned state.
+pub const LOCK_FILE: &str = "/run/lock/chadthrottle.lock";
+
+/// The backend name the datapath reports.
+pub const BACKEND_NAME: &str = "policer";

@@ -1,0 +1,165 @@
+//! The command line's grammar (clap). Parsing only: `commands` does the work.
+
+use chadthrottle_core::duration::parse_duration;
+use chadthrottle_core::{Rate, Size};
+use chadthrottle_kernel::{DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const RATES: &str = "RATE is bytes per second as 500K, 1.5M, 1G, 500KiB/s (1024-based) or bits \
+    per second as 800kbit, 8mbit, 1gbit (1000-based); 0 blocks.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chadthrottle",
+    version,
+    about = "Cap any process's upload and download rate, on the connections it already has open.",
+    after_help = RATES,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Upstream form: limit this PID in the foreground until Ctrl+C or --duration.
+    #[arg(long, value_name = "PID", requires = "foreground_limit")]
+    pub pid: Option<u32>,
+
+    /// Upstream form: download limit of --pid.
+    #[arg(
+        long,
+        value_name = "RATE",
+        group = "foreground_limit",
+        requires = "pid"
+    )]
+    pub download_limit: Option<Rate>,
+
+    /// Upstream form: upload limit of --pid.
+    #[arg(
+        long,
+        value_name = "RATE",
+        group = "foreground_limit",
+        requires = "pid"
+    )]
+    pub upload_limit: Option<Rate>,
+
+    /// Upstream form: remove the limit after this long (30, 30s, 5m, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "pid")]
+    pub duration: Option<Duration>,
+
+    /// Same as the `backends` command.
+    #[arg(long)]
+    pub list_backends: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// cgroup2 directory the datapath attaches to [default: the root of the cgroup2 mount]
+    #[arg(long, global = true, env = "CHADTHROTTLE_CGROUP", value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    /// bpffs directory that holds the pinned datapath (mounted if missing)
+    #[arg(long, global = true, env = "CHADTHROTTLE_PIN_DIR", value_name = "PATH", default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+
+    /// How many processes can be limited at once (takes effect when the datapath is installed)
+    #[arg(
+        long,
+        global = true,
+        env = "CHADTHROTTLE_MAX_LIMITS",
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_LIMITS,
+        value_parser = clap::value_parser!(u32).range(1..=(1 << 22))
+    )]
+    pub max_limits: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set or change a process's limit; returns at once, the limit stays in the kernel.
+    #[command(after_help = RATES)]
+    Limit(LimitArgs),
+    /// Lift a process's limit (both directions unless --up or --down).
+    Unlimit(UnlimitArgs),
+    /// Every active limit with live counters.
+    Status(StatusArgs),
+    /// Remove everything ChadThrottle put in the kernel: links, maps, pins, its bpffs mount.
+    Reset,
+    /// The backends that can enforce limits, their priority, and why one is unavailable.
+    Backends(BackendsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("direction").required(true).multiple(true).args(["up", "down"]))]
+pub struct LimitArgs {
+    /// The process to limit.
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+
+    /// Upload limit.
+    #[arg(long, value_name = "RATE")]
+    pub up: Option<Rate>,
+
+    /// Download limit.
+    #[arg(long, value_name = "RATE")]
+    pub down: Option<Rate>,
+
+    /// Bytes that may pass at once after an idle spell, both directions [default: 100 ms of
+    /// the rate, at least 64K]
+    #[arg(long, value_name = "SIZE")]
+    pub burst: Option<Size>,
+
+    /// Upload burst (overrides --burst).
+    #[arg(long, value_name = "SIZE")]
+    pub burst_up: Option<Size>,
+
+    /// Download burst (overrides --burst).
+    #[arg(long, value_name = "SIZE")]
+    pub burst_down: Option<Size>,
+
+    /// Lift the whole limit after this long (500ms, 30s, 5m, 1h30m); enforced by the kernel.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub lasts: Option<Duration>,
+
+    /// Backend for the upload limit [default: the best available]
+    #[arg(long, value_name = "NAME")]
+    pub upload_backend: Option<String>,
+
+    /// Backend for the download limit [default: the best available]
+    #[arg(long, value_name = "NAME")]
+    pub download_backend: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlimitArgs {
+    /// The process whose limit to lift.
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+
+    /// Lift only the upload limit.
+    #[arg(long)]
+    pub up: bool,
+
+    /// Lift only the download limit.
+    #[arg(long)]
+    pub down: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackendsArgs {
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,161 @@
+//! `chadthrottle limit`: set or change one process's limit and return.
+
+use crate::cli::{Global, LimitArgs};
+use crate::render;
+use anyhow::Context as _;
+use chadthrottle_core::backend::{Backend, LimitRequest, Target, choose};
+use chadthrottle_core::bucket::default_burst;
+use chadthrottle_core::process::validate_target;
+use chadthrottle_core::status::DirectionLimit;
+use chadthrottle_core::{Direction, PerDirection, Rate, Size};
+use chadthrottle_kernel::{Datapath, mounts, probe, procs};
+use std::time::Duration;
+
+/// The directions' limits as asked: `--burst-up/--burst-down` over `--burst` over the
+/// default burst for the rate.
+pub fn direction_limits(
+    up: Option<Rate>,
+    down: Option<Rate>,
+    burst: Option<Size>,
+    burst_up: Option<Size>,
+    burst_down: Option<Size>,
+) -> PerDirection<Option<DirectionLimit>> {
+    let one = |rate: Option<Rate>, specific: Option<Size>| {
+        rate.map(|rate| DirectionLimit {
+            rate: rate.bytes_per_sec(),
+            burst: specific
+                .or(burst)
+                .unwrap_or_else(|| default_burst(rate))
+                .bytes(),
+        })
+    };
+    PerDirection {
+        up: one(up, burst_up),
+        down: one(down, burst_down),
+    }
+}
+
+/// Checks the backend names asked for, per direction. This build has one backend, the
+/// policer; the choice still goes through the pure `choose` so a wrong name gets the
+/// same answer it will get when there are several.
+pub fn check_backends(
+    upload: Option<&str>,
+    download: Option<&str>,
+    set: &PerDirection<Option<DirectionLimit>>,
+) -> anyhow::Result<()> {
+    let backends = probe::descriptors();
+    for (direction, requested) in [(Direction::Up, upload), (Direction::Down, download)] {
+        if set.get(direction).is_some() || requested.is_some() {
+            // availability is proven by installing; here only names and directions count
+            choose(&backends, direction, requested, |_| {
+                chadthrottle_core::backend::Availability::Available
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the limit of `pid` and returns the datapath and the request, for callers that
+/// keep going (the upstream foreground form).
+pub fn apply(
+    global: &Global,
+    pid: u32,
+    set: PerDirection<Option<DirectionLimit>>,
+    lasts: Option<Duration>,
+) -> anyhow::Result<(Datapath, LimitRequest, usize)> {
+    let config = super::config(global)?;
+    let scope = mounts::cgroup_scope(&config.cgroup)?;
+    let (process, name) = validate_target(pid, procs::inspect(pid), std::process::id(), &scope)?;
+    let mut datapath = Datapath::install(&config)?;
+    datapath.prune()?;
+    let request = LimitRequest {
+        target: Target { process, name },
+        set,
+        lasts,
+    };
+    let applied = datapath
+        .apply(&request)
+        .with_context(|| format!("cannot limit PID {pid}"))?;
+    Ok((datapath, request, applied.backfilled_sockets))
+}
+
+pub fn run(global: &Global, args: &LimitArgs) -> anyhow::Result<()> {
+    let set = direction_limits(
+        args.up,
+        args.down,
+        args.burst,
+        args.burst_up,
+        args.burst_down,
+    );
+    check_backends(
+        args.upload_backend.as_deref(),
+        args.download_backend.as_deref(),
+        &set,
+    )?;
+    let (datapath, request, sockets) = apply(global, args.pid, set, args.lasts)?;
+    print_applied(&datapath, &request, sockets)
+}
+
+pub fn print_applied(
+    datapath: &Datapath,
+    request: &LimitRequest,
+    sockets: usize,
+) -> anyhow::Result<()> {
+    let limit = datapath
+        .limits()?
+        .into_iter()
+        .find(|limit| limit.target == request.target.process)
+        .with_context(|| {
+            format!(
+                "PID {} exited as its limit was set",
+                request.target.process.pid
+            )
+        })?;
+    println!(
+        "{}; {sockets} open socket{} attributed",
+        render::limit_summary(&limit, datapath.name(), super::unix_now()),
+        if sockets == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(text: &str) -> Option<Rate> {
+        Some(text.parse().expect("valid rate"))
+    }
+
+    fn size(text: &str) -> Option<Size> {
+        Some(text.parse().expect("valid size"))
+    }
+
+    #[test]
+    fn bursts_default_per_rate_and_specific_beats_general() {
+        let set = direction_limits(rate("10M"), None, None, None, None);
+        assert_eq!(
+            set.up,
+            Some(DirectionLimit {
+                rate: 10 << 20,
+                burst: 1 << 20
+            })
+        );
+        assert_eq!(set.down, None);
+        let set = direction_limits(rate("1M"), rate("2M"), size("256K"), None, size("1M"));
+        assert_eq!(set.up.map(|l| l.burst), Some(256 << 10));
+        assert_eq!(set.down.map(|l| l.burst), Some(1 << 20));
+    }
+
+    #[test]
+    fn unknown_backends_are_refused_by_name() {
+        let set = direction_limits(rate("1M"), None, None, None, None);
+        assert!(check_backends(None, None, &set).is_ok());
+        assert!(check_backends(Some("policer"), Some("policer"), &set).is_ok());
+        let error = check_backends(Some("htb"), None, &set).expect_err("htb is not built");
+        assert_eq!(
+            error.to_string(),
+            "unknown backend \"htb\"; known backends: policer"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Text the command line prints: pure functions of the data, tested without a kernel.
+
+use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::rate::format_bytes;
+use chadthrottle_core::status::{ActiveLimit, DirectionLimit};
+use chadthrottle_core::{Direction, PerDirection, Rate};
+use std::fmt::Write as _;
+
+fn rate(limit: &DirectionLimit) -> String {
+    Rate::new(limit.rate).map_or_else(
+        || format!("{}B/s", limit.rate),
+        |rate| {
+            if rate.is_block() {
+                "blocked".to_owned()
+            } else {
+                rate.to_string()
+            }
+        },
+    )
+}
+
+/// `up 1MB/s (burst 100KB)`, or `up unlimited`.
+fn direction(direction: Direction, limit: Option<&DirectionLimit>) -> String {
+    match limit {
+        Some(limit) => format!(
+            "{direction} {} (burst {})",
+            rate(limit),
+            format_bytes(limit.burst)
+        ),
+        None => format!("{direction} unlimited"),
+    }
+}
+
+/// `in 4m 10s`, from seconds.
+pub fn remaining(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "m"), (s, "s")]
+        .into_iter()
+        .skip_while(|(value, _)| *value == 0)
+        .take(2)
+        .filter(|(value, _)| *value != 0)
+        .map(|(value, unit)| format!("{value}{unit}"))
+        .collect();
+    if parts.is_empty() {
+        "now".to_owned()
+    } else {
+        format!("in {}", parts.join(" "))
+    }
+}
+
+fn expiry(expires_at: Option<u64>, now_unix: u64) -> String {
+    expires_at.map_or_else(
+        || "until removed".to_owned(),
+        |at| format!("expires {}", remaining(at.saturating_sub(now_unix))),
+    )
+}
+
+/// One line for `limit` and the upstream foreground form.
+pub fn limit_summary(limit: &ActiveLimit, backend: &str, now_unix: u64) -> String {
+    format!(
+        "PID {} ({}): {}, {}, {} [{backend}]",
+        limit.target.pid,
+        limit.name,
+        direction(Direction::Up, limit.limits.up.as_ref()),
+        direction(Direction::Down, limit.limits.down.as_ref()),
+        expiry(limit.expires_at, now_unix),
+    )
+}
+
+/// The `status` table: a line per process and direction.
+pub fn status_table(limits: &[ActiveLimit], backend: &str, now_unix: u64) -> String {
+    if limits.is_empty() {
+        return "no active limits\n".to_owned();
+    }
+    let mut rows = vec![
+        [
+            "PID", "NAME", "DIR", "LIMIT", "BURST", "BYTES", "PACKETS", "DROPPED", "BACKEND",
+            "EXPIRES",
+        ]
+        .map(str::to_owned),
+    ];
+    for limit in limits {
+        for (dir, set) in limit.limits.iter() {
+            let stats = limit.stats.get(dir);
+            let first = dir == Direction::Up;
+            rows.push([
+                if first {
+                    limit.target.pid.to_string()
+                } else {
+                    String::new()
+                },
+                if first {
+                    limit.name.clone()
+                } else {
+                    String::new()
+                },
+                dir.to_string(),
+                set.as_ref().map_or_else(|| "-".to_owned(), rate),
+                set.as_ref()
+                    .map_or_else(|| "-".to_owned(), |l| format_bytes(l.burst)),
+                format_bytes(stats.bytes),
+                stats.packets.to_string(),
+                format!(
+                    "{} ({} pkts)",
+                    format_bytes(stats.dropped_bytes),
+                    stats.dropped_packets
+                ),
+                if set.is_some() {
+                    backend.to_owned()
+                } else {
+                    "-".to_owned()
+                },
+                if first {
+                    limit.expires_at.map_or_else(
+                        || "never".to_owned(),
+                        |at| remaining(at.saturating_sub(now_unix)),
+                    )
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+    }
+    table(&rows)
+}
+
+/// The `backends` table.
+pub fn backends_table(backends: &[(BackendDescriptor, Availability)]) -> String {
+    let mut rows =
+        vec![["BACKEND", "PRIORITY", "UPLOAD", "DOWNLOAD", "AVAILABLE"].map(str::to_owned)];
+    let mut notes = String::new();
+    let yes_no = |flag: bool| if flag { "yes" } else { "no" }.to_owned();
+    for (backend, availability) in backends {
+        rows.push([
+            backend.name.to_owned(),
+            backend.priority.to_string(),
+            yes_no(backend.directions.up),
+            yes_no(backend.directions.down),
+            yes_no(availability.is_available()),
+        ]);
+        let _infallible = writeln!(notes, "\n{}: {}", backend.name, backend.summary);
+        if let Availability::Unavailable(reason) = availability {
+            let _infallible = writeln!(notes, "  unavailable: {reason}");
+        }
+    }
+    table(&rows) + &notes
+}
+
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Which directions a command touches, from `--up`/`--down` flags (neither: both).
+pub fn directions_from_flags(up: bool, down: bool) -> PerDirection<bool> {
+    if up || down {
+        PerDirection { up, down }
+    } else {
+        PerDirection {
+            up: true,
+            down: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chadthrottle_core::ProcessRef;
+    use chadthrottle_core::status::DirStats;
+
+    fn sample() -> ActiveLimit {
+        ActiveLimit {
+            target: ProcessRef {
+                pid: 4242,
+                start_time: 9,
+            },
+            name: "curl".into(),
+            limits: PerDirection {
+                up: Some(DirectionLimit {
+                    rate: 1 << 20,
+                    burst: 104_857,
+                }),
+                down: Some(DirectionLimit {
+                    rate: 0,
+                    burst: 65_536,
+                }),
+            },
+            expires_at: Some(1_090),
+            stats: PerDirection {
+                up: DirStats {
+                    bytes: 3 << 20,
+                    packets: 2200,
+                    dropped_bytes: 1 << 20,
+                    dropped_packets: 700,
+                },
+                down: DirStats::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn summary_shows_rates_in_input_units() {
+        assert_eq!(
+            limit_summary(&sample(), "policer", 1_000),
+            "PID 4242 (curl): up 1MB/s (burst 102.4KB), down blocked (burst 64KB), expires in 1m 30s [policer]"
+        );
+    }
+
+    #[test]
+    fn status_table_lines_up() {
+        let text = status_table(&[sample()], "policer", 1_000);
+        let expected = "\
+PID   NAME  DIR   LIMIT    BURST    BYTES  PACKETS  DROPPED         BACKEND  EXPIRES
+4242  curl  up    1MB/s    102.4KB  3MB    2200     1MB (700 pkts)  policer  in 1m 30s
+            down  blocked  64KB     0B     0        0B (0 pkts)     policer
+";
+        assert_eq!(text, expected);
+        assert_eq!(status_table(&[], "policer", 0), "no active limits\n");
+    }
+
+    #[test]
+    fn remaining_time_is_two_units_at_most() {
+        assert_eq!(remaining(0), "now");
+        assert_eq!(remaining(59), "in 59s");
+        assert_eq!(remaining(3600 + 5), "in 1h");
+        assert_eq!(remaining(90_061), "in 1d 1h");
+    }
+}
