@@ -13,6 +13,9 @@
  * include/chadthrottle.h; the bucket arithmetic in include/bucket.h.
  */
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "chadthrottle.h"
 #include "bucket.h"
@@ -111,6 +114,35 @@ static __always_inline void ct_count(struct ct_limit_key *key, struct __sk_buff 
 	}
 }
 
+/* Whether skb is a TCP segment without payload (ACK, SYN, FIN, RST). Such segments are
+ * counted but never charged or dropped: they carry no data, and charging the ACKs of a
+ * download to the upload bucket (or an upload's ACKs to the download bucket) would let a
+ * busy direction starve the other one. */
+static __always_inline int ct_is_tcp_control(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	__u32 ip_len, tcp_len;
+	__u8 byte;
+
+	/* largest header-only segment: 60 bytes of IPv4 header, 60 of TCP header */
+	if (sk->protocol != IPPROTO_TCP || skb->len > 120)
+		return 0;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, &byte, 1))
+			return 0;
+		ip_len = (byte & 0x0f) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, &byte, 1) || byte != IPPROTO_TCP)
+			return 0; /* extension headers: police it */
+		ip_len = 40;
+	} else {
+		return 0;
+	}
+	if (bpf_skb_load_bytes(skb, ip_len + 12, &byte, 1))
+		return 0;
+	tcp_len = (byte >> 4) * 4;
+	return skb->len <= ip_len + tcp_len;
+}
+
 /* Returns 1 if the packet may pass, 0 if it is over its owner's limit. */
 static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
 {
@@ -138,10 +170,13 @@ static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
 		bpf_map_delete_elem(&ct_stats, &key);
 		return 1;
 	}
+	if (ct_is_tcp_control(skb, sk)) {
+		ct_count(&key, skb, 1);
+		return 1;
+	}
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&limit->lock);
-	passed = ct_bucket_admit(&limit->tat_ns, &limit->rem, limit->rate, limit->tau_ns, now,
-				 skb->len);
+	passed = ct_bucket_admit(&limit->bucket, now, skb->len);
 	bpf_spin_unlock(&limit->lock);
 	ct_count(&key, skb, passed);
 	return passed;

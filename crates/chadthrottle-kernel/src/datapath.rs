@@ -10,7 +10,7 @@ use crate::names::{BACKEND_NAME, MAP_LIMITS, MAP_OWNER, MAP_STATS};
 use crate::privileges::{self, Operation};
 use crate::procs;
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
-use chadthrottle_core::backend::{Applied, Backend, LimitRequest};
+use chadthrottle_core::backend::{Applied, Backend, LimitRequest, Target};
 use chadthrottle_core::bucket;
 use chadthrottle_core::status::{ActiveLimit, DirStats, DirectionLimit};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
@@ -33,6 +33,20 @@ const fn key(pid: u32, direction: Direction) -> LimitKey {
     LimitKey {
         tgid: pid,
         dir: dir_code(direction),
+    }
+}
+
+/// A fresh entry for `target`: a bucket that starts empty, or a counting-only one for a
+/// direction without a limit.
+fn new_entry(target: &Target, limit: Option<DirectionLimit>, now: u64, expires: u64) -> Limit {
+    let (rate, burst) = limit.map_or((RATE_UNLIMITED, 0), |l| (l.rate, l.burst));
+    Limit {
+        start_time: target.process.start_time,
+        bucket: bucket::Bucket::new(rate, burst, now),
+        burst,
+        expires_at_ns: expires,
+        comm: layout::comm_bytes(&target.name),
+        ..Limit::default()
     }
 }
 
@@ -145,9 +159,9 @@ impl Datapath {
         };
         let limits = entries.map(|_, entry| {
             entry
-                .filter(|limit| limit.rate != RATE_UNLIMITED)
+                .filter(|limit| limit.bucket.rate != RATE_UNLIMITED)
                 .map(|limit| DirectionLimit {
-                    rate: limit.rate,
+                    rate: limit.bucket.rate,
                     burst: limit.burst,
                 })
         });
@@ -195,29 +209,6 @@ impl Datapath {
         Ok(pruned)
     }
 
-    fn bucket(
-        &self,
-        request: &LimitRequest,
-        limit: Option<DirectionLimit>,
-        now: u64,
-        expires: u64,
-    ) -> Limit {
-        let target = &request.target;
-        let (rate, burst) = limit.map_or((RATE_UNLIMITED, 0), |l| (l.rate, l.burst));
-        let state = bucket::Bucket::new(rate, burst, now);
-        Limit {
-            start_time: target.process.start_time,
-            rate,
-            tau_ns: state.tau_ns,
-            tat_ns: state.tat_ns,
-            rem: state.rem,
-            burst,
-            expires_at_ns: expires,
-            comm: layout::comm_bytes(&target.name),
-            ..Limit::default()
-        }
-    }
-
     fn apply_entries(&mut self, request: &LimitRequest) -> Result<(), Error> {
         let process = request.target.process;
         let now = clock::monotonic_ns();
@@ -229,13 +220,13 @@ impl Datapath {
                 .entry(process.pid, direction)?
                 .filter(|limit| limit.start_time == process.start_time);
             let value = match (request.set.get(direction), existing) {
-                (Some(limit), _) => self.bucket(request, Some(*limit), now, expires),
+                (Some(limit), _) => new_entry(&request.target, Some(*limit), now, expires),
                 (None, Some(old)) if old.expires_at_ns == expires => continue,
                 (None, Some(old)) => Limit {
                     expires_at_ns: expires,
                     ..old
                 },
-                (None, None) => self.bucket(request, None, now, expires),
+                (None, None) => new_entry(&request.target, None, now, expires),
             };
             self.write(process.pid, direction, value)?;
             // fresh counters for a new target (and for a stale one whose PID was reused)
@@ -259,12 +250,17 @@ impl Backend for Datapath {
             up: self.entry(process.pid, Direction::Up)?,
             down: self.entry(process.pid, Direction::Down)?,
         };
+        // on failure, put back what was there (counters of an existing limit stay)
         let restore = |datapath: &mut Datapath| {
-            datapath.delete(process.pid);
             for (direction, old) in before.iter() {
-                if let Some(old) = old {
-                    let _best_effort = datapath.write(process.pid, direction, *old);
-                    let _best_effort = datapath.zero_stats(process.pid, direction, BPF_NOEXIST);
+                match old {
+                    Some(old) => {
+                        let _best_effort = datapath.write(process.pid, direction, *old);
+                    }
+                    None => {
+                        let _absent = datapath.limits.remove(&key(process.pid, direction));
+                        let _absent = datapath.stats.remove(&key(process.pid, direction));
+                    }
                 }
             }
         };
@@ -314,7 +310,7 @@ impl Backend for Datapath {
             if *lift && limit.limits.get(direction).is_some() {
                 let entry = Limit {
                     start_time: limit.target.start_time,
-                    rate: RATE_UNLIMITED,
+                    bucket: bucket::Bucket::new(RATE_UNLIMITED, 0, clock::monotonic_ns()),
                     expires_at_ns,
                     comm: layout::comm_bytes(&limit.name),
                     ..Limit::default()

@@ -154,8 +154,11 @@ pub(crate) fn install(config: &Config) -> Result<PinnedMaps, Error> {
     )?;
     failpoint("meta");
     let cgroup = File::open(&config.cgroup).map_err(Error::io("open", &config.cgroup))?;
+    let btf = Btf::from_sys_fs().map_err(|source| Error::Load {
+        source: aya::EbpfError::BtfError(source),
+    })?;
     for program in missing {
-        let link = attach(&mut ebpf, program, &cgroup)?;
+        let link = attach(&mut ebpf, program, &cgroup, &btf)?;
         let path = config.pin_dir.join(link_pin(program));
         link.pin(&path)
             .map_err(|source| Error::Pin { path, source })?;
@@ -206,11 +209,13 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, program: &'static str, btf: &Btf) ->
     loaded.map_err(Error::program("load", program))
 }
 
-fn attach(ebpf: &mut Ebpf, program: &'static str, cgroup: &File) -> Result<FdLink, Error> {
-    let btf = Btf::from_sys_fs().map_err(|source| Error::Load {
-        source: aya::EbpfError::BtfError(source),
-    })?;
-    load_program(ebpf, program, &btf)?;
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    cgroup: &File,
+    btf: &Btf,
+) -> Result<FdLink, Error> {
+    load_program(ebpf, program, btf)?;
     let prog = ebpf
         .program_mut(program)
         .ok_or_else(|| Error::program("find", program)(aya::programs::ProgramError::NotLoaded))?;

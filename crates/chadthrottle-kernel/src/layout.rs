@@ -10,7 +10,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -34,7 +34,11 @@ pub struct LimitKey {
     pub dir: u32,
 }
 
-/// `struct ct_limit`: one direction's bucket.
+/// `struct ct_bucket` is the core's model itself: `bucket::Bucket` is `#[repr(C)]` with the
+/// C struct's fields in its order, so the datapath's state and the model cannot drift.
+pub use chadthrottle_core::bucket::Bucket as BucketState;
+
+/// `struct ct_limit`: one direction's bucket and whose it is.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limit {
@@ -42,10 +46,7 @@ pub struct Limit {
     pub lock: u32,
     pub _pad: u32,
     pub start_time: u64,
-    pub rate: u64,
-    pub tau_ns: u64,
-    pub tat_ns: u64,
-    pub rem: u64,
+    pub bucket: BucketState,
     pub burst: u64,
     pub expires_at_ns: u64,
     pub comm: [u8; COMM_LEN],
@@ -73,7 +74,8 @@ pub struct Meta {
 
 const _: () = assert!(size_of::<Owner>() == 16);
 const _: () = assert!(size_of::<LimitKey>() == 8);
-const _: () = assert!(size_of::<Limit>() == 80);
+const _: () = assert!(size_of::<BucketState>() == 48);
+const _: () = assert!(size_of::<Limit>() == 96);
 const _: () = assert!(size_of::<Stats>() == 32);
 const _: () = assert!(size_of::<Meta>() == 24);
 

@@ -7,6 +7,7 @@
 //! procfs and privilege helpers re-exported here.
 
 mod backfill;
+mod bucket_check;
 pub mod clock;
 mod datapath;
 mod error;
@@ -19,6 +20,7 @@ mod object;
 pub mod privileges;
 pub mod probe;
 pub mod procs;
+pub mod query;
 
 pub use datapath::Datapath;
 pub use error::{Error, describe};

@@ -38,7 +38,8 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
-/// The descriptor numbers of `pid`'s open sockets.
+/// One descriptor number for each distinct socket `pid` has open (a socket held twice,
+/// after `dup`, is listed once).
 pub fn socket_fds(pid: u32) -> Vec<i32> {
     let Ok(process) = i32::try_from(pid)
         .map_err(|_| ())
@@ -49,8 +50,11 @@ pub fn socket_fds(pid: u32) -> Vec<i32> {
     let Ok(fds) = process.fd() else {
         return Vec::new();
     };
+    let mut seen = std::collections::HashSet::new();
     fds.filter_map(Result::ok)
-        .filter(|fd| matches!(fd.target, FDTarget::Socket(_)))
-        .map(|fd| fd.fd)
+        .filter_map(|fd| match fd.target {
+            FDTarget::Socket(inode) if seen.insert(inode) => Some(fd.fd),
+            _ => None,
+        })
         .collect()
 }

@@ -1,1 +1,27 @@
+//! ChadThrottle's network lab, used by the kernel tests and the benchmark.
+//!
+//! A [`Lab`] is two private network namespaces joined by veth (and, for real round-trip
+//! times, a userspace TAP delay line, as this kernel has no netem), a private cgroup2
+//! directory and a private bpffs pin directory. Traffic comes from lab endpoints: this
+//! same executable re-started as a traffic generator (`endpoint`), which counts goodput
+//! in 100 ms bins. Every binary using the lab must call [`run_if_endpoint`] first.
 
+pub mod bench;
+pub mod cgroup;
+pub mod delay;
+pub mod endpoint;
+pub mod lab;
+pub mod net;
+pub mod netns;
+pub mod spawn;
+pub mod stats;
+pub mod traffic;
+
+pub use endpoint::run_if_endpoint;
+pub use lab::{Family, Lab, unavailable};
+pub use traffic::{Endpoint, Proto};
+
+/// CLOCK_MONOTONIC in ns: the clock of every bin and report, shared by all namespaces.
+pub fn now_ns() -> u64 {
+    chadthrottle_kernel::clock::monotonic_ns()
+}

@@ -16,8 +16,8 @@ const RATES: &str = "RATE is bytes per second as 500K, 1.5M, 1G, 500KiB/s (1024-
     version,
     about = "Cap any process's upload and download rate, on the connections it already has open.",
     after_help = RATES,
-    args_conflicts_with_subcommands = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    group = clap::ArgGroup::new("foreground_limit").multiple(true).args(["download_limit", "upload_limit"])
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -49,7 +49,7 @@ pub struct Cli {
     pub upload_limit: Option<Rate>,
 
     /// Upstream form: remove the limit after this long (30, 30s, 5m, 1h30m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "pid")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "pid", allow_hyphen_values = true)]
     pub duration: Option<Duration>,
 
     /// Same as the `backends` command.
@@ -102,28 +102,28 @@ pub struct LimitArgs {
     pub pid: u32,
 
     /// Upload limit.
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
     pub up: Option<Rate>,
 
     /// Download limit.
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
     pub down: Option<Rate>,
 
-    /// Bytes that may pass at once after an idle spell, both directions [default: 100 ms of
-    /// the rate, at least 64K]
-    #[arg(long, value_name = "SIZE")]
+    /// Bytes that may pass at once after a stall, both directions [default: 400 ms of the
+    /// rate, at least 64K]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub burst: Option<Size>,
 
     /// Upload burst (overrides --burst).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub burst_up: Option<Size>,
 
     /// Download burst (overrides --burst).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub burst_down: Option<Size>,
 
     /// Lift the whole limit after this long (500ms, 30s, 5m, 1h30m); enforced by the kernel.
-    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lasts: Option<Duration>,
 
     /// Backend for the upload limit [default: the best available]

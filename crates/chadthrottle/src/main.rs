@@ -21,6 +21,12 @@ fn main() -> ExitCode {
         }
         Err(error) => error.exit(),
     };
+    if cli.command.is_some() && (cli.pid.is_some() || cli.list_backends) {
+        eprintln!(
+            "chadthrottle: --pid and --list-backends are the upstream form: give them without a command"
+        );
+        return ExitCode::from(2);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -8,6 +8,11 @@
  * the time by len / rate seconds. The division's remainder is kept, so no rounding ever
  * accumulates: over a busy interval exactly rate x interval bytes pass, plus the burst.
  * len * 1e9 + rem < 2^64 for len < 2^32 and rate <= 2^40, so nothing overflows.
+ *
+ * The burst is there to absorb stalls inside a transfer (a policed TCP flow at LAN round
+ * trips waits out 200 ms retransmission timeouts). Credit saved up across real silence
+ * would only make the next transfer overshoot, so after CT_IDLE_NS without a packet the
+ * credit is cut to idle_tau_ns.
  */
 #ifndef CHADTHROTTLE_BUCKET_H
 #define CHADTHROTTLE_BUCKET_H
@@ -15,25 +20,29 @@
 #include "chadthrottle.h"
 
 #define CT_NSEC_PER_SEC 1000000000ULL
+#define CT_IDLE_NS 1000000000ULL
 
 /* Returns 1 and charges the packet if it conforms, 0 if it must be dropped. */
-static inline int ct_bucket_admit(__u64 *tat_ns, __u64 *rem, __u64 rate, __u64 tau_ns,
-				  __u64 now_ns, __u64 len)
+static inline int ct_bucket_admit(struct ct_bucket *b, __u64 now_ns, __u64 len)
 {
-	__u64 tat = *tat_ns;
-	__u64 cost;
+	__u64 tat, cost, floor;
 
-	if (rate == 0)
+	if (b->rate == 0)
 		return 0;
-	if (rate == CT_RATE_UNLIMITED)
+	if (b->rate == CT_RATE_UNLIMITED)
 		return 1;
-	if (tat < now_ns)
-		tat = now_ns; /* idle: the saved-up credit is capped at tau */
-	if (tat - now_ns > tau_ns)
+	if (now_ns > b->last_ns + CT_IDLE_NS) {
+		floor = now_ns + b->tau_ns - b->idle_tau_ns;
+		if (b->tat_ns < floor)
+			b->tat_ns = floor;
+	}
+	b->last_ns = now_ns;
+	tat = b->tat_ns > now_ns ? b->tat_ns : now_ns;
+	if (tat - now_ns > b->tau_ns)
 		return 0;
-	cost = len * CT_NSEC_PER_SEC + *rem;
-	*tat_ns = tat + cost / rate;
-	*rem = cost % rate;
+	cost = len * CT_NSEC_PER_SEC + b->rem;
+	b->tat_ns = tat + cost / b->rate;
+	b->rem = cost % b->rate;
 	return 1;
 }
 

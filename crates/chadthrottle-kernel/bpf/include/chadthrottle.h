@@ -13,7 +13,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 1
+#define CT_LAYOUT_VERSION 2
 
 /* Directions, as seen from the limited process. */
 #define CT_DIR_UP 0   /* egress: sent by the process */
@@ -41,21 +41,29 @@ struct ct_limit_key {
 };
 _Static_assert(sizeof(struct ct_limit_key) == 8, "ct_limit_key layout");
 
-/* Value of ct_limits: a GCRA token bucket (see bucket.h) and whose it is. Userspace
- * writes it whole with BPF_F_LOCK; the datapath changes only tat_ns and rem, under lock. */
+/* One direction's token bucket (see bucket.h). */
+struct ct_bucket {
+	__u64 rate;        /* bytes per second; 0 blocks; CT_RATE_UNLIMITED counts only */
+	__u64 tau_ns;      /* burst, as time at rate */
+	__u64 idle_tau_ns; /* credit kept across a silence longer than CT_IDLE_NS */
+	__u64 tat_ns;      /* theoretical arrival time, CLOCK_MONOTONIC */
+	__u64 rem;         /* remainder of the last cost division */
+	__u64 last_ns;     /* when a packet was last offered */
+};
+_Static_assert(sizeof(struct ct_bucket) == 48, "ct_bucket layout");
+
+/* Value of ct_limits: a bucket and whose it is. Userspace writes it whole with
+ * BPF_F_LOCK; the datapath changes only the bucket's state, under the lock. */
 struct ct_limit {
 	struct bpf_spin_lock lock;
 	__u32 _pad;
-	__u64 start_time;    /* must equal the socket owner's: PIDs are reused */
-	__u64 rate;          /* bytes per second; 0 blocks; CT_RATE_UNLIMITED counts only */
-	__u64 tau_ns;        /* burst, as time at rate */
-	__u64 tat_ns;        /* theoretical arrival time, CLOCK_MONOTONIC */
-	__u64 rem;           /* remainder of the last cost division */
+	__u64 start_time; /* must equal the socket owner's: PIDs are reused */
+	struct ct_bucket bucket;
 	__u64 burst;         /* burst in bytes, as set (tau_ns derives from it) */
 	__u64 expires_at_ns; /* CLOCK_BOOTTIME; 0: never */
 	char comm[CT_COMM_LEN];
 };
-_Static_assert(sizeof(struct ct_limit) == 80, "ct_limit layout");
+_Static_assert(sizeof(struct ct_limit) == 96, "ct_limit layout");
 
 /* Value of the per-CPU ct_stats map. Bytes are skb->len: IP bytes with the headers of an
  * offloaded (GSO/GRO) packet counted once; packets count wire packets (gso_segs). */

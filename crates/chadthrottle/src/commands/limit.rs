@@ -67,15 +67,20 @@ pub fn apply(
     let scope = mounts::cgroup_scope(&config.cgroup)?;
     let (process, name) = validate_target(pid, procs::inspect(pid), std::process::id(), &scope)?;
     let mut datapath = Datapath::install(&config)?;
-    datapath.prune()?;
     let request = LimitRequest {
         target: Target { process, name },
         set,
         lasts,
     };
-    let applied = datapath
-        .apply(&request)
-        .with_context(|| format!("cannot limit PID {pid}"))?;
+    let applied = match datapath.apply(&request) {
+        // entries of exited or expired processes may still hold places: clear them, retry
+        Err(chadthrottle_kernel::Error::TableFull { .. }) => {
+            datapath.prune()?;
+            datapath.apply(&request)
+        }
+        other => other,
+    }
+    .with_context(|| format!("cannot limit PID {pid}"))?;
     Ok((datapath, request, applied.backfilled_sockets))
 }
 
@@ -138,7 +143,7 @@ mod tests {
             set.up,
             Some(DirectionLimit {
                 rate: 10 << 20,
-                burst: 1 << 20
+                burst: 4 << 20
             })
         );
         assert_eq!(set.down, None);

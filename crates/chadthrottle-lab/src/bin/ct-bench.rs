@@ -1,0 +1,283 @@
+//! `ct-bench`: ChadThrottle's benchmark, in the network lab (needs root).
+//!
+//! ```text
+//! cargo run --release -p chadthrottle-lab --bin ct-bench               # the baseline table
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --burst    # choosing the default burst
+//! options: --seconds S (default 10), --rtt 0|20 (default both), --cc cubic|bbr (default both),
+//!          --bursts 50,100,… (sweep bursts, ms of the rate), --idle MS (sweep idle spell),
+//!          --overhead (only attached vs detached), --rounds N (its rounds, default 7)
+//! ```
+//!
+//! Prints Markdown tables as it goes; BENCHMARKS.md holds a recorded run.
+
+use anyhow::{Context as _, bail};
+use chadthrottle_core::Direction;
+use chadthrottle_core::rate::format_bytes;
+use chadthrottle_lab::bench::{self, Case, Outcome};
+use chadthrottle_lab::{Family, Lab};
+use std::time::Duration;
+
+const RATES: [u64; 4] = [100 * 1024, 1 << 20, 10 << 20, 50 << 20];
+
+struct Options {
+    seconds: f64,
+    rtts: Vec<u64>,
+    ccs: Vec<&'static str>,
+    burst_sweep: bool,
+    /// Bursts of the sweep, in ms of the rate.
+    bursts_ms: Vec<u64>,
+    /// Idle spell before each sweep transfer; `None`: burst + 300 ms (fills the bucket).
+    idle_ms: Option<u64>,
+    /// Only the attached/detached comparison, with this many rounds.
+    overhead_only: bool,
+    overhead_rounds: usize,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        seconds: 10.0,
+        rtts: vec![0, 20],
+        ccs: vec!["cubic", "bbr"],
+        burst_sweep: false,
+        bursts_ms: vec![50, 100, 200, 500, 1000],
+        idle_ms: None,
+        overhead_only: false,
+        overhead_rounds: 7,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--seconds" => options.seconds = value()?.parse()?,
+            "--rtt" => options.rtts = vec![value()?.parse()?],
+            "--cc" => {
+                options.ccs = vec![match value()?.as_str() {
+                    "cubic" => "cubic",
+                    "bbr" => "bbr",
+                    other => bail!("--cc takes cubic or bbr, not {other:?}"),
+                }];
+            }
+            "--burst" => options.burst_sweep = true,
+            "--bursts" => {
+                options.bursts_ms = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--idle" => options.idle_ms = Some(value()?.parse()?),
+            "--overhead" => options.overhead_only = true,
+            "--rounds" => options.overhead_rounds = value()?.parse()?,
+            other => bail!(
+                "unknown argument {other:?}; see the header of crates/chadthrottle-lab/src/bin/ct-bench.rs"
+            ),
+        }
+    }
+    Ok(options)
+}
+
+fn lab(rtt_ms: u64) -> anyhow::Result<Lab> {
+    let delay = (rtt_ms > 0).then(|| Duration::from_millis(rtt_ms));
+    Lab::new(&format!("bench-rtt{rtt_ms}"), delay)
+}
+
+fn percent(value: f64) -> String {
+    format!("{:+.1} %", value * 100.0)
+}
+
+fn row(cells: &[String]) {
+    println!("| {} |", cells.join(" | "));
+}
+
+fn baseline(options: &Options) -> anyhow::Result<()> {
+    println!(
+        "## Policer: steady state per limit ({} s transfers, steady = after 3 s)\n",
+        options.seconds
+    );
+    row(&[
+        "RTT",
+        "CC",
+        "dir",
+        "limit",
+        "steady error",
+        "cv (100 ms)",
+        "empty bins",
+        "retransmits",
+        "policer drops",
+        "10 s average error",
+    ]
+    .map(str::to_owned));
+    row(&["---"; 10].map(str::to_owned));
+    for &rtt in &options.rtts {
+        let lab = lab(rtt)?;
+        let mut datapath = bench::install(&lab)?;
+        for &cc in &options.ccs {
+            for direction in Direction::ALL {
+                for rate in RATES {
+                    let case = Case {
+                        direction,
+                        rate,
+                        burst: None,
+                        cc,
+                        seconds: options.seconds,
+                        idle: Duration::ZERO,
+                    };
+                    let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
+                    print_outcome(rtt, &case, &outcome);
+                }
+            }
+        }
+        drop(datapath);
+        if rtt > 0 {
+            println!(
+                "\n(delay line: {} frames lost by the lab itself)\n",
+                lab.delay_losses()
+            );
+        }
+    }
+    overhead(options.overhead_rounds)
+}
+
+fn print_outcome(rtt: u64, case: &Case, outcome: &Outcome) {
+    let limit = case.rate as f64;
+    row(&[
+        format!("{rtt} ms"),
+        case.cc.to_owned(),
+        case.direction.to_string(),
+        format!("{}/s", format_bytes(case.rate)),
+        percent((outcome.steady.rate - limit) / limit),
+        format!("{:.1} %", outcome.steady.cv * 100.0),
+        format!("{:.0} %", outcome.steady.empty_share * 100.0),
+        format!(
+            "{} ({:.2} %)",
+            outcome.retransmits,
+            outcome.retransmits as f64 * 100.0 / outcome.segments as f64
+        ),
+        outcome.dropped_packets.to_string(),
+        percent((outcome.whole.rate - limit) / limit),
+    ]);
+}
+
+/// Unthrottled throughput with the datapath attached and detached, alternating, so that
+/// drifts of the machine hit both alike; medians, since an unlimited flow on 2 cores
+/// swings by ±15 % on its own.
+fn overhead(rounds: usize) -> anyhow::Result<()> {
+    println!(
+        "\n## Unthrottled TCP upload, datapath attached vs detached ({rounds} alternating rounds of 3 s)\n"
+    );
+    let lab = lab(0)?;
+    let (mut attached, mut detached) = (Vec::new(), Vec::new());
+    for _round in 0..rounds {
+        chadthrottle_kernel::reset(lab.pin_dir())?;
+        detached.push(bench::unlimited_rate(&lab, 3.0)?);
+        let datapath = bench::install(&lab)?;
+        attached.push(bench::unlimited_rate(&lab, 3.0)?);
+        drop(datapath);
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let list = |rates: &[f64]| {
+        rates
+            .iter()
+            .map(|r| format!("{:.0}", r / 1048576.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (attached_list, detached_list) = (list(&attached), list(&detached));
+    let (on, off) = (median(&mut attached), median(&mut detached));
+    row(&["datapath", "MiB/s per round", "median"].map(str::to_owned));
+    row(&["---"; 3].map(str::to_owned));
+    row(&[
+        "detached".into(),
+        detached_list,
+        format!("{:.0}", off / 1048576.0),
+    ]);
+    row(&[
+        "attached".into(),
+        attached_list,
+        format!("{:.0}", on / 1048576.0),
+    ]);
+    println!(
+        "\nattached / detached (medians): {}",
+        percent(on / off - 1.0)
+    );
+    Ok(())
+}
+
+/// Accuracy against the burst: both the steady state (needs burst for TCP to recover
+/// from drops) and a 10 s transfer that starts on a bucket filled by an idle spell (a
+/// burst lets that much through on top of the rate).
+fn burst_sweep(options: &Options) -> anyhow::Result<()> {
+    let idle = |burst_ms: u64| options.idle_ms.unwrap_or(burst_ms + 300);
+    println!(
+        "## Burst sweep ({} s transfers; idle before each: {})\n",
+        options.seconds,
+        options
+            .idle_ms
+            .map_or("burst + 300 ms".to_owned(), |ms| format!("{ms} ms"))
+    );
+    row(&[
+        "RTT",
+        "CC",
+        "dir",
+        "limit",
+        "burst",
+        "steady error",
+        "cv",
+        "retransmits",
+        "10 s average error",
+    ]
+    .map(str::to_owned));
+    row(&["---"; 9].map(str::to_owned));
+    for &rtt in &options.rtts {
+        let lab = lab(rtt)?;
+        let mut datapath = bench::install(&lab)?;
+        for &cc in &options.ccs {
+            for direction in Direction::ALL {
+                for rate in [1 << 20, 10 << 20, 50 << 20] {
+                    for &burst_ms in &options.bursts_ms {
+                        let burst = (rate * burst_ms / 1000).max(1500);
+                        let case = Case {
+                            direction,
+                            rate,
+                            burst: Some(burst),
+                            cc,
+                            seconds: options.seconds,
+                            idle: Duration::from_millis(idle(burst_ms)),
+                        };
+                        let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
+                        let limit = rate as f64;
+                        row(&[
+                            format!("{rtt} ms"),
+                            cc.to_owned(),
+                            direction.to_string(),
+                            format!("{}/s", format_bytes(rate)),
+                            format!("{burst_ms} ms"),
+                            percent((outcome.steady.rate - limit) / limit),
+                            format!("{:.1} %", outcome.steady.cv * 100.0),
+                            outcome.retransmits.to_string(),
+                            percent((outcome.whole.rate - limit) / limit),
+                        ]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    chadthrottle_lab::run_if_endpoint();
+    if let Some(reason) = chadthrottle_lab::unavailable() {
+        bail!("{reason}");
+    }
+    let options = options()?;
+    if options.overhead_only {
+        overhead(options.overhead_rounds)
+    } else if options.burst_sweep {
+        burst_sweep(&options)
+    } else {
+        baseline(&options)
+    }
+}

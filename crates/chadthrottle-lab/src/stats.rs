@@ -1,0 +1,89 @@
+//! Goodput in 100 ms bins, and the figures the tests and the benchmark compute from them.
+
+use serde::{Deserialize, Serialize};
+
+/// Width of a bin: 100 ms.
+pub const BIN_NS: u64 = 100_000_000;
+
+/// Received bytes per bin of CLOCK_MONOTONIC time; `bytes[i]` covers
+/// `[(first + i) × BIN_NS, (first + i + 1) × BIN_NS)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bins {
+    pub first: u64,
+    pub bytes: Vec<u64>,
+}
+
+impl Bins {
+    /// The bins lying entirely inside `[start_ns, end_ns)`, absent ones as zero.
+    pub fn between(&self, start_ns: u64, end_ns: u64) -> Vec<u64> {
+        let (from, to) = (start_ns.div_ceil(BIN_NS), end_ns / BIN_NS);
+        (from..to)
+            .map(|bin| {
+                bin.checked_sub(self.first)
+                    .and_then(|index| self.bytes.get(usize::try_from(index).ok()?))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+}
+
+/// What a run of bins says about a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Mean goodput, bytes per second.
+    pub rate: f64,
+    /// Coefficient of variation of the bins (standard deviation / mean).
+    pub cv: f64,
+    /// Share of bins that received nothing.
+    pub empty_share: f64,
+    pub bins: usize,
+}
+
+pub fn summarize(bins: &[u64]) -> Summary {
+    let count = bins.len().max(1) as f64;
+    let mean = bins.iter().sum::<u64>() as f64 / count;
+    let variance = bins.iter().map(|&b| (b as f64 - mean).powi(2)).sum::<f64>() / count;
+    Summary {
+        rate: mean * 1e9 / BIN_NS as f64,
+        cv: if mean > 0.0 {
+            variance.sqrt() / mean
+        } else {
+            0.0
+        },
+        empty_share: bins.iter().filter(|&&b| b == 0).count() as f64 / count,
+        bins: bins.len(),
+    }
+}
+
+/// `(measured − limit) / limit`, as a fraction.
+pub fn error(measured: f64, limit: f64) -> f64 {
+    (measured - limit) / limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn between_takes_whole_bins_and_fills_gaps() {
+        let bins = Bins {
+            first: 10,
+            bytes: vec![1, 2, 3],
+        };
+        assert_eq!(bins.between(10 * BIN_NS, 13 * BIN_NS), vec![1, 2, 3]);
+        assert_eq!(bins.between(10 * BIN_NS + 1, 15 * BIN_NS), vec![2, 3, 0, 0]);
+        assert_eq!(bins.between(8 * BIN_NS, 11 * BIN_NS), vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn summary_of_a_steady_and_an_on_off_flow() {
+        let steady = summarize(&[100; 10]);
+        assert!((steady.rate - 1000.0).abs() < 1e-9);
+        assert_eq!(steady.cv, 0.0);
+        let on_off = summarize(&[200, 0, 200, 0]);
+        assert!((on_off.rate - 1000.0).abs() < 1e-9);
+        assert!((on_off.cv - 1.0).abs() < 1e-9);
+        assert_eq!(on_off.empty_share, 0.5);
+    }
+}

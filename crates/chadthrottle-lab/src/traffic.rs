@@ -1,0 +1,156 @@
+//! Driving lab endpoints from a test or the benchmark: the protocol's types and a handle
+//! per endpoint process.
+
+use crate::endpoint::EndpointArgs;
+use crate::spawn::{Child, Placement, spawn};
+use crate::stats::Bins;
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// The first line an endpoint prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    pub pid: u32,
+    /// Where it listens, or where it connected to.
+    pub addr: SocketAddr,
+}
+
+/// What one `send` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendReport {
+    /// Bytes the application handed to the socket.
+    pub bytes: u64,
+    /// Send calls that failed (a policed UDP sender must see none).
+    pub errors: u64,
+    /// TCP segments retransmitted during the send.
+    pub retransmits: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ready(Ready),
+    Sent(SendReport),
+    Bins(Bins),
+    Opened(usize),
+    ThreadDone,
+}
+
+/// A running endpoint process.
+#[derive(Debug)]
+pub struct Endpoint {
+    child: Child,
+    reader: BufReader<std::fs::File>,
+    pub ready: Ready,
+}
+
+impl Endpoint {
+    /// Starts an endpoint with `args` at `placement` and waits until it is connected (or
+    /// listening).
+    pub fn start(args: &EndpointArgs, placement: &Placement<'_>) -> anyhow::Result<Endpoint> {
+        let child = spawn(&args.to_args(), placement).context("cannot start a lab endpoint")?;
+        let reader = BufReader::new(child.stdout.try_clone()?);
+        let mut endpoint = Endpoint {
+            child,
+            reader,
+            ready: Ready {
+                pid: 0,
+                addr: args.addr,
+            },
+        };
+        match endpoint.reply()? {
+            Reply::Ready(ready) => endpoint.ready = ready,
+            other => bail!("endpoint said {other:?} instead of ready"),
+        }
+        Ok(endpoint)
+    }
+
+    pub const fn pid(&self) -> u32 {
+        self.child.pid
+    }
+
+    fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        writeln!(self.child.stdin, "{line}")
+            .with_context(|| format!("endpoint {} is gone", self.pid()))
+    }
+
+    fn reply(&mut self) -> anyhow::Result<Reply> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("endpoint {} exited", self.pid());
+        }
+        serde_json::from_str(&line)
+            .with_context(|| format!("endpoint {} said {line:?}", self.pid()))
+    }
+
+    /// Starts sending for `seconds` (at most `max_bytes`) without waiting; pair with
+    /// [`Endpoint::finish_send`].
+    pub fn start_send(&mut self, seconds: f64, max_bytes: u64) -> anyhow::Result<()> {
+        self.command(&format!("send {seconds} {max_bytes}"))
+    }
+
+    pub fn finish_send(&mut self) -> anyhow::Result<SendReport> {
+        match self.reply()? {
+            Reply::Sent(report) => Ok(report),
+            other => bail!("endpoint said {other:?} instead of sent"),
+        }
+    }
+
+    pub fn send(&mut self, seconds: f64, max_bytes: u64) -> anyhow::Result<SendReport> {
+        self.start_send(seconds, max_bytes)?;
+        self.finish_send()
+    }
+
+    /// Received bytes per 100 ms bin so far.
+    pub fn bins(&mut self) -> anyhow::Result<Bins> {
+        self.command("bins")?;
+        match self.reply()? {
+            Reply::Bins(bins) => Ok(bins),
+            other => bail!("endpoint said {other:?} instead of bins"),
+        }
+    }
+
+    /// Opens one more connection (connecting side); later sends use it.
+    pub fn open(&mut self) -> anyhow::Result<()> {
+        self.command("open")?;
+        match self.reply()? {
+            Reply::Opened(_) => Ok(()),
+            other => bail!("endpoint said {other:?} instead of opened"),
+        }
+    }
+
+    /// Runs a short-lived thread in the endpoint.
+    pub fn run_thread(&mut self) -> anyhow::Result<()> {
+        self.command("thread")?;
+        match self.reply()? {
+            Reply::ThreadDone => Ok(()),
+            other => bail!("endpoint said {other:?} instead of thread_done"),
+        }
+    }
+
+    /// Asks the endpoint to exit and reaps it.
+    pub fn quit(mut self) -> anyhow::Result<()> {
+        self.command("quit")?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
