@@ -8,9 +8,13 @@ pub mod backend;
 pub mod bucket;
 pub mod direction;
 pub mod duration;
+pub mod locality;
+pub mod meter;
+pub mod monitor;
 pub mod process;
 pub mod rate;
 pub mod status;
+pub mod usage;
 
 pub use direction::{Direction, PerDirection};
 pub use process::ProcessRef;

@@ -3,9 +3,11 @@
  * ChadThrottle's datapath: per-process upload and download limits.
  *
  *   ct_sock_create   cgroup/sock_create        records the creating process in socket storage
- *   ct_egress        cgroup_skb/egress         polices what the owner sends (drop + congestion
+ *                                              (and its name and command line, once)
+ *   ct_egress        cgroup_skb/egress         accounts what every owner sends, polices what
+ *                                              limited owners send (drop + congestion
  *                                              notification: never EPERM to the application)
- *   ct_ingress       cgroup_skb/ingress        polices what the owner receives (drop)
+ *   ct_ingress       cgroup_skb/ingress        accounts and polices what owners receive (drop)
  *   ct_process_exit  tp_btf/sched_process_exit removes a process's limits when it exits
  *
  * Attribution is by socket owner, not by cgroup: a packet belongs to the process recorded
@@ -31,6 +33,10 @@
  * start times compare with /proc/PID/stat. */
 const volatile __u64 ct_ns_per_tick = 10000000;
 
+/* Load-time setting: 0 turns off the accounting of every process and connection (the
+ * benchmark measures what it costs); limits work either way. */
+const volatile __u32 ct_accounting = 1;
+
 /* The few kernel fields read, relocated against the running kernel's BTF (CO-RE). */
 typedef struct {
 	int counter;
@@ -40,11 +46,18 @@ struct signal_struct {
 	ct_atomic_t live;
 } __attribute__((preserve_access_index));
 
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int tgid;
 	__u64 start_boottime;
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
+	struct mm_struct *mm;
+	char comm[16];
 } __attribute__((preserve_access_index));
 
 struct {
@@ -71,6 +84,27 @@ struct {
 } ct_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384); /* set at load time */
+	__type(key, struct ct_owner);
+	__type(value, struct ct_acct);
+} ct_proc_acct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* set at load time, like ct_proc_acct */
+	__type(key, struct ct_owner);
+	__type(value, struct ct_proc_info);
+} ct_proc_info SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* set at load time */
+	__type(key, __u64);         /* socket cookie */
+	__type(value, struct ct_conn);
+} ct_conns SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -80,6 +114,33 @@ struct {
 static __always_inline __u64 ct_start_time(struct task_struct *task)
 {
 	return task->group_leader->start_boottime / ct_ns_per_tick;
+}
+
+/* Name and command line of the process creating a socket, read once per process (the
+ * first socket it creates), so that they outlive it in ct_proc_info. */
+static __always_inline void ct_record_process(struct ct_owner *owner, struct task_struct *task)
+{
+	static const struct ct_proc_info empty;
+	struct ct_proc_info *info;
+	struct mm_struct *mm;
+	__u64 len;
+
+	if (bpf_map_lookup_elem(&ct_proc_info, owner))
+		return;
+	if (bpf_map_update_elem(&ct_proc_info, owner, &empty, BPF_NOEXIST))
+		return;
+	info = bpf_map_lookup_elem(&ct_proc_info, owner);
+	if (!info)
+		return;
+	bpf_probe_read_kernel_str(info->comm, sizeof(info->comm), task->group_leader->comm);
+	mm = task->mm;
+	if (!mm)
+		return;
+	len = mm->arg_end - mm->arg_start;
+	if (len > CT_CMDLINE_LEN)
+		len = CT_CMDLINE_LEN;
+	if (len && !bpf_probe_read_user(info->cmdline, len, (void *)mm->arg_start))
+		info->cmdline_len = len;
 }
 
 SEC("cgroup/sock_create")
@@ -93,6 +154,8 @@ int ct_sock_create(struct bpf_sock *sk)
 		task = bpf_get_current_task_btf();
 		owner->tgid = bpf_get_current_pid_tgid() >> 32;
 		owner->start_time = ct_start_time(task);
+		if (ct_accounting)
+			ct_record_process(owner, task);
 	}
 	return 1; /* never refuse a socket */
 }
@@ -114,54 +177,124 @@ static __always_inline void ct_count(struct ct_limit_key *key, struct __sk_buff 
 	}
 }
 
-/* Whether skb is a TCP segment without payload (ACK, SYN, FIN, RST). Such segments are
- * counted but never charged or dropped: they carry no data, and charging the ACKs of a
- * download to the upload bucket (or an upload's ACKs to the download bucket) would let a
- * busy direction starve the other one. */
-static __always_inline int ct_is_tcp_control(struct __sk_buff *skb, struct bpf_sock *sk)
+/* Transport payload of skb: its length less the IP and TCP/UDP headers (an offloaded
+ * packet carries one set of headers for all its segments). Headers are read in place
+ * when they are in the linear part (almost always), else copied; packets whose headers
+ * cannot be read count whole. */
+static __always_inline __u32 ct_payload_len(struct __sk_buff *skb, struct bpf_sock *sk)
 {
-	__u32 ip_len, tcp_len;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 ip_len, l4_len;
 	__u8 byte;
 
-	/* largest header-only segment: 60 bytes of IPv4 header, 60 of TCP header */
-	if (sk->protocol != IPPROTO_TCP || skb->len > 120)
-		return 0;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, &byte, 1))
-			return 0;
+		if (data + 1 <= data_end)
+			byte = *(__u8 *)data;
+		else if (bpf_skb_load_bytes(skb, 0, &byte, 1))
+			return skb->len;
 		ip_len = (byte & 0x0f) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, &byte, 1) || byte != IPPROTO_TCP)
-			return 0; /* extension headers: police it */
+		if (data + 7 <= data_end)
+			byte = *(__u8 *)(data + 6);
+		else if (bpf_skb_load_bytes(skb, 6, &byte, 1))
+			return skb->len;
+		if (byte != sk->protocol)
+			return skb->len; /* extension headers: count it whole */
 		ip_len = 40;
 	} else {
-		return 0;
+		return skb->len;
 	}
-	if (bpf_skb_load_bytes(skb, ip_len + 12, &byte, 1))
-		return 0;
-	tcp_len = (byte >> 4) * 4;
-	return skb->len <= ip_len + tcp_len;
+	if (sk->protocol == IPPROTO_TCP) {
+		ip_len &= 0x3c; /* at most 60: keeps the offset below provably bounded */
+		if (data + ip_len + 13 <= data_end)
+			byte = *(__u8 *)(data + ip_len + 12);
+		else if (bpf_skb_load_bytes(skb, ip_len + 12, &byte, 1))
+			return skb->len;
+		l4_len = (byte >> 4) * 4;
+	} else if (sk->protocol == IPPROTO_UDP) {
+		l4_len = 8;
+	} else {
+		return skb->len;
+	}
+	return skb->len > ip_len + l4_len ? skb->len - (ip_len + l4_len) : 0;
 }
 
-/* Returns 1 if the packet may pass, 0 if it is over its owner's limit. */
-static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
+/* Adds a packet to its process's accounting (bytes and packets) and, if it carries data,
+ * to its connection's (bytes and data packets). Pure TCP ACKs do not touch the shared
+ * connection entry: at line rate they are half the packets. */
+static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *sk,
+				       struct ct_owner *owner, __u32 dir, __u32 payload)
 {
-	struct ct_limit_key key = { .dir = dir };
-	struct bpf_sock *sk = skb->sk;
-	struct ct_owner *owner;
+	static const struct ct_acct zero;
+	__u64 packets = skb->gso_segs ? skb->gso_segs : 1;
+	struct ct_acct *acct;
+	struct ct_conn *conn;
+	__u64 cookie, now;
+
+	acct = bpf_map_lookup_elem(&ct_proc_acct, owner);
+	if (!acct) {
+		bpf_map_update_elem(&ct_proc_acct, owner, &zero, BPF_NOEXIST);
+		acct = bpf_map_lookup_elem(&ct_proc_acct, owner);
+	}
+	/* per-CPU, but a preempted program can share its CPU: add atomically */
+	if (acct) {
+		if (dir == CT_DIR_UP) {
+			__sync_fetch_and_add(&acct->tx_bytes, payload);
+			__sync_fetch_and_add(&acct->tx_packets, packets);
+		} else {
+			__sync_fetch_and_add(&acct->rx_bytes, payload);
+			__sync_fetch_and_add(&acct->rx_packets, packets);
+		}
+	}
+	if (payload == 0)
+		return;
+	cookie = bpf_get_socket_cookie(skb);
+	conn = bpf_map_lookup_elem(&ct_conns, &cookie);
+	if (!conn) {
+		struct ct_conn fresh = {
+			.owner = *owner,
+			.family = sk->family,
+			.protocol = sk->protocol,
+			.local_port = sk->src_port,
+			.remote_port = bpf_ntohs(sk->dst_port),
+		};
+		if (sk->family == CT_AF_INET6) {
+			__builtin_memcpy(fresh.local_addr, sk->src_ip6, 16);
+			__builtin_memcpy(fresh.remote_addr, sk->dst_ip6, 16);
+		} else {
+			fresh.local_addr[0] = sk->src_ip4;
+			fresh.remote_addr[0] = sk->dst_ip4;
+		}
+		bpf_map_update_elem(&ct_conns, &cookie, &fresh, BPF_NOEXIST);
+		conn = bpf_map_lookup_elem(&ct_conns, &cookie);
+		if (!conn)
+			return;
+	}
+	/* written only when changed: the entry is shared by every CPU */
+	if (conn->state != sk->state)
+		conn->state = sk->state;
+	now = bpf_ktime_get_coarse_ns();
+	if (now - conn->last_ns > CT_CONN_ACTIVE_NS)
+		conn->last_ns = now;
+	if (dir == CT_DIR_UP) {
+		__sync_fetch_and_add(&conn->acct.tx_bytes, payload);
+		__sync_fetch_and_add(&conn->acct.tx_packets, packets);
+	} else {
+		__sync_fetch_and_add(&conn->acct.rx_bytes, payload);
+		__sync_fetch_and_add(&conn->acct.rx_packets, packets);
+	}
+}
+
+/* The owner's limit on this packet: 1 if it may pass, 0 if it is over the limit. */
+static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk,
+				      struct ct_owner *owner, __u32 dir, __u32 payload)
+{
+	struct ct_limit_key key = { .tgid = owner->tgid, .dir = dir };
 	struct ct_limit *limit;
 	__u64 now;
 	int passed;
 
-	if (!sk)
-		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1; /* request and timewait sockets carry no owner */
-	owner = bpf_sk_storage_get(&ct_owner, sk, 0, 0);
-	if (!owner)
-		return 1;
-	key.tgid = owner->tgid;
 	limit = bpf_map_lookup_elem(&ct_limits, &key);
 	if (!limit || limit->start_time != owner->start_time)
 		return 1;
@@ -170,7 +303,10 @@ static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
 		bpf_map_delete_elem(&ct_stats, &key);
 		return 1;
 	}
-	if (ct_is_tcp_control(skb, sk)) {
+	/* TCP segments without payload (ACK, SYN, FIN, RST) are counted but never charged or
+	 * dropped: charging a download's ACKs to the upload bucket (or an upload's to the
+	 * download bucket) would let a busy direction starve the other one. */
+	if (sk->protocol == IPPROTO_TCP && payload == 0) {
 		ct_count(&key, skb, 1);
 		return 1;
 	}
@@ -180,6 +316,30 @@ static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
 	bpf_spin_unlock(&limit->lock);
 	ct_count(&key, skb, passed);
 	return passed;
+}
+
+/* Returns 1 if the packet may pass. What passes is accounted to its owner (what is
+ * dropped never reached, or never left, the process). */
+static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct ct_owner *owner;
+	__u32 payload;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1; /* request and timewait sockets carry no owner */
+	owner = bpf_sk_storage_get(&ct_owner, sk, 0, 0);
+	if (!owner)
+		return 1;
+	payload = ct_payload_len(skb, sk);
+	if (!ct_verdict(skb, sk, owner, dir, payload))
+		return 0;
+	if (ct_accounting)
+		ct_account(skb, sk, owner, dir, payload);
+	return 1;
 }
 
 SEC("cgroup_skb/egress")
@@ -195,12 +355,15 @@ int ct_ingress(struct __sk_buff *skb)
 }
 
 /* A process's limits end with it: when the last thread exits, delete its entries (if
- * they are really its own, not a newer process's with the same PID). */
+ * they are really its own, not a newer process's with the same PID), and note the exit
+ * time beside its accounting, which stays for the monitor. */
 SEC("tp_btf/sched_process_exit")
 int ct_process_exit(__u64 *ctx)
 {
 	struct task_struct *task = (struct task_struct *)ctx[0];
 	struct ct_limit_key key = { .tgid = task->tgid };
+	struct ct_owner owner = {};
+	struct ct_proc_info *info;
 	__u64 start_time;
 	struct ct_limit *limit;
 	__u32 dir;
@@ -208,6 +371,11 @@ int ct_process_exit(__u64 *ctx)
 	if (task->signal->live.counter != 0)
 		return 0; /* other threads still run */
 	start_time = ct_start_time(task);
+	owner.tgid = task->tgid;
+	owner.start_time = start_time;
+	info = bpf_map_lookup_elem(&ct_proc_info, &owner);
+	if (info)
+		info->exit_ns = bpf_ktime_get_ns();
 	for (dir = CT_DIR_UP; dir <= CT_DIR_DOWN; dir++) {
 		key.dir = dir;
 		limit = bpf_map_lookup_elem(&ct_limits, &key);

@@ -18,6 +18,9 @@ use crate::procs::socket_fds;
 use aya::maps::{MapData, SkStorage};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+/// Update flag: only create, never overwrite.
+const BPF_NOEXIST: u64 = 1;
+
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -56,9 +59,22 @@ fn is_inet(socket: &OwnedFd) -> bool {
     status == 0 && (domain == libc::AF_INET || domain == libc::AF_INET6)
 }
 
-/// Stamps every IPv4/IPv6 socket `owner.tgid` holds with `owner`; returns how many.
+/// Which sockets [`backfill`] stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// Every socket: the target of a limit takes over sockets it shares with others.
+    All,
+    /// Only sockets without an owner (for accounting: the creator stays the owner).
+    Unowned,
+}
+
+/// Stamps the IPv4/IPv6 sockets `owner.tgid` holds with `owner`; returns how many.
 /// Sockets closed while this runs are skipped.
-pub fn backfill(owner: Owner, storage: &mut SkStorage<MapData, Owner>) -> Result<usize, Error> {
+pub fn backfill(
+    owner: Owner,
+    storage: &mut SkStorage<MapData, Owner>,
+    which: Stamp,
+) -> Result<usize, Error> {
     let pidfd = match pidfd_open(owner.tgid) {
         Ok(pidfd) => pidfd,
         Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {
@@ -83,10 +99,17 @@ pub fn backfill(owner: Owner, storage: &mut SkStorage<MapData, Owner>) -> Result
         if !is_inet(&socket) {
             continue;
         }
-        storage
-            .insert(&socket, owner, 0)
-            .map_err(Error::map("write socket owner into", MAP_OWNER))?;
-        stamped += 1;
+        let flags = match which {
+            Stamp::All => 0,
+            Stamp::Unowned => BPF_NOEXIST,
+        };
+        match storage.insert(&socket, owner, flags) {
+            Ok(()) => stamped += 1,
+            Err(aya::maps::MapError::SyscallError(call))
+                if which == Stamp::Unowned
+                    && call.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(error) => return Err(Error::map("write socket owner into", MAP_OWNER)(error)),
+        }
     }
     Ok(stamped)
 }

@@ -1,7 +1,7 @@
 //! The limit table of an installed datapath: setting, lifting, listing and counting
 //! limits. This is the eBPF backend behind the core's `Backend` trait.
 
-use crate::backfill::backfill;
+use crate::backfill::{Stamp, backfill};
 use crate::clock;
 use crate::error::Error;
 use crate::install::{self, Config, PinnedMaps};
@@ -270,7 +270,7 @@ impl Backend for Datapath {
                 _pad: 0,
                 start_time: process.start_time,
             };
-            backfill(owner, &mut self.owner)
+            backfill(owner, &mut self.owner, Stamp::All)
         });
         // the process may have exited (and its PID been reused) while this ran: its
         // entries must not outlive it

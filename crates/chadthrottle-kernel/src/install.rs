@@ -7,11 +7,12 @@
 //! there is never a second copy, and `reset` finds everything by name.
 
 use crate::error::Error;
-use crate::layout::{self, Limit, LimitKey, Meta, Owner, Stats};
+use crate::layout::{self, Acct, Conn, Limit, LimitKey, Meta, Owner, ProcInfo, Stats};
 use crate::mounts::{self, PinDirPlan};
 use crate::names::{
-    GLOBAL_NS_PER_TICK, MAP_LIMITS, MAP_META, MAP_OWNER, MAP_STATS, MAPS, PROG_EGRESS,
-    PROG_INGRESS, PROG_PROCESS_EXIT, PROG_SOCK_CREATE, PROGRAMS, TRACEPOINT_PROCESS_EXIT, link_pin,
+    GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, MAP_CONNS, MAP_LIMITS, MAP_META, MAP_OWNER,
+    MAP_PROC_ACCT, MAP_PROC_INFO, MAP_STATS, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_PROCESS_EXIT,
+    PROG_SOCK_CREATE, PROGRAMS, TRACEPOINT_PROCESS_EXIT, link_pin,
 };
 use crate::object::{OBJECT, object_id};
 use crate::privileges::{self, Operation};
@@ -25,6 +26,9 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/chadthrottle";
 pub const DEFAULT_MAX_LIMITS: u32 = 65_536;
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 65_536;
+/// Processes whose accounting is kept (least recently active ones are evicted beyond).
+pub const MAX_ACCOUNTED_PROCESSES: u32 = 16_384;
 
 /// Where the datapath is attached and pinned, and how large its tables are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +40,12 @@ pub struct Config {
     pub pin_dir: PathBuf,
     /// How many processes can be limited at once (used when the tables are created).
     pub max_limits: u32,
+    /// How many connections are accounted at once; beyond, the least recently active
+    /// connection's entry is reused (used when the tables are created).
+    pub max_connections: u32,
+    /// Whether the datapath accounts every process and connection (for `top`); fixed
+    /// when it is installed. Off only to measure what accounting costs.
+    pub accounting: bool,
 }
 
 /// The pinned maps, opened.
@@ -43,6 +53,9 @@ pub(crate) struct PinnedMaps {
     pub limits: MapData,
     pub stats: MapData,
     pub owner: MapData,
+    pub proc_acct: MapData,
+    pub proc_info: MapData,
+    pub conns: MapData,
     pub meta: Meta,
 }
 
@@ -60,11 +73,32 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
         open(MAP_OWNER)?,
         open(MAP_META)?,
     );
+    // the version is checked before the accounting maps, which older installs lack
+    check_version(pin_dir, &meta)?;
+    let (proc_acct, proc_info, conns) =
+        (open(MAP_PROC_ACCT)?, open(MAP_PROC_INFO)?, open(MAP_CONNS)?);
     layout::check_map::<LimitKey, Limit>(MAP_LIMITS, &limits)?;
     layout::check_map::<LimitKey, Stats>(MAP_STATS, &stats)?;
     layout::check_map::<i32, Owner>(MAP_OWNER, &owner)?;
-    layout::check_map::<u32, Meta>(MAP_META, &meta)?;
-    let meta_value = read_meta(&meta)?;
+    layout::check_map::<Owner, Acct>(MAP_PROC_ACCT, &proc_acct)?;
+    layout::check_map::<Owner, ProcInfo>(MAP_PROC_INFO, &proc_info)?;
+    layout::check_map::<u64, Conn>(MAP_CONNS, &conns)?;
+    Ok(Some(PinnedMaps {
+        limits,
+        stats,
+        owner,
+        proc_acct,
+        proc_info,
+        conns,
+        meta: read_meta(&meta)?,
+    }))
+}
+
+/// Refuses pinned state of another layout version (0: an install that crashed before
+/// writing its meta, which this one completes).
+fn check_version(pin_dir: &Path, meta: &MapData) -> Result<(), Error> {
+    layout::check_map::<u32, Meta>(MAP_META, meta)?;
+    let meta_value = read_meta(meta)?;
     if meta_value.layout_version != layout::LAYOUT_VERSION && meta_value.layout_version != 0 {
         return Err(Error::ForeignInstall {
             pin_dir: pin_dir.to_owned(),
@@ -72,12 +106,7 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
             object: meta_value.object_id,
         });
     }
-    Ok(Some(PinnedMaps {
-        limits,
-        stats,
-        owner,
-        meta: meta_value,
-    }))
+    Ok(())
 }
 
 /// Test hook: `CHADTHROTTLE_FAILPOINT=<point>` aborts the process at that point, as a
@@ -177,10 +206,18 @@ pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
     let mut loader = EbpfLoader::new();
     let ns_per_tick = crate::clock::ns_per_tick();
     loader.override_global(GLOBAL_NS_PER_TICK, &ns_per_tick, true);
+    let accounting = u32::from(config.is_none_or(|config| config.accounting));
+    loader.override_global(GLOBAL_ACCOUNTING, &accounting, true);
     let max_limits = config.map_or(DEFAULT_MAX_LIMITS, |config| config.max_limits);
     let entries = max_limits.saturating_mul(2);
     loader.map_max_entries(MAP_LIMITS, entries);
     loader.map_max_entries(MAP_STATS, entries);
+    loader.map_max_entries(MAP_PROC_ACCT, MAX_ACCOUNTED_PROCESSES);
+    loader.map_max_entries(MAP_PROC_INFO, MAX_ACCOUNTED_PROCESSES);
+    loader.map_max_entries(
+        MAP_CONNS,
+        config.map_or(DEFAULT_MAX_CONNECTIONS, |config| config.max_connections),
+    );
     let pins: Vec<(&str, PathBuf)> = config
         .map(|config| {
             MAPS.iter()

@@ -10,16 +10,18 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
 pub const RATE_UNLIMITED: u64 = u64::MAX;
 pub const COMM_LEN: usize = 16;
+pub const CMDLINE_LEN: usize = 128;
+pub const AF_INET6: u16 = 10;
 
 /// `struct ct_owner`: the process a socket belongs to.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Owner {
     pub tgid: u32,
     pub _pad: u32,
@@ -62,6 +64,44 @@ pub struct Stats {
     pub dropped_packets: u64,
 }
 
+/// `struct ct_acct`: transport payload bytes and wire packets, both directions.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acct {
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+}
+
+/// `struct ct_proc_info`: name and command line captured at the first socket.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub comm: [u8; COMM_LEN],
+    pub exit_ns: u64,
+    pub cmdline_len: u32,
+    pub _pad: u32,
+    pub cmdline: [u8; CMDLINE_LEN],
+}
+
+/// `struct ct_conn`: one connection's owner, endpoints and accounting.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub owner: Owner,
+    pub acct: Acct,
+    pub local_addr: [u32; 4],
+    pub remote_addr: [u32; 4],
+    pub family: u16,
+    pub protocol: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub state: u32,
+    pub _pad: u32,
+    pub last_ns: u64,
+}
+
 /// `struct ct_meta`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,6 +116,9 @@ const _: () = assert!(size_of::<Owner>() == 16);
 const _: () = assert!(size_of::<LimitKey>() == 8);
 const _: () = assert!(size_of::<BucketState>() == 48);
 const _: () = assert!(size_of::<Limit>() == 96);
+const _: () = assert!(size_of::<Acct>() == 32);
+const _: () = assert!(size_of::<ProcInfo>() == 160);
+const _: () = assert!(size_of::<Conn>() == 104);
 const _: () = assert!(size_of::<Stats>() == 32);
 const _: () = assert!(size_of::<Meta>() == 24);
 
@@ -90,12 +133,64 @@ unsafe impl Pod for Limit {}
 unsafe impl Pod for Stats {}
 // SAFETY: as above.
 unsafe impl Pod for Meta {}
+// SAFETY: as above.
+unsafe impl Pod for Acct {}
+// SAFETY: as above.
+unsafe impl Pod for ProcInfo {}
+// SAFETY: as above.
+unsafe impl Pod for Conn {}
+
+/// A NUL-padded C string, without the padding.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
 
 impl Limit {
     /// The process name as set, without the NUL padding.
     pub fn comm(&self) -> String {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
-        String::from_utf8_lossy(&self.comm[..end]).into_owned()
+        c_string(&self.comm)
+    }
+}
+
+impl ProcInfo {
+    /// The process name (the thread group leader's `comm`).
+    pub fn comm(&self) -> String {
+        c_string(&self.comm)
+    }
+
+    /// The arguments that were read (at most [`CMDLINE_LEN`] bytes of them), joined by
+    /// spaces as `ps` shows them.
+    pub fn cmdline(&self) -> String {
+        let len = (self.cmdline_len as usize).min(CMDLINE_LEN);
+        let args: Vec<String> = self.cmdline[..len]
+            .split(|&b| b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        args.join(" ")
+    }
+}
+
+impl Conn {
+    /// Local and remote socket addresses.
+    pub fn endpoints(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+        let addr = |words: &[u32; 4], port: u16| {
+            let ip = if self.family == AF_INET6 {
+                let mut bytes = [0u8; 16];
+                for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+                    chunk.copy_from_slice(&word.to_ne_bytes());
+                }
+                std::net::IpAddr::from(bytes)
+            } else {
+                std::net::IpAddr::from(words[0].to_ne_bytes())
+            };
+            std::net::SocketAddr::new(ip, port)
+        };
+        (
+            addr(&self.local_addr, self.local_port),
+            addr(&self.remote_addr, self.remote_port),
+        )
     }
 }
 
@@ -142,6 +237,52 @@ pub fn typed<T: TryFrom<Map, Error = MapError>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cmdline_joins_arguments_and_stops_at_what_was_read() {
+        let mut info = ProcInfo {
+            comm: comm_bytes("curl"),
+            exit_ns: 0,
+            cmdline_len: 0,
+            _pad: 0,
+            cmdline: [0; CMDLINE_LEN],
+        };
+        let args = b"curl\0-o\0/dev/null\0https://x\0";
+        info.cmdline[..args.len()].copy_from_slice(args);
+        assert_eq!(info.cmdline(), "");
+        info.cmdline_len = 12;
+        assert_eq!(info.cmdline(), "curl -o /dev");
+        info.cmdline_len = args.len() as u32;
+        assert_eq!(info.cmdline(), "curl -o /dev/null https://x");
+        assert_eq!(info.comm(), "curl");
+    }
+
+    #[test]
+    fn connection_endpoints_decode_both_families() {
+        let v4 = Conn {
+            family: 2,
+            local_addr: [u32::from_ne_bytes([198, 18, 0, 1]), 0, 0, 0],
+            remote_addr: [u32::from_ne_bytes([198, 18, 0, 2]), 0, 0, 0],
+            local_port: 40000,
+            remote_port: 443,
+            ..Conn::default()
+        };
+        let (local, remote) = v4.endpoints();
+        assert_eq!(local.to_string(), "198.18.0.1:40000");
+        assert_eq!(remote.to_string(), "198.18.0.2:443");
+        let mut words = [0u32; 4];
+        let ip: std::net::Ipv6Addr = "2001:2::2".parse().unwrap();
+        for (word, chunk) in words.iter_mut().zip(ip.octets().chunks_exact(4)) {
+            *word = u32::from_ne_bytes(chunk.try_into().unwrap());
+        }
+        let v6 = Conn {
+            family: AF_INET6,
+            remote_addr: words,
+            remote_port: 80,
+            ..Conn::default()
+        };
+        assert_eq!(v6.endpoints().1.to_string(), "[2001:2::2]:80");
+    }
 
     #[test]
     fn comm_is_truncated_and_round_trips() {

@@ -6,6 +6,7 @@
 //! trait; the command line and the TUI see nothing else of the kernel but the few
 //! procfs and privilege helpers re-exported here.
 
+pub mod accounting;
 mod backfill;
 mod bucket_check;
 pub mod clock;
@@ -21,7 +22,11 @@ pub mod privileges;
 pub mod probe;
 pub mod procs;
 pub mod query;
+pub mod sockdiag;
 
+pub use accounting::Accounting;
 pub use datapath::Datapath;
 pub use error::{Error, describe};
-pub use install::{Config, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR, ResetReport, reset};
+pub use install::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR, ResetReport, reset,
+};

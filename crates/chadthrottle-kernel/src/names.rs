@@ -9,9 +9,23 @@ pub const MAP_LIMITS: &str = "ct_limits";
 pub const MAP_STATS: &str = "ct_stats";
 /// Which install the pinned maps belong to.
 pub const MAP_META: &str = "ct_meta";
+/// Per-CPU accounting of every process that owns a socket (LRU).
+pub const MAP_PROC_ACCT: &str = "ct_proc_acct";
+/// Name and command line of every process that created a socket (LRU).
+pub const MAP_PROC_INFO: &str = "ct_proc_info";
+/// Accounting of every connection, by socket cookie (LRU).
+pub const MAP_CONNS: &str = "ct_conns";
 
 /// Every map, in the order `reset` removes them.
-pub const MAPS: [&str; 4] = [MAP_LIMITS, MAP_STATS, MAP_OWNER, MAP_META];
+pub const MAPS: [&str; 7] = [
+    MAP_LIMITS,
+    MAP_STATS,
+    MAP_PROC_ACCT,
+    MAP_PROC_INFO,
+    MAP_CONNS,
+    MAP_OWNER,
+    MAP_META,
+];
 
 pub const PROG_SOCK_CREATE: &str = "ct_sock_create";
 pub const PROG_EGRESS: &str = "ct_egress";
@@ -23,6 +37,8 @@ pub const TRACEPOINT_PROCESS_EXIT: &str = "sched_process_exit";
 
 /// Load-time setting in `.rodata`: nanoseconds per clock tick.
 pub const GLOBAL_NS_PER_TICK: &str = "ct_ns_per_tick";
+/// Load-time setting in `.rodata`: 1 accounts every process and connection, 0 does not.
+pub const GLOBAL_ACCOUNTING: &str = "ct_accounting";
 
 /// Pin file of the link that keeps `program` attached.
 pub fn link_pin(program: &str) -> String {

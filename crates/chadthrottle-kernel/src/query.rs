@@ -122,3 +122,33 @@ pub fn pinned_maps(pin_dir: &Path) -> Vec<PinnedMap> {
         })
         .collect()
 }
+
+/// Run time a program has accumulated while run-time statistics were on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramRunTime {
+    pub id: u32,
+    pub name: String,
+    pub run_ns: u64,
+    pub runs: u64,
+}
+
+/// Turns on the kernel's per-program run-time statistics (`BPF_ENABLE_STATS`) for as
+/// long as the returned descriptor is open; closing it (or exiting) turns them off.
+pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd, Error> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|error| Error::io("enable", "BPF run-time statistics")(error.io_error))
+}
+
+/// The run time of each program in `ids` that is loaded.
+pub fn program_run_times(ids: &[u32]) -> Vec<ProgramRunTime> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|info| ids.contains(&info.id()))
+        .map(|info| ProgramRunTime {
+            id: info.id(),
+            name: info.name_as_str().unwrap_or_default().to_owned(),
+            run_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+            runs: info.run_count(),
+        })
+        .collect()
+}

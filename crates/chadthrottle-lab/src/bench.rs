@@ -160,5 +160,14 @@ pub fn unlimited_rate(lab: &Lab, seconds: f64) -> anyhow::Result<f64> {
 
 /// Installs the datapath confined to `lab`.
 pub fn install(lab: &Lab) -> anyhow::Result<Datapath> {
-    Datapath::install(&lab.config()).context("cannot install the datapath in the lab")
+    install_with(lab, true)
+}
+
+/// Installs the datapath confined to `lab`, with or without its accounting.
+pub fn install_with(lab: &Lab, accounting: bool) -> anyhow::Result<Datapath> {
+    let config = chadthrottle_kernel::Config {
+        accounting,
+        ..lab.config()
+    };
+    Datapath::install(&config).context("cannot install the datapath in the lab")
 }

@@ -399,6 +399,19 @@ fn send(shared: &Shared, seconds: f64, max_bytes: u64) -> anyhow::Result<SendRep
     Ok(report)
 }
 
+/// Opens and closes `count` TCP connections to the peer, one at a time, each carrying
+/// one byte; returns how many connected.
+fn churn(args: &EndpointArgs, count: u64) -> anyhow::Result<u64> {
+    let mut connected = 0;
+    for _ in 0..count {
+        if let Ok(mut stream) = TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)) {
+            stream.write_all(b"x")?;
+            connected += 1;
+        }
+    }
+    Ok(connected)
+}
+
 fn reply(reply: &Reply) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, reply)?;
@@ -431,6 +444,9 @@ fn run(raw_args: &[String]) -> anyhow::Result<()> {
             )?))?,
             ["bins"] => reply(&Reply::Bins(shared.snapshot()))?,
             ["open"] if !args.listen => reply(&Reply::Opened(connect(&args, &shared)?))?,
+            ["churn", count] if !args.listen => {
+                reply(&Reply::Churned(churn(&args, count.parse()?)?))?;
+            }
             ["thread"] => {
                 std::thread::spawn(|| {})
                     .join()

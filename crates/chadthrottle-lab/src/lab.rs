@@ -255,6 +255,8 @@ impl Lab {
             cgroup: self.cgroup().to_owned(),
             pin_dir: self.pin_dir().to_owned(),
             max_limits: chadthrottle_kernel::DEFAULT_MAX_LIMITS,
+            max_connections: chadthrottle_kernel::DEFAULT_MAX_CONNECTIONS,
+            accounting: true,
         }
     }
 

@@ -7,6 +7,7 @@
 //! in 100 ms bins. Every binary using the lab must call [`run_if_endpoint`] first.
 
 pub mod bench;
+pub mod bench_monitor;
 pub mod cgroup;
 pub mod delay;
 pub mod endpoint;

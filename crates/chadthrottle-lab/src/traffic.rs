@@ -52,6 +52,7 @@ pub enum Reply {
     Sent(SendReport),
     Bins(Bins),
     Opened(usize),
+    Churned(u64),
     ThreadDone,
 }
 
@@ -135,6 +136,16 @@ impl Endpoint {
         match self.reply()? {
             Reply::Opened(_) => Ok(()),
             other => bail!("endpoint said {other:?} instead of opened"),
+        }
+    }
+
+    /// Opens and closes `count` short TCP connections (connecting side); returns how many
+    /// connected.
+    pub fn churn(&mut self, count: u64) -> anyhow::Result<u64> {
+        self.command(&format!("churn {count}"))?;
+        match self.reply()? {
+            Reply::Churned(connected) => Ok(connected),
+            other => bail!("endpoint said {other:?} instead of churned"),
         }
     }
 

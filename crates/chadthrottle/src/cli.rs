@@ -2,7 +2,7 @@
 
 use chadthrottle_core::duration::parse_duration;
 use chadthrottle_core::{Rate, Size};
-use chadthrottle_kernel::{DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
+use chadthrottle_kernel::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,6 +77,18 @@ pub struct Global {
         value_parser = clap::value_parser!(u32).range(1..=(1 << 22))
     )]
     pub max_limits: u32,
+
+    /// How many connections are accounted at once, least recently active evicted beyond
+    /// (takes effect when the datapath is installed)
+    #[arg(
+        long,
+        global = true,
+        env = "CHADTHROTTLE_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(64..=(1 << 22))
+    )]
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +104,8 @@ pub enum Command {
     Reset,
     /// The backends that can enforce limits, their priority, and why one is unavailable.
     Backends(BackendsArgs),
+    /// Which processes use the network: rates and totals per process, refreshed.
+    Top(TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -162,4 +176,36 @@ pub struct BackendsArgs {
     /// One JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one snapshot and exit (after one --interval, to measure rates).
+    #[arg(long)]
+    pub once: bool,
+
+    /// One JSON document per snapshot instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Time between snapshots (500ms, 1s, 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s", allow_hyphen_values = true)]
+    pub interval: Duration,
+
+    /// Stop after this many snapshots.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Only this process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// List connections (of --pid, if given): protocol, local, remote, state, rates, totals.
+    #[arg(long)]
+    pub connections: bool,
+
+    /// Use the sock_diag fallback (TCP only, this network namespace) even where the eBPF
+    /// accounting is available.
+    #[arg(long)]
+    pub fallback: bool,
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod render;
+mod top_view;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
@@ -47,6 +48,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Status(args)) => commands::status::run(global, args),
         Some(Command::Reset) => commands::reset::run(global),
         Some(Command::Backends(args)) => commands::backends::run(args.json),
+        Some(Command::Top(args)) => commands::top::run(global, args),
         None if cli.list_backends => commands::backends::run(false),
         None => match cli.pid {
             Some(pid) => commands::foreground::run(

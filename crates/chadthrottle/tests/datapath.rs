@@ -7,13 +7,15 @@
 //! with the reason printed first. Tolerances are wide enough for a noisy 2-core machine;
 //! the exact figures are in the benchmark (BENCHMARKS.md).
 
+mod common;
+
 use anyhow::{Context as _, bail, ensure};
 use chadthrottle_lab::stats::{Summary, summarize};
 use chadthrottle_lab::traffic::SendReport;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use libtest_mimic::{Arguments, Failed, Trial};
+use common::{Test, chadthrottle, pid, run};
 use serde_json::Value;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const KIB: f64 = 1024.0;
@@ -26,28 +28,6 @@ const MAX_BYTES: u64 = 20 << 30;
 /// (400 ms of the rate) at its edges. Transfers of 10 s leave an 8 s steady window, where
 /// that is at most ±5 %, inside the ±10 % tolerance with room for the real error.
 const POLICED_SECONDS: f64 = 10.0;
-
-fn chadthrottle(lab: &Lab, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chadthrottle"))
-        .args(args)
-        .envs(lab.env())
-        .env_remove("CHADTHROTTLE_FAILPOINT")
-        .output()
-        .expect("the chadthrottle binary runs")
-}
-
-/// Runs `chadthrottle args` and returns its stdout, failing with its stderr.
-fn run(lab: &Lab, args: &[&str]) -> anyhow::Result<String> {
-    let output = chadthrottle(lab, args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(
-        output.status.success(),
-        "chadthrottle {}: {}",
-        args.join(" "),
-        stderr.trim()
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 fn status(lab: &Lab) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&run(lab, &["status", "--json"])?)?)
@@ -86,10 +66,6 @@ fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::
         tolerance * 100.0
     );
     Ok(())
-}
-
-fn pid(endpoint: &Endpoint) -> String {
-    endpoint.pid().to_string()
 }
 
 fn open_and_new_connections_are_limited_both_ways() -> anyhow::Result<()> {
@@ -402,7 +378,8 @@ fn reset_leaves_nothing_behind() -> anyhow::Result<()> {
         .map(|program| program.id)
         .collect();
     let pinned = chadthrottle_kernel::query::pinned_maps(lab.pin_dir());
-    ensure!(pinned.len() == 4, "pinned maps: {pinned:?}");
+    use chadthrottle_kernel::names::{MAPS, PROGRAMS};
+    ensure!(pinned.len() == MAPS.len(), "pinned maps: {pinned:?}");
     let limits = pinned
         .iter()
         .find(|map| map.name == "ct_limits")
@@ -415,8 +392,9 @@ fn reset_leaves_nothing_behind() -> anyhow::Result<()> {
     let map_ids: Vec<u32> = pinned.iter().map(|map| map.id).collect();
 
     let printed = run(&lab, &["reset"])?;
+    let pins = MAPS.len() + PROGRAMS.len();
     ensure!(
-        printed.contains("removed 8 pins") && printed.contains("bpffs"),
+        printed.contains(&format!("removed {pins} pins")) && printed.contains("bpffs"),
         "reset said: {printed}"
     );
     ensure!(
@@ -831,8 +809,6 @@ fn backends_names_the_policer_and_proves_it_loads() -> anyhow::Result<()> {
     Ok(())
 }
 
-type Test = fn() -> anyhow::Result<()>;
-
 const TESTS: &[(&str, Test)] = &[
     (
         "open_and_new_connections_are_limited_both_ways",
@@ -894,22 +870,5 @@ const TESTS: &[(&str, Test)] = &[
 ];
 
 fn main() {
-    chadthrottle_lab::run_if_endpoint();
-    let mut args = Arguments::from_args();
-    // measurements on a 2-core machine must not overlap
-    args.test_threads = Some(1);
-    let skip = chadthrottle_lab::unavailable();
-    if let Some(reason) = &skip {
-        println!("kernel tests skipped: {reason}");
-    }
-    let trials = TESTS
-        .iter()
-        .map(|&(name, test)| {
-            Trial::test(name, move || {
-                test().map_err(|error| Failed::from(format!("{error:#}")))
-            })
-            .with_ignored_flag(skip.is_some())
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
+    common::main(TESTS);
 }

@@ -13,7 +13,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 2
+#define CT_LAYOUT_VERSION 3
 
 /* Directions, as seen from the limited process. */
 #define CT_DIR_UP 0   /* egress: sent by the process */
@@ -23,6 +23,9 @@
 #define CT_RATE_UNLIMITED 0xffffffffffffffffULL
 
 #define CT_COMM_LEN 16
+#define CT_CMDLINE_LEN 128
+#define CT_AF_INET 2
+#define CT_AF_INET6 10
 
 /* Socket storage (map ct_owner): the process a socket belongs to. Written by
  * cgroup/sock_create for new sockets, cloned to accepted ones, and back-filled by
@@ -74,6 +77,49 @@ struct ct_stats {
 	__u64 dropped_packets;
 };
 _Static_assert(sizeof(struct ct_stats) == 32, "ct_stats layout");
+
+/* Accounting of every process (map ct_proc_acct, per-CPU, keyed by struct ct_owner) and of
+ * every connection (ct_conns). Bytes are transport payload: TCP or UDP data, headers not
+ * counted, an offloaded (GSO/GRO) packet by its real size, retransmissions included.
+ * Packets are wire packets (gso_segs), pure ACKs included. */
+struct ct_acct {
+	__u64 tx_bytes;
+	__u64 tx_packets;
+	__u64 rx_bytes;
+	__u64 rx_packets;
+};
+_Static_assert(sizeof(struct ct_acct) == 32, "ct_acct layout");
+
+/* Value of ct_proc_info (keyed by struct ct_owner): who the process was, captured when it
+ * created a socket, so that a process that exits before userspace looks keeps a name. */
+struct ct_proc_info {
+	char comm[CT_COMM_LEN];
+	__u64 exit_ns;     /* CLOCK_MONOTONIC when the process exited; 0 while it runs */
+	__u32 cmdline_len; /* bytes of cmdline that were read */
+	__u32 _pad;
+	char cmdline[CT_CMDLINE_LEN]; /* NUL-separated arguments, as /proc/PID/cmdline */
+};
+_Static_assert(sizeof(struct ct_proc_info) == 160, "ct_proc_info layout");
+
+/* How stale ct_conn.last_ns may be: it is rewritten at most this often. */
+#define CT_CONN_ACTIVE_NS 100000000ULL
+
+/* Value of ct_conns (LRU hash keyed by socket cookie): one connection (or UDP socket)
+ * that carried data. Packets count data packets (pure ACKs are left out). */
+struct ct_conn {
+	struct ct_owner owner;
+	struct ct_acct acct;
+	__u32 local_addr[4];  /* network order; IPv4 in [0] */
+	__u32 remote_addr[4]; /* network order; IPv4 in [0] */
+	__u16 family;         /* AF_INET or AF_INET6 */
+	__u16 protocol;       /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 local_port;     /* host order */
+	__u16 remote_port;    /* host order */
+	__u32 state;          /* TCP state (BPF_TCP_*) at the last packet */
+	__u32 _pad;
+	__u64 last_ns;        /* CLOCK_MONOTONIC (coarse) of a recent data packet */
+};
+_Static_assert(sizeof(struct ct_conn) == 104, "ct_conn layout");
 
 /* The single entry of ct_meta: which install the pinned maps belong to. */
 struct ct_meta {

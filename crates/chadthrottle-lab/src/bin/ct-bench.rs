@@ -3,6 +3,9 @@
 //! ```text
 //! cargo run --release -p chadthrottle-lab --bin ct-bench               # the baseline table
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --burst    # choosing the default burst
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --monitor  # accounting and `top` costs
+//!     (--monitor runs target/release/chadthrottle: `cargo build --release --workspace` first;
+//!      install Debian's nethogs to measure it side by side)
 //! options: --seconds S (default 10), --rtt 0|20 (default both), --cc cubic|bbr (default both),
 //!          --bursts 50,100,… (sweep bursts, ms of the rate), --idle MS (sweep idle spell),
 //!          --overhead (only attached vs detached), --rounds N (its rounds, default 7)
@@ -31,6 +34,8 @@ struct Options {
     /// Only the attached/detached comparison, with this many rounds.
     overhead_only: bool,
     overhead_rounds: usize,
+    /// The monitoring costs instead of the policer table.
+    monitor: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -43,6 +48,7 @@ fn options() -> anyhow::Result<Options> {
         idle_ms: None,
         overhead_only: false,
         overhead_rounds: 7,
+        monitor: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -66,6 +72,7 @@ fn options() -> anyhow::Result<Options> {
             }
             "--idle" => options.idle_ms = Some(value()?.parse()?),
             "--overhead" => options.overhead_only = true,
+            "--monitor" => options.monitor = true,
             "--rounds" => options.overhead_rounds = value()?.parse()?,
             other => bail!(
                 "unknown argument {other:?}; see the header of crates/chadthrottle-lab/src/bin/ct-bench.rs"
@@ -162,47 +169,131 @@ fn print_outcome(rtt: u64, case: &Case, outcome: &Outcome) {
 /// swings by ±15 % on its own.
 fn overhead(rounds: usize) -> anyhow::Result<()> {
     println!(
-        "\n## Unthrottled TCP upload, datapath attached vs detached ({rounds} alternating rounds of 3 s)\n"
+        "\n## Unthrottled TCP upload: datapath detached, attached without accounting, attached \
+         with accounting ({rounds} rounds of 3 s each, interleaved)\n"
     );
     let lab = lab(0)?;
-    let (mut attached, mut detached) = (Vec::new(), Vec::new());
+    let mut rates: [Vec<f64>; 3] = Default::default();
     for _round in 0..rounds {
         chadthrottle_kernel::reset(lab.pin_dir())?;
-        detached.push(bench::unlimited_rate(&lab, 3.0)?);
-        let datapath = bench::install(&lab)?;
-        attached.push(bench::unlimited_rate(&lab, 3.0)?);
-        drop(datapath);
+        rates[0].push(bench::unlimited_rate(&lab, 3.0)?);
+        for (slot, accounting) in [(1, false), (2, true)] {
+            let datapath = bench::install_with(&lab, accounting)?;
+            rates[slot].push(bench::unlimited_rate(&lab, 3.0)?);
+            drop(datapath);
+            chadthrottle_kernel::reset(lab.pin_dir())?;
+        }
     }
-    let median = |rates: &mut Vec<f64>| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
+    let median = |rates: &[f64]| {
+        let mut sorted = rates.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
     };
-    let list = |rates: &[f64]| {
-        rates
-            .iter()
-            .map(|r| format!("{:.0}", r / 1048576.0))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let (attached_list, detached_list) = (list(&attached), list(&detached));
-    let (on, off) = (median(&mut attached), median(&mut detached));
     row(&["datapath", "MiB/s per round", "median"].map(str::to_owned));
     row(&["---"; 3].map(str::to_owned));
-    row(&[
-        "detached".into(),
-        detached_list,
-        format!("{:.0}", off / 1048576.0),
-    ]);
-    row(&[
-        "attached".into(),
-        attached_list,
-        format!("{:.0}", on / 1048576.0),
-    ]);
+    let names = [
+        "detached",
+        "attached, accounting off",
+        "attached, accounting on",
+    ];
+    for (name, rates) in names.iter().zip(&rates) {
+        let list: Vec<String> = rates
+            .iter()
+            .map(|r| format!("{:.0}", r / 1048576.0))
+            .collect();
+        row(&[
+            (*name).to_owned(),
+            list.join(", "),
+            format!("{:.0}", median(rates) / 1048576.0),
+        ]);
+    }
+    let detached = median(&rates[0]);
     println!(
-        "\nattached / detached (medians): {}",
-        percent(on / off - 1.0)
+        "\nmedians against detached: accounting off {}, accounting on {}",
+        percent(median(&rates[1]) / detached - 1.0),
+        percent(median(&rates[2]) / detached - 1.0)
     );
     Ok(())
+}
+
+/// What the accounting and `top` cost: per-packet program time, `top`'s CPU per refresh
+/// (beside nethogs if installed), and unthrottled throughput attached vs detached.
+fn monitor(options: &Options) -> anyhow::Result<()> {
+    use chadthrottle_lab::bench_monitor;
+    let chadthrottle = std::env::current_exe()?.with_file_name("chadthrottle");
+    if !chadthrottle.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release --workspace` first",
+            chadthrottle.display()
+        );
+    }
+    let lab = lab(0)?;
+    println!(
+        "## Datapath programs per packet (unthrottled TCP upload, 3 s, run-time statistics on)\n"
+    );
+    row(&[
+        "accounting",
+        "flow MiB/s",
+        "program",
+        "runs",
+        "ns per run",
+        "share of one core",
+    ]
+    .map(str::to_owned));
+    row(&["---"; 6].map(str::to_owned));
+    for accounting in [false, true] {
+        let (rate, costs) = bench_monitor::program_costs(&lab, 3.0, accounting)?;
+        for cost in costs {
+            row(&[
+                if accounting { "on" } else { "off" }.to_owned(),
+                format!("{:.0}", rate / 1048576.0),
+                cost.name,
+                cost.runs.to_string(),
+                format!("{:.0}", cost.ns_per_run),
+                format!("{:.2} %", cost.core_share * 100.0),
+            ]);
+        }
+    }
+    chadthrottle_kernel::reset(lab.pin_dir())?;
+
+    println!("\n## CPU of `chadthrottle top --json --interval 1s` (10 refreshes)\n");
+    row(&[
+        "scene",
+        "top: CPU ms per refresh",
+        "nethogs -t: CPU ms per refresh",
+    ]
+    .map(str::to_owned));
+    row(&["---"; 3].map(str::to_owned));
+    for cost in bench_monitor::top_costs(&lab, &chadthrottle)? {
+        row(&[
+            cost.scene,
+            format!("{:.2}", cost.top_ms_per_refresh),
+            cost.nethogs_ms_per_refresh
+                .map_or("not installed / not run".to_owned(), |ms| {
+                    format!("{ms:.2}")
+                }),
+        ]);
+    }
+    chadthrottle_kernel::reset(lab.pin_dir())?;
+    drop(lab);
+
+    if let Some((alone, watched)) =
+        bench_monitor::nethogs_overhead(&self::lab(0)?, options.overhead_rounds)?
+    {
+        let median = |mut rates: Vec<f64>| {
+            rates.sort_by(f64::total_cmp);
+            rates[rates.len() / 2]
+        };
+        let (alone, watched) = (median(alone), median(watched));
+        println!(
+            "\n## Unthrottled TCP upload alone vs watched by nethogs (medians of {} rounds)\n\nalone {:.0} MiB/s, with nethogs {:.0} MiB/s: {}",
+            options.overhead_rounds,
+            alone / 1048576.0,
+            watched / 1048576.0,
+            percent(watched / alone - 1.0)
+        );
+    }
+    overhead(options.overhead_rounds)
 }
 
 /// Accuracy against the burst: both the steady state (needs burst for TCP to recover
@@ -273,7 +364,9 @@ fn main() -> anyhow::Result<()> {
         bail!("{reason}");
     }
     let options = options()?;
-    if options.overhead_only {
+    if options.monitor {
+        monitor(&options)
+    } else if options.overhead_only {
         overhead(options.overhead_rounds)
     } else if options.burst_sweep {
         burst_sweep(&options)

@@ -6,6 +6,7 @@ pub mod foreground;
 pub mod limit;
 pub mod reset;
 pub mod status;
+pub mod top;
 pub mod unlimit;
 
 use crate::cli::Global;
@@ -23,6 +24,8 @@ pub fn config(global: &Global) -> anyhow::Result<Config> {
         cgroup,
         pin_dir: global.pin_dir.clone(),
         max_limits: global.max_limits,
+        max_connections: global.max_connections,
+        accounting: true,
     })
 }
 

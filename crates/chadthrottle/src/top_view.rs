@@ -1,0 +1,190 @@
+//! Text `chadthrottle top` prints: the process table, a process's connections and the
+//! interfaces. Pure functions of a snapshot, tested without a kernel.
+
+use chadthrottle_core::rate::format_bytes;
+use chadthrottle_core::usage::{Layer, LimitRates, Snapshot, Source};
+use std::fmt::Write as _;
+
+fn per_second(rate: u64) -> String {
+    format!("{}/s", format_bytes(rate))
+}
+
+fn limit(limit: Option<&LimitRates>) -> String {
+    let one = |rate: Option<u64>| match rate {
+        None => "-".to_owned(),
+        Some(0) => "blocked".to_owned(),
+        Some(rate) => per_second(rate),
+    };
+    match limit {
+        None => String::new(),
+        Some(l) => format!("⚡ ↓{} ↑{}", one(l.down), one(l.up)),
+    }
+}
+
+/// The line above the tables: where the figures come from and what they count.
+pub fn heading(snapshot: &Snapshot) -> String {
+    let source = match snapshot.source {
+        Source::Ebpf => "eBPF datapath, every process, TCP and UDP",
+        Source::SockDiag => "fallback: sock_diag TCP counters",
+    };
+    let counted = match snapshot.counted {
+        Layer::TransportPayload => "transport payload bytes",
+        Layer::TcpStream => "TCP bytes acknowledged/received",
+    };
+    let mut line = format!("source: {source} ({counted})");
+    if let Some(note) = &snapshot.note {
+        let _ = write!(line, "\n{note}");
+    }
+    line
+}
+
+/// The process table, like `nethogs -t`: PID, name, ↓/↑ rate, ↓/↑ total, limit.
+pub fn processes(snapshot: &Snapshot) -> String {
+    let mut out = format!(
+        "{:>7}  {:<16} {:>12} {:>12} {:>10} {:>10}  {}\n",
+        "PID", "NAME", "↓ RATE", "↑ RATE", "↓ TOTAL", "↑ TOTAL", "LIMIT"
+    );
+    for p in &snapshot.processes {
+        let name = if p.exited {
+            format!("{} (exited)", p.name)
+        } else {
+            p.name.clone()
+        };
+        let _ = writeln!(
+            out,
+            "{:>7}  {:<16} {:>12} {:>12} {:>10} {:>10}  {}",
+            p.pid,
+            name,
+            per_second(p.rx_rate),
+            per_second(p.tx_rate),
+            format_bytes(p.rx_bytes),
+            format_bytes(p.tx_bytes),
+            limit(p.limit.as_ref()),
+        );
+    }
+    if snapshot.processes.is_empty() {
+        out.push_str("        (no process has used the network yet)\n");
+    }
+    out
+}
+
+/// The connections of the snapshot (already filtered to one process by the caller).
+pub fn connections(snapshot: &Snapshot) -> String {
+    let mut out = format!(
+        "{:<5} {:<28} {:<28} {:<12} {:>12} {:>12} {:>10} {:>10}\n",
+        "PROTO", "LOCAL", "REMOTE", "STATE", "↓ RATE", "↑ RATE", "↓ TOTAL", "↑ TOTAL"
+    );
+    for c in &snapshot.connections {
+        let protocol = serde_json::to_value(c.protocol)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<5} {:<28} {:<28} {:<12} {:>12} {:>12} {:>10} {:>10}",
+            protocol,
+            c.local.to_string(),
+            c.remote.to_string(),
+            c.state,
+            per_second(c.rx_rate),
+            per_second(c.tx_rate),
+            format_bytes(c.rx_bytes),
+            format_bytes(c.tx_bytes),
+        );
+    }
+    out
+}
+
+/// One line per interface with traffic.
+pub fn interfaces(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    for i in &snapshot.interfaces {
+        if i.rx_bytes + i.tx_bytes == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{:<12} ↓ {:>12}  ↑ {:>12}",
+            i.name,
+            per_second(i.rx_rate),
+            per_second(i.tx_rate)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chadthrottle_core::usage::{InterfaceUsage, ProcessUsage, Split};
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            interval_ms: 1000,
+            source: Source::Ebpf,
+            counted: Layer::TransportPayload,
+            note: None,
+            processes: vec![ProcessUsage {
+                pid: 4242,
+                start_time: 1,
+                name: "curl".into(),
+                cmdline: "curl -O x".into(),
+                rx_rate: 1 << 20,
+                tx_rate: 0,
+                rx_bytes: 10 << 20,
+                tx_bytes: 2048,
+                rx_packets: 0,
+                tx_packets: 0,
+                limit: Some(LimitRates {
+                    up: None,
+                    down: Some(1 << 20),
+                }),
+                internet: Split::default(),
+                local: Split::default(),
+                exited: false,
+            }],
+            interfaces: vec![InterfaceUsage {
+                name: "eth0".into(),
+                rx_rate: 1 << 20,
+                tx_rate: 1024,
+                rx_bytes: 1,
+                tx_bytes: 1,
+            }],
+            connections: vec![],
+        }
+    }
+
+    #[test]
+    fn process_rows_show_rates_totals_and_the_limit() {
+        let text = processes(&snapshot());
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains("4242"), "{row}");
+        assert!(row.contains("curl"), "{row}");
+        assert!(row.contains("1MB/s"), "{row}");
+        assert!(row.contains("10MB"), "{row}");
+        assert!(row.contains("2KB"), "{row}");
+        assert!(row.contains("⚡ ↓1MB/s ↑-"), "{row}");
+    }
+
+    #[test]
+    fn heading_names_the_source_the_layer_and_the_reason() {
+        let mut s = snapshot();
+        assert!(heading(&s).contains("transport payload"));
+        s.source = Source::SockDiag;
+        s.counted = Layer::TcpStream;
+        s.note = Some("eBPF unavailable: CAP_BPF missing".into());
+        let text = heading(&s);
+        assert!(
+            text.contains("sock_diag") && text.contains("CAP_BPF missing"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_and_interface_views() {
+        let mut s = snapshot();
+        s.processes.clear();
+        assert!(processes(&s).contains("no process"));
+        assert!(interfaces(&s).starts_with("eth0"));
+    }
+}
