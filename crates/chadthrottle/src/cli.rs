@@ -14,9 +14,9 @@ const RATES: &str = "RATE is bytes per second as 500K, 1.5M, 1G, 500KiB/s (1024-
 #[command(
     name = "chadthrottle",
     version,
-    about = "Cap any process's upload and download rate, on the connections it already has open.",
+    about = "Cap any process's upload and download rate, on the connections it already has open. \
+             Without a command: the terminal UI.",
     after_help = RATES,
-    arg_required_else_help = true,
     group = clap::ArgGroup::new("foreground_limit").multiple(true).args(["download_limit", "upload_limit"])
 )]
 pub struct Cli {

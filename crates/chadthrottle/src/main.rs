@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod render;
 mod top_view;
+mod usage_source;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
@@ -58,7 +59,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 cli.download_limit,
                 cli.duration,
             ),
-            None => anyhow::bail!("nothing to do: give a command (see --help)"),
+            None => commands::tui::run(global),
         },
     }
 }

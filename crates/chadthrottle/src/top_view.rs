@@ -5,7 +5,7 @@ use chadthrottle_core::rate::format_bytes;
 use chadthrottle_core::usage::{Layer, LimitRates, Snapshot, Source};
 use std::fmt::Write as _;
 
-fn per_second(rate: u64) -> String {
+pub fn per_second(rate: u64) -> String {
     format!("{}/s", format_bytes(rate))
 }
 

@@ -7,6 +7,7 @@ pub mod limit;
 pub mod reset;
 pub mod status;
 pub mod top;
+pub mod tui;
 pub mod unlimit;
 
 use crate::cli::Global;

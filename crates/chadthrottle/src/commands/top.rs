@@ -3,92 +3,10 @@
 
 use crate::cli::{Global, TopArgs};
 use crate::top_view;
-use chadthrottle_core::ProcessRef;
-use chadthrottle_core::backend::Backend;
+use crate::usage_source::UsageSource;
 use chadthrottle_core::monitor::Monitor;
-use chadthrottle_core::usage::{Layer, LimitRates, Reading, Snapshot, Source};
-use chadthrottle_kernel::sockdiag::SockDiag;
-use chadthrottle_kernel::{Accounting, Datapath, mounts};
-use std::collections::HashMap;
+use chadthrottle_core::usage::Snapshot;
 use std::io::{IsTerminal as _, Write as _};
-
-/// Where the figures come from.
-enum UsageSource {
-    Ebpf {
-        accounting: Box<Accounting>,
-        limits: Option<Box<Datapath>>,
-    },
-    Fallback(SockDiag),
-}
-
-impl UsageSource {
-    /// The datapath's accounting if it can be had, else the fallback and why.
-    fn open(global: &Global, fallback: bool) -> (UsageSource, Option<String>) {
-        if fallback {
-            return (
-                UsageSource::Fallback(SockDiag::new()),
-                Some("fallback chosen with --fallback".to_owned()),
-            );
-        }
-        let ebpf = || -> anyhow::Result<UsageSource> {
-            let config = super::config(global)?;
-            let mut accounting = Accounting::install(&config)?;
-            accounting.adopt_open_sockets(&mounts::cgroup_scope(&config.cgroup)?);
-            Ok(UsageSource::Ebpf {
-                accounting: Box::new(accounting),
-                limits: Datapath::open(&config.pin_dir)?.map(Box::new),
-            })
-        };
-        match ebpf() {
-            Ok(source) => (source, None),
-            Err(error) => (
-                UsageSource::Fallback(SockDiag::new()),
-                Some(format!(
-                    "eBPF accounting unavailable, so TCP only and only processes whose /proc/PID/fd \
-                     is readable: {error:#}"
-                )),
-            ),
-        }
-    }
-
-    const fn kind(&self) -> (Source, Layer) {
-        match self {
-            UsageSource::Ebpf { .. } => (Source::Ebpf, Layer::TransportPayload),
-            UsageSource::Fallback(_) => (Source::SockDiag, Layer::TcpStream),
-        }
-    }
-
-    fn read(&mut self) -> anyhow::Result<Reading> {
-        Ok(match self {
-            UsageSource::Ebpf { accounting, .. } => accounting.read()?,
-            UsageSource::Fallback(diag) => diag.read()?,
-        })
-    }
-
-    fn limits(&mut self) -> anyhow::Result<HashMap<ProcessRef, LimitRates>> {
-        let UsageSource::Ebpf {
-            limits: Some(datapath),
-            ..
-        } = self
-        else {
-            return Ok(HashMap::new());
-        };
-        Ok(datapath
-            .limits()?
-            .into_iter()
-            .map(|limit| {
-                let rate = |d: Option<chadthrottle_core::status::DirectionLimit>| d.map(|d| d.rate);
-                (
-                    limit.target,
-                    LimitRates {
-                        up: rate(limit.limits.up),
-                        down: rate(limit.limits.down),
-                    },
-                )
-            })
-            .collect())
-    }
-}
 
 fn focus(snapshot: &mut Snapshot, args: &TopArgs) {
     if let Some(pid) = args.pid {

@@ -1,0 +1,233 @@
+//! The app state and its one owner. Every change goes through [`App::handle`]; the view
+//! only reads.
+
+use crate::dialog::ThrottleDialog;
+use crate::event::{Effect, Event};
+use crate::sort::{self, Column};
+use chadthrottle_core::ProcessRef;
+use chadthrottle_core::meter::HistoryPoint;
+use chadthrottle_core::monitor::Monitor;
+use chadthrottle_core::usage::{Layer, LimitRates, ProcessUsage, Snapshot, Source};
+use std::collections::HashMap;
+
+/// How long an exited process stays in the table, fading, after its exit was seen.
+pub const FADE_NS: u64 = 5_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing the name filter after `/`.
+    Filter,
+    Throttle(ThrottleDialog),
+    Help,
+    Graph,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub error: bool,
+}
+
+#[derive(Debug)]
+pub struct App {
+    monitor: Monitor,
+    limits: HashMap<ProcessRef, LimitRates>,
+    snapshot: Snapshot,
+    /// The table as shown: filtered, faded exits dropped, in order.
+    pub rows: Vec<ProcessUsage>,
+    pub sort: Column,
+    /// `f`: the order the table had when frozen.
+    pub frozen: Option<Vec<ProcessRef>>,
+    pub selected: Option<ProcessRef>,
+    pub filter: String,
+    pub mode: Mode,
+    pub message: Option<Message>,
+    /// Why limits cannot be set (the monitoring fallback): shown as a banner.
+    pub read_only: Option<String>,
+    /// `false` with `NO_COLOR`: styles use only bold, dim and reverse.
+    pub color: bool,
+    /// Terminal size, for mouse hit-testing (the view lays out the same way).
+    pub size: (u16, u16),
+    /// First row of the table shown (scrolling).
+    pub offset: usize,
+    exited_seen: HashMap<ProcessRef, u64>,
+    now_ns: u64,
+}
+
+pub fn process_ref(p: &ProcessUsage) -> ProcessRef {
+    ProcessRef {
+        pid: p.pid,
+        start_time: p.start_time,
+    }
+}
+
+impl App {
+    pub fn new(
+        source: Source,
+        layer: Layer,
+        note: Option<String>,
+        interval_ms: u64,
+        read_only: Option<String>,
+        color: bool,
+    ) -> App {
+        let monitor = Monitor::new(source, layer, note, interval_ms);
+        let snapshot = monitor.snapshot(&HashMap::new());
+        App {
+            monitor,
+            limits: HashMap::new(),
+            snapshot,
+            rows: Vec::new(),
+            sort: Column::DownRate,
+            frozen: None,
+            selected: None,
+            filter: String::new(),
+            mode: Mode::Normal,
+            message: None,
+            read_only,
+            color,
+            size: (80, 24),
+            offset: 0,
+            exited_seen: HashMap::new(),
+            now_ns: 0,
+        }
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The one entry point: applies `event`, returns what the runner must do.
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Key(key) => crate::keys::handle_key(self, key),
+            Event::Mouse(mouse) => {
+                crate::keys::handle_mouse(self, mouse);
+                Vec::new()
+            }
+            Event::Resize(width, height) => {
+                self.size = (width, height);
+                self.keep_selection_visible();
+                Vec::new()
+            }
+            Event::Update { reading, limits } => {
+                self.now_ns = reading.at_ns;
+                self.monitor.ingest(reading);
+                self.limits = limits;
+                self.refresh();
+                Vec::new()
+            }
+            Event::Done(outcome) => {
+                self.message = Some(match outcome {
+                    Ok(text) => Message { text, error: false },
+                    Err(text) => Message { text, error: true },
+                });
+                Vec::new()
+            }
+        }
+    }
+
+    /// Rebuilds the table from the monitor: filter, fade, order; the selection stays on
+    /// its process.
+    pub fn refresh(&mut self) {
+        self.snapshot = self.monitor.snapshot(&self.limits);
+        let now = self.now_ns;
+        for p in self.snapshot.processes.iter().filter(|p| p.exited) {
+            self.exited_seen.entry(process_ref(p)).or_insert(now);
+        }
+        let exited_seen = &self.exited_seen;
+        let filter = self.filter.to_lowercase();
+        let mut rows: Vec<ProcessUsage> = self
+            .snapshot
+            .processes
+            .iter()
+            .filter(|p| {
+                !p.exited
+                    || exited_seen
+                        .get(&process_ref(p))
+                        .is_some_and(|&seen| now.saturating_sub(seen) < FADE_NS)
+            })
+            .filter(|p| filter.is_empty() || p.name.to_lowercase().contains(&filter))
+            .cloned()
+            .collect();
+        sort::sort(&mut rows, self.sort);
+        if let Some(frozen) = &self.frozen {
+            sort::apply_frozen(&mut rows, frozen);
+        }
+        self.rows = rows;
+        let still_there = self
+            .selected
+            .is_some_and(|s| self.rows.iter().any(|p| process_ref(p) == s));
+        if !still_there {
+            self.selected = self.rows.first().map(process_ref);
+        }
+        self.keep_selection_visible();
+    }
+
+    pub fn selected_index(&self) -> Option<usize> {
+        let selected = self.selected?;
+        self.rows.iter().position(|p| process_ref(p) == selected)
+    }
+
+    pub fn selected_process(&self) -> Option<&ProcessUsage> {
+        self.selected_index().map(|i| &self.rows[i])
+    }
+
+    /// Moves the selection by `delta` rows (clamped).
+    pub fn move_selection(&mut self, delta: isize) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let at = self.selected_index().unwrap_or(0) as isize;
+        let to = (at + delta).clamp(0, self.rows.len() as isize - 1) as usize;
+        self.select_row(to);
+    }
+
+    pub fn select_row(&mut self, index: usize) {
+        if let Some(p) = self.rows.get(index) {
+            self.selected = Some(process_ref(p));
+            self.keep_selection_visible();
+        }
+    }
+
+    /// Rows the table can show at the current size.
+    pub fn visible_rows(&self) -> usize {
+        crate::view::table_rows(self)
+    }
+
+    fn keep_selection_visible(&mut self) {
+        let visible = self.visible_rows().max(1);
+        let max_offset = self.rows.len().saturating_sub(visible);
+        self.offset = self.offset.min(max_offset);
+        if let Some(at) = self.selected_index() {
+            if at < self.offset {
+                self.offset = at;
+            } else if at >= self.offset + visible {
+                self.offset = at + 1 - visible;
+            }
+        }
+    }
+
+    /// The last minute of the selected process's rates.
+    pub fn selected_history(&self) -> Vec<HistoryPoint> {
+        self.selected
+            .map(|s| self.monitor.history(&s))
+            .unwrap_or_default()
+    }
+
+    /// Shows a limit at once, before the next reading confirms it.
+    pub fn show_limit(&mut self, process: ProcessRef, limit: Option<LimitRates>) {
+        match limit {
+            Some(limit) => self.limits.insert(process, limit),
+            None => self.limits.remove(&process),
+        };
+        self.refresh();
+    }
+
+    pub fn say(&mut self, text: impl Into<String>, error: bool) {
+        self.message = Some(Message {
+            text: text.into(),
+            error,
+        });
+    }
+}

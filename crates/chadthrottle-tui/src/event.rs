@@ -1,0 +1,41 @@
+//! What reaches the app (one channel, by value) and what it asks the runner to do.
+
+use chadthrottle_core::ProcessRef;
+use chadthrottle_core::usage::{LimitRates, Reading};
+use ratatui::crossterm::event::{KeyEvent, MouseEvent};
+use std::collections::HashMap;
+
+/// Everything the app reacts to. Collectors send readings by value; the app owns the
+/// monitor that turns them into snapshots.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    /// A new reading of the usage source and the limits in force.
+    Update {
+        reading: Reading,
+        limits: HashMap<ProcessRef, LimitRates>,
+    },
+    /// The outcome of an effect, to show in the status bar (`Err`: in red).
+    Done(Result<String, String>),
+}
+
+/// What a key asks for; the runner applies effects in one place and answers with
+/// [`Event::Done`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Set the process's limits: `Some` directions are set, `None` ones lifted.
+    SetLimit {
+        process: ProcessRef,
+        name: String,
+        up: Option<u64>,
+        down: Option<u64>,
+    },
+    /// Lift both directions.
+    ClearLimit {
+        process: ProcessRef,
+        name: String,
+    },
+    Quit,
+}

@@ -1,0 +1,63 @@
+//! Made-up processes, readings and apps, for the unit and snapshot tests and the render
+//! benchmark.
+
+use crate::app::App;
+use crate::event::Event;
+use chadthrottle_core::ProcessRef;
+use chadthrottle_core::usage::{Counters, Layer, ProcessReading, Reading, Source};
+use std::collections::HashMap;
+
+/// A process that receives `rate` bytes per second (and sends a tenth of it).
+pub fn usage(pid: u32, name: &str, rate: u64) -> (u32, String, u64) {
+    (pid, name.to_owned(), rate)
+}
+
+/// A reading at `seconds` of `processes` that have kept their rates since 0.
+pub fn reading(processes: &[(u32, String, u64)], seconds: u64) -> Reading {
+    let at_ns = seconds * 1_000_000_000;
+    Reading {
+        at_ns,
+        processes: processes
+            .iter()
+            .map(|(pid, name, rate)| ProcessReading {
+                process: ProcessRef {
+                    pid: *pid,
+                    start_time: 1,
+                },
+                name: name.clone(),
+                cmdline: format!("/usr/bin/{name}"),
+                counters: Counters {
+                    rx_bytes: 1 + rate * seconds,
+                    tx_bytes: 1 + rate / 10 * seconds,
+                    rx_packets: 1,
+                    tx_packets: 1,
+                },
+                exited_at_ns: None,
+            })
+            .collect(),
+        connections: vec![],
+        interfaces: vec![],
+    }
+}
+
+/// An app (80×24, eBPF source, colors off) that has seen `processes` for two seconds,
+/// with the top row selected.
+pub fn app_with(processes: Vec<(u32, String, u64)>) -> App {
+    let mut app = App::new(
+        Source::Ebpf,
+        Layer::TransportPayload,
+        None,
+        1000,
+        None,
+        false,
+    );
+    for second in 0..3 {
+        app.handle(Event::Update {
+            reading: reading(&processes, second),
+            limits: HashMap::new(),
+        });
+    }
+    // the selection follows its process; start the tests on the top row
+    app.select_row(0);
+    app
+}

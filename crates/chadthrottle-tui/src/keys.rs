@@ -1,0 +1,320 @@
+//! Keys and mouse: each handler changes the app and returns the effects it needs; nothing
+//! here touches the kernel.
+
+use crate::app::{App, Mode, process_ref};
+use crate::dialog::{ThrottleDialog, parse_field};
+use crate::event::Effect;
+use chadthrottle_core::usage::LimitRates;
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+
+pub fn handle_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    if key.kind == KeyEventKind::Release {
+        return Vec::new();
+    }
+    if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+        return vec![Effect::Quit];
+    }
+    match app.mode.clone() {
+        Mode::Normal => normal(app, key),
+        Mode::Filter => {
+            filter(app, key);
+            Vec::new()
+        }
+        Mode::Throttle(dialog) => throttle(app, dialog, key),
+        Mode::Help | Mode::Graph => {
+            if matches!(
+                key.code,
+                KeyCode::Esc | KeyCode::Char('q' | 'g' | 'h' | '?')
+            ) {
+                app.mode = Mode::Normal;
+            }
+            Vec::new()
+        }
+    }
+}
+
+fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let page = app.visible_rows().max(1) as isize;
+    match key.code {
+        KeyCode::Char('q') | KeyCode::Esc => return vec![Effect::Quit],
+        KeyCode::Down | KeyCode::Char('j') => app.move_selection(1),
+        KeyCode::Up | KeyCode::Char('k') => app.move_selection(-1),
+        KeyCode::PageDown => app.move_selection(page),
+        KeyCode::PageUp => app.move_selection(-page),
+        KeyCode::Home => app.select_row(0),
+        KeyCode::End => app.select_row(app.rows.len().saturating_sub(1)),
+        KeyCode::Char('s') => {
+            app.sort = app.sort.next();
+            app.frozen = None;
+            app.refresh();
+            app.say(format!("sorted by {}", app.sort.title()), false);
+        }
+        KeyCode::Char('f') => {
+            app.frozen = match app.frozen {
+                Some(_) => None,
+                None => Some(app.rows.iter().map(process_ref).collect()),
+            };
+            let state = if app.frozen.is_some() {
+                "frozen"
+            } else {
+                "live"
+            };
+            app.say(format!("order {state}"), false);
+            app.refresh();
+        }
+        KeyCode::Char('/') => app.mode = Mode::Filter,
+        KeyCode::Char('h' | '?') => app.mode = Mode::Help,
+        KeyCode::Char('g') if app.selected.is_some() => app.mode = Mode::Graph,
+        KeyCode::Char('t') => open_throttle(app),
+        KeyCode::Char('r') => return remove_limit(app),
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn refuse_if_read_only(app: &mut App) -> bool {
+    match app.read_only.clone() {
+        Some(reason) => {
+            app.say(format!("read-only: {reason}"), true);
+            true
+        }
+        None => false,
+    }
+}
+
+fn open_throttle(app: &mut App) {
+    if refuse_if_read_only(app) {
+        return;
+    }
+    let Some(p) = app.selected_process() else {
+        return;
+    };
+    if p.exited {
+        app.say(format!("PID {} has exited", p.pid), true);
+        return;
+    }
+    let dialog = ThrottleDialog::new(process_ref(p), p.name.clone(), p.limit);
+    app.mode = Mode::Throttle(dialog);
+}
+
+fn remove_limit(app: &mut App) -> Vec<Effect> {
+    if refuse_if_read_only(app) {
+        return Vec::new();
+    }
+    let Some(p) = app.selected_process() else {
+        return Vec::new();
+    };
+    if p.limit.is_none() {
+        let text = format!("PID {} ({}) has no limit", p.pid, p.name);
+        app.say(text, true);
+        return Vec::new();
+    }
+    let (process, name) = (process_ref(p), p.name.clone());
+    app.show_limit(process, None);
+    vec![Effect::ClearLimit { process, name }]
+}
+
+fn filter(app: &mut App, key: KeyEvent) {
+    match key.code {
+        KeyCode::Enter => app.mode = Mode::Normal,
+        KeyCode::Esc => {
+            app.filter.clear();
+            app.mode = Mode::Normal;
+        }
+        KeyCode::Backspace => {
+            app.filter.pop();
+        }
+        KeyCode::Char(c) => app.filter.push(c),
+        _ => return,
+    }
+    app.refresh();
+}
+
+fn throttle(app: &mut App, mut dialog: ThrottleDialog, key: KeyEvent) -> Vec<Effect> {
+    match key.code {
+        KeyCode::Esc => {
+            app.mode = Mode::Normal;
+            return Vec::new();
+        }
+        KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => dialog.switch_focus(),
+        KeyCode::Backspace => {
+            dialog.field_mut().pop();
+        }
+        KeyCode::Char(c) => dialog.field_mut().push(c),
+        KeyCode::Enter => match dialog.rates() {
+            Ok((up, down)) => {
+                app.mode = Mode::Normal;
+                let limit = (up.is_some() || down.is_some()).then_some(LimitRates { up, down });
+                app.show_limit(dialog.process, limit);
+                return vec![match limit {
+                    Some(_) => Effect::SetLimit {
+                        process: dialog.process,
+                        name: dialog.name,
+                        up,
+                        down,
+                    },
+                    None => Effect::ClearLimit {
+                        process: dialog.process,
+                        name: dialog.name,
+                    },
+                }];
+            }
+            Err(error) => {
+                app.say(error, true);
+            }
+        },
+        _ => {}
+    }
+    app.mode = Mode::Throttle(dialog);
+    Vec::new()
+}
+
+/// Click selects a row or sorts by a header; the wheel scrolls.
+pub fn handle_mouse(app: &mut App, mouse: MouseEvent) {
+    if app.mode != Mode::Normal {
+        return;
+    }
+    match mouse.kind {
+        MouseEventKind::ScrollDown => app.move_selection(3),
+        MouseEventKind::ScrollUp => app.move_selection(-3),
+        MouseEventKind::Down(MouseButton::Left) => {
+            let layout = crate::view::layout(app);
+            let table = layout.table;
+            if mouse.row == table.y {
+                if let Some(column) = crate::view::column_at(app, mouse.column) {
+                    app.sort = column;
+                    app.frozen = None;
+                    app.refresh();
+                }
+            } else if mouse.row > table.y && mouse.row < table.y + table.height {
+                let index = app.offset + usize::from(mouse.row - table.y - 1);
+                app.select_row(index);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a dialog field currently holds a valid rate (for the view's inline error).
+pub fn field_error(text: &str) -> Option<String> {
+    parse_field(text).err()
+}
+
+#[cfg(test)]
+pub(crate) fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::fixtures::{app_with, usage};
+    use crate::sort::Column;
+
+    #[test]
+    fn quit_keys() {
+        for code in [KeyCode::Char('q'), KeyCode::Esc] {
+            let mut app = app_with(vec![]);
+            assert_eq!(app.handle(Event::Key(key(code))), vec![Effect::Quit]);
+        }
+        let mut app = app_with(vec![]);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.handle(Event::Key(ctrl_c)), vec![Effect::Quit]);
+    }
+
+    #[test]
+    fn selection_follows_the_process_when_the_table_resorts() {
+        let mut app = app_with(vec![
+            usage(1, "a", 300),
+            usage(2, "b", 200),
+            usage(3, "c", 100),
+        ]);
+        app.handle(Event::Key(key(KeyCode::Down)));
+        assert_eq!(app.selected.unwrap().pid, 2);
+        // sort by PID descending? no: by name ascending keeps b second; by PID also
+        app.sort = Column::UpRate;
+        app.refresh();
+        assert_eq!(app.selected.unwrap().pid, 2);
+        app.handle(Event::Key(key(KeyCode::Char('s')))); // next column: down total
+        assert_eq!(app.selected.unwrap().pid, 2, "still on the same process");
+    }
+
+    #[test]
+    fn throttle_dialog_applies_valid_input_and_refuses_invalid() {
+        let mut app = app_with(vec![usage(7, "curl", 100)]);
+        app.handle(Event::Key(key(KeyCode::Char('t'))));
+        assert!(matches!(app.mode, Mode::Throttle(_)));
+        for c in "5X".chars() {
+            app.handle(Event::Key(key(KeyCode::Char(c))));
+        }
+        assert!(app.handle(Event::Key(key(KeyCode::Enter))).is_empty());
+        assert!(app.message.as_ref().unwrap().error);
+        assert!(matches!(app.mode, Mode::Throttle(_)), "stays open");
+        app.handle(Event::Key(key(KeyCode::Backspace)));
+        app.handle(Event::Key(key(KeyCode::Backspace)));
+        for c in "1M".chars() {
+            app.handle(Event::Key(key(KeyCode::Char(c))));
+        }
+        let effects = app.handle(Event::Key(key(KeyCode::Enter)));
+        assert_eq!(
+            effects,
+            vec![Effect::SetLimit {
+                process: chadthrottle_core::ProcessRef {
+                    pid: 7,
+                    start_time: 1
+                },
+                name: "curl".into(),
+                up: None,
+                down: Some(1 << 20),
+            }]
+        );
+        assert_eq!(app.mode, Mode::Normal);
+        assert_eq!(
+            app.rows[0].limit.unwrap().down,
+            Some(1 << 20),
+            "shown at once"
+        );
+        // r removes it
+        let effects = app.handle(Event::Key(key(KeyCode::Char('r'))));
+        assert!(matches!(effects[..], [Effect::ClearLimit { .. }]));
+        assert!(app.rows[0].limit.is_none());
+    }
+
+    #[test]
+    fn esc_cancels_the_dialog_and_read_only_refuses_it() {
+        let mut app = app_with(vec![usage(7, "curl", 100)]);
+        app.handle(Event::Key(key(KeyCode::Char('t'))));
+        app.handle(Event::Key(key(KeyCode::Char('1'))));
+        assert!(app.handle(Event::Key(key(KeyCode::Esc))).is_empty());
+        assert_eq!(app.mode, Mode::Normal);
+        assert!(app.rows[0].limit.is_none());
+        app.read_only = Some("CAP_BPF missing".into());
+        app.handle(Event::Key(key(KeyCode::Char('t'))));
+        assert_eq!(app.mode, Mode::Normal);
+        assert!(app.message.as_ref().unwrap().text.contains("CAP_BPF"));
+    }
+
+    #[test]
+    fn filter_and_freeze() {
+        let mut app = app_with(vec![usage(1, "firefox", 100), usage(2, "curl", 300)]);
+        app.handle(Event::Key(key(KeyCode::Char('/'))));
+        for c in "fire".chars() {
+            app.handle(Event::Key(key(KeyCode::Char(c))));
+        }
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        assert_eq!(app.rows.len(), 1);
+        assert_eq!(app.rows[0].name, "firefox");
+        app.handle(Event::Key(key(KeyCode::Char('/'))));
+        app.handle(Event::Key(key(KeyCode::Esc)));
+        assert_eq!(app.rows.len(), 2);
+        assert_eq!(app.rows[0].pid, 2, "busiest first");
+        app.handle(Event::Key(key(KeyCode::Char('f'))));
+        app.frozen.as_ref().unwrap();
+        app.sort = Column::Name;
+        app.refresh();
+        assert_eq!(app.rows[0].pid, 2, "frozen order kept");
+    }
+}

@@ -1,0 +1,162 @@
+//! The terminal UI end to end: the real binary in tmux, confined to a lab, throttles a
+//! lab process with keystrokes, and the limit is checked through `status --json` and the
+//! traffic generator. Needs root and tmux (CI installs it); reported ignored without root.
+
+mod common;
+
+use anyhow::{Context as _, ensure};
+use chadthrottle_lab::stats::summarize;
+use chadthrottle_lab::{Family, Lab, Proto};
+use common::{Test, pid, run};
+use serde_json::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmux server of our own (`-L`), killed with everything in it when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str, lab: &Lab) -> anyhow::Result<Tmux> {
+        let tmux = Tmux {
+            socket: format!("ct-test-{}", std::process::id()),
+        };
+        let mut env = String::new();
+        for (key, value) in lab.env() {
+            env.push_str(&format!("{key}={} ", value.display()));
+        }
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &tmux.socket,
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "30",
+            ])
+            .arg(format!("env {env}{command}"))
+            .status()
+            .context("tmux is needed for this test (apt-get install tmux)")?;
+        ensure!(status.success(), "tmux new-session failed");
+        Ok(tmux)
+    }
+
+    fn keys(&self, keys: &[&str]) -> anyhow::Result<()> {
+        for key in keys {
+            let status = Command::new("tmux")
+                .args(["-L", &self.socket, "send-keys", key])
+                .status()?;
+            ensure!(status.success(), "tmux send-keys {key} failed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn screen(&self) -> String {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits (at most `seconds`) until the screen shows `text`.
+    fn wait_for(&self, text: &str, seconds: u64) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return Ok(screen);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the TUI never showed {text:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _gone = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn throttling_with_keystrokes_holds_the_limit() -> anyhow::Result<()> {
+    const LIMIT: f64 = 1024.0 * 1024.0;
+    let lab = Lab::new("tui-e2e", None)?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut client = lab.client(&server, Proto::Tcp, None, None)?;
+    let pid = pid(&client);
+    let tui = Tmux::start(env!("CARGO_BIN_EXE_chadthrottle"), &lab)?;
+    client.start_send(16.0, 64 << 30)?;
+    tui.wait_for(&pid, 10)?;
+    // t opens the dialog on the download field; Tab to upload; 1M; Enter
+    tui.keys(&["t", "Tab", "1", "M", "Enter"])?;
+    let screen = tui.wait_for("↑1MB/s", 10)?;
+    let limited_at = chadthrottle_lab::now_ns();
+    println!("{}", screen.lines().take(3).collect::<Vec<_>>().join("\n"));
+
+    let status: Value = serde_json::from_str(&run(&lab, &["status", "--json"])?)?;
+    let limit = status["limits"]
+        .as_array()
+        .and_then(|limits| limits.iter().find(|l| l["pid"] == client.pid()))
+        .with_context(|| format!("no limit for PID {pid} in {status}"))?;
+    ensure!(limit["up"] == 1 << 20, "status says up = {}", limit["up"]);
+    ensure!(
+        limit["down"].is_null(),
+        "status says down = {}",
+        limit["down"]
+    );
+
+    let report = client.finish_send()?;
+    std::thread::sleep(Duration::from_millis(150));
+    let bins = server.bins()?;
+    let steady = summarize(&bins.between(limited_at + 3_000_000_000, report.end_ns));
+    let error = (steady.rate - LIMIT) / LIMIT;
+    println!(
+        "  upload after the keystrokes: {:.1} KiB/s against 1024 KiB/s ({:+.1} %, {} bins)",
+        steady.rate / 1024.0,
+        error * 100.0,
+        steady.bins
+    );
+    ensure!(
+        steady.bins >= 50,
+        "too short a steady window: {} bins",
+        steady.bins
+    );
+    ensure!(
+        error.abs() <= 0.10,
+        "the limit set in the TUI does not hold: {:+.1} %",
+        error * 100.0
+    );
+
+    tui.keys(&["q"])?;
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(
+        !tui.screen().contains("throttle"),
+        "the TUI did not quit on q"
+    );
+    // the limit outlives the TUI, as limits do
+    let status: Value = serde_json::from_str(&run(&lab, &["status", "--json"])?)?;
+    ensure!(
+        status["limits"].as_array().is_some_and(|l| !l.is_empty()),
+        "the limit went away with the TUI"
+    );
+    Ok(())
+}
+
+const TESTS: &[(&str, Test)] = &[(
+    "throttling_with_keystrokes_holds_the_limit",
+    throttling_with_keystrokes_holds_the_limit,
+)];
+
+fn main() {
+    common::main(TESTS);
+}
