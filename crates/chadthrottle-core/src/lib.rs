@@ -13,6 +13,7 @@ pub mod meter;
 pub mod monitor;
 pub mod process;
 pub mod rate;
+pub mod saved;
 pub mod status;
 pub mod usage;
 

@@ -6,8 +6,8 @@ use crate::locality::{Locality, locality};
 use crate::meter::{History, HistoryPoint, RateMeter};
 use crate::process::ProcessRef;
 use crate::usage::{
-    ConnectionReading, ConnectionUsage, Counters, InterfaceUsage, Layer, LimitRates,
-    ProcessReading, ProcessUsage, Reading, Snapshot, Source, Split,
+    ConnectionReading, ConnectionUsage, Counters, InterfaceReading, InterfaceUsage, Layer,
+    LimitRates, ProcessReading, ProcessUsage, Reading, Snapshot, Source, Split,
 };
 use std::collections::HashMap;
 
@@ -34,6 +34,14 @@ struct ProcessState {
     history: History,
     internet: Split,
     local: Split,
+    internet_meters: Pair,
+    local_meters: Pair,
+}
+
+#[derive(Debug, Default)]
+struct InterfaceState {
+    last: Option<InterfaceReading>,
+    meters: Pair,
 }
 
 #[derive(Debug)]
@@ -51,7 +59,7 @@ pub struct Monitor {
     interval_ms: u64,
     processes: HashMap<ProcessRef, ProcessState>,
     connections: HashMap<u64, ConnectionState>,
-    interfaces: HashMap<String, (u64, u64, Pair)>,
+    interfaces: HashMap<String, InterfaceState>,
 }
 
 impl Monitor {
@@ -80,6 +88,8 @@ impl Monitor {
                     history: History::default(),
                     internet: Split::default(),
                     local: Split::default(),
+                    internet_meters: Pair::default(),
+                    local_meters: Pair::default(),
                 });
             state.meters.record(at, &process.counters);
             state.last = process;
@@ -102,6 +112,8 @@ impl Monitor {
                 });
             // a new connection contributes all its bytes, a known one its growth
             let grown = Split {
+                rx_rate: 0,
+                tx_rate: 0,
                 rx_bytes: connection
                     .counters
                     .rx_bytes
@@ -122,11 +134,22 @@ impl Monitor {
             }
             state.last = connection;
         }
+        for state in self.processes.values_mut() {
+            let split = |split: &Split| Counters {
+                rx_bytes: split.rx_bytes,
+                tx_bytes: split.tx_bytes,
+                ..Counters::default()
+            };
+            state.internet_meters.record(at, &split(&state.internet));
+            state.local_meters.record(at, &split(&state.local));
+            state.internet.rx_rate = state.internet_meters.rx.rate();
+            state.internet.tx_rate = state.internet_meters.tx.rate();
+            state.local.rx_rate = state.local_meters.rx.rate();
+            state.local.tx_rate = state.local_meters.tx.rate();
+        }
         for interface in reading.interfaces {
-            let entry = self.interfaces.entry(interface.name).or_default();
-            entry.0 = interface.rx_bytes;
-            entry.1 = interface.tx_bytes;
-            entry.2.record(
+            let entry = self.interfaces.entry(interface.name.clone()).or_default();
+            entry.meters.record(
                 at,
                 &Counters {
                     rx_bytes: interface.rx_bytes,
@@ -134,6 +157,7 @@ impl Monitor {
                     ..Counters::default()
                 },
             );
+            entry.last = Some(interface);
         }
         let linger_from = at.saturating_sub(LINGER_NS);
         self.processes
@@ -208,13 +232,17 @@ impl Monitor {
         });
         let mut interfaces: Vec<InterfaceUsage> = self
             .interfaces
-            .iter()
-            .map(|(name, (rx, tx, meters))| InterfaceUsage {
-                name: name.clone(),
-                rx_rate: meters.rx.rate(),
-                tx_rate: meters.tx.rate(),
-                rx_bytes: *rx,
-                tx_bytes: *tx,
+            .values()
+            .filter_map(|state| {
+                let last = state.last.as_ref()?;
+                Some(InterfaceUsage {
+                    name: last.name.clone(),
+                    rx_rate: state.meters.rx.rate(),
+                    tx_rate: state.meters.tx.rate(),
+                    rx_bytes: last.rx_bytes,
+                    tx_bytes: last.tx_bytes,
+                    addresses: last.addresses.clone(),
+                })
             })
             .collect();
         interfaces.sort_by(|a, b| a.name.cmp(&b.name));
@@ -353,6 +381,7 @@ mod tests {
         let p = &snapshot.processes[0];
         assert_eq!(p.internet.rx_bytes, 5_000);
         assert_eq!(p.local.rx_bytes, 2_000);
+        assert_eq!((p.internet.rx_rate, p.local.rx_rate), (4_000, 0));
         assert_eq!(snapshot.connections.len(), 2);
         assert_eq!(snapshot.connections[0].rx_rate, 4_000);
         assert_eq!(snapshot.connections[0].locality, Locality::Internet);
@@ -367,6 +396,7 @@ mod tests {
                 name: "eth0".into(),
                 rx_bytes: second * 2_000,
                 tx_bytes: second * 1_000,
+                addresses: vec![],
             }];
             monitor.ingest(r);
         }
@@ -414,6 +444,7 @@ mod tests {
             tx_rate: 2,
             rx_bytes: 3,
             tx_bytes: 4,
+            addresses: vec!["127.0.0.1".parse().unwrap()],
         })
         .unwrap();
         for key in ["name", "rx_rate", "tx_rate"] {

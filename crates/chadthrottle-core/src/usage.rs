@@ -80,6 +80,8 @@ pub struct InterfaceReading {
     pub name: String,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+    /// Its IP addresses (connections whose local address is one of them use it).
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// Everything a source read at one moment.
@@ -99,11 +101,26 @@ pub struct LimitRates {
     pub down: Option<u64>,
 }
 
-/// Bytes by where the peer is.
+/// Traffic by where the peer is: bytes since the monitor started, and rates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Split {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+    pub rx_rate: u64,
+    pub tx_rate: u64,
+}
+
+/// What /proc says about a process, for the TUI's System tab.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessDetails {
+    pub pid: u32,
+    pub cmdline: String,
+    pub exe: String,
+    pub cwd: String,
+    pub user: String,
+    /// Resident memory, bytes.
+    pub memory: u64,
+    pub threads: u64,
 }
 
 /// One process in a snapshot.
@@ -150,6 +167,7 @@ pub struct InterfaceUsage {
     pub tx_rate: u64,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// What `top` shows: processes busiest first, then connections and interfaces.

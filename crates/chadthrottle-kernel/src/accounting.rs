@@ -240,14 +240,59 @@ impl Accounting {
     }
 }
 
-/// Counters of every interface in this network namespace (/proc/net/dev).
+/// The IP addresses of each interface in this network namespace (`getifaddrs`).
+fn interface_addresses() -> StdHashMap<String, Vec<std::net::IpAddr>> {
+    let mut addresses: StdHashMap<String, Vec<std::net::IpAddr>> = StdHashMap::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return addresses;
+    }
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: entry is a node of the list getifaddrs returned, not yet freed.
+        let node = unsafe { &*entry };
+        entry = node.ifa_next;
+        if node.ifa_addr.is_null() || node.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(node.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
+        let ip = unsafe {
+            match i32::from((*node.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let v4 = &*node.ifa_addr.cast::<libc::sockaddr_in>();
+                    Some(std::net::IpAddr::from(v4.sin_addr.s_addr.to_ne_bytes()))
+                }
+                libc::AF_INET6 => {
+                    let v6 = &*node.ifa_addr.cast::<libc::sockaddr_in6>();
+                    Some(std::net::IpAddr::from(v6.sin6_addr.s6_addr))
+                }
+                _ => None,
+            }
+        };
+        if let Some(ip) = ip {
+            addresses.entry(name).or_default().push(ip);
+        }
+    }
+    // SAFETY: list came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    addresses
+}
+
+/// Counters (/proc/net/dev) and addresses of every interface in this network namespace.
 pub fn interfaces() -> Vec<InterfaceReading> {
     let Ok(devices) = procfs::net::dev_status() else {
         return Vec::new();
     };
+    let mut addresses = interface_addresses();
     devices
         .into_values()
         .map(|device| InterfaceReading {
+            addresses: addresses.remove(&device.name).unwrap_or_default(),
             name: device.name,
             rx_bytes: device.recv_bytes,
             tx_bytes: device.sent_bytes,

@@ -1,6 +1,8 @@
 //! What /proc says about a process: identity, name, cgroup, sockets.
 
 use chadthrottle_core::process::ProcessInfo;
+use chadthrottle_core::saved::Running;
+use chadthrottle_core::usage::ProcessDetails;
 use procfs::process::{FDTarget, Process};
 
 /// `PF_KTHREAD` in /proc/PID/stat's flags.
@@ -55,6 +57,70 @@ pub fn socket_fds(pid: u32) -> Vec<i32> {
         .filter_map(|fd| match fd.target {
             FDTarget::Socket(inode) if seen.insert(inode) => Some(fd.fd),
             _ => None,
+        })
+        .collect()
+}
+
+/// The user name of `uid` from /etc/passwd, or the number.
+fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse::<u32>().ok()?;
+            (id == uid).then(|| name.to_owned())
+        })
+        .next()
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Command line, executable, working directory, user, memory and threads of `pid`, if it
+/// still is the process that started at `start_time`. Fields /proc refuses stay empty.
+pub fn details(pid: u32, start_time: u64) -> Option<ProcessDetails> {
+    let process = Process::new(i32::try_from(pid).ok()?).ok()?;
+    let stat = process.stat().ok()?;
+    if stat.starttime != start_time {
+        return None;
+    }
+    let path = |p: procfs::ProcResult<std::path::PathBuf>| {
+        p.map(|p| p.display().to_string()).unwrap_or_default()
+    };
+    let status = process.status().ok();
+    Some(ProcessDetails {
+        pid,
+        cmdline: process.cmdline().map(|a| a.join(" ")).unwrap_or_default(),
+        exe: path(process.exe()),
+        cwd: path(process.cwd()),
+        user: status
+            .as_ref()
+            .map(|s| user_name(s.ruid))
+            .unwrap_or_default(),
+        memory: status.as_ref().and_then(|s| s.vmrss).unwrap_or(0) * 1024,
+        threads: u64::try_from(stat.num_threads).unwrap_or(0),
+    })
+}
+
+/// The executable of `pid`, if /proc shows it.
+pub fn exe(pid: u32) -> Option<String> {
+    let process = Process::new(i32::try_from(pid).ok()?).ok()?;
+    process.exe().ok().map(|path| path.display().to_string())
+}
+
+/// Every process whose executable /proc shows: PID, executable, start time.
+pub fn running() -> Vec<Running> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|process| {
+            Some(Running {
+                pid: u32::try_from(process.pid).ok()?,
+                exe: process.exe().ok()?.display().to_string(),
+                start_time: process.stat().ok()?.starttime,
+            })
         })
         .collect()
 }

@@ -260,12 +260,19 @@ impl Lab {
         }
     }
 
-    /// Environment that confines the `chadthrottle` binary to this lab.
-    pub fn env(&self) -> [(&'static str, PathBuf); 2] {
+    /// Environment that confines the `chadthrottle` binary to this lab (its cgroup, its
+    /// pins, and the TUI's saved limits in the lab's directory, removed with it).
+    pub fn env(&self) -> [(&'static str, PathBuf); 3] {
         [
             ("CHADTHROTTLE_CGROUP", self.cgroup().to_owned()),
             ("CHADTHROTTLE_PIN_DIR", self.pin_dir().to_owned()),
+            ("CHADTHROTTLE_SAVED_LIMITS", self.saved_limits()),
         ]
+    }
+
+    /// Where the TUI run in this lab saves its limits.
+    pub fn saved_limits(&self) -> PathBuf {
+        self.pins.base.join("saved-limits.json")
     }
 
     /// A server endpoint in the server namespace (outside the lab's cgroup: never limited).

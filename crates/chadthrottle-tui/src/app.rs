@@ -5,9 +5,11 @@ use crate::dialog::ThrottleDialog;
 use crate::event::{Effect, Event};
 use crate::sort::{self, Column};
 use chadthrottle_core::ProcessRef;
+use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::locality::Locality;
 use chadthrottle_core::meter::HistoryPoint;
 use chadthrottle_core::monitor::Monitor;
-use chadthrottle_core::usage::{Layer, LimitRates, ProcessUsage, Snapshot, Source};
+use chadthrottle_core::usage::{Layer, LimitRates, ProcessDetails, ProcessUsage, Snapshot, Source};
 use std::collections::HashMap;
 
 /// How long an exited process stays in the table, fading, after its exit was seen.
@@ -21,6 +23,67 @@ pub enum Mode {
     Throttle(ThrottleDialog),
     Help,
     Graph,
+    /// The selected process's detail, on a tab.
+    Detail(Tab),
+    Backends,
+}
+
+/// The tabs of the process detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Overview,
+    Connections,
+    Traffic,
+    System,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Overview, Tab::Connections, Tab::Traffic, Tab::System];
+
+    pub const fn title(self) -> &'static str {
+        match self {
+            Tab::Overview => "Overview",
+            Tab::Connections => "Connections",
+            Tab::Traffic => "Traffic",
+            Tab::System => "System",
+        }
+    }
+
+    fn index(self) -> usize {
+        Tab::ALL.iter().position(|&t| t == self).unwrap_or(0)
+    }
+
+    /// The tab `step` places on (wrapping).
+    pub fn step(self, step: isize) -> Tab {
+        let count = Tab::ALL.len() as isize;
+        Tab::ALL[(self.index() as isize + step).rem_euclid(count) as usize]
+    }
+}
+
+/// `l`: which traffic the table's rates and totals count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficView {
+    All,
+    Internet,
+    Local,
+}
+
+impl TrafficView {
+    pub const fn next(self) -> TrafficView {
+        match self {
+            TrafficView::All => TrafficView::Internet,
+            TrafficView::Internet => TrafficView::Local,
+            TrafficView::Local => TrafficView::All,
+        }
+    }
+
+    pub const fn title(self) -> &'static str {
+        match self {
+            TrafficView::All => "all traffic",
+            TrafficView::Internet => "Internet traffic",
+            TrafficView::Local => "local traffic",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +114,63 @@ pub struct App {
     pub size: (u16, u16),
     /// First row of the table shown (scrolling).
     pub offset: usize,
+    pub traffic: TrafficView,
+    /// `i`: only traffic through this interface (by the connections' local addresses).
+    pub interface: Option<String>,
+    /// What /proc said about the process in the detail view.
+    pub details: Option<ProcessDetails>,
+    pub backends: Vec<(BackendDescriptor, Availability)>,
     exited_seen: HashMap<ProcessRef, u64>,
     now_ns: u64,
+}
+
+/// `p` as the interface filter shows it: the rates and totals of its connections whose
+/// local address is on `interface` (and in the traffic view); `None` if it has none.
+fn on_interface(
+    p: &ProcessUsage,
+    snapshot: &Snapshot,
+    interface: &str,
+    view: TrafficView,
+) -> Option<ProcessUsage> {
+    let addresses = &snapshot
+        .interfaces
+        .iter()
+        .find(|i| i.name == interface)?
+        .addresses;
+    let wanted = |locality: Locality| match view {
+        TrafficView::All => true,
+        TrafficView::Internet => locality == Locality::Internet,
+        TrafficView::Local => locality == Locality::Local,
+    };
+    let connections: Vec<_> = snapshot
+        .connections
+        .iter()
+        .filter(|c| c.pid == p.pid && addresses.contains(&c.local.ip()) && wanted(c.locality))
+        .collect();
+    (!connections.is_empty()).then(|| ProcessUsage {
+        rx_rate: connections.iter().map(|c| c.rx_rate).sum(),
+        tx_rate: connections.iter().map(|c| c.tx_rate).sum(),
+        rx_bytes: connections.iter().map(|c| c.rx_bytes).sum(),
+        tx_bytes: connections.iter().map(|c| c.tx_bytes).sum(),
+        ..p.clone()
+    })
+}
+
+/// `p` as the traffic view shows it: its Internet or Local rates and totals in place of
+/// the whole; `None` if it has no such traffic.
+fn in_view(p: &ProcessUsage, view: TrafficView) -> Option<ProcessUsage> {
+    let split = match view {
+        TrafficView::All => return Some(p.clone()),
+        TrafficView::Internet => p.internet,
+        TrafficView::Local => p.local,
+    };
+    (split.rx_bytes + split.tx_bytes > 0).then(|| ProcessUsage {
+        rx_rate: split.rx_rate,
+        tx_rate: split.tx_rate,
+        rx_bytes: split.rx_bytes,
+        tx_bytes: split.tx_bytes,
+        ..p.clone()
+    })
 }
 
 pub fn process_ref(p: &ProcessUsage) -> ProcessRef {
@@ -88,6 +206,10 @@ impl App {
             color,
             size: (80, 24),
             offset: 0,
+            traffic: TrafficView::All,
+            interface: None,
+            details: None,
+            backends: Vec::new(),
             exited_seen: HashMap::new(),
             now_ns: 0,
         }
@@ -115,6 +237,14 @@ impl App {
                 self.monitor.ingest(reading);
                 self.limits = limits;
                 self.refresh();
+                Vec::new()
+            }
+            Event::Details(details) => {
+                self.details = details;
+                Vec::new()
+            }
+            Event::Backends(backends) => {
+                self.backends = backends;
                 Vec::new()
             }
             Event::Done(outcome) => {
@@ -148,7 +278,10 @@ impl App {
                         .is_some_and(|&seen| now.saturating_sub(seen) < FADE_NS)
             })
             .filter(|p| filter.is_empty() || p.name.to_lowercase().contains(&filter))
-            .cloned()
+            .filter_map(|p| match &self.interface {
+                Some(interface) => on_interface(p, &self.snapshot, interface, self.traffic),
+                None => in_view(p, self.traffic),
+            })
             .collect();
         sort::sort(&mut rows, self.sort);
         if let Some(frozen) = &self.frozen {
@@ -221,6 +354,26 @@ impl App {
             Some(limit) => self.limits.insert(process, limit),
             None => self.limits.remove(&process),
         };
+        self.refresh();
+    }
+
+    /// `i`: the next interface with addresses, then none.
+    pub fn next_interface(&mut self) {
+        let names: Vec<&str> = self
+            .snapshot
+            .interfaces
+            .iter()
+            .filter(|i| !i.addresses.is_empty())
+            .map(|i| i.name.as_str())
+            .collect();
+        let next = match &self.interface {
+            None => names.first().copied(),
+            Some(current) => names
+                .iter()
+                .position(|name| name == current)
+                .and_then(|at| names.get(at + 1).copied()),
+        };
+        self.interface = next.map(str::to_owned);
         self.refresh();
     }
 

@@ -1,7 +1,8 @@
 //! What reaches the app (one channel, by value) and what it asks the runner to do.
 
 use chadthrottle_core::ProcessRef;
-use chadthrottle_core::usage::{LimitRates, Reading};
+use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::usage::{LimitRates, ProcessDetails, Reading};
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
 use std::collections::HashMap;
 
@@ -19,6 +20,10 @@ pub enum Event {
     },
     /// The outcome of an effect, to show in the status bar (`Err`: in red).
     Done(Result<String, String>),
+    /// The answer to [`Effect::Inspect`]: `None` if the process is gone or hidden.
+    Details(Option<ProcessDetails>),
+    /// The backends and whether each can work here (sent once at start).
+    Backends(Vec<(BackendDescriptor, Availability)>),
 }
 
 /// What a key asks for; the runner applies effects in one place and answers with
@@ -37,5 +42,7 @@ pub enum Effect {
         process: ProcessRef,
         name: String,
     },
+    /// Read what /proc says about the process (the System tab).
+    Inspect(ProcessRef),
     Quit,
 }

@@ -61,3 +61,52 @@ pub fn app_with(processes: Vec<(u32, String, u64)>) -> App {
     app.select_row(0);
     app
 }
+
+/// An app with one process (PID 4242, `curl`) that has an Internet and a local connection.
+pub fn app_with_connections() -> App {
+    use chadthrottle_core::usage::{ConnectionReading, InterfaceReading, Protocol};
+    let processes = [usage(4242, "curl", 1 << 20)];
+    let connection = |id: u64, remote: &str, bytes: u64| ConnectionReading {
+        id,
+        process: ProcessRef {
+            pid: 4242,
+            start_time: 1,
+        },
+        protocol: Protocol::Tcp,
+        local: "192.168.1.20:50000".parse().expect("address"),
+        remote: remote.parse().expect("address"),
+        state: "ESTABLISHED".into(),
+        counters: Counters {
+            rx_bytes: bytes,
+            ..Counters::default()
+        },
+        last_active_ns: 0,
+    };
+    let mut app = App::new(
+        Source::Ebpf,
+        Layer::TransportPayload,
+        None,
+        1000,
+        None,
+        false,
+    );
+    for second in 0..3u64 {
+        let mut reading = reading(&processes, second);
+        reading.connections = vec![
+            connection(1, "93.184.216.34:443", 1 + second * 900_000),
+            connection(2, "192.168.1.1:53", 1 + second * 100_000),
+        ];
+        reading.interfaces = vec![InterfaceReading {
+            name: "eth0".into(),
+            rx_bytes: second * 2_000_000,
+            tx_bytes: second * 100_000,
+            addresses: vec!["192.168.1.20".parse().expect("address")],
+        }];
+        app.handle(Event::Update {
+            reading,
+            limits: HashMap::new(),
+        });
+    }
+    app.select_row(0);
+    app
+}

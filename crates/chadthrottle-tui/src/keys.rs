@@ -1,7 +1,7 @@
 //! Keys and mouse: each handler changes the app and returns the effects it needs; nothing
 //! here touches the kernel.
 
-use crate::app::{App, Mode, process_ref};
+use crate::app::{App, Mode, Tab, process_ref};
 use crate::dialog::{ThrottleDialog, parse_field};
 use crate::event::Effect;
 use chadthrottle_core::usage::LimitRates;
@@ -23,13 +23,17 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         Mode::Throttle(dialog) => throttle(app, dialog, key),
-        Mode::Help | Mode::Graph => {
+        Mode::Help | Mode::Graph | Mode::Backends => {
             if matches!(
                 key.code,
-                KeyCode::Esc | KeyCode::Char('q' | 'g' | 'h' | '?')
+                KeyCode::Esc | KeyCode::Char('q' | 'g' | 'h' | '?' | 'b')
             ) {
                 app.mode = Mode::Normal;
             }
+            Vec::new()
+        }
+        Mode::Detail(tab) => {
+            detail(app, tab, key);
             Vec::new()
         }
     }
@@ -68,6 +72,18 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('h' | '?') => app.mode = Mode::Help,
         KeyCode::Char('g') if app.selected.is_some() => app.mode = Mode::Graph,
         KeyCode::Char('t') => open_throttle(app),
+        KeyCode::Enter => return open_detail(app),
+        KeyCode::Char('b') => app.mode = Mode::Backends,
+        KeyCode::Char('i') => {
+            app.next_interface();
+            let shown = app.interface.as_deref().unwrap_or("all interfaces");
+            app.say(format!("showing {shown}"), false);
+        }
+        KeyCode::Char('l') => {
+            app.traffic = app.traffic.next();
+            app.refresh();
+            app.say(format!("showing {}", app.traffic.title()), false);
+        }
         KeyCode::Char('r') => return remove_limit(app),
         _ => {}
     }
@@ -97,6 +113,26 @@ fn open_throttle(app: &mut App) {
     }
     let dialog = ThrottleDialog::new(process_ref(p), p.name.clone(), p.limit);
     app.mode = Mode::Throttle(dialog);
+}
+
+fn open_detail(app: &mut App) -> Vec<Effect> {
+    let Some(p) = app.selected_process() else {
+        return Vec::new();
+    };
+    let process = process_ref(p);
+    app.details = None;
+    app.mode = Mode::Detail(Tab::Overview);
+    vec![Effect::Inspect(process)]
+}
+
+fn detail(app: &mut App, tab: Tab, key: KeyEvent) {
+    app.mode = match key.code {
+        KeyCode::Esc | KeyCode::Char('q') => Mode::Normal,
+        KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => Mode::Detail(tab.step(1)),
+        KeyCode::BackTab | KeyCode::Left | KeyCode::Char('h') => Mode::Detail(tab.step(-1)),
+        KeyCode::Char(c @ '1'..='4') => Mode::Detail(Tab::ALL[usize::from(c as u8 - b'1')]),
+        _ => Mode::Detail(tab),
+    };
 }
 
 fn remove_limit(app: &mut App) -> Vec<Effect> {
@@ -173,6 +209,15 @@ fn throttle(app: &mut App, mut dialog: ThrottleDialog, key: KeyEvent) -> Vec<Eff
 
 /// Click selects a row or sorts by a header; the wheel scrolls.
 pub fn handle_mouse(app: &mut App, mouse: MouseEvent) {
+    if let Mode::Detail(_) = app.mode {
+        let clicked = matches!(mouse.kind, MouseEventKind::Down(MouseButton::Left));
+        if clicked && mouse.row == crate::view::layout(app).table.y {
+            if let Some(tab) = crate::view::tab_at(mouse.column) {
+                app.mode = Mode::Detail(tab);
+            }
+        }
+        return;
+    }
     if app.mode != Mode::Normal {
         return;
     }
@@ -295,6 +340,66 @@ mod tests {
         app.handle(Event::Key(key(KeyCode::Char('t'))));
         assert_eq!(app.mode, Mode::Normal);
         assert!(app.message.as_ref().unwrap().text.contains("CAP_BPF"));
+    }
+
+    #[test]
+    fn enter_opens_the_detail_and_asks_for_its_system_facts() {
+        let mut app = app_with(vec![usage(7, "curl", 100)]);
+        let effects = app.handle(Event::Key(key(KeyCode::Enter)));
+        assert_eq!(
+            effects,
+            vec![Effect::Inspect(chadthrottle_core::ProcessRef {
+                pid: 7,
+                start_time: 1
+            })]
+        );
+        assert_eq!(app.mode, Mode::Detail(Tab::Overview));
+        app.handle(Event::Key(key(KeyCode::Tab)));
+        assert_eq!(app.mode, Mode::Detail(Tab::Connections));
+        app.handle(Event::Key(key(KeyCode::BackTab)));
+        app.handle(Event::Key(key(KeyCode::BackTab)));
+        assert_eq!(app.mode, Mode::Detail(Tab::System), "wraps");
+        app.handle(Event::Key(key(KeyCode::Char('3'))));
+        assert_eq!(app.mode, Mode::Detail(Tab::Traffic));
+        app.handle(Event::Key(key(KeyCode::Esc)));
+        assert_eq!(app.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn traffic_view_cycles_and_hides_processes_without_such_traffic() {
+        let mut app = app_with(vec![usage(7, "curl", 100)]);
+        app.handle(Event::Key(key(KeyCode::Char('l'))));
+        assert_eq!(app.traffic, crate::app::TrafficView::Internet);
+        assert!(
+            app.rows.is_empty(),
+            "no connections seen: no Internet traffic"
+        );
+        app.handle(Event::Key(key(KeyCode::Char('l'))));
+        app.handle(Event::Key(key(KeyCode::Char('l'))));
+        assert_eq!(app.rows.len(), 1);
+    }
+
+    #[test]
+    fn interface_filter_keeps_processes_with_connections_on_it() {
+        let mut app = crate::fixtures::app_with_connections();
+        app.handle(Event::Key(key(KeyCode::Char('i'))));
+        assert_eq!(app.interface.as_deref(), Some("eth0"));
+        assert_eq!(app.rows.len(), 1);
+        assert_eq!(
+            app.rows[0].rx_rate,
+            app.snapshot()
+                .connections
+                .iter()
+                .map(|c| c.rx_rate)
+                .sum::<u64>()
+        );
+        app.handle(Event::Key(key(KeyCode::Char('l'))));
+        assert_eq!(
+            app.rows[0].rx_bytes, app.rows[0].internet.rx_bytes,
+            "Internet connections only"
+        );
+        app.handle(Event::Key(key(KeyCode::Char('i'))));
+        assert_eq!(app.interface, None, "back to all interfaces");
     }
 
     #[test]

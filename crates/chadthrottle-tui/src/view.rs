@@ -1,12 +1,14 @@
 //! Rendering: pure functions of the app state. The layout is a function of the terminal
 //! size alone, so mouse handling can hit-test the same rectangles.
 
-use crate::app::{App, Mode, process_ref};
+use crate::app::{App, Mode, Tab, process_ref};
 use crate::dialog::{Field, ThrottleDialog};
 use crate::keys::field_error;
 use crate::sort::Column;
+use chadthrottle_core::backend::Availability;
+use chadthrottle_core::locality::Locality;
 use chadthrottle_core::rate::format_bytes;
-use chadthrottle_core::usage::{LimitRates, ProcessUsage};
+use chadthrottle_core::usage::{LimitRates, ProcessUsage, Protocol};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout as Split, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -192,12 +194,14 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     match &app.mode {
         Mode::Graph => draw_graph(frame, app, layout.table, &theme),
+        Mode::Detail(tab) => draw_detail(frame, app, *tab, layout.table, &theme),
         _ => draw_table(frame, app, layout.table, &theme),
     }
     draw_status(frame, app, layout.status, &theme);
     match &app.mode {
         Mode::Throttle(dialog) => draw_dialog(frame, dialog, &theme),
         Mode::Help => draw_help(frame, &theme),
+        Mode::Backends => draw_backends(frame, app, &theme),
         _ => {}
     }
 }
@@ -342,7 +346,8 @@ fn hints(app: &App) -> &'static str {
         }
         Mode::Filter => "type a name  Enter keep  Esc clear",
         Mode::Throttle(_) => "Tab switch field  Enter apply  Esc cancel",
-        Mode::Help | Mode::Graph => "Esc back",
+        Mode::Help | Mode::Graph | Mode::Backends => "Esc back",
+        Mode::Detail(_) => "Tab/←→/1-4 switch tab  Esc back",
     }
 }
 
@@ -436,6 +441,13 @@ fn draw_help(frame: &mut Frame, theme: &Theme) {
         ("r", "remove its limit"),
         ("g", "graph of its last 60 s, with the limit"),
         (
+            "Enter",
+            "its detail: overview, connections, traffic, system",
+        ),
+        ("l", "all / Internet / local traffic in the table"),
+        ("i", "one interface's traffic only (next, then all)"),
+        ("b", "backends: which can limit here, and why not"),
+        (
             "s / click a header",
             "sort by the next column / that column",
         ),
@@ -457,6 +469,265 @@ fn draw_help(frame: &mut Frame, theme: &Theme) {
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Keys ")),
+        area,
+    );
+}
+
+/// The tab whose title is under screen column `x` in the tab bar.
+pub fn tab_at(x: u16) -> Option<Tab> {
+    let mut left = 0;
+    for tab in Tab::ALL {
+        // " Title " and a divider
+        let width = tab.title().len() as u16 + 2;
+        if x >= left && x < left + width {
+            return Some(tab);
+        }
+        left += width + 1;
+    }
+    None
+}
+
+fn tab_bar(active: Tab, theme: &Theme) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (i, tab) in Tab::ALL.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw("│"));
+        }
+        let style = if tab == active {
+            theme.selected().patch(theme.header())
+        } else {
+            Style::new()
+        };
+        spans.push(Span::styled(format!(" {} ", tab.title()), style));
+    }
+    Line::from(spans)
+}
+
+fn pair(label: &str, down: String, up: String) -> Line<'static> {
+    Line::from(format!("{label:>16}  ↓ {down:<14} ↑ {up}"))
+}
+
+fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme) {
+    let Some(p) = app.selected_process() else {
+        return;
+    };
+    let [bar, body] = Split::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    frame.render_widget(Paragraph::new(tab_bar(tab, theme)), bar);
+    let title = format!(
+        " {} (PID {}){} ",
+        p.name,
+        p.pid,
+        if p.exited { ", exited" } else { "" }
+    );
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(body);
+    frame.render_widget(block, body);
+    match tab {
+        Tab::Overview => {
+            let history = app.selected_history();
+            let peak = |f: fn(&chadthrottle_core::meter::HistoryPoint) -> u64| {
+                history.iter().map(f).max().unwrap_or(0)
+            };
+            let mean = |f: fn(&chadthrottle_core::meter::HistoryPoint) -> u64| {
+                if history.is_empty() {
+                    0
+                } else {
+                    history.iter().map(f).sum::<u64>() / history.len() as u64
+                }
+            };
+            let lines = vec![
+                pair("rate", per_second(p.rx_rate), per_second(p.tx_rate)),
+                pair(
+                    "peak (60 s)",
+                    per_second(peak(|h| h.rx_rate)),
+                    per_second(peak(|h| h.tx_rate)),
+                ),
+                pair(
+                    "average (60 s)",
+                    per_second(mean(|h| h.rx_rate)),
+                    per_second(mean(|h| h.tx_rate)),
+                ),
+                pair("total", format_bytes(p.rx_bytes), format_bytes(p.tx_bytes)),
+                pair(
+                    "Internet",
+                    format_bytes(p.internet.rx_bytes),
+                    format_bytes(p.internet.tx_bytes),
+                ),
+                pair(
+                    "local",
+                    format_bytes(p.local.rx_bytes),
+                    format_bytes(p.local.tx_bytes),
+                ),
+                Line::from(vec![
+                    Span::raw(format!("{:>16}  ", "limit")),
+                    Span::styled(
+                        p.limit
+                            .as_ref()
+                            .map_or("none".to_owned(), |l| limit_text(Some(l))),
+                        theme.limit(),
+                    ),
+                ]),
+            ];
+            frame.render_widget(Paragraph::new(lines), inner);
+        }
+        Tab::Connections => {
+            let connections: Vec<_> = app
+                .snapshot()
+                .connections
+                .iter()
+                .filter(|c| c.pid == p.pid)
+                .collect();
+            if connections.is_empty() {
+                frame.render_widget(
+                    Paragraph::new("no connection carried data while watched")
+                        .style(theme.fading()),
+                    inner,
+                );
+                return;
+            }
+            let header = Row::new([
+                "PROTO",
+                "LOCAL",
+                "REMOTE",
+                "STATE",
+                "↓ RATE",
+                "↑ RATE",
+                "↓ TOTAL",
+                "↑ TOTAL",
+                "WHERE",
+            ])
+            .style(theme.header());
+            let rows = connections.iter().map(|c| {
+                Row::new([
+                    match c.protocol {
+                        Protocol::Tcp => "tcp",
+                        Protocol::Udp => "udp",
+                    }
+                    .to_owned(),
+                    c.local.to_string(),
+                    c.remote.to_string(),
+                    c.state.clone(),
+                    per_second(c.rx_rate),
+                    per_second(c.tx_rate),
+                    format_bytes(c.rx_bytes),
+                    format_bytes(c.tx_bytes),
+                    match c.locality {
+                        Locality::Internet => "Internet",
+                        Locality::Local => "local",
+                    }
+                    .to_owned(),
+                ])
+            });
+            let widths = [5, 22, 22, 11, 11, 11, 9, 9, 8].map(Constraint::Length);
+            frame.render_widget(
+                Table::new(rows, widths).header(header).column_spacing(1),
+                inner,
+            );
+        }
+        Tab::Traffic => {
+            let mut lines = vec![
+                pair(
+                    "Internet rate",
+                    per_second(p.internet.rx_rate),
+                    per_second(p.internet.tx_rate),
+                ),
+                pair(
+                    "Internet total",
+                    format_bytes(p.internet.rx_bytes),
+                    format_bytes(p.internet.tx_bytes),
+                ),
+                pair(
+                    "local rate",
+                    per_second(p.local.rx_rate),
+                    per_second(p.local.tx_rate),
+                ),
+                pair(
+                    "local total",
+                    format_bytes(p.local.rx_bytes),
+                    format_bytes(p.local.tx_bytes),
+                ),
+                Line::from(""),
+                Line::from(Span::styled("  interfaces (all processes)", theme.header())),
+            ];
+            for i in app
+                .snapshot()
+                .interfaces
+                .iter()
+                .filter(|i| i.rx_bytes + i.tx_bytes > 0)
+            {
+                lines.push(pair(&i.name, per_second(i.rx_rate), per_second(i.tx_rate)));
+            }
+            frame.render_widget(Paragraph::new(lines), inner);
+        }
+        Tab::System => {
+            let lines = match &app.details {
+                None => vec![Line::from(Span::styled(
+                    "no longer readable in /proc (exited, or not yours)",
+                    theme.fading(),
+                ))],
+                Some(d) => [
+                    ("command line", d.cmdline.clone()),
+                    ("executable", d.exe.clone()),
+                    ("directory", d.cwd.clone()),
+                    ("user", d.user.clone()),
+                    ("memory", format_bytes(d.memory)),
+                    ("threads", d.threads.to_string()),
+                ]
+                .into_iter()
+                .map(|(label, value)| Line::from(format!("{label:>14}  {value}")))
+                .collect(),
+            };
+            frame.render_widget(
+                Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
+                inner,
+            );
+        }
+    }
+}
+
+fn draw_backends(frame: &mut Frame, app: &App, theme: &Theme) {
+    let mut lines = Vec::new();
+    if app.backends.is_empty() {
+        lines.push(Line::from("checking…"));
+    }
+    for (backend, availability) in &app.backends {
+        let directions = match (backend.directions.up, backend.directions.down) {
+            (true, true) => "up+down",
+            (true, false) => "up",
+            _ => "down",
+        };
+        let (state, style) = match availability {
+            Availability::Available => ("available".to_owned(), Style::new()),
+            Availability::Unavailable(reason) => (format!("unavailable: {reason}"), theme.error()),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<10}", backend.name), theme.header()),
+            Span::raw(format!(
+                " priority {:<3} {directions:<8} ",
+                backend.priority
+            )),
+            Span::styled(state, style),
+        ]));
+        lines.push(Line::from(format!("           {}", backend.summary)));
+    }
+    // wrapped lines take more rows: count them at the popup's inner width
+    let inner_width = 88usize
+        .min(usize::from(frame.area().width.saturating_sub(2)))
+        .max(1);
+    let rows: usize = lines
+        .iter()
+        .map(|line| line.width().max(1).div_ceil(inner_width))
+        .sum();
+    let area = centered(
+        frame.area(),
+        90,
+        u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2),
+    );
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" Backends ")),
         area,
     );
 }
@@ -558,6 +829,87 @@ mod tests {
         app.read_only = Some("CAP_BPF missing: run with sudo".into());
         press(&mut app, "t");
         insta::assert_snapshot!(screen(&mut app, 100, 6));
+    }
+
+    #[test]
+    fn detail_tabs() {
+        let mut app = crate::fixtures::app_with_connections();
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        app.handle(Event::Details(Some(
+            chadthrottle_core::usage::ProcessDetails {
+                pid: 4242,
+                cmdline: "curl -O https://example.org/big.iso".into(),
+                exe: "/usr/bin/curl".into(),
+                cwd: "/home/chad".into(),
+                user: "chad".into(),
+                memory: 12 << 20,
+                threads: 3,
+            },
+        )));
+        let mut screens = Vec::new();
+        for tab in Tab::ALL {
+            app.mode = Mode::Detail(tab);
+            screens.push(screen(&mut app, 110, 14));
+        }
+        insta::assert_snapshot!(screens.join("\n"));
+    }
+
+    #[test]
+    fn clicking_a_tab_title_switches_to_it() {
+        use ratatui::crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+        let mut app = crate::fixtures::app_with_connections();
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        let click = |column| MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row: 0,
+            modifiers: KeyModifiers::NONE,
+        };
+        app.handle(Event::Mouse(click(13)));
+        assert_eq!(app.mode, Mode::Detail(Tab::Connections));
+        app.handle(Event::Mouse(click(40)));
+        assert_eq!(app.mode, Mode::Detail(Tab::System));
+    }
+
+    #[test]
+    fn backends_screen_says_why_not() {
+        use chadthrottle_core::PerDirection;
+        use chadthrottle_core::backend::BackendDescriptor;
+        let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+        app.handle(Event::Backends(vec![(
+            BackendDescriptor {
+                name: "policer",
+                priority: 10,
+                directions: PerDirection {
+                    up: true,
+                    down: true,
+                },
+                summary: "eBPF token buckets per process",
+            },
+            Availability::Unavailable("CAP_BPF missing: run with sudo".into()),
+        )]));
+        press(&mut app, "b");
+        insta::assert_snapshot!(screen(&mut app, 100, 8));
+    }
+
+    #[test]
+    fn no_color_uses_no_colors() {
+        let styled = |color: bool| {
+            let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+            app.color = color;
+            app.handle(Event::Resize(100, 6));
+            let mut terminal = Terminal::new(TestBackend::new(100, 6)).unwrap();
+            terminal.draw(|frame| draw(frame, &app)).unwrap();
+            let buffer = terminal.backend().buffer().clone();
+            buffer.content().iter().any(|cell| {
+                cell.fg != ratatui::style::Color::Reset || cell.bg != ratatui::style::Color::Reset
+            })
+        };
+        assert!(styled(true), "colors are used by default");
+        assert!(
+            !styled(false),
+            "NO_COLOR: no foreground or background color anywhere"
+        );
     }
 
     #[test]

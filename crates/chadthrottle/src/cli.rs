@@ -55,6 +55,15 @@ pub struct Cli {
     /// Same as the `backends` command.
     #[arg(long)]
     pub list_backends: bool,
+
+    /// TUI: set the limits saved by earlier TUI sessions again, for processes still
+    /// running (matched by executable and start time, never by bare PID) [default]
+    #[arg(long, overrides_with = "no_restore")]
+    pub restore: bool,
+
+    /// TUI: do not set saved limits again.
+    #[arg(long)]
+    pub no_restore: bool,
 }
 
 #[derive(Debug, Args)]
@@ -89,7 +98,14 @@ pub struct Global {
         value_parser = clap::value_parser!(u32).range(64..=(1 << 22))
     )]
     pub max_connections: u32,
+
+    /// Where the TUI saves the limits it sets, for --restore
+    #[arg(long, global = true, env = "CHADTHROTTLE_SAVED_LIMITS", value_name = "PATH", default_value = DEFAULT_SAVED_LIMITS)]
+    pub saved_limits: PathBuf,
 }
+
+/// Where the TUI keeps the limits it set, unless `--saved-limits` says otherwise.
+pub const DEFAULT_SAVED_LIMITS: &str = "/var/lib/chadthrottle/saved-limits.json";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -23,6 +23,12 @@ fn main() -> ExitCode {
         }
         Err(error) => error.exit(),
     };
+    if cli.command.is_some() && (cli.restore || cli.no_restore) {
+        eprintln!(
+            "chadthrottle: --restore and --no-restore are for the TUI: give them without a command"
+        );
+        return ExitCode::from(2);
+    }
     if cli.command.is_some() && (cli.pid.is_some() || cli.list_backends) {
         eprintln!(
             "chadthrottle: --pid and --list-backends are the upstream form: give them without a command"
@@ -59,7 +65,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 cli.download_limit,
                 cli.duration,
             ),
-            None => commands::tui::run(global),
+            None => commands::tui::run(global, !cli.no_restore),
         },
     }
 }

@@ -149,6 +149,7 @@ mod tests {
                 tx_rate: 1024,
                 rx_bytes: 1,
                 tx_bytes: 1,
+                addresses: vec![],
             }],
             connections: vec![],
         }

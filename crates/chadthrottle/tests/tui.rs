@@ -144,11 +144,47 @@ fn throttling_with_keystrokes_holds_the_limit() -> anyhow::Result<()> {
         "the TUI did not quit on q"
     );
     // the limit outlives the TUI, as limits do
-    let status: Value = serde_json::from_str(&run(&lab, &["status", "--json"])?)?;
+    let limits = |lab: &Lab| -> anyhow::Result<usize> {
+        let status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
+        Ok(status["limits"].as_array().map_or(0, Vec::len))
+    };
+    ensure!(limits(&lab)? == 1, "the limit went away with the TUI");
+    drop(tui);
+
+    // saved: after a reset, --no-restore leaves it off, the default sets it again
+    run(&lab, &["reset"])?;
+    ensure!(lab.saved_limits().exists(), "the TUI saved nothing");
+    let command = format!("{} --no-restore", env!("CARGO_BIN_EXE_chadthrottle"));
+    let tui = Tmux::start(&command, &lab)?;
+    tui.wait_for("↓ RATE", 10)?;
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(limits(&lab)? == 0, "--no-restore restored");
+    tui.keys(&["q"])?;
+    drop(tui);
+    let tui = Tmux::start(env!("CARGO_BIN_EXE_chadthrottle"), &lab)?;
+    tui.wait_for("restored 1 saved limit", 10)?;
+    ensure!(limits(&lab)? == 1, "the saved limit was not restored");
+
+    // SIGTERM ends it (and the session with it) at once
+    let pane = Command::new("tmux")
+        .args(["-L", &tui.socket, "list-panes", "-F", "#{pane_pid}"])
+        .output()?;
+    let tui_pid: i32 = String::from_utf8_lossy(&pane.stdout).trim().parse()?;
+    // SAFETY: kill(2) with a PID this test's tmux server started and a signal number.
     ensure!(
-        status["limits"].as_array().is_some_and(|l| !l.is_empty()),
-        "the limit went away with the TUI"
+        unsafe { libc::kill(tui_pid, libc::SIGTERM) } == 0,
+        "kill failed"
     );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Command::new("tmux")
+        .args(["-L", &tui.socket, "has-session"])
+        .output()?
+        .status
+        .success()
+    {
+        ensure!(Instant::now() < deadline, "the TUI ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }
 

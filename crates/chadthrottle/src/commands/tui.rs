@@ -4,11 +4,13 @@
 
 use crate::cli::Global;
 use crate::usage_source::UsageSource;
+use anyhow::Context as _;
 use chadthrottle_core::Direction;
 use chadthrottle_core::PerDirection;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::backend::Backend;
 use chadthrottle_core::bucket::default_burst;
+use chadthrottle_core::saved::{SavedLimit, SavedLimits};
 use chadthrottle_core::status::DirectionLimit;
 use chadthrottle_core::usage::Source;
 use chadthrottle_kernel::Datapath;
@@ -22,8 +24,19 @@ use std::time::Duration;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
-/// Reads the usage source every interval and sends the readings, until the app is gone.
+/// Sends the backends' availability once, then reads the usage source every interval and
+/// sends the readings, until the app is gone.
 fn collect(mut source: UsageSource, events: Sender<Event>) {
+    let backends = chadthrottle_kernel::probe::descriptors()
+        .into_iter()
+        .map(|backend| {
+            let availability = chadthrottle_kernel::probe::availability(&backend);
+            (backend, availability)
+        })
+        .collect();
+    if events.send(Event::Backends(backends)).is_err() {
+        return;
+    }
     loop {
         let update = source.read().map(|reading| Event::Update {
             reading,
@@ -53,6 +66,74 @@ fn input(events: Sender<Event>) {
     }
 }
 
+fn load_saved(path: &std::path::Path) -> SavedLimits {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn store_saved(path: &std::path::Path, saved: &SavedLimits) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let text = serde_json::to_vec_pretty(saved)?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Remembers (or forgets) a limit the TUI set, for `--restore`.
+fn remember(
+    global: &Global,
+    process: ProcessRef,
+    name: &str,
+    up: Option<u64>,
+    down: Option<u64>,
+) -> anyhow::Result<()> {
+    let Some(exe) = chadthrottle_kernel::procs::exe(process.pid) else {
+        return Ok(()); // gone, or no executable to match it by
+    };
+    let mut saved = load_saved(&global.saved_limits);
+    saved.set(SavedLimit {
+        pid: process.pid,
+        exe,
+        start_time: process.start_time,
+        name: name.to_owned(),
+        up,
+        down,
+    });
+    store_saved(&global.saved_limits, &saved)
+}
+
+/// Sets saved limits again for processes that still run and have no limit now.
+fn restore(global: &Global, current: &std::collections::HashSet<u32>) -> Result<String, String> {
+    let mut saved = load_saved(&global.saved_limits);
+    let found = saved.restore(&chadthrottle_kernel::procs::running());
+    let mut restored = 0;
+    let mut failures = Vec::new();
+    for (pid, limit) in found {
+        if current.contains(&pid) {
+            continue;
+        }
+        let process = ProcessRef {
+            pid,
+            start_time: limit.start_time,
+        };
+        match set_limit(global, process, &limit.name, limit.up, limit.down) {
+            Ok(_) => restored += 1,
+            Err(error) => failures.push(format!("PID {pid}: {error:#}")),
+        }
+    }
+    store_saved(&global.saved_limits, &saved).map_err(|error| format!("{error:#}"))?;
+    match (restored, failures.is_empty()) {
+        (0, true) => Ok(String::new()),
+        (n, true) => Ok(format!(
+            "restored {n} saved limit{}",
+            if n == 1 { "" } else { "s" }
+        )),
+        (_, false) => Err(format!("restoring saved limits: {}", failures.join("; "))),
+    }
+}
+
 /// Applies one effect; the answer goes to the status bar.
 fn apply(global: &Global, effect: &Effect) -> Result<String, String> {
     let outcome = match effect {
@@ -61,9 +142,17 @@ fn apply(global: &Global, effect: &Effect) -> Result<String, String> {
             name,
             up,
             down,
-        } => set_limit(global, *process, name, *up, *down),
-        Effect::ClearLimit { process, name } => clear_limit(global, *process, name),
-        Effect::Quit => return Ok(String::new()),
+        } => set_limit(global, *process, name, *up, *down).and_then(|text| {
+            remember(global, *process, name, *up, *down)?;
+            Ok(text)
+        }),
+        Effect::ClearLimit { process, name } => {
+            clear_limit(global, *process, name).and_then(|text| {
+                remember(global, *process, name, None, None)?;
+                Ok(text)
+            })
+        }
+        Effect::Inspect(_) | Effect::Quit => return Ok(String::new()),
     };
     outcome.map_err(|error| {
         format!(
@@ -133,13 +222,25 @@ fn clear_limit(global: &Global, process: ProcessRef, name: &str) -> anyhow::Resu
     Ok(format!("{name} (PID {}): limit removed", process.pid))
 }
 
-pub fn run(global: &Global) -> anyhow::Result<()> {
-    let (source, note) = UsageSource::open(global, false);
+pub fn run(global: &Global, restore_saved: bool) -> anyhow::Result<()> {
+    let (mut source, note) = UsageSource::open(global, false);
     let (kind, layer) = source.kind();
     let read_only = (kind == Source::SockDiag).then(|| note.clone().unwrap_or_default());
     let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let interval_ms = u64::try_from(INTERVAL.as_millis()).unwrap_or(1000);
     let mut app = App::new(kind, layer, note, interval_ms, read_only, color);
+    if restore_saved && kind == Source::Ebpf {
+        let current = source
+            .limits()
+            .map(|limits| limits.keys().map(|p| p.pid).collect())
+            .unwrap_or_default();
+        match restore(global, &current) {
+            Ok(text) if text.is_empty() => {}
+            outcome => {
+                app.handle(Event::Done(outcome));
+            }
+        }
+    }
 
     let terminated = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated))?;
@@ -174,6 +275,12 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             for effect in app.handle(event) {
                 if effect == Effect::Quit {
                     return Ok(());
+                }
+                if let Effect::Inspect(process) = effect {
+                    let details =
+                        chadthrottle_kernel::procs::details(process.pid, process.start_time);
+                    app.handle(Event::Details(details));
+                    continue;
                 }
                 let done = apply(global, &effect);
                 app.handle(Event::Done(done));
