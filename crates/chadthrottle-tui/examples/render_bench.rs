@@ -1,9 +1,8 @@
 //! Frame render time of the process table with 1 000 processes (BENCHMARKS.md):
 //! `cargo run --release -p chadthrottle-tui --example render_bench`.
 
-use chadthrottle_core::usage::{Layer, Source};
-use chadthrottle_tui::fixtures::{reading, usage};
-use chadthrottle_tui::{App, Event};
+use chadthrottle_tui::Event;
+use chadthrottle_tui::fixtures::{new_app, reading, usage};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::collections::HashMap;
@@ -15,14 +14,9 @@ fn main() {
     let processes: Vec<_> = (1..=PROCESSES)
         .map(|pid| usage(pid, &format!("process-{pid}"), u64::from(pid) * 1000))
         .collect();
-    let mut app = App::new(
-        Source::Ebpf,
-        Layer::TransportPayload,
-        None,
-        1000,
-        None,
-        true,
-    );
+    // colors on, as a user sees it
+    let mut app = new_app();
+    app.color = true;
     for (width, height) in [(200u16, 60u16), (80, 24)] {
         app.handle(Event::Resize(width, height));
         let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");

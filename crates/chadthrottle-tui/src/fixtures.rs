@@ -40,17 +40,22 @@ pub fn reading(processes: &[(u32, String, u64)], seconds: u64) -> Reading {
     }
 }
 
-/// An app (80×24, eBPF source, colors off) that has seen `processes` for two seconds,
-/// with the top row selected.
-pub fn app_with(processes: Vec<(u32, String, u64)>) -> App {
-    let mut app = App::new(
+/// An empty app as the tests use it: eBPF source, 1 s interval, not read-only, no colors.
+pub fn new_app() -> App {
+    App::new(
         Source::Ebpf,
         Layer::TransportPayload,
         None,
         1000,
         None,
         false,
-    );
+    )
+}
+
+/// An app (80×24, eBPF source, colors off) that has seen `processes` for two seconds,
+/// with the top row selected.
+pub fn app_with(processes: Vec<(u32, String, u64)>) -> App {
+    let mut app = new_app();
     for second in 0..3 {
         app.handle(Event::Update {
             reading: reading(&processes, second),
@@ -82,14 +87,7 @@ pub fn app_with_connections() -> App {
         },
         last_active_ns: 0,
     };
-    let mut app = App::new(
-        Source::Ebpf,
-        Layer::TransportPayload,
-        None,
-        1000,
-        None,
-        false,
-    );
+    let mut app = new_app();
     for second in 0..3u64 {
         let mut reading = reading(&processes, second);
         reading.connections = vec![
