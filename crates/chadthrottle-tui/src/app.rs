@@ -117,6 +117,8 @@ pub struct App {
     pub traffic: TrafficView,
     /// `i`: only traffic through this interface (by the connections' local addresses).
     pub interface: Option<String>,
+    /// First row shown of the detail view's connection list (scrolling).
+    pub detail_offset: usize,
     /// What /proc said about the process in the detail view.
     pub details: Option<ProcessDetails>,
     pub backends: Vec<(BackendDescriptor, Availability)>,
@@ -208,6 +210,7 @@ impl App {
             offset: 0,
             traffic: TrafficView::All,
             interface: None,
+            detail_offset: 0,
             details: None,
             backends: Vec::new(),
             exited_seen: HashMap::new(),

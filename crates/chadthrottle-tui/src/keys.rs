@@ -121,11 +121,32 @@ fn open_detail(app: &mut App) -> Vec<Effect> {
     };
     let process = process_ref(p);
     app.details = None;
+    app.detail_offset = 0;
     app.mode = Mode::Detail(Tab::Overview);
     vec![Effect::Inspect(process)]
 }
 
+/// Scrolls the detail's connection list by `delta` rows (clamped to the list).
+fn scroll_detail(app: &mut App, delta: isize) {
+    let pid = app.selected_process().map(|p| p.pid);
+    let count = app
+        .snapshot()
+        .connections
+        .iter()
+        .filter(|c| Some(c.pid) == pid)
+        .count();
+    let at = app.detail_offset as isize + delta;
+    app.detail_offset = at.clamp(0, count.saturating_sub(1) as isize) as usize;
+}
+
 fn detail(app: &mut App, tab: Tab, key: KeyEvent) {
+    match key.code {
+        KeyCode::Down | KeyCode::Char('j') => return scroll_detail(app, 1),
+        KeyCode::Up | KeyCode::Char('k') => return scroll_detail(app, -1),
+        KeyCode::PageDown => return scroll_detail(app, 10),
+        KeyCode::PageUp => return scroll_detail(app, -10),
+        _ => {}
+    }
     app.mode = match key.code {
         KeyCode::Esc | KeyCode::Char('q') => Mode::Normal,
         KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => Mode::Detail(tab.step(1)),
@@ -210,6 +231,11 @@ fn throttle(app: &mut App, mut dialog: ThrottleDialog, key: KeyEvent) -> Vec<Eff
 /// Click selects a row or sorts by a header; the wheel scrolls.
 pub fn handle_mouse(app: &mut App, mouse: MouseEvent) {
     if let Mode::Detail(_) = app.mode {
+        match mouse.kind {
+            MouseEventKind::ScrollDown => return scroll_detail(app, 3),
+            MouseEventKind::ScrollUp => return scroll_detail(app, -3),
+            _ => {}
+        }
         let clicked = matches!(mouse.kind, MouseEventKind::Down(MouseButton::Left));
         if clicked && mouse.row == crate::view::layout(app).table.y {
             if let Some(tab) = crate::view::tab_at(mouse.column) {
@@ -361,6 +387,11 @@ mod tests {
         assert_eq!(app.mode, Mode::Detail(Tab::System), "wraps");
         app.handle(Event::Key(key(KeyCode::Char('3'))));
         assert_eq!(app.mode, Mode::Detail(Tab::Traffic));
+        app.handle(Event::Key(key(KeyCode::Down)));
+        assert_eq!(
+            app.detail_offset, 0,
+            "one process without connections: nothing to scroll"
+        );
         app.handle(Event::Key(key(KeyCode::Esc)));
         assert_eq!(app.mode, Mode::Normal);
     }

@@ -347,7 +347,7 @@ fn hints(app: &App) -> &'static str {
         Mode::Filter => "type a name  Enter keep  Esc clear",
         Mode::Throttle(_) => "Tab switch field  Enter apply  Esc cancel",
         Mode::Help | Mode::Graph | Mode::Backends => "Esc back",
-        Mode::Detail(_) => "Tab/←→/1-4 switch tab  Esc back",
+        Mode::Detail(_) => "Tab/←→/1-4 switch tab  ↑↓ scroll  Esc back",
     }
 }
 
@@ -597,7 +597,7 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
                 "WHERE",
             ])
             .style(theme.header());
-            let rows = connections.iter().map(|c| {
+            let rows = connections.iter().skip(app.detail_offset).map(|c| {
                 Row::new([
                     match c.protocol {
                         Protocol::Tcp => "tcp",
@@ -890,6 +890,27 @@ mod tests {
         )]));
         press(&mut app, "b");
         insta::assert_snapshot!(screen(&mut app, 100, 8));
+    }
+
+    #[test]
+    fn the_wheel_scrolls_the_connection_list() {
+        use ratatui::crossterm::event::{KeyModifiers, MouseEvent, MouseEventKind};
+        let mut app = crate::fixtures::app_with_connections();
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        app.handle(Event::Key(key(KeyCode::Char('2'))));
+        let wheel = MouseEvent {
+            kind: MouseEventKind::ScrollDown,
+            column: 10,
+            row: 5,
+            modifiers: KeyModifiers::NONE,
+        };
+        app.handle(Event::Mouse(wheel));
+        assert_eq!(app.detail_offset, 1, "clamped to the last connection");
+        let text = screen(&mut app, 110, 8);
+        assert!(
+            !text.contains("93.184.216.34") && text.contains("192.168.1.1:53"),
+            "{text}"
+        );
     }
 
     #[test]
