@@ -165,6 +165,15 @@ impl Accounting {
                 exited_at_ns,
             });
         }
+        // forget /proc facts of processes the datapath no longer holds (evicted)
+        let held: std::collections::HashSet<ProcessRef> =
+            processes.iter().map(|p| p.process).collect();
+        self.procfs.retain(|owner, _| {
+            held.contains(&ProcessRef {
+                pid: owner.tgid,
+                start_time: owner.start_time,
+            })
+        });
         let mut connections = Vec::new();
         for entry in self.conns.iter() {
             let (cookie, conn) = match entry {
