@@ -64,7 +64,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
 	__type(key, int);
-	__type(value, struct ct_owner);
+	__type(value, struct ct_sock);
 } ct_owner SEC(".maps");
 
 struct {
@@ -220,40 +220,15 @@ static __always_inline __u32 ct_payload_len(struct __sk_buff *skb, struct bpf_so
 	return skb->len > ip_len + l4_len ? skb->len - (ip_len + l4_len) : 0;
 }
 
-/* Adds a packet to its process's accounting (bytes and packets) and, if it carries data,
- * to its connection's (bytes and data packets). Pure TCP ACKs do not touch the shared
- * connection entry: at line rate they are half the packets. */
-static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *sk,
-				       struct ct_owner *owner, __u32 dir, __u32 payload)
+/* Copies a socket's counters to its ct_conns entry (created on the first copy). */
+static __always_inline void ct_flush(struct __sk_buff *skb, struct bpf_sock *sk,
+				     struct ct_sock *sock, __u64 now)
 {
-	static const struct ct_acct zero;
-	__u64 packets = skb->gso_segs ? skb->gso_segs : 1;
-	struct ct_acct *acct;
-	struct ct_conn *conn;
-	__u64 cookie, now;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct ct_conn *conn = bpf_map_lookup_elem(&ct_conns, &cookie);
 
-	acct = bpf_map_lookup_elem(&ct_proc_acct, owner);
-	if (!acct) {
-		bpf_map_update_elem(&ct_proc_acct, owner, &zero, BPF_NOEXIST);
-		acct = bpf_map_lookup_elem(&ct_proc_acct, owner);
-	}
-	/* per-CPU, but a preempted program can share its CPU: add atomically */
-	if (acct) {
-		if (dir == CT_DIR_UP) {
-			__sync_fetch_and_add(&acct->tx_bytes, payload);
-			__sync_fetch_and_add(&acct->tx_packets, packets);
-		} else {
-			__sync_fetch_and_add(&acct->rx_bytes, payload);
-			__sync_fetch_and_add(&acct->rx_packets, packets);
-		}
-	}
-	if (payload == 0)
-		return;
-	cookie = bpf_get_socket_cookie(skb);
-	conn = bpf_map_lookup_elem(&ct_conns, &cookie);
 	if (!conn) {
 		struct ct_conn fresh = {
-			.owner = *owner,
 			.family = sk->family,
 			.protocol = sk->protocol,
 			.local_port = sk->src_port,
@@ -271,19 +246,55 @@ static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *s
 		if (!conn)
 			return;
 	}
-	/* written only when changed: the entry is shared by every CPU */
-	if (conn->state != sk->state)
-		conn->state = sk->state;
-	now = bpf_ktime_get_coarse_ns();
-	if (now - conn->last_ns > CT_CONN_ACTIVE_NS)
-		conn->last_ns = now;
-	if (dir == CT_DIR_UP) {
-		__sync_fetch_and_add(&conn->acct.tx_bytes, payload);
-		__sync_fetch_and_add(&conn->acct.tx_packets, packets);
-	} else {
-		__sync_fetch_and_add(&conn->acct.rx_bytes, payload);
-		__sync_fetch_and_add(&conn->acct.rx_packets, packets);
+	conn->owner = sock->owner;
+	conn->acct = sock->acct;
+	conn->state = sk->state;
+	conn->last_ns = now;
+	sock->flushed_ns = now;
+}
+
+/* Adds a packet to its process's accounting (per-CPU map) and to its socket's counters
+ * (in the socket storage already at hand); the socket's counters reach ct_conns by
+ * ct_flush, every CT_CONN_FLUSH_NS and at every packet of a closing TCP connection. */
+static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *sk,
+				       struct ct_sock *sock, __u32 dir, __u32 payload)
+{
+	static const struct ct_acct zero;
+	__u64 packets = skb->gso_segs ? skb->gso_segs : 1;
+	struct ct_acct *acct;
+	__u64 now;
+
+	acct = bpf_map_lookup_elem(&ct_proc_acct, &sock->owner);
+	if (!acct) {
+		bpf_map_update_elem(&ct_proc_acct, &sock->owner, &zero, BPF_NOEXIST);
+		acct = bpf_map_lookup_elem(&ct_proc_acct, &sock->owner);
 	}
+	/* per-CPU, but a preempted program can share its CPU: add atomically */
+	if (acct) {
+		if (dir == CT_DIR_UP) {
+			__sync_fetch_and_add(&acct->tx_bytes, payload);
+			__sync_fetch_and_add(&acct->tx_packets, packets);
+		} else {
+			__sync_fetch_and_add(&acct->rx_bytes, payload);
+			__sync_fetch_and_add(&acct->rx_packets, packets);
+		}
+	}
+	/* a listener's storage is cloned into every socket it accepts: it must stay zero (its
+	 * SYNs count for the process only) */
+	if (sk->state == BPF_TCP_LISTEN)
+		return;
+	/* the socket's counters are shared by the CPUs sending and receiving on it */
+	if (dir == CT_DIR_UP) {
+		__sync_fetch_and_add(&sock->acct.tx_bytes, payload);
+		__sync_fetch_and_add(&sock->acct.tx_packets, packets);
+	} else {
+		__sync_fetch_and_add(&sock->acct.rx_bytes, payload);
+		__sync_fetch_and_add(&sock->acct.rx_packets, packets);
+	}
+	now = bpf_ktime_get_coarse_ns();
+	if (now - sock->flushed_ns > CT_CONN_FLUSH_NS ||
+	    (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_ESTABLISHED))
+		ct_flush(skb, sk, sock, now);
 }
 
 /* The owner's limit on this packet: 1 if it may pass, 0 if it is over the limit. */
@@ -323,7 +334,7 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
 {
 	struct bpf_sock *sk = skb->sk;
-	struct ct_owner *owner;
+	struct ct_sock *sock;
 	__u32 payload;
 
 	if (!sk)
@@ -331,14 +342,14 @@ static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 1; /* request and timewait sockets carry no owner */
-	owner = bpf_sk_storage_get(&ct_owner, sk, 0, 0);
-	if (!owner)
+	sock = bpf_sk_storage_get(&ct_owner, sk, 0, 0);
+	if (!sock)
 		return 1;
 	payload = ct_payload_len(skb, sk);
-	if (!ct_verdict(skb, sk, owner, dir, payload))
+	if (!ct_verdict(skb, sk, &sock->owner, dir, payload))
 		return 0;
 	if (ct_accounting)
-		ct_account(skb, sk, owner, dir, payload);
+		ct_account(skb, sk, sock, dir, payload);
 	return 1;
 }
 

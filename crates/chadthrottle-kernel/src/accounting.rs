@@ -10,7 +10,7 @@ use crate::backfill::{Stamp, backfill};
 use crate::clock;
 use crate::error::Error;
 use crate::install::{self, Config, PinnedMaps};
-use crate::layout::{self, Acct, Conn, Owner, ProcInfo};
+use crate::layout::{self, Acct, Conn, Owner, ProcInfo, SockState};
 use crate::names::{MAP_CONNS, MAP_OWNER, MAP_PROC_ACCT, MAP_PROC_INFO};
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, SkStorage};
 use chadthrottle_core::ProcessRef;
@@ -38,7 +38,7 @@ pub struct Accounting {
     proc_acct: PerCpuHashMap<MapData, Owner, Acct>,
     proc_info: HashMap<MapData, Owner, ProcInfo>,
     conns: HashMap<MapData, u64, Conn>,
-    owner: SkStorage<MapData, Owner>,
+    owner: SkStorage<MapData, SockState>,
     procfs: StdHashMap<Owner, ProcfsInfo>,
 }
 

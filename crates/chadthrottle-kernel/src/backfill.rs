@@ -12,7 +12,7 @@
 //! direct route, and it also covers UDP and IPv6 without one dump per family.
 
 use crate::error::Error;
-use crate::layout::Owner;
+use crate::layout::{Owner, SockState};
 use crate::names::MAP_OWNER;
 use crate::procs::socket_fds;
 use aya::maps::{MapData, SkStorage};
@@ -72,7 +72,7 @@ pub enum Stamp {
 /// Sockets closed while this runs are skipped.
 pub fn backfill(
     owner: Owner,
-    storage: &mut SkStorage<MapData, Owner>,
+    storage: &mut SkStorage<MapData, SockState>,
     which: Stamp,
 ) -> Result<usize, Error> {
     let pidfd = match pidfd_open(owner.tgid) {
@@ -103,7 +103,15 @@ pub fn backfill(
             Stamp::All => 0,
             Stamp::Unowned => BPF_NOEXIST,
         };
-        match storage.insert(&socket, owner, flags) {
+        // a socket that already has storage keeps its counters; only its owner changes
+        let state = match storage.get(&socket, 0) {
+            Ok(existing) => SockState { owner, ..existing },
+            Err(_) => SockState {
+                owner,
+                ..SockState::default()
+            },
+        };
+        match storage.insert(&socket, state, flags) {
             Ok(()) => stamped += 1,
             Err(aya::maps::MapError::SyscallError(call))
                 if which == Stamp::Unowned

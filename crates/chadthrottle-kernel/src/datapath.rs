@@ -5,7 +5,9 @@ use crate::backfill::{Stamp, backfill};
 use crate::clock;
 use crate::error::Error;
 use crate::install::{self, Config, PinnedMaps};
-use crate::layout::{self, DIR_DOWN, DIR_UP, Limit, LimitKey, Owner, RATE_UNLIMITED, Stats};
+use crate::layout::{
+    self, DIR_DOWN, DIR_UP, Limit, LimitKey, Owner, RATE_UNLIMITED, SockState, Stats,
+};
 use crate::names::{BACKEND_NAME, MAP_LIMITS, MAP_OWNER, MAP_STATS};
 use crate::privileges::{self, Operation};
 use crate::procs;
@@ -54,7 +56,7 @@ fn new_entry(target: &Target, limit: Option<DirectionLimit>, now: u64, expires: 
 pub struct Datapath {
     limits: HashMap<MapData, LimitKey, Limit>,
     stats: PerCpuHashMap<MapData, LimitKey, Stats>,
-    owner: SkStorage<MapData, Owner>,
+    owner: SkStorage<MapData, SockState>,
     capacity: u32,
 }
 

@@ -7,7 +7,7 @@
 //! there is never a second copy, and `reset` finds everything by name.
 
 use crate::error::Error;
-use crate::layout::{self, Acct, Conn, Limit, LimitKey, Meta, Owner, ProcInfo, Stats};
+use crate::layout::{self, Acct, Conn, Limit, LimitKey, Meta, Owner, ProcInfo, SockState, Stats};
 use crate::mounts::{self, PinDirPlan};
 use crate::names::{
     GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, MAP_CONNS, MAP_LIMITS, MAP_META, MAP_OWNER,
@@ -79,7 +79,7 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
         (open(MAP_PROC_ACCT)?, open(MAP_PROC_INFO)?, open(MAP_CONNS)?);
     layout::check_map::<LimitKey, Limit>(MAP_LIMITS, &limits)?;
     layout::check_map::<LimitKey, Stats>(MAP_STATS, &stats)?;
-    layout::check_map::<i32, Owner>(MAP_OWNER, &owner)?;
+    layout::check_map::<i32, SockState>(MAP_OWNER, &owner)?;
     layout::check_map::<Owner, Acct>(MAP_PROC_ACCT, &proc_acct)?;
     layout::check_map::<Owner, ProcInfo>(MAP_PROC_INFO, &proc_info)?;
     layout::check_map::<u64, Conn>(MAP_CONNS, &conns)?;

@@ -10,7 +10,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -26,6 +26,15 @@ pub struct Owner {
     pub tgid: u32,
     pub _pad: u32,
     pub start_time: u64,
+}
+
+/// `struct ct_sock`: the socket storage value — owner and the socket's own counters.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SockState {
+    pub owner: Owner,
+    pub acct: Acct,
+    pub flushed_ns: u64,
 }
 
 /// `struct ct_limit_key`.
@@ -113,6 +122,7 @@ pub struct Meta {
 }
 
 const _: () = assert!(size_of::<Owner>() == 16);
+const _: () = assert!(size_of::<SockState>() == 56);
 const _: () = assert!(size_of::<LimitKey>() == 8);
 const _: () = assert!(size_of::<BucketState>() == 48);
 const _: () = assert!(size_of::<Limit>() == 96);
@@ -135,6 +145,8 @@ unsafe impl Pod for Stats {}
 unsafe impl Pod for Meta {}
 // SAFETY: as above.
 unsafe impl Pod for Acct {}
+// SAFETY: as above.
+unsafe impl Pod for SockState {}
 // SAFETY: as above.
 unsafe impl Pod for ProcInfo {}
 // SAFETY: as above.

@@ -592,11 +592,14 @@ fn coexists_with_other_programs_on_the_cgroup() -> anyhow::Result<()> {
         0.10,
     )?;
     let down = server.send(POLICED_SECONDS, MAX_BYTES)?;
+    // a policed download at LAN round trips stalls on retransmission timeouts (on/off,
+    // BENCHMARKS.md), and here two datapaths process every packet: this checks that the
+    // second install's limit is the one in force, with room for those stalls
     within(
         "download limited by the second install",
         &steady(&mut client, &down)?,
         MIB,
-        0.10,
+        0.15,
     )?;
     other(&["reset"])?;
     let mut programs = datapath_programs(&lab)?;

@@ -142,11 +142,15 @@ fn a_short_lived_process_is_still_attributed() -> anyhow::Result<()> {
     ensure!(process["exited"] == true, "not shown as exited: {process}");
     let name = process["name"].as_str().unwrap_or_default();
     ensure!(!name.is_empty() && name != "?", "no name kept: {process}");
-    matches(
-        "short-lived upload",
-        bytes(&process, "tx_bytes")?,
-        sent.bytes,
-    )
+    // all of it, and at most a few retransmitted segments more (counted as sent: a
+    // 1 MiB transfer on veth sometimes retransmits a burst, which is 5 % of it)
+    let counted = bytes(&process, "tx_bytes")?;
+    ensure!(
+        counted >= sent.bytes,
+        "only {counted} of {} B counted",
+        sent.bytes
+    );
+    roughly("short-lived upload", counted, sent.bytes, 0.10)
 }
 
 fn ten_thousand_short_connections_leave_the_maps_bounded() -> anyhow::Result<()> {

@@ -13,7 +13,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 3
+#define CT_LAYOUT_VERSION 4
 
 /* Directions, as seen from the limited process. */
 #define CT_DIR_UP 0   /* egress: sent by the process */
@@ -27,9 +27,7 @@
 #define CT_AF_INET 2
 #define CT_AF_INET6 10
 
-/* Socket storage (map ct_owner): the process a socket belongs to. Written by
- * cgroup/sock_create for new sockets, cloned to accepted ones, and back-filled by
- * userspace for sockets that existed before the datapath was attached. */
+/* A process, as the datapath identifies it: the key of the per-process maps. */
 struct ct_owner {
 	__u32 tgid;
 	__u32 _pad;
@@ -90,6 +88,22 @@ struct ct_acct {
 };
 _Static_assert(sizeof(struct ct_acct) == 32, "ct_acct layout");
 
+/* Socket storage (map ct_owner): the process a socket belongs to and the socket's own
+ * counters. The owner is written by cgroup/sock_create for new sockets (cloned to
+ * accepted ones) and back-filled by userspace for sockets that existed before the
+ * datapath was attached. The counters are added to per packet, without a map lookup,
+ * and copied to the socket's ct_conns entry at most every CT_CONN_FLUSH_NS (and at every
+ * packet once a TCP connection is closing), so a connection entry lags by at most that. */
+struct ct_sock {
+	struct ct_owner owner;
+	struct ct_acct acct;
+	__u64 flushed_ns; /* CLOCK_MONOTONIC (coarse) of the last copy to ct_conns */
+};
+_Static_assert(sizeof(struct ct_sock) == 56, "ct_sock layout");
+
+/* How often a socket's counters are copied to its ct_conns entry. */
+#define CT_CONN_FLUSH_NS 100000000ULL
+
 /* Value of ct_proc_info (keyed by struct ct_owner): who the process was, captured when it
  * created a socket, so that a process that exits before userspace looks keeps a name. */
 struct ct_proc_info {
@@ -101,11 +115,8 @@ struct ct_proc_info {
 };
 _Static_assert(sizeof(struct ct_proc_info) == 160, "ct_proc_info layout");
 
-/* How stale ct_conn.last_ns may be: it is rewritten at most this often. */
-#define CT_CONN_ACTIVE_NS 100000000ULL
-
-/* Value of ct_conns (LRU hash keyed by socket cookie): one connection (or UDP socket)
- * that carried data. Packets count data packets (pure ACKs are left out). */
+/* Value of ct_conns (LRU hash keyed by socket cookie): one connection (or UDP socket),
+ * its counters as of the last flush from its socket storage. */
 struct ct_conn {
 	struct ct_owner owner;
 	struct ct_acct acct;
@@ -117,7 +128,7 @@ struct ct_conn {
 	__u16 remote_port;    /* host order */
 	__u32 state;          /* TCP state (BPF_TCP_*) at the last packet */
 	__u32 _pad;
-	__u64 last_ns;        /* CLOCK_MONOTONIC (coarse) of a recent data packet */
+	__u64 last_ns;        /* CLOCK_MONOTONIC (coarse) of the last flush */
 };
 _Static_assert(sizeof(struct ct_conn) == 104, "ct_conn layout");
 
