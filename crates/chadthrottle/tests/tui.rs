@@ -12,15 +12,18 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A tmux server of our own (`-L`), killed with everything in it when dropped.
+/// A tmux server of our own (`-L`), killed with everything in it when dropped, and its
+/// socket file removed (tmux leaves it behind).
 struct Tmux {
     socket: String,
+    socket_path: Option<std::path::PathBuf>,
 }
 
 impl Tmux {
     fn start(command: &str, lab: &Lab) -> anyhow::Result<Tmux> {
-        let tmux = Tmux {
+        let mut tmux = Tmux {
             socket: format!("ct-test-{}", std::process::id()),
+            socket_path: None,
         };
         let mut env = String::new();
         for (key, value) in lab.env() {
@@ -41,6 +44,17 @@ impl Tmux {
             .status()
             .context("tmux is needed for this test (apt-get install tmux)")?;
         ensure!(status.success(), "tmux new-session failed");
+        let path = Command::new("tmux")
+            .args([
+                "-L",
+                &tmux.socket,
+                "display-message",
+                "-p",
+                "#{socket_path}",
+            ])
+            .output()?;
+        let path = String::from_utf8_lossy(&path.stdout).trim().to_owned();
+        tmux.socket_path = (!path.is_empty()).then(|| path.into());
         Ok(tmux)
     }
 
@@ -85,6 +99,9 @@ impl Drop for Tmux {
         let _gone = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
+        if let Some(path) = &self.socket_path {
+            let _removed = std::fs::remove_file(path);
+        }
     }
 }
 
