@@ -220,13 +220,40 @@ static __always_inline __u32 ct_payload_len(struct __sk_buff *skb, struct bpf_so
 	return skb->len > ip_len + l4_len ? skb->len - (ip_len + l4_len) : 0;
 }
 
-/* Copies a socket's counters to its ct_conns entry (created on the first copy). */
+/* The process's per-CPU counters, created when missing. */
+static __always_inline struct ct_acct *ct_proc_acct_of(struct ct_owner *owner)
+{
+	static const struct ct_acct zero;
+	struct ct_acct *acct = bpf_map_lookup_elem(&ct_proc_acct, owner);
+
+	if (!acct) {
+		bpf_map_update_elem(&ct_proc_acct, owner, &zero, BPF_NOEXIST);
+		acct = bpf_map_lookup_elem(&ct_proc_acct, owner);
+	}
+	return acct;
+}
+
+/* Copies a socket's counters to its ct_conns entry (created on the first copy), and adds
+ * the packets without payload it counted since the last copy to its process. */
 static __always_inline void ct_flush(struct __sk_buff *skb, struct bpf_sock *sk,
 				     struct ct_sock *sock, __u64 now)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct ct_conn *conn = bpf_map_lookup_elem(&ct_conns, &cookie);
+	struct ct_conn *conn;
+	struct ct_acct *acct;
+	__u64 tx, rx;
 
+	if (sock->unreported_tx_packets || sock->unreported_rx_packets) {
+		acct = ct_proc_acct_of(&sock->owner);
+		if (acct) {
+			tx = __sync_lock_test_and_set(&sock->unreported_tx_packets, 0);
+			rx = __sync_lock_test_and_set(&sock->unreported_rx_packets, 0);
+			/* per-CPU, but a preempted program can share its CPU: add atomically */
+			__sync_fetch_and_add(&acct->tx_packets, tx);
+			__sync_fetch_and_add(&acct->rx_packets, rx);
+		}
+	}
+	conn = bpf_map_lookup_elem(&ct_conns, &cookie);
 	if (!conn) {
 		struct ct_conn fresh = {
 			.family = sk->family,
@@ -253,44 +280,36 @@ static __always_inline void ct_flush(struct __sk_buff *skb, struct bpf_sock *sk,
 	sock->flushed_ns = now;
 }
 
-/* Adds a packet to its process's accounting (per-CPU map) and to its socket's counters
- * (in the socket storage already at hand); the socket's counters reach ct_conns by
- * ct_flush, every CT_CONN_FLUSH_NS and at every packet of a closing TCP connection. */
+/* Adds a packet to its socket's counters (in the socket storage already at hand) and to
+ * its process's (per-CPU map): at once if it carries data, at the next copy if not. The
+ * socket's counters reach ct_conns by ct_flush, every CT_CONN_FLUSH_NS and at every
+ * packet of a closing TCP connection. */
 static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *sk,
 				       struct ct_sock *sock, __u32 dir, __u32 payload)
 {
-	static const struct ct_acct zero;
 	__u64 packets = skb->gso_segs ? skb->gso_segs : 1;
+	int up = dir == CT_DIR_UP;
 	struct ct_acct *acct;
 	__u64 now;
 
-	acct = bpf_map_lookup_elem(&ct_proc_acct, &sock->owner);
-	if (!acct) {
-		bpf_map_update_elem(&ct_proc_acct, &sock->owner, &zero, BPF_NOEXIST);
-		acct = bpf_map_lookup_elem(&ct_proc_acct, &sock->owner);
-	}
-	/* per-CPU, but a preempted program can share its CPU: add atomically */
-	if (acct) {
-		if (dir == CT_DIR_UP) {
-			__sync_fetch_and_add(&acct->tx_bytes, payload);
-			__sync_fetch_and_add(&acct->tx_packets, packets);
-		} else {
-			__sync_fetch_and_add(&acct->rx_bytes, payload);
-			__sync_fetch_and_add(&acct->rx_packets, packets);
+	/* a listener's storage is cloned into every socket it accepts: it must stay zero, so
+	 * its SYNs go to the process directly */
+	if (payload || sk->state == BPF_TCP_LISTEN) {
+		acct = ct_proc_acct_of(&sock->owner);
+		/* per-CPU, but a preempted program can share its CPU: add atomically */
+		if (acct) {
+			__sync_fetch_and_add(up ? &acct->tx_bytes : &acct->rx_bytes, payload);
+			__sync_fetch_and_add(up ? &acct->tx_packets : &acct->rx_packets, packets);
 		}
-	}
-	/* a listener's storage is cloned into every socket it accepts: it must stay zero (its
-	 * SYNs count for the process only) */
-	if (sk->state == BPF_TCP_LISTEN)
-		return;
-	/* the socket's counters are shared by the CPUs sending and receiving on it */
-	if (dir == CT_DIR_UP) {
-		__sync_fetch_and_add(&sock->acct.tx_bytes, payload);
-		__sync_fetch_and_add(&sock->acct.tx_packets, packets);
+		if (sk->state == BPF_TCP_LISTEN)
+			return;
 	} else {
-		__sync_fetch_and_add(&sock->acct.rx_bytes, payload);
-		__sync_fetch_and_add(&sock->acct.rx_packets, packets);
+		__sync_fetch_and_add(up ? &sock->unreported_tx_packets : &sock->unreported_rx_packets,
+				     packets);
 	}
+	/* the socket's counters are shared by the CPUs sending and receiving on it */
+	__sync_fetch_and_add(up ? &sock->acct.tx_bytes : &sock->acct.rx_bytes, payload);
+	__sync_fetch_and_add(up ? &sock->acct.tx_packets : &sock->acct.rx_packets, packets);
 	now = bpf_ktime_get_coarse_ns();
 	if (now - sock->flushed_ns > CT_CONN_FLUSH_NS ||
 	    (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_ESTABLISHED))

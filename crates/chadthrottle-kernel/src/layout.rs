@@ -10,7 +10,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -35,6 +35,8 @@ pub struct SockState {
     pub owner: Owner,
     pub acct: Acct,
     pub flushed_ns: u64,
+    pub unreported_tx_packets: u64,
+    pub unreported_rx_packets: u64,
 }
 
 /// `struct ct_limit_key`.
@@ -122,7 +124,7 @@ pub struct Meta {
 }
 
 const _: () = assert!(size_of::<Owner>() == 16);
-const _: () = assert!(size_of::<SockState>() == 56);
+const _: () = assert!(size_of::<SockState>() == 72);
 const _: () = assert!(size_of::<LimitKey>() == 8);
 const _: () = assert!(size_of::<BucketState>() == 48);
 const _: () = assert!(size_of::<Limit>() == 96);

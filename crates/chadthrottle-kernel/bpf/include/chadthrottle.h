@@ -13,7 +13,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 4
+#define CT_LAYOUT_VERSION 5
 
 /* Directions, as seen from the limited process. */
 #define CT_DIR_UP 0   /* egress: sent by the process */
@@ -98,8 +98,12 @@ struct ct_sock {
 	struct ct_owner owner;
 	struct ct_acct acct;
 	__u64 flushed_ns; /* CLOCK_MONOTONIC (coarse) of the last copy to ct_conns */
+	/* packets without payload (ACKs) counted here but not yet in ct_proc_acct: they are
+	 * added there at the next copy, which spares each ACK a map lookup */
+	__u64 unreported_tx_packets;
+	__u64 unreported_rx_packets;
 };
-_Static_assert(sizeof(struct ct_sock) == 56, "ct_sock layout");
+_Static_assert(sizeof(struct ct_sock) == 72, "ct_sock layout");
 
 /* How often a socket's counters are copied to its ct_conns entry. */
 #define CT_CONN_FLUSH_NS 100000000ULL
