@@ -49,8 +49,13 @@ impl Rate {
 impl fmt::Display for Rate {
     /// `1MB/s`, `976.56KB/s`, `100B/s`: the byte forms the parser accepts.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/s", format_bytes(self.0))
+        f.write_str(&format_rate(self.0))
     }
+}
+
+/// A rate in bytes per second as output shows it: `1MB/s`, `976.56KB/s`, `0B/s`.
+pub fn format_rate(bytes_per_sec: u64) -> String {
+    format!("{}/s", format_bytes(bytes_per_sec))
 }
 
 impl FromStr for Rate {

@@ -217,11 +217,6 @@ impl Accounting {
         })
     }
 
-    /// How many connections the datapath holds accounting for now.
-    pub fn connection_entries(&self) -> usize {
-        self.conns.keys().filter(Result::is_ok).count()
-    }
-
     fn procfs_info(&mut self, owner: Owner, now_ns: u64) -> ProcfsInfo {
         let info = self.procfs.entry(owner).or_insert_with(|| {
             let process = i32::try_from(owner.tgid)

@@ -2,7 +2,7 @@
 //! here touches the kernel.
 
 use crate::app::{App, Mode, Tab, process_ref};
-use crate::dialog::{ThrottleDialog, parse_field};
+use crate::dialog::ThrottleDialog;
 use crate::event::Effect;
 use chadthrottle_core::usage::LimitRates;
 use ratatui::crossterm::event::{
@@ -266,11 +266,6 @@ pub fn handle_mouse(app: &mut App, mouse: MouseEvent) {
         }
         _ => {}
     }
-}
-
-/// Whether a dialog field currently holds a valid rate (for the view's inline error).
-pub fn field_error(text: &str) -> Option<String> {
-    parse_field(text).err()
 }
 
 #[cfg(test)]

@@ -2,12 +2,11 @@
 //! size alone, so mouse handling can hit-test the same rectangles.
 
 use crate::app::{App, Mode, Tab, process_ref};
-use crate::dialog::{Field, ThrottleDialog};
-use crate::keys::field_error;
+use crate::dialog::{Field, ThrottleDialog, parse_field};
 use crate::sort::Column;
 use chadthrottle_core::backend::Availability;
 use chadthrottle_core::locality::Locality;
-use chadthrottle_core::rate::format_bytes;
+use chadthrottle_core::rate::{format_bytes, format_rate};
 use chadthrottle_core::usage::{LimitRates, ProcessUsage, Protocol};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout as Split, Rect};
@@ -150,16 +149,12 @@ impl Theme {
     }
 }
 
-fn per_second(rate: u64) -> String {
-    format!("{}/s", format_bytes(rate))
-}
-
 /// `⚡ ↓1MB/s ↑-`, or empty without a limit.
 pub fn limit_text(limit: Option<&LimitRates>) -> String {
     let one = |rate: Option<u64>| match rate {
         None => "-".to_owned(),
         Some(0) => "0".to_owned(),
-        Some(rate) => per_second(rate),
+        Some(rate) => format_rate(rate),
     };
     limit.map_or_else(String::new, |l| {
         format!("⚡↓{} ↑{}", one(l.down), one(l.up))
@@ -171,8 +166,8 @@ fn cell(process: &ProcessUsage, column: Column) -> String {
         Column::Pid => process.pid.to_string(),
         Column::Name if process.exited => format!("{} (exited)", process.name),
         Column::Name => process.name.clone(),
-        Column::DownRate => per_second(process.rx_rate),
-        Column::UpRate => per_second(process.tx_rate),
+        Column::DownRate => format_rate(process.rx_rate),
+        Column::UpRate => format_rate(process.tx_rate),
         Column::DownTotal => format_bytes(process.rx_bytes),
         Column::UpTotal => format_bytes(process.tx_bytes),
         Column::Limit => limit_text(process.limit.as_ref()),
@@ -333,8 +328,8 @@ fn draw_graph(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
         )
         .y_axis(Axis::default().bounds([0.0, top]).labels([
             "0".to_owned(),
-            per_second((top / 2.0) as u64),
-            per_second(top as u64),
+            format_rate((top / 2.0) as u64),
+            format_rate(top as u64),
         ]));
     frame.render_widget(chart, area);
 }
@@ -397,7 +392,7 @@ fn draw_dialog(frame: &mut Frame, dialog: &ThrottleDialog, theme: &Theme) {
             ),
             Span::raw(format!("{text}{cursor}")),
         ])];
-        match field_error(text) {
+        match parse_field(text).err() {
             Some(error) => lines.push(Line::from(Span::styled(
                 format!("  {error}"),
                 theme.error(),
@@ -536,16 +531,16 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
                 }
             };
             let lines = vec![
-                pair("rate", per_second(p.rx_rate), per_second(p.tx_rate)),
+                pair("rate", format_rate(p.rx_rate), format_rate(p.tx_rate)),
                 pair(
                     "peak (60 s)",
-                    per_second(peak(|h| h.rx_rate)),
-                    per_second(peak(|h| h.tx_rate)),
+                    format_rate(peak(|h| h.rx_rate)),
+                    format_rate(peak(|h| h.tx_rate)),
                 ),
                 pair(
                     "average (60 s)",
-                    per_second(mean(|h| h.rx_rate)),
-                    per_second(mean(|h| h.tx_rate)),
+                    format_rate(mean(|h| h.rx_rate)),
+                    format_rate(mean(|h| h.tx_rate)),
                 ),
                 pair("total", format_bytes(p.rx_bytes), format_bytes(p.tx_bytes)),
                 pair(
@@ -607,8 +602,8 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
                     c.local.to_string(),
                     c.remote.to_string(),
                     c.state.clone(),
-                    per_second(c.rx_rate),
-                    per_second(c.tx_rate),
+                    format_rate(c.rx_rate),
+                    format_rate(c.tx_rate),
                     format_bytes(c.rx_bytes),
                     format_bytes(c.tx_bytes),
                     match c.locality {
@@ -628,8 +623,8 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
             let mut lines = vec![
                 pair(
                     "Internet rate",
-                    per_second(p.internet.rx_rate),
-                    per_second(p.internet.tx_rate),
+                    format_rate(p.internet.rx_rate),
+                    format_rate(p.internet.tx_rate),
                 ),
                 pair(
                     "Internet total",
@@ -638,8 +633,8 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
                 ),
                 pair(
                     "local rate",
-                    per_second(p.local.rx_rate),
-                    per_second(p.local.tx_rate),
+                    format_rate(p.local.rx_rate),
+                    format_rate(p.local.tx_rate),
                 ),
                 pair(
                     "local total",
@@ -655,7 +650,11 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
                 .iter()
                 .filter(|i| i.rx_bytes + i.tx_bytes > 0)
             {
-                lines.push(pair(&i.name, per_second(i.rx_rate), per_second(i.tx_rate)));
+                lines.push(pair(
+                    &i.name,
+                    format_rate(i.rx_rate),
+                    format_rate(i.tx_rate),
+                ));
             }
             frame.render_widget(Paragraph::new(lines), inner);
         }

@@ -1,19 +1,15 @@
 //! Text `chadthrottle top` prints: the process table, a process's connections and the
 //! interfaces. Pure functions of a snapshot, tested without a kernel.
 
-use chadthrottle_core::rate::format_bytes;
+use chadthrottle_core::rate::{format_bytes, format_rate};
 use chadthrottle_core::usage::{Layer, LimitRates, Snapshot, Source};
 use std::fmt::Write as _;
-
-pub fn per_second(rate: u64) -> String {
-    format!("{}/s", format_bytes(rate))
-}
 
 fn limit(limit: Option<&LimitRates>) -> String {
     let one = |rate: Option<u64>| match rate {
         None => "-".to_owned(),
         Some(0) => "blocked".to_owned(),
-        Some(rate) => per_second(rate),
+        Some(rate) => format_rate(rate),
     };
     match limit {
         None => String::new(),
@@ -55,8 +51,8 @@ pub fn processes(snapshot: &Snapshot) -> String {
             "{:>7}  {:<16} {:>12} {:>12} {:>10} {:>10}  {}",
             p.pid,
             name,
-            per_second(p.rx_rate),
-            per_second(p.tx_rate),
+            format_rate(p.rx_rate),
+            format_rate(p.tx_rate),
             format_bytes(p.rx_bytes),
             format_bytes(p.tx_bytes),
             limit(p.limit.as_ref()),
@@ -86,8 +82,8 @@ pub fn connections(snapshot: &Snapshot) -> String {
             c.local.to_string(),
             c.remote.to_string(),
             c.state,
-            per_second(c.rx_rate),
-            per_second(c.tx_rate),
+            format_rate(c.rx_rate),
+            format_rate(c.tx_rate),
             format_bytes(c.rx_bytes),
             format_bytes(c.tx_bytes),
         );
@@ -106,8 +102,8 @@ pub fn interfaces(snapshot: &Snapshot) -> String {
             out,
             "{:<12} ↓ {:>12}  ↑ {:>12}",
             i.name,
-            per_second(i.rx_rate),
-            per_second(i.tx_rate)
+            format_rate(i.rx_rate),
+            format_rate(i.tx_rate)
         );
     }
     out

@@ -200,7 +200,7 @@ fn set_limit(
     let text = |d: Direction, rate: Option<u64>| {
         format!(
             "{d} {}",
-            rate.map_or("unlimited".to_owned(), crate::top_view::per_second)
+            rate.map_or("unlimited".to_owned(), chadthrottle_core::rate::format_rate)
         )
     };
     Ok(format!(
