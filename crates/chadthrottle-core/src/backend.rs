@@ -33,15 +33,14 @@ pub struct LimitRequest {
 pub struct Applied {
     /// Sockets the process already had open that were attributed to it now.
     pub backfilled_sockets: usize,
+    /// Open TCP sockets whose pacing rate or window clamp was set (or put back) now.
+    pub shaped_sockets: usize,
 }
 
 /// Enforces limits. Implemented by the eBPF datapath in the kernel crate, and by fakes in
 /// tests of the user interfaces.
 pub trait Backend {
     type Error: std::error::Error + Send + Sync + 'static;
-
-    /// The name shown in `status` and `backends`.
-    fn name(&self) -> &'static str;
 
     /// Sets or changes the limit of one process; it acts on connections that are already
     /// open and on new ones, and stays in force after the caller exits.

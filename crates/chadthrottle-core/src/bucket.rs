@@ -65,6 +65,19 @@ impl Bucket {
         }
     }
 
+    /// A bucket behind a shaper: it starts full and keeps its whole burst across a
+    /// silence. The shaper holds the average, so the burst only has to absorb what the
+    /// shaper cannot stop at once (the window a download had already advertised, the
+    /// first round trip of a new connection).
+    pub fn backstop(rate: u64, burst: u64, now_ns: u64) -> Bucket {
+        let tau = tau_ns(rate, burst);
+        Bucket {
+            idle_tau_ns: tau,
+            tat_ns: now_ns,
+            ..Bucket::new(rate, burst, now_ns)
+        }
+    }
+
     /// Whether a packet of `len` bytes at `now_ns` conforms; charges it if so.
     pub fn admit(&mut self, now_ns: u64, len: u64) -> bool {
         match self.rate {

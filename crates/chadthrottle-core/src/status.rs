@@ -7,13 +7,49 @@ use crate::direction::{Direction, PerDirection};
 use crate::process::ProcessRef;
 use serde::{Deserialize, Serialize};
 
+/// How a direction's limit is enforced. Both live in the same eBPF datapath; the policer
+/// is behind the shaper either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// TCP holds the rate itself: per-socket pacing caps (upload) and receive-window
+    /// clamps (download), the process's budget divided among its sockets by demand; the
+    /// policer stays behind as the backstop (UDP, LAN downloads).
+    #[default]
+    Shaping,
+    /// A token bucket per process that drops what is over the limit.
+    Policer,
+}
+
+impl Enforcement {
+    pub const ALL: [Enforcement; 2] = [Enforcement::Shaping, Enforcement::Policer];
+
+    /// The backend name shown in `backends`, `status` and taken by `--upload-backend`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Enforcement::Shaping => "shaping",
+            Enforcement::Policer => "policer",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Enforcement> {
+        Enforcement::ALL
+            .into_iter()
+            .find(|enforcement| enforcement.name() == name)
+    }
+}
+
 /// One direction of a limit as set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectionLimit {
-    /// Bytes per second; 0 blocks.
+    /// Bytes per second of transport payload (what the application sends or receives);
+    /// 0 blocks.
     pub rate: u64,
     /// Bytes that may pass at once after an idle period.
     pub burst: u64,
+    /// Limits saved before backends could be chosen read as the default.
+    #[serde(default)]
+    pub enforcement: Enforcement,
 }
 
 /// Traffic counted for one direction of a limited process since the limit was set.
@@ -80,8 +116,8 @@ pub struct LimitStatus {
 }
 
 impl LimitStatus {
-    /// The JSON form of `limit`, enforced by the backend named `backend_name`.
-    pub fn new(limit: &ActiveLimit, backend_name: &str) -> LimitStatus {
+    /// The JSON form of `limit`.
+    pub fn new(limit: &ActiveLimit) -> LimitStatus {
         let field = |direction: Direction, pick: fn(&DirectionLimit) -> u64| {
             limit.limits.get(direction).as_ref().map(pick)
         };
@@ -96,7 +132,7 @@ impl LimitStatus {
             expires_at: limit.expires_at,
             backend: limit
                 .limits
-                .map(|_, l| l.as_ref().map(|_| backend_name.to_owned())),
+                .map(|_, l| l.as_ref().map(|l| l.enforcement.name().to_owned())),
             stats: limit.stats,
         }
     }
@@ -118,6 +154,7 @@ mod tests {
                 up: Some(DirectionLimit {
                     rate: 1 << 20,
                     burst: 104_857,
+                    enforcement: Enforcement::Policer,
                 }),
                 down: None,
             },
@@ -137,7 +174,7 @@ mod tests {
     #[test]
     fn json_contract_field_names_and_nulls() {
         let report = StatusReport {
-            limits: vec![LimitStatus::new(&sample(), "policer")],
+            limits: vec![LimitStatus::new(&sample())],
         };
         let value = serde_json::to_value(&report).expect("serialises");
         let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});

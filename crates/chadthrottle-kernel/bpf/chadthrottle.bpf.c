@@ -9,10 +9,12 @@
  *                                              notification: never EPERM to the application)
  *   ct_ingress       cgroup_skb/ingress        accounts and polices what owners receive (drop)
  *   ct_process_exit  tp_btf/sched_process_exit removes a process's limits when it exits
+ *   ct_sock_ops, ct_iter_tcp                   the shaping backend (shaping.bpf.h)
  *
  * Attribution is by socket owner, not by cgroup: a packet belongs to the process recorded
  * in its socket's storage, whatever cgroup that process is in now. Map layouts are in
- * include/chadthrottle.h; the bucket arithmetic in include/bucket.h.
+ * include/chadthrottle.h; the bucket arithmetic in include/bucket.h, the division of a
+ * budget among sockets in include/share.h.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -110,6 +112,8 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ct_meta);
 } ct_meta SEC(".maps");
+
+#include "shaping.bpf.h"
 
 static __always_inline __u64 ct_start_time(struct task_struct *task)
 {
@@ -316,10 +320,25 @@ static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *s
 		ct_flush(skb, sk, sock, now);
 }
 
+/* What a packet costs in its owner's bucket: its transport payload, the bytes the
+ * application sees (the limit is a goodput). A TCP socket whose shaper holds this
+ * direction pays 15/16 of it: the policer is then a backstop 1/15 above the limit, which
+ * the shaper's own small overshoots (a re-division settling) do not reach. */
+static __always_inline __u64 ct_charge(struct bpf_sock *sk, struct ct_sock *sock, __u32 dir,
+				       __u32 payload)
+{
+	__u32 active = dir == CT_DIR_UP ? CT_SHAPED_UP_ACTIVE : CT_SHAPED_DOWN_ACTIVE;
+
+	if (sk->protocol == IPPROTO_TCP && (sock->shaped & active))
+		return payload - payload / 16;
+	return payload;
+}
+
 /* The owner's limit on this packet: 1 if it may pass, 0 if it is over the limit. */
 static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk,
-				      struct ct_owner *owner, __u32 dir, __u32 payload)
+				      struct ct_sock *sock, __u32 dir, __u32 payload)
 {
+	struct ct_owner *owner = &sock->owner;
 	struct ct_limit_key key = { .tgid = owner->tgid, .dir = dir };
 	struct ct_limit *limit;
 	__u64 now;
@@ -342,7 +361,7 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	}
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&limit->lock);
-	passed = ct_bucket_admit(&limit->bucket, now, skb->len);
+	passed = ct_bucket_admit(&limit->bucket, now, ct_charge(sk, sock, dir, payload));
 	bpf_spin_unlock(&limit->lock);
 	ct_count(&key, skb, passed);
 	return passed;
@@ -365,7 +384,7 @@ static __always_inline int ct_police(struct __sk_buff *skb, __u32 dir)
 	if (!sock)
 		return 1;
 	payload = ct_payload_len(skb, sk);
-	if (!ct_verdict(skb, sk, &sock->owner, dir, payload))
+	if (!ct_verdict(skb, sk, sock, dir, payload))
 		return 0;
 	if (ct_accounting)
 		ct_account(skb, sk, sock, dir, payload);

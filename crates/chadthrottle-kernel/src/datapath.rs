@@ -6,18 +6,18 @@ use crate::clock;
 use crate::error::Error;
 use crate::install::{self, Config, PinnedMaps};
 use crate::layout::{
-    self, DIR_DOWN, DIR_UP, Limit, LimitKey, Owner, RATE_UNLIMITED, SockState, Stats,
+    self, DIR_DOWN, DIR_UP, LIMIT_SHAPE, Limit, LimitKey, Owner, RATE_UNLIMITED, SockState, Stats,
 };
-use crate::names::{BACKEND_NAME, MAP_LIMITS, MAP_OWNER, MAP_STATS};
+use crate::names::{MAP_LIMITS, MAP_OWNER, MAP_STATS};
 use crate::privileges::{self, Operation};
 use crate::procs;
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, LimitRequest, Target};
 use chadthrottle_core::bucket;
-use chadthrottle_core::status::{ActiveLimit, DirStats, DirectionLimit};
+use chadthrottle_core::status::{ActiveLimit, DirStats, DirectionLimit, Enforcement};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Update flag: copy the value under the entry's `bpf_spin_lock`.
 const BPF_F_LOCK: u64 = 4;
@@ -42,9 +42,15 @@ const fn key(pid: u32, direction: Direction) -> LimitKey {
 /// direction without a limit.
 fn new_entry(target: &Target, limit: Option<DirectionLimit>, now: u64, expires: u64) -> Limit {
     let (rate, burst) = limit.map_or((RATE_UNLIMITED, 0), |l| (l.rate, l.burst));
+    let shaping = limit.is_some_and(|l| l.enforcement == Enforcement::Shaping);
     Limit {
+        flags: if shaping { LIMIT_SHAPE } else { 0 },
         start_time: target.process.start_time,
-        bucket: bucket::Bucket::new(rate, burst, now),
+        bucket: if shaping {
+            bucket::Bucket::backstop(rate, burst, now)
+        } else {
+            bucket::Bucket::new(rate, burst, now)
+        },
         burst,
         expires_at_ns: expires,
         comm: layout::comm_bytes(&target.name),
@@ -58,30 +64,38 @@ pub struct Datapath {
     stats: PerCpuHashMap<MapData, LimitKey, Stats>,
     owner: SkStorage<MapData, SockState>,
     capacity: u32,
+    pin_dir: PathBuf,
 }
 
 impl Datapath {
     /// Opens the datapath described by `config`, attaching and pinning it first if it is
     /// not there (or only partly there, after a crash).
     pub fn install(config: &Config) -> Result<Datapath, Error> {
-        Datapath::from_pins(install::install(config)?)
+        Datapath::from_pins(install::install(config)?, &config.pin_dir)
     }
 
     /// Opens the datapath pinned at `pin_dir`; `None` if none is installed there.
     pub fn open(pin_dir: &Path) -> Result<Option<Datapath>, Error> {
         privileges::check(Operation::UsePins)?;
         install::open_pins(pin_dir)?
-            .map(Datapath::from_pins)
+            .map(|pins| Datapath::from_pins(pins, pin_dir))
             .transpose()
     }
 
-    fn from_pins(pins: PinnedMaps) -> Result<Datapath, Error> {
+    fn from_pins(pins: PinnedMaps, pin_dir: &Path) -> Result<Datapath, Error> {
         Ok(Datapath {
             limits: layout::typed(MAP_LIMITS, pins.limits)?,
             stats: layout::typed(MAP_STATS, pins.stats)?,
             owner: layout::typed(MAP_OWNER, pins.owner)?,
             capacity: pins.meta.max_limits,
+            pin_dir: pin_dir.to_owned(),
         })
+    }
+
+    /// Shapes the open sockets of `pid` as its limits now say, or gives them their own
+    /// settings back (the sock_ops callbacks keep them current from then on).
+    fn reconcile(&self, pid: u32) -> Result<usize, Error> {
+        crate::shaping::reconcile(&self.pin_dir, &[pid])
     }
 
     /// How many processes can be limited at once.
@@ -165,6 +179,11 @@ impl Datapath {
                 .map(|limit| DirectionLimit {
                     rate: limit.bucket.rate,
                     burst: limit.burst,
+                    enforcement: if limit.flags & LIMIT_SHAPE != 0 {
+                        Enforcement::Shaping
+                    } else {
+                        Enforcement::Policer
+                    },
                 })
         });
         let stats = PerDirection {
@@ -242,10 +261,6 @@ impl Datapath {
 impl Backend for Datapath {
     type Error = Error;
 
-    fn name(&self) -> &'static str {
-        BACKEND_NAME
-    }
-
     fn apply(&mut self, request: &LimitRequest) -> Result<Applied, Error> {
         let process = request.target.process;
         let before = PerDirection {
@@ -283,8 +298,15 @@ impl Backend for Datapath {
                 Err(Error::ProcessExited { pid: process.pid })
             }
         });
+        let result = result.and_then(|backfilled_sockets| {
+            let shaped_sockets = self.reconcile(process.pid)?;
+            Ok(Applied {
+                backfilled_sockets,
+                shaped_sockets,
+            })
+        });
         match result {
-            Ok(backfilled_sockets) => Ok(Applied { backfilled_sockets }),
+            Ok(applied) => Ok(applied),
             Err(error) => {
                 restore(self);
                 Err(error)
@@ -306,6 +328,7 @@ impl Backend for Datapath {
             .any(|(direction, set)| set.is_some() && !directions.get(direction));
         if !keeps_a_limit {
             self.delete(pid);
+            self.reconcile(pid)?;
             return Ok(Some(limit));
         }
         for (direction, lift) in directions.iter() {
@@ -320,6 +343,7 @@ impl Backend for Datapath {
                 self.write(pid, direction, entry)?;
             }
         }
+        self.reconcile(pid)?;
         Ok(Some(limit))
     }
 
@@ -344,4 +368,16 @@ impl Backend for Datapath {
             _ => Ok(None),
         }
     }
+}
+
+/// Lifts every limit of the install pinned at `pin_dir` and gives the shaped sockets of the
+/// processes that had them their own settings back (for `reset`). Returns how many sockets
+/// were restored.
+pub(crate) fn lift_all(pin_dir: &Path, pins: PinnedMaps) -> Result<usize, Error> {
+    let mut datapath = Datapath::from_pins(pins, pin_dir)?;
+    let pids: Vec<u32> = datapath.pids().into_iter().collect();
+    for &pid in &pids {
+        datapath.delete(pid);
+    }
+    crate::shaping::reconcile(pin_dir, &pids)
 }

@@ -10,15 +10,16 @@ use crate::error::Error;
 use crate::layout::{self, Acct, Conn, Limit, LimitKey, Meta, Owner, ProcInfo, SockState, Stats};
 use crate::mounts::{self, PinDirPlan};
 use crate::names::{
-    GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, MAP_CONNS, MAP_LIMITS, MAP_META, MAP_OWNER,
-    MAP_PROC_ACCT, MAP_PROC_INFO, MAP_STATS, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_PROCESS_EXIT,
-    PROG_SOCK_CREATE, PROGRAMS, TRACEPOINT_PROCESS_EXIT, link_pin,
+    GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_META, MAP_OWNER,
+    MAP_PROC_ACCT, MAP_PROC_INFO, MAP_STATS, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TCP,
+    PROG_PROCESS_EXIT, PROG_SOCK_CREATE, PROG_SOCK_OPS, PROGRAMS, TRACEPOINT_PROCESS_EXIT,
+    link_pin,
 };
 use crate::object::{OBJECT, object_id};
 use crate::privileges::{self, Operation};
 use aya::maps::{Array, MapData};
 use aya::programs::links::{CgroupAttachMode, FdLink};
-use aya::programs::{BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSock};
+use aya::programs::{BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSock, Iter, SockOps};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -46,6 +47,20 @@ pub struct Config {
     /// Whether the datapath accounts every process and connection (for `top`); fixed
     /// when it is installed. Off only to measure what accounting costs.
     pub accounting: bool,
+}
+
+impl Config {
+    /// For loading programs against an install that is already pinned: its maps are
+    /// reused as they are (their sizes included), the cgroup is not used. Set `pin_dir`.
+    pub(crate) fn for_pins() -> Config {
+        Config {
+            cgroup: PathBuf::new(),
+            pin_dir: PathBuf::new(),
+            max_limits: DEFAULT_MAX_LIMITS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            accounting: true,
+        }
+    }
 }
 
 /// The pinned maps, opened.
@@ -238,6 +253,8 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, program: &'static str, btf: &Btf) ->
     let loaded = match program {
         PROG_SOCK_CREATE => <&mut CgroupSock>::try_from(prog).and_then(|p| p.load()),
         PROG_EGRESS | PROG_INGRESS => <&mut CgroupSkb>::try_from(prog).and_then(|p| p.load()),
+        PROG_SOCK_OPS => <&mut SockOps>::try_from(prog).and_then(|p| p.load()),
+        PROG_ITER_TCP => <&mut Iter>::try_from(prog).and_then(|p| p.load(ITER_TCP, btf)),
         PROG_PROCESS_EXIT => {
             <&mut BtfTracePoint>::try_from(prog).and_then(|p| p.load(TRACEPOINT_PROCESS_EXIT, btf))
         }
@@ -283,6 +300,14 @@ fn attach(
                 .map_err(Error::program("attach", program))?;
             FdLink::try_from(link).map_err(link_error)
         }
+        PROG_SOCK_OPS => {
+            let prog = <&mut SockOps>::try_from(prog).map_err(attach_error)?;
+            let link = prog
+                .attach(cgroup, mode)
+                .and_then(|id| prog.take_link(id))
+                .map_err(Error::program("attach", program))?;
+            FdLink::try_from(link).map_err(link_error)
+        }
         _ => {
             let prog = <&mut BtfTracePoint>::try_from(prog).map_err(attach_error)?;
             let link = prog
@@ -321,6 +346,8 @@ pub struct ResetReport {
     pub unmounted_bpffs: bool,
     /// Entries in the pin directory that are not ChadThrottle's, left alone.
     pub foreign: Vec<String>,
+    /// Shaped sockets whose own pacing rate and window clamp were put back.
+    pub restored_sockets: usize,
 }
 
 /// Removes every pin ChadThrottle made under `pin_dir`, the directory, and the bpffs it
@@ -329,6 +356,10 @@ pub fn reset(pin_dir: &Path) -> Result<ResetReport, Error> {
     privileges::check(Operation::Reset)?;
     let _lock = crate::lock::lock()?;
     let mut report = ResetReport::default();
+    // shaped sockets get their own settings back while the programs are still there
+    if let Ok(Some(pins)) = open_pins(pin_dir) {
+        report.restored_sockets = crate::datapath::lift_all(pin_dir, pins)?;
+    }
     let pins = PROGRAMS
         .into_iter()
         .rev()

@@ -10,7 +10,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -18,6 +18,8 @@ pub const RATE_UNLIMITED: u64 = u64::MAX;
 pub const COMM_LEN: usize = 16;
 pub const CMDLINE_LEN: usize = 128;
 pub const AF_INET6: u16 = 10;
+/// `ct_limit.flags`: the direction's TCP sockets are shaped.
+pub const LIMIT_SHAPE: u32 = 1;
 
 /// `struct ct_owner`: the process a socket belongs to.
 #[repr(C)]
@@ -28,7 +30,21 @@ pub struct Owner {
     pub start_time: u64,
 }
 
-/// `struct ct_sock`: the socket storage value — owner and the socket's own counters.
+/// `struct ct_shape`: one direction of a shaped socket.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub mark_bytes: u64,
+    pub mark_ns: u64,
+    pub check_ns: u64,
+    pub epoch: u32,
+    pub cap: u32,
+    pub window: u32,
+    pub _pad: u32,
+}
+
+/// `struct ct_sock`: the socket storage value — owner, the socket's own counters, and the
+/// shaping backend's state with the socket's settings from before it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SockState {
@@ -37,6 +53,24 @@ pub struct SockState {
     pub flushed_ns: u64,
     pub unreported_tx_packets: u64,
     pub unreported_rx_packets: u64,
+    pub shape: [Shape; 2],
+    pub orig_pacing: u32,
+    pub orig_clamp: u32,
+    pub orig_cb_flags: u32,
+    pub shaped: u32,
+}
+
+/// `struct ct_share`: how a limited process's budget is divided among its sockets.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Share {
+    pub epoch_ns: u64,
+    pub light: u64,
+    pub share: u64,
+    pub epoch: u32,
+    pub busy: u32,
+    pub last_busy: u32,
+    pub _pad: u32,
 }
 
 /// `struct ct_limit_key`.
@@ -57,12 +91,15 @@ pub use chadthrottle_core::bucket::Bucket as BucketState;
 pub struct Limit {
     /// `struct bpf_spin_lock`; the kernel skips it when copying with `BPF_F_LOCK`.
     pub lock: u32,
-    pub _pad: u32,
+    /// `LIMIT_*`
+    pub flags: u32,
     pub start_time: u64,
     pub bucket: BucketState,
     pub burst: u64,
     pub expires_at_ns: u64,
     pub comm: [u8; COMM_LEN],
+    /// Written as zero by userspace (a new limit starts a new division).
+    pub share: Share,
 }
 
 /// `struct ct_stats`.
@@ -124,10 +161,12 @@ pub struct Meta {
 }
 
 const _: () = assert!(size_of::<Owner>() == 16);
-const _: () = assert!(size_of::<SockState>() == 72);
+const _: () = assert!(size_of::<SockState>() == 168);
+const _: () = assert!(size_of::<Shape>() == 40);
+const _: () = assert!(size_of::<Share>() == 40);
 const _: () = assert!(size_of::<LimitKey>() == 8);
 const _: () = assert!(size_of::<BucketState>() == 48);
-const _: () = assert!(size_of::<Limit>() == 96);
+const _: () = assert!(size_of::<Limit>() == 136);
 const _: () = assert!(size_of::<Acct>() == 32);
 const _: () = assert!(size_of::<ProcInfo>() == 160);
 const _: () = assert!(size_of::<Conn>() == 104);
@@ -153,6 +192,10 @@ unsafe impl Pod for SockState {}
 unsafe impl Pod for ProcInfo {}
 // SAFETY: as above.
 unsafe impl Pod for Conn {}
+// SAFETY: as above.
+unsafe impl Pod for Shape {}
+// SAFETY: as above.
+unsafe impl Pod for Share {}
 
 /// A NUL-padded C string, without the padding.
 fn c_string(bytes: &[u8]) -> String {

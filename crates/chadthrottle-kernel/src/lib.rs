@@ -22,6 +22,8 @@ pub mod privileges;
 pub mod probe;
 pub mod procs;
 pub mod query;
+mod shaping;
+mod share_check;
 pub mod sockdiag;
 
 pub use accounting::Accounting;

@@ -31,6 +31,12 @@ pub const PROG_SOCK_CREATE: &str = "ct_sock_create";
 pub const PROG_EGRESS: &str = "ct_egress";
 pub const PROG_INGRESS: &str = "ct_ingress";
 pub const PROG_PROCESS_EXIT: &str = "ct_process_exit";
+pub const PROG_SOCK_OPS: &str = "ct_sock_ops";
+/// The iterator over a network namespace's TCP sockets that shapes or restores the open
+/// ones; run on demand, never attached for good.
+pub const PROG_ITER_TCP: &str = "ct_iter_tcp";
+/// The kernel iterator [`PROG_ITER_TCP`] is for.
+pub const ITER_TCP: &str = "tcp";
 
 /// The kernel tracepoint [`PROG_PROCESS_EXIT`] attaches to.
 pub const TRACEPOINT_PROCESS_EXIT: &str = "sched_process_exit";
@@ -45,12 +51,14 @@ pub fn link_pin(program: &str) -> String {
     format!("link_{program}")
 }
 
-/// Every program, in the order they are attached; `reset` detaches in reverse.
-pub const PROGRAMS: [&str; 4] = [
+/// Every program that stays attached, in the order they are attached; `reset` detaches
+/// in reverse.
+pub const PROGRAMS: [&str; 5] = [
     PROG_SOCK_CREATE,
     PROG_PROCESS_EXIT,
     PROG_EGRESS,
     PROG_INGRESS,
+    PROG_SOCK_OPS,
 ];
 
 /// The source name given to a bpffs that ChadThrottle mounted itself; `reset` unmounts
@@ -59,6 +67,3 @@ pub const BPFFS_SOURCE: &str = "chadthrottle";
 
 /// Serialises every command that changes pinned state.
 pub const LOCK_FILE: &str = "/run/lock/chadthrottle.lock";
-
-/// The backend name the datapath reports.
-pub const BACKEND_NAME: &str = "policer";

@@ -10,7 +10,7 @@ use crate::{Endpoint, Family, Lab, Proto};
 use anyhow::Context as _;
 use chadthrottle_core::backend::{Backend, LimitRequest, Target};
 use chadthrottle_core::process::validate_target;
-use chadthrottle_core::status::DirectionLimit;
+use chadthrottle_core::status::{DirectionLimit, Enforcement};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use chadthrottle_kernel::Datapath;
 use std::time::Duration;
@@ -30,6 +30,7 @@ pub struct Case {
     pub seconds: f64,
     /// Idle time between setting the limit and the transfer (lets the bucket fill).
     pub idle: Duration,
+    pub enforcement: Enforcement,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +120,7 @@ pub fn run_case(
         Some(DirectionLimit {
             rate: case.rate,
             burst,
+            enforcement: case.enforcement,
         }),
     )?;
     std::thread::sleep(case.idle);

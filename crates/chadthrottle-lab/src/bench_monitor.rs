@@ -135,6 +135,8 @@ pub fn top_costs(lab: &Lab, chadthrottle: &Path) -> anyhow::Result<Vec<TopCost>>
             up: Some(DirectionLimit {
                 rate: gigabit.bytes_per_sec(),
                 burst: chadthrottle_core::bucket::default_burst(gigabit).bytes(),
+                // the figures compare with the earlier, policer-only runs
+                enforcement: chadthrottle_core::status::Enforcement::Policer,
             }),
             down: None,
         },

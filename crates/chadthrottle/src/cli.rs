@@ -99,6 +99,25 @@ pub struct Global {
     )]
     pub max_connections: u32,
 
+    /// Backend for upload limits set by this command or TUI: shaping, policer (see
+    /// `chadthrottle backends`) [default: the best available]
+    #[arg(
+        long,
+        global = true,
+        env = "CHADTHROTTLE_UPLOAD_BACKEND",
+        value_name = "NAME"
+    )]
+    pub upload_backend: Option<String>,
+
+    /// Backend for download limits set by this command or TUI [default: the best available]
+    #[arg(
+        long,
+        global = true,
+        env = "CHADTHROTTLE_DOWNLOAD_BACKEND",
+        value_name = "NAME"
+    )]
+    pub download_backend: Option<String>,
+
     /// Where the TUI saves the limits it sets, for --restore
     #[arg(long, global = true, env = "CHADTHROTTLE_SAVED_LIMITS", value_name = "PATH", default_value = DEFAULT_SAVED_LIMITS)]
     pub saved_limits: PathBuf,
@@ -155,14 +174,6 @@ pub struct LimitArgs {
     /// Lift the whole limit after this long (500ms, 30s, 5m, 1h30m); enforced by the kernel.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lasts: Option<Duration>,
-
-    /// Backend for the upload limit [default: the best available]
-    #[arg(long, value_name = "NAME")]
-    pub upload_backend: Option<String>,
-
-    /// Backend for the download limit [default: the best available]
-    #[arg(long, value_name = "NAME")]
-    pub download_backend: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -60,20 +60,41 @@ fn expiry(expires_at: Option<u64>, now_unix: u64) -> String {
     )
 }
 
+/// The backends enforcing a limit, for its one-line summary: one name when both directions
+/// agree, else one per direction.
+fn backends(limit: &ActiveLimit) -> String {
+    let names: Vec<(Direction, &str)> = limit
+        .limits
+        .iter()
+        .filter_map(|(dir, set)| set.map(|set| (dir, set.enforcement.name())))
+        .collect();
+    match names.as_slice() {
+        [] => "counting only".to_owned(),
+        [(_, one)] => (*one).to_owned(),
+        [(_, up), (_, down)] if up == down => (*up).to_owned(),
+        many => many
+            .iter()
+            .map(|(dir, name)| format!("{dir} {name}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// One line for `limit` and the upstream foreground form.
-pub fn limit_summary(limit: &ActiveLimit, backend: &str, now_unix: u64) -> String {
+pub fn limit_summary(limit: &ActiveLimit, now_unix: u64) -> String {
     format!(
-        "PID {} ({}): {}, {}, {} [{backend}]",
+        "PID {} ({}): {}, {}, {} [{}]",
         limit.target.pid,
         limit.name,
         direction(Direction::Up, limit.limits.up.as_ref()),
         direction(Direction::Down, limit.limits.down.as_ref()),
         expiry(limit.expires_at, now_unix),
+        backends(limit),
     )
 }
 
 /// The `status` table: a line per process and direction.
-pub fn status_table(limits: &[ActiveLimit], backend: &str, now_unix: u64) -> String {
+pub fn status_table(limits: &[ActiveLimit], now_unix: u64) -> String {
     if limits.is_empty() {
         return "no active limits\n".to_owned();
     }
@@ -110,11 +131,8 @@ pub fn status_table(limits: &[ActiveLimit], backend: &str, now_unix: u64) -> Str
                     format_bytes(stats.dropped_bytes),
                     stats.dropped_packets
                 ),
-                if set.is_some() {
-                    backend.to_owned()
-                } else {
-                    "-".to_owned()
-                },
+                set.as_ref()
+                    .map_or_else(|| "-".to_owned(), |l| l.enforcement.name().to_owned()),
                 if first {
                     limit.expires_at.map_or_else(
                         || "never".to_owned(),
@@ -189,7 +207,7 @@ pub fn directions_from_flags(up: bool, down: bool) -> PerDirection<bool> {
 mod tests {
     use super::*;
     use chadthrottle_core::ProcessRef;
-    use chadthrottle_core::status::DirStats;
+    use chadthrottle_core::status::{DirStats, Enforcement};
 
     fn sample() -> ActiveLimit {
         ActiveLimit {
@@ -202,10 +220,12 @@ mod tests {
                 up: Some(DirectionLimit {
                     rate: 1 << 20,
                     burst: 104_857,
+                    enforcement: Enforcement::Shaping,
                 }),
                 down: Some(DirectionLimit {
                     rate: 0,
                     burst: 65_536,
+                    enforcement: Enforcement::Policer,
                 }),
             },
             expires_at: Some(1_090),
@@ -224,21 +244,24 @@ mod tests {
     #[test]
     fn summary_shows_rates_in_input_units() {
         assert_eq!(
-            limit_summary(&sample(), "policer", 1_000),
-            "PID 4242 (curl): up 1MB/s (burst 102.4KB), down blocked (burst 64KB), expires in 1m 30s [policer]"
+            limit_summary(&sample(), 1_000),
+            "PID 4242 (curl): up 1MB/s (burst 102.4KB), down blocked (burst 64KB), expires in 1m 30s [up shaping, down policer]"
         );
+        let mut both = sample();
+        both.limits.down = None;
+        assert!(limit_summary(&both, 1_000).ends_with("[shaping]"));
     }
 
     #[test]
     fn status_table_lines_up() {
-        let text = status_table(&[sample()], "policer", 1_000);
+        let text = status_table(&[sample()], 1_000);
         let expected = "\
 PID   NAME  DIR   LIMIT    BURST    BYTES  PACKETS  DROPPED         BACKEND  EXPIRES
-4242  curl  up    1MB/s    102.4KB  3MB    2200     1MB (700 pkts)  policer  in 1m 30s
+4242  curl  up    1MB/s    102.4KB  3MB    2200     1MB (700 pkts)  shaping  in 1m 30s
             down  blocked  64KB     0B     0        0B (0 pkts)     policer
 ";
         assert_eq!(text, expected);
-        assert_eq!(status_table(&[], "policer", 0), "no active limits\n");
+        assert_eq!(status_table(&[], 0), "no active limits\n");
     }
 
     #[test]

@@ -68,6 +68,7 @@ fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::
     Ok(())
 }
 
+/// The policer alone (the shaping backend, the default, has its own tests in shaping.rs).
 fn open_and_new_connections_are_limited_both_ways() -> anyhow::Result<()> {
     let lab = Lab::new("open-and-new", None)?;
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
@@ -83,6 +84,10 @@ fn open_and_new_connections_are_limited_both_ways() -> anyhow::Result<()> {
             "1M",
             "--down",
             "512K",
+            "--upload-backend",
+            "policer",
+            "--download-backend",
+            "policer",
         ],
     )?;
     ensure!(
@@ -796,17 +801,27 @@ fn an_unprivileged_user_is_told_what_is_missing() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn backends_names_the_policer_and_proves_it_loads() -> anyhow::Result<()> {
+fn backends_names_both_and_proves_they_load() -> anyhow::Result<()> {
     let lab = Lab::new("backends", None)?;
     let listed: Value = serde_json::from_str(&run(&lab, &["backends", "--json"])?)?;
-    let policer = &listed["backends"][0];
+    let names: Vec<&Value> = listed["backends"]
+        .as_array()
+        .context("backends is an array")?
+        .iter()
+        .map(|backend| &backend["name"])
+        .collect();
+    ensure!(names == ["shaping", "policer"], "backends: {listed}");
+    for backend in listed["backends"].as_array().into_iter().flatten() {
+        // on this 6.18 kernel both must load: unavailable here is a failure
+        ensure!(backend["available"] == true, "backends: {listed}");
+    }
     ensure!(
-        policer["name"] == "policer" && policer["available"] == true,
-        "backends: {listed}"
+        listed["backends"][0]["priority"].as_u64() > listed["backends"][1]["priority"].as_u64(),
+        "shaping is preferred: {listed}"
     );
     let table = run(&lab, &["--list-backends"])?;
     ensure!(
-        table.contains("policer") && table.contains("PRIORITY"),
+        table.contains("shaping") && table.contains("policer") && table.contains("PRIORITY"),
         "--list-backends: {table}"
     );
     Ok(())
@@ -867,8 +882,8 @@ const TESTS: &[(&str, Test)] = &[
         an_unprivileged_user_is_told_what_is_missing,
     ),
     (
-        "backends_names_the_policer_and_proves_it_loads",
-        backends_names_the_policer_and_proves_it_loads,
+        "backends_names_both_and_proves_they_load",
+        backends_names_both_and_proves_they_load,
     ),
 ];
 

@@ -126,6 +126,12 @@ fn throttling_with_keystrokes_holds_the_limit() -> anyhow::Result<()> {
         .and_then(|limits| limits.iter().find(|l| l["pid"] == client.pid()))
         .with_context(|| format!("no limit for PID {pid} in {status}"))?;
     ensure!(limit["up"] == 1 << 20, "status says up = {}", limit["up"]);
+    // the TUI chooses backends as `limit` does: shaping by default
+    ensure!(
+        limit["backend"]["up"] == "shaping",
+        "status says the backend is {}",
+        limit["backend"]["up"]
+    );
     ensure!(
         limit["down"].is_null(),
         "status says down = {}",

@@ -13,7 +13,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 5
+#define CT_LAYOUT_VERSION 6
 
 /* Directions, as seen from the limited process. */
 #define CT_DIR_UP 0   /* egress: sent by the process */
@@ -53,18 +53,36 @@ struct ct_bucket {
 };
 _Static_assert(sizeof(struct ct_bucket) == 48, "ct_bucket layout");
 
+/* How a limited process's budget is divided among its TCP sockets (see share.h): the
+ * current epoch's reports and the share decided at the end of the last one. */
+struct ct_share {
+	__u64 epoch_ns;  /* CLOCK_MONOTONIC when the current epoch began; 0: none yet */
+	__u64 light;     /* bytes per second used by light sockets, this epoch */
+	__u64 share;     /* cap of a busy socket, from the last epoch (bytes per second) */
+	__u32 epoch;     /* number of the current epoch */
+	__u32 busy;      /* busy sockets reported this epoch */
+	__u32 last_busy; /* busy sockets of the last epoch */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct ct_share) == 40, "ct_share layout");
+
+/* ct_limit.flags */
+#define CT_LIMIT_SHAPE 1 /* TCP sockets are shaped (pacing caps, window clamps) */
+
 /* Value of ct_limits: a bucket and whose it is. Userspace writes it whole with
- * BPF_F_LOCK; the datapath changes only the bucket's state, under the lock. */
+ * BPF_F_LOCK; the datapath changes only the bucket's and the share's state, under the
+ * lock. */
 struct ct_limit {
 	struct bpf_spin_lock lock;
-	__u32 _pad;
+	__u32 flags; /* CT_LIMIT_* */
 	__u64 start_time; /* must equal the socket owner's: PIDs are reused */
 	struct ct_bucket bucket;
 	__u64 burst;         /* burst in bytes, as set (tau_ns derives from it) */
 	__u64 expires_at_ns; /* CLOCK_BOOTTIME; 0: never */
 	char comm[CT_COMM_LEN];
+	struct ct_share share;
 };
-_Static_assert(sizeof(struct ct_limit) == 96, "ct_limit layout");
+_Static_assert(sizeof(struct ct_limit) == 136, "ct_limit layout");
 
 /* Value of the per-CPU ct_stats map. Bytes are skb->len: IP bytes with the headers of an
  * offloaded (GSO/GRO) packet counted once; packets count wire packets (gso_segs). */
@@ -88,6 +106,27 @@ struct ct_acct {
 };
 _Static_assert(sizeof(struct ct_acct) == 32, "ct_acct layout");
 
+/* One direction of a shaped TCP socket: its cap and where its last report left off. */
+struct ct_shape {
+	__u64 mark_bytes; /* the socket's byte counter (acked or received) at its last report */
+	__u64 mark_ns;    /* CLOCK_MONOTONIC of the last report */
+	__u64 check_ns;   /* CLOCK_MONOTONIC of the last look at the limit */
+	__u32 epoch;      /* the share epoch it last reported in */
+	__u32 cap;        /* bytes per second it may move; 0: not shaped */
+	__u32 window;     /* download: the receive window clamp applied; 0: none */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct ct_shape) == 40, "ct_shape layout");
+
+/* ct_sock.shaped: which of the socket's own settings ChadThrottle changed (their values
+ * before are in orig_*, and are put back when the limit goes) */
+#define CT_SHAPED_PACING 1   /* SO_MAX_PACING_RATE */
+#define CT_SHAPED_CLAMP 2    /* TCP_WINDOW_CLAMP */
+#define CT_SHAPED_CB_FLAGS 4 /* the sock_ops callbacks it asks for */
+/* the shaper holds the direction now (the policer behind it is a backstop) */
+#define CT_SHAPED_UP_ACTIVE 8
+#define CT_SHAPED_DOWN_ACTIVE 16
+
 /* Socket storage (map ct_owner): the process a socket belongs to and the socket's own
  * counters. The owner is written by cgroup/sock_create for new sockets (cloned to
  * accepted ones) and back-filled by userspace for sockets that existed before the
@@ -102,8 +141,13 @@ struct ct_sock {
 	 * added there at the next copy, which spares each ACK a map lookup */
 	__u64 unreported_tx_packets;
 	__u64 unreported_rx_packets;
+	struct ct_shape shape[2]; /* by CT_DIR_*: the shaping backend's state */
+	__u32 orig_pacing;        /* SO_MAX_PACING_RATE before ChadThrottle changed it */
+	__u32 orig_clamp;         /* TCP_WINDOW_CLAMP before */
+	__u32 orig_cb_flags;      /* sock_ops callback flags before */
+	__u32 shaped;             /* CT_SHAPED_* */
 };
-_Static_assert(sizeof(struct ct_sock) == 72, "ct_sock layout");
+_Static_assert(sizeof(struct ct_sock) == 168, "ct_sock layout");
 
 /* How often a socket's counters are copied to its ct_conns entry. */
 #define CT_CONN_FLUSH_NS 100000000ULL

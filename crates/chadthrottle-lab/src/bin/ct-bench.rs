@@ -127,6 +127,8 @@ fn baseline(options: &Options) -> anyhow::Result<()> {
                         cc,
                         seconds: options.seconds,
                         idle: Duration::ZERO,
+                        // the recorded baseline is the policer's; --compare has the rest
+                        enforcement: chadthrottle_core::status::Enforcement::Policer,
                     };
                     let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
                     print_outcome(rtt, &case, &outcome);
@@ -336,6 +338,8 @@ fn burst_sweep(options: &Options) -> anyhow::Result<()> {
                             cc,
                             seconds: options.seconds,
                             idle: Duration::from_millis(idle(burst_ms)),
+                            // the burst is the policer's parameter
+                            enforcement: chadthrottle_core::status::Enforcement::Policer,
                         };
                         let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
                         let limit = rate as f64;

@@ -29,8 +29,8 @@ pub fn run(
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     let set = limit::direction_limits(upload, download, None, None, None);
-    let (mut datapath, request, sockets) = limit::apply(global, pid, set, duration)?;
-    limit::print_applied(&datapath, &request, sockets)?;
+    let (mut datapath, request, applied) = limit::apply(global, pid, set, duration)?;
+    limit::print_applied(&datapath, &request, applied)?;
     let until = duration.map(|duration| Instant::now() + duration);
     let process = request.target.process;
     let reason = loop {

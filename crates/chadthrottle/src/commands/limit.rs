@@ -3,10 +3,10 @@
 use crate::cli::{Global, LimitArgs};
 use crate::render;
 use anyhow::Context as _;
-use chadthrottle_core::backend::{Backend, LimitRequest, Target, choose};
+use chadthrottle_core::backend::{Applied, Backend, LimitRequest, Target, choose};
 use chadthrottle_core::bucket::default_burst;
 use chadthrottle_core::process::validate_target;
-use chadthrottle_core::status::DirectionLimit;
+use chadthrottle_core::status::{DirectionLimit, Enforcement};
 use chadthrottle_core::{Direction, PerDirection, Rate, Size};
 use chadthrottle_kernel::{Datapath, mounts, probe, procs};
 use std::time::Duration;
@@ -27,6 +27,7 @@ pub fn direction_limits(
                 .or(burst)
                 .unwrap_or_else(|| default_burst(rate))
                 .bytes(),
+            enforcement: Enforcement::default(),
         })
     };
     PerDirection {
@@ -35,24 +36,25 @@ pub fn direction_limits(
     }
 }
 
-/// Checks the backend names asked for, per direction. This build has one backend, the
-/// policer; the choice still goes through the pure `choose` so a wrong name gets the
-/// same answer it will get when there are several.
-pub fn check_backends(
+/// The backend of each direction: the one named, or the best one. Both backends are the
+/// one datapath, whose availability is proven by installing it; here names and
+/// directions are checked, before anything in the kernel changes.
+pub fn choose_backends(
     upload: Option<&str>,
     download: Option<&str>,
-    set: &PerDirection<Option<DirectionLimit>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<PerDirection<Enforcement>> {
     let backends = probe::descriptors();
-    for (direction, requested) in [(Direction::Up, upload), (Direction::Down, download)] {
-        if set.get(direction).is_some() || requested.is_some() {
-            // availability is proven by installing; here only names and directions count
-            choose(&backends, direction, requested, |_| {
-                chadthrottle_core::backend::Availability::Available
-            })?;
-        }
-    }
-    Ok(())
+    let pick = |direction, requested| -> anyhow::Result<Enforcement> {
+        let backend = choose(&backends, direction, requested, |_| {
+            chadthrottle_core::backend::Availability::Available
+        })?;
+        Enforcement::from_name(backend.name)
+            .with_context(|| format!("backend \"{}\" has no datapath", backend.name))
+    };
+    Ok(PerDirection {
+        up: pick(Direction::Up, upload)?,
+        down: pick(Direction::Down, download)?,
+    })
 }
 
 /// Sets the limit of `pid` and returns the datapath and the request, for callers that
@@ -62,7 +64,17 @@ pub fn apply(
     pid: u32,
     set: PerDirection<Option<DirectionLimit>>,
     lasts: Option<Duration>,
-) -> anyhow::Result<(Datapath, LimitRequest, usize)> {
+) -> anyhow::Result<(Datapath, LimitRequest, Applied)> {
+    let backends = choose_backends(
+        global.upload_backend.as_deref(),
+        global.download_backend.as_deref(),
+    )?;
+    let set = set.map(|direction, limit| {
+        limit.map(|limit| DirectionLimit {
+            enforcement: *backends.get(direction),
+            ..limit
+        })
+    });
     let config = super::config(global)?;
     let scope = mounts::cgroup_scope(&config.cgroup)?;
     let (process, name) = validate_target(pid, procs::inspect(pid), std::process::id(), &scope)?;
@@ -81,7 +93,7 @@ pub fn apply(
         other => other,
     }
     .with_context(|| format!("cannot limit PID {pid}"))?;
-    Ok((datapath, request, applied.backfilled_sockets))
+    Ok((datapath, request, applied))
 }
 
 pub fn run(global: &Global, args: &LimitArgs) -> anyhow::Result<()> {
@@ -92,11 +104,6 @@ pub fn run(global: &Global, args: &LimitArgs) -> anyhow::Result<()> {
         args.burst_up,
         args.burst_down,
     );
-    check_backends(
-        args.upload_backend.as_deref(),
-        args.download_backend.as_deref(),
-        &set,
-    )?;
     let (datapath, request, sockets) = apply(global, args.pid, set, args.lasts)?;
     print_applied(&datapath, &request, sockets)
 }
@@ -104,7 +111,7 @@ pub fn run(global: &Global, args: &LimitArgs) -> anyhow::Result<()> {
 pub fn print_applied(
     datapath: &Datapath,
     request: &LimitRequest,
-    sockets: usize,
+    applied: Applied,
 ) -> anyhow::Result<()> {
     let limit = datapath
         .limits()?
@@ -116,10 +123,14 @@ pub fn print_applied(
                 request.target.process.pid
             )
         })?;
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     println!(
-        "{}; {sockets} open socket{} attributed",
-        render::limit_summary(&limit, datapath.name(), super::unix_now()),
-        if sockets == 1 { "" } else { "s" }
+        "{}; {} open socket{} attributed, {} TCP socket{} shaped",
+        render::limit_summary(&limit, super::unix_now()),
+        applied.backfilled_sockets,
+        plural(applied.backfilled_sockets),
+        applied.shaped_sockets,
+        plural(applied.shaped_sockets),
     );
     Ok(())
 }
@@ -143,7 +154,8 @@ mod tests {
             set.up,
             Some(DirectionLimit {
                 rate: 10 << 20,
-                burst: 4 << 20
+                burst: 4 << 20,
+                enforcement: Enforcement::Shaping,
             })
         );
         assert_eq!(set.down, None);
@@ -153,14 +165,20 @@ mod tests {
     }
 
     #[test]
-    fn unknown_backends_are_refused_by_name() {
-        let set = direction_limits(rate("1M"), None, None, None, None);
-        assert!(check_backends(None, None, &set).is_ok());
-        assert!(check_backends(Some("policer"), Some("policer"), &set).is_ok());
-        let error = check_backends(Some("htb"), None, &set).expect_err("htb is not built");
+    fn backends_default_to_shaping_and_unknown_ones_are_refused_by_name() {
+        let both = |up, down| PerDirection { up, down };
+        assert_eq!(
+            choose_backends(None, None).unwrap(),
+            both(Enforcement::Shaping, Enforcement::Shaping)
+        );
+        assert_eq!(
+            choose_backends(Some("policer"), None).unwrap(),
+            both(Enforcement::Policer, Enforcement::Shaping)
+        );
+        let error = choose_backends(Some("htb"), None).expect_err("htb is not built");
         assert_eq!(
             error.to_string(),
-            "unknown backend \"htb\"; known backends: policer"
+            "unknown backend \"htb\"; known backends: shaping, policer"
         );
     }
 }

@@ -5,7 +5,6 @@ use crate::render;
 use chadthrottle_core::backend::Backend;
 use chadthrottle_core::status::{ActiveLimit, LimitStatus, StatusReport};
 use chadthrottle_kernel::Datapath;
-use chadthrottle_kernel::names::BACKEND_NAME;
 
 pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<()> {
     let limits: Vec<ActiveLimit> = match Datapath::open(&global.pin_dir)? {
@@ -17,17 +16,11 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<()> {
     };
     if args.json {
         let report = StatusReport {
-            limits: limits
-                .iter()
-                .map(|limit| LimitStatus::new(limit, BACKEND_NAME))
-                .collect(),
+            limits: limits.iter().map(LimitStatus::new).collect(),
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!(
-            "{}",
-            render::status_table(&limits, BACKEND_NAME, super::unix_now())
-        );
+        print!("{}", render::status_table(&limits, super::unix_now()));
     }
     Ok(())
 }

@@ -182,6 +182,8 @@ fn set_limit(
         Some(DirectionLimit {
             rate: rate.bytes_per_sec(),
             burst: default_burst(rate).bytes(),
+            // the backends --upload-backend / --download-backend chose, as for `limit`
+            enforcement: Default::default(),
         })
     };
     let set = PerDirection {

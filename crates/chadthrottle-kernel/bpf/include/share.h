@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Dividing one process's budget among its TCP sockets (the shaping backend). Pure
+ * arithmetic, no helpers: compiled for BPF and, in the kernel crate's tests, for the host,
+ * where simulated sockets check that the division converges, holds the aggregate and is
+ * max-min fair.
+ *
+ * Time is cut into epochs of CT_SHARE_EPOCH_NS per process and direction. In each epoch
+ * every active socket reports once, under the limit's lock: the rate it moved since its
+ * last report, and whether that used (nearly) all of its cap. A socket that did is busy;
+ * one that did not is light and needs only what it used. When an epoch ends, what the
+ * light sockets used is taken off the budget and the rest is divided equally among the
+ * busy ones: their cap for the next epoch (the share). A light socket may take the share
+ * too, or twice what it used if that is more, so a socket that speeds up is not held
+ * back for more than an epoch; the policer behind the shapers absorbs that epoch.
+ * Sockets that fall silent stop reporting and so drop out of the division by themselves.
+ */
+#ifndef CHADTHROTTLE_SHARE_H
+#define CHADTHROTTLE_SHARE_H
+
+#include "chadthrottle.h"
+
+/* BPF calls take at most five arguments: these are always inlined */
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+/* The budget is divided anew this often. */
+#define CT_SHARE_EPOCH_NS 100000000ULL
+/* A socket is busy when it moved at least half its cap (a paced socket's measured rate
+ * wobbles by a few segments per epoch; light means clearly held back by itself). */
+#define CT_SHARE_BUSY_NUM 1
+#define CT_SHARE_BUSY_DEN 2
+/* No cap goes below 1/64 of the budget: a socket never starves while others hold it. */
+#define CT_SHARE_FLOOR_DIV 64
+
+static __always_inline __u64 ct_share_floor(__u64 budget)
+{
+	__u64 floor = budget / CT_SHARE_FLOOR_DIV;
+
+	return floor ? floor : 1;
+}
+
+/* Ends the current epoch if it is over: the share for the next one is what light sockets
+ * left of the budget, divided among the busy ones. With none busy, the whole budget: the
+ * light sockets are then the only ones, and one that speeds up must not be held to what
+ * the others (or itself, an epoch ago) left. */
+static __always_inline void ct_share_roll(struct ct_share *s, __u64 budget, __u64 now_ns)
+{
+	__u64 left, share;
+
+	if (s->epoch_ns && now_ns - s->epoch_ns < CT_SHARE_EPOCH_NS)
+		return;
+	left = s->light < budget ? budget - s->light : 0;
+	share = s->busy ? left / s->busy : budget;
+	if (share < ct_share_floor(budget))
+		share = ct_share_floor(budget);
+	s->share = share;
+	s->last_busy = s->busy;
+	s->busy = 0;
+	s->light = 0;
+	s->epoch++;
+	s->epoch_ns = now_ns;
+}
+
+/* The cap of a socket that starts being shaped now; it counts as busy in this epoch. */
+static __always_inline __u64 ct_share_join(struct ct_share *s, __u64 budget, __u64 now_ns,
+				  __u32 *sock_epoch)
+{
+	__u64 left, cap;
+	__u32 sharing;
+
+	ct_share_roll(s, budget, now_ns);
+	s->busy++;
+	*sock_epoch = s->epoch;
+	/* the busy sockets of the last epoch have not all reported in this one yet */
+	sharing = s->busy > s->last_busy + 1 ? s->busy : s->last_busy + 1;
+	left = s->light < budget ? budget - s->light : 0;
+	cap = left / sharing;
+	return cap < ct_share_floor(budget) ? ct_share_floor(budget) : cap;
+}
+
+/* A socket's report: it moved sock_rate (bytes per second) since its last report, under
+ * sock_cap. Counts it in the current epoch (once per epoch) and returns its next cap. */
+static __always_inline __u64 ct_share_report(struct ct_share *s, __u64 budget, __u64 now_ns,
+				    __u32 *sock_epoch, __u64 sock_rate, __u64 sock_cap)
+{
+	int busy = sock_cap && sock_rate * CT_SHARE_BUSY_DEN >= sock_cap * CT_SHARE_BUSY_NUM;
+	__u64 cap;
+
+	ct_share_roll(s, budget, now_ns);
+	if (*sock_epoch != s->epoch) {
+		*sock_epoch = s->epoch;
+		if (busy)
+			s->busy++;
+		else
+			s->light += sock_rate;
+	}
+	cap = s->share;
+	if (!busy && cap < 2 * sock_rate)
+		cap = 2 * sock_rate;
+	if (cap > budget)
+		cap = budget;
+	return cap < ct_share_floor(budget) ? ct_share_floor(budget) : cap;
+}
+
+/* Bytes per second moved between two readings of a socket's byte counter. */
+static __always_inline __u64 ct_share_rate(__u64 bytes, __u64 ns)
+{
+	__u64 us = ns / 1000;
+
+	return us ? bytes * 1000000 / us : 0;
+}
+
+/* The receive window that lets `rate` through at round trip `rtt_us`; 0 when it would be
+ * under one segment, where a window cannot express the rate (LAN round trips) and the
+ * policer alone holds it. */
+static __always_inline __u32 ct_share_window(__u64 rate, __u32 rtt_us, __u32 mss)
+{
+	__u64 window = rate * rtt_us / 1000000;
+
+	if (window < mss)
+		return 0;
+	return window > 0x7fffffff ? 0x7fffffff : (__u32)window;
+}
+
+/* The next receive window of a download shaped to `cap`, from the window it had and the
+ * rate it `measured` over the last epoch: cap x RTT to begin with, then corrected halfway
+ * toward what would have made the measured rate the cap, each epoch. A window moves whole
+ * segments per round trip and the round trip under load is not the handshake's, so the
+ * open-loop window alone sits a few percent off; the correction makes the window dither
+ * across the segment boundary so the average lands on the cap. It stays within half and
+ * twice cap x RTT; a socket moving under half its cap is held back by something else (the
+ * sender, the application) and keeps its window. 0: a window cannot express the rate. */
+static __always_inline __u32 ct_share_next_window(__u32 window, __u64 cap, __u64 measured,
+						  __u32 rtt_us, __u32 mss)
+{
+	__u64 base = ct_share_window(cap, rtt_us, mss), want, next;
+
+	if (!base)
+		return 0;
+	if (!window || !measured)
+		return (__u32)base;
+	if (measured * 2 < cap)
+		next = window;
+	else {
+		want = (__u64)window * cap / measured;
+		next = want >= window ? window + (want - window) / 2 : window - (window - want) / 2;
+	}
+	if (next < base / 2)
+		next = base / 2;
+	if (next > base * 2)
+		next = base * 2;
+	if (next < mss)
+		next = mss;
+	return next > 0x7fffffff ? 0x7fffffff : (__u32)next;
+}
+
+#endif

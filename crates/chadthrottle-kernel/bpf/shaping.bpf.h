@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shaping backend: limits held by TCP itself instead of by drops. Part of
+ * chadthrottle.bpf.c (one object), kept apart because it is its own mechanism.
+ *
+ *   ct_sock_ops   sockops    at connection setup, shapes the sockets of limited processes;
+ *                            then, on the socket's own events, re-divides the budget (share.h)
+ *                            and updates its cap:
+ *                              upload:   SO_MAX_PACING_RATE, on every RTT sample (RTT_CB)
+ *                              download: TCP_WINDOW_CLAMP = cap x RTT, on every segment
+ *                                        the socket sends (HDR_OPT_LEN_CB: its ACKs)
+ *   ct_iter_tcp   iter/tcp   run by `limit`, `unlimit` and `reset` over the TCP sockets of a
+ *                            network namespace: shapes the already open sockets of limited
+ *                            processes, restores those whose limit went
+ *
+ * Nothing resident in userspace: the division runs in the sockets' own callbacks, and a
+ * socket that outlives its limit puts its own settings back at its next callback (or at
+ * once, by the iterator that `unlimit` runs). The policer (ct_verdict) stays behind the
+ * shapers as the backstop for UDP, for what a window cannot express, and for the moments a
+ * re-division takes to settle.
+ */
+#include "share.h"
+
+#define CT_SOL_SOCKET 1
+#define CT_SOL_TCP 6
+#define CT_SO_MAX_PACING_RATE 47
+#define CT_TCP_WINDOW_CLAMP 10
+#define CT_TCP_BPF_SOCK_OPS_CB_FLAGS 1008
+
+/* How often a socket looks at its limit (its share report is once per epoch). */
+#define CT_SHAPE_CHECK_NS (CT_SHARE_EPOCH_NS / 4)
+/* A cap is rewritten only when it moves by more than 1/16. */
+#define CT_SHAPE_HYSTERESIS 16
+
+/* The kernel's TCP socket, for the iterator (relocated against the running kernel). */
+struct sock_common {
+	unsigned char skc_state;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+struct inet_sock {
+	struct sock sk;
+} __attribute__((preserve_access_index));
+
+struct inet_connection_sock {
+	struct inet_sock icsk_inet;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	struct inet_connection_sock inet_conn;
+	__u32 mss_cache;
+	__u32 srtt_us;
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	__u32 window_clamp;
+	__u8 bpf_sock_ops_cb_flags;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter_meta {
+	void *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+} __attribute__((preserve_access_index));
+
+/* What the shaper reads of a TCP socket, from a sock_ops context or from the iterator. */
+struct ct_tcp_view {
+	__u64 acked;    /* bytes sent and acknowledged */
+	__u64 received; /* bytes received */
+	__u32 srtt_us;  /* smoothed round trip, in microseconds */
+	__u32 mss;
+	__u32 cb_flags; /* sock_ops callbacks the socket asks for now */
+	__u32 state;    /* BPF_TCP_* */
+};
+
+/* The limit of `owner` in `dir` if it asks for shaping and is in force, else NULL. */
+static __always_inline struct ct_limit *ct_shaping_limit(struct ct_owner *owner, __u32 dir)
+{
+	struct ct_limit_key key = { .tgid = owner->tgid, .dir = dir };
+	struct ct_limit *limit = bpf_map_lookup_elem(&ct_limits, &key);
+
+	if (!limit || limit->start_time != owner->start_time || !(limit->flags & CT_LIMIT_SHAPE))
+		return NULL;
+	if (limit->bucket.rate == 0 || limit->bucket.rate == CT_RATE_UNLIMITED)
+		return NULL; /* blocking and counting are the policer's */
+	if (limit->expires_at_ns && bpf_ktime_get_boot_ns() >= limit->expires_at_ns)
+		return NULL;
+	return limit;
+}
+
+static __always_inline __u32 ct_cap_u32(__u64 cap)
+{
+	/* bpf_setsockopt takes an int; ~0U would mean "no cap" */
+	return cap >= 0xfffffffeULL ? 0xfffffffeU : (__u32)cap;
+}
+
+/* Sets the socket's pacing cap, remembering its own value the first time. */
+static __always_inline void ct_set_pacing(void *ctx, struct ct_sock *sock, __u32 cap)
+{
+	int value;
+
+	if (!(sock->shaped & CT_SHAPED_PACING)) {
+		if (bpf_getsockopt(ctx, CT_SOL_SOCKET, CT_SO_MAX_PACING_RATE, &value, sizeof(value)))
+			return;
+		sock->orig_pacing = value;
+		sock->shaped |= CT_SHAPED_PACING;
+	}
+	value = cap;
+	if (!bpf_setsockopt(ctx, CT_SOL_SOCKET, CT_SO_MAX_PACING_RATE, &value, sizeof(value)))
+		sock->shaped |= CT_SHAPED_UP_ACTIVE;
+}
+
+/* Sets the socket's receive window clamp (0: the rate is below what a window can express
+ * at this round trip: the socket's own clamp goes back and the policer holds the rate). */
+static __always_inline void ct_set_clamp(void *ctx, struct ct_sock *sock, __u32 window)
+{
+	int value;
+
+	if (!window) {
+		sock->shape[1].window = 0;
+		if (sock->shaped & CT_SHAPED_CLAMP) {
+			value = sock->orig_clamp;
+			bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value));
+			sock->shaped &= ~(CT_SHAPED_CLAMP | CT_SHAPED_DOWN_ACTIVE);
+		}
+		return;
+	}
+	if (!(sock->shaped & CT_SHAPED_CLAMP)) {
+		if (bpf_getsockopt(ctx, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value)))
+			return;
+		sock->orig_clamp = value;
+		sock->shaped |= CT_SHAPED_CLAMP;
+	}
+	value = window;
+	if (!bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value))) {
+		sock->shaped |= CT_SHAPED_DOWN_ACTIVE;
+		sock->shape[1].window = window;
+	}
+}
+
+/* Applies a direction's cap: the pacing rate (upload) or the window for it (download),
+ * given the rate the socket `measured` since its last report (0: none yet). */
+static __always_inline void ct_apply_cap(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
+					 __u32 dir, __u64 cap, __u64 measured)
+{
+	if (dir == CT_DIR_UP)
+		ct_set_pacing(ctx, sock, ct_cap_u32(cap));
+	else
+		ct_set_clamp(ctx, sock,
+			     ct_share_next_window(sock->shape[1].window, cap, measured,
+						  view->srtt_us, view->mss));
+}
+
+/* Puts a direction's setting back as it was before ChadThrottle. */
+static __always_inline void ct_restore_dir(void *ctx, struct ct_sock *sock, __u32 dir)
+{
+	struct ct_shape *shape = dir == CT_DIR_UP ? &sock->shape[0] : &sock->shape[1];
+	int value;
+
+	if (dir == CT_DIR_UP && (sock->shaped & CT_SHAPED_PACING)) {
+		value = sock->orig_pacing;
+		bpf_setsockopt(ctx, CT_SOL_SOCKET, CT_SO_MAX_PACING_RATE, &value, sizeof(value));
+		sock->shaped &= ~(CT_SHAPED_PACING | CT_SHAPED_UP_ACTIVE);
+	}
+	if (dir == CT_DIR_DOWN && (sock->shaped & CT_SHAPED_CLAMP)) {
+		value = sock->orig_clamp;
+		bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value));
+		sock->shaped &= ~(CT_SHAPED_CLAMP | CT_SHAPED_DOWN_ACTIVE);
+	}
+	shape->cap = 0;
+}
+
+/* Starts shaping a direction of a socket: joins the division, applies the first cap. */
+static __always_inline void ct_join_dir(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
+					__u32 dir, struct ct_limit *limit, __u64 now)
+{
+	struct ct_shape *shape = dir == CT_DIR_UP ? &sock->shape[0] : &sock->shape[1];
+	__u32 epoch = 0;
+	__u64 cap;
+
+	bpf_spin_lock(&limit->lock);
+	cap = ct_share_join(&limit->share, limit->bucket.rate, now, &epoch);
+	bpf_spin_unlock(&limit->lock);
+	shape->epoch = epoch;
+	shape->cap = ct_cap_u32(cap);
+	shape->mark_bytes = dir == CT_DIR_UP ? view->acked : view->received;
+	shape->mark_ns = now;
+	shape->check_ns = now;
+	if (dir == CT_DIR_DOWN)
+		shape->window = 0;
+	ct_apply_cap(ctx, sock, view, dir, cap, 0);
+}
+
+/* Brings a socket in line with its owner's limits: shapes what should be, restores what
+ * should not, and asks for the callbacks that keep the caps current. Returns 1 if it
+ * changed anything. */
+static __always_inline int ct_reconcile(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
+					__u64 now)
+{
+	struct ct_limit *up = ct_shaping_limit(&sock->owner, CT_DIR_UP);
+	struct ct_limit *down = ct_shaping_limit(&sock->owner, CT_DIR_DOWN);
+	__u32 before = sock->shaped, base, flags, wanted = 0;
+	int value;
+
+	/* kept as opaque bits: the compiler would otherwise test the two pointers by ORing
+	 * them, which the verifier refuses */
+	if (up)
+		wanted |= 1 << CT_DIR_UP;
+	if (down)
+		wanted |= 1 << CT_DIR_DOWN;
+	asm volatile("" : "+r"(wanted));
+
+	if (up && !sock->shape[0].cap)
+		ct_join_dir(ctx, sock, view, CT_DIR_UP, up, now);
+	else if (!up && sock->shape[0].cap)
+		ct_restore_dir(ctx, sock, CT_DIR_UP);
+	if (down && !sock->shape[1].cap)
+		ct_join_dir(ctx, sock, view, CT_DIR_DOWN, down, now);
+	else if (!down && sock->shape[1].cap)
+		ct_restore_dir(ctx, sock, CT_DIR_DOWN);
+
+	base = sock->shaped & CT_SHAPED_CB_FLAGS ? sock->orig_cb_flags : view->cb_flags;
+	flags = base;
+	if (wanted & (1 << CT_DIR_UP))
+		flags |= BPF_SOCK_OPS_RTT_CB_FLAG;
+	if (wanted & (1 << CT_DIR_DOWN))
+		flags |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+	if (flags != view->cb_flags) {
+		if (!(sock->shaped & CT_SHAPED_CB_FLAGS))
+			sock->orig_cb_flags = view->cb_flags;
+		value = flags;
+		if (!bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_BPF_SOCK_OPS_CB_FLAGS, &value,
+				    sizeof(value))) {
+			view->cb_flags = flags;
+			sock->shaped |= CT_SHAPED_CB_FLAGS;
+		}
+	}
+	if (!wanted)
+		sock->shaped &= ~CT_SHAPED_CB_FLAGS;
+	return sock->shaped != before;
+}
+
+/* A socket's periodic look at its limit, from its own callbacks: reports to the division
+ * once per epoch and applies its new cap. */
+static __always_inline void ct_shape_tick(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
+					  __u32 dir)
+{
+	struct ct_shape *shape = dir == CT_DIR_UP ? &sock->shape[0] : &sock->shape[1];
+	__u64 now = bpf_ktime_get_ns(), bytes, rate, cap, old;
+	struct ct_limit *limit;
+	int reported = 0;
+
+	if (now - shape->check_ns < CT_SHAPE_CHECK_NS)
+		return;
+	shape->check_ns = now;
+	limit = ct_shaping_limit(&sock->owner, dir);
+	if (!limit || !shape->cap) {
+		ct_reconcile(ctx, sock, view, now);
+		return;
+	}
+	bytes = dir == CT_DIR_UP ? view->acked : view->received;
+	rate = ct_share_rate(bytes - shape->mark_bytes, now - shape->mark_ns);
+	bpf_spin_lock(&limit->lock);
+	ct_share_roll(&limit->share, limit->bucket.rate, now);
+	if (shape->epoch != limit->share.epoch) {
+		cap = ct_share_report(&limit->share, limit->bucket.rate, now, &shape->epoch, rate,
+				      shape->cap);
+		reported = 1;
+	}
+	bpf_spin_unlock(&limit->lock);
+	if (!reported)
+		return;
+	shape->mark_bytes = bytes;
+	shape->mark_ns = now;
+	old = shape->cap;
+	shape->cap = ct_cap_u32(cap);
+	/* a download's window follows the round trip too, so it is recomputed every time */
+	if (dir == CT_DIR_DOWN || cap > old + old / CT_SHAPE_HYSTERESIS ||
+	    cap + old / CT_SHAPE_HYSTERESIS < old)
+		ct_apply_cap(ctx, sock, view, dir, cap, rate);
+	else
+		shape->cap = old;
+}
+
+/* Receive-buffer autotuning raises a socket's window clamp as it grows the buffer; before
+ * each segment the socket sends (whose header carries the window), the shaped clamp is put
+ * back, so the raise is never advertised. */
+static __always_inline void ct_hold_clamp(struct bpf_sock_ops *ops, struct bpf_sock *sk,
+					  struct ct_sock *sock)
+{
+	struct tcp_sock *tp;
+	int value;
+
+	if (!(sock->shaped & CT_SHAPED_DOWN_ACTIVE) || !sock->shape[1].window)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || tp->window_clamp == sock->shape[1].window)
+		return;
+	value = sock->shape[1].window;
+	bpf_setsockopt(ops, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value));
+}
+
+SEC("sockops")
+int ct_sock_ops(struct bpf_sock_ops *ops)
+{
+	struct bpf_sock *sk = ops->sk;
+	struct ct_tcp_view view;
+	struct ct_sock *sock;
+	__u32 op = ops->op;
+
+	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_HDR_OPT_LEN_CB)
+		return 1;
+	if (!sk)
+		return 1;
+	sock = bpf_sk_storage_get(&ct_owner, sk, 0, 0);
+	if (!sock)
+		return 1;
+	view.acked = ops->bytes_acked;
+	view.received = ops->bytes_received;
+	view.srtt_us = ops->srtt_us >> 3;
+	view.mss = ops->mss_cache;
+	view.cb_flags = ops->bpf_sock_ops_cb_flags;
+	view.state = ops->state;
+	if (op == BPF_SOCK_OPS_RTT_CB) {
+		ct_shape_tick(ops, sock, &view, CT_DIR_UP);
+	} else if (op == BPF_SOCK_OPS_HDR_OPT_LEN_CB) {
+		ct_hold_clamp(ops, sk, sock);
+		ct_shape_tick(ops, sock, &view, CT_DIR_DOWN);
+	}
+	else
+		ct_reconcile(ops, sock, &view, bpf_ktime_get_ns());
+	return 1;
+}
+
+SEC("iter/tcp")
+int ct_iter_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct ct_tcp_view view;
+	struct tcp_sock *tp;
+	struct ct_sock *sock;
+	__u32 changed;
+
+	if (!skc)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	view.state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
+	/* listeners' storage is cloned into the sockets they accept: never shaped themselves */
+	if (view.state != BPF_TCP_ESTABLISHED && view.state != BPF_TCP_CLOSE_WAIT)
+		return 0;
+	sock = bpf_sk_storage_get(&ct_owner, tp, 0, 0);
+	if (!sock)
+		return 0;
+	view.acked = tp->bytes_acked;
+	view.received = tp->bytes_received;
+	view.srtt_us = tp->srtt_us >> 3;
+	view.mss = tp->mss_cache;
+	view.cb_flags = tp->bpf_sock_ops_cb_flags;
+	if (ct_reconcile(tp, sock, &view, bpf_ktime_get_ns())) {
+		/* one record per socket changed: userspace counts them */
+		changed = sock->shaped;
+		bpf_seq_write(ctx->meta->seq, &changed, sizeof(changed));
+	}
+	return 0;
+}

@@ -1,0 +1,209 @@
+//! The C division of a budget among sockets (`bpf/include/share.h`, compiled for the host
+//! by build.rs), driven the way `ct_shape_tick` drives it, with simulated sockets that move
+//! what their cap and their own demand allow: the aggregate holds, greedy sockets get
+//! equal shares, light ones keep what they use, and an idle socket's share goes to the
+//! busy ones.
+
+#[cfg(test)]
+mod tests {
+    use crate::layout::Share;
+
+    unsafe extern "C" {
+        fn ct_host_share_join(share: *mut Share, budget: u64, now_ns: u64, epoch: *mut u32) -> u64;
+        fn ct_host_share_report(
+            share: *mut Share,
+            budget: u64,
+            now_ns: u64,
+            epoch: *mut u32,
+            sock_rate: u64,
+            sock_cap: u64,
+        ) -> u64;
+        fn ct_host_share_window(rate: u64, rtt_us: u32, mss: u32) -> u32;
+    }
+
+    const MS: u64 = 1_000_000;
+    /// How often a socket looks (CT_SHAPE_CHECK_NS).
+    const CHECK_NS: u64 = 25 * MS;
+
+    struct Socket {
+        /// What the application would move if nothing held it (bytes per second).
+        demand: u64,
+        cap: u64,
+        epoch: u32,
+        moved: u64,
+        mark_bytes: u64,
+        mark_ns: u64,
+    }
+
+    struct Process {
+        budget: u64,
+        share: Share,
+        sockets: Vec<Socket>,
+        now: u64,
+    }
+
+    impl Process {
+        fn new(budget: u64) -> Process {
+            Process {
+                budget,
+                share: Share::default(),
+                sockets: Vec::new(),
+                now: 1_000 * MS,
+            }
+        }
+
+        fn join(&mut self, demand: u64) {
+            let mut epoch = 0;
+            // SAFETY: Share is #[repr(C)] `struct ct_share`; both pointers are live.
+            let cap =
+                unsafe { ct_host_share_join(&mut self.share, self.budget, self.now, &mut epoch) };
+            self.sockets.push(Socket {
+                demand,
+                cap,
+                epoch,
+                moved: 0,
+                mark_bytes: 0,
+                mark_ns: self.now,
+            });
+        }
+
+        /// Runs `ns` of time in CHECK_NS steps; returns the bytes each socket moved.
+        fn run(&mut self, ns: u64) -> Vec<u64> {
+            let before: Vec<u64> = self.sockets.iter().map(|s| s.moved).collect();
+            for _ in 0..ns / CHECK_NS {
+                self.now += CHECK_NS;
+                for socket in &mut self.sockets {
+                    socket.moved += socket.cap.min(socket.demand) * CHECK_NS / 1_000_000_000;
+                    let rate = (socket.moved - socket.mark_bytes) * 1_000_000
+                        / ((self.now - socket.mark_ns) / 1_000);
+                    let epoch_before = socket.epoch;
+                    // SAFETY: as in join.
+                    let cap = unsafe {
+                        ct_host_share_report(
+                            &mut self.share,
+                            self.budget,
+                            self.now,
+                            &mut socket.epoch,
+                            rate,
+                            socket.cap,
+                        )
+                    };
+                    // the datapath acts only on a socket's one report per epoch
+                    if socket.epoch != epoch_before {
+                        socket.cap = cap;
+                        socket.mark_bytes = socket.moved;
+                        socket.mark_ns = self.now;
+                    }
+                }
+            }
+            self.sockets
+                .iter()
+                .zip(before)
+                .map(|(socket, before)| socket.moved - before)
+                .collect()
+        }
+    }
+
+    const MB: u64 = 1_000_000;
+    const GREEDY: u64 = u64::MAX / 4_000_000_000;
+
+    fn within(value: u64, expected: u64, tolerance: f64) -> bool {
+        (value as f64 - expected as f64).abs() <= expected as f64 * tolerance
+    }
+
+    #[test]
+    fn one_greedy_socket_gets_the_whole_budget() {
+        let mut process = Process::new(10 * MB);
+        process.join(GREEDY);
+        process.run(1_000 * MS);
+        let moved = process.run(5_000 * MS);
+        assert!(within(moved[0], 50 * MB, 0.001), "{moved:?}");
+    }
+
+    #[test]
+    fn eight_greedy_sockets_hold_the_aggregate_and_share_it_equally() {
+        let mut process = Process::new(10 * MB);
+        for _ in 0..8 {
+            process.join(GREEDY);
+        }
+        process.run(1_000 * MS);
+        let moved = process.run(5_000 * MS);
+        let total: u64 = moved.iter().sum();
+        assert!(within(total, 50 * MB, 0.01), "aggregate {total}: {moved:?}");
+        for socket in &moved {
+            assert!(within(*socket, 50 * MB / 8, 0.05), "unequal: {moved:?}");
+        }
+    }
+
+    #[test]
+    fn light_sockets_keep_what_they_use_and_greedy_ones_split_the_rest() {
+        let mut process = Process::new(10 * MB);
+        for demand in [MB, 2 * MB, GREEDY, GREEDY] {
+            process.join(demand);
+        }
+        process.run(2_000 * MS);
+        let moved = process.run(10_000 * MS);
+        assert!(within(moved[0], 10 * MB, 0.01), "light 1 MB/s: {moved:?}");
+        assert!(within(moved[1], 20 * MB, 0.01), "light 2 MB/s: {moved:?}");
+        for greedy in &moved[2..] {
+            assert!(within(*greedy, 35 * MB, 0.05), "greedy: {moved:?}");
+        }
+        let total: u64 = moved.iter().sum();
+        assert!(within(total, 100 * MB, 0.02), "aggregate {total}");
+    }
+
+    #[test]
+    fn an_idle_sockets_share_goes_to_the_busy_one() {
+        let mut process = Process::new(10 * MB);
+        process.join(GREEDY);
+        process.join(GREEDY);
+        process.run(2_000 * MS);
+        process.sockets[1].demand = 0;
+        process.run(500 * MS);
+        let moved = process.run(2_000 * MS);
+        assert!(within(moved[0], 20 * MB, 0.01), "{moved:?}");
+        assert_eq!(moved[1], 0);
+    }
+
+    #[test]
+    fn a_socket_that_joins_late_gets_its_share_within_a_few_epochs() {
+        let mut process = Process::new(8 * MB);
+        process.join(GREEDY);
+        process.run(2_000 * MS);
+        process.join(GREEDY);
+        process.run(500 * MS);
+        let moved = process.run(2_000 * MS);
+        assert!(within(moved[0], 8 * MB, 0.05), "{moved:?}");
+        assert!(within(moved[1], 8 * MB, 0.05), "{moved:?}");
+    }
+
+    #[test]
+    fn no_cap_falls_below_a_64th_of_the_budget() {
+        let mut process = Process::new(64 * MB);
+        for _ in 0..200 {
+            process.join(GREEDY);
+        }
+        process.run(1_000 * MS);
+        assert!(process.sockets.iter().all(|socket| socket.cap >= MB));
+    }
+
+    #[test]
+    fn a_window_is_rate_times_round_trip_from_two_segments_up() {
+        // SAFETY: a pure function of its arguments.
+        let window = |rate, rtt_us, mss| unsafe { ct_host_share_window(rate, rtt_us, mss) };
+        assert_eq!(window(MB, 20_000, 1448), 20_000);
+        assert_eq!(window(10 * MB, 20_000, 1448), 200_000);
+        assert_eq!(
+            window(MB, 40, 1448),
+            0,
+            "LAN: a window cannot express 1 MB/s"
+        );
+        assert_eq!(
+            window(144_799, 20_000, 1448),
+            0,
+            "2895 B is under two segments"
+        );
+        assert_eq!(window(144_800, 20_000, 1448), 2896);
+        assert_eq!(window(u64::MAX / 1_000_000, 1_000_000, 1448), 0x7fff_ffff);
+    }
+}

@@ -1,0 +1,303 @@
+//! Kernel tests of the shaping backend (the default): limits held by TCP itself, without
+//! drops, on connections that were open before the limit, and each socket's own settings
+//! given back when the limit goes.
+//!
+//! Same harness as datapath.rs: a private lab per test, the real binary confined to it,
+//! ignored with the reason printed without root. The socket settings are read the way an
+//! application would see them: the test takes a copy of the process's socket
+//! (pidfd_getfd) and asks getsockopt. Tolerances are for a noisy 2-core machine; the exact
+//! figures are in BENCHMARKS.md (`ct-bench --compare`).
+
+mod common;
+
+use anyhow::{Context as _, ensure};
+use chadthrottle_lab::stats::{Summary, summarize};
+use chadthrottle_lab::traffic::SendReport;
+use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
+use common::{Test, pid, run};
+use serde_json::Value;
+use std::os::fd::AsRawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+const MIB: f64 = 1024.0 * 1024.0;
+const WARMUP_NS: u64 = 2_000_000_000;
+const MAX_BYTES: u64 = 20 << 30;
+const SECONDS: f64 = 8.0;
+/// What `getsockopt(SO_MAX_PACING_RATE)` says of a socket without a cap.
+const NO_PACING_CAP: u64 = u64::MAX;
+
+/// The pacing cap and receive window clamp of a process's established TCP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SocketSettings {
+    max_pacing_rate: u64,
+    window_clamp: u32,
+}
+
+fn check(result: libc::c_long, what: &str) -> anyhow::Result<libc::c_long> {
+    ensure!(result >= 0, "{what}: {}", std::io::Error::last_os_error());
+    Ok(result)
+}
+
+fn getsockopt<T: Default>(fd: RawFd, level: i32, name: i32) -> anyhow::Result<T> {
+    let mut value = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: value is a live T and len its size; the kernel writes at most len bytes.
+    let result = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) };
+    check(result.into(), "getsockopt")?;
+    Ok(value)
+}
+
+/// Reads the settings of every TCP socket `pid` holds that is not listening (once per
+/// socket, however many descriptors it has).
+fn socket_settings(pid: u32) -> anyhow::Result<Vec<SocketSettings>> {
+    // SAFETY: plain syscalls; the returned descriptors are owned at once.
+    let pidfd = check(
+        unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) },
+        "pidfd_open",
+    )?;
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    let mut settings = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let entry = entry?;
+        let link = std::fs::read_link(entry.path()).unwrap_or_default();
+        let link = link.to_string_lossy().into_owned();
+        if !link.starts_with("socket:") || !seen.insert(link) {
+            continue;
+        }
+        let fd: i32 = entry.file_name().to_string_lossy().parse()?;
+        // SAFETY: as above.
+        let copy = check(
+            unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) },
+            "pidfd_getfd",
+        )?;
+        let socket = unsafe { OwnedFd::from_raw_fd(copy as RawFd) };
+        let raw = socket.as_raw_fd();
+        let protocol: i32 = getsockopt(raw, libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
+        let listening: i32 = getsockopt(raw, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)?;
+        if protocol != libc::IPPROTO_TCP || listening != 0 {
+            continue;
+        }
+        settings.push(SocketSettings {
+            max_pacing_rate: getsockopt(raw, libc::SOL_SOCKET, libc::SO_MAX_PACING_RATE)?,
+            window_clamp: getsockopt::<i32>(raw, libc::IPPROTO_TCP, libc::TCP_WINDOW_CLAMP)? as u32,
+        });
+    }
+    Ok(settings)
+}
+
+fn the_socket(pid: u32) -> anyhow::Result<SocketSettings> {
+    let settings = socket_settings(pid)?;
+    ensure!(settings.len() == 1, "one TCP socket expected: {settings:?}");
+    Ok(settings[0])
+}
+
+fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summary> {
+    std::thread::sleep(Duration::from_millis(150));
+    let bins = receiver.bins()?;
+    Ok(summarize(
+        &bins.between(report.start_ns + WARMUP_NS, report.end_ns),
+    ))
+}
+
+/// A shaped flow: within `tolerance` of the limit, smooth (no empty 100 ms bin and a small
+/// spread), where the policer would leave half the bins empty at LAN round trips.
+fn held_smoothly(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {
+    let error = (summary.rate - limit) / limit;
+    println!(
+        "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %), cv {:.1} %, {:.1} % empty bins",
+        summary.rate / 1024.0,
+        limit / 1024.0,
+        error * 100.0,
+        summary.cv * 100.0,
+        summary.empty_share * 100.0,
+    );
+    ensure!(
+        error.abs() <= tolerance,
+        "{what}: {:+.1} % off",
+        error * 100.0
+    );
+    ensure!(summary.cv <= 0.15, "{what}: cv {:.1} %", summary.cv * 100.0);
+    ensure!(
+        summary.empty_share <= 0.02,
+        "{what}: {:.1} % of the bins empty",
+        summary.empty_share * 100.0
+    );
+    Ok(())
+}
+
+fn entry(lab: &Lab, pid: u32) -> anyhow::Result<Value> {
+    let status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
+    status["limits"]
+        .as_array()
+        .and_then(|limits| limits.iter().find(|limit| limit["pid"] == pid).cloned())
+        .context("the limit is listed")
+}
+
+/// Packets the policer behind the shaper dropped, and packets it let through.
+fn policed(entry: &Value, dir: &str) -> (u64, u64) {
+    let stats = &entry["stats"][dir];
+    (
+        stats["dropped_packets"].as_u64().unwrap_or(u64::MAX),
+        stats["packets"].as_u64().unwrap_or(0),
+    )
+}
+
+fn an_open_upload_is_paced_without_drops_and_gets_its_own_pacing_back() -> anyhow::Result<()> {
+    let lab = Lab::new("shaped-up", None)?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let client = lab.client(&server, Proto::Tcp, None, None)?;
+    let before = the_socket(client.pid())?;
+    ensure!(
+        before.max_pacing_rate == NO_PACING_CAP,
+        "an untouched socket has no pacing cap: {before:?}"
+    );
+    let printed = run(&lab, &["limit", "--pid", &pid(&client), "--up", "2M"])?;
+    ensure!(
+        printed.contains("[shaping]") && printed.contains("1 TCP socket shaped"),
+        "limit said: {printed}"
+    );
+    let during = the_socket(client.pid())?;
+    ensure!(
+        during.max_pacing_rate > 0 && during.max_pacing_rate <= 2 << 20,
+        "the open socket is paced at its share of 2 MiB/s: {during:?}"
+    );
+    let mut client = client;
+    let report = client.send(SECONDS, MAX_BYTES)?;
+    held_smoothly(
+        "shaped upload",
+        &steady(&mut server, &report)?,
+        2.0 * MIB,
+        0.05,
+    )?;
+    let entry = entry(&lab, client.pid())?;
+    ensure!(entry["backend"]["up"] == "shaping", "status: {entry}");
+    let (dropped, passed) = policed(&entry, "up");
+    ensure!(
+        dropped * 1000 <= passed,
+        "the policer behind the shaper dropped {dropped} of {passed} packets"
+    );
+
+    run(&lab, &["unlimit", "--pid", &pid(&client)])?;
+    ensure!(
+        the_socket(client.pid())? == before,
+        "unlimit gives the socket its own settings back"
+    );
+    // and so does reset, for a socket that is still shaped when the datapath goes
+    run(&lab, &["limit", "--pid", &pid(&client), "--up", "1M"])?;
+    ensure!(the_socket(client.pid())?.max_pacing_rate <= 1 << 20);
+    run(&lab, &["reset"])?;
+    ensure!(
+        the_socket(client.pid())? == before,
+        "reset gives the socket its own settings back"
+    );
+    Ok(())
+}
+
+fn a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back() -> anyhow::Result<()> {
+    let lab = Lab::new("shaped-down", Some(Duration::from_millis(20)))?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut client = lab.client(&server, Proto::Tcp, None, None)?;
+    let before = the_socket(client.pid())?;
+    run(&lab, &["limit", "--pid", &pid(&client), "--down", "1M"])?;
+    let during = the_socket(client.pid())?;
+    // 1 MiB/s x 20 ms is about 21 KB
+    ensure!(
+        (10_000..=60_000).contains(&during.window_clamp),
+        "the window is clamped to rate x RTT: {during:?} (was {before:?})"
+    );
+    let mut server = server;
+    let report = server.send(SECONDS, MAX_BYTES)?;
+    held_smoothly("shaped download", &steady(&mut client, &report)?, MIB, 0.05)?;
+    let entry = entry(&lab, client.pid())?;
+    ensure!(entry["backend"]["down"] == "shaping", "status: {entry}");
+    let (dropped, passed) = policed(&entry, "down");
+    ensure!(
+        dropped * 1000 <= passed,
+        "the policer behind the shaper dropped {dropped} of {passed} packets"
+    );
+    ensure!(
+        report.retransmits * 1000 <= report.bytes / 1448 + 1,
+        "{} segments retransmitted",
+        report.retransmits
+    );
+    run(&lab, &["unlimit", "--pid", &pid(&client), "--down"])?;
+    let after = the_socket(client.pid())?;
+    ensure!(
+        after.window_clamp == before.window_clamp,
+        "unlimit gives the socket its own clamp back: {after:?}, was {before:?}"
+    );
+    Ok(())
+}
+
+fn the_policer_backend_leaves_sockets_alone() -> anyhow::Result<()> {
+    let lab = Lab::new("policer-only", None)?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let client = lab.client(&server, Proto::Tcp, None, None)?;
+    let before = the_socket(client.pid())?;
+    let printed = run(
+        &lab,
+        &[
+            "limit",
+            "--pid",
+            &pid(&client),
+            "--up",
+            "1M",
+            "--down",
+            "1M",
+            "--upload-backend",
+            "policer",
+            "--download-backend",
+            "policer",
+        ],
+    )?;
+    ensure!(printed.contains("[policer]"), "limit said: {printed}");
+    ensure!(
+        the_socket(client.pid())? == before,
+        "no socket setting changes"
+    );
+    let entry = entry(&lab, client.pid())?;
+    ensure!(
+        entry["backend"]["up"] == "policer" && entry["backend"]["down"] == "policer",
+        "status: {entry}"
+    );
+    let refused = common::chadthrottle(
+        &lab,
+        &[
+            "limit",
+            "--pid",
+            &pid(&client),
+            "--up",
+            "1M",
+            "--upload-backend",
+            "htb",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success()
+            && stderr.contains("unknown backend \"htb\"; known backends: shaping, policer"),
+        "an unknown backend is refused by name: {stderr}"
+    );
+    Ok(())
+}
+
+const TESTS: &[(&str, Test)] = &[
+    (
+        "an_open_upload_is_paced_without_drops_and_gets_its_own_pacing_back",
+        an_open_upload_is_paced_without_drops_and_gets_its_own_pacing_back,
+    ),
+    (
+        "a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back",
+        a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back,
+    ),
+    (
+        "the_policer_backend_leaves_sockets_alone",
+        the_policer_backend_leaves_sockets_alone,
+    ),
+];
+
+fn main() {
+    common::main(TESTS);
+}
