@@ -65,21 +65,15 @@ impl Bucket {
         }
     }
 
-    /// A bucket behind a shaper: it starts full and keeps its whole burst across a
-    /// silence. The shaper holds the average, so the burst only has to absorb what the
-    /// shaper cannot stop at once (the window a download had already advertised, the
-    /// first round trip of a new connection).
-    pub fn backstop(rate: u64, burst: u64, now_ns: u64) -> Bucket {
-        let tau = tau_ns(rate, burst);
-        Bucket {
-            idle_tau_ns: tau,
-            tat_ns: now_ns,
-            ..Bucket::new(rate, burst, now_ns)
-        }
-    }
-
     /// Whether a packet of `len` bytes at `now_ns` conforms; charges it if so.
     pub fn admit(&mut self, now_ns: u64, len: u64) -> bool {
+        self.admit_with_slack(now_ns, len, 0)
+    }
+
+    /// As [`Bucket::admit`], letting this packet run `slack_ns` further ahead than the
+    /// burst allows: the datapath gives it to TCP packets whose shaper holds the rate
+    /// (the policer is then a backstop), so a shaped download's first window passes.
+    pub fn admit_with_slack(&mut self, now_ns: u64, len: u64, slack_ns: u64) -> bool {
         match self.rate {
             0 => false,
             UNLIMITED => true,
@@ -90,7 +84,7 @@ impl Bucket {
                 }
                 self.last_ns = now_ns;
                 let tat = self.tat_ns.max(now_ns);
-                if tat - now_ns > self.tau_ns {
+                if tat - now_ns > self.tau_ns.saturating_add(slack_ns) {
                     return false;
                 }
                 let cost = len * NSEC_PER_SEC + self.rem;

@@ -320,18 +320,13 @@ static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *s
 		ct_flush(skb, sk, sock, now);
 }
 
-/* What a packet costs in its owner's bucket: its transport payload, the bytes the
- * application sees (the limit is a goodput). A TCP socket whose shaper holds this
- * direction pays 15/16 of it: the policer is then a backstop 1/15 above the limit, which
- * the shaper's own small overshoots (a re-division settling) do not reach. */
-static __always_inline __u64 ct_charge(struct bpf_sock *sk, struct ct_sock *sock, __u32 dir,
-				       __u32 payload)
+/* Whether this direction of a TCP socket is held by its shaper (the policer is then only
+ * the backstop). */
+static __always_inline int ct_shaped(struct bpf_sock *sk, struct ct_sock *sock, __u32 dir)
 {
 	__u32 active = dir == CT_DIR_UP ? CT_SHAPED_UP_ACTIVE : CT_SHAPED_DOWN_ACTIVE;
 
-	if (sk->protocol == IPPROTO_TCP && (sock->shaped & active))
-		return payload - payload / 16;
-	return payload;
+	return sk->protocol == IPPROTO_TCP && (sock->shaped & active);
 }
 
 /* The owner's limit on this packet: 1 if it may pass, 0 if it is over the limit. */
@@ -341,8 +336,8 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	struct ct_owner *owner = &sock->owner;
 	struct ct_limit_key key = { .tgid = owner->tgid, .dir = dir };
 	struct ct_limit *limit;
-	__u64 now;
-	int passed;
+	__u64 now, charge;
+	int passed, shaped;
 
 	limit = bpf_map_lookup_elem(&ct_limits, &key);
 	if (!limit || limit->start_time != owner->start_time)
@@ -359,9 +354,15 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 		ct_count(&key, skb, 1);
 		return 1;
 	}
+	/* The charge is the transport payload, the bytes the application sees (the limit is a
+	 * goodput). Behind a shaper, a TCP packet pays 15/16 of it and may use a second burst:
+	 * the backstop sits 1/15 above the limit, out of reach of the shaper's own small
+	 * overshoots, and lets the first window of a shaped download through. */
+	shaped = ct_shaped(sk, sock, dir);
+	charge = shaped ? payload - payload / 16 : payload;
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&limit->lock);
-	passed = ct_bucket_admit(&limit->bucket, now, ct_charge(sk, sock, dir, payload));
+	passed = ct_bucket_admit(&limit->bucket, now, charge, shaped ? limit->bucket.tau_ns : 0);
 	bpf_spin_unlock(&limit->lock);
 	ct_count(&key, skb, passed);
 	return passed;

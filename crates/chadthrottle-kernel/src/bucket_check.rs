@@ -8,12 +8,17 @@ mod tests {
     use chadthrottle_core::bucket::{Bucket, UNLIMITED};
 
     unsafe extern "C" {
-        fn ct_host_bucket_admit(bucket: *mut BucketState, now_ns: u64, len: u64) -> i32;
+        fn ct_host_bucket_admit(
+            bucket: *mut BucketState,
+            now_ns: u64,
+            len: u64,
+            slack_ns: u64,
+        ) -> i32;
     }
 
-    fn c_admit(bucket: &mut BucketState, now_ns: u64, len: u64) -> bool {
+    fn c_admit(bucket: &mut BucketState, now_ns: u64, len: u64, slack_ns: u64) -> bool {
         // SAFETY: BucketState is #[repr(C)] `struct ct_bucket`, live and exclusive here.
-        unsafe { ct_host_bucket_admit(bucket, now_ns, len) != 0 }
+        unsafe { ct_host_bucket_admit(bucket, now_ns, len, slack_ns) != 0 }
     }
 
     /// xorshift64*: reproducible randomness without a dependency.
@@ -70,12 +75,18 @@ mod tests {
                     65_536
                 };
                 let len = 1 + random.below(len_bound);
-                let expected = model.admit(now, len);
-                let got = c_admit(&mut kernel, now, len);
+                // plain packets, and shaped TCP ones with a second burst of slack
+                let slack = match random.below(4) {
+                    0 => model.tau_ns,
+                    1 => random.below(1_000_000_000),
+                    _ => 0,
+                };
+                let expected = model.admit_with_slack(now, len, slack);
+                let got = c_admit(&mut kernel, now, len, slack);
                 assert_eq!(
                     (got, kernel),
                     (expected, model),
-                    "rate {rate} burst {burst} now {now} len {len}"
+                    "rate {rate} burst {burst} now {now} len {len} slack {slack}"
                 );
             }
         }

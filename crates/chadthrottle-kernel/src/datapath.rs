@@ -46,11 +46,7 @@ fn new_entry(target: &Target, limit: Option<DirectionLimit>, now: u64, expires: 
     Limit {
         flags: if shaping { LIMIT_SHAPE } else { 0 },
         start_time: target.process.start_time,
-        bucket: if shaping {
-            bucket::Bucket::backstop(rate, burst, now)
-        } else {
-            bucket::Bucket::new(rate, burst, now)
-        },
+        bucket: bucket::Bucket::new(rate, burst, now),
         burst,
         expires_at_ns: expires,
         comm: layout::comm_bytes(&target.name),

@@ -19,6 +19,13 @@ mod tests {
             sock_cap: u64,
         ) -> u64;
         fn ct_host_share_window(rate: u64, rtt_us: u32, mss: u32) -> u32;
+        fn ct_host_share_next_window(
+            window: u32,
+            cap: u64,
+            measured: u64,
+            rtt_us: u32,
+            mss: u32,
+        ) -> u32;
     }
 
     const MS: u64 = 1_000_000;
@@ -178,6 +185,28 @@ mod tests {
     }
 
     #[test]
+    fn a_download_window_corrects_toward_the_cap_within_bounds() {
+        // SAFETY: a pure function of its arguments.
+        let next = |window, cap, measured| unsafe {
+            ct_host_share_next_window(window, cap, measured, 20_000, 1448)
+        };
+        assert_eq!(next(0, MB, 0), 20_000, "starts at cap x RTT");
+        assert_eq!(
+            next(20_000, MB, 940_000) as u64,
+            20_000 + (21_276 - 20_000) / 2
+        );
+        assert_eq!(next(20_000, MB, 1_060_000), 20_000 - (20_000 - 18_867) / 2);
+        assert_eq!(
+            next(20_000, MB, 400_000),
+            20_000,
+            "held back elsewhere: kept"
+        );
+        assert_eq!(next(39_000, MB, 500_001), 40_000, "at most twice cap x RTT");
+        assert_eq!(next(11_000, MB, 4 * MB), 10_000, "at least half");
+        assert_eq!(next(20_000, 1_000, 1_000), 0, "not expressible");
+    }
+
+    #[test]
     fn no_cap_falls_below_a_64th_of_the_budget() {
         let mut process = Process::new(64 * MB);
         for _ in 0..200 {
@@ -188,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn a_window_is_rate_times_round_trip_from_two_segments_up() {
+    fn a_window_is_rate_times_round_trip_from_one_segment_up() {
         // SAFETY: a pure function of its arguments.
         let window = |rate, rtt_us, mss| unsafe { ct_host_share_window(rate, rtt_us, mss) };
         assert_eq!(window(MB, 20_000, 1448), 20_000);
@@ -199,11 +228,11 @@ mod tests {
             "LAN: a window cannot express 1 MB/s"
         );
         assert_eq!(
-            window(144_799, 20_000, 1448),
+            window(72_399, 20_000, 1448),
             0,
-            "2895 B is under two segments"
+            "1447 B is under one segment"
         );
-        assert_eq!(window(144_800, 20_000, 1448), 2896);
+        assert_eq!(window(72_400, 20_000, 1448), 1448);
         assert_eq!(window(u64::MAX / 1_000_000, 1_000_000, 1448), 0x7fff_ffff);
     }
 }

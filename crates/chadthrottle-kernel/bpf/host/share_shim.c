@@ -18,3 +18,8 @@ __u32 ct_host_share_window(__u64 rate, __u32 rtt_us, __u32 mss)
 {
 	return ct_share_window(rate, rtt_us, mss);
 }
+
+__u32 ct_host_share_next_window(__u32 window, __u64 cap, __u64 measured, __u32 rtt_us, __u32 mss)
+{
+	return ct_share_next_window(window, cap, measured, rtt_us, mss);
+}

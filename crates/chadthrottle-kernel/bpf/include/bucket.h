@@ -22,8 +22,11 @@
 #define CT_NSEC_PER_SEC 1000000000ULL
 #define CT_IDLE_NS 1000000000ULL
 
-/* Returns 1 and charges the packet if it conforms, 0 if it must be dropped. */
-static inline int ct_bucket_admit(struct ct_bucket *b, __u64 now_ns, __u64 len)
+/* Returns 1 and charges the packet if it conforms, 0 if it must be dropped. `slack_ns`
+ * lets this packet run that much further ahead than the burst allows others: packets of
+ * a TCP socket whose shaper holds the rate get it, so the first window of a shaped
+ * download is not cut while UDP sharing the bucket keeps the plain burst. */
+static inline int ct_bucket_admit(struct ct_bucket *b, __u64 now_ns, __u64 len, __u64 slack_ns)
 {
 	__u64 tat, cost, floor;
 
@@ -38,7 +41,7 @@ static inline int ct_bucket_admit(struct ct_bucket *b, __u64 now_ns, __u64 len)
 	}
 	b->last_ns = now_ns;
 	tat = b->tat_ns > now_ns ? b->tat_ns : now_ns;
-	if (tat - now_ns > b->tau_ns)
+	if (tat - now_ns > b->tau_ns + slack_ns)
 		return 0;
 	cost = len * CT_NSEC_PER_SEC + b->rem;
 	b->tat_ns = tat + cost / b->rate;

@@ -27,10 +27,11 @@
 
 /* The budget is divided anew this often. */
 #define CT_SHARE_EPOCH_NS 100000000ULL
-/* A socket is busy when it moved at least half its cap (a paced socket's measured rate
- * wobbles by a few segments per epoch; light means clearly held back by itself). */
-#define CT_SHARE_BUSY_NUM 1
-#define CT_SHARE_BUSY_DEN 2
+/* A socket is busy when it moved at least 3/4 of its cap (a paced socket's measured rate
+ * wobbles by a few segments per epoch; light means clearly held back by itself, and a
+ * light socket's cap of twice its use keeps it light). */
+#define CT_SHARE_BUSY_NUM 3
+#define CT_SHARE_BUSY_DEN 4
 /* No cap goes below 1/64 of the budget: a socket never starves while others hold it. */
 #define CT_SHARE_FLOOR_DIV 64
 
