@@ -69,8 +69,8 @@ pub struct Share {
     pub share: u64,
     pub epoch: u32,
     pub busy: u32,
-    pub last_busy: u32,
-    pub _pad: u32,
+    pub last_active: u32,
+    pub lights: u32,
 }
 
 /// `struct ct_limit_key`.

@@ -11,10 +11,11 @@ use std::path::Path;
 const BPF_PROG_QUERY: libc::c_long = 16;
 
 /// Attach types of the datapath's cgroup programs, as the kernel numbers them.
-pub const CGROUP_ATTACH_TYPES: [(u32, &str); 3] = [
+pub const CGROUP_ATTACH_TYPES: [(u32, &str); 4] = [
     (0, "cgroup_inet_ingress"),
     (1, "cgroup_inet_egress"),
     (2, "cgroup_inet_sock_create"),
+    (3, "cgroup_sock_ops"),
 ];
 
 /// The query part of `union bpf_attr`, padded to the union's size.

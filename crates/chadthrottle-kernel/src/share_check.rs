@@ -207,6 +207,25 @@ mod tests {
     }
 
     #[test]
+    fn sockets_held_back_by_drops_cannot_keep_their_caps_inflated() {
+        // eight sockets that each move only 70 % of their cap (the policer behind the
+        // shaper drops the rest) all look light; their caps must still add up to the
+        // budget, not stay at whatever they started with
+        let mut process = Process::new(8 * MB);
+        for _ in 0..8 {
+            process.join(GREEDY);
+        }
+        for _ in 0..20 {
+            process.run(CHECK_NS);
+            for socket in &mut process.sockets {
+                socket.demand = socket.cap * 7 / 10;
+            }
+        }
+        let caps: u64 = process.sockets.iter().map(|socket| socket.cap).sum();
+        assert!(within(caps, 8 * MB, 0.01), "caps add up to {caps}");
+    }
+
+    #[test]
     fn no_cap_falls_below_a_64th_of_the_budget() {
         let mut process = Process::new(64 * MB);
         for _ in 0..200 {

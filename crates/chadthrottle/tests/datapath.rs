@@ -364,10 +364,11 @@ fn datapath_programs(lab: &Lab) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-const ATTACHED: [&str; 3] = [
+const ATTACHED: [&str; 4] = [
     "cgroup_inet_egress:ct_egress",
     "cgroup_inet_ingress:ct_ingress",
     "cgroup_inet_sock_create:ct_sock_create",
+    "cgroup_sock_ops:ct_sock_ops",
 ];
 
 fn reset_leaves_nothing_behind() -> anyhow::Result<()> {
@@ -585,7 +586,7 @@ fn coexists_with_other_programs_on_the_cgroup() -> anyhow::Result<()> {
     other(&["limit", "--pid", &pid(&client), "--down", "1M"])?;
     run(&lab, &["limit", "--pid", &pid(&client), "--up", "512K"])?;
     ensure!(
-        datapath_programs(&lab)?.len() == 6,
+        datapath_programs(&lab)?.len() == 8,
         "attached: {:?}",
         datapath_programs(&lab)?
     );

@@ -60,9 +60,9 @@ struct ct_share {
 	__u64 light;     /* bytes per second used by light sockets, this epoch */
 	__u64 share;     /* cap of a busy socket, from the last epoch (bytes per second) */
 	__u32 epoch;     /* number of the current epoch */
-	__u32 busy;      /* busy sockets reported this epoch */
-	__u32 last_busy; /* busy sockets of the last epoch */
-	__u32 _pad;
+	__u32 busy;        /* busy sockets reported this epoch */
+	__u32 last_active; /* sockets that reported in the last epoch */
+	__u32 lights;      /* light sockets reported this epoch */
 };
 _Static_assert(sizeof(struct ct_share) == 40, "ct_share layout");
 

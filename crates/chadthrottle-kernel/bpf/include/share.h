@@ -10,9 +10,10 @@
  * last report, and whether that used (nearly) all of its cap. A socket that did is busy;
  * one that did not is light and needs only what it used. When an epoch ends, what the
  * light sockets used is taken off the budget and the rest is divided equally among the
- * busy ones: their cap for the next epoch (the share). A light socket may take the share
- * too, or twice what it used if that is more, so a socket that speeds up is not held
- * back for more than an epoch; the policer behind the shapers absorbs that epoch.
+ * busy ones, but never less than the budget divided among all reporting sockets: the cap
+ * of every socket for the next epoch (the share). A light socket that speeds up is held
+ * to the share for one epoch and counts as busy from the next; the policer behind the
+ * shapers absorbs what the re-division takes to settle.
  * Sockets that fall silent stop reporting and so drop out of the division by themselves.
  */
 #ifndef CHADTHROTTLE_SHARE_H
@@ -28,8 +29,7 @@
 /* The budget is divided anew this often. */
 #define CT_SHARE_EPOCH_NS 100000000ULL
 /* A socket is busy when it moved at least 3/4 of its cap (a paced socket's measured rate
- * wobbles by a few segments per epoch; light means clearly held back by itself, and a
- * light socket's cap of twice its use keeps it light). */
+ * wobbles by a few segments per epoch; light means clearly held back by itself). */
 #define CT_SHARE_BUSY_NUM 3
 #define CT_SHARE_BUSY_DEN 4
 /* No cap goes below 1/64 of the budget: a socket never starves while others hold it. */
@@ -42,23 +42,34 @@ static __always_inline __u64 ct_share_floor(__u64 budget)
 	return floor ? floor : 1;
 }
 
-/* Ends the current epoch if it is over: the share for the next one is what light sockets
- * left of the budget, divided among the busy ones. With none busy, the whole budget: the
- * light sockets are then the only ones, and one that speeds up must not be held to what
- * the others (or itself, an epoch ago) left. */
+/* Ends the current epoch if it is over. The share for the next one is what light sockets
+ * left of the budget divided among the busy ones, and never less than the budget divided
+ * among every socket that reported: light sockets that over-report (held back by drops
+ * rather than by themselves) cannot starve busy ones, and caps cannot stay inflated.
+ * With none busy, the most a light socket may speed up to is what the others left (at
+ * least the fair share): a socket alone gets the whole budget. */
 static __always_inline void ct_share_roll(struct ct_share *s, __u64 budget, __u64 now_ns)
 {
-	__u64 left, share;
+	__u64 left, fair, share;
+	__u32 active;
 
 	if (s->epoch_ns && now_ns - s->epoch_ns < CT_SHARE_EPOCH_NS)
 		return;
+	active = s->busy + s->lights;
 	left = s->light < budget ? budget - s->light : 0;
-	share = s->busy ? left / s->busy : budget;
+	fair = active ? budget / active : budget;
+	if (s->busy)
+		share = left / s->busy;
+	else
+		share = left;
+	if (share < fair)
+		share = fair;
 	if (share < ct_share_floor(budget))
 		share = ct_share_floor(budget);
 	s->share = share;
-	s->last_busy = s->busy;
+	s->last_active = active;
 	s->busy = 0;
+	s->lights = 0;
 	s->light = 0;
 	s->epoch++;
 	s->epoch_ns = now_ns;
@@ -66,7 +77,7 @@ static __always_inline void ct_share_roll(struct ct_share *s, __u64 budget, __u6
 
 /* The cap of a socket that starts being shaped now; it counts as busy in this epoch. */
 static __always_inline __u64 ct_share_join(struct ct_share *s, __u64 budget, __u64 now_ns,
-				  __u32 *sock_epoch)
+					   __u32 *sock_epoch)
 {
 	__u64 left, cap;
 	__u32 sharing;
@@ -74,8 +85,9 @@ static __always_inline __u64 ct_share_join(struct ct_share *s, __u64 budget, __u
 	ct_share_roll(s, budget, now_ns);
 	s->busy++;
 	*sock_epoch = s->epoch;
-	/* the busy sockets of the last epoch have not all reported in this one yet */
-	sharing = s->busy > s->last_busy + 1 ? s->busy : s->last_busy + 1;
+	/* the sockets of the last epoch have not all reported in this one yet */
+	sharing = s->busy + s->lights > s->last_active + 1 ? s->busy + s->lights
+							    : s->last_active + 1;
 	left = s->light < budget ? budget - s->light : 0;
 	cap = left / sharing;
 	return cap < ct_share_floor(budget) ? ct_share_floor(budget) : cap;
@@ -84,7 +96,7 @@ static __always_inline __u64 ct_share_join(struct ct_share *s, __u64 budget, __u
 /* A socket's report: it moved sock_rate (bytes per second) since its last report, under
  * sock_cap. Counts it in the current epoch (once per epoch) and returns its next cap. */
 static __always_inline __u64 ct_share_report(struct ct_share *s, __u64 budget, __u64 now_ns,
-				    __u32 *sock_epoch, __u64 sock_rate, __u64 sock_cap)
+					     __u32 *sock_epoch, __u64 sock_rate, __u64 sock_cap)
 {
 	int busy = sock_cap && sock_rate * CT_SHARE_BUSY_DEN >= sock_cap * CT_SHARE_BUSY_NUM;
 	__u64 cap;
@@ -92,14 +104,16 @@ static __always_inline __u64 ct_share_report(struct ct_share *s, __u64 budget, _
 	ct_share_roll(s, budget, now_ns);
 	if (*sock_epoch != s->epoch) {
 		*sock_epoch = s->epoch;
-		if (busy)
+		if (busy) {
 			s->busy++;
-		else
+		} else {
+			s->lights++;
 			s->light += sock_rate;
+		}
 	}
+	/* light or busy, the same cap: a light socket does not use it, and one that speeds up
+	 * counts as busy from the next epoch */
 	cap = s->share;
-	if (!busy && cap < 2 * sock_rate)
-		cap = 2 * sock_rate;
 	if (cap > budget)
 		cap = budget;
 	return cap < ct_share_floor(budget) ? ct_share_floor(budget) : cap;
