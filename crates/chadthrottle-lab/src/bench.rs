@@ -1,11 +1,13 @@
 //! The benchmark's cases and measurements (the `ct-bench` binary prints them).
 //!
-//! A case is one limited flow: a fresh client process in the lab's cgroup, limited in one
-//! direction, sending or receiving for a fixed time against a fresh server. Goodput is
-//! read at the receiver in 100 ms bins.
+//! A case is one limited flow: a fresh client process in the lab's cgroup with one or more
+//! connections, limited in one direction, sending or receiving on all of them for a fixed
+//! time against a fresh server. Goodput is read at the receiver in 100 ms bins. What
+//! limits it is a [`Limiter`]: ChadThrottle's datapath, or a peer for comparison.
 
+use crate::latency::{self, Extra, Probe};
+use crate::limiter::Limiter;
 use crate::stats::{Summary, summarize};
-use crate::traffic::SendReport;
 use crate::{Endpoint, Family, Lab, Proto};
 use anyhow::Context as _;
 use chadthrottle_core::backend::{Backend, LimitRequest, Target};
@@ -15,9 +17,23 @@ use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use chadthrottle_kernel::Datapath;
 use std::time::Duration;
 
-/// Steady state begins this long after the transfer starts.
+/// Steady state begins this long after the transfer starts (see [`warmup_ns`]).
 pub const WARMUP_NS: u64 = 3_000_000_000;
 const MAX_BYTES: u64 = 64 << 30;
+/// How long the latency probe runs alone, before the transfer.
+const PROBE_ALONE_SECONDS: f64 = 1.0;
+
+/// The warm-up of a `seconds` transfer: 3 s, or 30 % of a transfer shorter than 10 s (so
+/// that short trial runs still have a steady part).
+pub fn warmup_ns(seconds: f64) -> u64 {
+    WARMUP_NS.min((seconds * 0.3 * 1e9) as u64)
+}
+
+/// A lab for a round-trip time of `rtt_ms` (0: the plain veth pair).
+pub fn lab(rtt_ms: u64) -> anyhow::Result<Lab> {
+    let delay = (rtt_ms > 0).then(|| Duration::from_millis(rtt_ms));
+    Lab::new(&format!("bench-rtt{rtt_ms}"), delay)
+}
 
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -31,6 +47,8 @@ pub struct Case {
     /// Idle time between setting the limit and the transfer (lets the bucket fill).
     pub idle: Duration,
     pub enforcement: Enforcement,
+    /// TCP connections of the client, all carrying the transfer at once.
+    pub connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -40,10 +58,13 @@ pub struct Outcome {
     /// After the warm-up.
     pub steady: Summary,
     pub retransmits: u64,
-    /// Packets the policer dropped.
-    pub dropped_packets: u64,
+    /// Packets the policer dropped (`None`: not limited by the datapath).
+    pub dropped_packets: Option<u64>,
     /// Segments the sender sent, estimated from its bytes (for retransmit shares).
     pub segments: u64,
+    /// What the transfer's steady state added to the latency probe's round trips
+    /// (`None`: not probed; an error: no figure, and why).
+    pub latency: Option<Result<Extra, String>>,
 }
 
 /// `ProcessRef` and name of a lab process, checked as `chadthrottle limit` checks it.
@@ -89,7 +110,8 @@ pub fn limit(
     Ok(())
 }
 
-fn dropped(datapath: &Datapath, process: ProcessRef, direction: Direction) -> u64 {
+/// Packets the datapath dropped for `process` in `direction` since its limit was set.
+pub fn dropped(datapath: &Datapath, process: ProcessRef, direction: Direction) -> u64 {
     datapath
         .stats(process, direction)
         .ok()
@@ -104,43 +126,62 @@ pub fn run_case(
     family: Family,
     case: &Case,
 ) -> anyhow::Result<Outcome> {
+    run_limited(lab, &mut Limiter::Datapath(datapath), family, case, false)
+}
+
+/// Runs one case in `lab` limited by `limiter`. With `probe`, an unlimited process pair
+/// measures round trips alone before the limit is set, then during the transfer.
+pub fn run_limited(
+    lab: &Lab,
+    limiter: &mut Limiter<'_>,
+    family: Family,
+    case: &Case,
+    probe: bool,
+) -> anyhow::Result<Outcome> {
     let mut server = lab.server(Proto::Tcp, family, Some(case.cc))?;
-    let mut client = lab.client(&server, Proto::Tcp, Some(case.cc), None)?;
-    let target = target(lab, &client)?;
-    let burst = case.burst.unwrap_or_else(|| {
-        chadthrottle_core::bucket::default_burst(
-            chadthrottle_core::Rate::new(case.rate).unwrap_or(chadthrottle_core::Rate::BLOCK),
-        )
-        .bytes()
-    });
-    limit(
-        datapath,
-        &target,
-        case.direction,
-        Some(DirectionLimit {
-            rate: case.rate,
-            burst,
-            enforcement: case.enforcement,
-        }),
-    )?;
+    let wrapper = limiter.wrapper(case);
+    let mut client = lab.client_under(&server, Proto::Tcp, Some(case.cc), &wrapper)?;
+    for _ in 1..case.connections {
+        client.open()?;
+    }
+    limiter.check(&client)?;
+    let mut probe = probe.then(|| Probe::start(lab, family)).transpose()?;
+    let alone = probe
+        .as_mut()
+        .map(|probe| probe.run(PROBE_ALONE_SECONDS))
+        .transpose()?;
+    let applied = limiter.apply(lab, &client, case)?;
     std::thread::sleep(case.idle);
     let (sender, receiver) = match case.direction {
         Direction::Up => (&mut client, &mut server),
         Direction::Down => (&mut server, &mut client),
     };
-    let report: SendReport = sender.send(case.seconds, MAX_BYTES)?;
+    sender.start_send_all(case.seconds, MAX_BYTES, case.connections)?;
+    if let Some(probe) = probe.as_mut() {
+        probe.begin(case.seconds)?;
+    }
+    let report = sender.finish_send()?;
+    let during = probe.as_mut().map(Probe::finish).transpose()?;
     std::thread::sleep(Duration::from_millis(200));
     let bins = receiver.bins()?;
-    let dropped_packets = dropped(datapath, target.process, case.direction);
-    limit(datapath, &target, case.direction, None)?;
+    let dropped_packets = applied.lift()?;
+    let steady_ns = report.start_ns + warmup_ns(case.seconds);
     let outcome = Outcome {
         whole: summarize(&bins.between(report.start_ns, report.end_ns)),
-        steady: summarize(&bins.between(report.start_ns + WARMUP_NS, report.end_ns)),
+        steady: summarize(&bins.between(steady_ns, report.end_ns)),
         retransmits: report.retransmits,
         dropped_packets,
         segments: (report.bytes / 1448).max(1),
+        latency: alone
+            .zip(during)
+            .map(|(alone, during)| latency::measure(&alone, &during, steady_ns, report.end_ns)),
     };
-    let _gone = (client.quit(), server.quit());
+    let _gone = (
+        client.quit(),
+        server.quit(),
+        probe.map(Probe::quit).transpose(),
+    );
+    limiter.verify(&outcome, case)?;
     Ok(outcome)
 }
 

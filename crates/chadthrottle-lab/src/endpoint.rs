@@ -8,11 +8,19 @@
 //!
 //! ```text
 //! send SECONDS MAX_BYTES   send as fast as allowed on the newest connection
+//! send_all SECONDS MAX_BYTES CONNECTIONS
+//!                          wait for CONNECTIONS connections, then send on all of them at
+//!                          once (a thread each, MAX_BYTES shared equally)
 //! bins                     received bytes per bin so far
 //! open                     (connecting side) open one more connection
+//! probe SECONDS            (connecting side) latency probe against an `echo` endpoint, on
+//!                          a connection of its own (see `latency`)
 //! thread                   run a thread that exits at once (the exit hook must ignore it)
 //! quit                     exit
 //! ```
+//!
+//! The `echo` role listens like `listen` but sends back whatever each connection sends:
+//! the latency probe's server.
 
 use crate::stats::{BIN_NS, Bins};
 use crate::traffic::{Proto, Ready, Reply, SendReport};
@@ -44,10 +52,29 @@ pub fn run_if_endpoint() {
     }
 }
 
-/// How an endpoint starts: `listen|connect tcp|udp ADDR [CC]`.
+/// What an endpoint does with its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Listen,
+    Connect,
+    /// Listen and send back what each connection sends (TCP only).
+    Echo,
+}
+
+impl Role {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Role::Listen => "listen",
+            Role::Connect => "connect",
+            Role::Echo => "echo",
+        }
+    }
+}
+
+/// How an endpoint starts: `listen|connect|echo tcp|udp ADDR [CC]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointArgs {
-    pub listen: bool,
+    pub role: Role,
     pub proto: Proto,
     pub addr: SocketAddr,
     /// TCP congestion control (`bbr`, `cubic`); the namespace default if `None`.
@@ -58,7 +85,7 @@ impl EndpointArgs {
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![
             ENDPOINT_ARG.to_owned(),
-            if self.listen { "listen" } else { "connect" }.to_owned(),
+            self.role.as_str().to_owned(),
             self.proto.as_str().to_owned(),
             self.addr.to_string(),
         ];
@@ -68,12 +95,13 @@ impl EndpointArgs {
 
     fn parse(args: &[String]) -> anyhow::Result<EndpointArgs> {
         let [role, proto, addr, rest @ ..] = args else {
-            anyhow::bail!("usage: {ENDPOINT_ARG} listen|connect tcp|udp ADDR [CC]");
+            anyhow::bail!("usage: {ENDPOINT_ARG} listen|connect|echo tcp|udp ADDR [CC]");
         };
         Ok(EndpointArgs {
-            listen: match role.as_str() {
-                "listen" => true,
-                "connect" => false,
+            role: match role.as_str() {
+                "listen" => Role::Listen,
+                "connect" => Role::Connect,
+                "echo" => Role::Echo,
                 other => anyhow::bail!("unknown role {other:?}"),
             },
             proto: match proto.as_str() {
@@ -307,11 +335,14 @@ fn listen(args: &EndpointArgs, shared: &Arc<Shared>) -> anyhow::Result<SocketAdd
             let local = listener.local_addr()?;
             let shared = Arc::clone(shared);
             let cc = args.cc.clone();
+            let echo = args.role == Role::Echo;
             std::thread::spawn(move || {
                 for stream in listener.incoming().map_while(Result::ok) {
                     let _namespace_default = set_cc(&stream, cc.as_deref());
                     let _best_effort = stream.set_nodelay(true);
-                    if let Ok(reader) = stream.try_clone() {
+                    if echo {
+                        std::thread::spawn(move || crate::latency::echo(stream));
+                    } else if let Ok(reader) = stream.try_clone() {
                         let shared_reader = Arc::clone(&shared);
                         std::thread::spawn(move || receive_tcp(shared_reader, reader));
                         shared.add(Conn::Tcp(stream));
@@ -321,6 +352,7 @@ fn listen(args: &EndpointArgs, shared: &Arc<Shared>) -> anyhow::Result<SocketAdd
             Ok(local)
         }
         Proto::Udp => {
+            anyhow::ensure!(args.role != Role::Echo, "the echo role is TCP only");
             let socket = Arc::new(UdpSocket::bind(args.addr)?);
             let local = socket.local_addr()?;
             let shared = Arc::clone(shared);
@@ -330,35 +362,26 @@ fn listen(args: &EndpointArgs, shared: &Arc<Shared>) -> anyhow::Result<SocketAdd
     }
 }
 
-/// Waits (at most 5 s) until a connection has been accepted or opened.
-fn wait_for_connection(shared: &Shared) -> anyhow::Result<()> {
+/// Waits (at most 5 s) until `count` connections have been accepted or opened.
+fn wait_for_connections(shared: &Shared, count: usize) -> anyhow::Result<()> {
     for _ in 0..500 {
-        if !shared
+        if shared
             .conns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+            .len()
+            >= count.max(1)
         {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    anyhow::bail!("no connection within 5 s")
+    anyhow::bail!("fewer than {} connections within 5 s", count.max(1))
 }
 
-fn send(shared: &Shared, seconds: f64, max_bytes: u64) -> anyhow::Result<SendReport> {
-    // a listening endpoint may be told to send before its accept thread saw the peer
-    wait_for_connection(shared)?;
-    let conns = shared.conns.lock().unwrap_or_else(PoisonError::into_inner);
-    let conn = conns
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("no connection"))?;
-    let start_ns = crate::now_ns();
-    let end_by = start_ns + (seconds * 1e9) as u64;
-    let mut report = SendReport {
-        start_ns,
-        ..SendReport::default()
-    };
+/// Sends on `conn` until `end_by` or `max_bytes`; the report's times are the caller's.
+fn send_on(conn: &Conn, end_by: u64, max_bytes: u64) -> anyhow::Result<SendReport> {
+    let mut report = SendReport::default();
     match conn {
         Conn::Tcp(stream) => {
             let retransmits_before = retransmits(stream);
@@ -395,6 +418,55 @@ fn send(shared: &Shared, seconds: f64, max_bytes: u64) -> anyhow::Result<SendRep
             }
         }
     }
+    Ok(report)
+}
+
+/// Sends for `seconds` on the newest connection, or on all of them at once.
+fn send(
+    shared: &Shared,
+    seconds: f64,
+    max_bytes: u64,
+    all: Option<usize>,
+) -> anyhow::Result<SendReport> {
+    // a listening endpoint may be told to send before its accept thread saw the peer
+    wait_for_connections(shared, all.unwrap_or(1))?;
+    let conns = shared.conns.lock().unwrap_or_else(PoisonError::into_inner);
+    let start_ns = crate::now_ns();
+    let end_by = start_ns + (seconds * 1e9) as u64;
+    let mut report = match all {
+        None => {
+            let conn = conns
+                .last()
+                .ok_or_else(|| anyhow::anyhow!("no connection"))?;
+            send_on(conn, end_by, max_bytes)?
+        }
+        Some(_) => {
+            let share = max_bytes / conns.len().max(1) as u64;
+            let parts: Vec<anyhow::Result<SendReport>> = std::thread::scope(|scope| {
+                let senders: Vec<_> = conns
+                    .iter()
+                    .map(|conn| scope.spawn(move || send_on(conn, end_by, share)))
+                    .collect();
+                senders
+                    .into_iter()
+                    .map(|sender| {
+                        sender
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a sender thread panicked")))
+                    })
+                    .collect()
+            });
+            let mut sum = SendReport::default();
+            for part in parts {
+                let part = part?;
+                sum.bytes += part.bytes;
+                sum.errors += part.errors;
+                sum.retransmits += part.retransmits;
+            }
+            sum
+        }
+    };
+    report.start_ns = start_ns;
     report.end_ns = crate::now_ns();
     Ok(report)
 }
@@ -423,11 +495,12 @@ fn reply(reply: &Reply) -> anyhow::Result<()> {
 fn run(raw_args: &[String]) -> anyhow::Result<()> {
     let args = EndpointArgs::parse(raw_args)?;
     let shared = Arc::new(Shared::default());
-    let local = if args.listen {
-        listen(&args, &shared)?
-    } else {
+    let connecting = args.role == Role::Connect;
+    let local = if connecting {
         connect(&args, &shared)?;
         args.addr
+    } else {
+        listen(&args, &shared)?
     };
     reply(&Reply::Ready(Ready {
         pid: std::process::id(),
@@ -441,10 +514,21 @@ fn run(raw_args: &[String]) -> anyhow::Result<()> {
                 &shared,
                 seconds.parse()?,
                 max_bytes.parse()?,
+                None,
+            )?))?,
+            ["send_all", seconds, max_bytes, connections] => reply(&Reply::Sent(send(
+                &shared,
+                seconds.parse()?,
+                max_bytes.parse()?,
+                Some(connections.parse()?),
             )?))?,
             ["bins"] => reply(&Reply::Bins(shared.snapshot()))?,
-            ["open"] if !args.listen => reply(&Reply::Opened(connect(&args, &shared)?))?,
-            ["churn", count] if !args.listen => {
+            ["open"] if connecting => reply(&Reply::Opened(connect(&args, &shared)?))?,
+            ["probe", seconds] if connecting => reply(&Reply::Probed(crate::latency::exchange(
+                args.addr,
+                seconds.parse()?,
+            )))?,
+            ["churn", count] if connecting => {
                 reply(&Reply::Churned(churn(&args, count.parse()?)?))?;
             }
             ["thread"] => {

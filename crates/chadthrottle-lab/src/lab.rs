@@ -5,7 +5,7 @@
 
 use crate::cgroup::TestCgroup;
 use crate::delay::{DelayLine, End};
-use crate::endpoint::EndpointArgs;
+use crate::endpoint::{EndpointArgs, Role};
 use crate::netns::NetNs;
 use crate::spawn::Placement;
 use crate::traffic::{Endpoint, Proto};
@@ -40,6 +40,9 @@ const DELAY_SERVER: (Ipv4Addr, Ipv6Addr) = (
     Ipv4Addr::new(198, 18, 1, 2),
     Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 2),
 );
+
+const VETH_CLIENT_NAME: &str = "veth-c";
+const TAP_CLIENT: &str = "tap-c";
 
 fn addresses((v4, v6): (Ipv4Addr, Ipv6Addr)) -> [(IpAddr, u8); 2] {
     [(IpAddr::V4(v4), 24), (IpAddr::V6(v6), 64)]
@@ -190,15 +193,15 @@ impl Lab {
         let client_ns = NetNs::new().context("cannot create the client namespace")?;
         let server_ns = NetNs::new().context("cannot create the server namespace")?;
         let server_fd = server_ns.as_fd().as_raw_fd();
-        client_ns.run(|| crate::net::add_veth("veth-c", "veth-s", server_fd))??;
-        client_ns.run(|| crate::net::configure("veth-c", &addresses(VETH_CLIENT)))??;
+        client_ns.run(|| crate::net::add_veth(VETH_CLIENT_NAME, "veth-s", server_fd))??;
+        client_ns.run(|| crate::net::configure(VETH_CLIENT_NAME, &addresses(VETH_CLIENT)))??;
         server_ns.run(|| crate::net::configure("veth-s", &addresses(VETH_SERVER)))??;
         let delay = delay
             .map(|rtt| {
                 DelayLine::new(
                     &End {
                         netns: &client_ns,
-                        name: "tap-c",
+                        name: TAP_CLIENT,
                         addresses: &addresses(DELAY_CLIENT),
                     },
                     &End {
@@ -282,8 +285,23 @@ impl Lab {
         family: Family,
         cc: Option<&str>,
     ) -> anyhow::Result<Endpoint> {
+        self.start_server(Role::Listen, proto, family, cc)
+    }
+
+    /// A TCP echo server in the server namespace: the latency probe's far end.
+    pub fn echo_server(&self, family: Family) -> anyhow::Result<Endpoint> {
+        self.start_server(Role::Echo, Proto::Tcp, family, None)
+    }
+
+    fn start_server(
+        &self,
+        role: Role,
+        proto: Proto,
+        family: Family,
+        cc: Option<&str>,
+    ) -> anyhow::Result<Endpoint> {
         let args = EndpointArgs {
-            listen: true,
+            role,
             proto,
             addr: SocketAddr::new(self.server_ip(family), 0),
             cc: cc.map(str::to_owned),
@@ -306,8 +324,30 @@ impl Lab {
         cc: Option<&str>,
         pid: Option<u32>,
     ) -> anyhow::Result<Endpoint> {
+        self.start_client(server, proto, cc, pid, &[])
+    }
+
+    /// A client endpoint like [`Lab::client`], run by `wrapper` (see `Placement`).
+    pub fn client_under(
+        &self,
+        server: &Endpoint,
+        proto: Proto,
+        cc: Option<&str>,
+        wrapper: &[String],
+    ) -> anyhow::Result<Endpoint> {
+        self.start_client(server, proto, cc, None, wrapper)
+    }
+
+    fn start_client(
+        &self,
+        server: &Endpoint,
+        proto: Proto,
+        cc: Option<&str>,
+        pid: Option<u32>,
+        wrapper: &[String],
+    ) -> anyhow::Result<Endpoint> {
         let args = EndpointArgs {
-            listen: false,
+            role: Role::Connect,
             proto,
             addr: server.ready.addr,
             cc: cc.map(str::to_owned),
@@ -316,7 +356,17 @@ impl Lab {
             netns: Some(&self.client_ns),
             cgroup: Some(self.cgroup()),
             pid,
+            wrapper,
         };
         Endpoint::start(&args, &placement)
+    }
+
+    /// The client namespace's interface that traffic to [`Lab::server_ip`] leaves by.
+    pub fn client_device(&self) -> &'static str {
+        if self.delay.is_some() {
+            TAP_CLIENT
+        } else {
+            VETH_CLIENT_NAME
+        }
     }
 }

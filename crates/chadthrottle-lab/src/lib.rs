@@ -8,15 +8,23 @@
 
 pub mod bench;
 pub mod bench_monitor;
+pub mod bench_shaper;
 pub mod cgroup;
+pub mod compare;
 pub mod delay;
 pub mod endpoint;
+pub mod filters;
+pub mod htb_script;
 pub mod lab;
+pub mod latency;
+pub mod limiter;
 pub mod net;
 pub mod netns;
 pub mod spawn;
 pub mod stats;
+pub mod table;
 pub mod traffic;
+pub mod trickle;
 
 pub use endpoint::run_if_endpoint;
 pub use lab::{Family, Lab, unavailable};

@@ -1,7 +1,8 @@
 //! Starting lab processes where they belong: in a network namespace, in the test cgroup
 //! from their first instruction (`CLONE_INTO_CGROUP`), and, for the PID-reuse test, with
 //! a chosen PID (`clone3` `set_tid`). The program is always this executable, which
-//! becomes a lab endpoint (see `endpoint::run_if_endpoint`).
+//! becomes a lab endpoint (see `endpoint::run_if_endpoint`), possibly run by a wrapper
+//! command (trickle, for the benchmark's comparison).
 
 use crate::netns::NetNs;
 use std::ffi::{CString, OsString};
@@ -21,6 +22,9 @@ pub struct Placement<'a> {
     pub cgroup: Option<&'a Path>,
     /// Ask the kernel for exactly this PID (it must be free).
     pub pid: Option<u32>,
+    /// A command that runs the process (`/usr/bin/trickle -s …`; its first word an
+    /// absolute path): the process is then that command, which executes this one.
+    pub wrapper: &'a [String],
 }
 
 /// A started process with its stdin and stdout; killed (by its PID) and reaped on drop.
@@ -48,8 +52,14 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Starts this executable with `args` at `placement`.
 pub fn spawn(args: &[String], placement: &Placement<'_>) -> io::Result<Child> {
-    let exe = cstring(std::env::current_exe()?.into_os_string().into_vec())?;
-    let mut argv = vec![exe.clone()];
+    let mut argv = placement
+        .wrapper
+        .iter()
+        .map(|word| cstring(word.clone().into_bytes()))
+        .collect::<io::Result<Vec<_>>>()?;
+    argv.push(cstring(
+        std::env::current_exe()?.into_os_string().into_vec(),
+    )?);
     for arg in args {
         argv.push(cstring(arg.clone().into_bytes())?);
     }

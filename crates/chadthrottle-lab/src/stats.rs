@@ -56,6 +56,14 @@ pub fn summarize(bins: &[u64]) -> Summary {
     }
 }
 
+/// The `q` quantile (0 to 1) of `values` by nearest rank; `None` if there are none.
+pub fn quantile(values: &[u64], q: f64) -> Option<u64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
+}
+
 /// `(measured − limit) / limit`, as a fraction.
 pub fn error(measured: f64, limit: f64) -> f64 {
     (measured - limit) / limit
@@ -85,5 +93,15 @@ mod tests {
         assert!((on_off.rate - 1000.0).abs() < 1e-9);
         assert!((on_off.cv - 1.0).abs() < 1e-9);
         assert_eq!(on_off.empty_share, 0.5);
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let values = [5, 1, 4, 2, 3];
+        assert_eq!(quantile(&values, 0.5), Some(3));
+        assert_eq!(quantile(&values, 0.0), Some(1));
+        assert_eq!(quantile(&values, 0.99), Some(5));
+        assert_eq!(quantile(&[7], 0.99), Some(7));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 }

@@ -2,6 +2,7 @@
 //! per endpoint process.
 
 use crate::endpoint::EndpointArgs;
+use crate::latency::ProbeReport;
 use crate::spawn::{Child, Placement, spawn};
 use crate::stats::Bins;
 use anyhow::{Context as _, bail};
@@ -53,6 +54,7 @@ pub enum Reply {
     Bins(Bins),
     Opened(usize),
     Churned(u64),
+    Probed(ProbeReport),
     ThreadDone,
 }
 
@@ -119,6 +121,31 @@ impl Endpoint {
     pub fn send(&mut self, seconds: f64, max_bytes: u64) -> anyhow::Result<SendReport> {
         self.start_send(seconds, max_bytes)?;
         self.finish_send()
+    }
+
+    /// Like [`Endpoint::start_send`], but on every connection at once, a thread each,
+    /// once `connections` are there (a listening side waits for its accepts); the report
+    /// sums them. Pair with [`Endpoint::finish_send`].
+    pub fn start_send_all(
+        &mut self,
+        seconds: f64,
+        max_bytes: u64,
+        connections: usize,
+    ) -> anyhow::Result<()> {
+        self.command(&format!("send_all {seconds} {max_bytes} {connections}"))
+    }
+
+    /// Starts the latency probe (connecting side, against an echo endpoint) for
+    /// `seconds`; pair with [`Endpoint::finish_probe`].
+    pub fn start_probe(&mut self, seconds: f64) -> anyhow::Result<()> {
+        self.command(&format!("probe {seconds}"))
+    }
+
+    pub fn finish_probe(&mut self) -> anyhow::Result<ProbeReport> {
+        match self.reply()? {
+            Reply::Probed(report) => Ok(report),
+            other => bail!("endpoint said {other:?} instead of probed"),
+        }
     }
 
     /// Received bytes per 100 ms bin so far.

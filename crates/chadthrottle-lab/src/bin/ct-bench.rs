@@ -6,18 +6,26 @@
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --monitor  # accounting and `top` costs
 //!     (--monitor runs target/release/chadthrottle: `cargo build --release --workspace` first;
 //!      install Debian's nethogs to measure it side by side)
-//! options: --seconds S (default 10), --rtt 0|20 (default both), --cc cubic|bbr (default both),
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --shaper-cost  # the shaper's CPU per 1 000 sockets
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # policer, shaping and peers
+//!     (one table: backend × RTT × CC × connections × direction × limit, 320 cases of 10 s,
+//!      each with a latency probe; the trickle rows need Debian's trickle, else "not installed")
+//! options: --seconds S (default 10), --rtt 0,20 (default both), --cc cubic,bbr (default both),
 //!          --bursts 50,100,… (sweep bursts, ms of the rate), --idle MS (sweep idle spell),
 //!          --overhead (only attached vs detached), --rounds N (its rounds, default 7)
+//! --compare filters (lists, default all): --backends policer,shaping,tc-htb,trickle
+//!          --connections 1,8  --dirs up,down  --limits 100K,1M,10M,50M,200M (1024-based)
 //! ```
 //!
 //! Prints Markdown tables as it goes; BENCHMARKS.md holds a recorded run.
 
 use anyhow::{Context as _, bail};
 use chadthrottle_core::Direction;
-use chadthrottle_core::rate::format_bytes;
-use chadthrottle_lab::bench::{self, Case, Outcome};
-use chadthrottle_lab::{Family, Lab};
+use chadthrottle_core::rate::format_rate;
+use chadthrottle_lab::bench::{self, Case, Outcome, lab};
+use chadthrottle_lab::compare::{self, Matrix};
+use chadthrottle_lab::table::{self, header, percent};
+use chadthrottle_lab::{Family, filters, stats};
 use std::time::Duration;
 
 const RATES: [u64; 4] = [100 * 1024, 1 << 20, 10 << 20, 50 << 20];
@@ -36,6 +44,10 @@ struct Options {
     overhead_rounds: usize,
     /// The monitoring costs instead of the policer table.
     monitor: bool,
+    /// The comparison table, with these cases.
+    compare: Option<Matrix>,
+    /// The shaping backend's control loop cost.
+    shaper_cost: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -49,20 +61,23 @@ fn options() -> anyhow::Result<Options> {
         overhead_only: false,
         overhead_rounds: 7,
         monitor: false,
+        compare: None,
+        shaper_cost: false,
     };
+    let mut matrix = Matrix::default();
+    let mut compare = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--seconds" => options.seconds = value()?.parse()?,
-            "--rtt" => options.rtts = vec![value()?.parse()?],
-            "--cc" => {
-                options.ccs = vec![match value()?.as_str() {
-                    "cubic" => "cubic",
-                    "bbr" => "bbr",
-                    other => bail!("--cc takes cubic or bbr, not {other:?}"),
-                }];
-            }
+            "--rtt" => options.rtts = filters::rtts(&value()?)?,
+            "--cc" => options.ccs = filters::ccs(&value()?)?,
+            "--compare" => compare = true,
+            "--backends" => matrix.backends = filters::backends(&value()?)?,
+            "--connections" => matrix.connections = filters::connections(&value()?)?,
+            "--dirs" => matrix.directions = filters::directions(&value()?)?,
+            "--limits" => matrix.rates = filters::rates(&value()?)?,
             "--burst" => options.burst_sweep = true,
             "--bursts" => {
                 options.bursts_ms = value()?
@@ -73,26 +88,26 @@ fn options() -> anyhow::Result<Options> {
             "--idle" => options.idle_ms = Some(value()?.parse()?),
             "--overhead" => options.overhead_only = true,
             "--monitor" => options.monitor = true,
+            "--shaper-cost" => options.shaper_cost = true,
             "--rounds" => options.overhead_rounds = value()?.parse()?,
             other => bail!(
                 "unknown argument {other:?}; see the header of crates/chadthrottle-lab/src/bin/ct-bench.rs"
             ),
         }
     }
+    if compare {
+        options.compare = Some(Matrix {
+            rtts_ms: options.rtts.clone(),
+            ccs: options.ccs.clone(),
+            seconds: options.seconds,
+            ..matrix
+        });
+    }
     Ok(options)
 }
 
-fn lab(rtt_ms: u64) -> anyhow::Result<Lab> {
-    let delay = (rtt_ms > 0).then(|| Duration::from_millis(rtt_ms));
-    Lab::new(&format!("bench-rtt{rtt_ms}"), delay)
-}
-
-fn percent(value: f64) -> String {
-    format!("{:+.1} %", value * 100.0)
-}
-
 fn row(cells: &[String]) {
-    println!("| {} |", cells.join(" | "));
+    println!("{}", table::row(cells));
 }
 
 fn baseline(options: &Options) -> anyhow::Result<()> {
@@ -100,20 +115,10 @@ fn baseline(options: &Options) -> anyhow::Result<()> {
         "## Policer: steady state per limit ({} s transfers, steady = after 3 s)\n",
         options.seconds
     );
-    row(&[
-        "RTT",
-        "CC",
-        "dir",
-        "limit",
-        "steady error",
-        "cv (100 ms)",
-        "empty bins",
-        "retransmits",
-        "policer drops",
-        "10 s average error",
-    ]
-    .map(str::to_owned));
-    row(&["---"; 10].map(str::to_owned));
+    let mut columns = vec!["RTT", "CC", "dir", "limit"];
+    columns.extend(table::FLOW_COLUMNS);
+    columns.push("10 s average error");
+    println!("{}", header(&columns));
     for &rtt in &options.rtts {
         let lab = lab(rtt)?;
         let mut datapath = bench::install(&lab)?;
@@ -129,6 +134,7 @@ fn baseline(options: &Options) -> anyhow::Result<()> {
                         idle: Duration::ZERO,
                         // the recorded baseline is the policer's; --compare has the rest
                         enforcement: chadthrottle_core::status::Enforcement::Policer,
+                        connections: 1,
                     };
                     let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
                     print_outcome(rtt, &case, &outcome);
@@ -148,22 +154,15 @@ fn baseline(options: &Options) -> anyhow::Result<()> {
 
 fn print_outcome(rtt: u64, case: &Case, outcome: &Outcome) {
     let limit = case.rate as f64;
-    row(&[
+    let mut cells = vec![
         format!("{rtt} ms"),
         case.cc.to_owned(),
         case.direction.to_string(),
-        format!("{}/s", format_bytes(case.rate)),
-        percent((outcome.steady.rate - limit) / limit),
-        format!("{:.1} %", outcome.steady.cv * 100.0),
-        format!("{:.0} %", outcome.steady.empty_share * 100.0),
-        format!(
-            "{} ({:.2} %)",
-            outcome.retransmits,
-            outcome.retransmits as f64 * 100.0 / outcome.segments as f64
-        ),
-        outcome.dropped_packets.to_string(),
-        percent((outcome.whole.rate - limit) / limit),
-    ]);
+        format_rate(case.rate),
+    ];
+    cells.extend(table::flow_cells(outcome, limit));
+    cells.push(percent(stats::error(outcome.whole.rate, limit)));
+    row(&cells);
 }
 
 /// Unthrottled throughput with the datapath attached and detached, alternating, so that
@@ -191,8 +190,7 @@ fn overhead(rounds: usize) -> anyhow::Result<()> {
         sorted.sort_by(f64::total_cmp);
         sorted[sorted.len() / 2]
     };
-    row(&["datapath", "MiB/s per round", "median"].map(str::to_owned));
-    row(&["---"; 3].map(str::to_owned));
+    println!("{}", header(&["datapath", "MiB/s per round", "median"]));
     let names = [
         "detached",
         "attached, accounting off",
@@ -220,6 +218,43 @@ fn overhead(rounds: usize) -> anyhow::Result<()> {
 
 /// What the accounting and `top` cost: per-packet program time, `top`'s CPU per refresh
 /// (beside nethogs if installed), and unthrottled throughput attached vs detached.
+fn shaper_cost(seconds: f64) -> anyhow::Result<()> {
+    use chadthrottle_core::status::Enforcement;
+    use chadthrottle_lab::bench_shaper;
+    let lab = lab(0)?;
+    println!(
+        "## The shaper's control loop: one process, N TCP connections all sending under one \
+         upload limit of 100 MiB/s ({seconds} s, run-time statistics on)\n"
+    );
+    println!(
+        "{}",
+        header(&[
+            "backend",
+            "sockets",
+            "`limit` took",
+            "ct_sock_ops runs",
+            "ns per run",
+            "share of one core",
+            "goodput",
+        ])
+    );
+    for sockets in [1, 100, 1000] {
+        for enforcement in [Enforcement::Policer, Enforcement::Shaping] {
+            let cost = bench_shaper::shaper_cost(&lab, sockets, 100 << 20, enforcement, seconds)?;
+            row(&[
+                enforcement.name().to_owned(),
+                sockets.to_string(),
+                format!("{:.1} ms", cost.limit_ms),
+                cost.sock_ops_runs.to_string(),
+                format!("{:.0}", cost.sock_ops_ns_per_run),
+                format!("{:.3} %", cost.sock_ops_core_share * 100.0),
+                format_rate(cost.rate as u64),
+            ]);
+        }
+    }
+    Ok(())
+}
+
 fn monitor(options: &Options) -> anyhow::Result<()> {
     use chadthrottle_lab::bench_monitor;
     let chadthrottle = std::env::current_exe()?.with_file_name("chadthrottle");
@@ -233,16 +268,17 @@ fn monitor(options: &Options) -> anyhow::Result<()> {
     println!(
         "## Datapath programs per packet (unthrottled TCP upload, 3 s, run-time statistics on)\n"
     );
-    row(&[
-        "accounting",
-        "flow MiB/s",
-        "program",
-        "runs",
-        "ns per run",
-        "share of one core",
-    ]
-    .map(str::to_owned));
-    row(&["---"; 6].map(str::to_owned));
+    println!(
+        "{}",
+        header(&[
+            "accounting",
+            "flow MiB/s",
+            "program",
+            "runs",
+            "ns per run",
+            "share of one core",
+        ])
+    );
     for accounting in [false, true] {
         let (rate, costs) = bench_monitor::program_costs(&lab, 3.0, accounting)?;
         for cost in costs {
@@ -259,13 +295,14 @@ fn monitor(options: &Options) -> anyhow::Result<()> {
     chadthrottle_kernel::reset(lab.pin_dir())?;
 
     println!("\n## CPU of `chadthrottle top --json --interval 1s` (10 refreshes)\n");
-    row(&[
-        "scene",
-        "top: CPU ms per refresh",
-        "nethogs -t: CPU ms per refresh",
-    ]
-    .map(str::to_owned));
-    row(&["---"; 3].map(str::to_owned));
+    println!(
+        "{}",
+        header(&[
+            "scene",
+            "top: CPU ms per refresh",
+            "nethogs -t: CPU ms per refresh",
+        ])
+    );
     for cost in bench_monitor::top_costs(&lab, &chadthrottle)? {
         row(&[
             cost.scene,
@@ -310,19 +347,20 @@ fn burst_sweep(options: &Options) -> anyhow::Result<()> {
             .idle_ms
             .map_or("burst + 300 ms".to_owned(), |ms| format!("{ms} ms"))
     );
-    row(&[
-        "RTT",
-        "CC",
-        "dir",
-        "limit",
-        "burst",
-        "steady error",
-        "cv",
-        "retransmits",
-        "10 s average error",
-    ]
-    .map(str::to_owned));
-    row(&["---"; 9].map(str::to_owned));
+    println!(
+        "{}",
+        header(&[
+            "RTT",
+            "CC",
+            "dir",
+            "limit",
+            "burst",
+            "steady error",
+            "cv",
+            "retransmits",
+            "10 s average error",
+        ])
+    );
     for &rtt in &options.rtts {
         let lab = lab(rtt)?;
         let mut datapath = bench::install(&lab)?;
@@ -340,6 +378,7 @@ fn burst_sweep(options: &Options) -> anyhow::Result<()> {
                             idle: Duration::from_millis(idle(burst_ms)),
                             // the burst is the policer's parameter
                             enforcement: chadthrottle_core::status::Enforcement::Policer,
+                            connections: 1,
                         };
                         let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
                         let limit = rate as f64;
@@ -347,12 +386,12 @@ fn burst_sweep(options: &Options) -> anyhow::Result<()> {
                             format!("{rtt} ms"),
                             cc.to_owned(),
                             direction.to_string(),
-                            format!("{}/s", format_bytes(rate)),
+                            format_rate(rate),
                             format!("{burst_ms} ms"),
-                            percent((outcome.steady.rate - limit) / limit),
+                            percent(stats::error(outcome.steady.rate, limit)),
                             format!("{:.1} %", outcome.steady.cv * 100.0),
                             outcome.retransmits.to_string(),
-                            percent((outcome.whole.rate - limit) / limit),
+                            percent(stats::error(outcome.whole.rate, limit)),
                         ]);
                     }
                 }
@@ -362,14 +401,32 @@ fn burst_sweep(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The comparison table, under the command line that made it.
+fn comparison(matrix: &Matrix) -> anyhow::Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    println!("```\n{}\n```\n", command.join(" "));
+    println!(
+        "## Policer, shaping and peers ({} s transfers, steady = after {:.1} s; latency: an \
+         unlimited process pair's 64 B round trips every 5 ms, alone for 1 s before the \
+         transfer vs during its steady state)\n",
+        matrix.seconds,
+        bench::warmup_ns(matrix.seconds) as f64 / 1e9
+    );
+    compare::run(matrix, |line| println!("{line}"))
+}
+
 fn main() -> anyhow::Result<()> {
     chadthrottle_lab::run_if_endpoint();
     if let Some(reason) = chadthrottle_lab::unavailable() {
         bail!("{reason}");
     }
     let options = options()?;
-    if options.monitor {
+    if let Some(matrix) = &options.compare {
+        comparison(matrix)
+    } else if options.monitor {
         monitor(&options)
+    } else if options.shaper_cost {
+        shaper_cost(options.seconds.min(5.0))
     } else if options.overhead_only {
         overhead(options.overhead_rounds)
     } else if options.burst_sweep {
