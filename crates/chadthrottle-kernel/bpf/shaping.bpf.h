@@ -204,7 +204,7 @@ static __always_inline int ct_reconcile(void *ctx, struct ct_sock *sock, struct 
 {
 	struct ct_limit *up = ct_shaping_limit(&sock->owner, CT_DIR_UP);
 	struct ct_limit *down = ct_shaping_limit(&sock->owner, CT_DIR_DOWN);
-	__u32 before = sock->shaped, base, flags, wanted = 0;
+	__u32 before = sock->shaped, flags, want, added, wanted = 0;
 	int value;
 
 	/* kept as opaque bits: the compiler would otherwise test the two pointers by ORing
@@ -224,23 +224,27 @@ static __always_inline int ct_reconcile(void *ctx, struct ct_sock *sock, struct 
 	else if (!down && sock->shape[1].cap)
 		ct_restore_dir(ctx, sock, CT_DIR_DOWN);
 
-	base = sock->shaped & CT_SHAPED_CB_FLAGS ? sock->orig_cb_flags : view->cb_flags;
-	flags = base;
+	/* Only the callback bits this install added are ever taken away again: another
+	 * program (or another ChadThrottle install on the same cgroup) may want the same
+	 * callbacks, and a bit that was set before is left as it was. */
+	want = 0;
 	if (wanted & (1 << CT_DIR_UP))
-		flags |= BPF_SOCK_OPS_RTT_CB_FLAG;
+		want |= BPF_SOCK_OPS_RTT_CB_FLAG;
 	if (wanted & (1 << CT_DIR_DOWN))
-		flags |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+		want |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+	added = sock->added_cb_flags;
+	flags = (view->cb_flags | want) & ~(added & ~want);
 	if (flags != view->cb_flags) {
-		if (!(sock->shaped & CT_SHAPED_CB_FLAGS))
-			sock->orig_cb_flags = view->cb_flags;
 		value = flags;
 		if (!bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_BPF_SOCK_OPS_CB_FLAGS, &value,
 				    sizeof(value))) {
+			sock->added_cb_flags = (added | (want & ~view->cb_flags)) & want;
 			view->cb_flags = flags;
-			sock->shaped |= CT_SHAPED_CB_FLAGS;
 		}
 	}
-	if (!wanted)
+	if (sock->added_cb_flags)
+		sock->shaped |= CT_SHAPED_CB_FLAGS;
+	else
 		sock->shaped &= ~CT_SHAPED_CB_FLAGS;
 	return sock->shaped != before;
 }

@@ -73,6 +73,8 @@ impl Datapath {
     /// Opens the datapath pinned at `pin_dir`; `None` if none is installed there.
     pub fn open(pin_dir: &Path) -> Result<Option<Datapath>, Error> {
         privileges::check(Operation::UsePins)?;
+        // an install in progress pins its maps one after another: wait until it is done
+        let _lock = crate::lock::lock()?;
         install::open_pins(pin_dir)?
             .map(|pins| Datapath::from_pins(pins, pin_dir))
             .transpose()

@@ -56,7 +56,7 @@ pub struct SockState {
     pub shape: [Shape; 2],
     pub orig_pacing: u32,
     pub orig_clamp: u32,
-    pub orig_cb_flags: u32,
+    pub added_cb_flags: u32,
     pub shaped: u32,
 }
 

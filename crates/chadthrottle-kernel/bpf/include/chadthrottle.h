@@ -122,7 +122,7 @@ _Static_assert(sizeof(struct ct_shape) == 40, "ct_shape layout");
  * before are in orig_*, and are put back when the limit goes) */
 #define CT_SHAPED_PACING 1   /* SO_MAX_PACING_RATE */
 #define CT_SHAPED_CLAMP 2    /* TCP_WINDOW_CLAMP */
-#define CT_SHAPED_CB_FLAGS 4 /* the sock_ops callbacks it asks for */
+#define CT_SHAPED_CB_FLAGS 4 /* sock_ops callbacks (added_cb_flags) */
 /* the shaper holds the direction now (the policer behind it is a backstop) */
 #define CT_SHAPED_UP_ACTIVE 8
 #define CT_SHAPED_DOWN_ACTIVE 16
@@ -144,7 +144,7 @@ struct ct_sock {
 	struct ct_shape shape[2]; /* by CT_DIR_*: the shaping backend's state */
 	__u32 orig_pacing;        /* SO_MAX_PACING_RATE before ChadThrottle changed it */
 	__u32 orig_clamp;         /* TCP_WINDOW_CLAMP before */
-	__u32 orig_cb_flags;      /* sock_ops callback flags before */
+	__u32 added_cb_flags;     /* sock_ops callback flags ChadThrottle set (others stay) */
 	__u32 shaped;             /* CT_SHAPED_* */
 };
 _Static_assert(sizeof(struct ct_sock) == 168, "ct_sock layout");

@@ -127,14 +127,19 @@ static __always_inline __u64 ct_share_rate(__u64 bytes, __u64 ns)
 	return us ? bytes * 1000000 / us : 0;
 }
 
-/* The receive window that lets `rate` through at round trip `rtt_us`; 0 when it would be
- * under one segment, where a window cannot express the rate (LAN round trips) and the
+/* Round trips below this are left to the policer (see ct_share_window). */
+#define CT_SHARE_MIN_RTT_US 1000
+
+/* The receive window that lets `rate` through at round trip `rtt_us`; 0 where a window
+ * cannot express the rate — under a 1 ms round trip, or under one segment — and the
  * policer alone holds it. */
 static __always_inline __u32 ct_share_window(__u64 rate, __u32 rtt_us, __u32 mss)
 {
 	__u64 window = rate * rtt_us / 1000000;
 
-	if (window < mss)
+	/* at LAN round trips the round trip under load swings by multiples of itself, and a
+	 * window of a few segments lets through far more than its rate x RTT */
+	if (rtt_us < CT_SHARE_MIN_RTT_US || window < mss)
 		return 0;
 	return window > 0x7fffffff ? 0x7fffffff : (__u32)window;
 }
