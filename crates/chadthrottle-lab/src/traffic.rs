@@ -4,7 +4,7 @@
 use crate::endpoint::EndpointArgs;
 use crate::latency::ProbeReport;
 use crate::spawn::{Child, Placement, spawn};
-use crate::stats::Bins;
+use crate::stats::{Bins, Summary, summarize};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -155,6 +155,20 @@ impl Endpoint {
             Reply::Bins(bins) => Ok(bins),
             other => bail!("endpoint said {other:?} instead of bins"),
         }
+    }
+
+    /// What this receiving endpoint got of the transfer `report` describes, from
+    /// `warmup_ns` after its start to its end (after a moment for the last bins to land).
+    pub fn received_steady(
+        &mut self,
+        report: &SendReport,
+        warmup_ns: u64,
+    ) -> anyhow::Result<Summary> {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let bins = self.bins()?;
+        Ok(summarize(
+            &bins.between(report.start_ns + warmup_ns, report.end_ns),
+        ))
     }
 
     /// Opens one more connection (connecting side); later sends use it.

@@ -42,11 +42,7 @@ fn status_of(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {
 
 /// Steady-state goodput seen by `receiver` during `report`'s transfer.
 fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summary> {
-    std::thread::sleep(Duration::from_millis(150));
-    let bins = receiver.bins()?;
-    Ok(summarize(
-        &bins.between(report.start_ns + WARMUP_NS, report.end_ns),
-    ))
+    receiver.received_steady(report, WARMUP_NS)
 }
 
 fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {

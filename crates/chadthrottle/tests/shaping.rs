@@ -11,7 +11,7 @@
 mod common;
 
 use anyhow::{Context as _, ensure};
-use chadthrottle_lab::stats::{Summary, summarize};
+use chadthrottle_lab::stats::Summary;
 use chadthrottle_lab::traffic::SendReport;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
 use common::{Test, pid, run};
@@ -93,12 +93,9 @@ fn the_socket(pid: u32) -> anyhow::Result<SocketSettings> {
     Ok(settings[0])
 }
 
+/// Steady-state goodput seen by `receiver` during `report`'s transfer.
 fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summary> {
-    std::thread::sleep(Duration::from_millis(150));
-    let bins = receiver.bins()?;
-    Ok(summarize(
-        &bins.between(report.start_ns + WARMUP_NS, report.end_ns),
-    ))
+    receiver.received_steady(report, WARMUP_NS)
 }
 
 /// A shaped flow: within `tolerance` of the limit, smooth (no empty 100 ms bin and a small
