@@ -75,7 +75,6 @@ struct ct_tcp_view {
 	__u32 srtt_us;  /* smoothed round trip, in microseconds */
 	__u32 mss;
 	__u32 cb_flags; /* sock_ops callbacks the socket asks for now */
-	__u32 state;    /* BPF_TCP_* */
 };
 
 /* The limit of `owner` in `dir` if it asks for shaping and is in force, else NULL. */
@@ -97,6 +96,29 @@ static __always_inline __u32 ct_cap_u32(__u64 cap)
 {
 	/* bpf_setsockopt takes an int; ~0U would mean "no cap" */
 	return cap >= 0xfffffffeULL ? 0xfffffffeU : (__u32)cap;
+}
+
+/* Gives the socket its own pacing cap back. */
+static __always_inline void ct_restore_pacing(void *ctx, struct ct_sock *sock)
+{
+	int value = sock->orig_pacing;
+
+	if (!(sock->shaped & CT_SHAPED_PACING))
+		return;
+	bpf_setsockopt(ctx, CT_SOL_SOCKET, CT_SO_MAX_PACING_RATE, &value, sizeof(value));
+	sock->shaped &= ~(CT_SHAPED_PACING | CT_SHAPED_UP_ACTIVE);
+}
+
+/* Gives the socket its own receive window clamp back. */
+static __always_inline void ct_restore_clamp(void *ctx, struct ct_sock *sock)
+{
+	int value = sock->orig_clamp;
+
+	sock->shape[1].window = 0;
+	if (!(sock->shaped & CT_SHAPED_CLAMP))
+		return;
+	bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value));
+	sock->shaped &= ~(CT_SHAPED_CLAMP | CT_SHAPED_DOWN_ACTIVE);
 }
 
 /* Sets the socket's pacing cap, remembering its own value the first time. */
@@ -122,12 +144,7 @@ static __always_inline void ct_set_clamp(void *ctx, struct ct_sock *sock, __u32 
 	int value;
 
 	if (!window) {
-		sock->shape[1].window = 0;
-		if (sock->shaped & CT_SHAPED_CLAMP) {
-			value = sock->orig_clamp;
-			bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value));
-			sock->shaped &= ~(CT_SHAPED_CLAMP | CT_SHAPED_DOWN_ACTIVE);
-		}
+		ct_restore_clamp(ctx, sock);
 		return;
 	}
 	if (!(sock->shaped & CT_SHAPED_CLAMP)) {
@@ -159,20 +176,13 @@ static __always_inline void ct_apply_cap(void *ctx, struct ct_sock *sock, struct
 /* Puts a direction's setting back as it was before ChadThrottle. */
 static __always_inline void ct_restore_dir(void *ctx, struct ct_sock *sock, __u32 dir)
 {
-	struct ct_shape *shape = dir == CT_DIR_UP ? &sock->shape[0] : &sock->shape[1];
-	int value;
-
-	if (dir == CT_DIR_UP && (sock->shaped & CT_SHAPED_PACING)) {
-		value = sock->orig_pacing;
-		bpf_setsockopt(ctx, CT_SOL_SOCKET, CT_SO_MAX_PACING_RATE, &value, sizeof(value));
-		sock->shaped &= ~(CT_SHAPED_PACING | CT_SHAPED_UP_ACTIVE);
+	if (dir == CT_DIR_UP) {
+		ct_restore_pacing(ctx, sock);
+		sock->shape[0].cap = 0;
+	} else {
+		ct_restore_clamp(ctx, sock);
+		sock->shape[1].cap = 0;
 	}
-	if (dir == CT_DIR_DOWN && (sock->shaped & CT_SHAPED_CLAMP)) {
-		value = sock->orig_clamp;
-		bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value));
-		sock->shaped &= ~(CT_SHAPED_CLAMP | CT_SHAPED_DOWN_ACTIVE);
-	}
-	shape->cap = 0;
 }
 
 /* Starts shaping a direction of a socket: joins the division, applies the first cap. */
@@ -257,7 +267,7 @@ static __always_inline void ct_shape_tick(void *ctx, struct ct_sock *sock, struc
 	struct ct_shape *shape = dir == CT_DIR_UP ? &sock->shape[0] : &sock->shape[1];
 	__u64 now = bpf_ktime_get_ns(), bytes, rate, cap, old;
 	struct ct_limit *limit;
-	int reported = 0;
+	__u32 epoch;
 
 	if (now - shape->check_ns < CT_SHAPE_CHECK_NS)
 		return;
@@ -269,26 +279,22 @@ static __always_inline void ct_shape_tick(void *ctx, struct ct_sock *sock, struc
 	}
 	bytes = dir == CT_DIR_UP ? view->acked : view->received;
 	rate = ct_share_rate(bytes - shape->mark_bytes, now - shape->mark_ns);
+	epoch = shape->epoch;
 	bpf_spin_lock(&limit->lock);
-	ct_share_roll(&limit->share, limit->bucket.rate, now);
-	if (shape->epoch != limit->share.epoch) {
-		cap = ct_share_report(&limit->share, limit->bucket.rate, now, &shape->epoch, rate,
-				      shape->cap);
-		reported = 1;
-	}
+	cap = ct_share_report(&limit->share, limit->bucket.rate, now, &shape->epoch, rate,
+			      shape->cap);
 	bpf_spin_unlock(&limit->lock);
-	if (!reported)
-		return;
+	if (shape->epoch == epoch)
+		return; /* reported already this epoch */
 	shape->mark_bytes = bytes;
 	shape->mark_ns = now;
 	old = shape->cap;
-	shape->cap = ct_cap_u32(cap);
 	/* a download's window follows the round trip too, so it is recomputed every time */
 	if (dir == CT_DIR_DOWN || cap > old + old / CT_SHAPE_HYSTERESIS ||
-	    cap + old / CT_SHAPE_HYSTERESIS < old)
+	    cap + old / CT_SHAPE_HYSTERESIS < old) {
+		shape->cap = ct_cap_u32(cap);
 		ct_apply_cap(ctx, sock, view, dir, cap, rate);
-	else
-		shape->cap = old;
+	}
 }
 
 /* Receive-buffer autotuning raises a socket's window clamp as it grows the buffer; before
@@ -330,15 +336,14 @@ int ct_sock_ops(struct bpf_sock_ops *ops)
 	view.srtt_us = ops->srtt_us >> 3;
 	view.mss = ops->mss_cache;
 	view.cb_flags = ops->bpf_sock_ops_cb_flags;
-	view.state = ops->state;
 	if (op == BPF_SOCK_OPS_RTT_CB) {
 		ct_shape_tick(ops, sock, &view, CT_DIR_UP);
 	} else if (op == BPF_SOCK_OPS_HDR_OPT_LEN_CB) {
 		ct_hold_clamp(ops, sk, sock);
 		ct_shape_tick(ops, sock, &view, CT_DIR_DOWN);
-	}
-	else
+	} else {
 		ct_reconcile(ops, sock, &view, bpf_ktime_get_ns());
+	}
 	return 1;
 }
 
@@ -349,16 +354,16 @@ int ct_iter_tcp(struct bpf_iter__tcp *ctx)
 	struct ct_tcp_view view;
 	struct tcp_sock *tp;
 	struct ct_sock *sock;
-	__u32 changed;
+	__u32 changed, state;
 
 	if (!skc)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp)
 		return 0;
-	view.state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
+	state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
 	/* listeners' storage is cloned into the sockets they accept: never shaped themselves */
-	if (view.state != BPF_TCP_ESTABLISHED && view.state != BPF_TCP_CLOSE_WAIT)
+	if (state != BPF_TCP_ESTABLISHED && state != BPF_TCP_CLOSE_WAIT)
 		return 0;
 	sock = bpf_sk_storage_get(&ct_owner, tp, 0, 0);
 	if (!sock)

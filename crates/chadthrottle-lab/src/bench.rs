@@ -190,15 +190,17 @@ pub fn unlimited_rate(lab: &Lab, seconds: f64) -> anyhow::Result<f64> {
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut client = lab.client(&server, Proto::Tcp, None, None)?;
     let report = client.send(seconds, MAX_BYTES)?;
-    std::thread::sleep(Duration::from_millis(100));
-    let rate = summarize(
-        &server
-            .bins()?
-            .between(report.start_ns + 500_000_000, report.end_ns),
-    )
-    .rate;
+    let rate = server.received_steady(&report, 500_000_000)?.rate;
     let _gone = (client.quit(), server.quit());
     Ok(rate)
+}
+
+/// The burst `chadthrottle limit` gives `rate` by default, in bytes.
+pub fn default_burst(rate: u64) -> u64 {
+    chadthrottle_core::bucket::default_burst(
+        chadthrottle_core::Rate::new(rate).unwrap_or(chadthrottle_core::Rate::BLOCK),
+    )
+    .bytes()
 }
 
 /// Installs the datapath confined to `lab`.

@@ -50,10 +50,7 @@ pub fn shaper_cost(
         Direction::Up,
         Some(DirectionLimit {
             rate,
-            burst: chadthrottle_core::bucket::default_burst(
-                chadthrottle_core::Rate::new(rate).context("a rate")?,
-            )
-            .bytes(),
+            burst: crate::bench::default_burst(rate),
             enforcement,
         }),
     )?;
@@ -74,9 +71,7 @@ pub fn shaper_cost(
         (Some(early), Some(late)) => (late.runs - early.runs, (late.run_ns - early.run_ns) as f64),
         _ => (0, 0.0),
     };
-    let bins = server.bins()?;
-    let received = bins.between(report.start_ns + 1_000_000_000, report.end_ns);
-    let summary = crate::stats::summarize(&received);
+    let summary = server.received_steady(&report, 1_000_000_000)?;
     client.quit()?;
     server.quit()?;
     Ok(ShaperCost {

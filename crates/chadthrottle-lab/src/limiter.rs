@@ -73,13 +73,9 @@ impl<'a> Limiter<'a> {
         Ok(match self {
             Limiter::Datapath(datapath) => {
                 let target = bench::target(lab, client)?;
-                let burst = case.burst.unwrap_or_else(|| {
-                    chadthrottle_core::bucket::default_burst(
-                        chadthrottle_core::Rate::new(case.rate)
-                            .unwrap_or(chadthrottle_core::Rate::BLOCK),
-                    )
-                    .bytes()
-                });
+                let burst = case
+                    .burst
+                    .unwrap_or_else(|| bench::default_burst(case.rate));
                 let limit = DirectionLimit {
                     rate: case.rate,
                     burst,
