@@ -12,6 +12,7 @@ pub mod locality;
 pub mod meter;
 pub mod monitor;
 pub mod process;
+pub mod qdisc;
 pub mod rate;
 pub mod saved;
 pub mod status;

@@ -7,8 +7,8 @@ use crate::direction::{Direction, PerDirection};
 use crate::process::ProcessRef;
 use serde::{Deserialize, Serialize};
 
-/// How a direction's limit is enforced. Both live in the same eBPF datapath; the policer
-/// is behind the shaper either way.
+/// How a direction's limit is enforced. All of them run with the eBPF datapath, and its
+/// policer is behind whichever holds the direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforcement {
@@ -19,17 +19,35 @@ pub enum Enforcement {
     Shaping,
     /// A token bucket per process that drops what is over the limit.
     Policer,
+    /// Uploads only: an HTB class per process at the root of each egress interface in
+    /// use; the datapath picks the class (`skb->priority`), the policer is the backstop.
+    Htb,
+    /// Downloads only: each interface's ingress redirected to an IFB device with an HTB
+    /// class per process, the class picked by a tc classifier from the packet's socket.
+    Ifb,
 }
 
 impl Enforcement {
-    pub const ALL: [Enforcement; 2] = [Enforcement::Shaping, Enforcement::Policer];
+    pub const ALL: [Enforcement; 4] = [
+        Enforcement::Shaping,
+        Enforcement::Policer,
+        Enforcement::Htb,
+        Enforcement::Ifb,
+    ];
 
     /// The backend name shown in `backends`, `status` and taken by `--upload-backend`.
     pub const fn name(self) -> &'static str {
         match self {
             Enforcement::Shaping => "shaping",
             Enforcement::Policer => "policer",
+            Enforcement::Htb => "htb",
+            Enforcement::Ifb => "ifb",
         }
+    }
+
+    /// Whether an HTB qdisc holds the direction (the qdisc backends).
+    pub const fn is_qdisc(self) -> bool {
+        matches!(self, Enforcement::Htb | Enforcement::Ifb)
     }
 
     pub fn from_name(name: &str) -> Option<Enforcement> {

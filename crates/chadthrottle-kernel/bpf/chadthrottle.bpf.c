@@ -10,6 +10,7 @@
  *   ct_ingress       cgroup_skb/ingress        accounts and polices what owners receive (drop)
  *   ct_process_exit  tp_btf/sched_process_exit removes a process's limits when it exits
  *   ct_sock_ops, ct_iter_tcp                   the shaping backend (shaping.bpf.h)
+ *   ct_tc_ingress    tc classifier (cls_bpf)   the ifb backend's classifier (qdisc.bpf.h)
  *
  * Attribution is by socket owner, not by cgroup: a packet belongs to the process recorded
  * in its socket's storage, whatever cgroup that process is in now. Map layouts are in
@@ -114,6 +115,7 @@ struct {
 } ct_meta SEC(".maps");
 
 #include "shaping.bpf.h"
+#include "qdisc.bpf.h"
 
 static __always_inline __u64 ct_start_time(struct task_struct *task)
 {
@@ -354,11 +356,15 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 		ct_count(&key, skb, 1);
 		return 1;
 	}
+	/* An HTB class holds this direction: an upload packet goes to its class (what enters
+	 * the qdisc at the class's pace meets the backstop below at that pace too). */
+	if (limit->flags & CT_LIMIT_QDISC && dir == CT_DIR_UP)
+		skb->priority = limit->class_id;
 	/* The charge is the transport payload, the bytes the application sees (the limit is a
-	 * goodput). Behind a shaper, a TCP packet pays 15/16 of it and may use a second burst:
-	 * the backstop sits 1/15 above the limit, out of reach of the shaper's own small
-	 * overshoots, and lets the first window of a shaped download through. */
-	shaped = ct_shaped(sk, sock, dir);
+	 * goodput). Behind a shaper or an HTB class, a packet pays 15/16 of it and may use a
+	 * second burst: the backstop sits 1/15 above the limit, out of reach of the shaper's
+	 * own small overshoots, and lets the first window of a shaped download through. */
+	shaped = ct_shaped(sk, sock, dir) || (limit->flags & CT_LIMIT_QDISC);
 	charge = shaped ? payload - payload / 16 : payload;
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&limit->lock);

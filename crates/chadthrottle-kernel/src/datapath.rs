@@ -6,11 +6,13 @@ use crate::clock;
 use crate::error::Error;
 use crate::install::{self, Config, PinnedMaps};
 use crate::layout::{
-    self, DIR_DOWN, DIR_UP, LIMIT_SHAPE, Limit, LimitKey, Owner, RATE_UNLIMITED, SockState, Stats,
+    self, DIR_DOWN, DIR_UP, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, Owner, RATE_UNLIMITED,
+    SockState, Stats,
 };
 use crate::names::{MAP_LIMITS, MAP_OWNER, MAP_STATS};
 use crate::privileges::{self, Operation};
 use crate::procs;
+use crate::qdiscs::{self, ClassLimit, Reach};
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, LimitRequest, Target};
 use chadthrottle_core::bucket;
@@ -31,6 +33,14 @@ const fn dir_code(direction: Direction) -> u32 {
     }
 }
 
+const fn direction_of(dir: u32) -> Direction {
+    if dir == DIR_DOWN {
+        Direction::Down
+    } else {
+        Direction::Up
+    }
+}
+
 const fn key(pid: u32, direction: Direction) -> LimitKey {
     LimitKey {
         tgid: pid,
@@ -39,12 +49,24 @@ const fn key(pid: u32, direction: Direction) -> LimitKey {
 }
 
 /// A fresh entry for `target`: a bucket that starts empty, or a counting-only one for a
-/// direction without a limit.
-fn new_entry(target: &Target, limit: Option<DirectionLimit>, now: u64, expires: u64) -> Limit {
+/// direction without a limit. `class_id` is the HTB class of a qdisc-held limit.
+fn new_entry(
+    target: &Target,
+    limit: Option<DirectionLimit>,
+    now: u64,
+    expires: u64,
+    class_id: u32,
+) -> Limit {
     let (rate, burst) = limit.map_or((RATE_UNLIMITED, 0), |l| (l.rate, l.burst));
-    let shaping = limit.is_some_and(|l| l.enforcement == Enforcement::Shaping);
+    let enforcement = limit.map(|l| l.enforcement);
+    let qdisc = enforcement.is_some_and(Enforcement::is_qdisc);
     Limit {
-        flags: if shaping { LIMIT_SHAPE } else { 0 },
+        flags: match enforcement {
+            Some(Enforcement::Shaping) => LIMIT_SHAPE,
+            Some(Enforcement::Htb | Enforcement::Ifb) => LIMIT_QDISC,
+            _ => 0,
+        },
+        class_id: if qdisc { class_id } else { 0 },
         start_time: target.process.start_time,
         bucket: bucket::Bucket::new(rate, burst, now),
         burst,
@@ -61,6 +83,7 @@ pub struct Datapath {
     owner: SkStorage<MapData, SockState>,
     capacity: u32,
     pin_dir: PathBuf,
+    force_qdisc: bool,
 }
 
 impl Datapath {
@@ -87,7 +110,61 @@ impl Datapath {
             owner: layout::typed(MAP_OWNER, pins.owner)?,
             capacity: pins.meta.max_limits,
             pin_dir: pin_dir.to_owned(),
+            force_qdisc: false,
         })
+    }
+
+    /// Lets the qdisc backends replace a root qdisc ChadThrottle did not create (it is
+    /// remembered and put back when the limits go); without, such a limit is refused.
+    pub fn force_qdisc(&mut self, force: bool) {
+        self.force_qdisc = force;
+    }
+
+    /// The qdisc-held limits in force, of live processes.
+    fn class_limits(&self) -> Vec<ClassLimit> {
+        let mut classes = Vec::new();
+        for key in self.limits.keys().filter_map(Result::ok) {
+            let Ok(Some(limit)) = self.entry(key.tgid, direction_of(key.dir)) else {
+                continue;
+            };
+            if limit.flags & LIMIT_QDISC != 0
+                && limit.bucket.rate != RATE_UNLIMITED
+                && procs::is_alive(key.tgid, limit.start_time)
+            {
+                classes.push(ClassLimit {
+                    pid: key.tgid,
+                    direction: direction_of(key.dir),
+                    class_id: limit.class_id,
+                    rate: limit.bucket.rate,
+                });
+            }
+        }
+        classes
+    }
+
+    /// Brings the qdisc backends' interfaces in line with the table.
+    fn sync_qdiscs(&self, reach: Reach) -> Result<(), Error> {
+        let classes = self.class_limits();
+        let _lock = crate::lock::lock()?;
+        qdiscs::sync(&self.pin_dir, &classes, reach)
+    }
+
+    /// The HTB class for `pid`: the one its other direction has, or the lowest free one.
+    fn class_for(&self, pid: u32) -> Result<u32, Error> {
+        let mut used = BTreeSet::new();
+        for key in self.limits.keys().filter_map(Result::ok) {
+            if let Ok(Some(limit)) = self.entry(key.tgid, direction_of(key.dir))
+                && limit.class_id != 0
+            {
+                if key.tgid == pid {
+                    return Ok(limit.class_id);
+                }
+                used.insert(u16::try_from(limit.class_id & 0xffff).unwrap_or(0));
+            }
+        }
+        chadthrottle_core::qdisc::free_minor(&used)
+            .map(chadthrottle_core::qdisc::class_id)
+            .ok_or(Error::TableFull { capacity: 0xfffe })
     }
 
     /// Shapes the open sockets of `pid` as its limits now say, or gives them their own
@@ -171,16 +248,17 @@ impl Datapath {
         let Some(first) = entries.up.or(entries.down) else {
             return Ok(None);
         };
-        let limits = entries.map(|_, entry| {
+        let limits = entries.map(|direction, entry| {
             entry
                 .filter(|limit| limit.bucket.rate != RATE_UNLIMITED)
                 .map(|limit| DirectionLimit {
                     rate: limit.bucket.rate,
                     burst: limit.burst,
-                    enforcement: if limit.flags & LIMIT_SHAPE != 0 {
-                        Enforcement::Shaping
-                    } else {
-                        Enforcement::Policer
+                    enforcement: match (limit.flags, direction) {
+                        (flags, _) if flags & LIMIT_SHAPE != 0 => Enforcement::Shaping,
+                        (flags, Direction::Up) if flags & LIMIT_QDISC != 0 => Enforcement::Htb,
+                        (flags, Direction::Down) if flags & LIMIT_QDISC != 0 => Enforcement::Ifb,
+                        _ => Enforcement::Policer,
                     },
                 })
         });
@@ -215,15 +293,23 @@ impl Datapath {
     pub fn prune(&mut self) -> Result<Vec<ActiveLimit>, Error> {
         let now = clock::boottime_ns();
         let mut pruned = Vec::new();
+        let mut qdisc_held = false;
         for pid in self.pids() {
             let Some((limit, expires_at_ns)) = self.read(pid)? else {
                 continue;
             };
             let expired = expires_at_ns != 0 && expires_at_ns <= now;
             if expired || !procs::is_alive(pid, limit.target.start_time) {
+                qdisc_held |= limit
+                    .limits
+                    .iter()
+                    .any(|(_, l)| l.is_some_and(|l| l.enforcement.is_qdisc()));
                 self.delete(pid);
                 pruned.push(limit);
             }
+        }
+        if qdisc_held {
+            self.sync_qdiscs(Reach::Shrink)?;
         }
         Ok(pruned)
     }
@@ -234,18 +320,29 @@ impl Datapath {
         let expires = request.lasts.map_or(0, |lasts| {
             clock::boottime_ns().saturating_add(u64::try_from(lasts.as_nanos()).unwrap_or(u64::MAX))
         });
+        let wants_class = request
+            .set
+            .iter()
+            .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()));
+        let class_id = if wants_class {
+            self.class_for(process.pid)?
+        } else {
+            0
+        };
         for direction in Direction::ALL {
             let existing = self
                 .entry(process.pid, direction)?
                 .filter(|limit| limit.start_time == process.start_time);
             let value = match (request.set.get(direction), existing) {
-                (Some(limit), _) => new_entry(&request.target, Some(*limit), now, expires),
+                (Some(limit), _) => {
+                    new_entry(&request.target, Some(*limit), now, expires, class_id)
+                }
                 (None, Some(old)) if old.expires_at_ns == expires => continue,
                 (None, Some(old)) => Limit {
                     expires_at_ns: expires,
                     ..old
                 },
-                (None, None) => new_entry(&request.target, None, now, expires),
+                (None, None) => new_entry(&request.target, None, now, expires, 0),
             };
             self.write(process.pid, direction, value)?;
             // fresh counters for a new target (and for a stale one whose PID was reused)
@@ -296,7 +393,19 @@ impl Backend for Datapath {
                 Err(Error::ProcessExited { pid: process.pid })
             }
         });
+        let qdisc_before = before
+            .iter()
+            .any(|(_, entry)| entry.is_some_and(|l| l.flags & LIMIT_QDISC != 0));
+        let qdisc_now = request
+            .set
+            .iter()
+            .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()));
         let result = result.and_then(|backfilled_sockets| {
+            if qdisc_before || qdisc_now {
+                self.sync_qdiscs(Reach::Grow {
+                    force: self.force_qdisc,
+                })?;
+            }
             let shaped_sockets = self.reconcile(process.pid)?;
             Ok(Applied {
                 backfilled_sockets,
@@ -307,6 +416,11 @@ impl Backend for Datapath {
             Ok(applied) => Ok(applied),
             Err(error) => {
                 restore(self);
+                if qdisc_before || qdisc_now {
+                    // back to what the table says again (the refusal changed nothing)
+                    let _best_effort = self.sync_qdiscs(Reach::Shrink);
+                }
+                self.reconcile(process.pid).ok();
                 Err(error)
             }
         }
@@ -324,8 +438,15 @@ impl Backend for Datapath {
             .limits
             .iter()
             .any(|(direction, set)| set.is_some() && !directions.get(direction));
+        let qdisc_held = limit
+            .limits
+            .iter()
+            .any(|(_, l)| l.is_some_and(|l| l.enforcement.is_qdisc()));
         if !keeps_a_limit {
             self.delete(pid);
+            if qdisc_held {
+                self.sync_qdiscs(Reach::Shrink)?;
+            }
             self.reconcile(pid)?;
             return Ok(Some(limit));
         }
@@ -340,6 +461,9 @@ impl Backend for Datapath {
                 };
                 self.write(pid, direction, entry)?;
             }
+        }
+        if qdisc_held {
+            self.sync_qdiscs(Reach::Shrink)?;
         }
         self.reconcile(pid)?;
         Ok(Some(limit))

@@ -116,6 +116,17 @@ pub enum Error {
 
     #[error("PID {pid} exited while its limit was being set")]
     ProcessExited { pid: u32 },
+
+    #[error("cannot {op}")]
+    TrafficControl {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A qdisc backend cannot be installed as asked; nothing was changed.
+    #[error("{0}")]
+    QdiscRefused(String),
 }
 
 impl Error {
@@ -125,6 +136,11 @@ impl Error {
     ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
+    }
+
+    pub(crate) fn tc(op: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let op = op.into();
+        move |source| Error::TrafficControl { op, source }
     }
 
     pub(crate) fn map(

@@ -12,14 +12,16 @@ use crate::mounts::{self, PinDirPlan};
 use crate::names::{
     GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_META, MAP_OWNER,
     MAP_PROC_ACCT, MAP_PROC_INFO, MAP_STATS, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TCP,
-    PROG_PROCESS_EXIT, PROG_SOCK_CREATE, PROG_SOCK_OPS, PROGRAMS, TRACEPOINT_PROCESS_EXIT,
-    link_pin,
+    PROG_PROCESS_EXIT, PROG_SOCK_CREATE, PROG_SOCK_OPS, PROG_TC_INGRESS, PROGRAMS,
+    TRACEPOINT_PROCESS_EXIT, link_pin,
 };
 use crate::object::{OBJECT, object_id};
 use crate::privileges::{self, Operation};
 use aya::maps::{Array, MapData};
 use aya::programs::links::{CgroupAttachMode, FdLink};
-use aya::programs::{BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSock, Iter, SockOps};
+use aya::programs::{
+    BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSock, Iter, SchedClassifier, SockOps,
+};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -246,6 +248,21 @@ pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
     loader.load(OBJECT).map_err(|source| Error::Load { source })
 }
 
+/// The object with the maps pinned at `pin_dir` and `program` loaded into the kernel: for
+/// the programs run or attached on demand (the TCP iterator, the tc classifier).
+pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Ebpf, Error> {
+    let config = Config {
+        pin_dir: pin_dir.to_owned(),
+        ..Config::for_pins()
+    };
+    let mut ebpf = load(Some(&config))?;
+    let btf = Btf::from_sys_fs().map_err(|source| Error::Load {
+        source: aya::EbpfError::BtfError(source),
+    })?;
+    load_program(&mut ebpf, program, &btf)?;
+    Ok(ebpf)
+}
+
 /// Loads `program` into the kernel (the verifier runs here).
 pub(crate) fn load_program(ebpf: &mut Ebpf, program: &'static str, btf: &Btf) -> Result<(), Error> {
     let not_found = || Error::program("find", program)(aya::programs::ProgramError::NotLoaded);
@@ -255,6 +272,7 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, program: &'static str, btf: &Btf) ->
         PROG_EGRESS | PROG_INGRESS => <&mut CgroupSkb>::try_from(prog).and_then(|p| p.load()),
         PROG_SOCK_OPS => <&mut SockOps>::try_from(prog).and_then(|p| p.load()),
         PROG_ITER_TCP => <&mut Iter>::try_from(prog).and_then(|p| p.load(ITER_TCP, btf)),
+        PROG_TC_INGRESS => <&mut SchedClassifier>::try_from(prog).and_then(|p| p.load()),
         PROG_PROCESS_EXIT => {
             <&mut BtfTracePoint>::try_from(prog).and_then(|p| p.load(TRACEPOINT_PROCESS_EXIT, btf))
         }
@@ -360,6 +378,8 @@ pub fn reset(pin_dir: &Path) -> Result<ResetReport, Error> {
     if let Ok(Some(pins)) = open_pins(pin_dir) {
         report.restored_sockets = crate::datapath::lift_all(pin_dir, pins)?;
     }
+    // every qdisc the htb and ifb backends installed goes, and what it replaced comes back
+    crate::qdiscs::sync(pin_dir, &[], crate::qdiscs::Reach::Shrink)?;
     let pins = PROGRAMS
         .into_iter()
         .rev()

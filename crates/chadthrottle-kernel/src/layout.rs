@@ -10,7 +10,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -20,6 +20,8 @@ pub const CMDLINE_LEN: usize = 128;
 pub const AF_INET6: u16 = 10;
 /// `ct_limit.flags`: the direction's TCP sockets are shaped.
 pub const LIMIT_SHAPE: u32 = 1;
+/// `ct_limit.flags`: an HTB class (`class_id`) holds the direction (backends htb, ifb).
+pub const LIMIT_QDISC: u32 = 2;
 
 /// `struct ct_owner`: the process a socket belongs to.
 #[repr(C)]
@@ -100,6 +102,9 @@ pub struct Limit {
     pub comm: [u8; COMM_LEN],
     /// Written as zero by userspace (a new limit starts a new division).
     pub share: Share,
+    /// With `LIMIT_QDISC`: the HTB class (major:minor) the packets are put in.
+    pub class_id: u32,
+    pub _pad: u32,
 }
 
 /// `struct ct_stats`.
@@ -166,7 +171,7 @@ const _: () = assert!(size_of::<Shape>() == 40);
 const _: () = assert!(size_of::<Share>() == 40);
 const _: () = assert!(size_of::<LimitKey>() == 8);
 const _: () = assert!(size_of::<BucketState>() == 48);
-const _: () = assert!(size_of::<Limit>() == 136);
+const _: () = assert!(size_of::<Limit>() == 144);
 const _: () = assert!(size_of::<Acct>() == 32);
 const _: () = assert!(size_of::<ProcInfo>() == 160);
 const _: () = assert!(size_of::<Conn>() == 104);

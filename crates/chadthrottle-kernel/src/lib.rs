@@ -21,10 +21,12 @@ mod object;
 pub mod privileges;
 pub mod probe;
 pub mod procs;
+mod qdiscs;
 pub mod query;
 mod shaping;
 mod share_check;
 pub mod sockdiag;
+mod tc;
 
 pub use accounting::Accounting;
 pub use datapath::Datapath;

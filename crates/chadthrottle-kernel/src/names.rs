@@ -35,6 +35,10 @@ pub const PROG_SOCK_OPS: &str = "ct_sock_ops";
 /// The iterator over a network namespace's TCP sockets that shapes or restores the open
 /// ones; run on demand, never attached for good.
 pub const PROG_ITER_TCP: &str = "ct_iter_tcp";
+/// The ifb backend's tc classifier; loaded when a filter is added, held by the filter.
+pub const PROG_TC_INGRESS: &str = "ct_tc_ingress";
+/// Name prefix of the IFB devices the ifb backend creates (one per interface).
+pub const IFB_PREFIX: &str = "ct-ifb";
 /// The kernel iterator [`PROG_ITER_TCP`] is for.
 pub const ITER_TCP: &str = "tcp";
 
@@ -64,6 +68,9 @@ pub const PROGRAMS: [&str; 5] = [
 /// The source name given to a bpffs that ChadThrottle mounted itself; `reset` unmounts
 /// only a bpffs with this source, and only when it is empty.
 pub const BPFFS_SOURCE: &str = "chadthrottle";
+
+/// Where ChadThrottle keeps the record of the qdiscs it installed (one file per install).
+pub const RUN_DIR: &str = "/run/chadthrottle";
 
 /// Serialises every command that changes pinned state.
 pub const LOCK_FILE: &str = "/run/lock/chadthrottle.lock";

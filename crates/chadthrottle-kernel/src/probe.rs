@@ -1,18 +1,21 @@
 //! `chadthrottle backends`: what enforces limits here, and why not where it cannot.
 //!
 //! A backend proves it is available by trying: every program it needs is loaded into the
-//! kernel (the verifier runs) without attaching or pinning anything, so the answer is the
-//! kernel's, and nothing is left behind. Both backends are the one datapath: the policer
-//! runs behind the shaper whichever is chosen.
+//! kernel (the verifier runs) without attaching or pinning anything, and the qdisc
+//! backends build their qdiscs, classes and filter in a network namespace of their own that
+//! vanishes with the probe; so the answer is the kernel's, and nothing is left behind. All
+//! backends run with the one datapath: its policer is behind whichever is chosen.
 
 use crate::error::describe;
 use crate::install::{load, load_program};
-use crate::names::{PROG_ITER_TCP, PROGRAMS};
+use crate::names::{PROG_ITER_TCP, PROG_TC_INGRESS, PROGRAMS};
 use crate::privileges::{self, Operation};
 use aya::Btf;
+use chadthrottle_core::Direction;
 use chadthrottle_core::PerDirection;
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::status::Enforcement;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// Per-socket shaping by TCP itself, the policer behind it.
 pub const SHAPING: BackendDescriptor = BackendDescriptor {
@@ -41,9 +44,36 @@ pub const POLICER: BackendDescriptor = BackendDescriptor {
               downloads are dropped",
 };
 
+/// HTB classes on the egress interfaces in use, the datapath choosing the class.
+pub const HTB: BackendDescriptor = BackendDescriptor {
+    name: Enforcement::Htb.name(),
+    priority: 5,
+    directions: PerDirection {
+        up: true,
+        down: false,
+    },
+    summary: "an HTB qdisc at the root of each egress interface in use, one class per limited \
+              process (picked by the datapath through skb->priority, rate compensated for \
+              L2 headers); unclassified traffic passes unqueued; replaces the interface's \
+              root qdisc (a foreign one only with --force) and puts it back",
+};
+
+/// Downloads redirected to IFB devices with HTB classes.
+pub const IFB: BackendDescriptor = BackendDescriptor {
+    name: Enforcement::Ifb.name(),
+    priority: 5,
+    directions: PerDirection {
+        up: false,
+        down: true,
+    },
+    summary: "a tc classifier on the ingress of each interface in use finds each packet's \
+              socket and owner and redirects a limited process's downloads to an IFB device \
+              whose HTB queues them, one class per process; other traffic is untouched",
+};
+
 /// Every backend this build has.
 pub fn descriptors() -> Vec<BackendDescriptor> {
-    vec![SHAPING, POLICER]
+    vec![SHAPING, POLICER, HTB, IFB]
 }
 
 /// Whether `backend` can work here, by trying.
@@ -71,10 +101,26 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
         )
     })?;
     let mut ebpf = load(None).map_err(|error| describe(&error))?;
-    let iterator = (enforcement == Enforcement::Shaping).then_some(PROG_ITER_TCP);
-    for program in PROGRAMS.into_iter().chain(iterator) {
+    let extra = match enforcement {
+        Enforcement::Shaping => Some(PROG_ITER_TCP),
+        Enforcement::Ifb => Some(PROG_TC_INGRESS),
+        Enforcement::Policer | Enforcement::Htb => None,
+    };
+    for program in PROGRAMS.into_iter().chain(extra) {
         load_program(&mut ebpf, program, &btf)
             .map_err(|error| format!("the kernel refused {program}: {}", describe(&error)))?;
     }
-    Ok(())
+    match enforcement {
+        Enforcement::Htb => crate::qdiscs::probe_support(Direction::Up, None),
+        Enforcement::Ifb => {
+            let classifier: &aya::programs::SchedClassifier = ebpf
+                .program(PROG_TC_INGRESS)
+                .and_then(|program| program.try_into().ok())
+                .ok_or("the classifier did not load")?;
+            let fd = classifier.fd().map_err(|error| describe(&error))?;
+            let raw = u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0);
+            crate::qdiscs::probe_support(Direction::Down, Some(raw))
+        }
+        Enforcement::Shaping | Enforcement::Policer => Ok(()),
+    }
 }

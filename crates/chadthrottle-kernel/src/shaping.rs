@@ -8,9 +8,8 @@
 //! calling thread's namespace) and reads the iterator there.
 
 use crate::error::Error;
-use crate::install::{self, Config, load_program};
+use crate::install;
 use crate::names::PROG_ITER_TCP;
-use aya::Btf;
 use aya::programs::Iter;
 use aya::programs::links::LinkError;
 use std::collections::BTreeMap;
@@ -28,15 +27,7 @@ pub fn reconcile(pin_dir: &Path, pids: &[u32]) -> Result<usize, Error> {
     if namespaces.is_empty() {
         return Ok(0);
     }
-    let config = Config {
-        pin_dir: pin_dir.to_owned(),
-        ..Config::for_pins()
-    };
-    let mut ebpf = install::load(Some(&config))?;
-    let btf = Btf::from_sys_fs().map_err(|source| Error::Load {
-        source: aya::EbpfError::BtfError(source),
-    })?;
-    load_program(&mut ebpf, PROG_ITER_TCP, &btf)?;
+    let mut ebpf = install::load_with_pins(pin_dir, PROG_ITER_TCP)?;
     let iter: &mut Iter = ebpf
         .program_mut(PROG_ITER_TCP)
         .ok_or_else(|| {

@@ -1,4 +1,4 @@
-//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's two enforcements
+//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's four backends
 //! beside what a user would reach for instead — a tc-htb script (wondershaper) and trickle
 //! — over round-trip time, congestion control, connections, direction and limit, with
 //! the latency an unlimited process sees during each limited transfer. One table, one
@@ -16,14 +16,20 @@ use std::time::Duration;
 pub enum Backend {
     Policer,
     Shaping,
+    /// Uploads only.
+    Htb,
+    /// Downloads only.
+    Ifb,
     HtbScript,
     Trickle,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 6] = [
         Backend::Policer,
         Backend::Shaping,
+        Backend::Htb,
+        Backend::Ifb,
         Backend::HtbScript,
         Backend::Trickle,
     ];
@@ -33,6 +39,8 @@ impl Backend {
         match self {
             Backend::Policer => "policer",
             Backend::Shaping => "shaping",
+            Backend::Htb => "htb",
+            Backend::Ifb => "ifb",
             Backend::HtbScript => "tc-htb",
             Backend::Trickle => "trickle",
         }
@@ -51,8 +59,18 @@ impl Backend {
         match self {
             Backend::Policer => Some(Enforcement::Policer),
             Backend::Shaping => Some(Enforcement::Shaping),
+            Backend::Htb => Some(Enforcement::Htb),
+            Backend::Ifb => Some(Enforcement::Ifb),
             Backend::HtbScript | Backend::Trickle => None,
         }
+    }
+
+    /// Whether it limits `direction` at all (the qdisc backends do one each).
+    pub const fn limits(self, direction: Direction) -> bool {
+        !matches!(
+            (self, direction),
+            (Backend::Htb, Direction::Down) | (Backend::Ifb, Direction::Up)
+        )
     }
 }
 
@@ -140,7 +158,7 @@ fn cases(matrix: &Matrix, backend: Backend) -> Vec<Case> {
     let mut cases = Vec::new();
     for &cc in &matrix.ccs {
         for &connections in &matrix.connections {
-            for &direction in &matrix.directions {
+            for &direction in matrix.directions.iter().filter(|&&d| backend.limits(d)) {
                 cases.extend(matrix.rates.iter().map(|&rate| Case {
                     direction,
                     rate,
@@ -286,6 +304,31 @@ mod tests {
             .iter()
             .filter(|backend| backend.enforcement().is_some())
             .collect();
-        assert_eq!(with_datapath, [&Backend::Policer, &Backend::Shaping]);
+        assert_eq!(
+            with_datapath,
+            [
+                &Backend::Policer,
+                &Backend::Shaping,
+                &Backend::Htb,
+                &Backend::Ifb
+            ]
+        );
+    }
+
+    #[test]
+    fn the_qdisc_backends_run_their_own_direction_only() {
+        let directions = |backend| {
+            let mut found: Vec<Direction> = cases(&Matrix::default(), backend)
+                .iter()
+                .map(|case| case.direction)
+                .collect();
+            found.dedup();
+            found.sort();
+            found.dedup();
+            found
+        };
+        assert_eq!(directions(Backend::Htb), [Direction::Up]);
+        assert_eq!(directions(Backend::Ifb), [Direction::Down]);
+        assert_eq!(directions(Backend::Shaping), Direction::ALL);
     }
 }

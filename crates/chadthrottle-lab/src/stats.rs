@@ -40,6 +40,35 @@ pub struct Summary {
     pub bins: usize,
 }
 
+impl Summary {
+    /// Prints the flow against `limit` and checks that it held: within `tolerance` of the
+    /// limit, smooth (cv at most 15 %), at most 2 % of its bins empty. The tolerances are
+    /// the tests' (noise-proof); the benchmark prints the exact figures.
+    pub fn held_smoothly(&self, what: &str, limit: f64, tolerance: f64) -> anyhow::Result<()> {
+        let error = (self.rate - limit) / limit;
+        println!(
+            "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %), cv {:.1} %, {:.1} % empty bins",
+            self.rate / 1024.0,
+            limit / 1024.0,
+            error * 100.0,
+            self.cv * 100.0,
+            self.empty_share * 100.0,
+        );
+        anyhow::ensure!(
+            error.abs() <= tolerance,
+            "{what}: {:+.1} % off",
+            error * 100.0
+        );
+        anyhow::ensure!(self.cv <= 0.15, "{what}: cv {:.1} %", self.cv * 100.0);
+        anyhow::ensure!(
+            self.empty_share <= 0.02,
+            "{what}: {:.1} % of the bins empty",
+            self.empty_share * 100.0
+        );
+        Ok(())
+    }
+}
+
 pub fn summarize(bins: &[u64]) -> Summary {
     let count = bins.len().max(1) as f64;
     let mean = bins.iter().sum::<u64>() as f64 / count;

@@ -171,6 +171,29 @@ impl Endpoint {
         ))
     }
 
+    /// Waits (at most `timeout`) until this receiving endpoint has read every byte of the
+    /// transfer `report` describes: the sender's socket may still hold some when its
+    /// writes end, and a test that changes the connection must not race that tail.
+    pub fn wait_received(
+        &mut self,
+        report: &SendReport,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let received: u64 = self.bins()?.bytes.iter().sum();
+            if received >= report.bytes {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "received {received} of {} bytes after {timeout:?}",
+                report.bytes
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Opens one more connection (connecting side); later sends use it.
     pub fn open(&mut self) -> anyhow::Result<()> {
         self.command("open")?;

@@ -99,7 +99,7 @@ pub struct Global {
     )]
     pub max_connections: u32,
 
-    /// Backend for upload limits set by this command or TUI: shaping, policer (see
+    /// Backend for upload limits set by this command or TUI: shaping, policer, htb (see
     /// `chadthrottle backends`) [default: the best available]
     #[arg(
         long,
@@ -109,7 +109,8 @@ pub struct Global {
     )]
     pub upload_backend: Option<String>,
 
-    /// Backend for download limits set by this command or TUI [default: the best available]
+    /// Backend for download limits set by this command or TUI: shaping, policer, ifb
+    /// [default: the best available]
     #[arg(
         long,
         global = true,
@@ -117,6 +118,11 @@ pub struct Global {
         value_name = "NAME"
     )]
     pub download_backend: Option<String>,
+
+    /// Let the htb backend replace a root qdisc that ChadThrottle did not create (unlimit
+    /// and reset put it back); without it such a limit is refused and nothing changes
+    #[arg(long, global = true)]
+    pub force: bool,
 
     /// Where the TUI saves the limits it sets, for --restore
     #[arg(long, global = true, env = "CHADTHROTTLE_SAVED_LIMITS", value_name = "PATH", default_value = DEFAULT_SAVED_LIMITS)]

@@ -798,7 +798,7 @@ fn an_unprivileged_user_is_told_what_is_missing() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn backends_names_both_and_proves_they_load() -> anyhow::Result<()> {
+fn backends_names_all_and_proves_they_work() -> anyhow::Result<()> {
     let lab = Lab::new("backends", None)?;
     let listed: Value = serde_json::from_str(&run(&lab, &["backends", "--json"])?)?;
     let names: Vec<&Value> = listed["backends"]
@@ -807,11 +807,25 @@ fn backends_names_both_and_proves_they_load() -> anyhow::Result<()> {
         .iter()
         .map(|backend| &backend["name"])
         .collect();
-    ensure!(names == ["shaping", "policer"], "backends: {listed}");
+    ensure!(
+        names == ["shaping", "policer", "htb", "ifb"],
+        "backends: {listed}"
+    );
     for backend in listed["backends"].as_array().into_iter().flatten() {
-        // on this 6.18 kernel both must load: unavailable here is a failure
+        // on this 6.18 kernel every one must work (programs load, and the qdisc backends
+        // build their qdiscs in a throwaway namespace): unavailable here is a failure
         ensure!(backend["available"] == true, "backends: {listed}");
     }
+    let directions = |index: usize| {
+        (
+            listed["backends"][index]["upload"] == true,
+            listed["backends"][index]["download"] == true,
+        )
+    };
+    ensure!(
+        directions(2) == (true, false) && directions(3) == (false, true),
+        "htb limits uploads, ifb downloads: {listed}"
+    );
     ensure!(
         listed["backends"][0]["priority"].as_u64() > listed["backends"][1]["priority"].as_u64(),
         "shaping is preferred: {listed}"
@@ -879,8 +893,8 @@ const TESTS: &[(&str, Test)] = &[
         an_unprivileged_user_is_told_what_is_missing,
     ),
     (
-        "backends_names_both_and_proves_they_load",
-        backends_names_both_and_proves_they_load,
+        "backends_names_all_and_proves_they_work",
+        backends_names_all_and_proves_they_work,
     ),
 ];
 

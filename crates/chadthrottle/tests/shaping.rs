@@ -98,32 +98,6 @@ fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summar
     receiver.received_steady(report, WARMUP_NS)
 }
 
-/// A shaped flow: within `tolerance` of the limit, smooth (no empty 100 ms bin and a small
-/// spread), where the policer would leave half the bins empty at LAN round trips.
-fn held_smoothly(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {
-    let error = (summary.rate - limit) / limit;
-    println!(
-        "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %), cv {:.1} %, {:.1} % empty bins",
-        summary.rate / 1024.0,
-        limit / 1024.0,
-        error * 100.0,
-        summary.cv * 100.0,
-        summary.empty_share * 100.0,
-    );
-    ensure!(
-        error.abs() <= tolerance,
-        "{what}: {:+.1} % off",
-        error * 100.0
-    );
-    ensure!(summary.cv <= 0.15, "{what}: cv {:.1} %", summary.cv * 100.0);
-    ensure!(
-        summary.empty_share <= 0.02,
-        "{what}: {:.1} % of the bins empty",
-        summary.empty_share * 100.0
-    );
-    Ok(())
-}
-
 fn entry(lab: &Lab, pid: u32) -> anyhow::Result<Value> {
     let status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
     status["limits"]
@@ -162,12 +136,7 @@ fn an_open_upload_is_paced_without_drops_and_gets_its_own_pacing_back() -> anyho
     );
     let mut client = client;
     let report = client.send(SECONDS, MAX_BYTES)?;
-    held_smoothly(
-        "shaped upload",
-        &steady(&mut server, &report)?,
-        2.0 * MIB,
-        0.05,
-    )?;
+    steady(&mut server, &report)?.held_smoothly("shaped upload", 2.0 * MIB, 0.05)?;
     let entry = entry(&lab, client.pid())?;
     ensure!(entry["backend"]["up"] == "shaping", "status: {entry}");
     let (dropped, passed) = policed(&entry, "up");
@@ -206,7 +175,7 @@ fn a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back() -> any
     );
     let mut server = server;
     let report = server.send(SECONDS, MAX_BYTES)?;
-    held_smoothly("shaped download", &steady(&mut client, &report)?, MIB, 0.05)?;
+    steady(&mut client, &report)?.held_smoothly("shaped download", MIB, 0.05)?;
     let entry = entry(&lab, client.pid())?;
     ensure!(entry["backend"]["down"] == "shaping", "status: {entry}");
     let (dropped, passed) = policed(&entry, "down");
@@ -219,6 +188,9 @@ fn a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back() -> any
         "{} segments retransmitted",
         report.retransmits
     );
+    // the sender's socket still holds the tail of the transfer: once the clamp is given
+    // back, that tail would let autotuning raise it again (the socket's own behaviour)
+    client.wait_received(&report, Duration::from_secs(10))?;
     run(&lab, &["unlimit", "--pid", &pid(&client), "--down"])?;
     let after = the_socket(client.pid())?;
     ensure!(
@@ -268,13 +240,14 @@ fn the_policer_backend_leaves_sockets_alone() -> anyhow::Result<()> {
             "--up",
             "1M",
             "--upload-backend",
-            "htb",
+            "tc",
         ],
     );
     let stderr = String::from_utf8_lossy(&refused.stderr);
     ensure!(
         !refused.status.success()
-            && stderr.contains("unknown backend \"htb\"; known backends: shaping, policer"),
+            && stderr
+                .contains("unknown backend \"tc\"; known backends: shaping, policer, htb, ifb"),
         "an unknown backend is refused by name: {stderr}"
     );
     Ok(())

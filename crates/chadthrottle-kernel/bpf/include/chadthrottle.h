@@ -13,7 +13,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 6
+#define CT_LAYOUT_VERSION 7
 
 /* Directions, as seen from the limited process. */
 #define CT_DIR_UP 0   /* egress: sent by the process */
@@ -68,6 +68,9 @@ _Static_assert(sizeof(struct ct_share) == 40, "ct_share layout");
 
 /* ct_limit.flags */
 #define CT_LIMIT_SHAPE 1 /* TCP sockets are shaped (pacing caps, window clamps) */
+/* an HTB class holds the direction (backends htb and ifb): the datapath puts the
+ * process's packets in class_id through skb->priority, the policer is the backstop */
+#define CT_LIMIT_QDISC 2
 
 /* Value of ct_limits: a bucket and whose it is. Userspace writes it whole with
  * BPF_F_LOCK; the datapath changes only the bucket's and the share's state, under the
@@ -81,8 +84,10 @@ struct ct_limit {
 	__u64 expires_at_ns; /* CLOCK_BOOTTIME; 0: never */
 	char comm[CT_COMM_LEN];
 	struct ct_share share;
+	__u32 class_id; /* CT_LIMIT_QDISC: the HTB class, major:minor as skb->priority */
+	__u32 _pad;
 };
-_Static_assert(sizeof(struct ct_limit) == 136, "ct_limit layout");
+_Static_assert(sizeof(struct ct_limit) == 144, "ct_limit layout");
 
 /* Value of the per-CPU ct_stats map. Bytes are skb->len: IP bytes with the headers of an
  * offloaded (GSO/GRO) packet counted once; packets count wire packets (gso_segs). */

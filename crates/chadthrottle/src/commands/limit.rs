@@ -79,6 +79,7 @@ pub fn apply(
     let scope = mounts::cgroup_scope(&config.cgroup)?;
     let (process, name) = validate_target(pid, procs::inspect(pid), std::process::id(), &scope)?;
     let mut datapath = Datapath::install(&config)?;
+    datapath.force_qdisc(global.force);
     let request = LimitRequest {
         target: Target { process, name },
         set,
@@ -175,10 +176,16 @@ mod tests {
             choose_backends(Some("policer"), None).unwrap(),
             both(Enforcement::Policer, Enforcement::Shaping)
         );
-        let error = choose_backends(Some("htb"), None).expect_err("htb is not built");
+        assert_eq!(
+            choose_backends(Some("htb"), Some("ifb")).unwrap(),
+            both(Enforcement::Htb, Enforcement::Ifb)
+        );
+        let error = choose_backends(Some("tc"), None).expect_err("no such backend");
         assert_eq!(
             error.to_string(),
-            "unknown backend \"htb\"; known backends: shaping, policer"
+            "unknown backend \"tc\"; known backends: shaping, policer, htb, ifb"
         );
+        let error = choose_backends(None, Some("htb")).expect_err("htb is upload only");
+        assert_eq!(error.to_string(), "backend \"htb\" cannot limit downloads");
     }
 }

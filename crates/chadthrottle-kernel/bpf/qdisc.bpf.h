@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ifb backend's classifier. Included by chadthrottle.bpf.c (it uses its maps).
+ *
+ * At tc ingress there is no socket on the packet yet. ct_tc_ingress sits on the ingress of
+ * each interface in use (cls_bpf, NOT direct-action: its filter carries a mirred action),
+ * finds the socket the packet is for with a socket lookup, reads the owner from the
+ * socket's storage, and if that process's download is held by an HTB class (backend ifb)
+ * puts the packet in the class (skb->priority) and returns non-zero: the filter's mirred
+ * action then redirects it to the interface's IFB device, whose HTB queues it. Everything
+ * else returns 0 and goes on untouched, unqueued. Only Ethernet framing is parsed (the
+ * installer puts the filter on Ethernet interfaces only); IP options are skipped by
+ * their length, IPv6 extension headers are not (such packets go on, and the policer
+ * holds them).
+ */
+#ifndef CHADTHROTTLE_QDISC_BPF_H
+#define CHADTHROTTLE_QDISC_BPF_H
+
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+#define CT_ETH_HLEN 14
+#define CT_IP_MF 0x2000
+#define CT_IP_OFFSET 0x1fff
+
+/* The socket `tuple` names, if it has an owner whose download an HTB class holds: that
+ * class; else 0. Releases the socket it looked up. */
+static __always_inline __u32 ct_download_class(struct __sk_buff *skb, struct bpf_sock_tuple *tuple,
+					       __u32 tuple_len, int tcp)
+{
+	struct ct_limit_key key = { .dir = CT_DIR_DOWN };
+	struct ct_limit *limit;
+	struct ct_sock *sock;
+	struct bpf_sock *sk;
+	__u64 start_time;
+
+	if (tcp)
+		sk = bpf_sk_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	sock = bpf_sk_storage_get(&ct_owner, sk, 0, 0);
+	if (!sock) {
+		bpf_sk_release(sk);
+		return 0;
+	}
+	key.tgid = sock->owner.tgid;
+	start_time = sock->owner.start_time;
+	bpf_sk_release(sk);
+	limit = bpf_map_lookup_elem(&ct_limits, &key);
+	if (!limit || limit->start_time != start_time || !(limit->flags & CT_LIMIT_QDISC))
+		return 0;
+	return limit->class_id;
+}
+
+SEC("classifier")
+int ct_tc_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct bpf_sock_tuple tuple = {};
+	__u32 tuple_len, l3_len, l4_len, total, class_id;
+	__u16 *ports;
+	__u8 proto;
+	int tcp;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + CT_ETH_HLEN;
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		if (ip->frag_off & bpf_htons(CT_IP_MF | CT_IP_OFFSET))
+			return 0; /* fragments carry no ports */
+		proto = ip->protocol;
+		l3_len = (ip->ihl & 0x0f) * 4;
+		total = bpf_ntohs(ip->tot_len);
+		tuple.ipv4.saddr = ip->saddr;
+		tuple.ipv4.daddr = ip->daddr;
+		tuple_len = sizeof(tuple.ipv4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + CT_ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		proto = ip6->nexthdr;
+		l3_len = sizeof(*ip6);
+		total = bpf_ntohs(ip6->payload_len) + l3_len;
+		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, 16);
+		tuple_len = sizeof(tuple.ipv6);
+	} else {
+		return 0;
+	}
+	if (proto == IPPROTO_TCP)
+		tcp = 1;
+	else if (proto == IPPROTO_UDP)
+		tcp = 0;
+	else
+		return 0;
+	l3_len &= 0x3c; /* at most 60 (IPv6: 40): bounded for the verifier */
+	ports = data + CT_ETH_HLEN + l3_len;
+	if ((void *)(ports + 2) > data_end)
+		return 0;
+	if (tcp) {
+		struct tcphdr *th = (struct tcphdr *)ports;
+
+		if ((void *)(th + 1) > data_end)
+			return 0;
+		l4_len = th->doff * 4;
+	} else {
+		l4_len = sizeof(struct udphdr);
+	}
+	/* pure ACKs (and SYN, FIN, RST) of the process's uploads are not its download: they
+	 * go on unqueued */
+	if (total <= l3_len + l4_len)
+		return 0;
+	if (tuple_len == sizeof(tuple.ipv4)) {
+		tuple.ipv4.sport = ports[0];
+		tuple.ipv4.dport = ports[1];
+	} else {
+		tuple.ipv6.sport = ports[0];
+		tuple.ipv6.dport = ports[1];
+	}
+	class_id = ct_download_class(skb, &tuple, tuple_len, tcp);
+	if (!class_id)
+		return 0;
+	skb->priority = class_id;
+	return 1; /* a match: the filter's action redirects it to the IFB device */
+}
+
+#endif

@@ -1,0 +1,617 @@
+//! The qdisc backends (`htb` for uploads, `ifb` for downloads): brings the interfaces of
+//! every network namespace with a qdisc-held limit in line with the limit table, and puts
+//! back what was there when the last such limit goes.
+//!
+//! [`sync`] is declarative. From the limits it is given it works out, per namespace, the
+//! interfaces in use (the routes of the processes' connected sockets and the namespace's
+//! default routes) and one HTB class per process on each; the record file says what was
+//! installed before and what it replaced. It first checks every root qdisc it would
+//! replace, and refuses (changing nothing) one it did not create unless forced; then it
+//! installs, re-rates and removes. Each namespace is worked on from a short thread that
+//! enters it, like the TCP iterator's (`shaping.rs`).
+
+use crate::error::Error;
+use crate::install;
+use crate::names::{IFB_PREFIX, PROG_TC_INGRESS};
+use crate::tc::{Link, Rtnl};
+use aya::programs::SchedClassifier;
+use chadthrottle_core::Direction;
+use chadthrottle_core::qdisc::{
+    self, ETHERNET_HEADER, InstalledInterface, NamespaceRecord, QDISC_HANDLE, QdiscRecord,
+    RootDecision, Wanted,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Packets an IFB device queues per class (its `txqueuelen`, which HTB's leaves take).
+const IFB_QUEUE: u32 = 1000;
+
+/// One process's limit held by an HTB class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClassLimit {
+    pub pid: u32,
+    pub direction: Direction,
+    pub class_id: u32,
+    /// Transport payload per second, as the limit counts it.
+    pub rate: u64,
+}
+
+/// Where the record of installed qdiscs for the install pinned at `pin_dir` is kept.
+pub(crate) fn record_path(pin_dir: &Path) -> PathBuf {
+    let hash = pin_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    Path::new(crate::names::RUN_DIR).join(format!("qdiscs-{hash:016x}.json"))
+}
+
+fn read_record(path: &Path) -> Result<QdiscRecord, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|error| Error::io("parse", path)(std::io::Error::other(error))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(QdiscRecord::default()),
+        Err(error) => Err(Error::io("read", path)(error)),
+    }
+}
+
+fn write_record(path: &Path, record: &QdiscRecord) -> Result<(), Error> {
+    if record.namespaces.is_empty() {
+        return match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(Error::io("remove", path)(error)),
+        };
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    }
+    let text = serde_json::to_vec_pretty(record)
+        .map_err(|error| Error::io("write", path)(std::io::Error::other(error)))?;
+    let partial = path.with_extension("json.new");
+    std::fs::write(&partial, text).map_err(Error::io("write", &partial))?;
+    std::fs::rename(&partial, path).map_err(Error::io("write", path))
+}
+
+/// A network namespace: its identity and a descriptor to enter it by.
+struct Namespace {
+    id: (u64, u64),
+    file: File,
+}
+
+fn namespace_of_pid(pid: u32) -> Option<Namespace> {
+    let file = File::open(format!("/proc/{pid}/ns/net")).ok()?;
+    let meta = file.metadata().ok()?;
+    Some(Namespace {
+        id: (meta.dev(), meta.ino()),
+        file,
+    })
+}
+
+/// A descriptor of the namespace `id`, found through any process in it (or a name in
+/// /run/netns); `None` when it no longer exists.
+fn find_namespace(id: (u64, u64)) -> Option<File> {
+    let named = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| entry.path());
+    let processes = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .map(|entry| entry.path().join("ns/net"));
+    named.chain(processes).find_map(|path| {
+        let file = File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        ((meta.dev(), meta.ino()) == id).then_some(file)
+    })
+}
+
+/// The remote addresses of `pid`'s connected TCP and UDP sockets, read in its namespace.
+fn peers_of(pid: u32) -> Vec<IpAddr> {
+    let Ok(process) = procfs::process::Process::new(i32::try_from(pid).unwrap_or(i32::MAX)) else {
+        return Vec::new();
+    };
+    let inodes: BTreeSet<u64> = process
+        .fd()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|fd| match fd.target {
+            procfs::process::FDTarget::Socket(inode) => Some(inode),
+            _ => None,
+        })
+        .collect();
+    let tcp = [process.tcp(), process.tcp6()]
+        .into_iter()
+        .flat_map(Result::unwrap_or_default)
+        .filter(|entry| inodes.contains(&entry.inode))
+        .map(|entry| entry.remote_address);
+    let udp = [process.udp(), process.udp6()]
+        .into_iter()
+        .flat_map(Result::unwrap_or_default)
+        .filter(|entry| inodes.contains(&entry.inode))
+        .map(|entry| entry.remote_address);
+    let mut peers: Vec<IpAddr> = tcp
+        .chain(udp)
+        .map(|address| address.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    peers.sort();
+    peers.dedup();
+    peers
+}
+
+/// What one namespace should carry: its limits and the peers of their processes.
+struct NamespaceWork {
+    file: File,
+    installed: Vec<InstalledInterface>,
+    classes: Vec<ClassLimit>,
+    peers: BTreeMap<Direction, Vec<IpAddr>>,
+}
+
+/// How far [`sync`] may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Install on interfaces newly in use; with `force`, replace a root qdisc
+    /// ChadThrottle did not create (and remember it); without, refuse before any change.
+    Grow { force: bool },
+    /// Only re-rate, remove and restore (lifting limits never installs anything).
+    Shrink,
+}
+
+/// Brings every namespace's qdiscs in line with `limits` (the qdisc-held limits in force
+/// now, of live processes) and updates the record kept for `pin_dir`. The caller holds
+/// the state lock.
+pub(crate) fn sync(pin_dir: &Path, limits: &[ClassLimit], reach: Reach) -> Result<(), Error> {
+    let path = record_path(pin_dir);
+    let record = read_record(&path)?;
+    if record.namespaces.is_empty() && limits.is_empty() {
+        return Ok(());
+    }
+    let mut work: BTreeMap<(u64, u64), NamespaceWork> = BTreeMap::new();
+    for limit in limits {
+        let Some(namespace) = namespace_of_pid(limit.pid) else {
+            continue; // gone: its class goes
+        };
+        let entry = work.entry(namespace.id).or_insert_with(|| NamespaceWork {
+            file: namespace.file,
+            installed: Vec::new(),
+            classes: Vec::new(),
+            peers: BTreeMap::new(),
+        });
+        entry.classes.push(*limit);
+        entry
+            .peers
+            .entry(limit.direction)
+            .or_default()
+            .extend(peers_of(limit.pid));
+    }
+    for namespace in &record.namespaces {
+        let id = (namespace.dev, namespace.ino);
+        if let Some(entry) = work.get_mut(&id) {
+            entry.installed.clone_from(&namespace.interfaces);
+        } else if let Some(file) = find_namespace(id) {
+            work.insert(
+                id,
+                NamespaceWork {
+                    file,
+                    installed: namespace.interfaces.clone(),
+                    classes: Vec::new(),
+                    peers: BTreeMap::new(),
+                },
+            );
+        }
+        // a namespace that no longer exists took its interfaces (and our qdiscs) with it
+    }
+    let needs_classifier = matches!(reach, Reach::Grow { .. })
+        && work
+            .values()
+            .any(|entry| entry.classes.iter().any(|c| c.direction == Direction::Down));
+    let mut ebpf = None;
+    let classifier_fd = if needs_classifier {
+        let loaded = ebpf.insert(install::load_with_pins(pin_dir, PROG_TC_INGRESS)?);
+        let program: &SchedClassifier = loaded
+            .program(PROG_TC_INGRESS)
+            .ok_or_else(|| {
+                Error::program("find", PROG_TC_INGRESS)(aya::programs::ProgramError::NotLoaded)
+            })?
+            .try_into()
+            .map_err(Error::program("find", PROG_TC_INGRESS))?;
+        let fd = program
+            .fd()
+            .map_err(Error::program("find", PROG_TC_INGRESS))?;
+        Some(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
+    } else {
+        None
+    };
+
+    let mut new_record = QdiscRecord::default();
+    let mut first_error = None;
+    for (id, entry) in work {
+        // what is installed, kept true step by step, so that an error records the truth
+        let mut interfaces = entry.installed.clone();
+        let result = std::thread::scope(|scope| {
+            scope
+                .spawn(|| in_namespace(&entry, classifier_fd, reach, &mut interfaces))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::tc("change qdiscs")(std::io::Error::other(
+                        "the qdisc thread panicked",
+                    )))
+                })
+        });
+        if let Err(error) = result {
+            first_error.get_or_insert(error);
+        }
+        if !interfaces.is_empty() {
+            new_record.namespaces.push(NamespaceRecord {
+                dev: id.0,
+                ino: id.1,
+                interfaces,
+            });
+        }
+    }
+    drop(ebpf);
+    write_record(&path, &new_record)?;
+    first_error.map_or(Ok(()), Err)
+}
+
+/// In this thread: enters the namespace and brings it in line. `interfaces` starts as the
+/// record and follows every change made.
+fn in_namespace(
+    work: &NamespaceWork,
+    classifier_fd: Option<u32>,
+    reach: Reach,
+    interfaces: &mut Vec<InstalledInterface>,
+) -> Result<(), Error> {
+    // SAFETY: setns on a valid namespace descriptor; CLONE_NEWNET moves only this thread,
+    // which ends when this returns.
+    if unsafe { libc::setns(work.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(Error::tc("enter a network namespace")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let mut rtnl = Rtnl::open().map_err(Error::tc("open rtnetlink"))?;
+    let links = rtnl.links().map_err(Error::tc("list interfaces"))?;
+    let wanted = interfaces_in_use(&mut rtnl, &links, work)?;
+    let mut plan = qdisc::plan_interfaces(&work.installed, &wanted);
+    let force = match reach {
+        Reach::Grow { force } => force,
+        Reach::Shrink => {
+            plan.install.clear();
+            false
+        }
+    };
+    let link = |index: u32| links.iter().find(|link| link.index == index);
+
+    // check every root first: a refusal changes nothing
+    let mut decisions = BTreeMap::new();
+    for &(ifindex, direction) in &plan.install {
+        if direction == Direction::Up
+            && let Some(link) = link(ifindex)
+        {
+            let root = rtnl
+                .root_qdisc(ifindex)
+                .map_err(Error::tc(format!("read the root qdisc of {}", link.name)))?;
+            let decision =
+                qdisc::decide_root(&link.name, root, force).map_err(Error::QdiscRefused)?;
+            decisions.insert(ifindex, decision);
+        }
+    }
+
+    for interface in plan.remove {
+        uninstall(&mut rtnl, &interface, &links)?;
+        interfaces.retain(|i| i != &interface);
+    }
+    for (ifindex, direction) in plan.install {
+        let Some(link) = link(ifindex) else { continue };
+        let installed = match direction {
+            Direction::Up => {
+                let previous = match decisions.remove(&ifindex) {
+                    Some(RootDecision::ReplaceForced(saved)) => Some(saved),
+                    _ => None,
+                };
+                rtnl.add_htb_root(ifindex, QDISC_HANDLE)
+                    .map_err(Error::tc(format!("add an HTB qdisc to {}", link.name)))?;
+                InstalledInterface {
+                    ifindex,
+                    name: link.name.clone(),
+                    direction,
+                    previous,
+                    created_ingress: false,
+                    ifb: None,
+                }
+            }
+            Direction::Down => {
+                let Some(fd) = classifier_fd else { continue };
+                install_ifb(&mut rtnl, link, fd)?
+            }
+        };
+        interfaces.push(installed);
+    }
+    let links = rtnl.links().map_err(Error::tc("list interfaces"))?;
+    for interface in interfaces.iter() {
+        set_classes(&mut rtnl, interface, &links, &work.classes)?;
+    }
+    Ok(())
+}
+
+/// The interfaces the namespace's limited processes use, per direction: those their
+/// connected sockets route through and those of the default routes. Loopback, IFB
+/// devices, and (for downloads) links without Ethernet framing are left out.
+fn interfaces_in_use(
+    rtnl: &mut Rtnl,
+    links: &[Link],
+    work: &NamespaceWork,
+) -> Result<Wanted, Error> {
+    let mut wanted = Wanted::new();
+    let directions: BTreeSet<Direction> = work.classes.iter().map(|c| c.direction).collect();
+    if directions.is_empty() {
+        return Ok(wanted);
+    }
+    let defaults = rtnl
+        .default_route_interfaces()
+        .map_err(Error::tc("read the default routes"))?;
+    for direction in directions {
+        let mut indexes = defaults.clone();
+        for peer in work.peers.get(&direction).into_iter().flatten() {
+            if let Some(oif) = rtnl
+                .route_to(*peer)
+                .map_err(Error::tc(format!("look up the route to {peer}")))?
+            {
+                indexes.push(oif);
+            }
+        }
+        for index in indexes {
+            let Some(link) = links.iter().find(|link| link.index == index) else {
+                continue;
+            };
+            let usable = !link.loopback
+                && !link.name.starts_with(IFB_PREFIX)
+                && (direction == Direction::Up || link.ethernet);
+            if usable {
+                wanted.insert((index, direction));
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+fn ifb_name(ifindex: u32) -> String {
+    format!("{IFB_PREFIX}{ifindex}")
+}
+
+/// Creates the IFB device of `link` with its HTB, and redirects the downloads the
+/// classifier picks from `link`'s ingress to it.
+fn install_ifb(
+    rtnl: &mut Rtnl,
+    link: &Link,
+    classifier_fd: u32,
+) -> Result<InstalledInterface, Error> {
+    let name = ifb_name(link.index);
+    let ifb = rtnl
+        .add_ifb(&name, IFB_QUEUE)
+        .map_err(Error::tc(format!("create the IFB device {name}")))?;
+    let undo_ifb = |rtnl: &mut Rtnl| {
+        let _best_effort = rtnl.delete_link(ifb);
+    };
+    if let Err(error) = rtnl.add_htb_root(ifb, QDISC_HANDLE) {
+        undo_ifb(rtnl);
+        return Err(Error::tc(format!("add an HTB qdisc to {name}"))(error));
+    }
+    let existing = match rtnl.ingress_qdisc(link.index) {
+        Ok(existing) => existing,
+        Err(error) => {
+            undo_ifb(rtnl);
+            return Err(Error::tc(format!(
+                "read the ingress qdisc of {}",
+                link.name
+            ))(error));
+        }
+    };
+    let clsact = existing.as_ref().is_some_and(|q| q.kind == "clsact");
+    let created_ingress = existing.is_none();
+    if created_ingress && let Err(error) = rtnl.add_ingress(link.index) {
+        undo_ifb(rtnl);
+        return Err(Error::tc(format!("add an ingress qdisc to {}", link.name))(
+            error,
+        ));
+    }
+    if let Err(error) =
+        rtnl.add_redirect_filter(link.index, clsact, classifier_fd, PROG_TC_INGRESS, ifb)
+    {
+        if created_ingress {
+            let _best_effort = rtnl.delete_ingress(link.index);
+        }
+        undo_ifb(rtnl);
+        return Err(Error::tc(format!(
+            "add the download filter to {}",
+            link.name
+        ))(error));
+    }
+    Ok(InstalledInterface {
+        ifindex: link.index,
+        name: link.name.clone(),
+        direction: Direction::Down,
+        previous: None,
+        created_ingress,
+        ifb: Some(name),
+    })
+}
+
+/// Takes ChadThrottle's qdiscs off `interface` and puts back what was there. An interface
+/// that is gone needs nothing.
+fn uninstall(rtnl: &mut Rtnl, interface: &InstalledInterface, links: &[Link]) -> Result<(), Error> {
+    let name = &interface.name;
+    let ignore_gone = |result: std::io::Result<()>| match result {
+        Err(error)
+            if matches!(
+                error.raw_os_error(),
+                Some(libc::ENOENT | libc::ENODEV | libc::EINVAL)
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    };
+    if !links.iter().any(|link| link.index == interface.ifindex) {
+        return Ok(());
+    }
+    match interface.direction {
+        Direction::Up => {
+            let ours = rtnl
+                .root_qdisc(interface.ifindex)
+                .map_err(Error::tc(format!("read the root qdisc of {name}")))?
+                .is_some_and(|root| root.handle == QDISC_HANDLE && root.kind == "htb");
+            if ours {
+                ignore_gone(rtnl.delete_root(interface.ifindex, QDISC_HANDLE))
+                    .map_err(Error::tc(format!("remove the HTB qdisc of {name}")))?;
+                if let Some(previous) = &interface.previous {
+                    rtnl.restore_root(interface.ifindex, previous)
+                        .map_err(Error::tc(format!(
+                            "put back the qdisc {previous} of {name}"
+                        )))?;
+                }
+            }
+        }
+        Direction::Down => {
+            let clsact = rtnl
+                .ingress_qdisc(interface.ifindex)
+                .map_err(Error::tc(format!("read the ingress qdisc of {name}")))?
+                .is_some_and(|q| q.kind == "clsact");
+            ignore_gone(rtnl.delete_redirect_filter(interface.ifindex, clsact))
+                .map_err(Error::tc(format!("remove the download filter of {name}")))?;
+            if interface.created_ingress {
+                ignore_gone(rtnl.delete_ingress(interface.ifindex))
+                    .map_err(Error::tc(format!("remove the ingress qdisc of {name}")))?;
+            }
+            if let Some(ifb) = &interface.ifb
+                && let Some(link) = links.iter().find(|link| &link.name == ifb)
+            {
+                ignore_gone(rtnl.delete_link(link.index))
+                    .map_err(Error::tc(format!("remove the IFB device {ifb}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives the HTB carrying `interface` one class per limit of its direction, at the
+/// limit's rate compensated for the headers HTB charges, and removes other classes.
+fn set_classes(
+    rtnl: &mut Rtnl,
+    interface: &InstalledInterface,
+    links: &[Link],
+    classes: &[ClassLimit],
+) -> Result<(), Error> {
+    let Some(link) = links.iter().find(|link| link.index == interface.ifindex) else {
+        return Ok(());
+    };
+    let carrier = match (&interface.direction, &interface.ifb) {
+        (Direction::Down, Some(ifb)) => match links.iter().find(|l| &l.name == ifb) {
+            Some(ifb) => ifb,
+            None => return Ok(()),
+        },
+        _ => link,
+    };
+    let header = if link.ethernet { ETHERNET_HEADER } else { 0 };
+    let frame = link.mtu + header;
+    let mut kept = BTreeSet::new();
+    for class in classes
+        .iter()
+        .filter(|c| c.direction == interface.direction)
+    {
+        let rate = qdisc::wire_rate(class.rate, link.mtu, header);
+        rtnl.set_class(
+            carrier.index,
+            QDISC_HANDLE,
+            class.class_id,
+            rate,
+            qdisc::buffer_ticks(rate, frame),
+            frame,
+        )
+        .map_err(Error::tc(format!(
+            "set the HTB class {:x}:{:x} on {}",
+            class.class_id >> 16,
+            class.class_id & 0xffff,
+            carrier.name
+        )))?;
+        kept.insert(class.class_id);
+    }
+    let present = rtnl
+        .classes(carrier.index, QDISC_HANDLE)
+        .map_err(Error::tc(format!(
+            "list the HTB classes of {}",
+            carrier.name
+        )))?;
+    for class_id in present.into_iter().filter(|id| !kept.contains(id)) {
+        rtnl.delete_class(carrier.index, QDISC_HANDLE, class_id)
+            .map_err(Error::tc(format!(
+                "remove an HTB class of {}",
+                carrier.name
+            )))?;
+    }
+    Ok(())
+}
+
+/// Whether this kernel can carry the qdisc backend for `direction`, by trying in a network
+/// namespace of its own that vanishes with the thread: an IFB device, an HTB qdisc and
+/// class on it, and for downloads an ingress qdisc with the classifier `classifier_fd`
+/// behind a mirred redirect. Nothing outside that namespace is touched.
+pub(crate) fn probe_support(
+    direction: Direction,
+    classifier_fd: Option<u32>,
+) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare(CLONE_NEWNET) moves only this thread, which ends here.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!(
+                        "cannot create a network namespace to try it in: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
+                let ifb = rtnl
+                    .add_ifb("ct-probe", 10)
+                    .map_err(|e| format!("cannot create an IFB device (CONFIG_IFB): {e}"))?;
+                rtnl.add_htb_root(ifb, QDISC_HANDLE)
+                    .map_err(|e| format!("cannot add an HTB qdisc (CONFIG_NET_SCH_HTB): {e}"))?;
+                rtnl.set_class(
+                    ifb,
+                    QDISC_HANDLE,
+                    qdisc::class_id(1),
+                    1 << 20,
+                    1 << 20,
+                    1514,
+                )
+                .map_err(|e| format!("cannot add an HTB class: {e}"))?;
+                if direction == Direction::Down {
+                    let fd = classifier_fd.ok_or("the classifier was not loaded")?;
+                    rtnl.add_ingress(ifb).map_err(|e| {
+                        format!("cannot add an ingress qdisc (CONFIG_NET_SCH_INGRESS): {e}")
+                    })?;
+                    rtnl.add_redirect_filter(ifb, false, fd, PROG_TC_INGRESS, ifb)
+                        .map_err(|e| {
+                            format!(
+                                "cannot add a BPF filter with a mirred action \
+                                 (CONFIG_NET_CLS_BPF, CONFIG_NET_ACT_MIRRED): {e}"
+                            )
+                        })?;
+                }
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the probe thread panicked".into()))
+    })
+}

@@ -1,0 +1,276 @@
+//! Kernel tests of the qdisc backends: `htb` (uploads, an HTB at the root of the interface
+//! in use) and `ifb` (downloads, redirected to an IFB device with an HTB). They hold the
+//! limit, refuse a root qdisc they did not create unless --force, and leave every
+//! interface exactly as they found it on unlimit and reset.
+//!
+//! Same harness as datapath.rs. The interfaces are the lab's own, in its client namespace;
+//! the test reads them with iproute2 (`tc -j`, `ip -j`) from inside that namespace, the
+//! way an administrator would look.
+
+mod common;
+
+use anyhow::{Context as _, ensure};
+use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
+use common::{Test, pid, run};
+use serde_json::Value;
+use std::process::Command;
+
+const MIB: f64 = 1024.0 * 1024.0;
+const WARMUP_NS: u64 = 2_000_000_000;
+const MAX_BYTES: u64 = 20 << 30;
+const SECONDS: f64 = 8.0;
+const DEVICE: &str = "veth-c";
+
+/// Runs an iproute2 command in the network namespace of `inside` (a lab process).
+fn iproute(inside: &Endpoint, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", inside.pid()))
+        .arg(program)
+        .args(args)
+        .output()
+        .context("nsenter runs")?;
+    ensure!(
+        output.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Every qdisc of the lab's client interface, as `tc -j` reports it.
+fn qdiscs(inside: &Endpoint) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&iproute(
+        inside,
+        "tc",
+        &["-j", "qdisc", "show", "dev", DEVICE],
+    )?)?)
+}
+
+fn kinds(qdiscs: &Value) -> Vec<String> {
+    qdiscs
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|q| format!("{} {}", q["kind"].as_str().unwrap_or("?"), q["handle"]))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ifb_devices(inside: &Endpoint) -> anyhow::Result<Vec<String>> {
+    let links: Value = serde_json::from_str(&iproute(inside, "ip", &["-j", "link", "show"])?)?;
+    Ok(links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|link| link["ifname"].as_str())
+        .filter(|name| name.starts_with("ct-ifb"))
+        .map(str::to_owned)
+        .collect())
+}
+
+fn status_entry(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {
+    let status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
+    Ok(status["limits"]
+        .as_array()
+        .and_then(|limits| limits.iter().find(|limit| limit["pid"] == pid).cloned()))
+}
+
+fn htb_holds_an_upload_and_puts_the_default_root_back() -> anyhow::Result<()> {
+    let lab = Lab::new("htb-up", None)?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut client = lab.client(&server, Proto::Tcp, None, None)?;
+    let before = qdiscs(&client)?;
+    let printed = run(
+        &lab,
+        &[
+            "limit",
+            "--pid",
+            &pid(&client),
+            "--up",
+            "2M",
+            "--upload-backend",
+            "htb",
+        ],
+    )?;
+    ensure!(printed.contains("[htb]"), "limit said: {printed}");
+    let during = qdiscs(&client)?;
+    ensure!(
+        kinds(&during).contains(&"htb \"c7:\"".to_owned()),
+        "an HTB is at the root of {DEVICE}: {:?}",
+        kinds(&during)
+    );
+    let classes = iproute(&client, "tc", &["class", "show", "dev", DEVICE])?;
+    ensure!(
+        classes.contains("class htb c7:1 root"),
+        "classes: {classes}"
+    );
+
+    let report = client.send(SECONDS, MAX_BYTES)?;
+    server
+        .received_steady(&report, WARMUP_NS)?
+        .held_smoothly("htb upload", 2.0 * MIB, 0.05)?;
+    let entry = status_entry(&lab, client.pid())?.context("the limit is listed")?;
+    ensure!(entry["backend"]["up"] == "htb", "status: {entry}");
+    let dropped = entry["stats"]["up"]["dropped_packets"]
+        .as_u64()
+        .unwrap_or(0);
+    let passed = entry["stats"]["up"]["packets"].as_u64().unwrap_or(0);
+    println!("  the policer behind HTB dropped {dropped} of {passed} packets");
+    ensure!(
+        dropped * 1000 <= passed,
+        "the policer behind HTB dropped {dropped} of {passed} packets"
+    );
+
+    run(&lab, &["unlimit", "--pid", &pid(&client)])?;
+    ensure!(
+        qdiscs(&client)? == before,
+        "unlimit puts the default root back: {:?}, was {:?}",
+        kinds(&qdiscs(&client)?),
+        kinds(&before)
+    );
+    Ok(())
+}
+
+fn a_foreign_root_qdisc_is_refused_and_with_force_put_back_exactly() -> anyhow::Result<()> {
+    let lab = Lab::new("htb-foreign", None)?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let client = lab.client(&server, Proto::Tcp, None, None)?;
+    // someone's own root qdisc, with settings of its own
+    iproute(
+        &client,
+        "tc",
+        &[
+            "qdisc", "replace", "dev", DEVICE, "root", "handle", "50:", "tbf", "rate", "3gbit",
+            "burst", "123kb", "latency", "7ms",
+        ],
+    )?;
+    let before = qdiscs(&client)?;
+    let args = [
+        "limit",
+        "--pid",
+        &pid(&client),
+        "--up",
+        "1M",
+        "--upload-backend",
+        "htb",
+    ];
+    let refused = common::chadthrottle(&lab, &args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success()
+            && stderr.contains(&format!(
+                "interface {DEVICE} has a root qdisc ChadThrottle did not create (tbf 50:)"
+            ))
+            && stderr.contains("--force"),
+        "refused with the reason: {stderr}"
+    );
+    ensure!(stderr.trim().lines().count() == 1, "one line: {stderr}");
+    ensure!(qdiscs(&client)? == before, "nothing changed on refusal");
+    ensure!(
+        status_entry(&lab, client.pid())?.is_none(),
+        "no limit is left from the refused command"
+    );
+
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    run(&lab, &forced)?;
+    ensure!(
+        kinds(&qdiscs(&client)?).contains(&"htb \"c7:\"".to_owned()),
+        "--force replaced it: {:?}",
+        kinds(&qdiscs(&client)?)
+    );
+    run(&lab, &["unlimit", "--pid", &pid(&client)])?;
+    ensure!(
+        qdiscs(&client)? == before,
+        "unlimit puts the same qdisc back, settings and handle: {}, was {}",
+        qdiscs(&client)?,
+        before
+    );
+    Ok(())
+}
+
+fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> {
+    let lab = Lab::new("ifb-down", None)?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut client = lab.client(&server, Proto::Tcp, None, None)?;
+    let before = qdiscs(&client)?;
+    let limit = [
+        "limit",
+        "--pid",
+        &pid(&client),
+        "--down",
+        "2M",
+        "--download-backend",
+        "ifb",
+    ];
+    let printed = run(&lab, &limit)?;
+    ensure!(printed.contains("[ifb]"), "limit said: {printed}");
+    ensure!(
+        ifb_devices(&client)?.len() == 1,
+        "one IFB device: {:?}",
+        ifb_devices(&client)?
+    );
+    ensure!(
+        kinds(&qdiscs(&client)?).contains(&"ingress \"ffff:\"".to_owned()),
+        "an ingress qdisc on {DEVICE}: {:?}",
+        kinds(&qdiscs(&client)?)
+    );
+
+    let report = server.send(SECONDS, MAX_BYTES)?;
+    client
+        .received_steady(&report, WARMUP_NS)?
+        .held_smoothly("ifb download", 2.0 * MIB, 0.05)?;
+    let entry = status_entry(&lab, client.pid())?.context("the limit is listed")?;
+    ensure!(entry["backend"]["down"] == "ifb", "status: {entry}");
+    let segments = report.bytes / 1448 + 1;
+    println!(
+        "  {} of {segments} segments retransmitted",
+        report.retransmits
+    );
+    ensure!(
+        report.retransmits * 100 <= segments,
+        "{} of {segments} segments retransmitted",
+        report.retransmits
+    );
+
+    run(&lab, &["unlimit", "--pid", &pid(&client)])?;
+    ensure!(ifb_devices(&client)?.is_empty(), "unlimit removes the IFB");
+    ensure!(qdiscs(&client)? == before, "and the ingress qdisc");
+
+    // reset takes both backends away
+    run(&lab, &limit)?;
+    let mut up = limit.to_vec();
+    up[3] = "--up";
+    up[5] = "--upload-backend";
+    up[6] = "htb";
+    run(&lab, &up)?;
+    run(&lab, &["reset"])?;
+    ensure!(ifb_devices(&client)?.is_empty(), "reset removes the IFB");
+    ensure!(
+        qdiscs(&client)? == before,
+        "reset puts every qdisc back: {:?}",
+        kinds(&qdiscs(&client)?)
+    );
+    Ok(())
+}
+
+const TESTS: &[(&str, Test)] = &[
+    (
+        "htb_holds_an_upload_and_puts_the_default_root_back",
+        htb_holds_an_upload_and_puts_the_default_root_back,
+    ),
+    (
+        "a_foreign_root_qdisc_is_refused_and_with_force_put_back_exactly",
+        a_foreign_root_qdisc_is_refused_and_with_force_put_back_exactly,
+    ),
+    (
+        "ifb_holds_a_download_and_reset_leaves_nothing_behind",
+        ifb_holds_a_download_and_reset_leaves_nothing_behind,
+    ),
+];
+
+fn main() {
+    common::main(TESTS);
+}
