@@ -32,6 +32,10 @@
 #define CT_EGRESS_DROP 2
 #define CT_INGRESS_DROP 0
 
+/* What an HTB-held upload may have queued in the qdisc beyond the policer's sight: two
+ * 64 KB offloaded packets for each of several sockets. */
+#define CT_QDISC_QUEUE_BYTES (1ULL << 20)
+
 /* Load-time setting: nanoseconds per clock tick (10^9 / sysconf(_SC_CLK_TCK)), so that
  * start times compare with /proc/PID/stat. */
 const volatile __u64 ct_ns_per_tick = 10000000;
@@ -338,7 +342,7 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	struct ct_owner *owner = &sock->owner;
 	struct ct_limit_key key = { .tgid = owner->tgid, .dir = dir };
 	struct ct_limit *limit;
-	__u64 now, charge;
+	__u64 now, charge, slack;
 	int passed, shaped;
 
 	limit = bpf_map_lookup_elem(&ct_limits, &key);
@@ -366,9 +370,16 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	 * own small overshoots, and lets the first window of a shaped download through. */
 	shaped = ct_shaped(sk, sock, dir) || (limit->flags & CT_LIMIT_QDISC);
 	charge = shaped ? payload - payload / 16 : payload;
+	slack = shaped ? limit->bucket.tau_ns : 0;
+	/* An upload that HTB holds reaches this hook before the qdisc: each socket may keep
+	 * two offloaded packets of up to 64 KB queued there (TCP small queues; at LAN round
+	 * trips TCP builds them full size at any rate), so the backstop lets that much more
+	 * run ahead. The average stays held 1/15 above the limit. */
+	if (limit->flags & CT_LIMIT_QDISC && dir == CT_DIR_UP && limit->bucket.rate)
+		slack += CT_QDISC_QUEUE_BYTES * 1000000000ULL / limit->bucket.rate;
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&limit->lock);
-	passed = ct_bucket_admit(&limit->bucket, now, charge, shaped ? limit->bucket.tau_ns : 0);
+	passed = ct_bucket_admit(&limit->bucket, now, charge, slack);
 	bpf_spin_unlock(&limit->lock);
 	ct_count(&key, skb, passed);
 	return passed;

@@ -47,7 +47,7 @@ pub const POLICER: BackendDescriptor = BackendDescriptor {
 /// HTB classes on the egress interfaces in use, the datapath choosing the class.
 pub const HTB: BackendDescriptor = BackendDescriptor {
     name: Enforcement::Htb.name(),
-    priority: 5,
+    priority: 15,
     directions: PerDirection {
         up: true,
         down: false,
@@ -61,7 +61,7 @@ pub const HTB: BackendDescriptor = BackendDescriptor {
 /// Downloads redirected to IFB devices with HTB classes.
 pub const IFB: BackendDescriptor = BackendDescriptor {
     name: Enforcement::Ifb.name(),
-    priority: 5,
+    priority: 15,
     directions: PerDirection {
         up: false,
         down: true,
