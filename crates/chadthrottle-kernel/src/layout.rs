@@ -10,7 +10,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -71,8 +71,9 @@ pub struct Share {
     pub share: u64,
     pub epoch: u32,
     pub busy: u32,
-    pub last_active: u32,
     pub lights: u32,
+    pub seen: [u32; 8],
+    pub _pad: u32,
 }
 
 /// `struct ct_limit_key`.
@@ -168,10 +169,10 @@ pub struct Meta {
 const _: () = assert!(size_of::<Owner>() == 16);
 const _: () = assert!(size_of::<SockState>() == 168);
 const _: () = assert!(size_of::<Shape>() == 40);
-const _: () = assert!(size_of::<Share>() == 40);
+const _: () = assert!(size_of::<Share>() == 72);
 const _: () = assert!(size_of::<LimitKey>() == 8);
 const _: () = assert!(size_of::<BucketState>() == 48);
-const _: () = assert!(size_of::<Limit>() == 144);
+const _: () = assert!(size_of::<Limit>() == 176);
 const _: () = assert!(size_of::<Acct>() == 32);
 const _: () = assert!(size_of::<ProcInfo>() == 160);
 const _: () = assert!(size_of::<Conn>() == 104);

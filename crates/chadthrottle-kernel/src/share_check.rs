@@ -35,6 +35,10 @@ mod tests {
     struct Socket {
         /// What the application would move if nothing held it (bytes per second).
         demand: u64,
+        /// How often the socket gets a callback to report in (a slow socket's ACKs are
+        /// sparse); `CHECK_NS` for a busy one.
+        every_ns: u64,
+        last_callback: u64,
         cap: u64,
         epoch: u32,
         moved: u64,
@@ -66,6 +70,8 @@ mod tests {
                 unsafe { ct_host_share_join(&mut self.share, self.budget, self.now, &mut epoch) };
             self.sockets.push(Socket {
                 demand,
+                every_ns: CHECK_NS,
+                last_callback: self.now,
                 cap,
                 epoch,
                 moved: 0,
@@ -81,6 +87,10 @@ mod tests {
                 self.now += CHECK_NS;
                 for socket in &mut self.sockets {
                     socket.moved += socket.cap.min(socket.demand) * CHECK_NS / 1_000_000_000;
+                    if self.now - socket.last_callback < socket.every_ns {
+                        continue;
+                    }
+                    socket.last_callback = self.now;
                     let rate = (socket.moved - socket.mark_bytes) * 1_000_000
                         / ((self.now - socket.mark_ns) / 1_000);
                     let epoch_before = socket.epoch;
@@ -226,13 +236,45 @@ mod tests {
     }
 
     #[test]
+    fn sockets_that_report_only_every_few_epochs_still_hold_the_aggregate() {
+        // eight slow sockets (12.8 KB/s each) get an ACK, and so a chance to report, only
+        // every 200 to 300 ms: a division that counts only this epoch's reporters hands
+        // each far more than an eighth
+        let mut process = Process::new(102_400);
+        for index in 0..8 {
+            process.join(GREEDY);
+            process.sockets[index].every_ns = (200 + 25 * (index as u64 % 3)) * MS;
+        }
+        process.run(3_000 * MS);
+        let moved: u64 = process.run(4_000 * MS).iter().sum();
+        assert!(
+            within(moved, 4 * 102_400, 0.02),
+            "moved {moved} in 4 s against {}",
+            4 * 102_400
+        );
+    }
+
+    #[test]
     fn no_cap_falls_below_a_64th_of_the_budget() {
         let mut process = Process::new(64 * MB);
-        for _ in 0..200 {
+        for _ in 0..40 {
+            process.join(GREEDY);
+        }
+        process.sockets[0].demand = 0;
+        process.run(1_000 * MS);
+        assert!(process.sockets.iter().all(|socket| socket.cap >= MB));
+    }
+
+    #[test]
+    fn many_sockets_share_the_budget_rather_than_add_up_their_floors() {
+        // 1000 greedy sockets: each gets a thousandth, not a 64th
+        let mut process = Process::new(100 * MB);
+        for _ in 0..1000 {
             process.join(GREEDY);
         }
         process.run(1_000 * MS);
-        assert!(process.sockets.iter().all(|socket| socket.cap >= MB));
+        let moved: u64 = process.run(2_000 * MS).iter().sum();
+        assert!(within(moved, 200 * MB, 0.02), "moved {moved}");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 7
+#define CT_LAYOUT_VERSION 8
 
 /* Directions, as seen from the limited process. */
 #define CT_DIR_UP 0   /* egress: sent by the process */
@@ -53,6 +53,9 @@ struct ct_bucket {
 };
 _Static_assert(sizeof(struct ct_bucket) == 48, "ct_bucket layout");
 
+/* Epochs a socket counts in the division after its last report (see share.h). */
+#define CT_SHARE_WINDOW 8
+
 /* How a limited process's budget is divided among its TCP sockets (see share.h): the
  * current epoch's reports and the share decided at the end of the last one. */
 struct ct_share {
@@ -60,11 +63,14 @@ struct ct_share {
 	__u64 light;     /* bytes per second used by light sockets, this epoch */
 	__u64 share;     /* cap of a busy socket, from the last epoch (bytes per second) */
 	__u32 epoch;     /* number of the current epoch */
-	__u32 busy;        /* busy sockets reported this epoch */
-	__u32 last_active; /* sockets that reported in the last epoch */
-	__u32 lights;      /* light sockets reported this epoch */
+	__u32 busy;      /* busy sockets reported this epoch */
+	__u32 lights;    /* light sockets reported this epoch */
+	/* seen[e % CT_SHARE_WINDOW]: sockets whose latest report (or join) was in epoch e,
+	 * for the last CT_SHARE_WINDOW epochs: their sum is how many sockets share */
+	__u32 seen[CT_SHARE_WINDOW];
+	__u32 _pad;
 };
-_Static_assert(sizeof(struct ct_share) == 40, "ct_share layout");
+_Static_assert(sizeof(struct ct_share) == 72, "ct_share layout");
 
 /* ct_limit.flags */
 #define CT_LIMIT_SHAPE 1 /* TCP sockets are shaped (pacing caps, window clamps) */
@@ -87,7 +93,7 @@ struct ct_limit {
 	__u32 class_id; /* CT_LIMIT_QDISC: the HTB class, major:minor as skb->priority */
 	__u32 _pad;
 };
-_Static_assert(sizeof(struct ct_limit) == 144, "ct_limit layout");
+_Static_assert(sizeof(struct ct_limit) == 176, "ct_limit layout");
 
 /* Value of the per-CPU ct_stats map. Bytes are skb->len: IP bytes with the headers of an
  * offloaded (GSO/GRO) packet counted once; packets count wire packets (gso_segs). */

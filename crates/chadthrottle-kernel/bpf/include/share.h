@@ -6,15 +6,17 @@
  * max-min fair.
  *
  * Time is cut into epochs of CT_SHARE_EPOCH_NS per process and direction. In each epoch
- * every active socket reports once, under the limit's lock: the rate it moved since its
- * last report, and whether that used (nearly) all of its cap. A socket that did is busy;
- * one that did not is light and needs only what it used. When an epoch ends, what the
- * light sockets used is taken off the budget and the rest is divided equally among the
- * busy ones, but never less than the budget divided among all reporting sockets: the cap
- * of every socket for the next epoch (the share). A light socket that speeds up is held
- * to the share for one epoch and counts as busy from the next; the policer behind the
- * shapers absorbs what the re-division takes to settle.
- * Sockets that fall silent stop reporting and so drop out of the division by themselves.
+ * an active socket reports at most once, under the limit's lock: the rate it moved since
+ * its last report, and whether that used (nearly) all of its cap. A socket that did is
+ * busy; one that did not is light and needs only what it used. When an epoch ends, what
+ * the light sockets used is taken off the budget and the rest is divided equally among
+ * the busy ones and those counted but not heard from this epoch, but never less than the
+ * budget divided among all counted sockets: the cap of every socket for the next epoch
+ * (the share). A light socket that speeds up is held to the share for one epoch and
+ * counts as busy from the next; the policer behind the shapers absorbs what the
+ * re-division takes to settle. A socket counts for CT_SHARE_WINDOW epochs after its last
+ * report: slow sockets report only every few epochs, and silent ones drop out by
+ * themselves.
  */
 #ifndef CHADTHROTTLE_SHARE_H
 #define CHADTHROTTLE_SHARE_H
@@ -32,46 +34,66 @@
  * wobbles by a few segments per epoch; light means clearly held back by itself). */
 #define CT_SHARE_BUSY_NUM 3
 #define CT_SHARE_BUSY_DEN 4
-/* No cap goes below 1/64 of the budget: a socket never starves while others hold it. */
+/* No cap goes below 1/64 of the budget, nor below the budget divided among the sockets
+ * counted when there are more: a socket never starves while others hold it, and many
+ * sockets' floors cannot add up to more than the budget. */
 #define CT_SHARE_FLOOR_DIV 64
 
-static __always_inline __u64 ct_share_floor(__u64 budget)
+static __always_inline __u64 ct_share_floor(__u64 budget, __u32 sockets)
 {
-	__u64 floor = budget / CT_SHARE_FLOOR_DIV;
+	__u64 floor = budget / (sockets > CT_SHARE_FLOOR_DIV ? sockets : CT_SHARE_FLOOR_DIV);
 
 	return floor ? floor : 1;
 }
 
+/* How many sockets share the budget: those that reported (or joined) in the last
+ * CT_SHARE_WINDOW epochs. A slow socket gets a callback, and so a chance to report, only
+ * every few epochs (its ACKs are sparse); counting only this epoch's reporters would hand
+ * each of them several sockets' worth. */
+static __always_inline __u32 ct_share_sockets(const struct ct_share *s)
+{
+	__u32 sockets = 0;
+
+#pragma unroll
+	for (int i = 0; i < CT_SHARE_WINDOW; i++)
+		sockets += s->seen[i];
+	return sockets;
+}
+
 /* Ends the current epoch if it is over. The share for the next one is what light sockets
- * left of the budget divided among the busy ones, and never less than the budget divided
- * among every socket that reported: light sockets that over-report (held back by drops
- * rather than by themselves) cannot starve busy ones, and caps cannot stay inflated.
- * With none busy, the most a light socket may speed up to is what the others left (at
- * least the fair share): a socket alone gets the whole budget. */
+ * left of the budget divided among the busy ones and those that did not report this epoch
+ * (taken to use their share), and never less than the fair share, the budget divided
+ * among every socket counted: light sockets that over-report (held back by drops rather
+ * than by themselves) cannot starve busy ones. With none busy or absent, the cap is the
+ * fair share: a light socket does not need more, and one that speeds up to 3/4 of it
+ * counts as busy in the next epoch and gets what the others leave. A socket alone gets
+ * the whole budget. */
 static __always_inline void ct_share_roll(struct ct_share *s, __u64 budget, __u64 now_ns)
 {
 	__u64 left, fair, share;
-	__u32 active;
+	__u32 active, sockets, pressing;
 
 	if (s->epoch_ns && now_ns - s->epoch_ns < CT_SHARE_EPOCH_NS)
 		return;
 	active = s->busy + s->lights;
+	sockets = ct_share_sockets(s);
+	if (sockets < active)
+		sockets = active;
+	pressing = s->busy + (sockets - active);
 	left = s->light < budget ? budget - s->light : 0;
-	fair = active ? budget / active : budget;
-	if (s->busy)
-		share = left / s->busy;
-	else
-		share = left;
+	fair = sockets ? budget / sockets : budget;
+	share = pressing ? left / pressing : fair;
 	if (share < fair)
 		share = fair;
-	if (share < ct_share_floor(budget))
-		share = ct_share_floor(budget);
+	if (share < ct_share_floor(budget, sockets))
+		share = ct_share_floor(budget, sockets);
 	s->share = share;
-	s->last_active = active;
 	s->busy = 0;
 	s->lights = 0;
 	s->light = 0;
 	s->epoch++;
+	/* sockets last seen CT_SHARE_WINDOW epochs ago leave the division */
+	s->seen[s->epoch % CT_SHARE_WINDOW] = 0;
 	s->epoch_ns = now_ns;
 }
 
@@ -80,17 +102,16 @@ static __always_inline __u64 ct_share_join(struct ct_share *s, __u64 budget, __u
 					   __u32 *sock_epoch)
 {
 	__u64 left, cap;
-	__u32 sharing;
+	__u32 sockets;
 
 	ct_share_roll(s, budget, now_ns);
 	s->busy++;
+	s->seen[s->epoch % CT_SHARE_WINDOW]++;
 	*sock_epoch = s->epoch;
-	/* the sockets of the last epoch have not all reported in this one yet */
-	sharing = s->busy + s->lights > s->last_active + 1 ? s->busy + s->lights
-							    : s->last_active + 1;
 	left = s->light < budget ? budget - s->light : 0;
-	cap = left / sharing;
-	return cap < ct_share_floor(budget) ? ct_share_floor(budget) : cap;
+	sockets = ct_share_sockets(s);
+	cap = left / sockets;
+	return cap < ct_share_floor(budget, sockets) ? ct_share_floor(budget, sockets) : cap;
 }
 
 /* A socket's report: it moved sock_rate (bytes per second) since its last report, under
@@ -99,10 +120,16 @@ static __always_inline __u64 ct_share_report(struct ct_share *s, __u64 budget, _
 					     __u32 *sock_epoch, __u64 sock_rate, __u64 sock_cap)
 {
 	int busy = sock_cap && sock_rate * CT_SHARE_BUSY_DEN >= sock_cap * CT_SHARE_BUSY_NUM;
-	__u64 cap;
+	__u64 cap, floor;
+	__u32 last;
 
 	ct_share_roll(s, budget, now_ns);
 	if (*sock_epoch != s->epoch) {
+		/* the socket is counted in the epoch of its latest report: move it here */
+		last = *sock_epoch % CT_SHARE_WINDOW;
+		if (s->epoch - *sock_epoch < CT_SHARE_WINDOW && s->seen[last])
+			s->seen[last]--;
+		s->seen[s->epoch % CT_SHARE_WINDOW]++;
 		*sock_epoch = s->epoch;
 		if (busy) {
 			s->busy++;
@@ -116,7 +143,8 @@ static __always_inline __u64 ct_share_report(struct ct_share *s, __u64 budget, _
 	cap = s->share;
 	if (cap > budget)
 		cap = budget;
-	return cap < ct_share_floor(budget) ? ct_share_floor(budget) : cap;
+	floor = ct_share_floor(budget, ct_share_sockets(s));
+	return cap < floor ? floor : cap;
 }
 
 /* Bytes per second moved between two readings of a socket's byte counter. */
