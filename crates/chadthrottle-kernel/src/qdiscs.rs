@@ -63,11 +63,16 @@ fn read_record(path: &Path) -> Result<QdiscRecord, Error> {
 
 fn write_record(path: &Path, record: &QdiscRecord) -> Result<(), Error> {
     if record.namespaces.is_empty() {
-        return match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(Error::io("remove", path)(error)),
-        };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(Error::io("remove", path)(error)),
+        }
+        // the directory goes with its last record (another install's keeps it)
+        if let Some(dir) = path.parent() {
+            let _in_use_or_gone = std::fs::remove_dir(dir);
+        }
+        return Ok(());
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
