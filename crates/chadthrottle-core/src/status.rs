@@ -70,6 +70,13 @@ pub struct DirectionLimit {
     pub enforcement: Enforcement,
 }
 
+/// Whether an HTB qdisc (backend htb or ifb) holds either direction of `limits`.
+pub fn held_by_qdisc(limits: &PerDirection<Option<DirectionLimit>>) -> bool {
+    limits
+        .iter()
+        .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()))
+}
+
 /// Traffic counted for one direction of a limited process since the limit was set.
 /// Bytes are IP bytes as the socket layer hands them over (an offloaded 64 KB packet
 /// counts its headers once), the same bytes the bucket charges.

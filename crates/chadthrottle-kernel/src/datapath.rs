@@ -16,7 +16,9 @@ use crate::qdiscs::{self, ClassLimit, Reach};
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, LimitRequest, Target};
 use chadthrottle_core::bucket;
-use chadthrottle_core::status::{ActiveLimit, DirStats, DirectionLimit, Enforcement};
+use chadthrottle_core::status::{
+    ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_qdisc,
+};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -300,10 +302,7 @@ impl Datapath {
             };
             let expired = expires_at_ns != 0 && expires_at_ns <= now;
             if expired || !procs::is_alive(pid, limit.target.start_time) {
-                qdisc_held |= limit
-                    .limits
-                    .iter()
-                    .any(|(_, l)| l.is_some_and(|l| l.enforcement.is_qdisc()));
+                qdisc_held |= held_by_qdisc(&limit.limits);
                 self.delete(pid);
                 pruned.push(limit);
             }
@@ -320,11 +319,7 @@ impl Datapath {
         let expires = request.lasts.map_or(0, |lasts| {
             clock::boottime_ns().saturating_add(u64::try_from(lasts.as_nanos()).unwrap_or(u64::MAX))
         });
-        let wants_class = request
-            .set
-            .iter()
-            .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()));
-        let class_id = if wants_class {
+        let class_id = if held_by_qdisc(&request.set) {
             self.class_for(process.pid)?
         } else {
             0
@@ -396,10 +391,7 @@ impl Backend for Datapath {
         let qdisc_before = before
             .iter()
             .any(|(_, entry)| entry.is_some_and(|l| l.flags & LIMIT_QDISC != 0));
-        let qdisc_now = request
-            .set
-            .iter()
-            .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()));
+        let qdisc_now = held_by_qdisc(&request.set);
         let result = result.and_then(|backfilled_sockets| {
             if qdisc_before || qdisc_now {
                 self.sync_qdiscs(Reach::Grow {
@@ -438,10 +430,7 @@ impl Backend for Datapath {
             .limits
             .iter()
             .any(|(direction, set)| set.is_some() && !directions.get(direction));
-        let qdisc_held = limit
-            .limits
-            .iter()
-            .any(|(_, l)| l.is_some_and(|l| l.enforcement.is_qdisc()));
+        let qdisc_held = held_by_qdisc(&limit.limits);
         if !keeps_a_limit {
             self.delete(pid);
             if qdisc_held {

@@ -17,6 +17,7 @@ mod layout;
 mod lock;
 pub mod mounts;
 pub mod names;
+mod netns;
 mod object;
 pub mod privileges;
 pub mod probe;

@@ -13,6 +13,7 @@
 use crate::error::Error;
 use crate::install;
 use crate::names::{IFB_PREFIX, PROG_TC_INGRESS};
+use crate::netns::{self, NetnsId};
 use crate::tc::{Link, Rtnl};
 use aya::programs::SchedClassifier;
 use chadthrottle_core::Direction;
@@ -24,7 +25,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Packets an IFB device queues per class (its `txqueuelen`, which HTB's leaves take).
@@ -82,42 +82,6 @@ fn write_record(path: &Path, record: &QdiscRecord) -> Result<(), Error> {
     let partial = path.with_extension("json.new");
     std::fs::write(&partial, text).map_err(Error::io("write", &partial))?;
     std::fs::rename(&partial, path).map_err(Error::io("write", path))
-}
-
-/// A network namespace: its identity and a descriptor to enter it by.
-struct Namespace {
-    id: (u64, u64),
-    file: File,
-}
-
-fn namespace_of_pid(pid: u32) -> Option<Namespace> {
-    let file = File::open(format!("/proc/{pid}/ns/net")).ok()?;
-    let meta = file.metadata().ok()?;
-    Some(Namespace {
-        id: (meta.dev(), meta.ino()),
-        file,
-    })
-}
-
-/// A descriptor of the namespace `id`, found through any process in it (or a name in
-/// /run/netns); `None` when it no longer exists.
-fn find_namespace(id: (u64, u64)) -> Option<File> {
-    let named = std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|entry| entry.path());
-    let processes = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .map(|entry| entry.path().join("ns/net"));
-    named.chain(processes).find_map(|path| {
-        let file = File::open(path).ok()?;
-        let meta = file.metadata().ok()?;
-        ((meta.dev(), meta.ino()) == id).then_some(file)
-    })
 }
 
 /// The remote addresses of `pid`'s connected TCP and UDP sockets, read in its namespace.
@@ -182,13 +146,13 @@ pub(crate) fn sync(pin_dir: &Path, limits: &[ClassLimit], reach: Reach) -> Resul
     if record.namespaces.is_empty() && limits.is_empty() {
         return Ok(());
     }
-    let mut work: BTreeMap<(u64, u64), NamespaceWork> = BTreeMap::new();
+    let mut work: BTreeMap<NetnsId, NamespaceWork> = BTreeMap::new();
     for limit in limits {
-        let Some(namespace) = namespace_of_pid(limit.pid) else {
+        let Some((id, file)) = netns::of_pid(limit.pid) else {
             continue; // gone: its class goes
         };
-        let entry = work.entry(namespace.id).or_insert_with(|| NamespaceWork {
-            file: namespace.file,
+        let entry = work.entry(id).or_insert_with(|| NamespaceWork {
+            file,
             installed: Vec::new(),
             classes: Vec::new(),
             peers: BTreeMap::new(),
@@ -204,7 +168,7 @@ pub(crate) fn sync(pin_dir: &Path, limits: &[ClassLimit], reach: Reach) -> Resul
         let id = (namespace.dev, namespace.ino);
         if let Some(entry) = work.get_mut(&id) {
             entry.installed.clone_from(&namespace.interfaces);
-        } else if let Some(file) = find_namespace(id) {
+        } else if let Some(file) = netns::find(id) {
             work.insert(
                 id,
                 NamespaceWork {
@@ -244,16 +208,11 @@ pub(crate) fn sync(pin_dir: &Path, limits: &[ClassLimit], reach: Reach) -> Resul
     for (id, entry) in work {
         // what is installed, kept true step by step, so that an error records the truth
         let mut interfaces = entry.installed.clone();
-        let result = std::thread::scope(|scope| {
-            scope
-                .spawn(|| in_namespace(&entry, classifier_fd, reach, &mut interfaces))
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(Error::tc("change qdiscs")(std::io::Error::other(
-                        "the qdisc thread panicked",
-                    )))
-                })
-        });
+        let result = netns::run_in(&entry.file, || {
+            in_namespace(&entry, classifier_fd, reach, &mut interfaces)
+        })
+        .map_err(Error::tc("change qdiscs in a network namespace"))
+        .and_then(|changed| changed);
         if let Err(error) = result {
             first_error.get_or_insert(error);
         }
@@ -270,21 +229,14 @@ pub(crate) fn sync(pin_dir: &Path, limits: &[ClassLimit], reach: Reach) -> Resul
     first_error.map_or(Ok(()), Err)
 }
 
-/// In this thread: enters the namespace and brings it in line. `interfaces` starts as the
-/// record and follows every change made.
+/// Brings the current thread's namespace in line. `interfaces` starts as the record and
+/// follows every change made.
 fn in_namespace(
     work: &NamespaceWork,
     classifier_fd: Option<u32>,
     reach: Reach,
     interfaces: &mut Vec<InstalledInterface>,
 ) -> Result<(), Error> {
-    // SAFETY: setns on a valid namespace descriptor; CLONE_NEWNET moves only this thread,
-    // which ends when this returns.
-    if unsafe { libc::setns(work.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(Error::tc("enter a network namespace")(
-            std::io::Error::last_os_error(),
-        ));
-    }
     let mut rtnl = Rtnl::open().map_err(Error::tc("open rtnetlink"))?;
     let links = rtnl.links().map_err(Error::tc("list interfaces"))?;
     let wanted = interfaces_in_use(&mut rtnl, &links, work)?;

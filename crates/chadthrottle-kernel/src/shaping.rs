@@ -10,13 +10,12 @@
 use crate::error::Error;
 use crate::install;
 use crate::names::PROG_ITER_TCP;
+use crate::netns::NetnsId;
 use aya::programs::Iter;
 use aya::programs::links::LinkError;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Brings the open TCP sockets of every network namespace `pids` use in line with the
@@ -41,43 +40,28 @@ pub fn reconcile(pin_dir: &Path, pids: &[u32]) -> Result<usize, Error> {
             .attach()
             .and_then(|id| iter.take_link(id))
             .map_err(Error::program("attach", PROG_ITER_TCP))?;
-        let records = std::thread::scope(|scope| {
-            scope
-                .spawn(move || run_in(&namespace, link))
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the iterator thread panicked")))
-        })
-        .map_err(Error::io(
-            "run the TCP socket iterator in",
-            "a network namespace",
-        ))?;
+        let records = crate::netns::run_in(&namespace, || read_iterator(link))
+            .and_then(|read| read)
+            .map_err(Error::io(
+                "run the TCP socket iterator in",
+                "a network namespace",
+            ))?;
         changed += records;
     }
     Ok(changed)
 }
 
-/// One `/proc/PID/ns/net` per distinct network namespace, keyed by its inode.
-fn namespaces_of(pids: &[u32]) -> BTreeMap<(u64, u64), File> {
-    let mut namespaces = BTreeMap::new();
-    for pid in pids {
-        let Ok(file) = File::open(format!("/proc/{pid}/ns/net")) else {
-            continue; // gone: its sockets went with it
-        };
-        if let Ok(meta) = file.metadata() {
-            namespaces.entry((meta.dev(), meta.ino())).or_insert(file);
-        }
-    }
-    namespaces
+/// One descriptor per distinct network namespace of `pids` (gone processes' sockets went
+/// with them).
+fn namespaces_of(pids: &[u32]) -> BTreeMap<NetnsId, File> {
+    pids.iter()
+        .filter_map(|&pid| crate::netns::of_pid(pid))
+        .collect()
 }
 
-/// In this thread: enters `namespace`, opens the iterator there and reads it to the end.
-/// Each socket changed writes one 4-byte record.
-fn run_in(namespace: &File, link: aya::programs::iter::IterLink) -> std::io::Result<usize> {
-    // SAFETY: setns on a valid namespace descriptor; CLONE_NEWNET moves only this thread,
-    // which ends right after.
-    if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+/// Opens the iterator in the current thread's namespace and reads it to the end. Each
+/// socket changed writes one 4-byte record.
+fn read_iterator(link: aya::programs::iter::IterLink) -> std::io::Result<usize> {
     let mut file = link.into_file().map_err(|error| match error {
         LinkError::SyscallError(call) => call.io_error,
         other => std::io::Error::other(other),

@@ -54,8 +54,7 @@ static __always_inline __u32 ct_share_sockets(const struct ct_share *s)
 {
 	__u32 sockets = 0;
 
-#pragma unroll
-	for (int i = 0; i < CT_SHARE_WINDOW; i++)
+	for (int i = 0; i < CT_SHARE_WINDOW; i++) /* a bounded loop: clang unrolls it */
 		sockets += s->seen[i];
 	return sockets;
 }
