@@ -18,14 +18,67 @@ pub struct Target {
     pub name: String,
 }
 
-/// What `limit` asks of a backend.
+/// What a request does to one direction of a process's limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Change {
+    /// Leave the direction as it is (unlimited for a process without a limit).
+    #[default]
+    Keep,
+    /// Set or replace the direction's limit.
+    Set(DirectionLimit),
+    /// Lift the direction's limit; the whole limit goes when no direction is left.
+    Lift,
+}
+
+impl Change {
+    /// `Set` for `Some`, `Lift` for `None`: a form whose empty field means unlimited.
+    pub fn set_or_lift(limit: Option<DirectionLimit>) -> Change {
+        limit.map_or(Change::Lift, Change::Set)
+    }
+
+    /// `Set` for `Some`, `Keep` for `None`: a command that names only what it changes.
+    pub fn set_or_keep(limit: Option<DirectionLimit>) -> Change {
+        limit.map_or(Change::Keep, Change::Set)
+    }
+
+    /// The limit this change sets, if any.
+    pub const fn limit(self) -> Option<DirectionLimit> {
+        match self {
+            Change::Set(limit) => Some(limit),
+            Change::Keep | Change::Lift => None,
+        }
+    }
+}
+
+/// What `limit`, the TUI's throttle dialog and saved-limit restores ask of a backend: one
+/// request, one round trip, whatever each direction needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitRequest {
     pub target: Target,
-    /// `Some` sets that direction; `None` leaves it as it is (unlimited for a new target).
-    pub set: PerDirection<Option<DirectionLimit>>,
+    pub change: PerDirection<Change>,
     /// The whole limit lapses this long after it is set; `None`: until removed.
     pub lasts: Option<Duration>,
+}
+
+impl LimitRequest {
+    /// Whether any direction is set to be held by an HTB qdisc (backend htb or ifb).
+    pub fn sets_qdisc(&self) -> bool {
+        self.change
+            .iter()
+            .any(|(_, change)| change.limit().is_some_and(|l| l.enforcement.is_qdisc()))
+    }
+
+    /// The directions as they will be after the request, given them as they are now.
+    pub fn outcome(
+        &self,
+        now: &PerDirection<Option<DirectionLimit>>,
+    ) -> PerDirection<Option<DirectionLimit>> {
+        self.change.map(|direction, change| match change {
+            Change::Keep => *now.get(direction),
+            Change::Set(limit) => Some(*limit),
+            Change::Lift => None,
+        })
+    }
 }
 
 /// What applying a limit did beyond the limit itself.
@@ -42,8 +95,10 @@ pub struct Applied {
 pub trait Backend {
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Sets or changes the limit of one process; it acts on connections that are already
-    /// open and on new ones, and stays in force after the caller exits.
+    /// Sets, changes or lifts the directions of one process's limit as `request` says, in
+    /// one change; it acts on connections that are already open and on new ones, and stays
+    /// in force after the caller exits. When no direction is left limited the process's
+    /// limit is gone, as after [`Backend::remove`].
     fn apply(&mut self, request: &LimitRequest) -> Result<Applied, Self::Error>;
 
     /// Lifts the given directions of `pid`'s limit; returns the limit as it was, or `None`
@@ -56,6 +111,9 @@ pub trait Backend {
 
     /// Every limit in force, ordered by PID.
     fn limits(&self) -> Result<Vec<ActiveLimit>, Self::Error>;
+
+    /// Drops the limits of processes that are gone or whose `--for` ran out; returns them.
+    fn prune(&mut self) -> Result<Vec<ActiveLimit>, Self::Error>;
 
     /// Counters of one direction of one limited process.
     fn stats(
@@ -190,6 +248,58 @@ mod tests {
 
     fn all_available(_: &BackendDescriptor) -> Availability {
         Availability::Available
+    }
+
+    fn limit(rate: u64, enforcement: crate::status::Enforcement) -> DirectionLimit {
+        DirectionLimit {
+            rate,
+            burst: 65_536,
+            enforcement,
+        }
+    }
+
+    #[test]
+    fn a_request_keeps_sets_and_lifts_each_direction() {
+        use crate::status::Enforcement;
+        let now = PerDirection {
+            up: Some(limit(1000, Enforcement::Shaping)),
+            down: Some(limit(2000, Enforcement::Shaping)),
+        };
+        let request = |up, down| LimitRequest {
+            target: Target {
+                process: ProcessRef {
+                    pid: 7,
+                    start_time: 1,
+                },
+                name: "curl".into(),
+            },
+            change: PerDirection { up, down },
+            lasts: None,
+        };
+        let set = limit(5, Enforcement::Htb);
+        let changed = request(Change::Set(set), Change::Lift);
+        assert_eq!(
+            changed.outcome(&now),
+            PerDirection {
+                up: Some(set),
+                down: None
+            }
+        );
+        assert!(changed.sets_qdisc());
+        let kept = request(Change::Keep, Change::Keep);
+        assert_eq!(kept.outcome(&now), now);
+        assert!(!kept.sets_qdisc());
+        assert_eq!(
+            Change::set_or_lift(None),
+            Change::Lift,
+            "an empty dialog field lifts"
+        );
+        assert_eq!(
+            Change::set_or_keep(None),
+            Change::Keep,
+            "a flag not given keeps"
+        );
+        assert_eq!(Change::set_or_keep(Some(set)).limit(), Some(set));
     }
 
     #[test]

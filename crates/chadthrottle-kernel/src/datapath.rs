@@ -14,7 +14,7 @@ use crate::privileges::{self, Operation};
 use crate::procs;
 use crate::qdiscs::{self, ClassLimit, Reach};
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
-use chadthrottle_core::backend::{Applied, Backend, LimitRequest, Target};
+use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target};
 use chadthrottle_core::bucket;
 use chadthrottle_core::status::{
     ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_qdisc,
@@ -290,61 +290,76 @@ impl Datapath {
             .collect()
     }
 
-    /// Deletes entries whose process is gone or whose `--for` has run out (the datapath
-    /// and the exit hook delete most of them first). Returns the limits removed.
-    pub fn prune(&mut self) -> Result<Vec<ActiveLimit>, Error> {
-        let now = clock::boottime_ns();
-        let mut pruned = Vec::new();
-        let mut qdisc_held = false;
-        for pid in self.pids() {
-            let Some((limit, expires_at_ns)) = self.read(pid)? else {
-                continue;
-            };
-            let expired = expires_at_ns != 0 && expires_at_ns <= now;
-            if expired || !procs::is_alive(pid, limit.target.start_time) {
-                qdisc_held |= held_by_qdisc(&limit.limits);
-                self.delete(pid);
-                pruned.push(limit);
-            }
+    /// The unlimited, counting-only entry a lifted direction keeps while the other
+    /// direction is still limited.
+    fn lifted_entry(target: &Target, expires_at_ns: u64) -> Limit {
+        Limit {
+            start_time: target.process.start_time,
+            bucket: bucket::Bucket::new(RATE_UNLIMITED, 0, clock::monotonic_ns()),
+            expires_at_ns,
+            comm: layout::comm_bytes(&target.name),
+            ..Limit::default()
         }
-        if qdisc_held {
-            self.sync_qdiscs(Reach::Shrink)?;
-        }
-        Ok(pruned)
     }
 
-    fn apply_entries(&mut self, request: &LimitRequest) -> Result<(), Error> {
+    /// Writes the entries `request` asks for. Returns `false` when no direction is left
+    /// limited, having deleted the process's entries.
+    fn apply_entries(&mut self, request: &LimitRequest) -> Result<bool, Error> {
         let process = request.target.process;
         let now = clock::monotonic_ns();
         let expires = request.lasts.map_or(0, |lasts| {
             clock::boottime_ns().saturating_add(u64::try_from(lasts.as_nanos()).unwrap_or(u64::MAX))
         });
-        let class_id = if held_by_qdisc(&request.set) {
+        let existing = PerDirection {
+            up: self.entry(process.pid, Direction::Up)?,
+            down: self.entry(process.pid, Direction::Down)?,
+        }
+        .map(|_, entry| entry.filter(|limit| limit.start_time == process.start_time));
+        let limited =
+            |entry: &Option<Limit>| entry.is_some_and(|l| l.bucket.rate != RATE_UNLIMITED);
+        let left_limited = request
+            .change
+            .iter()
+            .any(|(direction, change)| match change {
+                Change::Set(_) => true,
+                Change::Keep => limited(existing.get(direction)),
+                Change::Lift => false,
+            });
+        if !left_limited {
+            self.delete(process.pid);
+            return Ok(false);
+        }
+        let class_id = if request.sets_qdisc() {
             self.class_for(process.pid)?
         } else {
             0
         };
         for direction in Direction::ALL {
-            let existing = self
-                .entry(process.pid, direction)?
-                .filter(|limit| limit.start_time == process.start_time);
-            let value = match (request.set.get(direction), existing) {
-                (Some(limit), _) => {
+            let existing = *existing.get(direction);
+            let value = match (request.change.get(direction), existing) {
+                (Change::Set(limit), _) => {
                     new_entry(&request.target, Some(*limit), now, expires, class_id)
                 }
-                (None, Some(old)) if old.expires_at_ns == expires => continue,
-                (None, Some(old)) => Limit {
+                (Change::Lift, Some(old)) if limited(&Some(old)) => {
+                    Datapath::lifted_entry(&request.target, expires)
+                }
+                (Change::Keep | Change::Lift, Some(old)) if old.expires_at_ns == expires => {
+                    continue;
+                }
+                (Change::Keep | Change::Lift, Some(old)) => Limit {
                     expires_at_ns: expires,
                     ..old
                 },
-                (None, None) => new_entry(&request.target, None, now, expires, 0),
+                (Change::Keep | Change::Lift, None) => {
+                    new_entry(&request.target, None, now, expires, 0)
+                }
             };
             self.write(process.pid, direction, value)?;
             // fresh counters for a new target (and for a stale one whose PID was reused)
             let flags = if existing.is_some() { BPF_NOEXIST } else { 0 };
             self.zero_stats(process.pid, direction, flags)?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -371,7 +386,10 @@ impl Backend for Datapath {
                 }
             }
         };
-        let result = self.apply_entries(request).and_then(|()| {
+        let result = self.apply_entries(request).and_then(|limited| {
+            if !limited {
+                return Ok(0);
+            }
             let owner = Owner {
                 tgid: process.pid,
                 _pad: 0,
@@ -391,7 +409,7 @@ impl Backend for Datapath {
         let qdisc_before = before
             .iter()
             .any(|(_, entry)| entry.is_some_and(|l| l.flags & LIMIT_QDISC != 0));
-        let qdisc_now = held_by_qdisc(&request.set);
+        let qdisc_now = request.sets_qdisc();
         let result = result.and_then(|backfilled_sockets| {
             if qdisc_before || qdisc_now {
                 self.sync_qdiscs(Reach::Grow {
@@ -441,14 +459,15 @@ impl Backend for Datapath {
         }
         for (direction, lift) in directions.iter() {
             if *lift && limit.limits.get(direction).is_some() {
-                let entry = Limit {
-                    start_time: limit.target.start_time,
-                    bucket: bucket::Bucket::new(RATE_UNLIMITED, 0, clock::monotonic_ns()),
-                    expires_at_ns,
-                    comm: layout::comm_bytes(&limit.name),
-                    ..Limit::default()
+                let target = Target {
+                    process: limit.target,
+                    name: limit.name.clone(),
                 };
-                self.write(pid, direction, entry)?;
+                self.write(
+                    pid,
+                    direction,
+                    Datapath::lifted_entry(&target, expires_at_ns),
+                )?;
             }
         }
         if qdisc_held {
@@ -469,6 +488,29 @@ impl Backend for Datapath {
             }
         }
         Ok(limits)
+    }
+
+    /// Deletes entries whose process is gone or whose `--for` has run out (the datapath
+    /// and the exit hook delete most of them first). Returns the limits removed.
+    fn prune(&mut self) -> Result<Vec<ActiveLimit>, Error> {
+        let now = clock::boottime_ns();
+        let mut pruned = Vec::new();
+        let mut qdisc_held = false;
+        for pid in self.pids() {
+            let Some((limit, expires_at_ns)) = self.read(pid)? else {
+                continue;
+            };
+            let expired = expires_at_ns != 0 && expires_at_ns <= now;
+            if expired || !procs::is_alive(pid, limit.target.start_time) {
+                qdisc_held |= held_by_qdisc(&limit.limits);
+                self.delete(pid);
+                pruned.push(limit);
+            }
+        }
+        if qdisc_held {
+            self.sync_qdiscs(Reach::Shrink)?;
+        }
+        Ok(pruned)
     }
 
     fn stats(&self, target: ProcessRef, direction: Direction) -> Result<Option<DirStats>, Error> {

@@ -10,7 +10,7 @@ use crate::limiter::Limiter;
 use crate::stats::{Summary, summarize};
 use crate::{Endpoint, Family, Lab, Proto};
 use anyhow::Context as _;
-use chadthrottle_core::backend::{Backend, LimitRequest, Target};
+use chadthrottle_core::backend::{Backend, Change, LimitRequest, Target};
 use chadthrottle_core::process::validate_target;
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
@@ -87,26 +87,13 @@ pub fn limit(
     direction: Direction,
     limit: Option<DirectionLimit>,
 ) -> anyhow::Result<()> {
-    match limit {
-        Some(limit) => {
-            let mut set = PerDirection::default();
-            *set.get_mut(direction) = Some(limit);
-            datapath.apply(&LimitRequest {
-                target: target.clone(),
-                set,
-                lasts: None,
-            })?;
-        }
-        None => {
-            datapath.remove(
-                target.process.pid,
-                PerDirection {
-                    up: true,
-                    down: true,
-                },
-            )?;
-        }
-    }
+    let mut change = PerDirection::default();
+    *change.get_mut(direction) = Change::set_or_lift(limit);
+    datapath.apply(&LimitRequest {
+        target: target.clone(),
+        change,
+        lasts: None,
+    })?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use crate::bench::{install, target};
 use crate::{Family, Lab, Proto};
 use anyhow::{Context as _, bail};
 use chadthrottle_core::PerDirection;
-use chadthrottle_core::backend::{Backend, LimitRequest};
+use chadthrottle_core::backend::{Backend, Change, LimitRequest};
 use chadthrottle_core::status::DirectionLimit;
 use chadthrottle_kernel::query;
 use std::path::Path;
@@ -131,14 +131,14 @@ pub fn top_costs(lab: &Lab, chadthrottle: &Path) -> anyhow::Result<Vec<TopCost>>
     let gigabit = chadthrottle_core::Rate::new(125_000_000).context("1 Gbit/s is a rate")?;
     datapath.apply(&LimitRequest {
         target: target(lab, &client)?,
-        set: PerDirection {
-            up: Some(DirectionLimit {
+        change: PerDirection {
+            up: Change::Set(DirectionLimit {
                 rate: gigabit.bytes_per_sec(),
                 burst: chadthrottle_core::bucket::default_burst(gigabit).bytes(),
                 // the figures compare with the earlier, policer-only runs
                 enforcement: chadthrottle_core::status::Enforcement::Policer,
             }),
-            down: None,
+            down: Change::Keep,
         },
         lasts: None,
     })?;

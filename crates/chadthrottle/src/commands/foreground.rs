@@ -28,7 +28,8 @@ pub fn run(
     ] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let set = limit::direction_limits(upload, download, None, None, None);
+    let set = limit::direction_limits(upload, download, None, None, None)
+        .map(|_, limit| chadthrottle_core::backend::Change::set_or_keep(*limit));
     let (mut datapath, request, applied) = limit::apply(global, pid, set, duration)?;
     limit::print_applied(&datapath, &request, applied)?;
     let until = duration.map(|duration| Instant::now() + duration);

@@ -3,7 +3,7 @@
 use crate::cli::{Global, LimitArgs};
 use crate::render;
 use anyhow::Context as _;
-use chadthrottle_core::backend::{Applied, Backend, LimitRequest, Target, choose};
+use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target, choose};
 use chadthrottle_core::bucket::default_burst;
 use chadthrottle_core::process::validate_target;
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
@@ -62,18 +62,19 @@ pub fn choose_backends(
 pub fn apply(
     global: &Global,
     pid: u32,
-    set: PerDirection<Option<DirectionLimit>>,
+    set: PerDirection<Change>,
     lasts: Option<Duration>,
 ) -> anyhow::Result<(Datapath, LimitRequest, Applied)> {
     let backends = choose_backends(
         global.upload_backend.as_deref(),
         global.download_backend.as_deref(),
     )?;
-    let set = set.map(|direction, limit| {
-        limit.map(|limit| DirectionLimit {
+    let change = set.map(|direction, change| match *change {
+        Change::Set(limit) => Change::Set(DirectionLimit {
             enforcement: *backends.get(direction),
             ..limit
-        })
+        }),
+        other => other,
     });
     let config = super::config(global)?;
     let scope = mounts::cgroup_scope(&config.cgroup)?;
@@ -82,7 +83,7 @@ pub fn apply(
     datapath.force_qdisc(global.force);
     let request = LimitRequest {
         target: Target { process, name },
-        set,
+        change,
         lasts,
     };
     let applied = match datapath.apply(&request) {
@@ -105,7 +106,8 @@ pub fn run(global: &Global, args: &LimitArgs) -> anyhow::Result<()> {
         args.burst_up,
         args.burst_down,
     );
-    let (datapath, request, sockets) = apply(global, args.pid, set, args.lasts)?;
+    let change = set.map(|_, limit| Change::set_or_keep(*limit));
+    let (datapath, request, sockets) = apply(global, args.pid, change, args.lasts)?;
     print_applied(&datapath, &request, sockets)
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chadthrottle_core::Direction;
 use chadthrottle_core::PerDirection;
 use chadthrottle_core::ProcessRef;
-use chadthrottle_core::backend::Backend;
+use chadthrottle_core::backend::{Backend, Change};
 use chadthrottle_core::bucket::default_burst;
 use chadthrottle_core::saved::{SavedLimit, SavedLimits};
 use chadthrottle_core::status::DirectionLimit;
@@ -186,19 +186,12 @@ fn set_limit(
             enforcement: Default::default(),
         })
     };
-    let set = PerDirection {
-        up: limit(up),
-        down: limit(down),
+    // an empty field lifts that direction, in the same request
+    let change = PerDirection {
+        up: Change::set_or_lift(limit(up)),
+        down: Change::set_or_lift(limit(down)),
     };
-    let (mut datapath, _, _) = super::limit::apply(global, process.pid, set, None)?;
-    // an empty field lifts that direction
-    let lift = PerDirection {
-        up: up.is_none(),
-        down: down.is_none(),
-    };
-    if lift.up || lift.down {
-        datapath.remove(process.pid, lift)?;
-    }
+    super::limit::apply(global, process.pid, change, None)?;
     let text = |d: Direction, rate: Option<u64>| {
         format!(
             "{d} {}",
