@@ -6,8 +6,9 @@ use crate::dialog::{Field, ThrottleDialog, parse_field};
 use crate::sort::Column;
 use chadthrottle_core::backend::Availability;
 use chadthrottle_core::locality::Locality;
+use chadthrottle_core::meter;
 use chadthrottle_core::rate::{format_bytes, format_rate};
-use chadthrottle_core::usage::{LimitRates, ProcessUsage, Protocol};
+use chadthrottle_core::usage::{ProcessUsage, Protocol};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout as Split, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -149,18 +150,6 @@ impl Theme {
     }
 }
 
-/// `⚡ ↓1MB/s ↑-`, or empty without a limit.
-pub fn limit_text(limit: Option<&LimitRates>) -> String {
-    let one = |rate: Option<u64>| match rate {
-        None => "-".to_owned(),
-        Some(0) => "0".to_owned(),
-        Some(rate) => format_rate(rate),
-    };
-    limit.map_or_else(String::new, |l| {
-        format!("⚡↓{} ↑{}", one(l.down), one(l.up))
-    })
-}
-
 fn cell(process: &ProcessUsage, column: Column) -> String {
     match column {
         Column::Pid => process.pid.to_string(),
@@ -170,7 +159,7 @@ fn cell(process: &ProcessUsage, column: Column) -> String {
         Column::UpRate => format_rate(process.tx_rate),
         Column::DownTotal => format_bytes(process.rx_bytes),
         Column::UpTotal => format_bytes(process.tx_bytes),
-        Column::Limit => limit_text(process.limit.as_ref()),
+        Column::Limit => process.limit.map(|l| l.to_string()).unwrap_or_default(),
     }
 }
 
@@ -520,27 +509,14 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
     match tab {
         Tab::Overview => {
             let history = app.selected_history();
-            let peak = |f: fn(&chadthrottle_core::meter::HistoryPoint) -> u64| {
-                history.iter().map(f).max().unwrap_or(0)
-            };
-            let mean = |f: fn(&chadthrottle_core::meter::HistoryPoint) -> u64| {
-                if history.is_empty() {
-                    0
-                } else {
-                    history.iter().map(f).sum::<u64>() / history.len() as u64
-                }
-            };
+            let (peak, average) = (meter::peak(&history), meter::average(&history));
             let lines = vec![
                 pair("rate", format_rate(p.rx_rate), format_rate(p.tx_rate)),
-                pair(
-                    "peak (60 s)",
-                    format_rate(peak(|h| h.rx_rate)),
-                    format_rate(peak(|h| h.tx_rate)),
-                ),
+                pair("peak (60 s)", format_rate(peak.down), format_rate(peak.up)),
                 pair(
                     "average (60 s)",
-                    format_rate(mean(|h| h.rx_rate)),
-                    format_rate(mean(|h| h.tx_rate)),
+                    format_rate(average.down),
+                    format_rate(average.up),
                 ),
                 pair("total", format_bytes(p.rx_bytes), format_bytes(p.tx_bytes)),
                 pair(
@@ -556,9 +532,7 @@ fn draw_detail(frame: &mut Frame, app: &App, tab: Tab, area: Rect, theme: &Theme
                 Line::from(vec![
                     Span::raw(format!("{:>16}  ", "limit")),
                     Span::styled(
-                        p.limit
-                            .as_ref()
-                            .map_or("none".to_owned(), |l| limit_text(Some(l))),
+                        p.limit.map_or("none".to_owned(), |l| l.to_string()),
                         theme.limit(),
                     ),
                 ]),
@@ -793,6 +767,15 @@ mod tests {
         let text = screen(&mut app, 80, 24);
         assert!(!text.contains("↑ TOTAL"), "{text}");
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn a_blocked_direction_reads_as_top_prints_it() {
+        let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+        press(&mut app, "t0");
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        let text = screen(&mut app, 100, 4);
+        assert!(text.contains("⚡ ↓blocked ↑-"), "{text}");
     }
 
     #[test]
