@@ -1,6 +1,7 @@
 //! Rates from growing byte counters: a sliding window for a steady display, and the
-//! last minute of rates for graphs.
+//! last minute of rates for graphs, with its peak and average.
 
+use crate::direction::PerDirection;
 use std::collections::VecDeque;
 
 /// The window rates are averaged over. Long enough that a flow policed on/off in
@@ -75,6 +76,30 @@ impl History {
     }
 }
 
+/// The highest rate of each direction in `points`, 0 without points. Each direction has
+/// its own peak: a download burst and an upload burst seldom come at the same moment.
+pub fn peak(points: &[HistoryPoint]) -> PerDirection<u64> {
+    PerDirection {
+        up: points.iter().map(|p| p.tx_rate).max().unwrap_or(0),
+        down: points.iter().map(|p| p.rx_rate).max().unwrap_or(0),
+    }
+}
+
+/// The mean rate of each direction in `points`, 0 without points. A point is taken at
+/// every reading, so with a steady interval the mean of the points is the average over
+/// the time they span. Summed in 128 bits: a minute of rates near `u64::MAX` must not wrap.
+pub fn average(points: &[HistoryPoint]) -> PerDirection<u64> {
+    let mean = |rate: fn(&HistoryPoint) -> u64| {
+        let count = points.len().max(1) as u128;
+        let sum: u128 = points.iter().map(|p| u128::from(rate(p))).sum();
+        u64::try_from(sum / count).unwrap_or(u64::MAX)
+    };
+    PerDirection {
+        up: mean(|p| p.tx_rate),
+        down: mean(|p| p.rx_rate),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +169,32 @@ mod tests {
         }
         assert_eq!(history.points().len(), 61);
         assert_eq!(history.points().next().unwrap().rx_rate, 39);
+    }
+
+    #[test]
+    fn peak_and_average_take_each_direction_on_its_own() {
+        let point = |second: u64, rx_rate, tx_rate| HistoryPoint {
+            at_ns: second * SECOND,
+            rx_rate,
+            tx_rate,
+        };
+        let points = [point(0, 300, 40), point(1, 0, 90), point(2, 600, 20)];
+        assert_eq!(peak(&points), PerDirection { up: 90, down: 600 });
+        assert_eq!(average(&points), PerDirection { up: 50, down: 300 });
+        // integer division rounds down: (1 + 2) / 2
+        assert_eq!(average(&[point(0, 1, 0), point(1, 2, 0)]).down, 1);
+    }
+
+    #[test]
+    fn no_history_is_zero_and_huge_rates_do_not_wrap() {
+        assert_eq!(peak(&[]), PerDirection { up: 0, down: 0 });
+        assert_eq!(average(&[]), PerDirection { up: 0, down: 0 });
+        let huge = HistoryPoint {
+            at_ns: 0,
+            rx_rate: u64::MAX,
+            tx_rate: u64::MAX - 1,
+        };
+        let average = average(&[huge; 60]);
+        assert_eq!((average.down, average.up), (u64::MAX, u64::MAX - 1));
     }
 }

@@ -8,7 +8,9 @@
 
 use crate::locality::Locality;
 use crate::process::ProcessRef;
+use crate::rate::format_rate;
 use serde::Serialize;
+use std::fmt;
 use std::net::SocketAddr;
 
 /// Which layer's bytes a source counts; shown in the output.
@@ -99,6 +101,21 @@ pub struct Reading {
 pub struct LimitRates {
     pub up: Option<u64>,
     pub down: Option<u64>,
+}
+
+impl fmt::Display for LimitRates {
+    /// `⚡ ↓1MB/s ↑-` as `top` and the TUI show it: download first, `blocked` for a rate
+    /// of 0, `-` for a direction without a limit. The space after `⚡` is there because
+    /// terminals disagree on whether the emoji takes one cell or two, and one that draws
+    /// it in one cell would otherwise overdraw the arrow.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let direction = |rate: Option<u64>| match rate {
+            None => "-".to_owned(),
+            Some(0) => "blocked".to_owned(),
+            Some(rate) => format_rate(rate),
+        };
+        write!(f, "⚡ ↓{} ↑{}", direction(self.down), direction(self.up))
+    }
 }
 
 /// Traffic by where the peer is: bytes since the monitor started, and rates.
@@ -214,5 +231,14 @@ mod tests {
         assert_eq!(tcp_state_name(12), "NEW_SYN_RECV");
         assert_eq!(tcp_state_name(0), "UNKNOWN");
         assert_eq!(tcp_state_name(13), "UNKNOWN");
+    }
+
+    #[test]
+    fn a_limit_reads_download_first_with_blocked_and_unlimited_named() {
+        let limit = |up, down| LimitRates { up, down }.to_string();
+        assert_eq!(limit(None, Some(1 << 20)), "⚡ ↓1MB/s ↑-");
+        assert_eq!(limit(Some(512 * 1024), Some(0)), "⚡ ↓blocked ↑512KB/s");
+        assert_eq!(limit(Some(1_000_000), None), "⚡ ↓- ↑976.56KB/s");
+        assert_eq!(limit(None, None), "⚡ ↓- ↑-");
     }
 }

@@ -1,64 +1,22 @@
-//! The app state and its one owner. Every change goes through [`App::handle`]; the view
-//! only reads.
+//! The app state and what changes it: the monitor that readings go into, the table as
+//! shown (filtered, faded, ordered) and the selection on it. Every event comes in through
+//! [`App::handle`] (in `dispatch`); the screens only read.
 
-use crate::dialog::ThrottleDialog;
-use crate::event::{Effect, Event};
+use crate::layout::Layout;
+use crate::mode::Mode;
 use crate::sort::{self, Column};
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::locality::Locality;
 use chadthrottle_core::meter::HistoryPoint;
 use chadthrottle_core::monitor::Monitor;
-use chadthrottle_core::usage::{Layer, LimitRates, ProcessDetails, ProcessUsage, Snapshot, Source};
+use chadthrottle_core::usage::{
+    Layer, LimitRates, ProcessDetails, ProcessUsage, Reading, Snapshot, Source,
+};
 use std::collections::HashMap;
 
 /// How long an exited process stays in the table, fading, after its exit was seen.
 pub const FADE_NS: u64 = 5_000_000_000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    Normal,
-    /// Typing the name filter after `/`.
-    Filter,
-    Throttle(ThrottleDialog),
-    Help,
-    Graph,
-    /// The selected process's detail, on a tab.
-    Detail(Tab),
-    Backends,
-}
-
-/// The tabs of the process detail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tab {
-    Overview,
-    Connections,
-    Traffic,
-    System,
-}
-
-impl Tab {
-    pub const ALL: [Tab; 4] = [Tab::Overview, Tab::Connections, Tab::Traffic, Tab::System];
-
-    pub const fn title(self) -> &'static str {
-        match self {
-            Tab::Overview => "Overview",
-            Tab::Connections => "Connections",
-            Tab::Traffic => "Traffic",
-            Tab::System => "System",
-        }
-    }
-
-    fn index(self) -> usize {
-        Tab::ALL.iter().position(|&t| t == self).unwrap_or(0)
-    }
-
-    /// The tab `step` places on (wrapping).
-    pub fn step(self, step: isize) -> Tab {
-        let count = Tab::ALL.len() as isize;
-        Tab::ALL[(self.index() as isize + step).rem_euclid(count) as usize]
-    }
-}
 
 /// `l`: which traffic the table's rates and totals count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +68,7 @@ pub struct App {
     pub read_only: Option<String>,
     /// `false` with `NO_COLOR`: styles use only bold, dim and reverse.
     pub color: bool,
-    /// Terminal size, for mouse hit-testing (the view lays out the same way).
+    /// Terminal size: what [`App::layout`] divides.
     pub size: (u16, u16),
     /// First row of the table shown (scrolling).
     pub offset: usize,
@@ -222,42 +180,30 @@ impl App {
         &self.snapshot
     }
 
-    /// The one entry point: applies `event`, returns what the runner must do.
-    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
-        match event {
-            Event::Key(key) => crate::keys::handle_key(self, key),
-            Event::Mouse(mouse) => {
-                crate::keys::handle_mouse(self, mouse);
-                Vec::new()
-            }
-            Event::Resize(width, height) => {
-                self.size = (width, height);
-                self.keep_selection_visible();
-                Vec::new()
-            }
-            Event::Update { reading, limits } => {
-                self.now_ns = reading.at_ns;
-                self.monitor.ingest(reading);
-                self.limits = limits;
-                self.refresh();
-                Vec::new()
-            }
-            Event::Details(details) => {
-                self.details = details;
-                Vec::new()
-            }
-            Event::Backends(backends) => {
-                self.backends = backends;
-                Vec::new()
-            }
-            Event::Done(outcome) => {
-                self.message = Some(match outcome {
-                    Ok(text) => Message { text, error: false },
-                    Err(text) => Message { text, error: true },
-                });
-                Vec::new()
-            }
-        }
+    /// Takes a new reading and the limits in force.
+    pub fn ingest(&mut self, reading: Reading, limits: HashMap<ProcessRef, LimitRates>) {
+        self.now_ns = reading.at_ns;
+        self.monitor.ingest(reading);
+        self.limits = limits;
+        self.refresh();
+    }
+
+    pub fn resize(&mut self, width: u16, height: u16) {
+        self.size = (width, height);
+        self.keep_selection_visible();
+    }
+
+    /// The line above everything: why limits cannot be set, or what the source lacks.
+    pub fn banner(&self) -> Option<String> {
+        self.read_only
+            .as_ref()
+            .map(|reason| format!("read-only (limits cannot be set): {reason}"))
+            .or_else(|| self.snapshot.note.clone())
+    }
+
+    /// Where things are on screen now; the screens draw there and clicks are tested there.
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.size.0, self.size.1, self.banner().is_some())
     }
 
     /// Rebuilds the table from the monitor: filter, fade, order; the selection stays on
@@ -328,7 +274,7 @@ impl App {
 
     /// Rows the table can show at the current size.
     pub fn visible_rows(&self) -> usize {
-        crate::view::table_rows(self)
+        self.layout().table_rows()
     }
 
     fn keep_selection_visible(&mut self) {

@@ -2,7 +2,6 @@
 //! benchmark.
 
 use crate::app::App;
-use crate::event::Event;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::usage::{Counters, Layer, ProcessReading, Reading, Source};
 use std::collections::HashMap;
@@ -57,10 +56,7 @@ pub fn new_app() -> App {
 pub fn app_with(processes: Vec<(u32, String, u64)>) -> App {
     let mut app = new_app();
     for second in 0..3 {
-        app.handle(Event::Update {
-            reading: reading(&processes, second),
-            limits: HashMap::new(),
-        });
+        app.ingest(reading(&processes, second), HashMap::new());
     }
     // the selection follows its process; start the tests on the top row
     app.select_row(0);
@@ -100,10 +96,7 @@ pub fn app_with_connections() -> App {
             tx_bytes: second * 100_000,
             addresses: vec!["192.168.1.20".parse().expect("address")],
         }];
-        app.handle(Event::Update {
-            reading,
-            limits: HashMap::new(),
-        });
+        app.ingest(reading, HashMap::new());
     }
     app.select_row(0);
     app

@@ -1,9 +1,12 @@
 //! Keys and mouse: each handler changes the app and returns the effects it needs; nothing
-//! here touches the kernel.
+//! here touches the kernel. Clicks are hit-tested against the app's layout, the same
+//! rectangles the screens draw into.
 
-use crate::app::{App, Mode, Tab, process_ref};
+use crate::app::{App, process_ref};
 use crate::dialog::ThrottleDialog;
 use crate::event::Effect;
+use crate::layout::TableTarget;
+use crate::mode::{Mode, Tab};
 use chadthrottle_core::usage::LimitRates;
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -228,42 +231,34 @@ fn throttle(app: &mut App, mut dialog: ThrottleDialog, key: KeyEvent) -> Vec<Eff
     Vec::new()
 }
 
-/// Click selects a row or sorts by a header; the wheel scrolls.
+/// Click selects a row, sorts by a header or switches a tab; the wheel scrolls.
 pub fn handle_mouse(app: &mut App, mouse: MouseEvent) {
-    if let Mode::Detail(_) = app.mode {
-        match mouse.kind {
-            MouseEventKind::ScrollDown => return scroll_detail(app, 3),
-            MouseEventKind::ScrollUp => return scroll_detail(app, -3),
-            _ => {}
-        }
-        let clicked = matches!(mouse.kind, MouseEventKind::Down(MouseButton::Left));
-        if clicked && mouse.row == crate::view::layout(app).table.y {
-            if let Some(tab) = crate::view::tab_at(mouse.column) {
-                app.mode = Mode::Detail(tab);
+    let clicked = matches!(mouse.kind, MouseEventKind::Down(MouseButton::Left));
+    match app.mode {
+        Mode::Detail(_) => match mouse.kind {
+            MouseEventKind::ScrollDown => scroll_detail(app, 3),
+            MouseEventKind::ScrollUp => scroll_detail(app, -3),
+            _ if clicked => {
+                if let Some(tab) = app.layout().tab_at(mouse.column, mouse.row) {
+                    app.mode = Mode::Detail(tab);
+                }
             }
-        }
-        return;
-    }
-    if app.mode != Mode::Normal {
-        return;
-    }
-    match mouse.kind {
-        MouseEventKind::ScrollDown => app.move_selection(3),
-        MouseEventKind::ScrollUp => app.move_selection(-3),
-        MouseEventKind::Down(MouseButton::Left) => {
-            let layout = crate::view::layout(app);
-            let table = layout.table;
-            if mouse.row == table.y {
-                if let Some(column) = crate::view::column_at(app, mouse.column) {
+            _ => {}
+        },
+        Mode::Normal => match mouse.kind {
+            MouseEventKind::ScrollDown => app.move_selection(3),
+            MouseEventKind::ScrollUp => app.move_selection(-3),
+            _ if clicked => match app.layout().table_target(mouse.column, mouse.row) {
+                Some(TableTarget::Header(column)) => {
                     app.sort = column;
                     app.frozen = None;
                     app.refresh();
                 }
-            } else if mouse.row > table.y && mouse.row < table.y + table.height {
-                let index = app.offset + usize::from(mouse.row - table.y - 1);
-                app.select_row(index);
-            }
-        }
+                Some(TableTarget::Row(row)) => app.select_row(app.offset + row),
+                None => {}
+            },
+            _ => {}
+        },
         _ => {}
     }
 }
@@ -276,19 +271,20 @@ pub(crate) fn key(code: KeyCode) -> KeyEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
+    use crate::app::TrafficView;
     use crate::fixtures::{app_with, usage};
     use crate::sort::Column;
+    use ratatui::crossterm::event::MouseEvent;
 
     #[test]
     fn quit_keys() {
         for code in [KeyCode::Char('q'), KeyCode::Esc] {
             let mut app = app_with(vec![]);
-            assert_eq!(app.handle(Event::Key(key(code))), vec![Effect::Quit]);
+            assert_eq!(handle_key(&mut app, key(code)), vec![Effect::Quit]);
         }
         let mut app = app_with(vec![]);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(app.handle(Event::Key(ctrl_c)), vec![Effect::Quit]);
+        assert_eq!(handle_key(&mut app, ctrl_c), vec![Effect::Quit]);
     }
 
     #[test]
@@ -298,33 +294,33 @@ mod tests {
             usage(2, "b", 200),
             usage(3, "c", 100),
         ]);
-        app.handle(Event::Key(key(KeyCode::Down)));
+        handle_key(&mut app, key(KeyCode::Down));
         assert_eq!(app.selected.unwrap().pid, 2);
         // sort by PID descending? no: by name ascending keeps b second; by PID also
         app.sort = Column::UpRate;
         app.refresh();
         assert_eq!(app.selected.unwrap().pid, 2);
-        app.handle(Event::Key(key(KeyCode::Char('s')))); // next column: down total
+        handle_key(&mut app, key(KeyCode::Char('s'))); // next column: down total
         assert_eq!(app.selected.unwrap().pid, 2, "still on the same process");
     }
 
     #[test]
     fn throttle_dialog_applies_valid_input_and_refuses_invalid() {
         let mut app = app_with(vec![usage(7, "curl", 100)]);
-        app.handle(Event::Key(key(KeyCode::Char('t'))));
+        handle_key(&mut app, key(KeyCode::Char('t')));
         assert!(matches!(app.mode, Mode::Throttle(_)));
         for c in "5X".chars() {
-            app.handle(Event::Key(key(KeyCode::Char(c))));
+            handle_key(&mut app, key(KeyCode::Char(c)));
         }
-        assert!(app.handle(Event::Key(key(KeyCode::Enter))).is_empty());
+        assert!(handle_key(&mut app, key(KeyCode::Enter)).is_empty());
         assert!(app.message.as_ref().unwrap().error);
         assert!(matches!(app.mode, Mode::Throttle(_)), "stays open");
-        app.handle(Event::Key(key(KeyCode::Backspace)));
-        app.handle(Event::Key(key(KeyCode::Backspace)));
+        handle_key(&mut app, key(KeyCode::Backspace));
+        handle_key(&mut app, key(KeyCode::Backspace));
         for c in "1M".chars() {
-            app.handle(Event::Key(key(KeyCode::Char(c))));
+            handle_key(&mut app, key(KeyCode::Char(c)));
         }
-        let effects = app.handle(Event::Key(key(KeyCode::Enter)));
+        let effects = handle_key(&mut app, key(KeyCode::Enter));
         assert_eq!(
             effects,
             vec![Effect::SetLimit {
@@ -344,7 +340,7 @@ mod tests {
             "shown at once"
         );
         // r removes it
-        let effects = app.handle(Event::Key(key(KeyCode::Char('r'))));
+        let effects = handle_key(&mut app, key(KeyCode::Char('r')));
         assert!(matches!(effects[..], [Effect::ClearLimit { .. }]));
         assert!(app.rows[0].limit.is_none());
     }
@@ -352,13 +348,13 @@ mod tests {
     #[test]
     fn esc_cancels_the_dialog_and_read_only_refuses_it() {
         let mut app = app_with(vec![usage(7, "curl", 100)]);
-        app.handle(Event::Key(key(KeyCode::Char('t'))));
-        app.handle(Event::Key(key(KeyCode::Char('1'))));
-        assert!(app.handle(Event::Key(key(KeyCode::Esc))).is_empty());
+        handle_key(&mut app, key(KeyCode::Char('t')));
+        handle_key(&mut app, key(KeyCode::Char('1')));
+        assert!(handle_key(&mut app, key(KeyCode::Esc)).is_empty());
         assert_eq!(app.mode, Mode::Normal);
         assert!(app.rows[0].limit.is_none());
         app.read_only = Some("CAP_BPF missing".into());
-        app.handle(Event::Key(key(KeyCode::Char('t'))));
+        handle_key(&mut app, key(KeyCode::Char('t')));
         assert_eq!(app.mode, Mode::Normal);
         assert!(app.message.as_ref().unwrap().text.contains("CAP_BPF"));
     }
@@ -366,7 +362,7 @@ mod tests {
     #[test]
     fn enter_opens_the_detail_and_asks_for_its_system_facts() {
         let mut app = app_with(vec![usage(7, "curl", 100)]);
-        let effects = app.handle(Event::Key(key(KeyCode::Enter)));
+        let effects = handle_key(&mut app, key(KeyCode::Enter));
         assert_eq!(
             effects,
             vec![Effect::Inspect(chadthrottle_core::ProcessRef {
@@ -375,40 +371,40 @@ mod tests {
             })]
         );
         assert_eq!(app.mode, Mode::Detail(Tab::Overview));
-        app.handle(Event::Key(key(KeyCode::Tab)));
+        handle_key(&mut app, key(KeyCode::Tab));
         assert_eq!(app.mode, Mode::Detail(Tab::Connections));
-        app.handle(Event::Key(key(KeyCode::BackTab)));
-        app.handle(Event::Key(key(KeyCode::BackTab)));
+        handle_key(&mut app, key(KeyCode::BackTab));
+        handle_key(&mut app, key(KeyCode::BackTab));
         assert_eq!(app.mode, Mode::Detail(Tab::System), "wraps");
-        app.handle(Event::Key(key(KeyCode::Char('3'))));
+        handle_key(&mut app, key(KeyCode::Char('3')));
         assert_eq!(app.mode, Mode::Detail(Tab::Traffic));
-        app.handle(Event::Key(key(KeyCode::Down)));
+        handle_key(&mut app, key(KeyCode::Down));
         assert_eq!(
             app.detail_offset, 0,
             "one process without connections: nothing to scroll"
         );
-        app.handle(Event::Key(key(KeyCode::Esc)));
+        handle_key(&mut app, key(KeyCode::Esc));
         assert_eq!(app.mode, Mode::Normal);
     }
 
     #[test]
     fn traffic_view_cycles_and_hides_processes_without_such_traffic() {
         let mut app = app_with(vec![usage(7, "curl", 100)]);
-        app.handle(Event::Key(key(KeyCode::Char('l'))));
-        assert_eq!(app.traffic, crate::app::TrafficView::Internet);
+        handle_key(&mut app, key(KeyCode::Char('l')));
+        assert_eq!(app.traffic, TrafficView::Internet);
         assert!(
             app.rows.is_empty(),
             "no connections seen: no Internet traffic"
         );
-        app.handle(Event::Key(key(KeyCode::Char('l'))));
-        app.handle(Event::Key(key(KeyCode::Char('l'))));
+        handle_key(&mut app, key(KeyCode::Char('l')));
+        handle_key(&mut app, key(KeyCode::Char('l')));
         assert_eq!(app.rows.len(), 1);
     }
 
     #[test]
     fn interface_filter_keeps_processes_with_connections_on_it() {
         let mut app = crate::fixtures::app_with_connections();
-        app.handle(Event::Key(key(KeyCode::Char('i'))));
+        handle_key(&mut app, key(KeyCode::Char('i')));
         assert_eq!(app.interface.as_deref(), Some("eth0"));
         assert_eq!(app.rows.len(), 1);
         assert_eq!(
@@ -419,33 +415,83 @@ mod tests {
                 .map(|c| c.rx_rate)
                 .sum::<u64>()
         );
-        app.handle(Event::Key(key(KeyCode::Char('l'))));
+        handle_key(&mut app, key(KeyCode::Char('l')));
         assert_eq!(
             app.rows[0].rx_bytes, app.rows[0].internet.rx_bytes,
             "Internet connections only"
         );
-        app.handle(Event::Key(key(KeyCode::Char('i'))));
+        handle_key(&mut app, key(KeyCode::Char('i')));
         assert_eq!(app.interface, None, "back to all interfaces");
     }
 
     #[test]
     fn filter_and_freeze() {
         let mut app = app_with(vec![usage(1, "firefox", 100), usage(2, "curl", 300)]);
-        app.handle(Event::Key(key(KeyCode::Char('/'))));
+        handle_key(&mut app, key(KeyCode::Char('/')));
         for c in "fire".chars() {
-            app.handle(Event::Key(key(KeyCode::Char(c))));
+            handle_key(&mut app, key(KeyCode::Char(c)));
         }
-        app.handle(Event::Key(key(KeyCode::Enter)));
+        handle_key(&mut app, key(KeyCode::Enter));
         assert_eq!(app.rows.len(), 1);
         assert_eq!(app.rows[0].name, "firefox");
-        app.handle(Event::Key(key(KeyCode::Char('/'))));
-        app.handle(Event::Key(key(KeyCode::Esc)));
+        handle_key(&mut app, key(KeyCode::Char('/')));
+        handle_key(&mut app, key(KeyCode::Esc));
         assert_eq!(app.rows.len(), 2);
         assert_eq!(app.rows[0].pid, 2, "busiest first");
-        app.handle(Event::Key(key(KeyCode::Char('f'))));
+        handle_key(&mut app, key(KeyCode::Char('f')));
         app.frozen.as_ref().unwrap();
         app.sort = Column::Name;
         app.refresh();
         assert_eq!(app.rows[0].pid, 2, "frozen order kept");
+    }
+
+    fn mouse(kind: MouseEventKind, column: u16, row: u16) -> MouseEvent {
+        MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        }
+    }
+
+    fn click(column: u16, row: u16) -> MouseEvent {
+        mouse(MouseEventKind::Down(MouseButton::Left), column, row)
+    }
+
+    #[test]
+    fn a_click_sorts_by_a_header_or_selects_a_row() {
+        let mut app = app_with(vec![usage(1, "b", 300), usage(2, "a", 200)]);
+        app.resize(100, 10);
+        handle_mouse(&mut app, click(9, 0));
+        assert_eq!(app.sort, Column::Name);
+        assert_eq!(app.rows[0].name, "a");
+        assert_eq!(app.selected.map(|s| s.pid), Some(1), "on its process");
+        handle_mouse(&mut app, click(3, 1));
+        assert_eq!(app.selected.map(|s| s.pid), Some(2), "the first row");
+        handle_mouse(&mut app, click(3, 5));
+        assert_eq!(app.selected.map(|s| s.pid), Some(2), "no row there");
+    }
+
+    #[test]
+    fn clicking_a_tab_title_switches_to_it() {
+        let mut app = crate::fixtures::app_with_connections();
+        handle_key(&mut app, key(KeyCode::Enter));
+        handle_mouse(&mut app, click(13, 0));
+        assert_eq!(app.mode, Mode::Detail(Tab::Connections));
+        handle_mouse(&mut app, click(40, 0));
+        assert_eq!(app.mode, Mode::Detail(Tab::System));
+        handle_mouse(&mut app, click(13, 3));
+        assert_eq!(app.mode, Mode::Detail(Tab::System), "not on the tab bar");
+    }
+
+    #[test]
+    fn the_wheel_scrolls_the_connection_list_within_it() {
+        let mut app = crate::fixtures::app_with_connections();
+        handle_key(&mut app, key(KeyCode::Enter));
+        handle_key(&mut app, key(KeyCode::Char('2')));
+        handle_mouse(&mut app, mouse(MouseEventKind::ScrollDown, 10, 5));
+        assert_eq!(app.detail_offset, 1, "clamped to the last connection");
+        handle_mouse(&mut app, mouse(MouseEventKind::ScrollUp, 10, 5));
+        assert_eq!(app.detail_offset, 0);
     }
 }

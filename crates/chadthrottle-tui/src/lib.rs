@@ -1,14 +1,23 @@
 //! ChadThrottle's terminal UI, as pure logic: the app state ([`app::App`], its one
-//! owner), the events it takes ([`event::Event`]), the effects key handling asks for
-//! ([`event::Effect`], applied by the runner in the `chadthrottle` binary), and rendering
-//! ([`view::draw`], a pure function of the state). Nothing here touches the kernel, so
-//! every screen is tested through ratatui's `TestBackend`.
+//! owner), the events it takes ([`event::Event`], through [`App::handle`] in `dispatch`),
+//! the effects key handling asks for ([`event::Effect`], applied by the runner in the
+//! `chadthrottle` binary), and rendering ([`view::draw`], a pure function of the state).
+//! Nothing here touches the kernel, so every screen is tested through ratatui's
+//! `TestBackend`.
+//!
+//! Layers, each importing only those below it: `event`, `sort`, `dialog`, `theme` →
+//! `mode` → `layout` → `app` → `keys`, `screens` → `dispatch`, `view`.
 
 pub mod app;
 pub mod dialog;
+mod dispatch;
 pub mod event;
 pub mod keys;
+pub mod layout;
+pub mod mode;
+mod screens;
 pub mod sort;
+mod theme;
 pub mod view;
 
 pub mod fixtures;

@@ -2,20 +2,8 @@
 //! interfaces. Pure functions of a snapshot, tested without a kernel.
 
 use chadthrottle_core::rate::{format_bytes, format_rate};
-use chadthrottle_core::usage::{Layer, LimitRates, Snapshot, Source};
+use chadthrottle_core::usage::{Layer, Snapshot, Source};
 use std::fmt::Write as _;
-
-fn limit(limit: Option<&LimitRates>) -> String {
-    let one = |rate: Option<u64>| match rate {
-        None => "-".to_owned(),
-        Some(0) => "blocked".to_owned(),
-        Some(rate) => format_rate(rate),
-    };
-    match limit {
-        None => String::new(),
-        Some(l) => format!("⚡ ↓{} ↑{}", one(l.down), one(l.up)),
-    }
-}
 
 /// The line above the tables: where the figures come from and what they count.
 pub fn heading(snapshot: &Snapshot) -> String {
@@ -55,7 +43,7 @@ pub fn processes(snapshot: &Snapshot) -> String {
             format_rate(p.tx_rate),
             format_bytes(p.rx_bytes),
             format_bytes(p.tx_bytes),
-            limit(p.limit.as_ref()),
+            p.limit.map(|l| l.to_string()).unwrap_or_default(),
         );
     }
     if snapshot.processes.is_empty() {
@@ -112,7 +100,7 @@ pub fn interfaces(snapshot: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chadthrottle_core::usage::{InterfaceUsage, ProcessUsage, Split};
+    use chadthrottle_core::usage::{InterfaceUsage, LimitRates, ProcessUsage, Split};
 
     fn snapshot() -> Snapshot {
         Snapshot {
@@ -132,7 +120,7 @@ mod tests {
                 rx_packets: 0,
                 tx_packets: 0,
                 limit: Some(LimitRates {
-                    up: None,
+                    up: Some(0),
                     down: Some(1 << 20),
                 }),
                 internet: Split::default(),
@@ -160,7 +148,7 @@ mod tests {
         assert!(row.contains("1MB/s"), "{row}");
         assert!(row.contains("10MB"), "{row}");
         assert!(row.contains("2KB"), "{row}");
-        assert!(row.contains("⚡ ↓1MB/s ↑-"), "{row}");
+        assert!(row.contains("⚡ ↓1MB/s ↑blocked"), "{row}");
     }
 
     #[test]

@@ -1,0 +1,10 @@
+//! One module per screen, each a pure function that draws its part of the frame from the
+//! app state; `view` puts them together.
+
+pub mod backends;
+pub mod detail;
+pub mod graph;
+pub mod help;
+pub mod status_bar;
+pub mod table;
+pub mod throttle;
