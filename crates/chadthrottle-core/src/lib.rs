@@ -8,6 +8,7 @@ pub mod backend;
 pub mod bucket;
 pub mod direction;
 pub mod duration;
+pub mod fake;
 pub mod locality;
 pub mod meter;
 pub mod monitor;
@@ -16,6 +17,7 @@ pub mod qdisc;
 pub mod rate;
 pub mod saved;
 pub mod status;
+pub mod system;
 pub mod usage;
 
 pub use direction::{Direction, PerDirection};

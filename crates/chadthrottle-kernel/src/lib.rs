@@ -27,7 +27,9 @@ pub mod query;
 mod shaping;
 mod share_check;
 pub mod sockdiag;
+pub mod system;
 mod tc;
+pub mod usage_source;
 
 pub use accounting::Accounting;
 pub use datapath::Datapath;
@@ -35,3 +37,4 @@ pub use error::{Error, describe};
 pub use install::{
     Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR, ResetReport, reset,
 };
+pub use system::Kernel;

@@ -1,8 +1,8 @@
 //! The command line's grammar (clap). Parsing only: `commands` does the work.
 
 use chadthrottle_core::duration::parse_duration;
+use chadthrottle_core::system::DatapathOptions;
 use chadthrottle_core::{Rate, Size};
-use chadthrottle_kernel::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,38 +66,53 @@ pub struct Cli {
     pub no_restore: bool,
 }
 
+impl Cli {
+    /// Refuses options that clap's grammar lets through but that mean nothing together.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.command.is_some() && (self.restore || self.no_restore) {
+            return Err("--restore and --no-restore are for the TUI: give them without a command");
+        }
+        if self.command.is_some() && (self.pid.is_some() || self.list_backends) {
+            return Err(
+                "--pid and --list-backends are the upstream form: give them without a command",
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct Global {
     /// cgroup2 directory the datapath attaches to [default: the root of the cgroup2 mount]
     #[arg(long, global = true, env = "CHADTHROTTLE_CGROUP", value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
-    /// bpffs directory that holds the pinned datapath (mounted if missing)
-    #[arg(long, global = true, env = "CHADTHROTTLE_PIN_DIR", value_name = "PATH", default_value = DEFAULT_PIN_DIR)]
-    pub pin_dir: PathBuf,
+    /// bpffs directory that holds the pinned datapath (mounted if missing) [default:
+    /// /sys/fs/bpf/chadthrottle]
+    #[arg(long, global = true, env = "CHADTHROTTLE_PIN_DIR", value_name = "PATH")]
+    pub pin_dir: Option<PathBuf>,
 
-    /// How many processes can be limited at once (takes effect when the datapath is installed)
+    /// How many processes can be limited at once (takes effect when the datapath is
+    /// installed) [default: 65536]
     #[arg(
         long,
         global = true,
         env = "CHADTHROTTLE_MAX_LIMITS",
         value_name = "N",
-        default_value_t = DEFAULT_MAX_LIMITS,
         value_parser = clap::value_parser!(u32).range(1..=(1 << 22))
     )]
-    pub max_limits: u32,
+    pub max_limits: Option<u32>,
 
     /// How many connections are accounted at once, least recently active evicted beyond
-    /// (takes effect when the datapath is installed)
+    /// (takes effect when the datapath is installed) [default: 65536]
     #[arg(
         long,
         global = true,
         env = "CHADTHROTTLE_MAX_CONNECTIONS",
         value_name = "N",
-        default_value_t = DEFAULT_MAX_CONNECTIONS,
         value_parser = clap::value_parser!(u32).range(64..=(1 << 22))
     )]
-    pub max_connections: u32,
+    pub max_connections: Option<u32>,
 
     /// Backend for upload limits set by this command or TUI: shaping, policer, htb (see
     /// `chadthrottle backends`) [default: the best available]
@@ -127,6 +142,19 @@ pub struct Global {
     /// Where the TUI saves the limits it sets, for --restore
     #[arg(long, global = true, env = "CHADTHROTTLE_SAVED_LIMITS", value_name = "PATH", default_value = DEFAULT_SAVED_LIMITS)]
     pub saved_limits: PathBuf,
+}
+
+impl Global {
+    /// The datapath options as given (`None` where an option was not).
+    pub fn datapath(&self) -> DatapathOptions {
+        DatapathOptions {
+            cgroup: self.cgroup.clone(),
+            pin_dir: self.pin_dir.clone(),
+            max_limits: self.max_limits,
+            max_connections: self.max_connections,
+            force: self.force,
+        }
+    }
 }
 
 /// Where the TUI keeps the limits it set, unless `--saved-limits` says otherwise.

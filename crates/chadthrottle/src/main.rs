@@ -4,11 +4,10 @@ mod cli;
 mod commands;
 mod render;
 mod top_view;
-mod usage_source;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
-use cli::{Cli, Command};
+use cli::Cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -23,20 +22,16 @@ fn main() -> ExitCode {
         }
         Err(error) => error.exit(),
     };
-    if cli.command.is_some() && (cli.restore || cli.no_restore) {
-        eprintln!(
-            "chadthrottle: --restore and --no-restore are for the TUI: give them without a command"
-        );
+    if let Err(conflict) = cli.check() {
+        eprintln!("chadthrottle: {conflict}");
         return ExitCode::from(2);
     }
-    if cli.command.is_some() && (cli.pid.is_some() || cli.list_backends) {
-        eprintln!(
-            "chadthrottle: --pid and --list-backends are the upstream form: give them without a command"
-        );
-        return ExitCode::from(2);
-    }
-    match run(&cli) {
+    let mut system = chadthrottle_kernel::Kernel;
+    let outcome = commands::run(&cli, &mut system, &mut std::io::stdout().lock());
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // whoever read the output stopped reading (`| head`): not a failure of ours
+        Err(error) if commands::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!(
                 "chadthrottle: {}",
@@ -44,28 +39,5 @@ fn main() -> ExitCode {
             );
             ExitCode::FAILURE
         }
-    }
-}
-
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    let global = &cli.global;
-    match &cli.command {
-        Some(Command::Limit(args)) => commands::limit::run(global, args),
-        Some(Command::Unlimit(args)) => commands::unlimit::run(global, args),
-        Some(Command::Status(args)) => commands::status::run(global, args),
-        Some(Command::Reset) => commands::reset::run(global),
-        Some(Command::Backends(args)) => commands::backends::run(args.json),
-        Some(Command::Top(args)) => commands::top::run(global, args),
-        None if cli.list_backends => commands::backends::run(false),
-        None => match cli.pid {
-            Some(pid) => commands::foreground::run(
-                global,
-                pid,
-                cli.upload_limit,
-                cli.download_limit,
-                cli.duration,
-            ),
-            None => commands::tui::run(global, !cli.no_restore),
-        },
     }
 }

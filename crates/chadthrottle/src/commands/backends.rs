@@ -1,9 +1,10 @@
 //! `chadthrottle backends` (and `--list-backends`): what can enforce limits here.
 
 use crate::render;
-use chadthrottle_core::backend::Availability;
-use chadthrottle_kernel::probe;
+use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::system::System;
 use serde::Serialize;
+use std::io::Write;
 
 #[derive(Serialize)]
 struct BackendJson {
@@ -16,14 +17,20 @@ struct BackendJson {
     summary: &'static str,
 }
 
-pub fn run(json: bool) -> anyhow::Result<()> {
-    let backends: Vec<_> = probe::descriptors()
+/// Every backend with whether it works here, proven by trying it.
+pub fn proven<S: System>(system: &S) -> Vec<(BackendDescriptor, Availability)> {
+    system
+        .backends()
         .into_iter()
         .map(|backend| {
-            let availability = probe::availability(&backend);
+            let availability = system.prove(&backend);
             (backend, availability)
         })
-        .collect();
+        .collect()
+}
+
+pub fn run<S: System>(system: &S, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let backends = proven(system);
     if json {
         let list: Vec<BackendJson> = backends
             .iter()
@@ -40,12 +47,36 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                 summary: backend.summary,
             })
             .collect();
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "backends": list }))?
-        );
+        )?;
     } else {
-        print!("{}", render::backends_table(&backends));
+        write!(out, "{}", render::backends_table(&backends))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{machine, ok};
+
+    #[test]
+    fn backends_say_why_one_is_unavailable() {
+        let mut system = machine();
+        system
+            .machine()
+            .unavailable
+            .insert("htb", "sch_htb is not built".into());
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&mut system, &["backends", "--json"])).expect("JSON");
+        let htb = &json["backends"][2];
+        assert_eq!(htb["name"], "htb");
+        assert_eq!(htb["available"], false);
+        assert_eq!(htb["reason"], "sch_htb is not built");
+        assert_eq!(json["backends"][0]["reason"], serde_json::Value::Null);
+        let table = ok(&mut system, &["--list-backends"]);
+        assert!(table.contains("sch_htb is not built"), "{table}");
+    }
 }

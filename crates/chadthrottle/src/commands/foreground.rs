@@ -6,33 +6,38 @@
 
 use super::limit;
 use crate::cli::Global;
-use chadthrottle_core::backend::Backend;
+use chadthrottle_core::backend::{Backend, Change};
+use chadthrottle_core::system::System;
 use chadthrottle_core::{PerDirection, Rate};
-use chadthrottle_kernel::procs;
-use std::sync::Arc;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub fn run(
+/// What the upstream form asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Foreground {
+    pub pid: u32,
+    pub upload: Option<Rate>,
+    pub download: Option<Rate>,
+    pub duration: Option<Duration>,
+}
+
+/// Limits, waits until `stop` is set, the duration elapses or the process exits, then
+/// lifts the limit.
+pub fn run<S: System>(
+    system: &mut S,
     global: &Global,
-    pid: u32,
-    upload: Option<Rate>,
-    download: Option<Rate>,
-    duration: Option<Duration>,
+    asked: &Foreground,
+    stop: &AtomicBool,
+    out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
-    let set = limit::direction_limits(upload, download, None, None, None)
-        .map(|_, limit| chadthrottle_core::backend::Change::set_or_keep(*limit));
-    let (mut datapath, request, applied) = limit::apply(global, pid, set, duration)?;
-    limit::print_applied(&datapath, &request, applied)?;
-    let until = duration.map(|duration| Instant::now() + duration);
+    let change = limit::direction_limits(asked.upload, asked.download, None, None, None)
+        .map(|_, limit| Change::set_or_keep(*limit));
+    let (mut backend, request, applied) =
+        limit::apply(system, global, asked.pid, change, asked.duration)?;
+    limit::print_applied(&backend, &request, applied, system.now_unix(), out)?;
+    out.flush()?;
+    let until = asked.duration.map(|duration| Instant::now() + duration);
     let process = request.target.process;
     let reason = loop {
         if stop.load(Ordering::Relaxed) {
@@ -41,18 +46,76 @@ pub fn run(
         if until.is_some_and(|until| Instant::now() >= until) {
             break "duration elapsed";
         }
-        if !procs::is_alive(process.pid, process.start_time) {
+        if !system.is_alive(process) {
             break "process exited";
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    datapath.remove(
-        pid,
+    backend.remove(
+        asked.pid,
         PerDirection {
             up: true,
             down: true,
         },
     )?;
-    println!("PID {pid}: limit removed ({reason})");
+    writeln!(out, "PID {}: limit removed ({reason})", asked.pid)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{CURL, machine, ok};
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser as _;
+
+    #[test]
+    fn the_limit_is_lifted_when_the_process_exits_or_on_a_signal() {
+        let mut system = machine();
+        let cli = Cli::try_parse_from(["chadthrottle", "--pid", "4242", "--upload-limit", "1M"])
+            .expect("parses");
+        let asked = Foreground {
+            pid: CURL,
+            upload: cli.upload_limit,
+            download: None,
+            duration: None,
+        };
+        let mut out = Vec::new();
+        run(
+            &mut system,
+            &cli.global,
+            &asked,
+            &AtomicBool::new(true),
+            &mut out,
+        )
+        .expect("interrupted at once");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("PID 4242 (curl): up 1MB/s"), "{text}");
+        assert!(
+            text.ends_with("PID 4242: limit removed (interrupted)\n"),
+            "{text}"
+        );
+        assert!(system.machine().limits.is_empty());
+
+        // the process goes while the form waits: the fake's exit hook takes the limit,
+        // and the form's own removal finds nothing left and still ends cleanly
+        let waiting = system.clone();
+        let exit = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            waiting.machine().exit(CURL);
+        });
+        let mut out = Vec::new();
+        run(
+            &mut system,
+            &cli.global,
+            &asked,
+            &AtomicBool::new(false),
+            &mut out,
+        )
+        .expect("ends when the process exits");
+        exit.join().expect("exit thread");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.ends_with("limit removed (process exited)\n"), "{text}");
+        assert_eq!(ok(&mut system, &["status"]), "no active limits\n");
+    }
 }

@@ -7,8 +7,9 @@ use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target,
 use chadthrottle_core::bucket::default_burst;
 use chadthrottle_core::process::validate_target;
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
+use chadthrottle_core::system::System;
 use chadthrottle_core::{Direction, PerDirection, Rate, Size};
-use chadthrottle_kernel::{Datapath, mounts, probe, procs};
+use std::io::Write;
 use std::time::Duration;
 
 /// The directions' limits as asked: `--burst-up/--burst-down` over `--burst` over the
@@ -36,17 +37,18 @@ pub fn direction_limits(
     }
 }
 
-/// The backend of each direction: the one named, or the best one. Both backends are the
-/// one datapath, whose availability is proven by installing it; here names and
-/// directions are checked, before anything in the kernel changes.
-pub fn choose_backends(
+/// The backend of each direction: the one named, or the best one available. Checked
+/// here, before anything in the kernel changes: names, directions, and what a quick look
+/// at the machine tells (installing the datapath proves the rest).
+pub fn choose_backends<S: System>(
+    system: &S,
     upload: Option<&str>,
     download: Option<&str>,
 ) -> anyhow::Result<PerDirection<Enforcement>> {
-    let backends = probe::descriptors();
+    let backends = system.backends();
     let pick = |direction, requested| -> anyhow::Result<Enforcement> {
-        let backend = choose(&backends, direction, requested, |_| {
-            chadthrottle_core::backend::Availability::Available
+        let backend = choose(&backends, direction, requested, |backend| {
+            system.ready(backend)
         })?;
         Enforcement::from_name(backend.name)
             .with_context(|| format!("backend \"{}\" has no datapath", backend.name))
@@ -57,48 +59,57 @@ pub fn choose_backends(
     })
 }
 
-/// Sets the limit of `pid` and returns the datapath and the request, for callers that
-/// keep going (the upstream foreground form).
-pub fn apply(
+/// Sets the limit of `pid` as `change` says and returns the datapath and the request,
+/// for callers that keep going (the upstream foreground form, the TUI). Directions that
+/// are set get the backend `--upload-backend`/`--download-backend` chose. The target is
+/// checked first, then the backends, and only then is anything installed.
+pub fn apply<S: System>(
+    system: &mut S,
     global: &Global,
     pid: u32,
-    set: PerDirection<Change>,
+    change: PerDirection<Change>,
     lasts: Option<Duration>,
-) -> anyhow::Result<(Datapath, LimitRequest, Applied)> {
+) -> anyhow::Result<(S::Backend, LimitRequest, Applied)> {
+    let options = global.datapath();
+    let scope = system.scope(&options)?;
+    let (process, name) = validate_target(pid, system.inspect(pid), system.own_pid(), &scope)?;
     let backends = choose_backends(
+        system,
         global.upload_backend.as_deref(),
         global.download_backend.as_deref(),
     )?;
-    let change = set.map(|direction, change| match *change {
+    let change = change.map(|direction, change| match *change {
         Change::Set(limit) => Change::Set(DirectionLimit {
             enforcement: *backends.get(direction),
             ..limit
         }),
         other => other,
     });
-    let config = super::config(global)?;
-    let scope = mounts::cgroup_scope(&config.cgroup)?;
-    let (process, name) = validate_target(pid, procs::inspect(pid), std::process::id(), &scope)?;
-    let mut datapath = Datapath::install(&config)?;
-    datapath.force_qdisc(global.force);
+    let mut backend = system.install(&options)?;
     let request = LimitRequest {
         target: Target { process, name },
         change,
         lasts,
     };
-    let applied = match datapath.apply(&request) {
-        // entries of exited or expired processes may still hold places: clear them, retry
-        Err(chadthrottle_kernel::Error::TableFull { .. }) => {
-            datapath.prune()?;
-            datapath.apply(&request)
-        }
-        other => other,
+    let applied = match backend.apply(&request) {
+        // entries of exited or expired processes may hold the places a full table
+        // lacks: clear them and try once more
+        Err(error) => match backend.prune() {
+            Ok(pruned) if !pruned.is_empty() => backend.apply(&request),
+            _ => Err(error),
+        },
+        applied => applied,
     }
     .with_context(|| format!("cannot limit PID {pid}"))?;
-    Ok((datapath, request, applied))
+    Ok((backend, request, applied))
 }
 
-pub fn run(global: &Global, args: &LimitArgs) -> anyhow::Result<()> {
+pub fn run<S: System>(
+    system: &mut S,
+    global: &Global,
+    args: &LimitArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let set = direction_limits(
         args.up,
         args.down,
@@ -107,16 +118,19 @@ pub fn run(global: &Global, args: &LimitArgs) -> anyhow::Result<()> {
         args.burst_down,
     );
     let change = set.map(|_, limit| Change::set_or_keep(*limit));
-    let (datapath, request, sockets) = apply(global, args.pid, change, args.lasts)?;
-    print_applied(&datapath, &request, sockets)
+    let (backend, request, applied) = apply(system, global, args.pid, change, args.lasts)?;
+    print_applied(&backend, &request, applied, system.now_unix(), out)
 }
 
-pub fn print_applied(
-    datapath: &Datapath,
+/// One line on the limit as it now is, and what setting it did to open sockets.
+pub fn print_applied<B: Backend>(
+    backend: &B,
     request: &LimitRequest,
     applied: Applied,
+    now_unix: u64,
+    out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let limit = datapath
+    let limit = backend
         .limits()?
         .into_iter()
         .find(|limit| limit.target == request.target.process)
@@ -127,19 +141,21 @@ pub fn print_applied(
             )
         })?;
     let plural = |n: usize| if n == 1 { "" } else { "s" };
-    println!(
+    writeln!(
+        out,
         "{}; {} open socket{} attributed, {} TCP socket{} shaped",
-        render::limit_summary(&limit, super::unix_now()),
+        render::limit_summary(&limit, now_unix),
         applied.backfilled_sockets,
         plural(applied.backfilled_sockets),
         applied.shaped_sockets,
         plural(applied.shaped_sockets),
-    );
+    )?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{CURL, WGET, machine, ok, refused};
     use super::*;
 
     fn rate(text: &str) -> Option<Rate> {
@@ -168,26 +184,161 @@ mod tests {
     }
 
     #[test]
-    fn backends_default_to_shaping_and_unknown_ones_are_refused_by_name() {
+    fn backends_default_to_the_best_available_and_unknown_ones_are_refused_by_name() {
+        let system = machine();
         let both = |up, down| PerDirection { up, down };
+        let pick = |up, down| choose_backends(&system, up, down).map_err(|e| e.to_string());
         assert_eq!(
-            choose_backends(None, None).unwrap(),
-            both(Enforcement::Shaping, Enforcement::Shaping)
+            pick(None, None),
+            Ok(both(Enforcement::Shaping, Enforcement::Shaping))
         );
         assert_eq!(
-            choose_backends(Some("policer"), None).unwrap(),
-            both(Enforcement::Policer, Enforcement::Shaping)
+            pick(Some("policer"), None),
+            Ok(both(Enforcement::Policer, Enforcement::Shaping))
         );
         assert_eq!(
-            choose_backends(Some("htb"), Some("ifb")).unwrap(),
-            both(Enforcement::Htb, Enforcement::Ifb)
+            pick(Some("htb"), Some("ifb")),
+            Ok(both(Enforcement::Htb, Enforcement::Ifb))
         );
-        let error = choose_backends(Some("tc"), None).expect_err("no such backend");
         assert_eq!(
-            error.to_string(),
-            "unknown backend \"tc\"; known backends: shaping, policer, htb, ifb"
+            pick(Some("tc"), None),
+            Err("unknown backend \"tc\"; known backends: shaping, policer, htb, ifb".into())
         );
-        let error = choose_backends(None, Some("htb")).expect_err("htb is upload only");
-        assert_eq!(error.to_string(), "backend \"htb\" cannot limit downloads");
+        assert_eq!(
+            pick(None, Some("htb")),
+            Err("backend \"htb\" cannot limit downloads".into())
+        );
+        // what the machine says decides, not a blanket "available"
+        system
+            .machine()
+            .unavailable
+            .insert("shaping", "no iter/tcp".into());
+        system
+            .machine()
+            .unavailable
+            .insert("htb", "no sch_htb".into());
+        assert_eq!(
+            pick(None, None),
+            Ok(both(Enforcement::Policer, Enforcement::Ifb)),
+            "the next best in each direction"
+        );
+        assert_eq!(
+            pick(Some("htb"), None),
+            Err("backend \"htb\" is unavailable: no sch_htb".into())
+        );
+        for name in ["policer", "ifb"] {
+            system.machine().unavailable.insert(name, "off".into());
+        }
+        assert_eq!(
+            pick(None, None),
+            Err(
+                "no backend can limit uploads here: shaping: no iter/tcp; htb: no sch_htb; \
+                 policer: off"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_limit_is_set_in_one_request_and_said_in_one_line() {
+        let mut system = machine();
+        let out = ok(
+            &mut system,
+            &["limit", "--pid", "4242", "--up", "1M", "--for", "10m"],
+        );
+        assert_eq!(
+            out,
+            "PID 4242 (curl): up 1MB/s (burst 409.6KB), down unlimited, expires in 10m \
+             [shaping]; 3 open sockets attributed, 0 TCP sockets shaped\n"
+        );
+        let out = ok(
+            &mut system,
+            &[
+                "--download-backend",
+                "ifb",
+                "limit",
+                "--pid",
+                "4242",
+                "--down",
+                "0",
+            ],
+        );
+        assert!(
+            out.starts_with(
+                "PID 4242 (curl): up 1MB/s (burst 409.6KB), down blocked (burst 64KB), \
+                 until removed [up shaping, down ifb]"
+            ),
+            "a later limit keeps the direction it does not name: {out}"
+        );
+        let machine = system.machine();
+        assert_eq!(machine.requests, 2);
+        let limit = &machine.limits[&CURL];
+        assert_eq!(limit.limits.up.map(|l| l.rate), Some(1 << 20));
+        assert_eq!(
+            limit.limits.down.map(|l| (l.rate, l.enforcement)),
+            Some((0, Enforcement::Ifb))
+        );
+    }
+
+    #[test]
+    fn a_refused_target_changes_nothing() {
+        let mut system = machine();
+        system.machine().own_pid = WGET;
+        for (pid, expected) in [
+            ("5", "no process with PID 5"),
+            ("2", "PID 2 (kthreadd) is a kernel thread"),
+            (
+                "4243",
+                "PID 4243 is a thread of process 4242: limits apply to whole processes, use --pid 4242",
+            ),
+            ("4343", "PID 4343 is chadthrottle itself"),
+        ] {
+            let error = refused(&mut system, &["limit", "--pid", pid, "--up", "1M"]);
+            assert!(error.starts_with(expected), "{error}");
+        }
+        let error = refused(
+            &mut system,
+            &[
+                "--upload-backend",
+                "tc",
+                "limit",
+                "--pid",
+                "4242",
+                "--up",
+                "1M",
+            ],
+        );
+        assert!(error.starts_with("unknown backend \"tc\""), "{error}");
+        let machine = system.machine();
+        assert!(!machine.installed, "a refusal installed the datapath");
+        assert_eq!(machine.requests, 0);
+    }
+
+    #[test]
+    fn a_full_table_is_pruned_of_the_dead_and_tried_again() {
+        let mut system = machine();
+        system.machine().capacity = 1;
+        ok(&mut system, &["limit", "--pid", "4343", "--up", "1M"]);
+        let error = refused(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        assert_eq!(
+            error,
+            "cannot limit PID 4242: the limit table is full (1 processes)"
+        );
+        // wget's entry outlives it (the exit hook missed it, say): pruned, then room
+        {
+            let mut machine = system.machine();
+            machine.processes.remove(&WGET);
+        }
+        ok(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        let machine = system.machine();
+        assert_eq!(machine.limits.keys().copied().collect::<Vec<_>>(), [CURL]);
+    }
+
+    #[test]
+    fn an_install_failure_is_the_error() {
+        let mut system = machine();
+        system.machine().install_error = Some("permission denied: missing CAP_BPF".into());
+        let error = refused(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        assert_eq!(error, "permission denied: missing CAP_BPF");
     }
 }

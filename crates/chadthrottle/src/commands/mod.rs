@@ -1,5 +1,7 @@
-//! One module per command. Each takes the parsed arguments, does the work through the
-//! kernel crate, and prints; errors go back to `main`, which prints them on one line.
+//! One module per command. Each takes the parsed arguments and the machine (the core's
+//! `System` seam: the kernel in production, the core's fake in tests), does the work and
+//! writes what it has to say to `out`; errors go back to `main`, which prints them on one
+//! line and exits 1.
 
 pub mod backends;
 pub mod foreground;
@@ -10,28 +12,58 @@ pub mod top;
 pub mod tui;
 pub mod unlimit;
 
-use crate::cli::Global;
-use anyhow::Context as _;
-use chadthrottle_kernel::{Config, mounts};
-use std::time::{SystemTime, UNIX_EPOCH};
+#[cfg(test)]
+mod testing;
 
-/// Where the datapath attaches and pins, with `--cgroup` defaulting to the cgroup2 root.
-pub fn config(global: &Global) -> anyhow::Result<Config> {
-    let cgroup = match &global.cgroup {
-        Some(path) => path.clone(),
-        None => mounts::cgroup2_root().context("cannot find the default --cgroup")?,
-    };
-    Ok(Config {
-        cgroup,
-        pin_dir: global.pin_dir.clone(),
-        max_limits: global.max_limits,
-        max_connections: global.max_connections,
-        accounting: true,
-    })
+use crate::cli::{Cli, Command};
+use chadthrottle_core::system::System;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Runs the command `cli` names on `system`.
+pub fn run<S: System + Clone + Send + 'static>(
+    cli: &Cli,
+    system: &mut S,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match &cli.command {
+        Some(Command::Limit(args)) => limit::run(system, global, args, out),
+        Some(Command::Unlimit(args)) => unlimit::run(system, global, args, out),
+        Some(Command::Status(args)) => status::run(system, global, args, out),
+        Some(Command::Reset) => reset::run(system, global, out),
+        Some(Command::Backends(args)) => backends::run(system, args.json, out),
+        Some(Command::Top(args)) => top::run(system, global, args, out),
+        None if cli.list_backends => backends::run(system, false, out),
+        None => match cli.pid {
+            Some(pid) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                for signal in [
+                    signal_hook::consts::SIGINT,
+                    signal_hook::consts::SIGTERM,
+                    signal_hook::consts::SIGHUP,
+                ] {
+                    signal_hook::flag::register(signal, Arc::clone(&stop))?;
+                }
+                let limits = foreground::Foreground {
+                    pid,
+                    upload: cli.upload_limit,
+                    download: cli.download_limit,
+                    duration: cli.duration,
+                };
+                foreground::run(system, global, &limits, &stop, out)
+            }
+            None => tui::run(system, global, !cli.no_restore),
+        },
+    }
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+/// Whether `error` is a write to a pipe whose reader went away.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,15 +1,17 @@
 //! `chadthrottle reset`: take everything ChadThrottle put in the kernel out again.
 
 use crate::cli::Global;
-use chadthrottle_kernel::reset;
+use chadthrottle_core::system::System;
+use std::io::Write;
 
-pub fn run(global: &Global) -> anyhow::Result<()> {
-    let report = reset(&global.pin_dir)?;
-    let pin_dir = global.pin_dir.display();
+pub fn run<S: System>(system: &mut S, global: &Global, out: &mut dyn Write) -> anyhow::Result<()> {
+    let report = system.reset(&global.datapath())?;
+    let pin_dir = report.pin_dir.display();
     if report.removed.is_empty() && !report.removed_pin_dir && !report.unmounted_bpffs {
-        println!("nothing to remove at {pin_dir}");
+        writeln!(out, "nothing to remove at {pin_dir}")?;
     } else {
-        println!(
+        writeln!(
+            out,
             "removed {} pin{} ({}){}{}",
             report.removed.len(),
             if report.removed.len() == 1 { "" } else { "s" },
@@ -24,13 +26,30 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             } else {
                 ""
             },
-        );
+        )?;
     }
     if !report.foreign.is_empty() {
-        println!(
+        writeln!(
+            out,
             "left alone in {pin_dir} (not ChadThrottle's): {}",
             report.foreign.join(", ")
-        );
+        )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{machine, ok};
+
+    #[test]
+    fn reset_says_what_it_removed_and_then_that_nothing_is_left() {
+        let mut system = machine();
+        ok(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        let out = ok(&mut system, &["--pin-dir", "/tmp/ct-pins", "reset"]);
+        assert_eq!(out, "removed 1 pin (ct_limits), /tmp/ct-pins\n");
+        assert!(system.machine().limits.is_empty());
+        let out = ok(&mut system, &["reset"]);
+        assert_eq!(out, "nothing to remove at /sys/fs/bpf/chadthrottle\n");
+    }
 }

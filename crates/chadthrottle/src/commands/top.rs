@@ -3,10 +3,10 @@
 
 use crate::cli::{Global, TopArgs};
 use crate::top_view;
-use crate::usage_source::UsageSource;
 use chadthrottle_core::monitor::Monitor;
+use chadthrottle_core::system::{System, UsageSource as _};
 use chadthrottle_core::usage::Snapshot;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::{IsTerminal as _, Write};
 
 fn focus(snapshot: &mut Snapshot, args: &TopArgs) {
     if let Some(pid) = args.pid {
@@ -18,8 +18,12 @@ fn focus(snapshot: &mut Snapshot, args: &TopArgs) {
     }
 }
 
-fn print(snapshot: &Snapshot, args: &TopArgs, redraw: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+fn print(
+    snapshot: &Snapshot,
+    args: &TopArgs,
+    redraw: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     if args.json {
         if args.once {
             writeln!(out, "{}", serde_json::to_string_pretty(snapshot)?)?;
@@ -44,8 +48,13 @@ fn print(snapshot: &Snapshot, args: &TopArgs, redraw: bool) -> anyhow::Result<()
     Ok(out.flush()?)
 }
 
-pub fn run(global: &Global, args: &TopArgs) -> anyhow::Result<()> {
-    let (mut source, note) = UsageSource::open(global, args.fallback);
+pub fn run<S: System>(
+    system: &mut S,
+    global: &Global,
+    args: &TopArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (mut source, note) = system.usage(&global.datapath(), args.fallback);
     let (kind, layer) = source.kind();
     let interval_ms = u64::try_from(args.interval.as_millis()).unwrap_or(u64::MAX);
     let mut monitor = Monitor::new(kind, layer, note, interval_ms);
@@ -61,7 +70,49 @@ pub fn run(global: &Global, args: &TopArgs) -> anyhow::Result<()> {
         monitor.ingest(source.read()?);
         let mut snapshot = monitor.snapshot(&source.limits()?);
         focus(&mut snapshot, args);
-        print(&snapshot, args, redraw)?;
+        print(&snapshot, args, redraw, out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{machine, ok, with_readings};
+    use chadthrottle_tui::fixtures::usage;
+
+    #[test]
+    fn top_once_json_shows_the_processes_their_rates_and_limits() {
+        let mut system = machine();
+        let processes = [usage(4242, "curl", 1000), usage(4343, "wget", 50)];
+        with_readings(&system, &processes);
+        ok(&mut system, &["limit", "--pid", "4242", "--down", "1M"]);
+        let out = ok(
+            &mut system,
+            &["top", "--once", "--json", "--interval", "10ms"],
+        );
+        let snapshot: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let pids: Vec<&serde_json::Value> = snapshot["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .map(|p| &p["pid"])
+            .collect();
+        assert_eq!(pids, [4242, 4343], "busiest first: {snapshot}");
+        assert_eq!(snapshot["processes"][0]["limit"]["down"], 1 << 20);
+        assert_eq!(snapshot["source"], "ebpf");
+        let out = ok(
+            &mut system,
+            &[
+                "top",
+                "--once",
+                "--interval",
+                "10ms",
+                "--pid",
+                "4343",
+                "--fallback",
+            ],
+        );
+        assert!(out.contains("wget") && !out.contains("curl"), "{out}");
+        assert!(out.contains("fallback chosen"), "{out}");
+    }
 }

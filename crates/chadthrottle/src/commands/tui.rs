@@ -1,57 +1,50 @@
 //! `chadthrottle` without a command: the terminal UI. This module is the TUI's runner:
 //! the terminal, the threads that feed the app's one event channel (input, readings),
-//! and the one place where the app's effects reach the kernel.
+//! and the one place where the app's effects reach the machine.
+//!
+//! Everything but the terminal and the input thread is generic over the core's `System`
+//! seam, so the loop (events in, effects applied, outcomes shown) is tested on the core's
+//! fake machine and ratatui's `TestBackend`.
 
 use crate::cli::Global;
-use crate::usage_source::UsageSource;
 use anyhow::Context as _;
-use chadthrottle_core::Direction;
-use chadthrottle_core::PerDirection;
-use chadthrottle_core::ProcessRef;
-use chadthrottle_core::backend::{Backend, Change};
+use chadthrottle_core::backend::Change;
 use chadthrottle_core::bucket::default_burst;
 use chadthrottle_core::saved::{SavedLimit, SavedLimits};
 use chadthrottle_core::status::DirectionLimit;
+use chadthrottle_core::system::{Processes, System, UsageSource};
 use chadthrottle_core::usage::Source;
-use chadthrottle_kernel::Datapath;
+use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use chadthrottle_tui::{App, Effect, Event};
 use ratatui::crossterm::event::{self as term, DisableMouseCapture, EnableMouseCapture};
 use ratatui::crossterm::execute;
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
-/// Sends the backends' availability once, then reads the usage source every interval and
-/// sends the readings, until the app is gone.
-fn collect(mut source: UsageSource, events: Sender<Event>) {
-    let backends = chadthrottle_kernel::probe::descriptors()
-        .into_iter()
-        .map(|backend| {
-            let availability = chadthrottle_kernel::probe::availability(&backend);
-            (backend, availability)
-        })
-        .collect();
-    if events.send(Event::Backends(backends)).is_err() {
-        return;
-    }
+/// Reads the usage source every `interval` and sends the readings, until the app is gone.
+fn collect<U: UsageSource>(mut source: U, events: &Sender<Event>, interval: Duration) {
     loop {
         let update = source.read().map(|reading| Event::Update {
             reading,
             limits: source.limits().unwrap_or_default(),
         });
-        let event = update.unwrap_or_else(|error| Event::Done(Err(format!("{error:#}"))));
+        let event =
+            update.unwrap_or_else(|error| Event::Done(Err(chadthrottle_kernel::describe(&error))));
         if events.send(event).is_err() {
             return;
         }
-        std::thread::sleep(INTERVAL);
+        std::thread::sleep(interval);
     }
 }
 
 /// Terminal input, as events, until the app is gone.
-fn input(events: Sender<Event>) {
+fn input(events: &Sender<Event>) {
     loop {
         let event = match term::read() {
             Ok(term::Event::Key(key)) => Event::Key(key),
@@ -66,14 +59,14 @@ fn input(events: Sender<Event>) {
     }
 }
 
-fn load_saved(path: &std::path::Path) -> SavedLimits {
+fn load_saved(path: &Path) -> SavedLimits {
     std::fs::read(path)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
 }
 
-fn store_saved(path: &std::path::Path, saved: &SavedLimits) -> anyhow::Result<()> {
+fn store_saved(path: &Path, saved: &SavedLimits) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -82,17 +75,18 @@ fn store_saved(path: &std::path::Path, saved: &SavedLimits) -> anyhow::Result<()
 }
 
 /// Remembers (or forgets) a limit the TUI set, for `--restore`.
-fn remember(
-    global: &Global,
+fn remember<P: Processes>(
+    processes: &P,
+    path: &Path,
     process: ProcessRef,
     name: &str,
     up: Option<u64>,
     down: Option<u64>,
 ) -> anyhow::Result<()> {
-    let Some(exe) = chadthrottle_kernel::procs::exe(process.pid) else {
+    let Some(exe) = processes.exe(process.pid) else {
         return Ok(()); // gone, or no executable to match it by
     };
-    let mut saved = load_saved(&global.saved_limits);
+    let mut saved = load_saved(path);
     saved.set(SavedLimit {
         pid: process.pid,
         exe,
@@ -101,13 +95,17 @@ fn remember(
         up,
         down,
     });
-    store_saved(&global.saved_limits, &saved)
+    store_saved(path, &saved)
 }
 
 /// Sets saved limits again for processes that still run and have no limit now.
-fn restore(global: &Global, current: &std::collections::HashSet<u32>) -> Result<String, String> {
+fn restore<S: System>(
+    system: &mut S,
+    global: &Global,
+    current: &HashSet<u32>,
+) -> Result<String, String> {
     let mut saved = load_saved(&global.saved_limits);
-    let found = saved.restore(&chadthrottle_kernel::procs::running());
+    let found = saved.restore(&system.running());
     let mut restored = 0;
     let mut failures = Vec::new();
     for (pid, limit) in found {
@@ -118,7 +116,7 @@ fn restore(global: &Global, current: &std::collections::HashSet<u32>) -> Result<
             pid,
             start_time: limit.start_time,
         };
-        match set_limit(global, process, &limit.name, limit.up, limit.down) {
+        match set_limit(system, global, process, &limit.name, limit.up, limit.down) {
             Ok(_) => restored += 1,
             Err(error) => failures.push(format!("PID {pid}: {error:#}")),
         }
@@ -134,49 +132,44 @@ fn restore(global: &Global, current: &std::collections::HashSet<u32>) -> Result<
     }
 }
 
-/// Applies one effect; the answer goes to the status bar.
-fn apply(global: &Global, effect: &Effect) -> Result<String, String> {
-    let outcome = match effect {
+/// Applies one effect that changes a limit; the answer goes to the status bar.
+fn apply<S: System>(system: &mut S, global: &Global, effect: &Effect) -> Result<String, String> {
+    let (process, name, up, down) = match effect {
         Effect::SetLimit {
             process,
             name,
             up,
             down,
-        } => set_limit(global, *process, name, *up, *down).and_then(|text| {
-            remember(global, *process, name, *up, *down)?;
-            Ok(text)
-        }),
-        Effect::ClearLimit { process, name } => {
-            clear_limit(global, *process, name).and_then(|text| {
-                remember(global, *process, name, None, None)?;
-                Ok(text)
-            })
-        }
+        } => (*process, name, *up, *down),
+        Effect::ClearLimit { process, name } => (*process, name, None, None),
         Effect::Inspect(_) | Effect::Quit => return Ok(String::new()),
     };
-    outcome.map_err(|error| {
-        format!(
-            "limit failed: {}",
-            chadthrottle_kernel::describe(error.as_ref())
-        )
-    })
+    set_limit(system, global, process, name, up, down)
+        .and_then(|text| {
+            remember(system, &global.saved_limits, process, name, up, down)?;
+            Ok(text)
+        })
+        .map_err(|error| {
+            format!(
+                "limit failed: {}",
+                chadthrottle_kernel::describe(error.as_ref())
+            )
+        })
 }
 
-fn same_process(process: ProcessRef) -> anyhow::Result<()> {
-    match chadthrottle_kernel::procs::start_time(process.pid) {
-        Some(start) if start == process.start_time => Ok(()),
-        _ => anyhow::bail!("PID {} has exited", process.pid),
-    }
-}
-
-fn set_limit(
+/// Sets `process`'s limits as the dialog says, in one request: an empty field (`None`)
+/// lifts that direction.
+fn set_limit<S: System>(
+    system: &mut S,
     global: &Global,
     process: ProcessRef,
     name: &str,
     up: Option<u64>,
     down: Option<u64>,
 ) -> anyhow::Result<String> {
-    same_process(process)?;
+    if !system.is_alive(process) {
+        anyhow::bail!("PID {} has exited", process.pid);
+    }
     let limit = |rate: Option<u64>| {
         let rate = chadthrottle_core::Rate::new(rate?)?;
         Some(DirectionLimit {
@@ -186,12 +179,14 @@ fn set_limit(
             enforcement: Default::default(),
         })
     };
-    // an empty field lifts that direction, in the same request
     let change = PerDirection {
         up: Change::set_or_lift(limit(up)),
         down: Change::set_or_lift(limit(down)),
     };
-    super::limit::apply(global, process.pid, change, None)?;
+    super::limit::apply(system, global, process.pid, change, None)?;
+    if up.is_none() && down.is_none() {
+        return Ok(format!("{name} (PID {}): limit removed", process.pid));
+    }
     let text = |d: Direction, rate: Option<u64>| {
         format!(
             "{d} {}",
@@ -206,19 +201,60 @@ fn set_limit(
     ))
 }
 
-fn clear_limit(global: &Global, process: ProcessRef, name: &str) -> anyhow::Result<String> {
-    let all = PerDirection {
-        up: true,
-        down: true,
-    };
-    if let Some(mut datapath) = Datapath::open(&global.pin_dir)? {
-        datapath.remove(process.pid, all)?;
+/// The app's loop: draws after each event, hands events to the app and applies the
+/// effects it returns, until it quits, the channel closes or `terminated` is set.
+fn event_loop<S: System, B: ratatui::backend::Backend>(
+    system: &mut S,
+    global: &Global,
+    app: &mut App,
+    terminal: &mut ratatui::Terminal<B>,
+    inbox: &Receiver<Event>,
+    terminated: &AtomicBool,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut dirty = true;
+    loop {
+        // drawn only after something happened: idle, the TUI wakes once a second
+        if dirty {
+            terminal.draw(|frame| chadthrottle_tui::view::draw(frame, app))?;
+        }
+        let event = match inbox.recv_timeout(Duration::from_millis(200)) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => {
+                if terminated.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                dirty = false;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        dirty = true;
+        for effect in app.handle(event) {
+            match effect {
+                Effect::Quit => return Ok(()),
+                Effect::Inspect(process) => {
+                    let details = system.details(process);
+                    app.handle(Event::Details(details));
+                }
+                effect => {
+                    let done = apply(system, global, &effect);
+                    app.handle(Event::Done(done));
+                }
+            }
+        }
+        if terminated.load(Ordering::Relaxed) {
+            return Ok(());
+        }
     }
-    Ok(format!("{name} (PID {}): limit removed", process.pid))
 }
 
-pub fn run(global: &Global, restore_saved: bool) -> anyhow::Result<()> {
-    let (mut source, note) = UsageSource::open(global, false);
+/// Opens the usage source, restores saved limits (with `restore_saved`) and builds the
+/// app; returns it with the source for the collector.
+fn prepare<S: System>(system: &mut S, global: &Global, restore_saved: bool) -> (App, S::Usage) {
+    let (mut source, note) = system.usage(&global.datapath(), false);
     let (kind, layer) = source.kind();
     let read_only = (kind == Source::SockDiag).then(|| note.clone().unwrap_or_default());
     let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
@@ -229,13 +265,27 @@ pub fn run(global: &Global, restore_saved: bool) -> anyhow::Result<()> {
             .limits()
             .map(|limits| limits.keys().map(|p| p.pid).collect())
             .unwrap_or_default();
-        match restore(global, &current) {
+        match restore(system, global, &current) {
             Ok(text) if text.is_empty() => {}
             outcome => {
                 app.handle(Event::Done(outcome));
             }
         }
     }
+    (app, source)
+}
+
+/// Proves every backend (slow: it loads programs) and sends the answers once.
+fn probe_backends<S: System>(system: &S, events: &Sender<Event>) {
+    let _app_gone = events.send(Event::Backends(super::backends::proven(system)));
+}
+
+pub fn run<S: System + Clone + Send + 'static>(
+    system: &mut S,
+    global: &Global,
+    restore_saved: bool,
+) -> anyhow::Result<()> {
+    let (mut app, source) = prepare(system, global, restore_saved);
 
     let terminated = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated))?;
@@ -246,46 +296,227 @@ pub fn run(global: &Global, restore_saved: bool) -> anyhow::Result<()> {
         let (events, inbox) = mpsc::channel();
         let size = terminal.size()?;
         app.handle(Event::Resize(size.width, size.height));
-        let feed = events.clone();
-        std::thread::spawn(move || collect(source, feed));
-        std::thread::spawn(move || input(events));
-        let mut dirty = true;
-        loop {
-            // drawn only after something happened: idle, the TUI wakes once a second
-            if dirty {
-                terminal.draw(|frame| chadthrottle_tui::view::draw(frame, &app))?;
-            }
-            let event = match inbox.recv_timeout(Duration::from_millis(200)) {
-                Ok(event) => event,
-                Err(RecvTimeoutError::Timeout) => {
-                    if terminated.load(Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                    dirty = false;
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            dirty = true;
-            for effect in app.handle(event) {
-                if effect == Effect::Quit {
-                    return Ok(());
-                }
-                if let Effect::Inspect(process) = effect {
-                    let details =
-                        chadthrottle_kernel::procs::details(process.pid, process.start_time);
-                    app.handle(Event::Details(details));
-                    continue;
-                }
-                let done = apply(global, &effect);
-                app.handle(Event::Done(done));
-            }
-            if terminated.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-        }
+        let (feed, prober, machine) = (events.clone(), events.clone(), system.clone());
+        std::thread::spawn(move || probe_backends(&machine, &prober));
+        std::thread::spawn(move || collect(source, &feed, INTERVAL));
+        std::thread::spawn(move || input(&events));
+        event_loop(system, global, &mut app, &mut terminal, &inbox, &terminated)
     })();
     let _ = execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{CURL, WGET, machine, with_readings};
+    use super::*;
+    use crate::cli::Cli;
+    use chadthrottle_core::fake::FakeSystem;
+    use chadthrottle_tui::fixtures::usage;
+    use clap::Parser as _;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    /// Global options with the saved limits in a file of this test's own.
+    fn global(test: &str) -> (Global, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "chadthrottle-tui-test-{}-{test}",
+            std::process::id()
+        ));
+        let _fresh = std::fs::remove_dir_all(&dir);
+        let path = dir.join("saved-limits.json");
+        let cli = Cli::try_parse_from([
+            "chadthrottle",
+            "--saved-limits",
+            path.to_str().expect("a UTF-8 temp path"),
+        ])
+        .expect("parses");
+        (cli.global, dir)
+    }
+
+    fn saved(global: &Global) -> SavedLimits {
+        load_saved(&global.saved_limits)
+    }
+
+    fn set(system: &mut FakeSystem, global: &Global, up: Option<u64>, down: Option<u64>) -> String {
+        let process = ProcessRef {
+            pid: CURL,
+            start_time: 100,
+        };
+        let effect = Effect::SetLimit {
+            process,
+            name: "curl".into(),
+            up,
+            down,
+        };
+        apply(system, global, &effect).expect("applied")
+    }
+
+    #[test]
+    fn the_dialog_sets_and_lifts_in_one_request_and_is_saved() {
+        let (global, dir) = global("dialog");
+        let mut system = machine();
+        let text = set(&mut system, &global, Some(1 << 20), Some(2 << 20));
+        assert_eq!(text, "curl (PID 4242): down 2MB/s, up 1MB/s");
+        // an emptied upload field lifts the upload, in the same one request
+        let text = set(&mut system, &global, None, Some(2 << 20));
+        assert_eq!(text, "curl (PID 4242): down 2MB/s, up unlimited");
+        {
+            let machine = system.machine();
+            assert_eq!(machine.requests, 2, "one request per dialog");
+            let limit = &machine.limits[&CURL];
+            assert_eq!(
+                (limit.limits.up, limit.limits.down.map(|l| l.rate)),
+                (None, Some(2 << 20))
+            );
+        }
+        let file = saved(&global);
+        assert_eq!(file.limits.len(), 1);
+        assert_eq!(
+            (
+                file.limits[0].exe.as_str(),
+                file.limits[0].up,
+                file.limits[0].down
+            ),
+            ("/usr/bin/curl", None, Some(2 << 20))
+        );
+        let clear = Effect::ClearLimit {
+            process: ProcessRef {
+                pid: CURL,
+                start_time: 100,
+            },
+            name: "curl".into(),
+        };
+        assert_eq!(
+            apply(&mut system, &global, &clear),
+            Ok("curl (PID 4242): limit removed".into())
+        );
+        assert!(system.machine().limits.is_empty());
+        assert!(
+            saved(&global).limits.is_empty(),
+            "a removed limit is forgotten"
+        );
+        let _cleanup = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_process_that_went_is_refused_in_the_status_bar() {
+        let (global, dir) = global("gone");
+        let mut system = machine();
+        system.machine().exit(CURL);
+        let effect = Effect::SetLimit {
+            process: ProcessRef {
+                pid: CURL,
+                start_time: 100,
+            },
+            name: "curl".into(),
+            up: Some(1024),
+            down: None,
+        };
+        assert_eq!(
+            apply(&mut system, &global, &effect),
+            Err("limit failed: PID 4242 has exited".into())
+        );
+        assert_eq!(system.machine().requests, 0);
+        let _cleanup = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn saved_limits_come_back_for_the_same_processes_only() {
+        let (global, dir) = global("restore");
+        let mut system = machine();
+        set(&mut system, &global, Some(1 << 20), None);
+        let mut file = saved(&global);
+        // wget's saved limit is for a run that started at another time: never restored
+        file.set(SavedLimit {
+            pid: WGET,
+            exe: "/usr/bin/wget".into(),
+            start_time: 999,
+            name: "wget".into(),
+            up: Some(1),
+            down: None,
+        });
+        store_saved(&global.saved_limits, &file).expect("stored");
+        system.machine().limits.clear(); // a `reset`, say
+        assert_eq!(
+            restore(&mut system, &global, &HashSet::new()),
+            Ok("restored 1 saved limit".into())
+        );
+        let machine = system.machine();
+        assert_eq!(machine.limits.keys().copied().collect::<Vec<_>>(), [CURL]);
+        drop(machine);
+        assert_eq!(
+            saved(&global).limits.len(),
+            1,
+            "the saved limit of a run that is gone is dropped"
+        );
+        // a process that has a limit now keeps it
+        assert_eq!(
+            restore(&mut system, &global, &HashSet::from([CURL])),
+            Ok(String::new())
+        );
+        let _cleanup = std::fs::remove_dir_all(dir);
+    }
+
+    fn key(code: KeyCode) -> Event {
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn the_loop_applies_what_the_keys_ask_and_shows_the_outcome() {
+        let (global, dir) = global("loop");
+        let mut system = machine();
+        let processes = [usage(CURL, "curl", 1000)];
+        with_readings(&system, &processes);
+        let (mut app, mut source) = prepare(&mut system, &global, true);
+        let (events, inbox) = mpsc::channel();
+        events.send(Event::Resize(100, 20)).expect("send");
+        for _ in 0..3 {
+            let reading = source.read().expect("reading");
+            events
+                .send(Event::Update {
+                    reading,
+                    limits: source.limits().expect("limits"),
+                })
+                .expect("send");
+        }
+        let mut keys = vec![key(KeyCode::Char('t'))];
+        keys.extend("500K".chars().map(|c| key(KeyCode::Char(c))));
+        keys.push(key(KeyCode::Enter));
+        for event in keys {
+            events.send(event).expect("send");
+        }
+        drop(events);
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 20)).expect("terminal");
+        event_loop(
+            &mut system,
+            &global,
+            &mut app,
+            &mut terminal,
+            &inbox,
+            &AtomicBool::new(false),
+        )
+        .expect("the loop ends when the channel closes");
+        let limit = system
+            .machine()
+            .limits
+            .get(&CURL)
+            .cloned()
+            .expect("limited");
+        assert_eq!(limit.limits.down.map(|l| l.rate), Some(500 << 10));
+        assert_eq!(limit.limits.up, None);
+        let screen: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|cell| cell.symbol())
+            .collect();
+        assert!(
+            screen.contains("curl (PID 4242): down 500KB/s, up unlimited"),
+            "the outcome is in the status bar: {screen}"
+        );
+        let _cleanup = std::fs::remove_dir_all(dir);
+    }
 }

@@ -1,16 +1,17 @@
 //! Where `top` and the TUI get their figures: the datapath's accounting if it can be had,
 //! else the sock_diag fallback, with the reason.
 
-use crate::cli::Global;
+use crate::error::Error;
+use crate::install::Config;
+use crate::sockdiag::SockDiag;
+use crate::{Accounting, Datapath, mounts};
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::backend::Backend;
 use chadthrottle_core::usage::{Layer, LimitRates, Reading, Source};
-use chadthrottle_kernel::sockdiag::SockDiag;
-use chadthrottle_kernel::{Accounting, Datapath, mounts};
 use std::collections::HashMap;
 
 /// Where the figures come from.
-pub enum UsageSource {
+pub enum KernelUsage {
     Ebpf {
         accounting: Box<Accounting>,
         limits: Option<Box<Datapath>>,
@@ -18,52 +19,61 @@ pub enum UsageSource {
     Fallback(SockDiag),
 }
 
-impl UsageSource {
+impl KernelUsage {
     /// The datapath's accounting if it can be had, else the fallback and why.
-    pub fn open(global: &Global, fallback: bool) -> (UsageSource, Option<String>) {
+    pub fn open(config: &Config, fallback: bool) -> (KernelUsage, Option<String>) {
         if fallback {
             return (
-                UsageSource::Fallback(SockDiag::new()),
+                KernelUsage::Fallback(SockDiag::new()),
                 Some("fallback chosen with --fallback".to_owned()),
             );
         }
-        let ebpf = || -> anyhow::Result<UsageSource> {
-            let config = crate::commands::config(global)?;
-            let mut accounting = Accounting::install(&config)?;
+        let ebpf = || -> Result<KernelUsage, Error> {
+            let mut accounting = Accounting::install(config)?;
             accounting.adopt_open_sockets(&mounts::cgroup_scope(&config.cgroup)?);
-            Ok(UsageSource::Ebpf {
+            Ok(KernelUsage::Ebpf {
                 accounting: Box::new(accounting),
                 limits: Datapath::open(&config.pin_dir)?.map(Box::new),
             })
         };
         match ebpf() {
             Ok(source) => (source, None),
-            Err(error) => (
-                UsageSource::Fallback(SockDiag::new()),
-                Some(format!(
-                    "eBPF accounting unavailable, so TCP only and only processes whose /proc/PID/fd \
-                     is readable: {error:#}"
-                )),
-            ),
+            Err(error) => KernelUsage::open_fallback(&error),
         }
     }
 
-    pub const fn kind(&self) -> (Source, Layer) {
+    /// The fallback, because the datapath's accounting failed with `error`.
+    pub fn open_fallback(error: &Error) -> (KernelUsage, Option<String>) {
+        (
+            KernelUsage::Fallback(SockDiag::new()),
+            Some(format!(
+                "eBPF accounting unavailable, so TCP only and only processes whose /proc/PID/fd \
+                 is readable: {}",
+                crate::describe(error)
+            )),
+        )
+    }
+}
+
+impl chadthrottle_core::system::UsageSource for KernelUsage {
+    type Error = Error;
+
+    fn kind(&self) -> (Source, Layer) {
         match self {
-            UsageSource::Ebpf { .. } => (Source::Ebpf, Layer::TransportPayload),
-            UsageSource::Fallback(_) => (Source::SockDiag, Layer::TcpStream),
+            KernelUsage::Ebpf { .. } => (Source::Ebpf, Layer::TransportPayload),
+            KernelUsage::Fallback(_) => (Source::SockDiag, Layer::TcpStream),
         }
     }
 
-    pub fn read(&mut self) -> anyhow::Result<Reading> {
-        Ok(match self {
-            UsageSource::Ebpf { accounting, .. } => accounting.read()?,
-            UsageSource::Fallback(diag) => diag.read()?,
-        })
+    fn read(&mut self) -> Result<Reading, Error> {
+        match self {
+            KernelUsage::Ebpf { accounting, .. } => accounting.read(),
+            KernelUsage::Fallback(diag) => diag.read(),
+        }
     }
 
-    pub fn limits(&mut self) -> anyhow::Result<HashMap<ProcessRef, LimitRates>> {
-        let UsageSource::Ebpf {
+    fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Error> {
+        let KernelUsage::Ebpf {
             limits: Some(datapath),
             ..
         } = self

@@ -1,0 +1,544 @@
+//! An in-memory machine behind the [`crate::system`] seam: processes, a limit table and a
+//! usage source that hold what tests put in them. The command line's and the TUI
+//! runner's tests run on it without root; it follows the rules the real datapath keeps
+//! (a request's outcome, a limit going with its process, a full table) so that what they
+//! assert is the commands' behaviour, not the fake's.
+
+use crate::backend::{Applied, Availability, Backend, BackendDescriptor, LimitRequest};
+use crate::direction::{Direction, PerDirection};
+use crate::process::{ProcessInfo, ProcessRef};
+use crate::saved::Running;
+use crate::status::{ActiveLimit, DirStats, Enforcement};
+use crate::system::{DatapathOptions, Processes, ResetReport, System, UsageSource};
+use crate::usage::{Layer, LimitRates, ProcessDetails, Reading, Source};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// What the fake refuses with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FakeError(pub String);
+
+/// A process the fake machine runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeProcess {
+    pub info: ProcessInfo,
+    pub exe: Option<String>,
+    pub details: ProcessDetails,
+}
+
+impl FakeProcess {
+    /// A plain process in the cgroup2 root, with an executable `/usr/bin/<name>`.
+    pub fn new(pid: u32, start_time: u64, name: &str) -> FakeProcess {
+        FakeProcess {
+            info: ProcessInfo {
+                pid,
+                tgid: pid,
+                start_time,
+                name: name.to_owned(),
+                kernel_thread: false,
+                cgroup: Some("/".to_owned()),
+            },
+            exe: Some(format!("/usr/bin/{name}")),
+            details: ProcessDetails {
+                pid,
+                cmdline: name.to_owned(),
+                exe: format!("/usr/bin/{name}"),
+                ..ProcessDetails::default()
+            },
+        }
+    }
+
+    pub const fn process(&self) -> ProcessRef {
+        ProcessRef {
+            pid: self.info.pid,
+            start_time: self.info.start_time,
+        }
+    }
+}
+
+/// Everything the fake machine holds; tests set it up and read it back through
+/// [`FakeSystem::machine`].
+#[derive(Debug, Clone)]
+pub struct FakeMachine {
+    /// Processes and threads by PID.
+    pub processes: BTreeMap<u32, FakeProcess>,
+    /// Whether the datapath is installed.
+    pub installed: bool,
+    /// Refuses `install` with this message (missing privileges, say).
+    pub install_error: Option<String>,
+    /// The limit table, by PID.
+    pub limits: BTreeMap<u32, ActiveLimit>,
+    /// How many processes the table holds at most.
+    pub capacity: usize,
+    /// Backends that are not available here, with the reason.
+    pub unavailable: BTreeMap<&'static str, String>,
+    /// Requests that reached the limit table (`apply` and `remove` calls): one per kernel
+    /// round trip.
+    pub requests: usize,
+    /// Open sockets per PID, attributed when a limit is set.
+    pub sockets: BTreeMap<u32, usize>,
+    /// Readings the usage source returns, oldest first; the last one repeats.
+    pub readings: VecDeque<Reading>,
+    /// Unix time (seconds) as the fake's clock reads it.
+    pub now_unix: u64,
+    pub own_pid: u32,
+    /// The cgroup2 path the datapath attaches to.
+    pub scope: String,
+}
+
+impl Default for FakeMachine {
+    fn default() -> FakeMachine {
+        FakeMachine {
+            processes: BTreeMap::new(),
+            installed: false,
+            install_error: None,
+            limits: BTreeMap::new(),
+            capacity: 65_536,
+            unavailable: BTreeMap::new(),
+            requests: 0,
+            sockets: BTreeMap::new(),
+            readings: VecDeque::new(),
+            now_unix: 1_700_000_000,
+            own_pid: 1,
+            scope: "/".to_owned(),
+        }
+    }
+}
+
+impl FakeMachine {
+    /// Starts `process`.
+    pub fn spawn(&mut self, process: FakeProcess) {
+        self.processes.insert(process.info.pid, process);
+    }
+
+    /// Ends `pid`; its limit goes with it, as the datapath's exit hook does.
+    pub fn exit(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+        self.limits.remove(&pid);
+    }
+
+    fn alive(&self, process: ProcessRef) -> bool {
+        self.processes
+            .get(&process.pid)
+            .is_some_and(|p| p.info.start_time == process.start_time)
+    }
+}
+
+/// The fake machine, shared by the system and the backends and usage sources it hands out.
+#[derive(Debug, Clone, Default)]
+pub struct FakeSystem {
+    machine: Arc<Mutex<FakeMachine>>,
+}
+
+fn lock(machine: &Mutex<FakeMachine>) -> MutexGuard<'_, FakeMachine> {
+    // a test that panicked while holding it has failed already; its state is still readable
+    machine.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FakeSystem {
+    pub fn new(machine: FakeMachine) -> FakeSystem {
+        FakeSystem {
+            machine: Arc::new(Mutex::new(machine)),
+        }
+    }
+
+    /// The machine's state, to set up or to check.
+    pub fn machine(&self) -> MutexGuard<'_, FakeMachine> {
+        lock(&self.machine)
+    }
+}
+
+impl Processes for FakeSystem {
+    fn inspect(&self, pid: u32) -> Option<ProcessInfo> {
+        self.machine().processes.get(&pid).map(|p| p.info.clone())
+    }
+
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        self.machine()
+            .processes
+            .get(&pid)
+            .map(|p| p.info.start_time)
+    }
+
+    fn exe(&self, pid: u32) -> Option<String> {
+        self.machine()
+            .processes
+            .get(&pid)
+            .and_then(|p| p.exe.clone())
+    }
+
+    fn running(&self) -> Vec<Running> {
+        self.machine()
+            .processes
+            .values()
+            .filter_map(|p| {
+                Some(Running {
+                    pid: p.info.pid,
+                    exe: p.exe.clone()?,
+                    start_time: p.info.start_time,
+                })
+            })
+            .collect()
+    }
+
+    fn details(&self, process: ProcessRef) -> Option<ProcessDetails> {
+        let machine = self.machine();
+        machine
+            .alive(process)
+            .then(|| machine.processes.get(&process.pid))
+            .flatten()
+            .map(|p| p.details.clone())
+    }
+
+    fn own_pid(&self) -> u32 {
+        self.machine().own_pid
+    }
+}
+
+impl System for FakeSystem {
+    type Error = FakeError;
+    type Backend = FakeBackend;
+    type Usage = FakeUsage;
+
+    fn scope(&self, _options: &DatapathOptions) -> Result<String, FakeError> {
+        Ok(self.machine().scope.clone())
+    }
+
+    fn install(&mut self, options: &DatapathOptions) -> Result<FakeBackend, FakeError> {
+        let mut machine = self.machine();
+        if let Some(error) = &machine.install_error {
+            return Err(FakeError(error.clone()));
+        }
+        machine.installed = true;
+        Ok(FakeBackend {
+            machine: Arc::clone(&self.machine),
+            force: options.force,
+        })
+    }
+
+    fn open(&mut self, options: &DatapathOptions) -> Result<Option<FakeBackend>, FakeError> {
+        Ok(self.machine().installed.then(|| FakeBackend {
+            machine: Arc::clone(&self.machine),
+            force: options.force,
+        }))
+    }
+
+    fn reset(&mut self, options: &DatapathOptions) -> Result<ResetReport, FakeError> {
+        let mut machine = self.machine();
+        let installed = std::mem::take(&mut machine.installed);
+        machine.limits.clear();
+        Ok(ResetReport {
+            removed: if installed {
+                vec!["ct_limits".to_owned()]
+            } else {
+                Vec::new()
+            },
+            removed_pin_dir: installed,
+            pin_dir: options
+                .pin_dir
+                .clone()
+                .unwrap_or_else(|| "/sys/fs/bpf/chadthrottle".into()),
+            ..ResetReport::default()
+        })
+    }
+
+    fn backends(&self) -> Vec<BackendDescriptor> {
+        Enforcement::ALL
+            .into_iter()
+            .map(|enforcement| BackendDescriptor {
+                name: enforcement.name(),
+                priority: match enforcement {
+                    Enforcement::Shaping => 20,
+                    Enforcement::Htb | Enforcement::Ifb => 15,
+                    Enforcement::Policer => 10,
+                },
+                directions: PerDirection {
+                    up: enforcement != Enforcement::Ifb,
+                    down: enforcement != Enforcement::Htb,
+                },
+                summary: "",
+            })
+            .collect()
+    }
+
+    fn prove(&self, backend: &BackendDescriptor) -> Availability {
+        self.ready(backend)
+    }
+
+    fn ready(&self, backend: &BackendDescriptor) -> Availability {
+        match self.machine().unavailable.get(backend.name) {
+            Some(reason) => Availability::Unavailable(reason.clone()),
+            None => Availability::Available,
+        }
+    }
+
+    fn now_unix(&self) -> u64 {
+        self.machine().now_unix
+    }
+
+    fn usage(&mut self, _options: &DatapathOptions, fallback: bool) -> (FakeUsage, Option<String>) {
+        let usage = FakeUsage {
+            machine: Arc::clone(&self.machine),
+            fallback,
+        };
+        (usage, fallback.then(|| "fallback chosen".to_owned()))
+    }
+}
+
+/// The fake limit table.
+#[derive(Debug)]
+pub struct FakeBackend {
+    machine: Arc<Mutex<FakeMachine>>,
+    /// Whether it was opened with `--force`.
+    pub force: bool,
+}
+
+impl Backend for FakeBackend {
+    type Error = FakeError;
+
+    fn apply(&mut self, request: &LimitRequest) -> Result<Applied, FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.requests += 1;
+        let process = request.target.process;
+        if !machine.alive(process) {
+            return Err(FakeError(format!("PID {} has exited", process.pid)));
+        }
+        let now = machine
+            .limits
+            .get(&process.pid)
+            .filter(|limit| limit.target == process)
+            .map(|limit| limit.limits)
+            .unwrap_or_default();
+        let limits = request.outcome(&now);
+        if limits.up.is_none() && limits.down.is_none() {
+            machine.limits.remove(&process.pid);
+            return Ok(Applied::default());
+        }
+        if !machine.limits.contains_key(&process.pid) && machine.limits.len() >= machine.capacity {
+            return Err(FakeError(format!(
+                "the limit table is full ({} processes)",
+                machine.capacity
+            )));
+        }
+        let expires_at = request
+            .lasts
+            .map(|lasts| machine.now_unix + lasts.as_secs());
+        machine.limits.insert(
+            process.pid,
+            ActiveLimit {
+                target: process,
+                name: request.target.name.clone(),
+                limits,
+                expires_at,
+                stats: PerDirection::default(),
+            },
+        );
+        Ok(Applied {
+            backfilled_sockets: machine.sockets.get(&process.pid).copied().unwrap_or(0),
+            shaped_sockets: 0,
+        })
+    }
+
+    fn remove(
+        &mut self,
+        pid: u32,
+        directions: PerDirection<bool>,
+    ) -> Result<Option<ActiveLimit>, FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.requests += 1;
+        let Some(before) = machine.limits.get(&pid).cloned() else {
+            return Ok(None);
+        };
+        let after = before
+            .limits
+            .map(|direction, limit| limit.filter(|_| !directions.get(direction)));
+        if after.up.is_none() && after.down.is_none() {
+            machine.limits.remove(&pid);
+        } else if let Some(limit) = machine.limits.get_mut(&pid) {
+            limit.limits = after;
+        }
+        Ok(Some(before))
+    }
+
+    fn limits(&self) -> Result<Vec<ActiveLimit>, FakeError> {
+        Ok(lock(&self.machine).limits.values().cloned().collect())
+    }
+
+    fn prune(&mut self) -> Result<Vec<ActiveLimit>, FakeError> {
+        let mut machine = lock(&self.machine);
+        let now = machine.now_unix;
+        let gone: Vec<u32> = machine
+            .limits
+            .values()
+            .filter(|limit| {
+                !machine.alive(limit.target) || limit.expires_at.is_some_and(|at| at <= now)
+            })
+            .map(|limit| limit.target.pid)
+            .collect();
+        Ok(gone
+            .into_iter()
+            .filter_map(|pid| machine.limits.remove(&pid))
+            .collect())
+    }
+
+    fn stats(
+        &self,
+        target: ProcessRef,
+        direction: Direction,
+    ) -> Result<Option<DirStats>, FakeError> {
+        Ok(lock(&self.machine)
+            .limits
+            .get(&target.pid)
+            .filter(|limit| limit.target == target)
+            .map(|limit| *limit.stats.get(direction)))
+    }
+}
+
+/// The fake usage source: hands out the machine's readings in turn.
+#[derive(Debug)]
+pub struct FakeUsage {
+    machine: Arc<Mutex<FakeMachine>>,
+    fallback: bool,
+}
+
+impl UsageSource for FakeUsage {
+    type Error = FakeError;
+
+    fn kind(&self) -> (Source, Layer) {
+        if self.fallback {
+            (Source::SockDiag, Layer::TcpStream)
+        } else {
+            (Source::Ebpf, Layer::TransportPayload)
+        }
+    }
+
+    fn read(&mut self) -> Result<Reading, FakeError> {
+        let mut machine = lock(&self.machine);
+        let reading = if machine.readings.len() > 1 {
+            machine.readings.pop_front()
+        } else {
+            machine.readings.front().cloned()
+        };
+        reading.ok_or_else(|| FakeError("no reading".to_owned()))
+    }
+
+    fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, FakeError> {
+        Ok(lock(&self.machine)
+            .limits
+            .values()
+            .map(|limit| {
+                let rate = |direction: Direction| limit.limits.get(direction).map(|l| l.rate);
+                (
+                    limit.target,
+                    LimitRates {
+                        up: rate(Direction::Up),
+                        down: rate(Direction::Down),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Change, Target};
+    use crate::status::DirectionLimit;
+
+    fn request(process: &FakeProcess, up: Change, down: Change) -> LimitRequest {
+        LimitRequest {
+            target: Target {
+                process: process.process(),
+                name: process.info.name.clone(),
+            },
+            change: PerDirection { up, down },
+            lasts: None,
+        }
+    }
+
+    const LIMIT: DirectionLimit = DirectionLimit {
+        rate: 1024,
+        burst: 65_536,
+        enforcement: Enforcement::Shaping,
+    };
+
+    #[test]
+    fn the_fake_table_follows_the_datapath_rules() {
+        let curl = FakeProcess::new(42, 7, "curl");
+        let mut system = FakeSystem::default();
+        system.machine().spawn(curl.clone());
+        let mut backend = system
+            .install(&DatapathOptions::default())
+            .expect("install");
+        backend
+            .apply(&request(&curl, Change::Set(LIMIT), Change::Keep))
+            .expect("set");
+        backend
+            .apply(&request(&curl, Change::Keep, Change::Set(LIMIT)))
+            .expect("add the other direction");
+        let limits = backend.limits().expect("limits");
+        assert_eq!(limits.len(), 1);
+        assert_eq!(limits[0].limits.up, Some(LIMIT));
+        assert_eq!(limits[0].limits.down, Some(LIMIT));
+        backend
+            .apply(&request(&curl, Change::Lift, Change::Lift))
+            .expect("lift both");
+        assert!(backend.limits().expect("limits").is_empty());
+        assert_eq!(system.machine().requests, 3);
+
+        backend
+            .apply(&request(&curl, Change::Set(LIMIT), Change::Keep))
+            .expect("set again");
+        system.machine().exit(42);
+        assert!(backend.limits().expect("limits").is_empty());
+        let error = backend
+            .apply(&request(&curl, Change::Set(LIMIT), Change::Keep))
+            .expect_err("gone");
+        assert_eq!(error.to_string(), "PID 42 has exited");
+    }
+
+    #[test]
+    fn a_full_fake_table_refuses_a_new_process_only() {
+        let (a, b) = (FakeProcess::new(10, 1, "a"), FakeProcess::new(11, 1, "b"));
+        let mut system = FakeSystem::new(FakeMachine {
+            capacity: 1,
+            ..FakeMachine::default()
+        });
+        system.machine().spawn(a.clone());
+        system.machine().spawn(b.clone());
+        let mut backend = system
+            .install(&DatapathOptions::default())
+            .expect("install");
+        backend
+            .apply(&request(&a, Change::Set(LIMIT), Change::Keep))
+            .expect("first");
+        backend
+            .apply(&request(&a, Change::Keep, Change::Set(LIMIT)))
+            .expect("same process again");
+        assert!(
+            backend
+                .apply(&request(&b, Change::Set(LIMIT), Change::Keep))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn readings_come_in_turn_and_the_last_repeats() {
+        let reading = |at_ns| Reading {
+            at_ns,
+            processes: vec![],
+            connections: vec![],
+            interfaces: vec![],
+        };
+        let mut system = FakeSystem::default();
+        system.machine().readings = VecDeque::from([reading(1), reading(2)]);
+        let (mut usage, note) = system.usage(&DatapathOptions::default(), false);
+        assert_eq!(note, None);
+        let at: Vec<u64> = (0..3)
+            .map(|_| usage.read().expect("reading").at_ns)
+            .collect();
+        assert_eq!(at, [1, 2, 2]);
+    }
+}

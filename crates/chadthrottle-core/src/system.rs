@@ -1,0 +1,127 @@
+//! The seam between the user interfaces and the machine: everything the command line and
+//! the TUI's runner ask of the kernel and of /proc, as traits.
+//!
+//! The kernel crate implements them for the real machine; [`crate::fake`] implements them
+//! in memory, so the commands' behaviour (messages, exit codes, which directions a request
+//! lifts, what the TUI restores) is tested on any machine, without root.
+
+use crate::backend::{Availability, Backend, BackendDescriptor};
+use crate::process::{ProcessInfo, ProcessRef};
+use crate::saved::Running;
+use crate::usage::{Layer, LimitRates, ProcessDetails, Reading, Source};
+use std::collections::HashMap;
+use std::error::Error;
+use std::path::PathBuf;
+
+/// Where the datapath is attached and pinned and how large its tables are, as the global
+/// options ask. `None` where the option was not given: the installed datapath's value (or
+/// the default for a new install) applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatapathOptions {
+    /// `--cgroup`: the cgroup2 directory to attach to; `None` is the root of the cgroup2
+    /// mount.
+    pub cgroup: Option<PathBuf>,
+    /// `--pin-dir`: the bpffs directory holding the pins; `None` is the default.
+    pub pin_dir: Option<PathBuf>,
+    /// `--max-limits`.
+    pub max_limits: Option<u32>,
+    /// `--max-connections`.
+    pub max_connections: Option<u32>,
+    /// `--force`: the htb backend may replace a root qdisc ChadThrottle did not create.
+    pub force: bool,
+}
+
+/// What `reset` took out of the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResetReport {
+    /// The pin directory that was cleared.
+    pub pin_dir: PathBuf,
+    /// Pin files removed (links first, then maps).
+    pub removed: Vec<String>,
+    /// Whether the pin directory itself was removed (it was empty afterwards).
+    pub removed_pin_dir: bool,
+    /// Whether the bpffs ChadThrottle had mounted was unmounted.
+    pub unmounted_bpffs: bool,
+    /// Files in the pin directory that are not ChadThrottle's, left alone.
+    pub foreign: Vec<String>,
+    /// Shaped sockets whose own pacing rate and window clamp were put back.
+    pub restored_sockets: usize,
+}
+
+/// Where usage figures come from, read again at every refresh.
+pub trait UsageSource {
+    type Error: Error + Send + Sync + 'static;
+
+    /// Which source it is and which layer's bytes it counts.
+    fn kind(&self) -> (Source, Layer);
+
+    /// Every process's and connection's counters now.
+    fn read(&mut self) -> Result<Reading, Self::Error>;
+
+    /// The limits in force, to show beside the usage.
+    fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Self::Error>;
+}
+
+/// What /proc says about processes.
+pub trait Processes {
+    /// `pid` as it is now; `None` if no such process or thread exists.
+    fn inspect(&self, pid: u32) -> Option<ProcessInfo>;
+
+    /// The start time of `pid` now; `None` if it is gone.
+    fn start_time(&self, pid: u32) -> Option<u64>;
+
+    /// Whether `process` still runs (the same incarnation, not a reused PID).
+    fn is_alive(&self, process: ProcessRef) -> bool {
+        self.start_time(process.pid) == Some(process.start_time)
+    }
+
+    /// The executable of `pid`, if /proc shows it.
+    fn exe(&self, pid: u32) -> Option<String>;
+
+    /// Every process whose executable /proc shows.
+    fn running(&self) -> Vec<Running>;
+
+    /// The System tab's details of `process`, if it still runs.
+    fn details(&self, process: ProcessRef) -> Option<ProcessDetails>;
+
+    /// The PID of the running ChadThrottle.
+    fn own_pid(&self) -> u32;
+}
+
+/// The machine the commands act on.
+pub trait System: Processes {
+    type Error: Error + Send + Sync + 'static;
+    type Backend: Backend;
+    type Usage: UsageSource + Send + 'static;
+
+    /// The cgroup2 path (`/`, `/user.slice/…`) the datapath is, or would be, attached to.
+    fn scope(&self, options: &DatapathOptions) -> Result<String, Self::Error>;
+
+    /// The datapath, installed first if it is not there.
+    fn install(&mut self, options: &DatapathOptions) -> Result<Self::Backend, Self::Error>;
+
+    /// The installed datapath; `None` if there is none.
+    fn open(&mut self, options: &DatapathOptions) -> Result<Option<Self::Backend>, Self::Error>;
+
+    /// Takes everything ChadThrottle put in the kernel out again.
+    fn reset(&mut self, options: &DatapathOptions) -> Result<ResetReport, Self::Error>;
+
+    /// Every backend this build has.
+    fn backends(&self) -> Vec<BackendDescriptor>;
+
+    /// Whether `backend` works here, proven by trying it (slow: loads programs, builds
+    /// qdiscs in a throwaway namespace). For `backends`.
+    fn prove(&self, backend: &BackendDescriptor) -> Availability;
+
+    /// Whether `backend` can work here as far as a quick look tells (what the kernel was
+    /// built with, what is mounted); installing the datapath proves the rest. For
+    /// choosing a backend on every `limit`.
+    fn ready(&self, backend: &BackendDescriptor) -> Availability;
+
+    /// Unix time now, in seconds (expiries are shown relative to it).
+    fn now_unix(&self) -> u64;
+
+    /// The datapath's accounting if it can be had, else the fallback and why.
+    fn usage(&mut self, options: &DatapathOptions, fallback: bool)
+    -> (Self::Usage, Option<String>);
+}

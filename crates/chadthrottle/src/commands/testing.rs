@@ -1,0 +1,73 @@
+//! What the commands' tests share: a fake machine with a few processes, and running a
+//! command line on it as `main` would, output and error text captured.
+
+use crate::cli::Cli;
+use chadthrottle_core::fake::{FakeMachine, FakeProcess, FakeSystem};
+use clap::Parser as _;
+
+/// PID of the fake `curl` every test machine runs.
+pub const CURL: u32 = 4242;
+/// PID of the fake `wget`.
+pub const WGET: u32 = 4343;
+
+/// A machine that runs `curl` (3 open sockets) and `wget`, with a thread of `curl` and a
+/// kernel thread, nothing installed.
+pub fn machine() -> FakeSystem {
+    let system = FakeSystem::new(FakeMachine::default());
+    {
+        let mut machine = system.machine();
+        machine.spawn(FakeProcess::new(CURL, 100, "curl"));
+        machine.spawn(FakeProcess::new(WGET, 200, "wget"));
+        let mut thread = FakeProcess::new(CURL + 1, 100, "curl");
+        thread.info.tgid = CURL;
+        machine.spawn(thread);
+        let mut kernel = FakeProcess::new(2, 1, "kthreadd");
+        kernel.info.kernel_thread = true;
+        kernel.exe = None;
+        machine.spawn(kernel);
+        machine.sockets.insert(CURL, 3);
+    }
+    system
+}
+
+/// Gives `system`'s usage source three readings, a second apart, of `processes`
+/// (`(pid, name, bytes per second)`) and makes every process start when the readings say
+/// (clock tick 1).
+pub fn with_readings(system: &FakeSystem, processes: &[(u32, String, u64)]) {
+    let mut machine = system.machine();
+    machine.readings = (0..3)
+        .map(|second| chadthrottle_tui::fixtures::reading(processes, second))
+        .collect();
+    machine
+        .processes
+        .values_mut()
+        .for_each(|p| p.info.start_time = 1);
+}
+
+/// Runs `chadthrottle args…` on `system`: what it printed, and the one-line error `main`
+/// would print (without the `chadthrottle: ` prefix), if it failed.
+pub fn run(system: &mut FakeSystem, args: &[&str]) -> (String, Result<(), String>) {
+    let cli = Cli::try_parse_from(std::iter::once("chadthrottle").chain(args.iter().copied()))
+        .unwrap_or_else(|error| panic!("{args:?} does not parse: {error}"));
+    let mut out = Vec::new();
+    let result = super::run(&cli, system, &mut out)
+        .map_err(|error| chadthrottle_kernel::describe(error.as_ref()));
+    (String::from_utf8_lossy(&out).into_owned(), result)
+}
+
+/// Like [`run`], failing the test if the command fails; returns what it printed.
+pub fn ok(system: &mut FakeSystem, args: &[&str]) -> String {
+    let (out, result) = run(system, args);
+    if let Err(error) = result {
+        panic!("{args:?} failed: {error}");
+    }
+    out
+}
+
+/// Like [`run`], failing the test if the command succeeds; returns its error.
+pub fn refused(system: &mut FakeSystem, args: &[&str]) -> String {
+    match run(system, args) {
+        (out, Ok(())) => panic!("{args:?} succeeded: {out}"),
+        (_, Err(error)) => error,
+    }
+}

@@ -1,0 +1,185 @@
+//! The command line end to end, on any machine and as any user: what is refused before
+//! anything is touched (bad values, options that do not go together, processes that
+//! cannot be limited), with its one-line message and exit code. Nothing here needs root
+//! or a kernel feature; every command that would reach the datapath is pointed at a pin
+//! directory of the test's own, which it never gets to create.
+
+use assert_cmd::Command;
+use std::path::PathBuf;
+
+/// `chadthrottle` with the datapath options pointed away from the machine's defaults.
+fn chadthrottle() -> (Command, PathBuf) {
+    let pin_dir = std::env::temp_dir().join(format!("ct-cli-test-{}", std::process::id()));
+    let mut command = Command::cargo_bin("chadthrottle").expect("the binary is built");
+    command
+        .env("CHADTHROTTLE_PIN_DIR", &pin_dir)
+        .env_remove("CHADTHROTTLE_CGROUP")
+        .env_remove("CHADTHROTTLE_UPLOAD_BACKEND")
+        .env_remove("CHADTHROTTLE_DOWNLOAD_BACKEND")
+        .env_remove("CHADTHROTTLE_FAILPOINT");
+    (command, pin_dir)
+}
+
+/// Runs `chadthrottle args`, checks it exits `code` with one line on stderr containing
+/// `expected`, that it printed nothing else, and that it created no pin directory.
+fn refused(args: &[&str], code: i32, expected: &str) {
+    let (mut command, pin_dir) = chadthrottle();
+    let output = command.args(args).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{args:?} exited {:?}: {stderr}",
+        output.status.code()
+    );
+    assert_eq!(stderr.lines().count(), 1, "{args:?} said: {stderr}");
+    assert!(
+        stderr.starts_with("chadthrottle: ") && stderr.contains(expected),
+        "{args:?} said: {stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{args:?} printed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(!pin_dir.exists(), "{args:?} created {}", pin_dir.display());
+}
+
+/// A PID no process has now.
+fn free_pid() -> String {
+    (4_000_000..4_100_000)
+        .find(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .unwrap_or(4_194_303)
+        .to_string()
+}
+
+#[test]
+fn bad_values_exit_2_naming_the_value() {
+    let pid = std::process::id().to_string();
+    let limit = |extra: &[&'static str]| {
+        let mut args = vec!["limit", "--pid", "1"];
+        args.extend_from_slice(extra);
+        args
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (limit(&["--up", "-1M"]), "invalid rate \"-1M\""),
+        (limit(&["--up", "1.2.3M"]), "invalid rate \"1.2.3M\""),
+        (limit(&["--down", "5X"]), "invalid rate \"5X\""),
+        (
+            limit(&["--down", "99999999999999999999G"]),
+            "above the maximum",
+        ),
+        (limit(&["--up", "1M", "--burst", "0"]), "invalid size \"0\""),
+        (
+            limit(&["--up", "1M", "--for", "soon"]),
+            "invalid duration \"soon\"",
+        ),
+        (
+            vec!["--pid", &pid, "--upload-limit", "fast"],
+            "invalid rate \"fast\"",
+        ),
+        (
+            vec!["--pid", &pid, "--upload-limit", "1M", "--duration", "-5"],
+            "invalid duration \"-5\"",
+        ),
+        (vec!["top", "--interval", "now"], "invalid duration \"now\""),
+        (vec!["--max-limits", "0", "status"], "0"),
+        (vec!["--max-connections", "10", "status"], "10"),
+        (vec!["top", "--count", "0"], "0"),
+    ];
+    for (args, expected) in cases {
+        refused(&args, 2, expected);
+    }
+}
+
+#[test]
+fn options_that_do_not_go_together_exit_2() {
+    refused(
+        &["--no-restore", "status"],
+        2,
+        "--restore and --no-restore are for the TUI: give them without a command",
+    );
+    refused(
+        &["--list-backends", "status"],
+        2,
+        "--pid and --list-backends are the upstream form: give them without a command",
+    );
+    refused(
+        &["--pid", "1", "--upload-limit", "1M", "status"],
+        2,
+        "--pid and --list-backends are the upstream form",
+    );
+}
+
+#[test]
+fn missing_or_unknown_arguments_are_clap_errors_with_usage() {
+    for args in [
+        vec!["limit", "--pid", "1"],  // neither --up nor --down
+        vec!["limit", "--up", "1M"],  // no --pid
+        vec!["--pid", "1"],           // the upstream form without a limit
+        vec!["--upload-limit", "1M"], // a limit without --pid
+        vec!["throttle"],             // no such command
+        vec!["unlimit", "--pid", "1", "--sideways"],
+    ] {
+        let (mut command, pin_dir) = chadthrottle();
+        let output = command.args(&args).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("Usage:"), "{args:?} said: {stderr}");
+        assert!(!pin_dir.exists());
+    }
+}
+
+#[test]
+fn processes_that_cannot_be_limited_exit_1_before_anything_is_installed() {
+    let free = free_pid();
+    refused(
+        &["limit", "--pid", &free, "--up", "1M"],
+        1,
+        &format!("no process with PID {free}"),
+    );
+    // a thread of this test process, alive while it is refused
+    let me = std::process::id();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (tell, tid) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        let _sent = tell.send(unsafe { libc::gettid() });
+        let _ = stopped.recv();
+    });
+    let tid = tid.recv().expect("the thread's ID").to_string();
+    refused(
+        &["limit", "--pid", &tid, "--up", "1M"],
+        1,
+        &format!(
+            "PID {tid} is a thread of process {me}: limits apply to whole processes, use --pid {me}"
+        ),
+    );
+    let _ = stop.send(());
+    holder.join().expect("thread ends");
+    // a kernel thread: kthreadd is PID 2 wherever a kernel runs its own threads
+    let kthreadd = std::fs::read_to_string("/proc/2/comm").unwrap_or_default();
+    if kthreadd.trim() == "kthreadd" {
+        refused(
+            &["limit", "--pid", "2", "--up", "1M"],
+            1,
+            "PID 2 (kthreadd) is a kernel thread",
+        );
+    } else {
+        println!("no kthreadd at PID 2 here (a container?): the kernel-thread case is not run");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for args in [vec!["--help"], vec!["limit", "--help"], vec!["--version"]] {
+        let (mut command, _) = chadthrottle();
+        let output = command.args(&args).output().expect("runs");
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert!(!output.stdout.is_empty(), "{args:?} printed nothing");
+    }
+    let (mut command, _) = chadthrottle();
+    let output = command.args(["limit", "--help"]).output().expect("runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("RATE is bytes per second"), "{help}");
+}
