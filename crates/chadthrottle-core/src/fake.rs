@@ -4,6 +4,7 @@
 //! (a request's outcome, a limit going with its process, a full table) so that what they
 //! assert is the commands' behaviour, not the fake's.
 
+use crate::access::{HidePid, Installed, Requested, Uids};
 use crate::backend::{Applied, Availability, Backend, BackendDescriptor, LimitRequest};
 use crate::direction::{Direction, PerDirection};
 use crate::process::{ProcessInfo, ProcessRef};
@@ -12,6 +13,7 @@ use crate::status::{ActiveLimit, DirStats, Enforcement};
 use crate::system::{DatapathOptions, Processes, ResetReport, System, UsageSource};
 use crate::usage::{Layer, LimitRates, ProcessDetails, Reading, Source};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// What the fake refuses with.
@@ -38,6 +40,7 @@ impl FakeProcess {
                 name: name.to_owned(),
                 kernel_thread: false,
                 cgroup: Some("/".to_owned()),
+                uids: Uids::of(0),
             },
             exe: Some(format!("/usr/bin/{name}")),
             details: ProcessDetails {
@@ -47,6 +50,12 @@ impl FakeProcess {
                 ..ProcessDetails::default()
             },
         }
+    }
+
+    /// The same process, run by `uid`.
+    pub fn owned_by(mut self, uid: u32) -> FakeProcess {
+        self.info.uids = Uids::of(uid);
+        self
     }
 
     pub const fn process(&self) -> ProcessRef {
@@ -63,8 +72,9 @@ impl FakeProcess {
 pub struct FakeMachine {
     /// Processes and threads by PID.
     pub processes: BTreeMap<u32, FakeProcess>,
-    /// Whether the datapath is installed.
-    pub installed: bool,
+    /// The datapaths installed, by `--pin-dir` (`None`: the default), with the options
+    /// they were installed with. They share one limit table.
+    pub installs: BTreeMap<Option<PathBuf>, DatapathOptions>,
     /// Refuses `install` with this message (missing privileges, say).
     pub install_error: Option<String>,
     /// The limit table, by PID.
@@ -85,13 +95,18 @@ pub struct FakeMachine {
     pub own_pid: u32,
     /// The cgroup2 path the datapath attaches to.
     pub scope: String,
+    /// Who runs the commands.
+    pub caller: Uids,
+    /// User names by uid.
+    pub users: BTreeMap<u32, String>,
+    pub hidepid: HidePid,
 }
 
 impl Default for FakeMachine {
     fn default() -> FakeMachine {
         FakeMachine {
             processes: BTreeMap::new(),
-            installed: false,
+            installs: BTreeMap::new(),
             install_error: None,
             limits: BTreeMap::new(),
             capacity: 65_536,
@@ -102,6 +117,9 @@ impl Default for FakeMachine {
             now_unix: 1_700_000_000,
             own_pid: 1,
             scope: "/".to_owned(),
+            caller: Uids::of(0),
+            users: BTreeMap::from([(0, "root".to_owned())]),
+            hidepid: HidePid::Off,
         }
     }
 }
@@ -194,12 +212,49 @@ impl Processes for FakeSystem {
     fn own_pid(&self) -> u32 {
         self.machine().own_pid
     }
+
+    fn caller(&self) -> Uids {
+        self.machine().caller
+    }
+
+    fn user_name(&self, uid: u32) -> String {
+        self.machine()
+            .users
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
+    }
+
+    fn hidepid(&self) -> HidePid {
+        self.machine().hidepid
+    }
+}
+
+/// A cgroup's id in the fake: its path, hashed (the kernel's is its inode).
+fn cgroup_id(options: &DatapathOptions) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    options.cgroup.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl System for FakeSystem {
     type Error = FakeError;
     type Backend = FakeBackend;
     type Usage = FakeUsage;
+
+    fn requested(&self, options: &DatapathOptions) -> Result<Requested, FakeError> {
+        let machine = self.machine();
+        let installed = machine.installs.get(&options.pin_dir);
+        Ok(Requested {
+            cgroup_id: cgroup_id(options),
+            installed: installed.map(|installed| Installed {
+                cgroup_id: cgroup_id(installed),
+                max_limits: installed.max_limits.unwrap_or(65_536),
+                max_connections: installed.max_connections.unwrap_or(65_536),
+            }),
+        })
+    }
 
     fn scope(&self, _options: &DatapathOptions) -> Result<String, FakeError> {
         Ok(self.machine().scope.clone())
@@ -210,7 +265,10 @@ impl System for FakeSystem {
         if let Some(error) = &machine.install_error {
             return Err(FakeError(error.clone()));
         }
-        machine.installed = true;
+        machine
+            .installs
+            .entry(options.pin_dir.clone())
+            .or_insert_with(|| options.clone());
         Ok(FakeBackend {
             machine: Arc::clone(&self.machine),
             force: options.force,
@@ -218,7 +276,8 @@ impl System for FakeSystem {
     }
 
     fn open(&mut self, options: &DatapathOptions) -> Result<Option<FakeBackend>, FakeError> {
-        Ok(self.machine().installed.then(|| FakeBackend {
+        let installed = self.machine().installs.contains_key(&options.pin_dir);
+        Ok(installed.then(|| FakeBackend {
             machine: Arc::clone(&self.machine),
             force: options.force,
         }))
@@ -226,7 +285,7 @@ impl System for FakeSystem {
 
     fn reset(&mut self, options: &DatapathOptions) -> Result<ResetReport, FakeError> {
         let mut machine = self.machine();
-        let installed = std::mem::take(&mut machine.installed);
+        let installed = machine.installs.remove(&options.pin_dir).is_some();
         machine.limits.clear();
         Ok(ResetReport {
             removed: if installed {
@@ -277,12 +336,20 @@ impl System for FakeSystem {
         self.machine().now_unix
     }
 
-    fn usage(&mut self, _options: &DatapathOptions, fallback: bool) -> (FakeUsage, Option<String>) {
+    fn usage(
+        &mut self,
+        _options: &DatapathOptions,
+        fallback: Option<String>,
+    ) -> (FakeUsage, Option<String>) {
         let usage = FakeUsage {
             machine: Arc::clone(&self.machine),
-            fallback,
+            fallback: fallback.is_some(),
         };
-        (usage, fallback.then(|| "fallback chosen".to_owned()))
+        (usage, fallback)
+    }
+
+    fn as_caller<T: Send>(&self, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+        Ok(work())
     }
 }
 
@@ -534,7 +601,7 @@ mod tests {
         };
         let mut system = FakeSystem::default();
         system.machine().readings = VecDeque::from([reading(1), reading(2)]);
-        let (mut usage, note) = system.usage(&DatapathOptions::default(), false);
+        let (mut usage, note) = system.usage(&DatapathOptions::default(), None);
         assert_eq!(note, None);
         let at: Vec<u64> = (0..3)
             .map(|_| usage.read().expect("reading").at_ns)

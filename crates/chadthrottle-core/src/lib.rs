@@ -4,6 +4,7 @@
 //! keeping them here means the arithmetic and the user-facing grammar are tested by
 //! plain unit tests on any machine.
 
+pub mod access;
 pub mod backend;
 pub mod bucket;
 pub mod direction;

@@ -34,6 +34,8 @@ pub struct ProcessInfo {
     pub kernel_thread: bool,
     /// Path in the cgroup2 tree (`/user.slice/…`), if the process is in it.
     pub cgroup: Option<String>,
+    /// Whose it is.
+    pub uids: crate::access::Uids,
 }
 
 /// Why a PID cannot be limited. Each message names the PID and what to do instead.
@@ -134,6 +136,7 @@ mod tests {
             name: "iperf3".into(),
             kernel_thread: false,
             cgroup: Some("/ct-test/a".into()),
+            uids: crate::access::Uids::of(0),
         }
     }
 

@@ -5,6 +5,7 @@
 //! in memory, so the commands' behaviour (messages, exit codes, which directions a request
 //! lifts, what the TUI restores) is tested on any machine, without root.
 
+use crate::access::{HidePid, Requested, Uids};
 use crate::backend::{Availability, Backend, BackendDescriptor};
 use crate::process::{ProcessInfo, ProcessRef};
 use crate::saved::Running;
@@ -86,6 +87,15 @@ pub trait Processes {
 
     /// The PID of the running ChadThrottle.
     fn own_pid(&self) -> u32;
+
+    /// The user ids of the running ChadThrottle: who is asking.
+    fn caller(&self) -> Uids;
+
+    /// The name of user `uid`, or the number.
+    fn user_name(&self, uid: u32) -> String;
+
+    /// What /proc lets users see of other users' processes.
+    fn hidepid(&self) -> HidePid;
 }
 
 /// The machine the commands act on.
@@ -93,6 +103,10 @@ pub trait System: Processes {
     type Error: Error + Send + Sync + 'static;
     type Backend: Backend;
     type Usage: UsageSource + Send + 'static;
+
+    /// The datapath `options` name: the cgroup it would attach to and what is installed
+    /// at its pin directory (for [`crate::access::check_datapath`]).
+    fn requested(&self, options: &DatapathOptions) -> Result<Requested, Self::Error>;
 
     /// The cgroup2 path (`/`, `/user.slice/…`) the datapath is, or would be, attached to.
     fn scope(&self, options: &DatapathOptions) -> Result<String, Self::Error>;
@@ -121,7 +135,15 @@ pub trait System: Processes {
     /// Unix time now, in seconds (expiries are shown relative to it).
     fn now_unix(&self) -> u64;
 
-    /// The datapath's accounting if it can be had, else the fallback and why.
-    fn usage(&mut self, options: &DatapathOptions, fallback: bool)
-    -> (Self::Usage, Option<String>);
+    /// The datapath's accounting if it can be had, else the fallback and why;
+    /// `fallback` is a reason to take the fallback at once.
+    fn usage(
+        &mut self,
+        options: &DatapathOptions,
+        fallback: Option<String>,
+    ) -> (Self::Usage, Option<String>);
+
+    /// Runs `work` (file I/O on a path a user named) with the permissions of the user who
+    /// started ChadThrottle, not the capabilities it was granted.
+    fn as_caller<T: Send>(&self, work: impl FnOnce() -> T + Send) -> std::io::Result<T>;
 }

@@ -30,6 +30,26 @@ fn mounts() -> Vec<Mount> {
         .unwrap_or_default()
 }
 
+/// What /proc is mounted to let users see of each other's processes (`hidepid`).
+pub fn proc_hidepid() -> chadthrottle_core::access::HidePid {
+    use chadthrottle_core::access::HidePid;
+    let Ok(infos) = procfs::process::Process::myself().and_then(|me| me.mountinfo()) else {
+        return HidePid::Off;
+    };
+    infos
+        .into_iter()
+        .find(|info| info.fs_type == "proc" && info.mount_point == Path::new("/proc"))
+        .and_then(|info| {
+            let value = info
+                .super_options
+                .get("hidepid")
+                .or_else(|| info.mount_options.get("hidepid"))?
+                .clone()?;
+            Some(HidePid::from_mount_options(&format!("hidepid={value}")))
+        })
+        .unwrap_or_default()
+}
+
 /// The root of the cgroup2 tree (the first cgroup2 mount in /proc/self/mountinfo).
 pub fn cgroup2_root() -> Result<PathBuf, Error> {
     mounts()

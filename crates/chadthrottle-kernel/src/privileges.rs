@@ -107,6 +107,43 @@ pub fn missing(
     needed
 }
 
+/// The user ids of this process: who is asking.
+pub fn caller() -> chadthrottle_core::access::Uids {
+    let (mut real, mut effective, mut saved) = (0, 0, 0);
+    // SAFETY: the three pointers are valid for writes for the duration of the call.
+    let status = unsafe { libc::getresuid(&raw mut real, &raw mut effective, &raw mut saved) };
+    if status != 0 {
+        // cannot fail with valid pointers; were it to, nobody is the safe answer
+        return chadthrottle_core::access::Uids::of(u32::MAX);
+    }
+    chadthrottle_core::access::Uids {
+        real,
+        effective,
+        saved,
+    }
+}
+
+/// Runs `work` with the file permissions of the user who started ChadThrottle: a binary
+/// granted capabilities with `setcap` bypasses file modes (CAP_DAC_OVERRIDE), so files a
+/// user names (`--saved-limits`, `$XDG_STATE_HOME`) are read and written from a thread
+/// whose effective capabilities are cleared. Capabilities are per thread: the rest of the
+/// process keeps them. Root's work runs as it is.
+pub fn as_caller<T: Send>(work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    if caller().is_root() {
+        return Ok(work());
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                caps::clear(None, caps::CapSet::Effective)
+                    .map_err(|error| std::io::Error::other(error.to_string()))?;
+                Ok(work())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Checks the calling process's capabilities for `operation`.
 pub fn check(operation: Operation) -> Result<(), MissingPrivileges> {
     let effective = procfs::process::Process::myself()

@@ -1,5 +1,6 @@
 //! What /proc says about a process: identity, name, cgroup, sockets.
 
+use chadthrottle_core::access::Uids;
 use chadthrottle_core::process::ProcessInfo;
 use chadthrottle_core::saved::Running;
 use chadthrottle_core::usage::ProcessDetails;
@@ -26,6 +27,11 @@ pub fn inspect(pid: u32) -> Option<ProcessInfo> {
         name: stat.comm,
         kernel_thread: stat.flags & PF_KTHREAD != 0,
         cgroup,
+        uids: Uids {
+            real: status.ruid,
+            effective: status.euid,
+            saved: status.suid,
+        },
     })
 }
 
@@ -62,7 +68,7 @@ pub fn socket_fds(pid: u32) -> Vec<i32> {
 }
 
 /// The user name of `uid` from /etc/passwd, or the number.
-fn user_name(uid: u32) -> String {
+pub fn user_name(uid: u32) -> String {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     passwd
         .lines()

@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::install::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
 use crate::usage_source::KernelUsage;
 use crate::{Datapath, mounts, probe, procs};
+use chadthrottle_core::access::{HidePid, Installed, Requested, Uids};
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::process::{ProcessInfo, ProcessRef};
 use chadthrottle_core::saved::Running;
@@ -69,12 +70,51 @@ impl Processes for Kernel {
     fn own_pid(&self) -> u32 {
         std::process::id()
     }
+
+    fn caller(&self) -> Uids {
+        crate::privileges::caller()
+    }
+
+    fn user_name(&self, uid: u32) -> String {
+        procs::user_name(uid)
+    }
+
+    fn hidepid(&self) -> HidePid {
+        mounts::proc_hidepid()
+    }
 }
 
 impl System for Kernel {
     type Error = Error;
     type Backend = Datapath;
     type Usage = KernelUsage;
+
+    fn requested(&self, options: &DatapathOptions) -> Result<Requested, Error> {
+        // without the capabilities, that is what stands in the way first
+        crate::privileges::check(crate::privileges::Operation::Install { mount_bpffs: false })?;
+        let config = Kernel::config(options)?;
+        let installed = match crate::install::open_pins(&config.pin_dir)? {
+            Some(pins) => {
+                let conns = pins
+                    .conns
+                    .info()
+                    .map_err(crate::error::Error::map("read", crate::names::MAP_CONNS))?;
+                Some(Installed {
+                    cgroup_id: pins.meta.cgroup_id,
+                    max_limits: match pins.meta.max_limits {
+                        0 => DEFAULT_MAX_LIMITS,
+                        max => max,
+                    },
+                    max_connections: conns.max_entries(),
+                })
+            }
+            None => None,
+        };
+        Ok(Requested {
+            cgroup_id: mounts::cgroup_id(&config.cgroup)?,
+            installed,
+        })
+    }
 
     fn scope(&self, options: &DatapathOptions) -> Result<String, Error> {
         mounts::cgroup_scope(&Kernel::config(options)?.cgroup)
@@ -130,6 +170,10 @@ impl System for Kernel {
         }
     }
 
+    fn as_caller<T: Send>(&self, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+        crate::privileges::as_caller(work)
+    }
+
     fn now_unix(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -139,7 +183,7 @@ impl System for Kernel {
     fn usage(
         &mut self,
         options: &DatapathOptions,
-        fallback: bool,
+        fallback: Option<String>,
     ) -> (KernelUsage, Option<String>) {
         match Kernel::config(options) {
             Ok(config) => KernelUsage::open(&config, fallback),

@@ -21,12 +21,9 @@ pub enum KernelUsage {
 
 impl KernelUsage {
     /// The datapath's accounting if it can be had, else the fallback and why.
-    pub fn open(config: &Config, fallback: bool) -> (KernelUsage, Option<String>) {
-        if fallback {
-            return (
-                KernelUsage::Fallback(SockDiag::new()),
-                Some("fallback chosen with --fallback".to_owned()),
-            );
+    pub fn open(config: &Config, fallback: Option<String>) -> (KernelUsage, Option<String>) {
+        if let Some(reason) = fallback {
+            return (KernelUsage::Fallback(SockDiag::new()), Some(reason));
         }
         let ebpf = || -> Result<KernelUsage, Error> {
             let mut accounting = Accounting::install(config)?;

@@ -139,9 +139,16 @@ pub struct Global {
     #[arg(long, global = true)]
     pub force: bool,
 
-    /// Where the TUI saves the limits it sets, for --restore
-    #[arg(long, global = true, env = "CHADTHROTTLE_SAVED_LIMITS", value_name = "PATH", default_value = DEFAULT_SAVED_LIMITS)]
-    pub saved_limits: PathBuf,
+    /// Where the TUI saves the limits it sets, for --restore [default: root's in
+    /// /var/lib/chadthrottle/saved-limits.json, anyone else's in
+    /// $XDG_STATE_HOME/chadthrottle/saved-limits.json (~/.local/state/…)]
+    #[arg(
+        long,
+        global = true,
+        env = "CHADTHROTTLE_SAVED_LIMITS",
+        value_name = "PATH"
+    )]
+    pub saved_limits: Option<PathBuf>,
 }
 
 impl Global {
@@ -156,9 +163,6 @@ impl Global {
         }
     }
 }
-
-/// Where the TUI keeps the limits it set, unless `--saved-limits` says otherwise.
-pub const DEFAULT_SAVED_LIMITS: &str = "/var/lib/chadthrottle/saved-limits.json";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

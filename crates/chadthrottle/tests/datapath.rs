@@ -8,6 +8,8 @@
 //! the exact figures are in the benchmark (BENCHMARKS.md).
 
 mod common;
+#[path = "common/users.rs"]
+mod users;
 
 use anyhow::{Context as _, bail, ensure};
 use chadthrottle_lab::stats::{Summary, summarize};
@@ -771,13 +773,13 @@ fn the_upstream_foreground_form_lifts_its_limit() -> anyhow::Result<()> {
 fn an_unprivileged_user_is_told_what_is_missing() -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
     let lab = Lab::new("unprivileged", None)?;
-    let server = lab.server(Proto::Tcp, Family::V4, None)?;
-    let client = lab.client(&server, Proto::Tcp, None, None)?;
+    // the user's own process: what stands in the way is the capabilities
+    let own = users::UsersProcess::start(&lab)?;
     let output = Command::new(env!("CARGO_BIN_EXE_chadthrottle"))
-        .args(["limit", "--pid", &pid(&client), "--up", "1M"])
+        .args(["limit", "--pid", &own.pid(), "--up", "1M"])
         .envs(lab.env())
-        .uid(65_534)
-        .gid(65_534)
+        .uid(users::NOBODY)
+        .gid(users::NOBODY)
         .output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(

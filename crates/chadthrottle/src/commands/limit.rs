@@ -46,9 +46,10 @@ pub fn choose_backends<S: System>(
     download: Option<&str>,
 ) -> anyhow::Result<PerDirection<Enforcement>> {
     let backends = system.backends();
+    let caller = system.caller();
     let pick = |direction, requested| -> anyhow::Result<Enforcement> {
         let backend = choose(&backends, direction, requested, |backend| {
-            system.ready(backend)
+            super::access::backend(caller, backend).unwrap_or_else(|| system.ready(backend))
         })?;
         Enforcement::from_name(backend.name)
             .with_context(|| format!("backend \"{}\" has no datapath", backend.name))
@@ -72,7 +73,11 @@ pub fn apply<S: System>(
 ) -> anyhow::Result<(S::Backend, LimitRequest, Applied)> {
     let options = global.datapath();
     let scope = system.scope(&options)?;
-    let (process, name) = validate_target(pid, system.inspect(pid), system.own_pid(), &scope)?;
+    let info = system.inspect(pid);
+    let (process, name) = validate_target(pid, info.clone(), system.own_pid(), &scope)?;
+    if let Some(info) = &info {
+        super::access::target(system, info)?;
+    }
     let backends = choose_backends(
         system,
         global.upload_backend.as_deref(),
@@ -85,6 +90,7 @@ pub fn apply<S: System>(
         }),
         other => other,
     });
+    super::access::datapath(system, global)?;
     let mut backend = system.install(&options)?;
     let request = LimitRequest {
         target: Target { process, name },
@@ -310,7 +316,10 @@ mod tests {
         );
         assert!(error.starts_with("unknown backend \"tc\""), "{error}");
         let machine = system.machine();
-        assert!(!machine.installed, "a refusal installed the datapath");
+        assert!(
+            machine.installs.is_empty(),
+            "a refusal installed the datapath"
+        );
         assert_eq!(machine.requests, 0);
     }
 

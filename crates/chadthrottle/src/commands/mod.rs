@@ -3,6 +3,7 @@
 //! writes what it has to say to `out`; errors go back to `main`, which prints them on one
 //! line and exits 1.
 
+mod access;
 pub mod backends;
 pub mod foreground;
 pub mod limit;

@@ -5,6 +5,7 @@ use chadthrottle_core::system::System;
 use std::io::Write;
 
 pub fn run<S: System>(system: &mut S, global: &Global, out: &mut dyn Write) -> anyhow::Result<()> {
+    chadthrottle_core::access::root_only(system.caller(), || "`reset`".to_owned())?;
     let report = system.reset(&global.datapath())?;
     let pin_dir = report.pin_dir.display();
     if report.removed.is_empty() && !report.removed_pin_dir && !report.unmounted_bpffs {
@@ -45,7 +46,18 @@ mod tests {
     #[test]
     fn reset_says_what_it_removed_and_then_that_nothing_is_left() {
         let mut system = machine();
-        ok(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        ok(
+            &mut system,
+            &[
+                "--pin-dir",
+                "/tmp/ct-pins",
+                "limit",
+                "--pid",
+                "4242",
+                "--up",
+                "1M",
+            ],
+        );
         let out = ok(&mut system, &["--pin-dir", "/tmp/ct-pins", "reset"]);
         assert_eq!(out, "removed 1 pin (ct_limits), /tmp/ct-pins\n");
         assert!(system.machine().limits.is_empty());

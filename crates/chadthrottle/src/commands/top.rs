@@ -54,11 +54,16 @@ pub fn run<S: System>(
     args: &TopArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (mut source, note) = system.usage(&global.datapath(), args.fallback);
+    let fallback = if args.fallback {
+        Some("fallback chosen with --fallback".to_owned())
+    } else {
+        super::access::fallback_reason(system, global)
+    };
+    let (mut source, note) = system.usage(&global.datapath(), fallback);
     let (kind, layer) = source.kind();
     let interval_ms = u64::try_from(args.interval.as_millis()).unwrap_or(u64::MAX);
     let mut monitor = Monitor::new(kind, layer, note, interval_ms);
-    monitor.ingest(source.read()?);
+    monitor.ingest(super::access::read(system, &mut source)?);
     let snapshots = if args.once {
         1
     } else {
@@ -67,7 +72,7 @@ pub fn run<S: System>(
     let redraw = !args.json && !args.once && std::io::stdout().is_terminal();
     for _ in 0..snapshots {
         std::thread::sleep(args.interval);
-        monitor.ingest(source.read()?);
+        monitor.ingest(super::access::read(system, &mut source)?);
         let mut snapshot = monitor.snapshot(&source.limits()?);
         focus(&mut snapshot, args);
         print(&snapshot, args, redraw, out)?;

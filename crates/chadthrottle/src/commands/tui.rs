@@ -19,7 +19,7 @@ use chadthrottle_tui::{App, Effect, Event};
 use ratatui::crossterm::event::{self as term, DisableMouseCapture, EnableMouseCapture};
 use ratatui::crossterm::execute;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -27,10 +27,16 @@ use std::time::Duration;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
-/// Reads the usage source every `interval` and sends the readings, until the app is gone.
-fn collect<U: UsageSource>(mut source: U, events: &Sender<Event>, interval: Duration) {
+/// Reads the usage source every `interval` and sends the readings (what the caller may
+/// see of them), until the app is gone.
+fn collect<P: Processes, U: UsageSource>(
+    processes: &P,
+    mut source: U,
+    events: &Sender<Event>,
+    interval: Duration,
+) {
     loop {
-        let update = source.read().map(|reading| Event::Update {
+        let update = super::access::read(processes, &mut source).map(|reading| Event::Update {
             reading,
             limits: source.limits().unwrap_or_default(),
         });
@@ -59,34 +65,72 @@ fn input(events: &Sender<Event>) {
     }
 }
 
-fn load_saved(path: &Path) -> SavedLimits {
-    std::fs::read(path)
+/// Where this TUI keeps the limits it sets: `--saved-limits`, else root's file or the
+/// caller's own under `$XDG_STATE_HOME`; `None` when there is nowhere to keep them.
+fn saved_path<S: System>(system: &S, global: &Global) -> Option<PathBuf> {
+    let env = |name| std::env::var_os(name).map(PathBuf::from);
+    global.saved_limits.clone().or_else(|| {
+        chadthrottle_core::access::saved_limits_path(
+            system.caller(),
+            env("XDG_STATE_HOME"),
+            env("HOME"),
+        )
+    })
+}
+
+/// The saved limits at `path`, read with the caller's own permissions (none if there is
+/// no such file or it does not parse).
+fn load_saved<S: System>(system: &S, path: &Path) -> SavedLimits {
+    system
+        .as_caller(|| std::fs::read(path))
         .ok()
+        .and_then(Result::ok)
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
 }
 
-fn store_saved(path: &Path, saved: &SavedLimits) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+/// Writes `saved` to `path` with the caller's own permissions, readable by its owner only
+/// (it names other users' processes when root keeps it): a new file, mode 0600, renamed
+/// over the old one, in a directory created 0700.
+fn store_saved<S: System>(system: &S, path: &Path, saved: &SavedLimits) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let text = serde_json::to_vec_pretty(saved)?;
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    let partial = path.with_extension("json.new");
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)?;
+        std::io::Write::write_all(&mut file, &text)?;
+        std::fs::rename(&partial, path)
+    };
+    system
+        .as_caller(write)
+        .and_then(|written| written)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Remembers (or forgets) a limit the TUI set, for `--restore`.
-fn remember<P: Processes>(
-    processes: &P,
-    path: &Path,
+fn remember<S: System>(
+    system: &S,
+    path: Option<&Path>,
     process: ProcessRef,
     name: &str,
     up: Option<u64>,
     down: Option<u64>,
 ) -> anyhow::Result<()> {
-    let Some(exe) = processes.exe(process.pid) else {
-        return Ok(()); // gone, or no executable to match it by
+    let (Some(path), Some(exe)) = (path, system.exe(process.pid)) else {
+        return Ok(()); // nowhere to keep it, or gone, or no executable to match it by
     };
-    let mut saved = load_saved(path);
+    let mut saved = load_saved(system, path);
     saved.set(SavedLimit {
         pid: process.pid,
         exe,
@@ -95,16 +139,17 @@ fn remember<P: Processes>(
         up,
         down,
     });
-    store_saved(path, &saved)
+    store_saved(system, path, &saved)
 }
 
 /// Sets saved limits again for processes that still run and have no limit now.
 fn restore<S: System>(
     system: &mut S,
     global: &Global,
+    path: &Path,
     current: &HashSet<u32>,
 ) -> Result<String, String> {
-    let mut saved = load_saved(&global.saved_limits);
+    let mut saved = load_saved(system, path);
     let found = saved.restore(&system.running());
     let mut restored = 0;
     let mut failures = Vec::new();
@@ -121,7 +166,7 @@ fn restore<S: System>(
             Err(error) => failures.push(format!("PID {pid}: {error:#}")),
         }
     }
-    store_saved(&global.saved_limits, &saved).map_err(|error| format!("{error:#}"))?;
+    store_saved(system, path, &saved).map_err(|error| format!("{error:#}"))?;
     match (restored, failures.is_empty()) {
         (0, true) => Ok(String::new()),
         (n, true) => Ok(format!(
@@ -133,7 +178,12 @@ fn restore<S: System>(
 }
 
 /// Applies one effect that changes a limit; the answer goes to the status bar.
-fn apply<S: System>(system: &mut S, global: &Global, effect: &Effect) -> Result<String, String> {
+fn apply<S: System>(
+    system: &mut S,
+    global: &Global,
+    saved: Option<&Path>,
+    effect: &Effect,
+) -> Result<String, String> {
     let (process, name, up, down) = match effect {
         Effect::SetLimit {
             process,
@@ -146,7 +196,7 @@ fn apply<S: System>(system: &mut S, global: &Global, effect: &Effect) -> Result<
     };
     set_limit(system, global, process, name, up, down)
         .and_then(|text| {
-            remember(system, &global.saved_limits, process, name, up, down)?;
+            remember(system, saved, process, name, up, down)?;
             Ok(text)
         })
         .map_err(|error| {
@@ -206,6 +256,7 @@ fn set_limit<S: System>(
 fn event_loop<S: System, B: ratatui::backend::Backend>(
     system: &mut S,
     global: &Global,
+    saved: Option<&Path>,
     app: &mut App,
     terminal: &mut ratatui::Terminal<B>,
     inbox: &Receiver<Event>,
@@ -236,11 +287,11 @@ where
             match effect {
                 Effect::Quit => return Ok(()),
                 Effect::Inspect(process) => {
-                    let details = system.details(process);
+                    let details = super::access::details(system, process);
                     app.handle(Event::Details(details));
                 }
                 effect => {
-                    let done = apply(system, global, &effect);
+                    let done = apply(system, global, saved, &effect);
                     app.handle(Event::Done(done));
                 }
             }
@@ -253,19 +304,25 @@ where
 
 /// Opens the usage source, restores saved limits (with `restore_saved`) and builds the
 /// app; returns it with the source for the collector.
-fn prepare<S: System>(system: &mut S, global: &Global, restore_saved: bool) -> (App, S::Usage) {
-    let (mut source, note) = system.usage(&global.datapath(), false);
+fn prepare<S: System>(
+    system: &mut S,
+    global: &Global,
+    saved: Option<&Path>,
+    restore_saved: bool,
+) -> (App, S::Usage) {
+    let refused = super::access::fallback_reason(system, global);
+    let (mut source, note) = system.usage(&global.datapath(), refused);
     let (kind, layer) = source.kind();
     let read_only = (kind == Source::SockDiag).then(|| note.clone().unwrap_or_default());
     let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let interval_ms = u64::try_from(INTERVAL.as_millis()).unwrap_or(1000);
     let mut app = App::new(kind, layer, note, interval_ms, read_only, color);
-    if restore_saved && kind == Source::Ebpf {
+    if let Some(path) = saved.filter(|_| restore_saved && kind == Source::Ebpf) {
         let current = source
             .limits()
             .map(|limits| limits.keys().map(|p| p.pid).collect())
             .unwrap_or_default();
-        match restore(system, global, &current) {
+        match restore(system, global, path, &current) {
             Ok(text) if text.is_empty() => {}
             outcome => {
                 app.handle(Event::Done(outcome));
@@ -285,7 +342,8 @@ pub fn run<S: System + Clone + Send + 'static>(
     global: &Global,
     restore_saved: bool,
 ) -> anyhow::Result<()> {
-    let (mut app, source) = prepare(system, global, restore_saved);
+    let saved = saved_path(system, global);
+    let (mut app, source) = prepare(system, global, saved.as_deref(), restore_saved);
 
     let terminated = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated))?;
@@ -296,11 +354,20 @@ pub fn run<S: System + Clone + Send + 'static>(
         let (events, inbox) = mpsc::channel();
         let size = terminal.size()?;
         app.handle(Event::Resize(size.width, size.height));
-        let (feed, prober, machine) = (events.clone(), events.clone(), system.clone());
+        let (feed, prober) = (events.clone(), events.clone());
+        let (machine, reader) = (system.clone(), system.clone());
         std::thread::spawn(move || probe_backends(&machine, &prober));
-        std::thread::spawn(move || collect(source, &feed, INTERVAL));
+        std::thread::spawn(move || collect(&reader, source, &feed, INTERVAL));
         std::thread::spawn(move || input(&events));
-        event_loop(system, global, &mut app, &mut terminal, &inbox, &terminated)
+        event_loop(
+            system,
+            global,
+            saved.as_deref(),
+            &mut app,
+            &mut terminal,
+            &inbox,
+            &terminated,
+        )
     })();
     let _ = execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
@@ -334,8 +401,15 @@ mod tests {
         (cli.global, dir)
     }
 
-    fn saved(global: &Global) -> SavedLimits {
-        load_saved(&global.saved_limits)
+    fn path(global: &Global) -> &Path {
+        global
+            .saved_limits
+            .as_deref()
+            .expect("the test names a file")
+    }
+
+    fn saved(system: &FakeSystem, global: &Global) -> SavedLimits {
+        load_saved(system, path(global))
     }
 
     fn set(system: &mut FakeSystem, global: &Global, up: Option<u64>, down: Option<u64>) -> String {
@@ -349,7 +423,7 @@ mod tests {
             up,
             down,
         };
-        apply(system, global, &effect).expect("applied")
+        apply(system, global, Some(path(global)), &effect).expect("applied")
     }
 
     #[test]
@@ -370,7 +444,7 @@ mod tests {
                 (None, Some(2 << 20))
             );
         }
-        let file = saved(&global);
+        let file = saved(&system, &global);
         assert_eq!(file.limits.len(), 1);
         assert_eq!(
             (
@@ -388,12 +462,12 @@ mod tests {
             name: "curl".into(),
         };
         assert_eq!(
-            apply(&mut system, &global, &clear),
+            apply(&mut system, &global, Some(path(&global)), &clear),
             Ok("curl (PID 4242): limit removed".into())
         );
         assert!(system.machine().limits.is_empty());
         assert!(
-            saved(&global).limits.is_empty(),
+            saved(&system, &global).limits.is_empty(),
             "a removed limit is forgotten"
         );
         let _cleanup = std::fs::remove_dir_all(dir);
@@ -414,7 +488,7 @@ mod tests {
             down: None,
         };
         assert_eq!(
-            apply(&mut system, &global, &effect),
+            apply(&mut system, &global, Some(path(&global)), &effect),
             Err("limit failed: PID 4242 has exited".into())
         );
         assert_eq!(system.machine().requests, 0);
@@ -426,7 +500,7 @@ mod tests {
         let (global, dir) = global("restore");
         let mut system = machine();
         set(&mut system, &global, Some(1 << 20), None);
-        let mut file = saved(&global);
+        let mut file = saved(&system, &global);
         // wget's saved limit is for a run that started at another time: never restored
         file.set(SavedLimit {
             pid: WGET,
@@ -436,23 +510,23 @@ mod tests {
             up: Some(1),
             down: None,
         });
-        store_saved(&global.saved_limits, &file).expect("stored");
+        store_saved(&system, path(&global), &file).expect("stored");
         system.machine().limits.clear(); // a `reset`, say
         assert_eq!(
-            restore(&mut system, &global, &HashSet::new()),
+            restore(&mut system, &global, path(&global), &HashSet::new()),
             Ok("restored 1 saved limit".into())
         );
         let machine = system.machine();
         assert_eq!(machine.limits.keys().copied().collect::<Vec<_>>(), [CURL]);
         drop(machine);
         assert_eq!(
-            saved(&global).limits.len(),
+            saved(&system, &global).limits.len(),
             1,
             "the saved limit of a run that is gone is dropped"
         );
         // a process that has a limit now keeps it
         assert_eq!(
-            restore(&mut system, &global, &HashSet::from([CURL])),
+            restore(&mut system, &global, path(&global), &HashSet::from([CURL])),
             Ok(String::new())
         );
         let _cleanup = std::fs::remove_dir_all(dir);
@@ -468,7 +542,7 @@ mod tests {
         let mut system = machine();
         let processes = [usage(CURL, "curl", 1000)];
         with_readings(&system, &processes);
-        let (mut app, mut source) = prepare(&mut system, &global, true);
+        let (mut app, mut source) = prepare(&mut system, &global, Some(path(&global)), true);
         let (events, inbox) = mpsc::channel();
         events.send(Event::Resize(100, 20)).expect("send");
         for _ in 0..3 {
@@ -492,6 +566,7 @@ mod tests {
         event_loop(
             &mut system,
             &global,
+            Some(path(&global)),
             &mut app,
             &mut terminal,
             &inbox,

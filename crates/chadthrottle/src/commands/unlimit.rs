@@ -14,6 +14,7 @@ pub fn run<S: System>(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let directions = directions_from_flags(args.up, args.down);
+    super::access::pid(system, args.pid)?;
     let removed = match system.open(&global.datapath())? {
         Some(mut backend) => backend.remove(args.pid, directions)?,
         None => None,
@@ -81,7 +82,7 @@ mod tests {
             "PID 4242 has no limit (`chadthrottle status` lists the limits in force)"
         );
         assert!(
-            !system.machine().installed,
+            system.machine().installs.is_empty(),
             "unlimit installed the datapath"
         );
         ok(&mut system, &["limit", "--pid", "4343", "--up", "1M"]);
