@@ -8,8 +8,9 @@
  *   ct_ingress  cgroup_skb/ingress  accounts and polices what owners receive (drop)
  *
  * A packet belongs to the process in its socket's storage (process.bpf.c). The bucket
- * arithmetic is in include/bucket.h; behind a shaper (shaper.bpf.c) or an HTB class
- * (tc_classifier.bpf.c, and skb->priority here) the policer is the backstop.
+ * arithmetic is in include/bucket.h. Behind a shaper (shaper.bpf.c) or an HTB class
+ * (uploads: put in it here, through skb->priority; downloads: tc_classifier.bpf.c) the
+ * policer is the backstop.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

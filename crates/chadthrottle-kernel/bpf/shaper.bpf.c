@@ -23,12 +23,7 @@
 #include "chadthrottle.h"
 #include "maps.h"
 #include "share.h"
-
-#define CT_SOL_SOCKET 1
-#define CT_SOL_TCP 6
-#define CT_SO_MAX_PACING_RATE 47
-#define CT_TCP_WINDOW_CLAMP 10
-#define CT_TCP_BPF_SOCK_OPS_CB_FLAGS 1008
+#include "sockopt.h"
 
 /* How often a socket looks at its limit (its share report is once per epoch). */
 #define CT_SHAPE_CHECK_NS (CT_SHARE_EPOCH_NS / 4)
