@@ -1,8 +1,10 @@
-//! Rust mirrors of `bpf/include/chadthrottle.h`, field for field.
+//! Rust mirrors of `bpf/include/chadthrottle.h`, field for field, and the constants the
+//! C shares with them.
 //!
-//! Guarded three ways: the C `_Static_assert`s, the const asserts below, and
-//! [`check_map`], which compares a loaded or pinned map's key and value sizes with these
-//! types before anything reads or writes it.
+//! Guarded four ways: the C `_Static_assert`s, the const asserts below, [`check_map`],
+//! which compares a loaded or pinned map's key and value sizes with these types before
+//! anything reads or writes it, and `object_check`, a unit test that compares every
+//! field's name, offset and size and every constant here with the committed object's BTF.
 
 use crate::error::Error;
 use aya::Pod;
@@ -14,10 +16,14 @@ pub const LAYOUT_VERSION: u32 = 8;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
-pub const RATE_UNLIMITED: u64 = u64::MAX;
+/// The bucket model's "count, never drop".
+pub const RATE_UNLIMITED: u64 = chadthrottle_core::bucket::UNLIMITED;
 pub const COMM_LEN: usize = 16;
 pub const CMDLINE_LEN: usize = 128;
-pub const AF_INET6: u16 = 10;
+/// Epochs a socket counts in its process's division after its last report.
+pub const SHARE_WINDOW: usize = 8;
+/// `ct_conn.family` of an IPv6 connection.
+pub const AF_INET6: u16 = libc::AF_INET6 as u16;
 /// `ct_limit.flags`: the direction's TCP sockets are shaped.
 pub const LIMIT_SHAPE: u32 = 1;
 /// `ct_limit.flags`: an HTB class (`class_id`) holds the direction (backends htb, ifb).
@@ -72,7 +78,7 @@ pub struct Share {
     pub epoch: u32,
     pub busy: u32,
     pub lights: u32,
-    pub seen: [u32; 8],
+    pub seen: [u32; SHARE_WINDOW],
     pub _pad: u32,
 }
 

@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod names;
 mod netns;
 mod object;
+mod object_check;
 pub mod privileges;
 pub mod probe;
 pub mod procs;

@@ -19,8 +19,12 @@
 
 #include "chadthrottle.h"
 
-#define CT_NSEC_PER_SEC 1000000000ULL
-#define CT_IDLE_NS 1000000000ULL
+/* Shared with the Rust model (NSEC_PER_SEC, IDLE_NS): enums, so that they reach the
+ * object's BTF (see chadthrottle.h). */
+enum ct_bucket_time {
+	CT_NSEC_PER_SEC = 1000000000,
+	CT_IDLE_NS = 1000000000,
+};
 
 /* Returns 1 and charges the packet if it conforms, 0 if it must be dropped. `slack_ns`
  * lets this packet run that much further ahead than the burst allows others: packets of

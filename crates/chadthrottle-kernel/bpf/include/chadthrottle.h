@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Every map key and value the datapath shares with userspace, in one place.
+ * Every map key and value the datapath shares with userspace, in one place, and the
+ * constants that go with them.
  *
  * The Rust mirrors live in crates/chadthrottle-kernel/src/layout.rs. The layout is guarded
- * three ways: the _Static_asserts below, const asserts on the Rust side, and a check of
- * each map's key and value size when the loader opens it. Change a struct here, change
- * its mirror, and bump CT_LAYOUT_VERSION (pinned state of another version is refused).
+ * four ways: the _Static_asserts below, const asserts on the Rust side, a check of each
+ * map's key and value size when the loader opens it, and a unit test (src/object_check.rs)
+ * that compares every field's name, offset and size and every shared constant with the
+ * committed object's BTF. Change a struct here, change its mirror, and bump
+ * CT_LAYOUT_VERSION (pinned state of another version is refused).
+ *
+ * A constant userspace shares is an enum, not a #define: an enum reaches the object's
+ * BTF, where that test reads it, once constants.bpf.c lists it. Constants only the
+ * datapath uses stay #defines.
  */
 #ifndef CHADTHROTTLE_H
 #define CHADTHROTTLE_H
@@ -13,19 +20,34 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
-#define CT_LAYOUT_VERSION 8
+enum ct_layout {
+	CT_LAYOUT_VERSION = 8,
+};
 
-/* Directions, as seen from the limited process. */
-#define CT_DIR_UP 0   /* egress: sent by the process */
-#define CT_DIR_DOWN 1 /* ingress: received by the process */
+/* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */
+enum ct_dir {
+	CT_DIR_UP = 0,   /* egress: sent by the process */
+	CT_DIR_DOWN = 1, /* ingress: received by the process */
+};
 
-/* ct_limit.rate meaning "count, never drop"; a rate of 0 blocks. */
-#define CT_RATE_UNLIMITED 0xffffffffffffffffULL
+/* ct_bucket.rate meaning "count, never drop"; a rate of 0 blocks. */
+enum ct_rate {
+	CT_RATE_UNLIMITED = 0xffffffffffffffffULL,
+};
 
-#define CT_COMM_LEN 16
-#define CT_CMDLINE_LEN 128
-#define CT_AF_INET 2
-#define CT_AF_INET6 10
+/* Lengths of the arrays in map values. */
+enum ct_lengths {
+	CT_COMM_LEN = 16,
+	CT_CMDLINE_LEN = 128,
+	/* epochs a socket counts in the division after its last report (see share.h) */
+	CT_SHARE_WINDOW = 8,
+};
+
+/* ct_conn.family: the kernel's address families. */
+enum ct_family {
+	CT_AF_INET = 2,
+	CT_AF_INET6 = 10,
+};
 
 /* A process, as the datapath identifies it: the key of the per-process maps. */
 struct ct_owner {
@@ -53,9 +75,6 @@ struct ct_bucket {
 };
 _Static_assert(sizeof(struct ct_bucket) == 48, "ct_bucket layout");
 
-/* Epochs a socket counts in the division after its last report (see share.h). */
-#define CT_SHARE_WINDOW 8
-
 /* How a limited process's budget is divided among its TCP sockets (see share.h): the
  * current epoch's reports and the share decided at the end of the last one. */
 struct ct_share {
@@ -73,10 +92,12 @@ struct ct_share {
 _Static_assert(sizeof(struct ct_share) == 72, "ct_share layout");
 
 /* ct_limit.flags */
-#define CT_LIMIT_SHAPE 1 /* TCP sockets are shaped (pacing caps, window clamps) */
-/* an HTB class holds the direction (backends htb and ifb): the datapath puts the
- * process's packets in class_id through skb->priority, the policer is the backstop */
-#define CT_LIMIT_QDISC 2
+enum ct_limit_flags {
+	CT_LIMIT_SHAPE = 1, /* TCP sockets are shaped (pacing caps, window clamps) */
+	/* an HTB class holds the direction (backends htb and ifb): the datapath puts the
+	 * process's packets in class_id through skb->priority, the policer is the backstop */
+	CT_LIMIT_QDISC = 2,
+};
 
 /* Value of ct_limits: a bucket and whose it is. Userspace writes it whole with
  * BPF_F_LOCK; the datapath changes only the bucket's and the share's state, under the

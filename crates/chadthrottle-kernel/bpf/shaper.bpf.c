@@ -1,7 +1,6 @@
-/* SPDX-License-Identifier: MIT */
+// SPDX-License-Identifier: MIT
 /*
- * The shaping backend: limits held by TCP itself instead of by drops. Part of
- * chadthrottle.bpf.c (one object), kept apart because it is its own mechanism.
+ * The shaping backend: limits held by TCP itself instead of by drops.
  *
  *   ct_sock_ops   sockops    at connection setup, shapes the sockets of limited processes;
  *                            then, on the socket's own events, re-divides the budget (share.h)
@@ -15,17 +14,16 @@
  *
  * Nothing resident in userspace: the division runs in the sockets' own callbacks, and a
  * socket that outlives its limit puts its own settings back at its next callback (or at
- * once, by the iterator that `unlimit` runs). The policer (ct_verdict) stays behind the
+ * once, by the iterator that `unlimit` runs). The policer (policer.bpf.c) stays behind the
  * shapers as the backstop for UDP, for what a window cannot express, and for the moments a
  * re-division takes to settle.
  */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "chadthrottle.h"
+#include "maps.h"
 #include "share.h"
-
-#define CT_SOL_SOCKET 1
-#define CT_SOL_TCP 6
-#define CT_SO_MAX_PACING_RATE 47
-#define CT_TCP_WINDOW_CLAMP 10
-#define CT_TCP_BPF_SOCK_OPS_CB_FLAGS 1008
+#include "sockopt.h"
 
 /* How often a socket looks at its limit (its share report is once per epoch). */
 #define CT_SHAPE_CHECK_NS (CT_SHARE_EPOCH_NS / 4)

@@ -1,6 +1,9 @@
-/* SPDX-License-Identifier: MIT */
+// SPDX-License-Identifier: MIT
 /*
- * The ifb backend's classifier. Included by chadthrottle.bpf.c (it uses its maps).
+ * The ifb backend's classifier:
+ *
+ *   ct_tc_ingress  tc classifier (cls_bpf)  puts the downloads an HTB class holds in their
+ *                                           class and hands them to the IFB device
  *
  * At tc ingress there is no socket on the packet yet. ct_tc_ingress sits on the ingress of
  * each interface in use (cls_bpf, NOT direct-action: its filter carries a mirred action),
@@ -13,13 +16,17 @@
  * their length, IPv6 extension headers are not (such packets go on, and the policer
  * holds them).
  */
-#ifndef CHADTHROTTLE_QDISC_BPF_H
-#define CHADTHROTTLE_QDISC_BPF_H
-
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "chadthrottle.h"
+#include "maps.h"
 
 #define CT_ETH_HLEN 14
 #define CT_IP_MF 0x2000
@@ -130,5 +137,3 @@ int ct_tc_ingress(struct __sk_buff *skb)
 	skb->priority = class_id;
 	return 1; /* a match: the filter's action redirects it to the IFB device */
 }
-
-#endif

@@ -1,29 +1,25 @@
 // SPDX-License-Identifier: MIT
 /*
- * ChadThrottle's datapath: per-process upload and download limits.
+ * The policer and the accounting, on every packet of the cgroup's sockets:
  *
- *   ct_sock_create   cgroup/sock_create        records the creating process in socket storage
- *                                              (and its name and command line, once)
- *   ct_egress        cgroup_skb/egress         accounts what every owner sends, polices what
- *                                              limited owners send (drop + congestion
- *                                              notification: never EPERM to the application)
- *   ct_ingress       cgroup_skb/ingress        accounts and polices what owners receive (drop)
- *   ct_process_exit  tp_btf/sched_process_exit removes a process's limits when it exits
- *   ct_sock_ops, ct_iter_tcp                   the shaping backend (shaping.bpf.h)
- *   ct_tc_ingress    tc classifier (cls_bpf)   the ifb backend's classifier (qdisc.bpf.h)
+ *   ct_egress   cgroup_skb/egress   accounts what every owner sends, polices what limited
+ *                                   owners send (drop + congestion notification: never
+ *                                   EPERM to the application)
+ *   ct_ingress  cgroup_skb/ingress  accounts and polices what owners receive (drop)
  *
- * Attribution is by socket owner, not by cgroup: a packet belongs to the process recorded
- * in its socket's storage, whatever cgroup that process is in now. Map layouts are in
- * include/chadthrottle.h; the bucket arithmetic in include/bucket.h, the division of a
- * budget among sockets in include/share.h.
+ * A packet belongs to the process in its socket's storage (process.bpf.c). The bucket
+ * arithmetic is in include/bucket.h. Behind a shaper (shaper.bpf.c) or an HTB class
+ * (uploads: put in it here, through skb->priority; downloads: tc_classifier.bpf.c) the
+ * policer is the backstop.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
-#include "chadthrottle.h"
 #include "bucket.h"
+#include "chadthrottle.h"
+#include "maps.h"
 
 /* cgroup_skb verdicts. Egress: bit 0 = pass, bit 1 = congestion notification; 2 drops
  * and makes TCP back off (CWR) while UDP sees a silent drop. 0 would hand EPERM to the
@@ -35,140 +31,6 @@
 /* What an HTB-held upload may have queued in the qdisc beyond the policer's sight: two
  * 64 KB offloaded packets for each of several sockets. */
 #define CT_QDISC_QUEUE_BYTES (1ULL << 20)
-
-/* Load-time setting: nanoseconds per clock tick (10^9 / sysconf(_SC_CLK_TCK)), so that
- * start times compare with /proc/PID/stat. */
-const volatile __u64 ct_ns_per_tick = 10000000;
-
-/* Load-time setting: 0 turns off the accounting of every process and connection (the
- * benchmark measures what it costs); limits work either way. */
-const volatile __u32 ct_accounting = 1;
-
-/* The few kernel fields read, relocated against the running kernel's BTF (CO-RE). */
-typedef struct {
-	int counter;
-} ct_atomic_t;
-
-struct signal_struct {
-	ct_atomic_t live;
-} __attribute__((preserve_access_index));
-
-struct mm_struct {
-	unsigned long arg_start;
-	unsigned long arg_end;
-} __attribute__((preserve_access_index));
-
-struct task_struct {
-	int tgid;
-	__u64 start_boottime;
-	struct task_struct *group_leader;
-	struct signal_struct *signal;
-	struct mm_struct *mm;
-	char comm[16];
-} __attribute__((preserve_access_index));
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
-	__type(key, int);
-	__type(value, struct ct_sock);
-} ct_owner SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 2 * 65536); /* set at load time */
-	__type(key, struct ct_limit_key);
-	__type(value, struct ct_limit);
-} ct_limits SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 2 * 65536); /* set at load time */
-	__type(key, struct ct_limit_key);
-	__type(value, struct ct_stats);
-} ct_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
-	__uint(max_entries, 16384); /* set at load time */
-	__type(key, struct ct_owner);
-	__type(value, struct ct_acct);
-} ct_proc_acct SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384); /* set at load time, like ct_proc_acct */
-	__type(key, struct ct_owner);
-	__type(value, struct ct_proc_info);
-} ct_proc_info SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536); /* set at load time */
-	__type(key, __u64);         /* socket cookie */
-	__type(value, struct ct_conn);
-} ct_conns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ct_meta);
-} ct_meta SEC(".maps");
-
-#include "shaping.bpf.h"
-#include "qdisc.bpf.h"
-
-static __always_inline __u64 ct_start_time(struct task_struct *task)
-{
-	return task->group_leader->start_boottime / ct_ns_per_tick;
-}
-
-/* Name and command line of the process creating a socket, read once per process (the
- * first socket it creates), so that they outlive it in ct_proc_info. */
-static __always_inline void ct_record_process(struct ct_owner *owner, struct task_struct *task)
-{
-	static const struct ct_proc_info empty;
-	struct ct_proc_info *info;
-	struct mm_struct *mm;
-	__u64 len;
-
-	if (bpf_map_lookup_elem(&ct_proc_info, owner))
-		return;
-	if (bpf_map_update_elem(&ct_proc_info, owner, &empty, BPF_NOEXIST))
-		return;
-	info = bpf_map_lookup_elem(&ct_proc_info, owner);
-	if (!info)
-		return;
-	bpf_probe_read_kernel_str(info->comm, sizeof(info->comm), task->group_leader->comm);
-	mm = task->mm;
-	if (!mm)
-		return;
-	len = mm->arg_end - mm->arg_start;
-	if (len > CT_CMDLINE_LEN)
-		len = CT_CMDLINE_LEN;
-	if (len && !bpf_probe_read_user(info->cmdline, len, (void *)mm->arg_start))
-		info->cmdline_len = len;
-}
-
-SEC("cgroup/sock_create")
-int ct_sock_create(struct bpf_sock *sk)
-{
-	struct ct_owner *owner;
-	struct task_struct *task;
-
-	owner = bpf_sk_storage_get(&ct_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (owner) {
-		task = bpf_get_current_task_btf();
-		owner->tgid = bpf_get_current_pid_tgid() >> 32;
-		owner->start_time = ct_start_time(task);
-		if (ct_accounting)
-			ct_record_process(owner, task);
-	}
-	return 1; /* never refuse a socket */
-}
 
 static __always_inline void ct_count(struct ct_limit_key *key, struct __sk_buff *skb, int passed)
 {
@@ -420,38 +282,3 @@ int ct_ingress(struct __sk_buff *skb)
 {
 	return ct_police(skb, CT_DIR_DOWN) ? CT_PASS : CT_INGRESS_DROP;
 }
-
-/* A process's limits end with it: when the last thread exits, delete its entries (if
- * they are really its own, not a newer process's with the same PID), and note the exit
- * time beside its accounting, which stays for the monitor. */
-SEC("tp_btf/sched_process_exit")
-int ct_process_exit(__u64 *ctx)
-{
-	struct task_struct *task = (struct task_struct *)ctx[0];
-	struct ct_limit_key key = { .tgid = task->tgid };
-	struct ct_owner owner = {};
-	struct ct_proc_info *info;
-	__u64 start_time;
-	struct ct_limit *limit;
-	__u32 dir;
-
-	if (task->signal->live.counter != 0)
-		return 0; /* other threads still run */
-	start_time = ct_start_time(task);
-	owner.tgid = task->tgid;
-	owner.start_time = start_time;
-	info = bpf_map_lookup_elem(&ct_proc_info, &owner);
-	if (info)
-		info->exit_ns = bpf_ktime_get_ns();
-	for (dir = CT_DIR_UP; dir <= CT_DIR_DOWN; dir++) {
-		key.dir = dir;
-		limit = bpf_map_lookup_elem(&ct_limits, &key);
-		if (limit && limit->start_time == start_time) {
-			bpf_map_delete_elem(&ct_limits, &key);
-			bpf_map_delete_elem(&ct_stats, &key);
-		}
-	}
-	return 0;
-}
-
-char _license[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The datapath's maps and load-time settings, declared for every program file; maps.bpf.c
+ * defines each once. Their keys and values are in chadthrottle.h; userspace finds them by
+ * these names (crates/chadthrottle-kernel/src/names.rs).
+ */
+#ifndef CHADTHROTTLE_MAPS_H
+#define CHADTHROTTLE_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "chadthrottle.h"
+
+/* Socket storage: the process a socket belongs to, its counters, the shaper's state. */
+struct ct_owner_map {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct ct_sock);
+};
+extern struct ct_owner_map ct_owner;
+
+/* One token bucket per limited process and direction. */
+struct ct_limits_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 2 * 65536); /* set at load time */
+	__type(key, struct ct_limit_key);
+	__type(value, struct ct_limit);
+};
+extern struct ct_limits_map ct_limits;
+
+/* What each limit passed and dropped, per CPU, keyed like ct_limits. */
+struct ct_stats_map {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 2 * 65536); /* set at load time */
+	__type(key, struct ct_limit_key);
+	__type(value, struct ct_stats);
+};
+extern struct ct_stats_map ct_stats;
+
+/* Accounting of every process that owns a socket, per CPU. */
+struct ct_proc_acct_map {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384); /* set at load time */
+	__type(key, struct ct_owner);
+	__type(value, struct ct_acct);
+};
+extern struct ct_proc_acct_map ct_proc_acct;
+
+/* Name and command line of every process that created a socket. */
+struct ct_proc_info_map {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* set at load time, like ct_proc_acct */
+	__type(key, struct ct_owner);
+	__type(value, struct ct_proc_info);
+};
+extern struct ct_proc_info_map ct_proc_info;
+
+/* Accounting of every connection, by socket cookie. */
+struct ct_conns_map {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* set at load time */
+	__type(key, __u64);         /* socket cookie */
+	__type(value, struct ct_conn);
+};
+extern struct ct_conns_map ct_conns;
+
+/* Which install the pinned maps belong to. */
+struct ct_meta_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_meta);
+};
+extern struct ct_meta_map ct_meta;
+
+/* Load-time setting: nanoseconds per clock tick (10^9 / sysconf(_SC_CLK_TCK)), so that
+ * start times compare with /proc/PID/stat. */
+extern const volatile __u64 ct_ns_per_tick;
+
+/* Load-time setting: 0 turns off the accounting of every process and connection (the
+ * benchmark measures what it costs); limits work either way. */
+extern const volatile __u32 ct_accounting;
+
+#endif
