@@ -8,42 +8,9 @@
 //! installed one. What they see of other users' processes follows /proc's `hidepid`, as
 //! `ps` does.
 
-use crate::process::ProcessInfo;
-use crate::system::DatapathOptions;
-use std::fmt;
+use crate::options::DatapathOptions;
+use crate::process::{ProcessInfo, Uids};
 use std::path::{Path, PathBuf};
-
-/// A process's user ids, as /proc/PID/status lists them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Uids {
-    pub real: u32,
-    pub effective: u32,
-    pub saved: u32,
-}
-
-impl Uids {
-    /// All three the same `uid`.
-    pub const fn of(uid: u32) -> Uids {
-        Uids {
-            real: uid,
-            effective: uid,
-            saved: uid,
-        }
-    }
-
-    pub const fn is_root(self) -> bool {
-        self.real == 0
-    }
-
-    /// kill(2)'s rule: whether a process with these ids may signal `target`.
-    pub const fn may_signal(self, target: Uids) -> bool {
-        self.real == 0
-            || self.real == target.real
-            || self.real == target.saved
-            || self.effective == target.real
-            || self.effective == target.saved
-    }
-}
 
 /// /proc's `hidepid` mount option: what users see of other users' processes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -239,16 +206,6 @@ pub fn saved_limits_path(
 
 /// Where root's TUI keeps the limits it sets.
 pub const ROOT_SAVED_LIMITS: &str = "/var/lib/chadthrottle/saved-limits.json";
-
-impl fmt::Display for Uids {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "real {}, effective {}, saved {}",
-            self.real, self.effective, self.saved
-        )
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,9 +4,10 @@
 //! (a request's outcome, a limit going with its process, a full table) so that what they
 //! assert is the commands' behaviour, not the fake's.
 
-use crate::access::{HidePid, Installed, Requested, Uids};
+use crate::access::{HidePid, Installed, Requested};
 use crate::backend::{Applied, Availability, Backend, BackendDescriptor, LimitRequest};
 use crate::direction::{Direction, PerDirection};
+use crate::process::Uids;
 use crate::process::{ProcessInfo, ProcessRef};
 use crate::saved::Running;
 use crate::status::{ActiveLimit, DirStats, Enforcement};

@@ -13,6 +13,7 @@ pub mod fake;
 pub mod locality;
 pub mod meter;
 pub mod monitor;
+pub mod options;
 pub mod process;
 pub mod qdisc;
 pub mod rate;

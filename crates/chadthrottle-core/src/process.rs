@@ -20,6 +20,48 @@ impl fmt::Display for ProcessRef {
     }
 }
 
+/// A process's user ids, as /proc/PID/status lists them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uids {
+    pub real: u32,
+    pub effective: u32,
+    pub saved: u32,
+}
+
+impl Uids {
+    /// All three the same `uid`.
+    pub const fn of(uid: u32) -> Uids {
+        Uids {
+            real: uid,
+            effective: uid,
+            saved: uid,
+        }
+    }
+
+    pub const fn is_root(self) -> bool {
+        self.real == 0
+    }
+
+    /// kill(2)'s rule: whether a process with these ids may signal `target`.
+    pub const fn may_signal(self, target: Uids) -> bool {
+        self.real == 0
+            || self.real == target.real
+            || self.real == target.saved
+            || self.effective == target.real
+            || self.effective == target.saved
+    }
+}
+
+impl fmt::Display for Uids {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "real {}, effective {}, saved {}",
+            self.real, self.effective, self.saved
+        )
+    }
+}
+
 /// What ChadThrottle needs to know about a PID before limiting it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -35,7 +77,7 @@ pub struct ProcessInfo {
     /// Path in the cgroup2 tree (`/user.slice/…`), if the process is in it.
     pub cgroup: Option<String>,
     /// Whose it is.
-    pub uids: crate::access::Uids,
+    pub uids: Uids,
 }
 
 /// Why a PID cannot be limited. Each message names the PID and what to do instead.
@@ -136,7 +178,7 @@ mod tests {
             name: "iperf3".into(),
             kernel_thread: false,
             cgroup: Some("/ct-test/a".into()),
-            uids: crate::access::Uids::of(0),
+            uids: Uids::of(0),
         }
     }
 

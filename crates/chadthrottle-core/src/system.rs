@@ -5,32 +5,15 @@
 //! in memory, so the commands' behaviour (messages, exit codes, which directions a request
 //! lifts, what the TUI restores) is tested on any machine, without root.
 
-use crate::access::{HidePid, Requested, Uids};
+use crate::access::{HidePid, Requested};
 use crate::backend::{Availability, Backend, BackendDescriptor};
-use crate::process::{ProcessInfo, ProcessRef};
+pub use crate::options::DatapathOptions;
+use crate::process::{ProcessInfo, ProcessRef, Uids};
 use crate::saved::Running;
 use crate::usage::{Layer, LimitRates, ProcessDetails, Reading, Source};
 use std::collections::HashMap;
 use std::error::Error;
 use std::path::PathBuf;
-
-/// Where the datapath is attached and pinned and how large its tables are, as the global
-/// options ask. `None` where the option was not given: the installed datapath's value (or
-/// the default for a new install) applies.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DatapathOptions {
-    /// `--cgroup`: the cgroup2 directory to attach to; `None` is the root of the cgroup2
-    /// mount.
-    pub cgroup: Option<PathBuf>,
-    /// `--pin-dir`: the bpffs directory holding the pins; `None` is the default.
-    pub pin_dir: Option<PathBuf>,
-    /// `--max-limits`.
-    pub max_limits: Option<u32>,
-    /// `--max-connections`.
-    pub max_connections: Option<u32>,
-    /// `--force`: the htb backend may replace a root qdisc ChadThrottle did not create.
-    pub force: bool,
-}
 
 /// What `reset` took out of the kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

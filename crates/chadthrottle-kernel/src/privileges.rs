@@ -108,15 +108,15 @@ pub fn missing(
 }
 
 /// The user ids of this process: who is asking.
-pub fn caller() -> chadthrottle_core::access::Uids {
+pub fn caller() -> chadthrottle_core::process::Uids {
     let (mut real, mut effective, mut saved) = (0, 0, 0);
     // SAFETY: the three pointers are valid for writes for the duration of the call.
     let status = unsafe { libc::getresuid(&raw mut real, &raw mut effective, &raw mut saved) };
     if status != 0 {
         // cannot fail with valid pointers; were it to, nobody is the safe answer
-        return chadthrottle_core::access::Uids::of(u32::MAX);
+        return chadthrottle_core::process::Uids::of(u32::MAX);
     }
-    chadthrottle_core::access::Uids {
+    chadthrottle_core::process::Uids {
         real,
         effective,
         saved,

@@ -1,7 +1,7 @@
 //! What /proc says about a process: identity, name, cgroup, sockets.
 
-use chadthrottle_core::access::Uids;
 use chadthrottle_core::process::ProcessInfo;
+use chadthrottle_core::process::Uids;
 use chadthrottle_core::saved::Running;
 use chadthrottle_core::usage::ProcessDetails;
 use procfs::process::{FDTarget, Process};

@@ -2,9 +2,10 @@
 //! says of the target and of the datapath the options name.
 
 use crate::cli::Global;
-use chadthrottle_core::access::{self, Refusal, Sight, Uids};
+use chadthrottle_core::access::{self, Refusal, Sight};
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::process::ProcessInfo;
+use chadthrottle_core::process::Uids;
 use chadthrottle_core::status::Enforcement;
 use chadthrottle_core::system::{Processes, System, UsageSource};
 use chadthrottle_core::usage::Reading;
@@ -111,8 +112,9 @@ pub fn details<P: Processes>(processes: &P, process: ProcessRef) -> Option<Proce
 #[cfg(test)]
 mod tests {
     use super::super::testing::{CURL, machine, ok, refused, run};
-    use chadthrottle_core::access::{HidePid, Uids};
+    use chadthrottle_core::access::HidePid;
     use chadthrottle_core::fake::{FakeProcess, FakeSystem};
+    use chadthrottle_core::process::Uids;
     use chadthrottle_tui::fixtures::usage;
 
     const NOBODY: u32 = 65_534;
