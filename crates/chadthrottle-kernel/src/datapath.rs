@@ -3,19 +3,24 @@
 
 use crate::backfill::{Stamp, backfill};
 use crate::clock;
+use crate::config::Config;
 use crate::error::Error;
-use crate::install::{self, Config, PinnedMaps};
+use crate::install;
 use crate::layout::{
     self, DIR_DOWN, DIR_UP, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, Owner, RATE_UNLIMITED,
     SockState, Stats,
 };
+use crate::lock::{self, StateLock};
 use crate::names::{MAP_LIMITS, MAP_OWNER, MAP_STATS};
+use crate::pins::{PinnedMaps, open_pins};
 use crate::privileges::{self, Operation};
 use crate::procs;
-use crate::qdiscs::{self, ClassLimit, Reach};
+use crate::qdisc_sync::{self, ClassLimit, Reach};
+use crate::tcp_iterator;
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target};
 use chadthrottle_core::bucket;
+use chadthrottle_core::htb_class;
 use chadthrottle_core::status::{
     ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_qdisc,
 };
@@ -99,13 +104,13 @@ impl Datapath {
     pub fn open(pin_dir: &Path) -> Result<Option<Datapath>, Error> {
         privileges::check(Operation::UsePins)?;
         // an install in progress pins its maps one after another: wait until it is done
-        let _lock = crate::lock::lock()?;
-        install::open_pins(pin_dir)?
+        let _held = lock::lock()?;
+        open_pins(pin_dir)?
             .map(|pins| Datapath::from_pins(pins, pin_dir))
             .transpose()
     }
 
-    fn from_pins(pins: PinnedMaps, pin_dir: &Path) -> Result<Datapath, Error> {
+    pub(crate) fn from_pins(pins: PinnedMaps, pin_dir: &Path) -> Result<Datapath, Error> {
         Ok(Datapath {
             limits: layout::typed(MAP_LIMITS, pins.limits)?,
             stats: layout::typed(MAP_STATS, pins.stats)?,
@@ -147,8 +152,8 @@ impl Datapath {
     /// Brings the qdisc backends' interfaces in line with the table.
     fn sync_qdiscs(&self, reach: Reach) -> Result<(), Error> {
         let classes = self.class_limits();
-        let _lock = crate::lock::lock()?;
-        qdiscs::sync(&self.pin_dir, &classes, reach)
+        let held = lock::lock()?;
+        qdisc_sync::sync(&held, &self.pin_dir, &classes, reach)
     }
 
     /// The HTB class for `pid`: the one its other direction has, or the lowest free one.
@@ -164,15 +169,26 @@ impl Datapath {
                 used.insert(u16::try_from(limit.class_id & 0xffff).unwrap_or(0));
             }
         }
-        chadthrottle_core::qdisc::free_minor(&used)
-            .map(chadthrottle_core::qdisc::class_id)
+        htb_class::free_minor(&used)
+            .map(htb_class::class_id)
             .ok_or(Error::TableFull { capacity: 0xfffe })
     }
 
     /// Shapes the open sockets of `pid` as its limits now say, or gives them their own
     /// settings back (the sock_ops callbacks keep them current from then on).
     fn reconcile(&self, pid: u32) -> Result<usize, Error> {
-        crate::shaping::reconcile(&self.pin_dir, &[pid])
+        tcp_iterator::reconcile(&self.pin_dir, &[pid])
+    }
+
+    /// Lifts every limit and gives the shaped sockets of the processes that had them their
+    /// own settings back (for `reset`, which holds the lock). Returns how many sockets
+    /// were restored.
+    pub(crate) fn lift_all(&mut self, _held: &StateLock) -> Result<usize, Error> {
+        let pids: Vec<u32> = self.pids().into_iter().collect();
+        for &pid in &pids {
+            self.delete(pid);
+        }
+        tcp_iterator::reconcile(&self.pin_dir, &pids)
     }
 
     /// How many processes can be limited at once.
@@ -521,16 +537,4 @@ impl Backend for Datapath {
             _ => Ok(None),
         }
     }
-}
-
-/// Lifts every limit of the install pinned at `pin_dir` and gives the shaped sockets of the
-/// processes that had them their own settings back (for `reset`). Returns how many sockets
-/// were restored.
-pub(crate) fn lift_all(pin_dir: &Path, pins: PinnedMaps) -> Result<usize, Error> {
-    let mut datapath = Datapath::from_pins(pins, pin_dir)?;
-    let pids: Vec<u32> = datapath.pids().into_iter().collect();
-    for &pid in &pids {
-        datapath.delete(pid);
-    }
-    crate::shaping::reconcile(pin_dir, &pids)
 }

@@ -8,7 +8,7 @@
 //! calling thread's namespace) and reads the iterator there.
 
 use crate::error::Error;
-use crate::install;
+use crate::loader;
 use crate::names::PROG_ITER_TCP;
 use crate::netns::NetnsId;
 use aya::programs::Iter;
@@ -26,14 +26,8 @@ pub fn reconcile(pin_dir: &Path, pids: &[u32]) -> Result<usize, Error> {
     if namespaces.is_empty() {
         return Ok(0);
     }
-    let mut ebpf = install::load_with_pins(pin_dir, PROG_ITER_TCP)?;
-    let iter: &mut Iter = ebpf
-        .program_mut(PROG_ITER_TCP)
-        .ok_or_else(|| {
-            Error::program("find", PROG_ITER_TCP)(aya::programs::ProgramError::NotLoaded)
-        })?
-        .try_into()
-        .map_err(Error::program("find", PROG_ITER_TCP))?;
+    let mut ebpf = loader::load_with_pins(pin_dir, PROG_ITER_TCP)?;
+    let iter = loader::program::<Iter>(&mut ebpf, PROG_ITER_TCP)?;
     let mut changed = 0;
     for namespace in namespaces.into_values() {
         let link = iter
