@@ -1,5 +1,11 @@
 //! The limit table of an installed datapath: setting, lifting, listing and counting
 //! limits. This is the eBPF backend behind the core's `Backend` trait.
+//!
+//! Every change (`apply`, `remove`, `prune`, and `reset`'s lifting) takes the state lock
+//! once, before its first read of the table, and holds it to its last write, the qdisc
+//! sync and the sockets' reconcile included: two commands never pick the same HTB class
+//! or sync the interfaces from a table the other is changing. The lock is not held
+//! between changes (a TUI keeps a `Datapath` open for long), and reads take none.
 
 use crate::backfill::{Stamp, backfill};
 use crate::clock;
@@ -150,14 +156,13 @@ impl Datapath {
     }
 
     /// Brings the qdisc backends' interfaces in line with the table.
-    fn sync_qdiscs(&self, reach: Reach) -> Result<(), Error> {
-        let classes = self.class_limits();
-        let held = lock::lock()?;
-        qdisc_sync::sync(&held, &self.pin_dir, &classes, reach)
+    fn sync_qdiscs(&self, held: &StateLock, reach: Reach) -> Result<(), Error> {
+        qdisc_sync::sync(held, &self.pin_dir, &self.class_limits(), reach)
     }
 
     /// The HTB class for `pid`: the one its other direction has, or the lowest free one.
-    fn class_for(&self, pid: u32) -> Result<u32, Error> {
+    /// Free until written, so the caller holds the lock until the entry is in the table.
+    fn class_for(&self, _held: &StateLock, pid: u32) -> Result<u32, Error> {
         let mut used = BTreeSet::new();
         for key in self.limits.keys().filter_map(Result::ok) {
             if let Ok(Some(limit)) = self.entry(key.tgid, direction_of(key.dir))
@@ -320,7 +325,7 @@ impl Datapath {
 
     /// Writes the entries `request` asks for. Returns `false` when no direction is left
     /// limited, having deleted the process's entries.
-    fn apply_entries(&mut self, request: &LimitRequest) -> Result<bool, Error> {
+    fn apply_entries(&mut self, held: &StateLock, request: &LimitRequest) -> Result<bool, Error> {
         let process = request.target.process;
         let now = clock::monotonic_ns();
         let expires = request.lasts.map_or(0, |lasts| {
@@ -346,7 +351,7 @@ impl Datapath {
             return Ok(false);
         }
         let class_id = if request.sets_qdisc() {
-            self.class_for(process.pid)?
+            self.class_for(held, process.pid)?
         } else {
             0
         };
@@ -383,6 +388,7 @@ impl Backend for Datapath {
     type Error = Error;
 
     fn apply(&mut self, request: &LimitRequest) -> Result<Applied, Error> {
+        let held = lock::lock()?;
         let process = request.target.process;
         let before = PerDirection {
             up: self.entry(process.pid, Direction::Up)?,
@@ -402,7 +408,7 @@ impl Backend for Datapath {
                 }
             }
         };
-        let result = self.apply_entries(request).and_then(|limited| {
+        let result = self.apply_entries(&held, request).and_then(|limited| {
             if !limited {
                 return Ok(0);
             }
@@ -428,9 +434,12 @@ impl Backend for Datapath {
         let qdisc_now = request.sets_qdisc();
         let result = result.and_then(|backfilled_sockets| {
             if qdisc_before || qdisc_now {
-                self.sync_qdiscs(Reach::Grow {
-                    force: self.force_qdisc,
-                })?;
+                self.sync_qdiscs(
+                    &held,
+                    Reach::Grow {
+                        force: self.force_qdisc,
+                    },
+                )?;
             }
             let shaped_sockets = self.reconcile(process.pid)?;
             Ok(Applied {
@@ -444,7 +453,7 @@ impl Backend for Datapath {
                 restore(self);
                 if qdisc_before || qdisc_now {
                     // back to what the table says again (the refusal changed nothing)
-                    let _best_effort = self.sync_qdiscs(Reach::Shrink);
+                    let _best_effort = self.sync_qdiscs(&held, Reach::Shrink);
                 }
                 self.reconcile(process.pid).ok();
                 Err(error)
@@ -457,6 +466,7 @@ impl Backend for Datapath {
         pid: u32,
         directions: PerDirection<bool>,
     ) -> Result<Option<ActiveLimit>, Error> {
+        let held = lock::lock()?;
         let Some((limit, expires_at_ns)) = self.read(pid)? else {
             return Ok(None);
         };
@@ -468,7 +478,7 @@ impl Backend for Datapath {
         if !keeps_a_limit {
             self.delete(pid);
             if qdisc_held {
-                self.sync_qdiscs(Reach::Shrink)?;
+                self.sync_qdiscs(&held, Reach::Shrink)?;
             }
             self.reconcile(pid)?;
             return Ok(Some(limit));
@@ -487,7 +497,7 @@ impl Backend for Datapath {
             }
         }
         if qdisc_held {
-            self.sync_qdiscs(Reach::Shrink)?;
+            self.sync_qdiscs(&held, Reach::Shrink)?;
         }
         self.reconcile(pid)?;
         Ok(Some(limit))
@@ -509,6 +519,7 @@ impl Backend for Datapath {
     /// Deletes entries whose process is gone or whose `--for` has run out (the datapath
     /// and the exit hook delete most of them first). Returns the limits removed.
     fn prune(&mut self) -> Result<Vec<ActiveLimit>, Error> {
+        let held = lock::lock()?;
         let now = clock::boottime_ns();
         let mut pruned = Vec::new();
         let mut qdisc_held = false;
@@ -524,7 +535,7 @@ impl Backend for Datapath {
             }
         }
         if qdisc_held {
-            self.sync_qdiscs(Reach::Shrink)?;
+            self.sync_qdiscs(&held, Reach::Shrink)?;
         }
         Ok(pruned)
     }
