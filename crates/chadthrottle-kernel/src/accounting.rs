@@ -8,10 +8,12 @@
 
 use crate::backfill::{Stamp, backfill};
 use crate::clock;
+use crate::config::Config;
 use crate::error::Error;
-use crate::install::{self, Config, PinnedMaps};
+use crate::install;
 use crate::layout::{self, Acct, Conn, Owner, ProcInfo, SockState};
 use crate::names::{MAP_CONNS, MAP_OWNER, MAP_PROC_ACCT, MAP_PROC_INFO};
+use crate::pins::PinnedMaps;
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, SkStorage};
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::process::cgroup_within;

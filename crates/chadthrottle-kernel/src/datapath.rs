@@ -1,21 +1,32 @@
 //! The limit table of an installed datapath: setting, lifting, listing and counting
 //! limits. This is the eBPF backend behind the core's `Backend` trait.
+//!
+//! Every change (`apply`, `remove`, `prune`, and `reset`'s lifting) takes the state lock
+//! once, before its first read of the table, and holds it to its last write, the qdisc
+//! sync and the sockets' reconcile included: two commands never pick the same HTB class
+//! or sync the interfaces from a table the other is changing. The lock is not held
+//! between changes (a TUI keeps a `Datapath` open for long), and reads take none.
 
 use crate::backfill::{Stamp, backfill};
 use crate::clock;
+use crate::config::Config;
 use crate::error::Error;
-use crate::install::{self, Config, PinnedMaps};
+use crate::install;
 use crate::layout::{
     self, DIR_DOWN, DIR_UP, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, Owner, RATE_UNLIMITED,
     SockState, Stats,
 };
+use crate::lock::{self, StateLock};
 use crate::names::{MAP_LIMITS, MAP_OWNER, MAP_STATS};
+use crate::pins::{PinnedMaps, open_pins};
 use crate::privileges::{self, Operation};
 use crate::procs;
-use crate::qdiscs::{self, ClassLimit, Reach};
+use crate::qdisc_sync::{self, ClassLimit, Reach};
+use crate::tcp_iterator;
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target};
 use chadthrottle_core::bucket;
+use chadthrottle_core::htb_class;
 use chadthrottle_core::status::{
     ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_qdisc,
 };
@@ -99,13 +110,13 @@ impl Datapath {
     pub fn open(pin_dir: &Path) -> Result<Option<Datapath>, Error> {
         privileges::check(Operation::UsePins)?;
         // an install in progress pins its maps one after another: wait until it is done
-        let _lock = crate::lock::lock()?;
-        install::open_pins(pin_dir)?
+        let _held = lock::lock()?;
+        open_pins(pin_dir)?
             .map(|pins| Datapath::from_pins(pins, pin_dir))
             .transpose()
     }
 
-    fn from_pins(pins: PinnedMaps, pin_dir: &Path) -> Result<Datapath, Error> {
+    pub(crate) fn from_pins(pins: PinnedMaps, pin_dir: &Path) -> Result<Datapath, Error> {
         Ok(Datapath {
             limits: layout::typed(MAP_LIMITS, pins.limits)?,
             stats: layout::typed(MAP_STATS, pins.stats)?,
@@ -145,14 +156,13 @@ impl Datapath {
     }
 
     /// Brings the qdisc backends' interfaces in line with the table.
-    fn sync_qdiscs(&self, reach: Reach) -> Result<(), Error> {
-        let classes = self.class_limits();
-        let _lock = crate::lock::lock()?;
-        qdiscs::sync(&self.pin_dir, &classes, reach)
+    fn sync_qdiscs(&self, held: &StateLock, reach: Reach) -> Result<(), Error> {
+        qdisc_sync::sync(held, &self.pin_dir, &self.class_limits(), reach)
     }
 
     /// The HTB class for `pid`: the one its other direction has, or the lowest free one.
-    fn class_for(&self, pid: u32) -> Result<u32, Error> {
+    /// Free until written, so the caller holds the lock until the entry is in the table.
+    fn class_for(&self, _held: &StateLock, pid: u32) -> Result<u32, Error> {
         let mut used = BTreeSet::new();
         for key in self.limits.keys().filter_map(Result::ok) {
             if let Ok(Some(limit)) = self.entry(key.tgid, direction_of(key.dir))
@@ -164,15 +174,26 @@ impl Datapath {
                 used.insert(u16::try_from(limit.class_id & 0xffff).unwrap_or(0));
             }
         }
-        chadthrottle_core::qdisc::free_minor(&used)
-            .map(chadthrottle_core::qdisc::class_id)
+        htb_class::free_minor(&used)
+            .map(htb_class::class_id)
             .ok_or(Error::TableFull { capacity: 0xfffe })
     }
 
     /// Shapes the open sockets of `pid` as its limits now say, or gives them their own
     /// settings back (the sock_ops callbacks keep them current from then on).
     fn reconcile(&self, pid: u32) -> Result<usize, Error> {
-        crate::shaping::reconcile(&self.pin_dir, &[pid])
+        tcp_iterator::reconcile(&self.pin_dir, &[pid])
+    }
+
+    /// Lifts every limit and gives the shaped sockets of the processes that had them their
+    /// own settings back (for `reset`, which holds the lock). Returns how many sockets
+    /// were restored.
+    pub(crate) fn lift_all(&mut self, _held: &StateLock) -> Result<usize, Error> {
+        let pids: Vec<u32> = self.pids().into_iter().collect();
+        for &pid in &pids {
+            self.delete(pid);
+        }
+        tcp_iterator::reconcile(&self.pin_dir, &pids)
     }
 
     /// How many processes can be limited at once.
@@ -304,7 +325,7 @@ impl Datapath {
 
     /// Writes the entries `request` asks for. Returns `false` when no direction is left
     /// limited, having deleted the process's entries.
-    fn apply_entries(&mut self, request: &LimitRequest) -> Result<bool, Error> {
+    fn apply_entries(&mut self, held: &StateLock, request: &LimitRequest) -> Result<bool, Error> {
         let process = request.target.process;
         let now = clock::monotonic_ns();
         let expires = request.lasts.map_or(0, |lasts| {
@@ -330,7 +351,7 @@ impl Datapath {
             return Ok(false);
         }
         let class_id = if request.sets_qdisc() {
-            self.class_for(process.pid)?
+            self.class_for(held, process.pid)?
         } else {
             0
         };
@@ -367,6 +388,7 @@ impl Backend for Datapath {
     type Error = Error;
 
     fn apply(&mut self, request: &LimitRequest) -> Result<Applied, Error> {
+        let held = lock::lock()?;
         let process = request.target.process;
         let before = PerDirection {
             up: self.entry(process.pid, Direction::Up)?,
@@ -386,7 +408,7 @@ impl Backend for Datapath {
                 }
             }
         };
-        let result = self.apply_entries(request).and_then(|limited| {
+        let result = self.apply_entries(&held, request).and_then(|limited| {
             if !limited {
                 return Ok(0);
             }
@@ -412,9 +434,12 @@ impl Backend for Datapath {
         let qdisc_now = request.sets_qdisc();
         let result = result.and_then(|backfilled_sockets| {
             if qdisc_before || qdisc_now {
-                self.sync_qdiscs(Reach::Grow {
-                    force: self.force_qdisc,
-                })?;
+                self.sync_qdiscs(
+                    &held,
+                    Reach::Grow {
+                        force: self.force_qdisc,
+                    },
+                )?;
             }
             let shaped_sockets = self.reconcile(process.pid)?;
             Ok(Applied {
@@ -428,7 +453,7 @@ impl Backend for Datapath {
                 restore(self);
                 if qdisc_before || qdisc_now {
                     // back to what the table says again (the refusal changed nothing)
-                    let _best_effort = self.sync_qdiscs(Reach::Shrink);
+                    let _best_effort = self.sync_qdiscs(&held, Reach::Shrink);
                 }
                 self.reconcile(process.pid).ok();
                 Err(error)
@@ -441,6 +466,7 @@ impl Backend for Datapath {
         pid: u32,
         directions: PerDirection<bool>,
     ) -> Result<Option<ActiveLimit>, Error> {
+        let held = lock::lock()?;
         let Some((limit, expires_at_ns)) = self.read(pid)? else {
             return Ok(None);
         };
@@ -452,7 +478,7 @@ impl Backend for Datapath {
         if !keeps_a_limit {
             self.delete(pid);
             if qdisc_held {
-                self.sync_qdiscs(Reach::Shrink)?;
+                self.sync_qdiscs(&held, Reach::Shrink)?;
             }
             self.reconcile(pid)?;
             return Ok(Some(limit));
@@ -471,7 +497,7 @@ impl Backend for Datapath {
             }
         }
         if qdisc_held {
-            self.sync_qdiscs(Reach::Shrink)?;
+            self.sync_qdiscs(&held, Reach::Shrink)?;
         }
         self.reconcile(pid)?;
         Ok(Some(limit))
@@ -493,6 +519,7 @@ impl Backend for Datapath {
     /// Deletes entries whose process is gone or whose `--for` has run out (the datapath
     /// and the exit hook delete most of them first). Returns the limits removed.
     fn prune(&mut self) -> Result<Vec<ActiveLimit>, Error> {
+        let held = lock::lock()?;
         let now = clock::boottime_ns();
         let mut pruned = Vec::new();
         let mut qdisc_held = false;
@@ -508,7 +535,7 @@ impl Backend for Datapath {
             }
         }
         if qdisc_held {
-            self.sync_qdiscs(Reach::Shrink)?;
+            self.sync_qdiscs(&held, Reach::Shrink)?;
         }
         Ok(pruned)
     }
@@ -521,16 +548,4 @@ impl Backend for Datapath {
             _ => Ok(None),
         }
     }
-}
-
-/// Lifts every limit of the install pinned at `pin_dir` and gives the shaped sockets of the
-/// processes that had them their own settings back (for `reset`). Returns how many sockets
-/// were restored.
-pub(crate) fn lift_all(pin_dir: &Path, pins: PinnedMaps) -> Result<usize, Error> {
-    let mut datapath = Datapath::from_pins(pins, pin_dir)?;
-    let pids: Vec<u32> = datapath.pids().into_iter().collect();
-    for &pid in &pids {
-        datapath.delete(pid);
-    }
-    crate::shaping::reconcile(pin_dir, &pids)
 }

@@ -5,37 +5,52 @@
 //! the kernel after the command exits. [`Datapath`] implements the core's `Backend`
 //! trait; the command line and the TUI see nothing else of the kernel but the few
 //! procfs and privilege helpers re-exported here.
+//!
+//! The modules are layered, each using only those below it:
+//! - the machine as the command line sees it (`system`: [`Kernel`], and the usage source
+//!   `top` and the TUI read, `usage_source`), over
+//! - operations: the limit table ([`Datapath`]), [`reset`], the accounting, the probe of
+//!   backends, and what the limit table drives: the TCP iterator's reconcile
+//!   (`tcp_iterator`) and the qdisc backends' sync (`qdisc_sync`);
+//! - the pinned state: `install` (attach and pin what is missing) over `pins` (open the
+//!   pinned maps, meta, version checks);
+//! - the loader (`loader`): parse the object, create or reuse maps, load and find programs;
+//! - helpers every layer uses: `config`, `error`, `names`, `layout`, `object`, `mounts`,
+//!   `procs`, `netns`, `privileges`, `lock`, `clock`, `rtnetlink`, `backfill`, `query`.
 
 pub mod accounting;
 mod backfill;
 mod bucket_check;
 pub mod clock;
+mod config;
 mod datapath;
 mod error;
 mod install;
 mod layout;
+mod loader;
 mod lock;
 pub mod mounts;
 pub mod names;
 mod netns;
 mod object;
 mod object_check;
+mod pins;
 pub mod privileges;
 pub mod probe;
 pub mod procs;
-mod qdiscs;
+mod qdisc_sync;
 pub mod query;
-mod shaping;
+mod reset;
+mod rtnetlink;
 mod share_check;
 pub mod sockdiag;
 pub mod system;
-mod tc;
+mod tcp_iterator;
 pub mod usage_source;
 
 pub use accounting::Accounting;
+pub use config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
 pub use datapath::Datapath;
 pub use error::{Error, describe};
-pub use install::{
-    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR, ResetReport, reset,
-};
+pub use reset::{ResetReport, reset};
 pub use system::Kernel;

@@ -1,4 +1,10 @@
-//! One ChadThrottle command at a time changes pinned state.
+//! One ChadThrottle change at a time: installing, setting or lifting limits, pruning,
+//! the qdisc sync, `reset`.
+//!
+//! A change takes the lock once, from its first read to its last write, and hands
+//! `&StateLock` down to the helpers that must run under it, as proof. Helpers never take
+//! it again: `flock` on a second descriptor waits for the first, even in the same
+//! process, so a nested take would wait for ever.
 
 use crate::error::Error;
 use crate::names::LOCK_FILE;
@@ -6,7 +12,8 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-/// Held while pinned state is changed; released on drop (or when the process dies).
+/// Held while pinned state is changed; released on drop (or when the process dies), so
+/// never between two changes.
 #[derive(Debug)]
 pub struct StateLock {
     _file: File,

@@ -7,13 +7,16 @@
 //! backends run with the one datapath: its policer is behind whichever is chosen.
 
 use crate::error::describe;
-use crate::install::{load, load_program};
+use crate::loader::{self, load, load_program};
 use crate::names::{PROG_ITER_TCP, PROG_TC_INGRESS, PROGRAMS};
 use crate::privileges::{self, Operation};
+use crate::rtnetlink::Rtnl;
 use aya::Btf;
+use aya::programs::SchedClassifier;
 use chadthrottle_core::Direction;
 use chadthrottle_core::PerDirection;
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::htb_class::{self, QDISC_HANDLE};
 use chadthrottle_core::status::Enforcement;
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -111,16 +114,64 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
             .map_err(|error| format!("the kernel refused {program}: {}", describe(&error)))?;
     }
     match enforcement {
-        Enforcement::Htb => crate::qdiscs::probe_support(Direction::Up, None),
+        Enforcement::Htb => qdisc_support(Direction::Up, None),
         Enforcement::Ifb => {
-            let classifier: &aya::programs::SchedClassifier = ebpf
-                .program(PROG_TC_INGRESS)
-                .and_then(|program| program.try_into().ok())
-                .ok_or("the classifier did not load")?;
+            let classifier = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_INGRESS)
+                .map_err(|error| describe(&error))?;
             let fd = classifier.fd().map_err(|error| describe(&error))?;
             let raw = u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0);
-            crate::qdiscs::probe_support(Direction::Down, Some(raw))
+            qdisc_support(Direction::Down, Some(raw))
         }
         Enforcement::Shaping | Enforcement::Policer => Ok(()),
     }
+}
+
+/// Whether this kernel can carry the qdisc backend for `direction`, by trying in a network
+/// namespace of its own that vanishes with the thread: an IFB device, an HTB qdisc and
+/// class on it, and for downloads an ingress qdisc with the classifier `classifier_fd`
+/// behind a mirred redirect. Nothing outside that namespace is touched.
+fn qdisc_support(direction: Direction, classifier_fd: Option<u32>) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare(CLONE_NEWNET) moves only this thread, which ends here.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!(
+                        "cannot create a network namespace to try it in: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
+                let ifb = rtnl
+                    .add_ifb("ct-probe", 10)
+                    .map_err(|e| format!("cannot create an IFB device (CONFIG_IFB): {e}"))?;
+                rtnl.add_htb_root(ifb, QDISC_HANDLE)
+                    .map_err(|e| format!("cannot add an HTB qdisc (CONFIG_NET_SCH_HTB): {e}"))?;
+                rtnl.set_class(
+                    ifb,
+                    QDISC_HANDLE,
+                    htb_class::class_id(1),
+                    1 << 20,
+                    1 << 20,
+                    1514,
+                )
+                .map_err(|e| format!("cannot add an HTB class: {e}"))?;
+                if direction == Direction::Down {
+                    let fd = classifier_fd.ok_or("the classifier was not loaded")?;
+                    rtnl.add_ingress(ifb).map_err(|e| {
+                        format!("cannot add an ingress qdisc (CONFIG_NET_SCH_INGRESS): {e}")
+                    })?;
+                    rtnl.add_redirect_filter(ifb, false, fd, PROG_TC_INGRESS, ifb)
+                        .map_err(|e| {
+                            format!(
+                                "cannot add a BPF filter with a mirred action \
+                                 (CONFIG_NET_CLS_BPF, CONFIG_NET_ACT_MIRRED): {e}"
+                            )
+                        })?;
+                }
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the probe thread panicked".into()))
+    })
 }

@@ -2,8 +2,8 @@
 //! the usage sources and /proc. The command line and the TUI's runner reach the kernel
 //! through this one type; their tests use the core's in-memory fake instead.
 
+use crate::config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
 use crate::error::Error;
-use crate::install::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
 use crate::usage_source::KernelUsage;
 use crate::{Datapath, mounts, probe, procs};
 use chadthrottle_core::access::{HidePid, Installed, Requested};
@@ -94,7 +94,7 @@ impl System for Kernel {
         // without the capabilities, that is what stands in the way first
         crate::privileges::check(crate::privileges::Operation::Install { mount_bpffs: false })?;
         let config = Kernel::config(options)?;
-        let installed = match crate::install::open_pins(&config.pin_dir)? {
+        let installed = match crate::pins::open_pins(&config.pin_dir)? {
             Some(pins) => {
                 let conns = pins
                     .conns

@@ -1,8 +1,8 @@
 //! Where `top` and the TUI get their figures: the datapath's accounting if it can be had,
 //! else the sock_diag fallback, with the reason.
 
+use crate::config::Config;
 use crate::error::Error;
-use crate::install::Config;
 use crate::sockdiag::SockDiag;
 use crate::{Accounting, Datapath, mounts};
 use chadthrottle_core::ProcessRef;

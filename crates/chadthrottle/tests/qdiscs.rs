@@ -8,35 +8,18 @@
 //! way an administrator would look.
 
 mod common;
+mod iproute;
 
 use anyhow::{Context as _, ensure};
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
 use common::{Test, pid, run};
+use iproute::{DEVICE, ifb_devices, iproute};
 use serde_json::Value;
-use std::process::Command;
 
 const MIB: f64 = 1024.0 * 1024.0;
 const WARMUP_NS: u64 = 2_000_000_000;
 const MAX_BYTES: u64 = 20 << 30;
 const SECONDS: f64 = 8.0;
-const DEVICE: &str = "veth-c";
-
-/// Runs an iproute2 command in the network namespace of `inside` (a lab process).
-fn iproute(inside: &Endpoint, program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", inside.pid()))
-        .arg(program)
-        .args(args)
-        .output()
-        .context("nsenter runs")?;
-    ensure!(
-        output.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 /// Every qdisc of the lab's client interface, as `tc -j` reports it.
 fn qdiscs(inside: &Endpoint) -> anyhow::Result<Value> {
@@ -56,18 +39,6 @@ fn kinds(qdiscs: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn ifb_devices(inside: &Endpoint) -> anyhow::Result<Vec<String>> {
-    let links: Value = serde_json::from_str(&iproute(inside, "ip", &["-j", "link", "show"])?)?;
-    Ok(links
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|link| link["ifname"].as_str())
-        .filter(|name| name.starts_with("ct-ifb"))
-        .map(str::to_owned)
-        .collect())
 }
 
 fn status_entry(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {

@@ -4,7 +4,7 @@
 //! built with `netlink-packet-route`; HTB's options, which it does not model, are its
 //! kernel structs laid out here (`struct tc_htb_glob`, `struct tc_htb_opt`).
 
-use chadthrottle_core::qdisc::SavedQdisc;
+use chadthrottle_core::qdisc_plan::SavedQdisc;
 use netlink_packet_core::{
     DefaultNla, Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
     NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla,

@@ -1,14 +1,14 @@
 //! The shaping backend's one userspace step: running the TCP iterator (`ct_iter_tcp`) over
 //! the network namespaces of limited processes, so that sockets already open are shaped the
 //! moment a limit is set and get their own settings back the moment it goes. Everything
-//! after that happens in the sockets' own sock_ops callbacks (bpf/shaping.bpf.h).
+//! after that happens in the sockets' own sock_ops callbacks (bpf/shaper.bpf.c).
 //!
 //! A TCP iterator walks the sockets of the network namespace current when it is opened, so
 //! each namespace gets its own short thread that enters it (`setns` changes only the
 //! calling thread's namespace) and reads the iterator there.
 
 use crate::error::Error;
-use crate::install;
+use crate::loader;
 use crate::names::PROG_ITER_TCP;
 use crate::netns::NetnsId;
 use aya::programs::Iter;
@@ -26,14 +26,8 @@ pub fn reconcile(pin_dir: &Path, pids: &[u32]) -> Result<usize, Error> {
     if namespaces.is_empty() {
         return Ok(0);
     }
-    let mut ebpf = install::load_with_pins(pin_dir, PROG_ITER_TCP)?;
-    let iter: &mut Iter = ebpf
-        .program_mut(PROG_ITER_TCP)
-        .ok_or_else(|| {
-            Error::program("find", PROG_ITER_TCP)(aya::programs::ProgramError::NotLoaded)
-        })?
-        .try_into()
-        .map_err(Error::program("find", PROG_ITER_TCP))?;
+    let mut ebpf = loader::load_with_pins(pin_dir, PROG_ITER_TCP)?;
+    let iter = loader::program::<Iter>(&mut ebpf, PROG_ITER_TCP)?;
     let mut changed = 0;
     for namespace in namespaces.into_values() {
         let link = iter

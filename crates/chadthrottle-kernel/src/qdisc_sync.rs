@@ -8,18 +8,20 @@
 //! installed before and what it replaced. It first checks every root qdisc it would
 //! replace, and refuses (changing nothing) one it did not create unless forced; then it
 //! installs, re-rates and removes. Each namespace is worked on from a short thread that
-//! enters it, like the TCP iterator's (`shaping.rs`).
+//! enters it, like the TCP iterator's (`tcp_iterator.rs`). The caller holds the state
+//! lock from its first read of the limit table to the end of the sync.
 
 use crate::error::Error;
-use crate::install;
+use crate::loader;
+use crate::lock::StateLock;
 use crate::names::{IFB_PREFIX, PROG_TC_INGRESS};
 use crate::netns::{self, NetnsId};
-use crate::tc::{Link, Rtnl};
+use crate::rtnetlink::{Link, Rtnl};
 use aya::programs::SchedClassifier;
 use chadthrottle_core::Direction;
-use chadthrottle_core::qdisc::{
-    self, ETHERNET_HEADER, InstalledInterface, NamespaceRecord, QDISC_HANDLE, QdiscRecord,
-    RootDecision, Wanted,
+use chadthrottle_core::htb_class::{self, ETHERNET_HEADER, QDISC_HANDLE};
+use chadthrottle_core::qdisc_plan::{
+    self, InstalledInterface, NamespaceRecord, QdiscRecord, RootDecision, Wanted,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -138,9 +140,13 @@ pub(crate) enum Reach {
 }
 
 /// Brings every namespace's qdiscs in line with `limits` (the qdisc-held limits in force
-/// now, of live processes) and updates the record kept for `pin_dir`. The caller holds
-/// the state lock.
-pub(crate) fn sync(pin_dir: &Path, limits: &[ClassLimit], reach: Reach) -> Result<(), Error> {
+/// now, of live processes, read under `_held`) and updates the record kept for `pin_dir`.
+pub(crate) fn sync(
+    _held: &StateLock,
+    pin_dir: &Path,
+    limits: &[ClassLimit],
+    reach: Reach,
+) -> Result<(), Error> {
     let path = record_path(pin_dir);
     let record = read_record(&path)?;
     if record.namespaces.is_empty() && limits.is_empty() {
@@ -187,15 +193,8 @@ pub(crate) fn sync(pin_dir: &Path, limits: &[ClassLimit], reach: Reach) -> Resul
             .any(|entry| entry.classes.iter().any(|c| c.direction == Direction::Down));
     let mut ebpf = None;
     let classifier_fd = if needs_classifier {
-        let loaded = ebpf.insert(install::load_with_pins(pin_dir, PROG_TC_INGRESS)?);
-        let program: &SchedClassifier = loaded
-            .program(PROG_TC_INGRESS)
-            .ok_or_else(|| {
-                Error::program("find", PROG_TC_INGRESS)(aya::programs::ProgramError::NotLoaded)
-            })?
-            .try_into()
-            .map_err(Error::program("find", PROG_TC_INGRESS))?;
-        let fd = program
+        let loaded = ebpf.insert(loader::load_with_pins(pin_dir, PROG_TC_INGRESS)?);
+        let fd = loader::program::<SchedClassifier>(loaded, PROG_TC_INGRESS)?
             .fd()
             .map_err(Error::program("find", PROG_TC_INGRESS))?;
         Some(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
@@ -240,7 +239,7 @@ fn in_namespace(
     let mut rtnl = Rtnl::open().map_err(Error::tc("open rtnetlink"))?;
     let links = rtnl.links().map_err(Error::tc("list interfaces"))?;
     let wanted = interfaces_in_use(&mut rtnl, &links, work)?;
-    let mut plan = qdisc::plan_interfaces(&work.installed, &wanted);
+    let mut plan = qdisc_plan::plan_interfaces(&work.installed, &wanted);
     let force = match reach {
         Reach::Grow { force } => force,
         Reach::Shrink => {
@@ -260,7 +259,7 @@ fn in_namespace(
                 .root_qdisc(ifindex)
                 .map_err(Error::tc(format!("read the root qdisc of {}", link.name)))?;
             let decision =
-                qdisc::decide_root(&link.name, root, force).map_err(Error::QdiscRefused)?;
+                qdisc_plan::decide_root(&link.name, root, force).map_err(Error::QdiscRefused)?;
             decisions.insert(ifindex, decision);
         }
     }
@@ -487,13 +486,13 @@ fn set_classes(
         .iter()
         .filter(|c| c.direction == interface.direction)
     {
-        let rate = qdisc::wire_rate(class.rate, link.mtu, header);
+        let rate = htb_class::wire_rate(class.rate, link.mtu, header);
         rtnl.set_class(
             carrier.index,
             QDISC_HANDLE,
             class.class_id,
             rate,
-            qdisc::buffer_ticks(rate, frame),
+            htb_class::buffer_ticks(rate, frame),
             frame,
         )
         .map_err(Error::tc(format!(
@@ -518,57 +517,4 @@ fn set_classes(
             )))?;
     }
     Ok(())
-}
-
-/// Whether this kernel can carry the qdisc backend for `direction`, by trying in a network
-/// namespace of its own that vanishes with the thread: an IFB device, an HTB qdisc and
-/// class on it, and for downloads an ingress qdisc with the classifier `classifier_fd`
-/// behind a mirred redirect. Nothing outside that namespace is touched.
-pub(crate) fn probe_support(
-    direction: Direction,
-    classifier_fd: Option<u32>,
-) -> Result<(), String> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: unshare(CLONE_NEWNET) moves only this thread, which ends here.
-                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                    return Err(format!(
-                        "cannot create a network namespace to try it in: {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-                let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
-                let ifb = rtnl
-                    .add_ifb("ct-probe", 10)
-                    .map_err(|e| format!("cannot create an IFB device (CONFIG_IFB): {e}"))?;
-                rtnl.add_htb_root(ifb, QDISC_HANDLE)
-                    .map_err(|e| format!("cannot add an HTB qdisc (CONFIG_NET_SCH_HTB): {e}"))?;
-                rtnl.set_class(
-                    ifb,
-                    QDISC_HANDLE,
-                    qdisc::class_id(1),
-                    1 << 20,
-                    1 << 20,
-                    1514,
-                )
-                .map_err(|e| format!("cannot add an HTB class: {e}"))?;
-                if direction == Direction::Down {
-                    let fd = classifier_fd.ok_or("the classifier was not loaded")?;
-                    rtnl.add_ingress(ifb).map_err(|e| {
-                        format!("cannot add an ingress qdisc (CONFIG_NET_SCH_INGRESS): {e}")
-                    })?;
-                    rtnl.add_redirect_filter(ifb, false, fd, PROG_TC_INGRESS, ifb)
-                        .map_err(|e| {
-                            format!(
-                                "cannot add a BPF filter with a mirred action \
-                                 (CONFIG_NET_CLS_BPF, CONFIG_NET_ACT_MIRRED): {e}"
-                            )
-                        })?;
-                }
-                Ok(())
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the probe thread panicked".into()))
-    })
 }

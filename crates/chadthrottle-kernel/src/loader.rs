@@ -1,0 +1,99 @@
+//! The lowest layer of the datapath: parsing the embedded object, creating its maps (or
+//! reusing pinned ones), loading a program into the kernel, and finding a program of the
+//! parsed object by name and kind. Nothing here attaches or pins.
+
+use crate::config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, MAX_ACCOUNTED_PROCESSES};
+use crate::error::Error;
+use crate::names::{
+    GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_PROC_ACCT,
+    MAP_PROC_INFO, MAP_STATS, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TCP, PROG_PROCESS_EXIT,
+    PROG_SOCK_CREATE, PROG_SOCK_OPS, PROG_TC_INGRESS, TRACEPOINT_PROCESS_EXIT,
+};
+use crate::object::OBJECT;
+use aya::programs::{
+    BtfTracePoint, CgroupSkb, CgroupSock, Iter, Program, ProgramError, SchedClassifier, SockOps,
+};
+use aya::{Btf, Ebpf, EbpfLoader};
+use std::path::{Path, PathBuf};
+
+/// Parses the object and creates (or, with `config`, reuses the pinned) maps. Programs
+/// are not loaded yet.
+pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
+    let mut loader = EbpfLoader::new();
+    let ns_per_tick = crate::clock::ns_per_tick();
+    loader.override_global(GLOBAL_NS_PER_TICK, &ns_per_tick, true);
+    let accounting = u32::from(config.is_none_or(|config| config.accounting));
+    loader.override_global(GLOBAL_ACCOUNTING, &accounting, true);
+    let max_limits = config.map_or(DEFAULT_MAX_LIMITS, |config| config.max_limits);
+    let entries = max_limits.saturating_mul(2);
+    loader.map_max_entries(MAP_LIMITS, entries);
+    loader.map_max_entries(MAP_STATS, entries);
+    loader.map_max_entries(MAP_PROC_ACCT, MAX_ACCOUNTED_PROCESSES);
+    loader.map_max_entries(MAP_PROC_INFO, MAX_ACCOUNTED_PROCESSES);
+    loader.map_max_entries(
+        MAP_CONNS,
+        config.map_or(DEFAULT_MAX_CONNECTIONS, |config| config.max_connections),
+    );
+    let pins: Vec<(&str, PathBuf)> = config
+        .map(|config| {
+            MAPS.iter()
+                .map(|&name| (name, config.pin_dir.join(name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, path) in &pins {
+        loader.map_pin_path(name, path.as_path());
+    }
+    loader.load(OBJECT).map_err(|source| Error::Load { source })
+}
+
+/// The object with the maps pinned at `pin_dir` and `program` loaded into the kernel: for
+/// the programs run or attached on demand (the TCP iterator, the tc classifier). The
+/// pinned maps are reused as they are, sizes included; the cgroup is not used.
+pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Ebpf, Error> {
+    let config = Config {
+        cgroup: PathBuf::new(),
+        pin_dir: pin_dir.to_owned(),
+        max_limits: DEFAULT_MAX_LIMITS,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        accounting: true,
+    };
+    let mut ebpf = load(Some(&config))?;
+    load_program(&mut ebpf, program, &btf()?)?;
+    Ok(ebpf)
+}
+
+/// The kernel's own type information, which the iterator and the tracepoint load against.
+pub(crate) fn btf() -> Result<Btf, Error> {
+    Btf::from_sys_fs().map_err(|source| Error::Load {
+        source: aya::EbpfError::BtfError(source),
+    })
+}
+
+/// The program `name` of `ebpf` as the kind `P` it is loaded and attached as; the error
+/// names the program, whether the object lacks it or has it as another kind.
+pub(crate) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, Error>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::program("find", name)(ProgramError::NotLoaded))?;
+    program.try_into().map_err(Error::program("find", name))
+}
+
+/// Loads `name` into the kernel (the verifier runs here).
+pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<(), Error> {
+    let loaded = match name {
+        PROG_SOCK_CREATE => program::<CgroupSock>(ebpf, name)?.load(),
+        PROG_EGRESS | PROG_INGRESS => program::<CgroupSkb>(ebpf, name)?.load(),
+        PROG_SOCK_OPS => program::<SockOps>(ebpf, name)?.load(),
+        PROG_ITER_TCP => program::<Iter>(ebpf, name)?.load(ITER_TCP, btf),
+        PROG_TC_INGRESS => program::<SchedClassifier>(ebpf, name)?.load(),
+        PROG_PROCESS_EXIT => {
+            program::<BtfTracePoint>(ebpf, name)?.load(TRACEPOINT_PROCESS_EXIT, btf)
+        }
+        _ => return Err(Error::program("find", name)(ProgramError::NotLoaded)),
+    };
+    loaded.map_err(Error::program("load", name))
+}

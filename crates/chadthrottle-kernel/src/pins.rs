@@ -1,0 +1,90 @@
+//! The pinned maps of an install: opening them, checking they are of this build's
+//! layout, and reading and writing the install's meta (`ct_meta`).
+
+use crate::error::Error;
+use crate::layout::{self, Acct, Conn, Limit, LimitKey, Meta, Owner, ProcInfo, SockState, Stats};
+use crate::names::{
+    MAP_CONNS, MAP_LIMITS, MAP_META, MAP_OWNER, MAP_PROC_ACCT, MAP_PROC_INFO, MAP_STATS,
+};
+use aya::maps::{Array, MapData};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+/// The pinned maps, opened.
+pub(crate) struct PinnedMaps {
+    pub limits: MapData,
+    pub stats: MapData,
+    pub owner: MapData,
+    pub proc_acct: MapData,
+    pub proc_info: MapData,
+    pub conns: MapData,
+    pub meta: Meta,
+}
+
+/// Opens the maps pinned under `pin_dir`; `None` if there is no datapath there.
+pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
+    if !pin_dir.join(MAP_META).exists() {
+        return Ok(None);
+    }
+    let open = |name: &'static str| {
+        MapData::from_pin(pin_dir.join(name)).map_err(Error::map("open pinned", name))
+    };
+    let (limits, stats, owner, meta) = (
+        open(MAP_LIMITS)?,
+        open(MAP_STATS)?,
+        open(MAP_OWNER)?,
+        open(MAP_META)?,
+    );
+    // the version is checked before the accounting maps, which older installs lack
+    check_version(pin_dir, &meta)?;
+    let (proc_acct, proc_info, conns) =
+        (open(MAP_PROC_ACCT)?, open(MAP_PROC_INFO)?, open(MAP_CONNS)?);
+    layout::check_map::<LimitKey, Limit>(MAP_LIMITS, &limits)?;
+    layout::check_map::<LimitKey, Stats>(MAP_STATS, &stats)?;
+    layout::check_map::<i32, SockState>(MAP_OWNER, &owner)?;
+    layout::check_map::<Owner, Acct>(MAP_PROC_ACCT, &proc_acct)?;
+    layout::check_map::<Owner, ProcInfo>(MAP_PROC_INFO, &proc_info)?;
+    layout::check_map::<u64, Conn>(MAP_CONNS, &conns)?;
+    Ok(Some(PinnedMaps {
+        limits,
+        stats,
+        owner,
+        proc_acct,
+        proc_info,
+        conns,
+        meta: read_meta(&meta)?,
+    }))
+}
+
+/// Refuses pinned state of another layout version (0: an install that crashed before
+/// writing its meta, which this one completes).
+fn check_version(pin_dir: &Path, meta: &MapData) -> Result<(), Error> {
+    layout::check_map::<u32, Meta>(MAP_META, meta)?;
+    let meta_value = read_meta(meta)?;
+    if meta_value.layout_version != layout::LAYOUT_VERSION && meta_value.layout_version != 0 {
+        return Err(Error::ForeignInstall {
+            pin_dir: pin_dir.to_owned(),
+            layout: meta_value.layout_version,
+            object: meta_value.object_id,
+        });
+    }
+    Ok(())
+}
+
+fn read_meta(map: &MapData) -> Result<Meta, Error> {
+    let fd = map
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(Error::io("duplicate", MAP_META))?;
+    let map = MapData::from_fd(fd).map_err(Error::map("open", MAP_META))?;
+    let array: Array<MapData, Meta> = layout::typed(MAP_META, map)?;
+    array.get(&0, 0).map_err(Error::map("read", MAP_META))
+}
+
+pub(crate) fn write_meta(pin_dir: &Path, meta: Meta) -> Result<(), Error> {
+    let map =
+        MapData::from_pin(pin_dir.join(MAP_META)).map_err(Error::map("open pinned", MAP_META))?;
+    let mut array: Array<MapData, Meta> = layout::typed(MAP_META, map)?;
+    array.set(0, meta, 0).map_err(Error::map("write", MAP_META))
+}
