@@ -7,10 +7,34 @@
 //! process, so a nested take would wait for ever.
 
 use crate::error::Error;
-use crate::names::LOCK_FILE;
+use crate::names::{LOCK_FILE, RUN_DIR};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::Path;
+
+/// Creates ChadThrottle's directory in /run, root's alone (0700): the lock in it cannot be
+/// taken by another user to stall every command, and the records in it name interfaces
+/// of every namespace. Returns its path.
+pub fn run_dir() -> Result<&'static Path, Error> {
+    let dir = Path::new(RUN_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io("create", dir))?;
+    Ok(dir)
+}
+
+/// Opens `path` for writing, creating it mode 0600 if it is not there.
+pub fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(truncate)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
 
 /// Held while pinned state is changed; released on drop (or when the process dies), so
 /// never between two changes.
@@ -21,16 +45,9 @@ pub struct StateLock {
 
 /// Waits for and takes the machine-wide lock.
 pub fn lock() -> Result<StateLock, Error> {
+    run_dir()?;
     let path = Path::new(LOCK_FILE);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("open", path))?;
+    let file = open_private(path, false).map_err(Error::io("open", path))?;
     // SAFETY: the descriptor is open for the duration of the call.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(Error::io("lock", path)(std::io::Error::last_os_error()));

@@ -114,7 +114,10 @@ pub fn prepare_pin_dir(pin_dir: &Path, plan: &PinDirPlan) -> Result<(), Error> {
         std::fs::create_dir_all(at).map_err(Error::io("create", at))?;
         mount_bpffs(at)?;
     }
-    match std::fs::create_dir(pin_dir) {
+    // root's alone, like the pins in it
+    let created = std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(pin_dir);
+    match created {
         Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
             Err(Error::io("create", pin_dir)(error))
         }

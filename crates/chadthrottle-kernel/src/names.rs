@@ -73,4 +73,4 @@ pub const BPFFS_SOURCE: &str = "chadthrottle";
 pub const RUN_DIR: &str = "/run/chadthrottle";
 
 /// Serialises every command that changes pinned state.
-pub const LOCK_FILE: &str = "/run/lock/chadthrottle.lock";
+pub const LOCK_FILE: &str = "/run/chadthrottle/lock";

@@ -70,19 +70,15 @@ fn write_record(path: &Path, record: &QdiscRecord) -> Result<(), Error> {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(Error::io("remove", path)(error)),
         }
-        // the directory goes with its last record (another install's keeps it)
-        if let Some(dir) = path.parent() {
-            let _in_use_or_gone = std::fs::remove_dir(dir);
-        }
         return Ok(());
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    }
+    crate::lock::run_dir()?;
     let text = serde_json::to_vec_pretty(record)
         .map_err(|error| Error::io("write", path)(std::io::Error::other(error)))?;
     let partial = path.with_extension("json.new");
-    std::fs::write(&partial, text).map_err(Error::io("write", &partial))?;
+    crate::lock::open_private(&partial, true)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &text))
+        .map_err(Error::io("write", &partial))?;
     std::fs::rename(&partial, path).map_err(Error::io("write", path))
 }
 

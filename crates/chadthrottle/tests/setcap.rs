@@ -110,6 +110,18 @@ fn a_user_acts_on_their_own_processes_only() -> anyhow::Result<()> {
     // root installs the datapath in the lab and limits root's own client
     run(&lab, &["limit", "--pid", &pid(&roots), "--up", "10M"])?;
     let before = status(&lab)?;
+    // what ChadThrottle keeps for itself is root's alone
+    for dir in [lab.pin_dir(), Path::new("/run/chadthrottle")] {
+        let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
+        ensure!(
+            meta.permissions().mode() & 0o777 == 0o700
+                && std::os::unix::fs::MetadataExt::uid(&meta) == 0,
+            "{} is mode {:o}, owner {}",
+            dir.display(),
+            meta.permissions().mode() & 0o777,
+            std::os::unix::fs::MetadataExt::uid(&meta)
+        );
+    }
 
     let other_pin_dir = lab.pin_dir().with_extension("elsewhere");
     let other_pin_dir = other_pin_dir.display().to_string();
