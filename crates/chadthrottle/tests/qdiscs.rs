@@ -7,17 +7,14 @@
 //! the test reads them with iproute2 (`tc -j`, `ip -j`) from inside that namespace, the
 //! way an administrator would look.
 
-mod common;
+pub mod common;
 
 use anyhow::{Context as _, ensure};
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{Test, pid, run};
+use common::{MAX_BYTES, MIB, Test, listed, pid, policed, run, status_of, steady};
 use serde_json::Value;
 use std::process::Command;
 
-const MIB: f64 = 1024.0 * 1024.0;
-const WARMUP_NS: u64 = 2_000_000_000;
-const MAX_BYTES: u64 = 20 << 30;
 const SECONDS: f64 = 8.0;
 const DEVICE: &str = "veth-c";
 
@@ -70,13 +67,6 @@ fn ifb_devices(inside: &Endpoint) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn status_entry(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {
-    let status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
-    Ok(status["limits"]
-        .as_array()
-        .and_then(|limits| limits.iter().find(|limit| limit["pid"] == pid).cloned()))
-}
-
 fn htb_holds_an_upload_and_puts_the_default_root_back() -> anyhow::Result<()> {
     let lab = Lab::new("htb-up", None)?;
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
@@ -108,15 +98,10 @@ fn htb_holds_an_upload_and_puts_the_default_root_back() -> anyhow::Result<()> {
     );
 
     let report = client.send(SECONDS, MAX_BYTES)?;
-    server
-        .received_steady(&report, WARMUP_NS)?
-        .held_smoothly("htb upload", 2.0 * MIB, 0.05)?;
-    let entry = status_entry(&lab, client.pid())?.context("the limit is listed")?;
+    steady(&mut server, &report)?.held_smoothly("htb upload", 2.0 * MIB, 0.05)?;
+    let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["up"] == "htb", "status: {entry}");
-    let dropped = entry["stats"]["up"]["dropped_packets"]
-        .as_u64()
-        .unwrap_or(0);
-    let passed = entry["stats"]["up"]["packets"].as_u64().unwrap_or(0);
+    let (dropped, passed) = policed(&entry, "up")?;
     println!("  the policer behind HTB dropped {dropped} of {passed} packets");
     ensure!(
         dropped * 1000 <= passed,
@@ -169,7 +154,7 @@ fn a_foreign_root_qdisc_is_refused_and_with_force_put_back_exactly() -> anyhow::
     ensure!(stderr.trim().lines().count() == 1, "one line: {stderr}");
     ensure!(qdiscs(&client)? == before, "nothing changed on refusal");
     ensure!(
-        status_entry(&lab, client.pid())?.is_none(),
+        status_of(&lab, client.pid())?.is_none(),
         "no limit is left from the refused command"
     );
 
@@ -219,10 +204,8 @@ fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> 
     );
 
     let report = server.send(SECONDS, MAX_BYTES)?;
-    client
-        .received_steady(&report, WARMUP_NS)?
-        .held_smoothly("ifb download", 2.0 * MIB, 0.05)?;
-    let entry = status_entry(&lab, client.pid())?.context("the limit is listed")?;
+    steady(&mut client, &report)?.held_smoothly("ifb download", 2.0 * MIB, 0.05)?;
+    let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["down"] == "ifb", "status: {entry}");
     let segments = report.bytes / 1448 + 1;
     println!(
