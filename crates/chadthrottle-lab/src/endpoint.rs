@@ -174,6 +174,17 @@ impl Endpoint {
         }
     }
 
+    /// Caps the pacing rate of the endpoint's TCP connections at `rate` bytes per second,
+    /// as an application that wants no more than that would: a flow at a set rate, which
+    /// a busy CPU does not slow (unlike one that takes all it can).
+    pub fn pace(&mut self, rate: u64) -> anyhow::Result<()> {
+        self.command(&format!("pace {rate}"))?;
+        match self.reply()? {
+            Reply::Paced(_) => Ok(()),
+            other => bail!("endpoint said {other:?} instead of paced"),
+        }
+    }
+
     /// Runs a short-lived thread in the endpoint.
     pub fn run_thread(&mut self) -> anyhow::Result<()> {
         self.command("thread")?;

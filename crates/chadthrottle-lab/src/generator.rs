@@ -14,6 +14,8 @@
 //! bins                     received bytes per bin so far
 //! drops                    datagrams the kernel dropped at its UDP sockets so far
 //! open                     (connecting side) open one more connection
+//! pace BYTES_PER_SECOND    cap the pacing rate of every TCP connection (the application's
+//!                          own SO_MAX_PACING_RATE): a flow that asks for a set rate
 //! probe SECONDS            (connecting side) latency probe against an `echo` endpoint, on
 //!                          a connection of its own (see `latency`)
 //! thread                   run a thread that exits at once (the exit hook must ignore it)
@@ -180,6 +182,31 @@ fn socket_drops(socket: &impl AsRawFd) -> anyhow::Result<u64> {
         "SO_MEMINFO returned {len} bytes"
     );
     Ok(u64::from(meminfo[libc::SK_MEMINFO_DROPS as usize]))
+}
+
+/// Caps the pacing rate of every TCP connection at `rate` bytes per second; returns how
+/// many connections there are.
+fn pace(shared: &Shared, rate: u64) -> anyhow::Result<usize> {
+    let conns = shared.conns.lock().unwrap_or_else(PoisonError::into_inner);
+    for conn in conns.iter() {
+        let Conn::Tcp(stream) = conn else {
+            anyhow::bail!("only TCP connections can be paced");
+        };
+        // SAFETY: rate is a valid u64 for the length given; the descriptor is open.
+        let status = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MAX_PACING_RATE,
+                (&raw const rate).cast(),
+                std::mem::size_of::<u64>() as libc::socklen_t,
+            )
+        };
+        if status != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
+    Ok(conns.len())
 }
 
 /// Retransmitted segments of `stream` so far (`tcpi_total_retrans`).
@@ -543,6 +570,7 @@ fn run(raw_args: &[String]) -> anyhow::Result<()> {
             ["churn", count] if connecting => {
                 reply(&Reply::Churned(churn(&args, count.parse()?)?))?;
             }
+            ["pace", rate] => reply(&Reply::Paced(pace(&shared, rate.parse()?)?))?,
             ["thread"] => {
                 std::thread::spawn(|| {})
                     .join()

@@ -57,6 +57,8 @@ pub enum Reply {
     Dropped(u64),
     Opened(usize),
     Churned(u64),
+    /// Connections whose pacing rate was capped (see `pace`).
+    Paced(usize),
     Probed(ProbeReport),
     ThreadDone,
 }
