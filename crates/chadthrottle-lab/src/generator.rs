@@ -137,24 +137,32 @@ fn set_cc(stream: &impl AsRawFd, cc: Option<&str>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Gives `socket` a receive buffer of [`UDP_RECEIVE_BUFFER`], above the system's maximum
-/// (`SO_RCVBUFFORCE`: the lab runs as root).
-fn enlarge_receive_buffer(socket: &UdpSocket) -> std::io::Result<()> {
-    let size = UDP_RECEIVE_BUFFER;
-    // SAFETY: size is a valid c_int for the length given; the descriptor is open.
+/// Sets the `SOL_SOCKET` option `name` of `socket` to `value` (plain data).
+fn set_socket_option<T: Copy>(
+    socket: &impl AsRawFd,
+    name: libc::c_int,
+    value: T,
+) -> std::io::Result<()> {
+    // SAFETY: value is a live T and the length given is its size; the descriptor is open.
     let status = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&raw const size).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if status != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Gives `socket` a receive buffer of [`UDP_RECEIVE_BUFFER`], above the system's maximum
+/// (`SO_RCVBUFFORCE`: the lab runs as root).
+fn enlarge_receive_buffer(socket: &UdpSocket) -> std::io::Result<()> {
+    set_socket_option(socket, libc::SO_RCVBUFFORCE, UDP_RECEIVE_BUFFER)
 }
 
 /// Packets the kernel dropped at `socket` so far (`SK_MEMINFO_DROPS`, the counter
@@ -192,19 +200,7 @@ fn pace(shared: &Shared, rate: u64) -> anyhow::Result<usize> {
         let Conn::Tcp(stream) = conn else {
             anyhow::bail!("only TCP connections can be paced");
         };
-        // SAFETY: rate is a valid u64 for the length given; the descriptor is open.
-        let status = unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_MAX_PACING_RATE,
-                (&raw const rate).cast(),
-                std::mem::size_of::<u64>() as libc::socklen_t,
-            )
-        };
-        if status != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        set_socket_option(stream, libc::SO_MAX_PACING_RATE, rate)?;
     }
     Ok(conns.len())
 }
