@@ -1,7 +1,7 @@
 //! A lab endpoint as a test or the benchmark drives it: one handle per endpoint process
 //! (the traffic generator, `generator`), which sends it commands and reads its answers.
 
-use crate::protocol::{EndpointArgs, ProbeReport, Ready, Reply, SendReport};
+use crate::protocol::{EndpointArgs, ProbeReport, Ready, Reply, SendReport, UdpQueues};
 use crate::spawn::{Child, Placement, spawn};
 use crate::stats::{Bins, Summary, summarize};
 use anyhow::{Context as _, bail};
@@ -106,15 +106,38 @@ impl Endpoint {
         }
     }
 
-    /// Datagrams the kernel dropped at this endpoint's UDP sockets so far: what found a
-    /// receive queue full (the endpoint did not read fast enough), and what a cgroup
-    /// ingress program such as the policer refused (the kernel counts both in one
-    /// counter).
-    pub fn udp_drops(&mut self) -> anyhow::Result<u64> {
-        self.command("drops")?;
+    /// What this endpoint's UDP sockets' receive queues hold, and what the kernel dropped
+    /// at them so far.
+    pub fn udp_queues(&mut self) -> anyhow::Result<UdpQueues> {
+        self.command("udp_queues")?;
         match self.reply()? {
-            Reply::Dropped(datagrams) => Ok(datagrams),
-            other => bail!("endpoint said {other:?} instead of dropped"),
+            Reply::UdpQueues(queues) => Ok(queues),
+            other => bail!("endpoint said {other:?} instead of udp_queues"),
+        }
+    }
+
+    /// Waits (at most `timeout`) until this endpoint has read every datagram its UDP
+    /// sockets queued (a receiver kept off the CPU reads them late); returns what it read
+    /// in all, and the queues' state then.
+    pub fn udp_read_all(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<(u64, UdpQueues)> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let queues = self.udp_queues()?;
+            if queues.queued == 0 {
+                // a datagram taken off the queue is counted a moment later
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let read = self.bins()?.bytes.iter().sum();
+                return Ok((read, queues));
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{} B still queued after {timeout:?}",
+                queues.queued
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 

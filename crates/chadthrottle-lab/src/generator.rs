@@ -12,7 +12,8 @@
 //!                          wait for CONNECTIONS connections, then send on all of them at
 //!                          once (a thread each, MAX_BYTES shared equally)
 //! bins                     received bytes per bin so far
-//! drops                    datagrams the kernel dropped at its UDP sockets so far
+//! udp_queues               what its UDP sockets' receive queues hold, and what the kernel
+//!                          dropped at them so far
 //! open                     (connecting side) open one more connection
 //! pace BYTES_PER_SECOND    cap the pacing rate of every TCP connection (the application's
 //!                          own SO_MAX_PACING_RATE): a flow that asks for a set rate
@@ -26,7 +27,7 @@
 //! the latency probe's server.
 
 use crate::protocol::{
-    ENDPOINT_ARG, EndpointArgs, Proto, Ready, Reply, Role, SendReport, UDP_PAYLOAD,
+    ENDPOINT_ARG, EndpointArgs, Proto, Ready, Reply, Role, SendReport, UDP_PAYLOAD, UdpQueues,
 };
 use crate::stats::{BIN_NS, Bins};
 use std::collections::BTreeMap;
@@ -103,13 +104,19 @@ impl Shared {
         sockets.push(Arc::clone(socket));
     }
 
-    /// The kernel's drop counters of every UDP socket the endpoint receives on, summed.
-    fn udp_drops(&self) -> anyhow::Result<u64> {
+    /// The receive queues of every UDP socket the endpoint receives on, summed.
+    fn udp_queues(&self) -> anyhow::Result<UdpQueues> {
         let sockets = self
             .udp_sockets
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        sockets.iter().map(socket_drops).sum()
+        let mut sum = UdpQueues::default();
+        for socket in sockets.iter() {
+            let queue = receive_queue(socket)?;
+            sum.dropped += queue.dropped;
+            sum.queued += queue.queued;
+        }
+        Ok(sum)
     }
 
     fn add(&self, conn: Conn) -> usize {
@@ -165,10 +172,11 @@ fn enlarge_receive_buffer(socket: &UdpSocket) -> std::io::Result<()> {
     set_socket_option(socket, libc::SO_RCVBUFFORCE, UDP_RECEIVE_BUFFER)
 }
 
-/// Packets the kernel dropped at `socket` so far (`SK_MEMINFO_DROPS`, the counter
-/// `SO_RXQ_OVFL` and /proc/net/udp report): those that found its receive queue full, and
+/// What the kernel says of `socket`'s receive queue (`SO_MEMINFO`): memory still queued
+/// for the application to read, and packets dropped so far (`SK_MEMINFO_DROPS`, the
+/// counter `SO_RXQ_OVFL` and /proc/net/udp report): those that found the queue full, and
 /// also those a cgroup ingress program (the policer) refused.
-fn socket_drops(socket: &impl AsRawFd) -> anyhow::Result<u64> {
+fn receive_queue(socket: &impl AsRawFd) -> anyhow::Result<UdpQueues> {
     let mut meminfo = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
     let mut len = std::mem::size_of_val(&meminfo) as libc::socklen_t;
     // SAFETY: meminfo and len are valid for writes of the given size; the kernel writes
@@ -189,7 +197,10 @@ fn socket_drops(socket: &impl AsRawFd) -> anyhow::Result<u64> {
         len as usize == std::mem::size_of_val(&meminfo),
         "SO_MEMINFO returned {len} bytes"
     );
-    Ok(u64::from(meminfo[libc::SK_MEMINFO_DROPS as usize]))
+    Ok(UdpQueues {
+        dropped: u64::from(meminfo[libc::SK_MEMINFO_DROPS as usize]),
+        queued: u64::from(meminfo[libc::SK_MEMINFO_RMEM_ALLOC as usize]),
+    })
 }
 
 /// Caps the pacing rate of every TCP connection at `rate` bytes per second; returns how
@@ -557,7 +568,7 @@ fn run(raw_args: &[String]) -> anyhow::Result<()> {
                 Some(connections.parse()?),
             )?))?,
             ["bins"] => reply(&Reply::Bins(shared.snapshot()))?,
-            ["drops"] => reply(&Reply::Dropped(shared.udp_drops()?))?,
+            ["udp_queues"] => reply(&Reply::UdpQueues(shared.udp_queues()?))?,
             ["open"] if connecting => reply(&Reply::Opened(connect(&args, &shared)?))?,
             ["probe", seconds] if connecting => reply(&Reply::Probed(crate::latency::exchange(
                 args.addr,

@@ -47,14 +47,25 @@ pub struct SendReport {
     pub end_ns: u64,
 }
 
+/// The receive queues of an endpoint's UDP sockets, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpQueues {
+    /// Datagrams the kernel dropped at them: those that found a queue full (the endpoint
+    /// did not read fast enough), and those a cgroup ingress program such as the policer
+    /// refused (the kernel counts both in one counter).
+    pub dropped: u64,
+    /// Memory the queues still hold for the endpoint to read, in bytes of kernel memory
+    /// (more than the payload): 0 once it has read everything that arrived.
+    pub queued: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
     Ready(Ready),
     Sent(SendReport),
     Bins(Bins),
-    /// Datagrams the kernel dropped at the endpoint's UDP sockets (see `drops`).
-    Dropped(u64),
+    UdpQueues(UdpQueues),
     Opened(usize),
     Churned(u64),
     /// Connections whose pacing rate was capped (see `pace`).
