@@ -146,12 +146,23 @@ fn a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back() -> any
         "the window is clamped to rate x RTT: {during:?} (was {before:?})"
     );
     let mut server = server;
-    let report = server.send(SECONDS, MAX_BYTES)?;
+    server.start_send(SECONDS, MAX_BYTES)?;
+    // the clamp each second: when the rate is off, whether the window was being corrected
+    // (it dithers by a few hundred bytes around rate x RTT) or stayed where it started
+    let mut clamps = Vec::new();
+    for _second in 1..SECONDS as u32 {
+        std::thread::sleep(Duration::from_secs(1));
+        clamps.push(the_socket(client.pid())?.window_clamp);
+    }
+    let report = server.finish_send()?;
+    println!("  window clamp each second: {clamps:?}");
     // Known defect: about one run in four this download settles one segment per round
     // trip high, +5.2…+5.6 % (seen on 5eb0cee and later; otherwise +0.3…+2.2 %), still
     // under the backstop (+6.7 %). The rate tolerance is therefore the backstop's; what
     // shows the window holds it, not the policer, is checked below: no policer drops and
-    // no retransmissions.
+    // no retransmissions. With a core busy it went +9.0 and +9.3 % in 2 of 7 runs (cv
+    // under 2 %: a steady excess, not noise), and in a +6.2 % run the clamp stayed at
+    // 22366 B for 7 s where runs at +1.4 % dither around 21 200 B: reported, not hidden.
     steady(&mut client, &report)?.held_smoothly("shaped download", MIB, 0.07)?;
     let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["down"] == "shaping", "status: {entry}");
