@@ -1,545 +1,226 @@
-//! The traffic generator, as a process: one lab endpoint that listens or connects (TCP
-//! or UDP, IPv4 or IPv6), receives on every connection in the background (counting
-//! goodput in 100 ms bins of CLOCK_MONOTONIC), and sends when told to.
-//!
-//! It is this same executable started with [`ENDPOINT_ARG`]; every binary that uses the
-//! lab calls [`run_if_endpoint`] first thing in `main`. It obeys one command per line on
-//! stdin and answers each with one JSON line on stdout (see `traffic` for the types):
-//!
-//! ```text
-//! send SECONDS MAX_BYTES   send as fast as allowed on the newest connection
-//! send_all SECONDS MAX_BYTES CONNECTIONS
-//!                          wait for CONNECTIONS connections, then send on all of them at
-//!                          once (a thread each, MAX_BYTES shared equally)
-//! bins                     received bytes per bin so far
-//! open                     (connecting side) open one more connection
-//! probe SECONDS            (connecting side) latency probe against an `echo` endpoint, on
-//!                          a connection of its own (see `latency`)
-//! thread                   run a thread that exits at once (the exit hook must ignore it)
-//! quit                     exit
-//! ```
-//!
-//! The `echo` role listens like `listen` but sends back whatever each connection sends:
-//! the latency probe's server.
+//! A lab endpoint as a test or the benchmark drives it: one handle per endpoint process
+//! (the traffic generator, `generator`), which sends it commands and reads its answers.
 
-use crate::stats::{BIN_NS, Bins};
-use crate::traffic::{Proto, Ready, Reply, SendReport};
-use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use crate::protocol::{EndpointArgs, ProbeReport, Ready, Reply, SendReport, UdpQueues};
+use crate::spawn::{Child, Placement, spawn};
+use crate::stats::{Bins, Summary, summarize};
+use anyhow::{Context as _, bail};
+use std::io::{BufRead, BufReader, Write};
 
-/// The first argument that turns this executable into a lab endpoint.
-pub const ENDPOINT_ARG: &str = "--chadthrottle-lab-endpoint";
-
-const UDP_PAYLOAD: usize = 1400;
-const HELLO: &[u8] = b"chadthrottle-lab-hello";
-
-/// If this process was started as a lab endpoint, runs it and exits; otherwise returns.
-pub fn run_if_endpoint() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(ENDPOINT_ARG) {
-        let code = match run(&args[2..]) {
-            Ok(()) => 0,
-            Err(error) => {
-                eprintln!("lab endpoint {}: {error:#}", std::process::id());
-                1
-            }
-        };
-        std::process::exit(code);
-    }
+/// A running endpoint process.
+#[derive(Debug)]
+pub struct Endpoint {
+    child: Child,
+    reader: BufReader<std::fs::File>,
+    pub ready: Ready,
 }
 
-/// What an endpoint does with its address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Listen,
-    Connect,
-    /// Listen and send back what each connection sends (TCP only).
-    Echo,
-}
-
-impl Role {
-    const fn as_str(self) -> &'static str {
-        match self {
-            Role::Listen => "listen",
-            Role::Connect => "connect",
-            Role::Echo => "echo",
-        }
-    }
-}
-
-/// How an endpoint starts: `listen|connect|echo tcp|udp ADDR [CC]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointArgs {
-    pub role: Role,
-    pub proto: Proto,
-    pub addr: SocketAddr,
-    /// TCP congestion control (`bbr`, `cubic`); the namespace default if `None`.
-    pub cc: Option<String>,
-}
-
-impl EndpointArgs {
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            ENDPOINT_ARG.to_owned(),
-            self.role.as_str().to_owned(),
-            self.proto.as_str().to_owned(),
-            self.addr.to_string(),
-        ];
-        args.extend(self.cc.clone());
-        args
-    }
-
-    fn parse(args: &[String]) -> anyhow::Result<EndpointArgs> {
-        let [role, proto, addr, rest @ ..] = args else {
-            anyhow::bail!("usage: {ENDPOINT_ARG} listen|connect|echo tcp|udp ADDR [CC]");
-        };
-        Ok(EndpointArgs {
-            role: match role.as_str() {
-                "listen" => Role::Listen,
-                "connect" => Role::Connect,
-                "echo" => Role::Echo,
-                other => anyhow::bail!("unknown role {other:?}"),
+impl Endpoint {
+    /// Starts an endpoint with `args` at `placement` and waits until it is connected (or
+    /// listening).
+    pub fn start(args: &EndpointArgs, placement: &Placement<'_>) -> anyhow::Result<Endpoint> {
+        let child = spawn(&args.to_args(), placement).context("cannot start a lab endpoint")?;
+        let reader = BufReader::new(child.stdout.try_clone()?);
+        let mut endpoint = Endpoint {
+            child,
+            reader,
+            ready: Ready {
+                pid: 0,
+                addr: args.addr,
             },
-            proto: match proto.as_str() {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                other => anyhow::bail!("unknown protocol {other:?}"),
-            },
-            addr: addr.parse()?,
-            cc: rest.first().cloned(),
-        })
-    }
-}
-
-/// A connection the endpoint can send on.
-enum Conn {
-    Tcp(TcpStream),
-    Udp {
-        socket: Arc<UdpSocket>,
-        peer: SocketAddr,
-    },
-}
-
-#[derive(Default)]
-struct Shared {
-    bins: Mutex<BTreeMap<u64, u64>>,
-    conns: Mutex<Vec<Conn>>,
-}
-
-impl Shared {
-    fn count(&self, bytes: usize) {
-        let bin = crate::now_ns() / BIN_NS;
-        let mut bins = self.bins.lock().unwrap_or_else(PoisonError::into_inner);
-        *bins.entry(bin).or_default() += bytes as u64;
-    }
-
-    fn snapshot(&self) -> Bins {
-        let bins = self.bins.lock().unwrap_or_else(PoisonError::into_inner);
-        let (Some((&first, _)), Some((&last, _))) = (bins.first_key_value(), bins.last_key_value())
-        else {
-            return Bins::default();
         };
-        Bins {
-            first,
-            bytes: (first..=last)
-                .map(|bin| bins.get(&bin).copied().unwrap_or(0))
-                .collect(),
+        match endpoint.reply()? {
+            Reply::Ready(ready) => endpoint.ready = ready,
+            other => bail!("endpoint said {other:?} instead of ready"),
+        }
+        Ok(endpoint)
+    }
+
+    pub const fn pid(&self) -> u32 {
+        self.child.pid
+    }
+
+    fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        writeln!(self.child.stdin, "{line}")
+            .with_context(|| format!("endpoint {} is gone", self.pid()))
+    }
+
+    fn reply(&mut self) -> anyhow::Result<Reply> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("endpoint {} exited", self.pid());
+        }
+        serde_json::from_str(&line)
+            .with_context(|| format!("endpoint {} said {line:?}", self.pid()))
+    }
+
+    /// Starts sending for `seconds` (at most `max_bytes`) without waiting; pair with
+    /// [`Endpoint::finish_send`].
+    pub fn start_send(&mut self, seconds: f64, max_bytes: u64) -> anyhow::Result<()> {
+        self.command(&format!("send {seconds} {max_bytes}"))
+    }
+
+    pub fn finish_send(&mut self) -> anyhow::Result<SendReport> {
+        match self.reply()? {
+            Reply::Sent(report) => Ok(report),
+            other => bail!("endpoint said {other:?} instead of sent"),
         }
     }
 
-    fn add(&self, conn: Conn) -> usize {
-        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        conns.push(conn);
-        conns.len()
+    pub fn send(&mut self, seconds: f64, max_bytes: u64) -> anyhow::Result<SendReport> {
+        self.start_send(seconds, max_bytes)?;
+        self.finish_send()
     }
-}
 
-fn set_cc(stream: &impl AsRawFd, cc: Option<&str>) -> std::io::Result<()> {
-    let Some(cc) = cc else { return Ok(()) };
-    // SAFETY: the name buffer is valid for its length; the descriptor is open.
-    let status = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CONGESTION,
-            cc.as_ptr().cast(),
-            cc.len() as libc::socklen_t,
-        )
-    };
-    if status != 0 {
-        return Err(std::io::Error::last_os_error());
+    /// Like [`Endpoint::start_send`], but on every connection at once, a thread each,
+    /// once `connections` are there (a listening side waits for its accepts); the report
+    /// sums them. Pair with [`Endpoint::finish_send`].
+    pub fn start_send_all(
+        &mut self,
+        seconds: f64,
+        max_bytes: u64,
+        connections: usize,
+    ) -> anyhow::Result<()> {
+        self.command(&format!("send_all {seconds} {max_bytes} {connections}"))
     }
-    Ok(())
-}
 
-/// Retransmitted segments of `stream` so far (`tcpi_total_retrans`).
-fn retransmits(stream: &TcpStream) -> u64 {
-    // SAFETY: tcp_info is plain data; zero is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: info and len are valid for writes of the given size.
-    let status = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    if status == 0 {
-        u64::from(info.tcpi_total_retrans)
-    } else {
-        0
+    /// Starts the latency probe (connecting side, against an echo endpoint) for
+    /// `seconds`; pair with [`Endpoint::finish_probe`].
+    pub fn start_probe(&mut self, seconds: f64) -> anyhow::Result<()> {
+        self.command(&format!("probe {seconds}"))
     }
-}
 
-fn receive_tcp(shared: Arc<Shared>, mut stream: TcpStream) {
-    let mut buffer = vec![0; 256 * 1024];
-    while let Ok(n) = stream.read(&mut buffer) {
-        if n == 0 {
-            break;
+    pub fn finish_probe(&mut self) -> anyhow::Result<ProbeReport> {
+        match self.reply()? {
+            Reply::Probed(report) => Ok(report),
+            other => bail!("endpoint said {other:?} instead of probed"),
         }
-        shared.count(n);
     }
-}
 
-fn receive_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, listening: bool) {
-    let mut buffer = vec![0; 65_536];
-    while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
-        if buffer[..n] == *HELLO {
-            if listening {
-                let _lost_is_retried = socket.send_to(HELLO, peer);
-                shared.add(Conn::Udp {
-                    socket: Arc::clone(&socket),
-                    peer,
-                });
+    /// Received bytes per 100 ms bin so far.
+    pub fn bins(&mut self) -> anyhow::Result<Bins> {
+        self.command("bins")?;
+        match self.reply()? {
+            Reply::Bins(bins) => Ok(bins),
+            other => bail!("endpoint said {other:?} instead of bins"),
+        }
+    }
+
+    /// What this endpoint's UDP sockets' receive queues hold, and what the kernel dropped
+    /// at them so far.
+    pub fn udp_queues(&mut self) -> anyhow::Result<UdpQueues> {
+        self.command("udp_queues")?;
+        match self.reply()? {
+            Reply::UdpQueues(queues) => Ok(queues),
+            other => bail!("endpoint said {other:?} instead of udp_queues"),
+        }
+    }
+
+    /// Waits (at most `timeout`) until this endpoint has read every datagram its UDP
+    /// sockets queued (a receiver kept off the CPU reads them late); returns what it read
+    /// in all, and the queues' state then.
+    pub fn udp_read_all(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<(u64, UdpQueues)> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let queues = self.udp_queues()?;
+            if queues.queued == 0 {
+                // a datagram taken off the queue is counted a moment later
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let read = self.bins()?.bytes.iter().sum();
+                return Ok((read, queues));
             }
-            continue;
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{} B still queued after {timeout:?}",
+                queues.queued
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        shared.count(n);
     }
-}
 
-fn connect(args: &EndpointArgs, shared: &Arc<Shared>) -> anyhow::Result<usize> {
-    match args.proto {
-        Proto::Tcp => {
-            let stream = connect_tcp(args)?;
-            stream.set_nodelay(true)?;
-            let reader = stream.try_clone()?;
-            let shared_reader = Arc::clone(shared);
-            std::thread::spawn(move || receive_tcp(shared_reader, reader));
-            Ok(shared.add(Conn::Tcp(stream)))
-        }
-        Proto::Udp => {
-            let bind: SocketAddr = if args.addr.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
+    /// What this receiving endpoint got of the transfer `report` describes, from
+    /// `warmup_ns` after its start to its end (after a moment for the last bins to land).
+    pub fn received_steady(
+        &mut self,
+        report: &SendReport,
+        warmup_ns: u64,
+    ) -> anyhow::Result<Summary> {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let bins = self.bins()?;
+        Ok(summarize(
+            &bins.between(report.start_ns + warmup_ns, report.end_ns),
+        ))
+    }
+
+    /// Waits (at most `timeout`) until this receiving endpoint has read every byte of the
+    /// transfer `report` describes: the sender's socket may still hold some when its
+    /// writes end, and a test that changes the connection must not race that tail.
+    pub fn wait_received(
+        &mut self,
+        report: &SendReport,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let received: u64 = self.bins()?.bytes.iter().sum();
+            if received >= report.bytes {
+                return Ok(());
             }
-            .parse()?;
-            let socket = UdpSocket::bind(bind)?;
-            socket.connect(args.addr)?;
-            socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-            let mut buffer = [0; 64];
-            let mut acknowledged = false;
-            for _attempt in 0..25 {
-                socket.send(HELLO)?;
-                if matches!(socket.recv(&mut buffer), Ok(n) if buffer[..n] == *HELLO) {
-                    acknowledged = true;
-                    break;
-                }
-            }
-            anyhow::ensure!(acknowledged, "no answer from {} over UDP", args.addr);
-            socket.set_read_timeout(None)?;
-            let socket = Arc::new(socket);
-            let shared_reader = Arc::clone(shared);
-            let reader = Arc::clone(&socket);
-            std::thread::spawn(move || receive_udp(shared_reader, reader, false));
-            Ok(shared.add(Conn::Udp {
-                socket,
-                peer: args.addr,
-            }))
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "received {received} of {} bytes after {timeout:?}",
+                report.bytes
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
-}
 
-/// Connects with the congestion control set before the handshake.
-fn connect_tcp(args: &EndpointArgs) -> anyhow::Result<TcpStream> {
-    let domain = if args.addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: socket() has no memory-safety preconditions.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: fd is a fresh socket owned by nobody else.
-    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    set_cc(&owned, args.cc.as_deref())?;
-    let stream = TcpStream::from(owned);
-    let (storage, len) = sockaddr(args.addr);
-    // SAFETY: storage holds a valid sockaddr of length len.
-    if unsafe { libc::connect(stream.as_raw_fd(), (&raw const storage).cast(), len) } != 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(stream)
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; zero is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn listen(args: &EndpointArgs, shared: &Arc<Shared>) -> anyhow::Result<SocketAddr> {
-    match args.proto {
-        Proto::Tcp => {
-            let listener = TcpListener::bind(args.addr)?;
-            set_cc(&listener, args.cc.as_deref())?;
-            let local = listener.local_addr()?;
-            let shared = Arc::clone(shared);
-            let cc = args.cc.clone();
-            let echo = args.role == Role::Echo;
-            std::thread::spawn(move || {
-                for stream in listener.incoming().map_while(Result::ok) {
-                    let _namespace_default = set_cc(&stream, cc.as_deref());
-                    let _best_effort = stream.set_nodelay(true);
-                    if echo {
-                        std::thread::spawn(move || crate::latency::echo(stream));
-                    } else if let Ok(reader) = stream.try_clone() {
-                        let shared_reader = Arc::clone(&shared);
-                        std::thread::spawn(move || receive_tcp(shared_reader, reader));
-                        shared.add(Conn::Tcp(stream));
-                    }
-                }
-            });
-            Ok(local)
-        }
-        Proto::Udp => {
-            anyhow::ensure!(args.role != Role::Echo, "the echo role is TCP only");
-            let socket = Arc::new(UdpSocket::bind(args.addr)?);
-            let local = socket.local_addr()?;
-            let shared = Arc::clone(shared);
-            std::thread::spawn(move || receive_udp(shared, socket, true));
-            Ok(local)
+    /// Opens one more connection (connecting side); later sends use it.
+    pub fn open(&mut self) -> anyhow::Result<()> {
+        self.command("open")?;
+        match self.reply()? {
+            Reply::Opened(_) => Ok(()),
+            other => bail!("endpoint said {other:?} instead of opened"),
         }
     }
-}
 
-/// Waits (at most 5 s) until `count` connections have been accepted or opened.
-fn wait_for_connections(shared: &Shared, count: usize) -> anyhow::Result<()> {
-    for _ in 0..500 {
-        if shared
-            .conns
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-            >= count.max(1)
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    anyhow::bail!("fewer than {} connections within 5 s", count.max(1))
-}
-
-/// Sends on `conn` until `end_by` or `max_bytes`; the report's times are the caller's.
-fn send_on(conn: &Conn, end_by: u64, max_bytes: u64) -> anyhow::Result<SendReport> {
-    let mut report = SendReport::default();
-    match conn {
-        Conn::Tcp(stream) => {
-            let retransmits_before = retransmits(stream);
-            let buffer = vec![0x5a; 256 * 1024];
-            // wake up regularly at low rates to honour the deadline
-            stream.set_write_timeout(Some(Duration::from_millis(50)))?;
-            let mut writer = stream;
-            while crate::now_ns() < end_by && report.bytes < max_bytes {
-                let chunk = buffer
-                    .len()
-                    .min(usize::try_from(max_bytes - report.bytes).unwrap_or(usize::MAX));
-                match writer.write(&buffer[..chunk]) {
-                    Ok(n) => report.bytes += n as u64,
-                    Err(error)
-                        if matches!(
-                            error.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => {
-                        report.errors += 1;
-                        break;
-                    }
-                }
-            }
-            report.retransmits = retransmits(stream) - retransmits_before;
-        }
-        Conn::Udp { socket, peer } => {
-            let datagram = [0x5a; UDP_PAYLOAD];
-            while crate::now_ns() < end_by && report.bytes < max_bytes {
-                match socket.send_to(&datagram, peer) {
-                    Ok(n) => report.bytes += n as u64,
-                    Err(_) => report.errors += 1,
-                }
-            }
+    /// Opens and closes `count` short TCP connections (connecting side); returns how many
+    /// connected.
+    pub fn churn(&mut self, count: u64) -> anyhow::Result<u64> {
+        self.command(&format!("churn {count}"))?;
+        match self.reply()? {
+            Reply::Churned(connected) => Ok(connected),
+            other => bail!("endpoint said {other:?} instead of churned"),
         }
     }
-    Ok(report)
-}
 
-/// Sends for `seconds` on the newest connection, or on all of them at once.
-fn send(
-    shared: &Shared,
-    seconds: f64,
-    max_bytes: u64,
-    all: Option<usize>,
-) -> anyhow::Result<SendReport> {
-    // a listening endpoint may be told to send before its accept thread saw the peer
-    wait_for_connections(shared, all.unwrap_or(1))?;
-    let conns = shared.conns.lock().unwrap_or_else(PoisonError::into_inner);
-    let start_ns = crate::now_ns();
-    let end_by = start_ns + (seconds * 1e9) as u64;
-    let mut report = match all {
-        None => {
-            let conn = conns
-                .last()
-                .ok_or_else(|| anyhow::anyhow!("no connection"))?;
-            send_on(conn, end_by, max_bytes)?
-        }
-        Some(_) => {
-            let share = max_bytes / conns.len().max(1) as u64;
-            let parts: Vec<anyhow::Result<SendReport>> = std::thread::scope(|scope| {
-                let senders: Vec<_> = conns
-                    .iter()
-                    .map(|conn| scope.spawn(move || send_on(conn, end_by, share)))
-                    .collect();
-                senders
-                    .into_iter()
-                    .map(|sender| {
-                        sender
-                            .join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a sender thread panicked")))
-                    })
-                    .collect()
-            });
-            let mut sum = SendReport::default();
-            for part in parts {
-                let part = part?;
-                sum.bytes += part.bytes;
-                sum.errors += part.errors;
-                sum.retransmits += part.retransmits;
-            }
-            sum
-        }
-    };
-    report.start_ns = start_ns;
-    report.end_ns = crate::now_ns();
-    Ok(report)
-}
-
-/// Opens and closes `count` TCP connections to the peer, one at a time, each carrying
-/// one byte; returns how many connected.
-fn churn(args: &EndpointArgs, count: u64) -> anyhow::Result<u64> {
-    let mut connected = 0;
-    for _ in 0..count {
-        if let Ok(mut stream) = TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)) {
-            stream.write_all(b"x")?;
-            connected += 1;
+    /// Caps the pacing rate of the endpoint's TCP connections at `rate` bytes per second,
+    /// as an application that wants no more than that would: a flow at a set rate, which
+    /// a busy CPU does not slow (unlike one that takes all it can).
+    pub fn pace(&mut self, rate: u64) -> anyhow::Result<()> {
+        self.command(&format!("pace {rate}"))?;
+        match self.reply()? {
+            Reply::Paced(_) => Ok(()),
+            other => bail!("endpoint said {other:?} instead of paced"),
         }
     }
-    Ok(connected)
-}
 
-fn reply(reply: &Reply) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer(&mut stdout, reply)?;
-    stdout.write_all(b"\n")?;
-    stdout.flush()?;
-    Ok(())
-}
-
-fn run(raw_args: &[String]) -> anyhow::Result<()> {
-    let args = EndpointArgs::parse(raw_args)?;
-    let shared = Arc::new(Shared::default());
-    let connecting = args.role == Role::Connect;
-    let local = if connecting {
-        connect(&args, &shared)?;
-        args.addr
-    } else {
-        listen(&args, &shared)?
-    };
-    reply(&Reply::Ready(Ready {
-        pid: std::process::id(),
-        addr: local,
-    }))?;
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["send", seconds, max_bytes] => reply(&Reply::Sent(send(
-                &shared,
-                seconds.parse()?,
-                max_bytes.parse()?,
-                None,
-            )?))?,
-            ["send_all", seconds, max_bytes, connections] => reply(&Reply::Sent(send(
-                &shared,
-                seconds.parse()?,
-                max_bytes.parse()?,
-                Some(connections.parse()?),
-            )?))?,
-            ["bins"] => reply(&Reply::Bins(shared.snapshot()))?,
-            ["open"] if connecting => reply(&Reply::Opened(connect(&args, &shared)?))?,
-            ["probe", seconds] if connecting => reply(&Reply::Probed(crate::latency::exchange(
-                args.addr,
-                seconds.parse()?,
-            )))?,
-            ["churn", count] if connecting => {
-                reply(&Reply::Churned(churn(&args, count.parse()?)?))?;
-            }
-            ["thread"] => {
-                std::thread::spawn(|| {})
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("thread panicked"))?;
-                reply(&Reply::ThreadDone)?;
-            }
-            ["quit"] => break,
-            _ => anyhow::bail!("unknown command {line:?}"),
+    /// Runs a short-lived thread in the endpoint.
+    pub fn run_thread(&mut self) -> anyhow::Result<()> {
+        self.command("thread")?;
+        match self.reply()? {
+            Reply::ThreadDone => Ok(()),
+            other => bail!("endpoint said {other:?} instead of thread_done"),
         }
     }
-    Ok(())
+
+    /// Asks the endpoint to exit and reaps it.
+    pub fn quit(mut self) -> anyhow::Result<()> {
+        self.command("quit")?;
+        self.child.wait()?;
+        Ok(())
+    }
 }

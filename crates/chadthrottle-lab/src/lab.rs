@@ -5,10 +5,10 @@
 
 use crate::cgroup::TestCgroup;
 use crate::delay::{DelayLine, End};
-use crate::endpoint::{EndpointArgs, Role};
+use crate::endpoint::Endpoint;
 use crate::netns::NetNs;
+use crate::protocol::{EndpointArgs, Proto, Role};
 use crate::spawn::Placement;
-use crate::traffic::{Endpoint, Proto};
 use anyhow::Context as _;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -4,10 +4,10 @@
 //! 5 ms on a connection of their own; the benchmark compares the round trips measured
 //! alone with those measured during the transfer.
 
+use crate::endpoint::Endpoint;
+use crate::protocol::{ProbeReport, Sample};
 use crate::stats::quantile;
-use crate::traffic::Endpoint;
 use crate::{Family, Lab, Proto};
-use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -19,21 +19,6 @@ const MESSAGE: usize = 64;
 const INTERVAL_NS: u64 = 5_000_000;
 /// An answer later than this ends the probe (a queue that deep is reported as such).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One exchange: when it started and how long the answer took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sample {
-    pub at_ns: u64,
-    pub rtt_ns: u64,
-}
-
-/// What one probe run measured.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeReport {
-    pub samples: Vec<Sample>,
-    /// Why the probe stopped early, if it did.
-    pub error: Option<String>,
-}
 
 /// Sends back whatever `stream` receives until the peer closes (the `echo` role).
 pub(crate) fn echo(mut stream: TcpStream) {

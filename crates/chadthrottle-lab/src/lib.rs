@@ -3,8 +3,9 @@
 //! A [`Lab`] is two private network namespaces joined by veth (and, for real round-trip
 //! times, a userspace TAP delay line, as this kernel has no netem), a private cgroup2
 //! directory and a private bpffs pin directory. Traffic comes from lab endpoints: this
-//! same executable re-started as a traffic generator (`endpoint`), which counts goodput
-//! in 100 ms bins. Every binary using the lab must call [`run_if_endpoint`] first.
+//! same executable re-started as a traffic generator (`generator`), which counts goodput
+//! in 100 ms bins, driven through an [`Endpoint`] handle (`endpoint`) by the commands in
+//! `protocol`. Every binary using the lab must call [`run_if_endpoint`] first.
 
 pub mod bench;
 pub mod bench_monitor;
@@ -14,21 +15,23 @@ pub mod compare;
 pub mod delay;
 pub mod endpoint;
 pub mod filters;
+pub mod generator;
 pub mod htb_script;
 pub mod lab;
 pub mod latency;
 pub mod limiter;
 pub mod net;
 pub mod netns;
+pub mod protocol;
 pub mod spawn;
 pub mod stats;
 pub mod table;
-pub mod traffic;
 pub mod trickle;
 
-pub use endpoint::run_if_endpoint;
+pub use endpoint::Endpoint;
+pub use generator::run_if_endpoint;
 pub use lab::{Family, Lab, unavailable};
-pub use traffic::{Endpoint, Proto};
+pub use protocol::Proto;
 
 /// CLOCK_MONOTONIC in ns: the clock of every bin and report, shared by all namespaces.
 pub fn now_ns() -> u64 {

@@ -4,7 +4,7 @@
 //! once it runs, the limit around the transfer, and a check of the result.
 
 use crate::bench::{self, Case, Outcome};
-use crate::traffic::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::{Lab, htb_script, trickle};
 use chadthrottle_core::Direction;
 use chadthrottle_core::backend::Target;

@@ -1,7 +1,7 @@
 //! Starting lab processes where they belong: in a network namespace, in the test cgroup
 //! from their first instruction (`CLONE_INTO_CGROUP`), and, for the PID-reuse test, with
 //! a chosen PID (`clone3` `set_tid`). The program is always this executable, which
-//! becomes a lab endpoint (see `endpoint::run_if_endpoint`), possibly run by a wrapper
+//! becomes a lab endpoint (see `generator::run_if_endpoint`), possibly run by a wrapper
 //! command (trickle, for the benchmark's comparison).
 
 use crate::netns::NetNs;

@@ -10,8 +10,8 @@
 //! namespace, as tests/qdiscs.rs reads them; a class is matched to its limit by rate, so
 //! every limit gets a rate of its own.
 
-mod common;
-mod iproute;
+pub mod common;
+pub mod iproute;
 
 use anyhow::{Context as _, bail, ensure};
 use chadthrottle_core::backend::{Backend, Change, LimitRequest, Target};

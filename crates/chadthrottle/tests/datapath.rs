@@ -7,45 +7,20 @@
 //! with the reason printed first. Tolerances are wide enough for a noisy 2-core machine;
 //! the exact figures are in the benchmark (BENCHMARKS.md).
 
-mod common;
-#[path = "common/users.rs"]
-mod users;
+pub mod common;
 
 use anyhow::{Context as _, bail, ensure};
 use chadthrottle_lab::stats::{Summary, summarize};
-use chadthrottle_lab::traffic::SendReport;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{Test, chadthrottle, pid, run};
+use common::{KIB, MAX_BYTES, MIB, Test, chadthrottle, pid, run, status, status_of, steady};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const KIB: f64 = 1024.0;
-const MIB: f64 = 1024.0 * 1024.0;
-/// Steady state starts this long after a transfer starts.
-const WARMUP_NS: u64 = 2_000_000_000;
-/// Every transfer is bounded in bytes as well as in seconds.
-const MAX_BYTES: u64 = 20 << 30;
 /// A policed TCP flow moves in bursts: any window can gain or lose up to one burst
 /// (400 ms of the rate) at its edges. Transfers of 10 s leave an 8 s steady window, where
 /// that is at most ±5 %, inside the ±10 % tolerance with room for the real error.
 const POLICED_SECONDS: f64 = 10.0;
-
-fn status(lab: &Lab) -> anyhow::Result<Value> {
-    Ok(serde_json::from_str(&run(lab, &["status", "--json"])?)?)
-}
-
-/// The entry of `pid` in `status --json`, if any.
-fn status_of(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {
-    let status = status(lab)?;
-    let limits = status["limits"].as_array().context("limits is an array")?;
-    Ok(limits.iter().find(|limit| limit["pid"] == pid).cloned())
-}
-
-/// Steady-state goodput seen by `receiver` during `report`'s transfer.
-fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summary> {
-    receiver.received_steady(report, WARMUP_NS)
-}
 
 fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {
     let error = (summary.rate - limit) / limit;
@@ -140,6 +115,8 @@ fn open_and_new_connections_are_limited_both_ways() -> anyhow::Result<()> {
 }
 
 fn ipv6_udp_and_tcp_are_limited_and_udp_sees_no_errors() -> anyhow::Result<()> {
+    const UDP_LIMIT: f64 = 1e6;
+    const UDP_TOLERANCE: f64 = 0.015;
     let lab = Lab::new("ipv6-udp", None)?;
     let mut udp_server = lab.server(Proto::Udp, Family::V6, None)?;
     let mut udp_client = lab.client(&udp_server, Proto::Udp, None, None)?;
@@ -166,19 +143,21 @@ fn ipv6_udp_and_tcp_are_limited_and_udp_sees_no_errors() -> anyhow::Result<()> {
         "a policed UDP sender saw {} send errors",
         up.errors
     );
-    // the bucket charges IP bytes: 1400-byte payloads carry 48 bytes of IPv6 + UDP header
+    // the bucket charges transport payload, so 8 mbit/s lets 1 000 000 B of datagrams
+    // through each second; charging IP bytes (48 more per 1400-byte datagram) would make
+    // it 3.3 % less, which the tolerance tells apart (a policed UDP flow has no bursts)
     within(
         "IPv6 UDP upload",
         &steady(&mut udp_server, &up)?,
-        1e6 * 1400.0 / 1448.0,
-        0.10,
+        UDP_LIMIT,
+        UDP_TOLERANCE,
     )?;
     let down = udp_server.send(POLICED_SECONDS, MAX_BYTES)?;
     within(
         "IPv6 UDP download",
         &steady(&mut udp_client, &down)?,
-        1e6 * 1400.0 / 1448.0,
-        0.10,
+        UDP_LIMIT,
+        UDP_TOLERANCE,
     )?;
 
     let mut tcp_server = lab.server(Proto::Tcp, Family::V6, Some("cubic"))?;
@@ -226,10 +205,18 @@ fn two_processes_hold_their_own_limits() -> anyhow::Result<()> {
 }
 
 fn an_unlimited_neighbour_keeps_its_rate() -> anyhow::Result<()> {
+    // The neighbour asks for a rate of its own, 64 times the limit and a small share of
+    // what the lab carries, so that what it gets depends on the datapath and not on how
+    // busy the CPUs are: a flow that takes all it can swung by −32…+30 % between 3 s
+    // periods on this shared 2-core machine, alone as much as beside the limited one.
+    const NEIGHBOUR_RATE: f64 = 64.0 * MIB;
+    const SECONDS: f64 = 4.0;
+    const WARMUP_NS: u64 = 1_000_000_000;
     let lab = Lab::new("neighbour", None)?;
     let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut free_server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut limited = lab.client(&server, Proto::Tcp, None, None)?;
-    let mut free = lab.client(&server, Proto::Tcp, None, None)?;
+    let mut free = lab.client(&free_server, Proto::Tcp, None, None)?;
     run(
         &lab,
         &[
@@ -242,33 +229,20 @@ fn an_unlimited_neighbour_keeps_its_rate() -> anyhow::Result<()> {
             "1M",
         ],
     )?;
-    let free_rate = |free: &mut Endpoint| -> anyhow::Result<f64> {
-        let report = free.send(3.0, MAX_BYTES)?;
-        Ok(report.bytes as f64 / ((report.end_ns - report.start_ns) as f64 / 1e9))
-    };
-    let mut best = 0.0f64;
-    // an unlimited flow on 2 cores swings ±15 % on its own: the best of three attempts
-    for _attempt in 0..3 {
-        let before = free_rate(&mut free)?;
-        limited.start_send(4.0, MAX_BYTES)?;
-        let beside = free_rate(&mut free)?;
-        limited.finish_send()?;
-        let after = free_rate(&mut free)?;
-        let ratio = beside / ((before + after) / 2.0);
-        println!(
-            "  unlimited process: {:.0} MiB/s alone, {:.0} MiB/s beside a limited one ({:.1} %)",
-            (before + after) / 2.0 / MIB,
-            beside / MIB,
-            ratio * 100.0
-        );
-        best = best.max(ratio);
-        if best >= 0.90 {
-            return Ok(());
-        }
-    }
-    bail!(
-        "the unlimited process kept only {:.1} % of its rate beside a limited one",
-        best * 100.0
+    free.pace(NEIGHBOUR_RATE as u64)?;
+    let alone = free.send(SECONDS, MAX_BYTES)?;
+    let alone = free_server.received_steady(&alone, WARMUP_NS)?;
+    limited.start_send(SECONDS + 1.0, MAX_BYTES)?;
+    let beside = free.send(SECONDS, MAX_BYTES)?;
+    limited.finish_send()?;
+    let beside = free_server.received_steady(&beside, WARMUP_NS)?;
+    // paced TCP lands within 0.1 % of its rate here, busy core or not
+    within("unlimited process alone", &alone, NEIGHBOUR_RATE, 0.02)?;
+    within(
+        "unlimited process beside a limited one",
+        &beside,
+        NEIGHBOUR_RATE,
+        0.02,
     )
 }
 
@@ -440,42 +414,8 @@ fn bad_input_is_refused_and_changes_nothing() -> anyhow::Result<()> {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .find(|tid| *tid != client_pid)
         .context("the endpoint has a second thread")?;
-    let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--up".into(), "-1M".into()], "invalid rate \"-1M\""),
-        (
-            vec!["--up".into(), "1.2.3M".into()],
-            "invalid rate \"1.2.3M\"",
-        ),
-        (vec!["--down".into(), "5X".into()], "invalid rate \"5X\""),
-        (
-            vec!["--down".into(), "99999999999999999999G".into()],
-            "above the maximum",
-        ),
-        (
-            vec!["--up".into(), "1M".into(), "--burst".into(), "0".into()],
-            "invalid size \"0\"",
-        ),
-        (
-            vec!["--up".into(), "1M".into(), "--for".into(), "soon".into()],
-            "invalid duration \"soon\"",
-        ),
-    ];
-    for (extra, expected) in &cases {
-        let mut args = vec!["limit".to_owned(), "--pid".into(), client_pid.clone()];
-        args.extend(extra.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = chadthrottle(&lab, &args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        ensure!(
-            output.status.code() == Some(2),
-            "{args:?} exited {:?}",
-            output.status.code()
-        );
-        ensure!(
-            stderr.lines().count() == 1 && stderr.contains(expected),
-            "{args:?} said: {stderr}"
-        );
-    }
+    // refused values and options (exit 2) are tested without root in tests/cli.rs; here
+    // the refusals that look at the process, and that none of them touched the kernel
     let free_pid = (4_000_000..4_100_000)
         .find(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
         .unwrap_or(4_194_303)
@@ -774,12 +714,12 @@ fn an_unprivileged_user_is_told_what_is_missing() -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
     let lab = Lab::new("unprivileged", None)?;
     // the user's own process: what stands in the way is the capabilities
-    let own = users::UsersProcess::start(&lab)?;
+    let own = common::users::UsersProcess::start(&lab)?;
     let output = Command::new(env!("CARGO_BIN_EXE_chadthrottle"))
         .args(["limit", "--pid", &own.pid(), "--up", "1M"])
         .envs(lab.env())
-        .uid(users::NOBODY)
-        .gid(users::NOBODY)
+        .uid(common::users::NOBODY)
+        .gid(common::users::NOBODY)
         .output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(

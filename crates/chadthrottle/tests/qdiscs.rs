@@ -7,18 +7,15 @@
 //! the test reads them with iproute2 (`tc -j`, `ip -j`) from inside that namespace, the
 //! way an administrator would look.
 
-mod common;
-mod iproute;
+pub mod common;
+pub mod iproute;
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{Test, pid, run};
+use common::{MAX_BYTES, MIB, Test, listed, pid, policed, run, status_of, steady};
 use iproute::{DEVICE, ifb_devices, iproute};
 use serde_json::Value;
 
-const MIB: f64 = 1024.0 * 1024.0;
-const WARMUP_NS: u64 = 2_000_000_000;
-const MAX_BYTES: u64 = 20 << 30;
 const SECONDS: f64 = 8.0;
 
 /// Every qdisc of the lab's client interface, as `tc -j` reports it.
@@ -39,13 +36,6 @@ fn kinds(qdiscs: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn status_entry(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {
-    let status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
-    Ok(status["limits"]
-        .as_array()
-        .and_then(|limits| limits.iter().find(|limit| limit["pid"] == pid).cloned()))
 }
 
 fn htb_holds_an_upload_and_puts_the_default_root_back() -> anyhow::Result<()> {
@@ -79,15 +69,10 @@ fn htb_holds_an_upload_and_puts_the_default_root_back() -> anyhow::Result<()> {
     );
 
     let report = client.send(SECONDS, MAX_BYTES)?;
-    server
-        .received_steady(&report, WARMUP_NS)?
-        .held_smoothly("htb upload", 2.0 * MIB, 0.05)?;
-    let entry = status_entry(&lab, client.pid())?.context("the limit is listed")?;
+    steady(&mut server, &report)?.held_smoothly("htb upload", 2.0 * MIB, 0.05)?;
+    let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["up"] == "htb", "status: {entry}");
-    let dropped = entry["stats"]["up"]["dropped_packets"]
-        .as_u64()
-        .unwrap_or(0);
-    let passed = entry["stats"]["up"]["packets"].as_u64().unwrap_or(0);
+    let (dropped, passed) = policed(&entry, "up")?;
     println!("  the policer behind HTB dropped {dropped} of {passed} packets");
     ensure!(
         dropped * 1000 <= passed,
@@ -140,7 +125,7 @@ fn a_foreign_root_qdisc_is_refused_and_with_force_put_back_exactly() -> anyhow::
     ensure!(stderr.trim().lines().count() == 1, "one line: {stderr}");
     ensure!(qdiscs(&client)? == before, "nothing changed on refusal");
     ensure!(
-        status_entry(&lab, client.pid())?.is_none(),
+        status_of(&lab, client.pid())?.is_none(),
         "no limit is left from the refused command"
     );
 
@@ -190,10 +175,8 @@ fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> 
     );
 
     let report = server.send(SECONDS, MAX_BYTES)?;
-    client
-        .received_steady(&report, WARMUP_NS)?
-        .held_smoothly("ifb download", 2.0 * MIB, 0.05)?;
-    let entry = status_entry(&lab, client.pid())?.context("the limit is listed")?;
+    steady(&mut client, &report)?.held_smoothly("ifb download", 2.0 * MIB, 0.05)?;
+    let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["down"] == "ifb", "status: {entry}");
     let segments = report.bytes / 1448 + 1;
     println!(

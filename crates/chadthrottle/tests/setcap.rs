@@ -7,19 +7,17 @@
 //! (the lab's cgroup and pin dir, installed there by root first). Without root they are
 //! reported as ignored, with the reason printed first.
 
-mod common;
-#[path = "common/users.rs"]
-mod users;
+pub mod common;
 
 use anyhow::{Context as _, ensure};
 use chadthrottle_lab::{Family, Lab, Proto};
+use common::users::{NOBODY, UsersProcess};
 use common::{Test, pid, run};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use users::{NOBODY, UsersProcess};
 
 /// The capabilities the README tells users to grant.
 const CAPABILITIES: &str =
@@ -78,7 +76,7 @@ impl Drop for GrantedCopy {
 
 /// The limits in force as `status --json` lists them, without their live counters.
 fn status(lab: &Lab) -> anyhow::Result<Value> {
-    let mut status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
+    let mut status = common::status(lab)?;
     for limit in status["limits"].as_array_mut().context("limits")? {
         limit.as_object_mut().context("a limit")?.remove("stats");
     }

@@ -8,21 +8,15 @@
 //! (pidfd_getfd) and asks getsockopt. Tolerances are for a noisy 2-core machine; the exact
 //! figures are in BENCHMARKS.md (`ct-bench --compare`).
 
-mod common;
+pub mod common;
 
-use anyhow::{Context as _, ensure};
-use chadthrottle_lab::stats::Summary;
-use chadthrottle_lab::traffic::SendReport;
-use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{Test, pid, run};
-use serde_json::Value;
+use anyhow::ensure;
+use chadthrottle_lab::{Family, Lab, Proto};
+use common::{MAX_BYTES, MIB, Test, listed, pid, policed, run, steady};
 use std::os::fd::AsRawFd;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-const MIB: f64 = 1024.0 * 1024.0;
-const WARMUP_NS: u64 = 2_000_000_000;
-const MAX_BYTES: u64 = 20 << 30;
 const SECONDS: f64 = 8.0;
 /// What `getsockopt(SO_MAX_PACING_RATE)` says of a socket without a cap.
 const NO_PACING_CAP: u64 = u64::MAX;
@@ -93,28 +87,6 @@ fn the_socket(pid: u32) -> anyhow::Result<SocketSettings> {
     Ok(settings[0])
 }
 
-/// Steady-state goodput seen by `receiver` during `report`'s transfer.
-fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summary> {
-    receiver.received_steady(report, WARMUP_NS)
-}
-
-fn entry(lab: &Lab, pid: u32) -> anyhow::Result<Value> {
-    let status: Value = serde_json::from_str(&run(lab, &["status", "--json"])?)?;
-    status["limits"]
-        .as_array()
-        .and_then(|limits| limits.iter().find(|limit| limit["pid"] == pid).cloned())
-        .context("the limit is listed")
-}
-
-/// Packets the policer behind the shaper dropped, and packets it let through.
-fn policed(entry: &Value, dir: &str) -> (u64, u64) {
-    let stats = &entry["stats"][dir];
-    (
-        stats["dropped_packets"].as_u64().unwrap_or(u64::MAX),
-        stats["packets"].as_u64().unwrap_or(0),
-    )
-}
-
 fn an_open_upload_is_paced_without_drops_and_gets_its_own_pacing_back() -> anyhow::Result<()> {
     let lab = Lab::new("shaped-up", None)?;
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
@@ -137,9 +109,9 @@ fn an_open_upload_is_paced_without_drops_and_gets_its_own_pacing_back() -> anyho
     let mut client = client;
     let report = client.send(SECONDS, MAX_BYTES)?;
     steady(&mut server, &report)?.held_smoothly("shaped upload", 2.0 * MIB, 0.05)?;
-    let entry = entry(&lab, client.pid())?;
+    let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["up"] == "shaping", "status: {entry}");
-    let (dropped, passed) = policed(&entry, "up");
+    let (dropped, passed) = policed(&entry, "up")?;
     ensure!(
         dropped * 1000 <= passed,
         "the policer behind the shaper dropped {dropped} of {passed} packets"
@@ -174,16 +146,27 @@ fn a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back() -> any
         "the window is clamped to rate x RTT: {during:?} (was {before:?})"
     );
     let mut server = server;
-    let report = server.send(SECONDS, MAX_BYTES)?;
+    server.start_send(SECONDS, MAX_BYTES)?;
+    // the clamp each second: when the rate is off, whether the window was being corrected
+    // (it dithers by a few hundred bytes around rate x RTT) or stayed where it started
+    let mut clamps = Vec::new();
+    for _second in 1..SECONDS as u32 {
+        std::thread::sleep(Duration::from_secs(1));
+        clamps.push(the_socket(client.pid())?.window_clamp);
+    }
+    let report = server.finish_send()?;
+    println!("  window clamp each second: {clamps:?}");
     // Known defect: about one run in four this download settles one segment per round
     // trip high, +5.2…+5.6 % (seen on 5eb0cee and later; otherwise +0.3…+2.2 %), still
     // under the backstop (+6.7 %). The rate tolerance is therefore the backstop's; what
     // shows the window holds it, not the policer, is checked below: no policer drops and
-    // no retransmissions.
+    // no retransmissions. With a core busy it went +9.0 and +9.3 % in 2 of 7 runs (cv
+    // under 2 %: a steady excess, not noise), and in a +6.2 % run the clamp stayed at
+    // 22366 B for 7 s where runs at +1.4 % dither around 21 200 B: reported, not hidden.
     steady(&mut client, &report)?.held_smoothly("shaped download", MIB, 0.07)?;
-    let entry = entry(&lab, client.pid())?;
+    let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["down"] == "shaping", "status: {entry}");
-    let (dropped, passed) = policed(&entry, "down");
+    let (dropped, passed) = policed(&entry, "down")?;
     println!(
         "  policer drops {dropped} of {passed} packets, {} segments retransmitted",
         report.retransmits
@@ -235,7 +218,7 @@ fn the_policer_backend_leaves_sockets_alone() -> anyhow::Result<()> {
         the_socket(client.pid())? == before,
         "no socket setting changes"
     );
-    let entry = entry(&lab, client.pid())?;
+    let entry = listed(&lab, client.pid())?;
     ensure!(
         entry["backend"]["up"] == "policer" && entry["backend"]["down"] == "policer",
         "status: {entry}"

@@ -1,13 +1,30 @@
 //! What every kernel test binary shares: running the real `chadthrottle` binary confined
-//! to a lab, and the harness that runs tests one at a time (or reports them ignored, with
-//! the reason printed, without root).
+//! to a lab, reading its limits back, measuring a transfer's steady state, and the harness
+//! that runs tests one at a time (or reports them ignored, with the reason printed,
+//! without root).
+//!
+//! Each test binary declares it `pub mod common`: it uses only part of it, and public
+//! items of a binary's public module are not reported as unused.
 
-use anyhow::ensure;
+pub mod users;
+
+use anyhow::{Context as _, ensure};
+use chadthrottle_lab::protocol::SendReport;
+use chadthrottle_lab::stats::Summary;
 use chadthrottle_lab::{Endpoint, Lab};
 use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
 use std::process::{Command, Output};
 
 pub type Test = fn() -> anyhow::Result<()>;
+
+pub const KIB: f64 = 1024.0;
+pub const MIB: f64 = 1024.0 * 1024.0;
+/// A transfer's steady state starts this long after it starts: slow start, the first
+/// burst and the shaper's first divisions are over by then.
+pub const WARMUP_NS: u64 = 2_000_000_000;
+/// Every transfer is bounded in bytes as well as in seconds.
+pub const MAX_BYTES: u64 = 20 << 30;
 
 /// Runs `chadthrottle args` confined to `lab` (its cgroup and pin dir).
 pub fn chadthrottle(lab: &Lab, args: &[&str]) -> Output {
@@ -34,6 +51,40 @@ pub fn run(lab: &Lab, args: &[&str]) -> anyhow::Result<String> {
 
 pub fn pid(endpoint: &Endpoint) -> String {
     endpoint.pid().to_string()
+}
+
+/// `status --json`.
+pub fn status(lab: &Lab) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&run(lab, &["status", "--json"])?)?)
+}
+
+/// The entry of `pid` in `status --json`, if it has one.
+pub fn status_of(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {
+    let status = status(lab)?;
+    let limits = status["limits"].as_array().context("limits is an array")?;
+    Ok(limits.iter().find(|limit| limit["pid"] == pid).cloned())
+}
+
+/// The entry of `pid` in `status --json`, which must be there.
+pub fn listed(lab: &Lab, pid: u32) -> anyhow::Result<Value> {
+    status_of(lab, pid)?.with_context(|| format!("PID {pid} has no limit listed"))
+}
+
+/// Packets the policer dropped in direction `dir` (`up`, `down`) of a status entry, and
+/// packets it let through.
+pub fn policed(entry: &Value, dir: &str) -> anyhow::Result<(u64, u64)> {
+    let stats = &entry["stats"][dir];
+    let counter = |name: &str| {
+        stats[name]
+            .as_u64()
+            .with_context(|| format!("stats.{dir}.{name} is not a count: {entry}"))
+    };
+    Ok((counter("dropped_packets")?, counter("packets")?))
+}
+
+/// Steady-state goodput `receiver` saw during `report`'s transfer.
+pub fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summary> {
+    receiver.received_steady(report, WARMUP_NS)
 }
 
 /// The test binary's `main`: serves as a lab endpoint when re-executed as one, else runs

@@ -1,6 +1,5 @@
 //! A process of an ordinary user's in the lab, for the tests of what a caller who is not
-//! root may do. Included by the test binaries that need it (`#[path]`), so the others do
-//! not carry it unused.
+//! root may do.
 
 use anyhow::Context as _;
 use chadthrottle_lab::Lab;
