@@ -5,15 +5,12 @@
 //! time against a fresh server. Goodput is read at the receiver in 100 ms bins. What
 //! limits it is a [`Limiter`]: ChadThrottle's datapath, or a peer for comparison.
 
-use crate::latency::{self, Extra, Probe};
+use crate::case::{Case, Outcome};
+use crate::latency::{self, Probe};
 use crate::limiter::Limiter;
-use crate::stats::{Summary, summarize};
-use crate::{Endpoint, Family, Lab, Proto};
-use anyhow::Context as _;
-use chadthrottle_core::backend::{Backend, Change, LimitRequest, Target};
-use chadthrottle_core::process::validate_target;
-use chadthrottle_core::status::{DirectionLimit, Enforcement};
-use chadthrottle_core::{Direction, PerDirection, ProcessRef};
+use crate::stats::summarize;
+use crate::{Family, Lab, Proto};
+use chadthrottle_core::Direction;
 use chadthrottle_kernel::Datapath;
 use std::time::Duration;
 
@@ -33,77 +30,6 @@ pub fn warmup_ns(seconds: f64) -> u64 {
 pub fn lab(rtt_ms: u64) -> anyhow::Result<Lab> {
     let delay = (rtt_ms > 0).then(|| Duration::from_millis(rtt_ms));
     Lab::new(&format!("bench-rtt{rtt_ms}"), delay)
-}
-
-#[derive(Debug, Clone)]
-pub struct Case {
-    pub direction: Direction,
-    /// Bytes per second.
-    pub rate: u64,
-    /// Bytes; `None`: the default for the rate.
-    pub burst: Option<u64>,
-    pub cc: &'static str,
-    pub seconds: f64,
-    /// Idle time between setting the limit and the transfer (lets the bucket fill).
-    pub idle: Duration,
-    pub enforcement: Enforcement,
-    /// TCP connections of the client, all carrying the transfer at once.
-    pub connections: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// Over the whole transfer, from its first byte.
-    pub whole: Summary,
-    /// After the warm-up.
-    pub steady: Summary,
-    pub retransmits: u64,
-    /// Packets the policer dropped (`None`: not limited by the datapath).
-    pub dropped_packets: Option<u64>,
-    /// Segments the sender sent, estimated from its bytes (for retransmit shares).
-    pub segments: u64,
-    /// What the transfer's steady state added to the latency probe's round trips
-    /// (`None`: not probed; an error: no figure, and why).
-    pub latency: Option<Result<Extra, String>>,
-}
-
-/// `ProcessRef` and name of a lab process, checked as `chadthrottle limit` checks it.
-pub fn target(lab: &Lab, endpoint: &Endpoint) -> anyhow::Result<Target> {
-    let scope = chadthrottle_kernel::mounts::cgroup_scope(lab.cgroup())?;
-    let pid = endpoint.pid();
-    let (process, name) = validate_target(
-        pid,
-        chadthrottle_kernel::procs::inspect(pid),
-        std::process::id(),
-        &scope,
-    )?;
-    Ok(Target { process, name })
-}
-
-/// Limits `target` in one direction, or lifts its limit with `None`.
-pub fn limit(
-    datapath: &mut Datapath,
-    target: &Target,
-    direction: Direction,
-    limit: Option<DirectionLimit>,
-) -> anyhow::Result<()> {
-    let mut change = PerDirection::default();
-    *change.get_mut(direction) = Change::set_or_lift(limit);
-    datapath.apply(&LimitRequest {
-        target: target.clone(),
-        change,
-        lasts: None,
-    })?;
-    Ok(())
-}
-
-/// Packets the datapath dropped for `process` in `direction` since its limit was set.
-pub fn dropped(datapath: &Datapath, process: ProcessRef, direction: Direction) -> u64 {
-    datapath
-        .stats(process, direction)
-        .ok()
-        .flatten()
-        .map_or(0, |stats| stats.dropped_packets)
 }
 
 /// Runs one case in `lab` with the installed `datapath`.
@@ -180,26 +106,4 @@ pub fn unlimited_rate(lab: &Lab, seconds: f64) -> anyhow::Result<f64> {
     let rate = server.received_steady(&report, 500_000_000)?.rate;
     let _gone = (client.quit(), server.quit());
     Ok(rate)
-}
-
-/// The burst `chadthrottle limit` gives `rate` by default, in bytes.
-pub fn default_burst(rate: u64) -> u64 {
-    chadthrottle_core::bucket::default_burst(
-        chadthrottle_core::Rate::new(rate).unwrap_or(chadthrottle_core::Rate::BLOCK),
-    )
-    .bytes()
-}
-
-/// Installs the datapath confined to `lab`.
-pub fn install(lab: &Lab) -> anyhow::Result<Datapath> {
-    install_with(lab, true)
-}
-
-/// Installs the datapath confined to `lab`, with or without its accounting.
-pub fn install_with(lab: &Lab, accounting: bool) -> anyhow::Result<Datapath> {
-    let config = chadthrottle_kernel::Config {
-        accounting,
-        ..lab.config()
-    };
-    Datapath::install(&config).context("cannot install the datapath in the lab")
 }

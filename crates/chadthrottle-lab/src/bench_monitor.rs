@@ -1,7 +1,7 @@
 //! The monitoring part of the benchmark: what the datapath's accounting costs per packet,
 //! and the CPU of `chadthrottle top` (and of nethogs, if installed) at 1 s refresh.
 
-use crate::bench::{install, target};
+use crate::lab_datapath::{install, target};
 use crate::{Family, Lab, Proto};
 use anyhow::{Context as _, bail};
 use chadthrottle_core::PerDirection;
@@ -30,7 +30,7 @@ pub fn program_costs(
     accounting: bool,
 ) -> anyhow::Result<(f64, Vec<ProgramCost>)> {
     chadthrottle_kernel::reset(lab.pin_dir())?;
-    let _datapath = crate::bench::install_with(lab, accounting)?;
+    let _datapath = crate::lab_datapath::install_with(lab, accounting)?;
     let ids: Vec<u32> = query::cgroup_programs(lab.cgroup())?
         .into_iter()
         .map(|program| program.id)

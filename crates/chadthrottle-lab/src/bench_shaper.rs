@@ -3,7 +3,7 @@
 //! program's time per second of traffic; and how long `limit` takes to shape that many
 //! open sockets (the TCP iterator). The policer on the same connections is the reference.
 
-use crate::bench::{install, limit, target};
+use crate::lab_datapath::{install, limit, target};
 use crate::{Lab, Proto};
 use anyhow::Context as _;
 use chadthrottle_core::Direction;
@@ -50,7 +50,7 @@ pub fn shaper_cost(
         Direction::Up,
         Some(DirectionLimit {
             rate,
-            burst: crate::bench::default_burst(rate),
+            burst: crate::lab_datapath::default_burst(rate),
             enforcement,
         }),
     )?;

@@ -4,7 +4,8 @@
 //! the latency an unlimited process sees during each limited transfer. One table, one
 //! row per case, in the order of [`Matrix`]'s fields.
 
-use crate::bench::{self, Case, Outcome};
+use crate::bench;
+use crate::case::{Case, Outcome};
 use crate::limiter::{Limiter, NotApplicable};
 use crate::{Family, table, trickle};
 use chadthrottle_core::rate::format_rate;
@@ -201,7 +202,7 @@ pub fn run(matrix: &Matrix, mut emit: impl FnMut(String)) -> anyhow::Result<()> 
             let lab = bench::lab(rtt_ms)?;
             let mut datapath = backend
                 .enforcement()
-                .map(|_| bench::install(&lab))
+                .map(|_| crate::lab_datapath::install(&lab))
                 .transpose()?;
             for case in cases(matrix, backend) {
                 let result = if *not_applicable.get(case.direction) {

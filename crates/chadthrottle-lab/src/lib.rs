@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod bench_monitor;
 pub mod bench_shaper;
+pub mod case;
 pub mod cgroup;
 pub mod compare;
 pub mod delay;
@@ -18,6 +19,7 @@ pub mod filters;
 pub mod generator;
 pub mod htb_script;
 pub mod lab;
+pub mod lab_datapath;
 pub mod latency;
 pub mod limiter;
 pub mod net;

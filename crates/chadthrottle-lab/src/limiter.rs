@@ -3,8 +3,9 @@
 //! setting no limit. Each has a part before the client starts (a wrapper command), a check
 //! once it runs, the limit around the transfer, and a check of the result.
 
-use crate::bench::{self, Case, Outcome};
+use crate::case::{Case, Outcome};
 use crate::endpoint::Endpoint;
+use crate::lab_datapath;
 use crate::{Lab, htb_script, trickle};
 use chadthrottle_core::Direction;
 use chadthrottle_core::backend::Target;
@@ -72,16 +73,16 @@ impl<'a> Limiter<'a> {
     ) -> anyhow::Result<Applied<'b>> {
         Ok(match self {
             Limiter::Datapath(datapath) => {
-                let target = bench::target(lab, client)?;
+                let target = lab_datapath::target(lab, client)?;
                 let burst = case
                     .burst
-                    .unwrap_or_else(|| bench::default_burst(case.rate));
+                    .unwrap_or_else(|| lab_datapath::default_burst(case.rate));
                 let limit = DirectionLimit {
                     rate: case.rate,
                     burst,
                     enforcement: case.enforcement,
                 };
-                bench::limit(datapath, &target, case.direction, Some(limit))?;
+                lab_datapath::limit(datapath, &target, case.direction, Some(limit))?;
                 Applied::Datapath {
                     datapath,
                     target,
@@ -122,8 +123,8 @@ impl Applied<'_> {
                 target,
                 direction,
             } => {
-                let dropped = bench::dropped(datapath, target.process, direction);
-                bench::limit(datapath, &target, direction, None)?;
+                let dropped = lab_datapath::dropped(datapath, target.process, direction);
+                lab_datapath::limit(datapath, &target, direction, None)?;
                 Ok(Some(dropped))
             }
             Applied::HtbScript(installed) => installed.remove().map(|()| None),

@@ -1,6 +1,6 @@
 //! Markdown tables as `ct-bench` prints them, and the cells its tables share.
 
-use crate::bench::Outcome;
+use crate::case::Outcome;
 use crate::latency::Extra;
 use crate::stats::error;
 

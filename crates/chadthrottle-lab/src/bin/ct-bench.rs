@@ -22,8 +22,10 @@
 use anyhow::{Context as _, bail};
 use chadthrottle_core::Direction;
 use chadthrottle_core::rate::format_rate;
-use chadthrottle_lab::bench::{self, Case, Outcome, lab};
+use chadthrottle_lab::bench::{self, lab};
+use chadthrottle_lab::case::{Case, Outcome};
 use chadthrottle_lab::compare::{self, Matrix};
+use chadthrottle_lab::lab_datapath;
 use chadthrottle_lab::table::{self, header, percent};
 use chadthrottle_lab::{Family, filters, stats};
 use std::time::Duration;
@@ -121,7 +123,7 @@ fn baseline(options: &Options) -> anyhow::Result<()> {
     println!("{}", header(&columns));
     for &rtt in &options.rtts {
         let lab = lab(rtt)?;
-        let mut datapath = bench::install(&lab)?;
+        let mut datapath = lab_datapath::install(&lab)?;
         for &cc in &options.ccs {
             for direction in Direction::ALL {
                 for rate in RATES {
@@ -179,7 +181,7 @@ fn overhead(rounds: usize) -> anyhow::Result<()> {
         chadthrottle_kernel::reset(lab.pin_dir())?;
         rates[0].push(bench::unlimited_rate(&lab, 3.0)?);
         for (slot, accounting) in [(1, false), (2, true)] {
-            let datapath = bench::install_with(&lab, accounting)?;
+            let datapath = lab_datapath::install_with(&lab, accounting)?;
             rates[slot].push(bench::unlimited_rate(&lab, 3.0)?);
             drop(datapath);
             chadthrottle_kernel::reset(lab.pin_dir())?;
@@ -363,7 +365,7 @@ fn burst_sweep(options: &Options) -> anyhow::Result<()> {
     );
     for &rtt in &options.rtts {
         let lab = lab(rtt)?;
-        let mut datapath = bench::install(&lab)?;
+        let mut datapath = lab_datapath::install(&lab)?;
         for &cc in &options.ccs {
             for direction in Direction::ALL {
                 for rate in [1 << 20, 10 << 20, 50 << 20] {
