@@ -161,23 +161,20 @@ pub fn check_datapath(
             display(options.cgroup.as_deref())
         ));
     }
-    if let Some(max) = options
-        .max_limits
-        .filter(|&max| max != installed.max_limits)
-    {
-        return refuse(format!(
-            "--max-limits {max} (the installed datapath holds {}; resizing it)",
-            installed.max_limits
-        ));
-    }
-    if let Some(max) = options
-        .max_connections
-        .filter(|&max| max != installed.max_connections)
-    {
-        return refuse(format!(
-            "--max-connections {max} (the installed datapath holds {}; resizing it)",
-            installed.max_connections
-        ));
+    let sizes = [
+        ("--max-limits", options.max_limits, installed.max_limits),
+        (
+            "--max-connections",
+            options.max_connections,
+            installed.max_connections,
+        ),
+    ];
+    for (option, asked, holds) in sizes {
+        if let Some(asked) = asked.filter(|&asked| asked != holds) {
+            return refuse(format!(
+                "{option} {asked} (the installed datapath holds {holds}; resizing it)"
+            ));
+        }
     }
     Ok(())
 }
