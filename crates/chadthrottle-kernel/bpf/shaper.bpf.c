@@ -6,8 +6,9 @@
  *                            then, on the socket's own events, re-divides the budget (share.h)
  *                            and updates its cap:
  *                              upload:   SO_MAX_PACING_RATE, on every RTT sample (RTT_CB)
- *                              download: TCP_WINDOW_CLAMP = cap x RTT, on every segment
- *                                        the socket sends (HDR_OPT_LEN_CB: its ACKs)
+ *                              download: TCP_WINDOW_CLAMP = cap x RTT (the receiver's
+ *                                        own estimate), on every segment the socket
+ *                                        sends (HDR_OPT_LEN_CB: its ACKs)
  *   ct_iter_tcp   iter/tcp   run by `limit`, `unlimit` and `reset` over the TCP sockets of a
  *                            network namespace: shapes the already open sockets of limited
  *                            processes, restores those whose limit went
@@ -55,6 +56,9 @@ struct tcp_sock {
 	__u64 bytes_acked;
 	__u32 window_clamp;
 	__u8 bpf_sock_ops_cb_flags;
+	struct {
+		__u32 rtt_us; /* the receiver's round trip estimate, x 8; 0: none yet */
+	} rcv_rtt_est;
 } __attribute__((preserve_access_index));
 
 struct bpf_iter_meta {
@@ -71,6 +75,7 @@ struct ct_tcp_view {
 	__u64 acked;    /* bytes sent and acknowledged */
 	__u64 received; /* bytes received */
 	__u32 srtt_us;  /* smoothed round trip, in microseconds */
+	__u32 rcv_rtt_us; /* the receiver's round trip estimate, in microseconds; 0: none */
 	__u32 mss;
 	__u32 cb_flags; /* sock_ops callbacks the socket asks for now */
 };
@@ -168,7 +173,8 @@ static __always_inline void ct_apply_cap(void *ctx, struct ct_sock *sock, struct
 	else
 		ct_set_clamp(ctx, sock,
 			     ct_share_next_window(sock->shape[1].window, cap, measured,
-						  view->srtt_us, view->mss));
+						  ct_share_down_rtt(view->rcv_rtt_us, view->srtt_us),
+						  view->mss));
 }
 
 /* Puts a direction's setting back as it was before ChadThrottle. */
@@ -298,15 +304,13 @@ static __always_inline void ct_shape_tick(void *ctx, struct ct_sock *sock, struc
 /* Receive-buffer autotuning raises a socket's window clamp as it grows the buffer; before
  * each segment the socket sends (whose header carries the window), the shaped clamp is put
  * back, so the raise is never advertised. */
-static __always_inline void ct_hold_clamp(struct bpf_sock_ops *ops, struct bpf_sock *sk,
+static __always_inline void ct_hold_clamp(struct bpf_sock_ops *ops, struct tcp_sock *tp,
 					  struct ct_sock *sock)
 {
-	struct tcp_sock *tp;
 	int value;
 
 	if (!(sock->shaped & CT_SHAPED_DOWN_ACTIVE) || !sock->shape[1].window)
 		return;
-	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp || tp->window_clamp == sock->shape[1].window)
 		return;
 	value = sock->shape[1].window;
@@ -318,6 +322,7 @@ int ct_sock_ops(struct bpf_sock_ops *ops)
 {
 	struct bpf_sock *sk = ops->sk;
 	struct ct_tcp_view view;
+	struct tcp_sock *tp;
 	struct ct_sock *sock;
 	__u32 op = ops->op;
 
@@ -332,12 +337,15 @@ int ct_sock_ops(struct bpf_sock_ops *ops)
 	view.acked = ops->bytes_acked;
 	view.received = ops->bytes_received;
 	view.srtt_us = ops->srtt_us >> 3;
+	/* not in the sock_ops context: read from the socket itself */
+	tp = bpf_skc_to_tcp_sock(sk);
+	view.rcv_rtt_us = tp ? tp->rcv_rtt_est.rtt_us >> 3 : 0;
 	view.mss = ops->mss_cache;
 	view.cb_flags = ops->bpf_sock_ops_cb_flags;
 	if (op == BPF_SOCK_OPS_RTT_CB) {
 		ct_shape_tick(ops, sock, &view, CT_DIR_UP);
 	} else if (op == BPF_SOCK_OPS_HDR_OPT_LEN_CB) {
-		ct_hold_clamp(ops, sk, sock);
+		ct_hold_clamp(ops, tp, sock);
 		ct_shape_tick(ops, sock, &view, CT_DIR_DOWN);
 	} else {
 		ct_reconcile(ops, sock, &view, bpf_ktime_get_ns());
@@ -369,6 +377,7 @@ int ct_iter_tcp(struct bpf_iter__tcp *ctx)
 	view.acked = tp->bytes_acked;
 	view.received = tp->bytes_received;
 	view.srtt_us = tp->srtt_us >> 3;
+	view.rcv_rtt_us = tp->rcv_rtt_est.rtt_us >> 3;
 	view.mss = tp->mss_cache;
 	view.cb_flags = tp->bpf_sock_ops_cb_flags;
 	if (ct_reconcile(tp, sock, &view, bpf_ktime_get_ns())) {

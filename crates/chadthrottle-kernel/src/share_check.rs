@@ -2,7 +2,8 @@
 //! by build.rs), driven the way `ct_shape_tick` drives it, with simulated sockets that move
 //! what their cap and their own demand allow: the aggregate holds, greedy sockets get
 //! equal shares, light ones keep what they use, and an idle socket's share goes to the
-//! busy ones.
+//! busy ones. A simulated download, whose rate is what its receive window lets through per
+//! round trip, checks that the window's correction brings the average onto the cap.
 
 #[cfg(test)]
 mod tests {
@@ -19,6 +20,7 @@ mod tests {
             sock_cap: u64,
         ) -> u64;
         fn ct_host_share_window(rate: u64, rtt_us: u32, mss: u32) -> u32;
+        fn ct_host_share_down_rtt(rcv_rtt_us: u32, srtt_us: u32) -> u32;
         fn ct_host_share_next_window(
             window: u32,
             cap: u64,
@@ -295,5 +297,132 @@ mod tests {
         );
         assert_eq!(window(72_400, 20_000, 1448), 1448);
         assert_eq!(window(u64::MAX / 1_000_000, 1_000_000, 1448), 0x7fff_ffff);
+    }
+
+    #[test]
+    fn a_download_is_sized_for_the_receivers_round_trip() {
+        // SAFETY: a pure function of its arguments.
+        let rtt = |rcv_rtt_us, srtt_us| unsafe { ct_host_share_down_rtt(rcv_rtt_us, srtt_us) };
+        assert_eq!(rtt(0, 40_000), 40_000, "no receiver estimate yet");
+        assert_eq!(rtt(20_000, 40_000), 20_000, "the handshake's stale sample");
+        assert_eq!(
+            rtt(30_000, 20_000),
+            30_000,
+            "the receiver's, above the smoothed"
+        );
+        assert_eq!(rtt(20_000, 500), 500, "LAN by the handshake: the policer's");
+        assert_eq!(rtt(600, 40_000), 600, "LAN by the receiver: the policer's");
+    }
+
+    /// A download held by its receive window alone: each millisecond it moves the window
+    /// in force per `path_rtt_us` (whole segments only if `whole_segments`), give or take
+    /// 2 % (the sender's and the receiver's timing), and a new window is in force one
+    /// round trip after it is set. The shaper looks every CHECK_NS and, once per epoch,
+    /// sets the next window from the rate measured since its last report, as
+    /// `ct_shape_tick` and `ct_apply_cap` do, with the socket's smoothed RTT `srtt_us` and
+    /// the receiver's estimate `rcv_rtt_us` (0 until the first window arrived). Returns
+    /// the average rate from 2 s to `seconds` and the distinct windows set in that time.
+    fn shaped_download(
+        cap: u64,
+        path_rtt_us: u32,
+        (rcv_rtt_us, srtt_us): (u32, u32),
+        whole_segments: bool,
+        seconds: u64,
+    ) -> (u64, std::collections::BTreeSet<u32>) {
+        const MSS: u32 = 1448;
+        let mut share = Share::default();
+        let mut epoch = 0;
+        let mut now = 1_000 * MS;
+        // SAFETY: Share is #[repr(C)] `struct ct_share`; the pointers are live.
+        let mut sock_cap = unsafe { ct_host_share_join(&mut share, cap, now, &mut epoch) };
+        // SAFETY: pure functions of their arguments.
+        let next_window = |window, sock_cap, measured, rcv_rtt_us| unsafe {
+            let rtt_us = ct_host_share_down_rtt(rcv_rtt_us, srtt_us);
+            ct_host_share_next_window(window, sock_cap, measured, rtt_us, MSS)
+        };
+        // at join the receiver has no estimate of its own yet
+        let mut window = next_window(0, sock_cap, 0, 0);
+        // windows set, with the time each comes into force
+        let mut pending = std::collections::VecDeque::from([(now, window)]);
+        let mut in_force = window;
+        let (mut moved, mut mark_bytes, mut mark_ns, mut last_check) = (0u64, 0u64, now, now);
+        let (mut steady_bytes, mut windows) = (0u64, std::collections::BTreeSet::new());
+        let mut noise = 0x2545_f491_4f6c_dd1d_u64;
+        let start = now;
+        while now < start + seconds * 1_000 * MS {
+            now += MS;
+            while pending.front().is_some_and(|&(at, _)| at <= now) {
+                in_force = pending.pop_front().map_or(in_force, |(_, window)| window);
+            }
+            let per_trip = if whole_segments {
+                u64::from(in_force / MSS * MSS)
+            } else {
+                u64::from(in_force)
+            };
+            noise ^= noise << 13;
+            noise ^= noise >> 7;
+            noise ^= noise << 17;
+            let wobble = 980 + noise % 41; // 0.98 .. 1.02, in thousandths
+            let bytes = per_trip * 1_000 / u64::from(path_rtt_us) * wobble / 1_000;
+            moved += bytes;
+            if now >= start + 2_000 * MS {
+                steady_bytes += bytes;
+            }
+            if now - last_check < CHECK_NS {
+                continue;
+            }
+            last_check = now;
+            let rate = (moved - mark_bytes) * 1_000_000 / ((now - mark_ns) / 1_000);
+            let before = epoch;
+            // SAFETY: as above.
+            let next_cap =
+                unsafe { ct_host_share_report(&mut share, cap, now, &mut epoch, rate, sock_cap) };
+            if epoch == before {
+                continue;
+            }
+            sock_cap = next_cap;
+            mark_bytes = moved;
+            mark_ns = now;
+            window = next_window(window, sock_cap, rate, rcv_rtt_us);
+            pending.push_back((now + u64::from(path_rtt_us) * 1_000, window));
+            if now >= start + 2_000 * MS {
+                windows.insert(window);
+            }
+        }
+        (steady_bytes / (seconds - 2), windows)
+    }
+
+    #[test]
+    fn a_download_whose_handshake_took_twice_the_round_trip_lands_on_the_cap() {
+        // The lab's 20 ms download: the receiver's only smoothed RTT sample is the
+        // handshake's, 42.66 ms (a run at +6.2 %). Sized from it, the window could not go
+        // below half of cap x 42.66 ms, which lets 1 MiB/s x 1.066 through, and stayed
+        // there; sized from the receiver's own round trip it dithers onto the cap.
+        for whole_segments in [false, true] {
+            let (rate, windows) =
+                shaped_download(1 << 20, 20_000, (20_000, 42_660), whole_segments, 12);
+            assert!(
+                within(rate, 1 << 20, 0.01),
+                "whole segments {whole_segments}: {rate} B/s against {}, windows {windows:?}",
+                1 << 20
+            );
+            assert!(
+                windows.len() > 3,
+                "whole segments {whole_segments}: the window is corrected: {windows:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_download_corrects_its_window_for_a_slower_round_trip_too() {
+        // the other way round: the receiver's estimate follows the fastest round trips, and
+        // a busy machine adds to most of them; the window grows above cap x RTT until the
+        // rate is the cap
+        let (rate, windows) = shaped_download(10 << 20, 26_000, (20_000, 20_000), true, 12);
+        assert!(
+            within(rate, 10 << 20, 0.01),
+            "{rate} B/s against {}, windows {windows:?}",
+            10 << 20
+        );
     }
 }

@@ -19,6 +19,11 @@ __u32 ct_host_share_window(__u64 rate, __u32 rtt_us, __u32 mss)
 	return ct_share_window(rate, rtt_us, mss);
 }
 
+__u32 ct_host_share_down_rtt(__u32 rcv_rtt_us, __u32 srtt_us)
+{
+	return ct_share_down_rtt(rcv_rtt_us, srtt_us);
+}
+
 __u32 ct_host_share_next_window(__u32 window, __u64 cap, __u64 measured, __u32 rtt_us, __u32 mss)
 {
 	return ct_share_next_window(window, cap, measured, rtt_us, mss);

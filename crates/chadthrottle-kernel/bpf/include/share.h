@@ -171,6 +171,26 @@ static __always_inline __u32 ct_share_window(__u64 rate, __u32 rtt_us, __u32 mss
 	return window > 0x7fffffff ? 0x7fffffff : (__u32)window;
 }
 
+/* The round trip a download's window is sized for, from the receiver's own estimate
+ * (`rcv_rtt_us`: from the data that arrives after each window update, 0 before it has
+ * one) and the smoothed RTT (`srtt_us`: from the socket's own data being acknowledged).
+ * A socket that only receives has no data of its own acknowledged after the handshake,
+ * so its smoothed RTT is the handshake's one sample, which never moves and carries
+ * whatever delayed the first packet (on the lab's delay line, resolving the neighbour
+ * made it twice the path's round trip); the correction below, held within half and twice
+ * cap x RTT, could then not bring the window down to the rate. The receiver's estimate
+ * is the round trip a window takes; the smoothed one is the fallback before it has a
+ * sample. A path under CT_SHARE_MIN_RTT_US by either is a LAN: the smaller is returned,
+ * and the policer holds the rate. */
+static __always_inline __u32 ct_share_down_rtt(__u32 rcv_rtt_us, __u32 srtt_us)
+{
+	__u32 low = rcv_rtt_us < srtt_us ? rcv_rtt_us : srtt_us;
+
+	if (!rcv_rtt_us)
+		return srtt_us;
+	return low < CT_SHARE_MIN_RTT_US ? low : rcv_rtt_us;
+}
+
 /* The next receive window of a download shaped to `cap`, from the window it had and the
  * rate it `measured` over the last epoch: cap x RTT to begin with, then corrected halfway
  * toward what would have made the measured rate the cap, each epoch. A window moves whole
