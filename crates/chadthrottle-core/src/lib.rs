@@ -18,6 +18,7 @@ pub mod options;
 pub mod process;
 pub mod qdisc_plan;
 pub mod rate;
+pub mod rule_target;
 pub mod saved;
 pub mod status;
 pub mod system;
