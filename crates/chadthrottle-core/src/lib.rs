@@ -7,6 +7,7 @@
 pub mod access;
 pub mod backend;
 pub mod bucket;
+pub mod cgroup_names;
 pub mod direction;
 pub mod duration;
 pub mod fake;

@@ -649,14 +649,6 @@ mod tests {
         }
     }
 
-    fn candidate(rank: Rank, order: u32) -> Candidate<&'static str> {
-        Candidate {
-            rank,
-            order,
-            rule: "",
-        }
-    }
-
     const RANKS: [Rank; 6] = [
         Rank::Pid,
         Rank::Tree,
@@ -666,29 +658,29 @@ mod tests {
         Rank::User,
     ];
 
+    /// Asserts that `winner` governs over `loser`, whichever is listed first.
+    fn governs(winner: (Rank, u32), loser: (Rank, u32)) {
+        let winner = Candidate {
+            rank: winner.0,
+            order: winner.1,
+            rule: "winner",
+        };
+        let loser = Candidate {
+            rank: loser.0,
+            order: loser.1,
+            rule: "loser",
+        };
+        for listed in [[winner, loser], [loser, winner]] {
+            assert_eq!(governing(listed), Some(winner), "{listed:?}");
+        }
+    }
+
     #[test]
     fn the_lower_rank_governs_whatever_the_order() {
         for (i, &stronger) in RANKS.iter().enumerate() {
             for &weaker in &RANKS[i + 1..] {
-                // The weaker rule was set first and is listed first: rank still wins.
-                let weak = Candidate {
-                    rule: "weak",
-                    ..candidate(weaker, 0)
-                };
-                let strong = Candidate {
-                    rule: "strong",
-                    ..candidate(stronger, 7)
-                };
-                assert_eq!(
-                    governing([weak, strong]).map(|c| c.rule),
-                    Some("strong"),
-                    "{stronger:?} over {weaker:?}"
-                );
-                assert_eq!(
-                    governing([strong, weak]).map(|c| c.rule),
-                    Some("strong"),
-                    "{stronger:?} over {weaker:?}, reversed"
-                );
+                // The weaker rule was set first: rank still wins.
+                governs((stronger, 7), (weaker, 0));
             }
         }
     }
@@ -696,16 +688,7 @@ mod tests {
     #[test]
     fn equal_ranks_go_to_the_earlier_rule() {
         for rank in RANKS {
-            let later = Candidate {
-                rule: "later",
-                ..candidate(rank, 5)
-            };
-            let earlier = Candidate {
-                rule: "earlier",
-                ..candidate(rank, 2)
-            };
-            assert_eq!(governing([later, earlier]).map(|c| c.rule), Some("earlier"));
-            assert_eq!(governing([earlier, later]).map(|c| c.rule), Some("earlier"));
+            governs((rank, 2), (rank, 5));
         }
         assert_eq!(governing(Vec::<Candidate<()>>::new()), None);
     }
