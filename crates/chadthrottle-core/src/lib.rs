@@ -20,6 +20,7 @@ pub mod process;
 pub mod qdisc_plan;
 pub mod rate;
 pub mod rule_target;
+pub mod rules_file;
 pub mod saved;
 pub mod status;
 pub mod system;

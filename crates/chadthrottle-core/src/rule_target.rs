@@ -19,6 +19,9 @@ pub const COMM_MAX: usize = 15;
 /// systemd's `UNIT_NAME_MAX` less the NUL.
 pub const UNIT_NAME_MAX: usize = 255;
 
+/// A rule's name is at most this many bytes (63 and a NUL fit a 64-byte field).
+pub const RULE_NAME_MAX: usize = 63;
+
 /// The unit types that own a cgroup, so that their processes can be limited.
 pub const UNIT_SUFFIXES: [&str; 6] = [".service", ".scope", ".slice", ".socket", ".mount", ".swap"];
 
@@ -239,6 +242,10 @@ pub enum TargetError {
     )]
     User(String),
     #[error(
+        "rule name \"{0}\" is not a rule name: 1 to {RULE_NAME_MAX} of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+    )]
+    RuleName(String),
+    #[error(
         "mode \"{0}\" is not a mode: shared (one budget for all) or each (the rate per process)"
     )]
     Mode(String),
@@ -322,18 +329,31 @@ pub fn parse_unit(unit: &str) -> Result<RuleTarget, TargetError> {
     }
 }
 
-/// A container name (docker's and podman's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`) or an id prefix,
-/// which that form includes; which one it is is decided against the running containers.
-pub fn parse_container(container: &str) -> Result<RuleTarget, TargetError> {
-    let valid = container.len() <= 253
-        && container
+/// A rule's name: shown in `status`, keyed on by `apply` and `limit --save`.
+pub fn parse_rule_name(name: &str) -> Result<String, TargetError> {
+    if is_plain_name(name, RULE_NAME_MAX) {
+        Ok(name.to_owned())
+    } else {
+        Err(TargetError::RuleName(name.to_owned()))
+    }
+}
+
+/// `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most `max` bytes.
+fn is_plain_name(name: &str, max: usize) -> bool {
+    name.len() <= max
+        && name
             .bytes()
             .next()
             .is_some_and(|b| b.is_ascii_alphanumeric())
-        && container
+        && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if valid {
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// A container name (docker's and podman's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`) or an id prefix,
+/// which that form includes; which one it is is decided against the running containers.
+pub fn parse_container(container: &str) -> Result<RuleTarget, TargetError> {
+    if is_plain_name(container, 253) {
         Ok(RuleTarget::Container(container.to_owned()))
     } else {
         Err(TargetError::Container(container.to_owned()))
@@ -612,6 +632,33 @@ mod tests {
             let message = refused(parse_container(name));
             assert!(
                 message.starts_with(&format!("container \"{name}\"")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn rule_names_are_plain_and_short() {
+        for name in [
+            "steam",
+            "backup-2",
+            "a",
+            "x.y_z",
+            &"n".repeat(RULE_NAME_MAX),
+        ] {
+            assert_eq!(parse_rule_name(name).as_deref(), Ok(name));
+        }
+        for name in [
+            "",
+            "-x",
+            "a b",
+            "ünï",
+            "a/b",
+            &"n".repeat(RULE_NAME_MAX + 1),
+        ] {
+            let message = parse_rule_name(name).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("rule name \"{name}\"")),
                 "{message}"
             );
         }
