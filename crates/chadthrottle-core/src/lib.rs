@@ -19,6 +19,7 @@ pub mod options;
 pub mod process;
 pub mod qdisc_plan;
 pub mod rate;
+pub mod rule_plan;
 pub mod rule_target;
 pub mod rules_file;
 pub mod saved;
