@@ -550,6 +550,26 @@ up = "1M"
     }
 
     #[test]
+    fn the_schema_in_the_module_doc_reads() {
+        let source = include_str!("rules_file.rs");
+        let example: String = source
+            .lines()
+            .map_while(|line| line.strip_prefix("//!"))
+            .skip_while(|line| line.trim() != "```toml")
+            .skip(1)
+            .take_while(|line| line.trim() != "```")
+            .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+            .collect();
+        assert!(example.contains("[[rule]]"), "{example}");
+        let read = rules(&example);
+        assert_eq!(read.len(), 1);
+        assert_eq!(
+            read[0].summary(),
+            "exe /usr/bin/steam ↓5MB/s burst 1MB policer ↑1MB/s burst 1MB shaping (shared)"
+        );
+    }
+
+    #[test]
     fn lines_and_columns_count_from_1_in_characters() {
         let text = "ab\n→ cd\n\nx";
         assert_eq!(line_column(text, 0), (1, 1));
