@@ -780,6 +780,26 @@ up = "1M"
     }
 
     #[test]
+    fn a_rule_replaced_in_the_middle_stays_there() {
+        let rule = |name: &str, user: u32| {
+            format!("[[rule]]\nname = \"{name}\"\nuser = {user}\nup = \"1M\"\n")
+        };
+        let before = format!(
+            "{}\n# the middle one\n{}\n{}# the end\n",
+            rule("a", 1),
+            rule("b", 2),
+            rule("c", 3)
+        );
+        let mut b = rules(&before)[1].clone();
+        b.limits.up = limit("2M");
+        let after = saved(&before, &b);
+        assert_eq!(
+            after,
+            before.replace("user = 2\nup = \"1M\"", "user = 2\nup = \"2MB\"")
+        );
+    }
+
+    #[test]
     fn saving_writes_every_field_so_that_it_reads_back() {
         let rule = RuleSpec {
             name: "all".into(),
