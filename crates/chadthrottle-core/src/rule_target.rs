@@ -190,7 +190,9 @@ impl fmt::Display for RuleTarget {
 /// A refused target or mode: one line naming the value in quotes and what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error("pid 0 is not a process: give the PID of the tree's first process (as ps shows)")]
+    #[error(
+        "tree PID \"0\" is not a process: give the PID of the tree's first process, as ps shows it"
+    )]
     TreePid,
     #[error(
         "executable \"{0}\" is not an absolute path: give it as /proc/PID/exe shows it, e.g. /usr/bin/steam"
@@ -525,6 +527,8 @@ mod tests {
     #[test]
     fn tree_refuses_pid_0() {
         assert_eq!(parse_tree(0), Err(TargetError::TreePid));
+        assert!(refused(parse_tree(0)).starts_with("tree PID \"0\" is not a process"));
+        assert_eq!(parse_tree(1), Ok(RuleTarget::Tree(1)));
     }
 
     #[test]
