@@ -7,6 +7,7 @@
 pub mod access;
 pub mod backend;
 pub mod bucket;
+pub mod cgroup_names;
 pub mod direction;
 pub mod duration;
 pub mod fake;
@@ -18,6 +19,9 @@ pub mod options;
 pub mod process;
 pub mod qdisc_plan;
 pub mod rate;
+pub mod rule_plan;
+pub mod rule_target;
+pub mod rules_file;
 pub mod saved;
 pub mod status;
 pub mod system;

@@ -1,0 +1,519 @@
+//! Names for cgroups, read from what the machine shows as text: a process's cgroup2 path
+//! (`/proc/PID/cgroup`), a systemd unit's directory among the cgroup2 tree's, a container
+//! in a cgroup path, and a container's id from its runtime's own files.
+//!
+//! Everything here takes the files' contents as strings; reading them is the caller's.
+
+use serde::Deserialize;
+
+/// A container id is 64 hex digits in every runtime here.
+const ID_LEN: usize = 64;
+
+/// A container given by id prefix needs at least this many hex digits.
+pub const MIN_ID_PREFIX: usize = 4;
+
+/// How an id is shown in a message: docker's and podman's short form.
+const SHORT_ID: usize = 12;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CgroupError {
+    #[error(
+        "no cgroup2 line (\"0::/path\") in \"{0}\": the machine runs cgroup v1 only, and ChadThrottle needs cgroup2"
+    )]
+    NoCgroup2(String),
+    #[error("unit \"{0}\" is not running: no cgroup named so")]
+    UnitNotRunning(String),
+    #[error(
+        "unit \"{unit}\" names several cgroups: {}; give one with --cgroup-path",
+        paths.join(", ")
+    )]
+    UnitAmbiguous { unit: String, paths: Vec<String> },
+    #[error("container \"{0}\" is not running: no container has that name or id")]
+    ContainerNotFound(String),
+    #[error(
+        "container \"{0}\" is too short an id prefix: give its name or at least {MIN_ID_PREFIX} hex digits of its id"
+    )]
+    ContainerPrefixTooShort(String),
+    #[error(
+        "container \"{spec}\" is the prefix of several ids: {}; give more digits or the name",
+        candidates.join(", ")
+    )]
+    ContainerAmbiguous {
+        spec: String,
+        candidates: Vec<String>,
+    },
+    #[error("{file}: not a container record: {problem}")]
+    Record { file: String, problem: String },
+}
+
+/// The cgroup2 path in `/proc/PID/cgroup`'s `contents` (read from `file`, named in the
+/// error): the `0::` line's, which a hybrid v1+v2 machine lists beside its v1 lines. A
+/// cgroup removed while the process is in it reads without its `" (deleted)"` mark.
+pub fn cgroup2_path(file: &str, contents: &str) -> Result<String, CgroupError> {
+    contents
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(|path| path.strip_suffix(" (deleted)").unwrap_or(path).to_owned())
+        .ok_or_else(|| CgroupError::NoCgroup2(file.to_owned()))
+}
+
+/// The cgroup of systemd unit `unit` among the cgroup2 directories `dirs` (relative to the
+/// mount): the one whose last component is the unit's name — a system unit's under
+/// `/system.slice`, a user unit's under `/user.slice/user-UID.slice/user@UID.service/…`.
+pub fn unit_cgroup<S: AsRef<str>>(unit: &str, dirs: &[S]) -> Result<String, CgroupError> {
+    let mut found = dirs
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|dir| dir.rsplit('/').next() == Some(unit));
+    match (found.next(), found.next()) {
+        (None, _) => Err(CgroupError::UnitNotRunning(unit.to_owned())),
+        (Some(dir), None) => Ok(dir.to_owned()),
+        (Some(first), Some(second)) => Err(CgroupError::UnitAmbiguous {
+            unit: unit.to_owned(),
+            paths: [first, second]
+                .into_iter()
+                .chain(found)
+                .map(str::to_owned)
+                .collect(),
+        }),
+    }
+}
+
+/// Which runtime started a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Docker,
+    Podman,
+    /// containerd's CRI plugin (Kubernetes).
+    Containerd,
+}
+
+/// A container found in a cgroup path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerCgroup {
+    pub runtime: Runtime,
+    /// The full 64-hex-digit id.
+    pub id: String,
+    /// The container's own cgroup: the path up to its component (podman's processes run in
+    /// a `container` directory below it).
+    pub cgroup: String,
+}
+
+/// The innermost container whose cgroup `path` is in, if any: docker (systemd driver
+/// `docker-ID.scope`, cgroupfs driver `/docker/ID`), podman rootful or rootless
+/// (`libpod-ID.scope`, not its monitor's `libpod-conmon-ID.scope`), containerd's CRI
+/// (`cri-containerd-ID.scope`).
+pub fn container_in_cgroup(path: &str) -> Option<ContainerCgroup> {
+    let components: Vec<&str> = path.split('/').collect();
+    components
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(index, component)| {
+            let previous = index.checked_sub(1).and_then(|i| components.get(i));
+            let (runtime, id) = container_component(component, previous.copied())?;
+            Some(ContainerCgroup {
+                runtime,
+                id: id.to_owned(),
+                cgroup: components[..=index].join("/"),
+            })
+        })
+}
+
+fn container_component<'a>(
+    component: &'a str,
+    previous: Option<&str>,
+) -> Option<(Runtime, &'a str)> {
+    let scoped = [
+        ("docker-", Runtime::Docker),
+        ("libpod-", Runtime::Podman),
+        ("cri-containerd-", Runtime::Containerd),
+    ];
+    let (runtime, id) = scoped
+        .into_iter()
+        .find_map(|(prefix, runtime)| {
+            let id = component.strip_prefix(prefix)?.strip_suffix(".scope")?;
+            Some((runtime, id))
+        })
+        .or_else(|| (previous == Some("docker")).then_some((Runtime::Docker, component)))?;
+    is_full_id(id).then_some((runtime, id))
+}
+
+fn is_full_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A container as its runtime lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct DockerConfig {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Name")]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct PodmanContainer {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+/// One docker container from its `/var/lib/docker/containers/ID/config.v2.json` (`file`,
+/// named in errors): `"ID"`, and `"Name"` without docker's leading `/`.
+pub fn docker_record(file: &str, json: &str) -> Result<ContainerRecord, CgroupError> {
+    let config: DockerConfig = serde_json::from_str(json).map_err(|error| record(file, error))?;
+    let name = config.name.strip_prefix('/').unwrap_or(&config.name);
+    valid_record(
+        file,
+        ContainerRecord {
+            id: config.id,
+            names: vec![name.to_owned()],
+        },
+    )
+}
+
+/// Every podman container in `/var/lib/containers/storage/overlay-containers/containers.json`
+/// (or a rootless user's under `~/.local/share/containers/storage/`).
+pub fn podman_records(file: &str, json: &str) -> Result<Vec<ContainerRecord>, CgroupError> {
+    let containers: Vec<PodmanContainer> =
+        serde_json::from_str(json).map_err(|error| record(file, error))?;
+    containers
+        .into_iter()
+        .map(|c| {
+            let found = ContainerRecord {
+                id: c.id,
+                names: c.names,
+            };
+            valid_record(file, found)
+        })
+        .collect()
+}
+
+fn record(file: &str, problem: impl ToString) -> CgroupError {
+    CgroupError::Record {
+        file: file.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
+fn valid_record(file: &str, found: ContainerRecord) -> Result<ContainerRecord, CgroupError> {
+    if is_full_id(&found.id) {
+        Ok(found)
+    } else {
+        let problem = format!("id \"{}\" is not 64 hex digits", found.id);
+        Err(record(file, problem))
+    }
+}
+
+/// The container that `spec` names among `records`: an exact id, else an exact name, else
+/// the one id that starts with it (at least [`MIN_ID_PREFIX`] hex digits) — docker's order.
+pub fn resolve_container<'a>(
+    spec: &str,
+    records: &'a [ContainerRecord],
+) -> Result<&'a ContainerRecord, CgroupError> {
+    let exact = records
+        .iter()
+        .find(|r| r.id == spec)
+        .or_else(|| records.iter().find(|r| r.names.iter().any(|n| n == spec)));
+    if let Some(found) = exact {
+        return Ok(found);
+    }
+    let hex = spec.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex || spec.is_empty() {
+        return Err(CgroupError::ContainerNotFound(spec.to_owned()));
+    }
+    if spec.len() < MIN_ID_PREFIX {
+        return Err(CgroupError::ContainerPrefixTooShort(spec.to_owned()));
+    }
+    let prefix = spec.to_ascii_lowercase();
+    let matching: Vec<&ContainerRecord> = records
+        .iter()
+        .filter(|r| r.id.starts_with(&prefix))
+        .collect();
+    match matching.as_slice() {
+        [] => Err(CgroupError::ContainerNotFound(spec.to_owned())),
+        [one] => Ok(one),
+        several => Err(CgroupError::ContainerAmbiguous {
+            spec: spec.to_owned(),
+            candidates: several.iter().map(|r| describe(r)).collect(),
+        }),
+    }
+}
+
+/// `3f4e8a1b2c3d (web)`: the short id and the names.
+fn describe(found: &ContainerRecord) -> String {
+    let short = found.id.get(..SHORT_ID).unwrap_or(&found.id);
+    if found.names.is_empty() {
+        short.to_owned()
+    } else {
+        format!("{short} ({})", found.names.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID_A: &str = "3f4e8a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789ab";
+    const ID_B: &str = "3f4e99887766554433221100ffeeddccbbaa99887766554433221100ffeeddcc";
+    const ID_C: &str = "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc";
+
+    #[test]
+    fn the_cgroup2_line_is_taken() {
+        let pure_v2 = "0::/user.slice/user-1000.slice/session-3.scope\n";
+        assert_eq!(
+            cgroup2_path("/proc/1/cgroup", pure_v2).as_deref(),
+            Ok("/user.slice/user-1000.slice/session-3.scope")
+        );
+        // A hybrid machine (systemd's "hybrid" layout): v1 controllers, then the v2 line.
+        let hybrid = "12:blkio:/system.slice/nginx.service\n\
+            11:cpu,cpuacct:/system.slice/nginx.service\n\
+            10:memory:/system.slice/nginx.service\n\
+            2:pids:/system.slice/nginx.service\n\
+            1:name=systemd:/system.slice/nginx.service\n\
+            0::/system.slice/nginx.service\n";
+        assert_eq!(
+            cgroup2_path("/proc/1/cgroup", hybrid).as_deref(),
+            Ok("/system.slice/nginx.service")
+        );
+        assert_eq!(
+            cgroup2_path("/proc/9/cgroup", "0::/ct-test-1/gone (deleted)\n").as_deref(),
+            Ok("/ct-test-1/gone")
+        );
+        assert_eq!(cgroup2_path("/proc/1/cgroup", "0::/\n").as_deref(), Ok("/"));
+        let v1_only = "4:memory:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n";
+        let message = cgroup2_path("/proc/77/cgroup", v1_only)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("\"/proc/77/cgroup\""), "{message}");
+        assert!(message.contains("cgroup v1 only"), "{message}");
+    }
+
+    const DIRS: [&str; 8] = [
+        "/system.slice",
+        "/system.slice/syncthing.service",
+        "/system.slice/nginx.service",
+        "/user.slice/user-1000.slice/user@1000.service",
+        "/user.slice/user-1000.slice/user@1000.service/app.slice/pipewire.service",
+        "/user.slice/user-1000.slice/user@1000.service/app.slice/syncthing.service",
+        "/user.slice/user-1001.slice/user@1001.service/app.slice/syncthing.service",
+        "/user.slice/user-1000.slice/user@1000.service/app.slice/app-firefox-1234.scope",
+    ];
+
+    #[test]
+    fn a_unit_is_the_directory_named_so() {
+        assert_eq!(
+            unit_cgroup("nginx.service", &DIRS).as_deref(),
+            Ok("/system.slice/nginx.service")
+        );
+        assert_eq!(
+            unit_cgroup("pipewire.service", &DIRS).as_deref(),
+            Ok("/user.slice/user-1000.slice/user@1000.service/app.slice/pipewire.service")
+        );
+        assert_eq!(
+            unit_cgroup("user@1000.service", &DIRS).as_deref(),
+            Ok("/user.slice/user-1000.slice/user@1000.service")
+        );
+        assert_eq!(
+            unit_cgroup("system.slice", &DIRS).as_deref(),
+            Ok("/system.slice")
+        );
+        assert_eq!(
+            unit_cgroup("sshd.service", &DIRS).map_err(|e| e.to_string()),
+            Err("unit \"sshd.service\" is not running: no cgroup named so".to_owned())
+        );
+        // A prefix of a directory's name is not its name.
+        assert!(unit_cgroup("app-firefox", &DIRS).is_err());
+    }
+
+    #[test]
+    fn a_unit_in_several_places_lists_them_all() {
+        let error = unit_cgroup("syncthing.service", &DIRS)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            error,
+            CgroupError::UnitAmbiguous {
+                unit: "syncthing.service".into(),
+                paths: vec![DIRS[1].into(), DIRS[5].into(), DIRS[6].into()],
+            }
+        );
+        let message = error.to_string();
+        assert!(message.contains("--cgroup-path"), "{message}");
+        assert!(message.contains(DIRS[6]), "{message}");
+    }
+
+    fn found(path: &str) -> Option<(Runtime, String, String)> {
+        container_in_cgroup(path).map(|c| (c.runtime, c.id, c.cgroup))
+    }
+
+    #[test]
+    fn containers_are_recognised_in_each_runtimes_paths() {
+        let docker_systemd = format!("/system.slice/docker-{ID_A}.scope");
+        let docker_cgroupfs = format!("/docker/{ID_A}");
+        let podman = format!("/machine.slice/libpod-{ID_B}.scope");
+        let podman_nested = format!("{podman}/container");
+        let rootless =
+            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID_C}.scope");
+        let k8s = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice/cri-containerd-{ID_C}.scope"
+        );
+        for (path, runtime, id, cgroup) in [
+            (&docker_systemd, Runtime::Docker, ID_A, &docker_systemd),
+            (&docker_cgroupfs, Runtime::Docker, ID_A, &docker_cgroupfs),
+            (&podman, Runtime::Podman, ID_B, &podman),
+            (&podman_nested, Runtime::Podman, ID_B, &podman),
+            (&rootless, Runtime::Podman, ID_C, &rootless),
+            (&k8s, Runtime::Containerd, ID_C, &k8s),
+        ] {
+            assert_eq!(
+                found(path),
+                Some((runtime, id.to_owned(), cgroup.clone())),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_container_is_not_taken_for_one() {
+        for path in [
+            format!("/machine.slice/libpod-conmon-{ID_B}.scope"),
+            "/system.slice/docker.service".to_owned(),
+            "/system.slice/docker-abc.scope".to_owned(),
+            format!("/system.slice/docker-{ID_A}.service"),
+            format!("/{ID_A}"),
+            format!("/docker/{}", &ID_A[1..]),
+            "/user.slice/user-1000.slice/session-3.scope".to_owned(),
+            "/".to_owned(),
+        ] {
+            assert_eq!(found(&path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_innermost_container_is_the_one() {
+        let nested = format!("/system.slice/docker-{ID_A}.scope/docker/{ID_B}");
+        assert_eq!(found(&nested).map(|f| f.1), Some(ID_B.to_owned()));
+    }
+
+    #[test]
+    fn runtimes_files_give_ids_and_names() {
+        // Trimmed from a real config.v2.json: many more keys, which are ignored.
+        let docker = format!(
+            r#"{{"StreamConfig":{{}},"State":{{"Running":true,"Pid":4242}},"ID":"{ID_A}","Created":"2026-11-30T05:00:00Z","Path":"nginx","Name":"/web","Driver":"overlay2"}}"#
+        );
+        assert_eq!(
+            docker_record("config.v2.json", &docker),
+            Ok(ContainerRecord {
+                id: ID_A.into(),
+                names: vec!["web".into()],
+            })
+        );
+        let podman = format!(
+            r#"[{{"id":"{ID_B}","names":["db","db-alias"],"image":"abc","layer":"def","metadata":"{{}}","created":"2026-11-30T05:00:00Z"}},
+               {{"id":"{ID_C}","names":["cache"],"image":"abc","layer":"fed"}}]"#
+        );
+        assert_eq!(
+            podman_records("containers.json", &podman),
+            Ok(vec![
+                ContainerRecord {
+                    id: ID_B.into(),
+                    names: vec!["db".into(), "db-alias".into()],
+                },
+                ContainerRecord {
+                    id: ID_C.into(),
+                    names: vec!["cache".into()],
+                },
+            ])
+        );
+        assert_eq!(podman_records("containers.json", "[]"), Ok(Vec::new()));
+        for (json, problem) in [
+            (r#"{"Name":"/web"}"#, "missing field `ID`"),
+            (
+                r#"{"ID":"xyz","Name":"/web"}"#,
+                "id \"xyz\" is not 64 hex digits",
+            ),
+            ("not json", "expected"),
+        ] {
+            let message = docker_record("/var/lib/docker/containers/x/config.v2.json", json)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.starts_with("/var/lib/docker/containers/x/config.v2.json: "),
+                "{message}"
+            );
+            assert!(message.contains(problem), "{message}");
+        }
+    }
+
+    fn records() -> Vec<ContainerRecord> {
+        vec![
+            ContainerRecord {
+                id: ID_A.into(),
+                names: vec!["web".into()],
+            },
+            ContainerRecord {
+                id: ID_B.into(),
+                names: vec!["db".into()],
+            },
+            ContainerRecord {
+                id: ID_C.into(),
+                // A name that is also another container's id prefix: the name wins.
+                names: vec!["3f4e".into()],
+            },
+        ]
+    }
+
+    fn resolved(spec: &str) -> Result<String, String> {
+        let records = records();
+        resolve_container(spec, &records)
+            .map(|r| r.id.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_container_is_a_name_an_id_or_a_unique_prefix() {
+        assert_eq!(resolved("web"), Ok(ID_A.to_owned()));
+        assert_eq!(resolved(ID_B), Ok(ID_B.to_owned()));
+        assert_eq!(resolved("3f4e8"), Ok(ID_A.to_owned()));
+        assert_eq!(resolved("3F4E99"), Ok(ID_B.to_owned()), "hex in capitals");
+        assert_eq!(resolved("c0ff"), Ok(ID_C.to_owned()));
+        assert_eq!(resolved("3f4e"), Ok(ID_C.to_owned()), "an exact name first");
+    }
+
+    #[test]
+    fn a_container_not_found_or_ambiguous_says_so() {
+        assert_eq!(
+            resolved("c0f"),
+            Err("container \"c0f\" is too short an id prefix: give its name or at least 4 hex digits of its id".to_owned())
+        );
+        assert_eq!(
+            resolved("nginx"),
+            Err("container \"nginx\" is not running: no container has that name or id".to_owned())
+        );
+        assert!(resolved("dead").is_err_and(|m| m.contains("not running")));
+        assert_eq!(
+            resolved("3f4e8a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789ab00"),
+            Err("container \"3f4e8a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789ab00\" is not running: no container has that name or id".to_owned())
+        );
+        let mut records = records();
+        records.pop();
+        let error = resolve_container("3f4e", &records)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "container \"3f4e\" is the prefix of several ids: 3f4e8a1b2c3d (web), 3f4e99887766 (db); give more digits or the name"
+        );
+    }
+}
