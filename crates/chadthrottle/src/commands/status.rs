@@ -23,6 +23,7 @@ pub fn run<S: System>(
     if args.json {
         let report = StatusReport {
             limits: limits.iter().map(LimitStatus::new).collect(),
+            rules: Vec::new(),
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
