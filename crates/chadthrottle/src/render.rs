@@ -337,6 +337,59 @@ PID   NAME  DIR   LIMIT    BURST    BYTES  PACKETS  DROPPED         BACKEND  EXP
     }
 
     #[test]
+    fn rules_table_lines_up_and_shows_the_first_members() {
+        use chadthrottle_core::rule_request::{ResolvedTarget, RuleStatus};
+        use chadthrottle_core::rule_target::{Mode, RuleLimit, RuleSpec, RuleTarget, UserSpec};
+        let limit = sample().limits.up;
+        let members: Vec<ProcessRef> = (1..=5)
+            .map(|pid| ProcessRef { pid, start_time: 1 })
+            .collect();
+        let rule = RuleStatus {
+            spec: RuleSpec {
+                name: "user alice".into(),
+                target: RuleTarget::User(UserSpec::Name("alice".into())),
+                limits: PerDirection {
+                    up: Some(RuleLimit {
+                        rate: Rate::new(1 << 20).expect("valid"),
+                        burst: None,
+                        backend: None,
+                    }),
+                    down: None,
+                },
+                mode: Mode::Each,
+                order: 0,
+                enabled: true,
+            },
+            resolved: ResolvedTarget::Uid(1000),
+            limits: PerDirection {
+                up: limit,
+                down: None,
+            },
+            members,
+            stats: sample().stats,
+            expires_at: Some(1_090),
+        };
+        let expected = "\
+NAME        TARGET    MODE  LIMIT        MEMBERS        PASSED    DROPPED   EXPIRES
+user alice  uid 1000  each  ⚡ ↓- ↑1MB/s  5: 1, 2, 3, …  ↓0B ↑3MB  ↓0B ↑1MB  in 1m 30s
+";
+        assert_eq!(rules_table(std::slice::from_ref(&rule), 1_000), expected);
+        assert_eq!(rules_table(&[], 0), "no rules\n");
+        assert_eq!(
+            rule_summary(&rule, 1_000),
+            "rule user alice ↑1MB/s (each), expires in 1m 30s [shaping]"
+        );
+        let named = RuleStatus {
+            spec: RuleSpec {
+                name: "steam".into(),
+                ..rule.spec.clone()
+            },
+            ..rule
+        };
+        assert!(rule_summary(&named, 1_000).starts_with("rule \"steam\": user alice ↑1MB/s"));
+    }
+
+    #[test]
     fn remaining_time_is_two_units_at_most() {
         assert_eq!(remaining(0), "now");
         assert_eq!(remaining(59), "in 59s");
