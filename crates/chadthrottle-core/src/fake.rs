@@ -1,5 +1,6 @@
-//! An in-memory machine behind the [`crate::system`] seam: processes, a limit table and a
-//! usage source that hold what tests put in them. The command line's and the TUI
+//! An in-memory machine behind the [`crate::system`] seam: processes, a limit table, rules
+//! (resolved against the directories, cgroups, users and containers a test gives it, their
+//! members by the kernel's precedence) and a usage source that hold what tests put in them. The command line's and the TUI
 //! runner's tests run on it without root; it follows the rules the real datapath keeps
 //! (a request's outcome, a limit going with its process, a full table) so that what they
 //! assert is the commands' behaviour, not the fake's.
