@@ -16,7 +16,8 @@
 //!   pinned maps, meta, version checks);
 //! - the loader (`loader`): parse the object, create or reuse maps, load and find programs;
 //! - helpers every layer uses: `config`, `error`, `names`, `layout`, `object`, `mounts`,
-//!   `procs`, `netns`, `privileges`, `lock`, `clock`, `rtnetlink`, `backfill`, `query`.
+//!   `procs`, `netns`, `privileges`, `lock`, `clock`, `rtnetlink`, `backfill`, `query`,
+//!   `targets` (rule targets resolved on this machine).
 
 pub mod accounting;
 mod backfill;
@@ -45,6 +46,7 @@ mod rtnetlink;
 mod share_check;
 pub mod sockdiag;
 pub mod system;
+mod targets;
 mod tcp_iterator;
 pub mod usage_source;
 

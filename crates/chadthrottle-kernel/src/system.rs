@@ -7,9 +7,11 @@ use crate::error::Error;
 use crate::usage_source::KernelUsage;
 use crate::{Datapath, mounts, probe, procs};
 use chadthrottle_core::access::{HidePid, Installed, Requested};
-use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::backend::{Availability, BackendDescriptor, RuleBackend};
 use chadthrottle_core::process::Uids;
 use chadthrottle_core::process::{ProcessInfo, ProcessRef};
+use chadthrottle_core::rule_request::{ResolvedTarget, RuleApplied, RuleRequest, RuleStatus};
+use chadthrottle_core::rule_target::RuleTarget;
 use chadthrottle_core::saved::Running;
 use chadthrottle_core::system::{DatapathOptions, Processes, ResetReport, System};
 use chadthrottle_core::usage::ProcessDetails;
@@ -82,6 +84,25 @@ impl Processes for Kernel {
 
     fn hidepid(&self) -> HidePid {
         mounts::proc_hidepid()
+    }
+
+    fn resolve(&self, target: &RuleTarget) -> Result<ResolvedTarget, String> {
+        crate::targets::resolve(target)
+    }
+}
+
+// LEAD: replace with the rules API
+impl RuleBackend for Datapath {
+    fn set_rule(&mut self, _request: &RuleRequest) -> Result<RuleApplied, Error> {
+        Err(Error::RulesNotInDatapath)
+    }
+
+    fn remove_rule(&mut self, _name: &str) -> Result<bool, Error> {
+        Err(Error::RulesNotInDatapath)
+    }
+
+    fn rules(&mut self) -> Result<Vec<RuleStatus>, Error> {
+        Err(Error::RulesNotInDatapath)
     }
 }
 
