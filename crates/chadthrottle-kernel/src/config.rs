@@ -6,6 +6,11 @@ use std::path::PathBuf;
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/chadthrottle";
 pub const DEFAULT_MAX_LIMITS: u32 = 65_536;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 65_536;
+/// Rules at once (`ct_rules`, and `ct_match` as large).
+pub const MAX_RULES: u32 = 4_096;
+/// Processes governed by a rule at once (`ct_members`), and processes in tree rules'
+/// trees (`ct_tree`).
+pub const MAX_MEMBERS: u32 = 65_536;
 /// Processes whose accounting is kept (least recently active ones are evicted beyond).
 pub const MAX_ACCOUNTED_PROCESSES: u32 = 16_384;
 

@@ -327,6 +327,29 @@ impl Lab {
         self.start_client(server, proto, cc, pid, &[])
     }
 
+    /// A client endpoint like [`Lab::client`], whose executable is `program`, a copy of
+    /// this one (see `Placement`).
+    pub fn client_program(
+        &self,
+        server: &Endpoint,
+        proto: Proto,
+        program: &Path,
+    ) -> anyhow::Result<Endpoint> {
+        let args = EndpointArgs {
+            role: Role::Connect,
+            proto,
+            addr: server.ready.addr,
+            cc: None,
+        };
+        let placement = Placement {
+            netns: Some(&self.client_ns),
+            cgroup: Some(self.cgroup()),
+            program: Some(program),
+            ..Placement::default()
+        };
+        Endpoint::start(&args, &placement)
+    }
+
     /// A client endpoint like [`Lab::client`], run by `wrapper` (see `Placement`).
     pub fn client_under(
         &self,
@@ -357,6 +380,7 @@ impl Lab {
             cgroup: Some(self.cgroup()),
             pid,
             wrapper,
+            program: None,
         };
         Endpoint::start(&args, &placement)
     }
