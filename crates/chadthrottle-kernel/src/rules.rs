@@ -135,17 +135,40 @@ impl Datapath {
     /// Sets (or replaces) a rule and brings every process it governs, and their open
     /// sockets, under it before returning.
     pub fn set_rule(&mut self, rule: &RuleEntry) -> Result<RuleApplied, Error> {
-        check(rule)?;
-        let held = lock::lock()?;
-        if self.rules.get(&rule.id, 0).is_ok() {
-            self.remove_rule_locked(&held, rule.id)?;
+        self.set_rules(std::slice::from_ref(rule))
+    }
+
+    /// Sets (or replaces) several rules at once: one state lock, one resolution of every
+    /// process, one back-fill and reconcile of the members' sockets. All or none: on an
+    /// error the rules of the batch are taken out again.
+    pub fn set_rules(&mut self, rules: &[RuleEntry]) -> Result<RuleApplied, Error> {
+        let mut ids = BTreeSet::new();
+        for rule in rules {
+            check(rule)?;
+            if !ids.insert(rule.id) {
+                return Err(Error::RuleTarget(format!(
+                    "rule {} is given twice in one change",
+                    rule.id
+                )));
+            }
         }
-        let result = self
-            .write_rule(rule)
-            .and_then(|()| self.bring_in(&held, rule.id));
+        let held = lock::lock()?;
+        let replaced: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.rules.get(id, 0).is_ok())
+            .collect();
+        if !replaced.is_empty() {
+            self.remove_rules_locked(&held, &replaced)?;
+        }
+        let result = rules
+            .iter()
+            .try_for_each(|rule| self.write_rule(rule))
+            .and_then(|()| self.bring_in(&held, &ids));
         if result.is_err() {
-            // nothing half-set stays: the rule, its target and budgets go again
-            let _best_effort = self.remove_rule_locked(&held, rule.id);
+            // nothing half-set stays: the rules, their targets and budgets go again
+            let ids: Vec<u32> = ids.into_iter().collect();
+            let _best_effort = self.remove_rules_locked(&held, &ids);
         }
         result
     }
@@ -154,7 +177,9 @@ impl Datapath {
     /// and their shaped sockets get their own settings back. `false` if there was none.
     pub fn remove_rule(&mut self, id: u32) -> Result<bool, Error> {
         let held = lock::lock()?;
-        self.remove_rule_locked(&held, id)
+        let existed = self.rules.get(&id, 0).is_ok();
+        self.remove_rules_locked(&held, &[id])?;
+        Ok(existed)
     }
 
     /// Every rule with its live members and counters.
@@ -307,9 +332,9 @@ impl Datapath {
         })
     }
 
-    /// Resolves every process, then attributes the open sockets of the rule's members to
-    /// them and shapes those that the rule shapes.
-    fn bring_in(&mut self, _held: &StateLock, id: u32) -> Result<RuleApplied, Error> {
+    /// Resolves every process, then attributes the open sockets of the members of the
+    /// rules `ids` to them and shapes those that the rules shape.
+    fn bring_in(&mut self, _held: &StateLock, ids: &BTreeSet<u32>) -> Result<RuleApplied, Error> {
         let unresolved = task_iterator::resolve_all(&self.pin_dir)?;
         if let Some(Unresolved { error, .. }) = unresolved.first() {
             return Err(if *error == -libc::E2BIG {
@@ -318,7 +343,7 @@ impl Datapath {
                 Error::io("make members of", "a rule")(std::io::Error::from_raw_os_error(-error))
             });
         }
-        let members = self.members_of(id);
+        let members = self.members_of(ids);
         let mut applied = RuleApplied {
             members: members.len(),
             ..RuleApplied::default()
@@ -341,12 +366,12 @@ impl Datapath {
         Ok(applied)
     }
 
-    /// The processes rule `id` governs now.
-    fn members_of(&self, id: u32) -> Vec<ProcessRef> {
+    /// The processes the rules `ids` govern now.
+    fn members_of(&self, ids: &BTreeSet<u32>) -> Vec<ProcessRef> {
         self.members
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, member)| member.rule == id)
+            .filter(|(_, member)| ids.contains(&member.rule))
             .map(|(pid, member)| ProcessRef {
                 pid,
                 start_time: member.start_time,
@@ -354,13 +379,16 @@ impl Datapath {
             .collect()
     }
 
-    fn remove_rule_locked(&mut self, _held: &StateLock, id: u32) -> Result<bool, Error> {
-        let existed = self.rules.get(&id, 0).is_ok();
+    /// Takes the rules `ids` out: targets, tree entries and the rules, then one
+    /// resolution of every process (the resolver releases their members, or hands them
+    /// to the next rule they match), then the shared budgets and the members' sockets.
+    fn remove_rules_locked(&mut self, _held: &StateLock, ids: &[u32]) -> Result<(), Error> {
+        let ids: BTreeSet<u32> = ids.iter().copied().collect();
         let matches: Vec<MatchKey> = self
             .matches
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, rule)| *rule == id)
+            .filter(|(_, rule)| ids.contains(rule))
             .map(|(key, _)| key)
             .collect();
         for key in &matches {
@@ -370,19 +398,22 @@ impl Datapath {
             .tree
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, member)| member.rule == id)
+            .filter(|(_, member)| ids.contains(&member.rule))
             .map(|(pid, _)| pid)
             .collect();
         for pid in &tree {
             let _absent = self.tree.remove(pid);
         }
-        let _absent = self.rules.remove(&id);
-        let members = self.members_of(id);
-        // the resolver releases them, or hands them to the next rule they match
+        for id in &ids {
+            let _absent = self.rules.remove(id);
+        }
+        let members = self.members_of(&ids);
         let unresolved = task_iterator::resolve_all(&self.pin_dir)?;
-        for direction in Direction::ALL {
-            let _absent = self.limits.remove(&rule_key(id, direction));
-            let _absent = self.stats.remove(&rule_key(id, direction));
+        for &id in &ids {
+            for direction in Direction::ALL {
+                let _absent = self.limits.remove(&rule_key(id, direction));
+                let _absent = self.stats.remove(&rule_key(id, direction));
+            }
         }
         let pids: Vec<u32> = members.iter().map(|member| member.pid).collect();
         tcp_iterator::reconcile(&self.pin_dir, &pids)?;
@@ -391,7 +422,7 @@ impl Datapath {
                 std::io::Error::from_raw_os_error(-error),
             ));
         }
-        Ok(existed)
+        Ok(())
     }
 }
 

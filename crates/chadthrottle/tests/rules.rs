@@ -487,16 +487,17 @@ fn remove_rule_and_reset_leave_no_entries() -> anyhow::Result<()> {
         burst: 256 << 10,
         enforcement: Enforcement::Shaping,
     });
-    let mut each = RuleEntry {
+    let each = RuleEntry {
         each: true,
         ..rule(1, 2, RuleTarget::Match(exe_key(&app)?), shaped)
     };
-    datapath.set_rule(&each)?;
-    each.id = 2;
-    each.each = false;
-    each.target = RuleTarget::Match(name_key("ct-nobody-has"));
-    each.rank = 3;
-    datapath.set_rule(&each)?;
+    let shared = RuleEntry {
+        each: false,
+        ..rule(2, 3, RuleTarget::Match(name_key("ct-nobody-has")), shaped)
+    };
+    // both in one change
+    let applied = datapath.set_rules(&[each, shared.clone()])?;
+    ensure!(applied.members == 1, "the client alone: {applied:?}");
     for (map, wanted) in [
         ("ct_rules", 2),
         ("ct_match", 2),
@@ -531,10 +532,7 @@ fn remove_rule_and_reset_leave_no_entries() -> anyhow::Result<()> {
     println!("  after remove_rule: {:.0} KiB/s", free.rate / KIB);
     ensure!(free.rate > 4.0 * MIB, "still held: {:.0} B/s", free.rate);
 
-    datapath.set_rule(&RuleEntry {
-        id: 3,
-        ..each.clone()
-    })?;
+    datapath.set_rule(&RuleEntry { id: 3, ..shared })?;
     drop(datapath);
     let report = chadthrottle_kernel::reset(lab.pin_dir())?;
     for name in [
