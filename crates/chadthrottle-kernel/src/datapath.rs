@@ -22,6 +22,7 @@ use crate::pins::{PinnedMaps, open_pins};
 use crate::privileges::{self, Operation};
 use crate::procs;
 use crate::qdisc_sync::{self, ClassLimit, Reach};
+use crate::task_iterator;
 use crate::tcp_iterator;
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target};
@@ -188,6 +189,16 @@ impl Datapath {
         htb_class::free_minor(&used)
             .map(htb_class::class_id)
             .ok_or(Error::TableFull { capacity: 0xfffe })
+    }
+
+    /// A process a rule governs goes back to its rule once its PID limit is gone: an
+    /// each-mode member's own budget, which the PID limit replaced, is made again by the
+    /// resolver (a shared rule's budget needs nothing: the packet path finds it).
+    fn back_to_rule(&self, pid: u32) -> Result<(), Error> {
+        if self.members.get(&pid, 0).is_ok() {
+            task_iterator::resolve_all(&self.pin_dir)?;
+        }
+        Ok(())
     }
 
     /// Shapes the open sockets of `pid` as its limits now say, or gives them their own
@@ -469,6 +480,7 @@ impl Backend for Datapath {
         };
         let result = self.apply_entries(&held, request).and_then(|limited| {
             if !limited {
+                self.back_to_rule(process.pid)?;
                 return Ok(0);
             }
             let owner = Owner {
@@ -536,6 +548,7 @@ impl Backend for Datapath {
         let qdisc_held = held_by_qdisc(&limit.limits);
         if !keeps_a_limit {
             self.delete(pid);
+            self.back_to_rule(pid)?;
             if qdisc_held {
                 self.sync_qdiscs(&held, Reach::Shrink)?;
             }

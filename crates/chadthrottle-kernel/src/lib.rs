@@ -52,7 +52,10 @@ mod tcp_iterator;
 pub mod usage_source;
 
 pub use accounting::Accounting;
-pub use config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
+pub use config::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
+    DEFAULT_PIN_DIR,
+};
 pub use datapath::Datapath;
 pub use error::{Error, describe};
 pub use layout::MatchKey;

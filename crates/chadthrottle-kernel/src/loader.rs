@@ -3,8 +3,8 @@
 //! parsed object by name and kind. Nothing here attaches or pins.
 
 use crate::config::{
-    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, MAX_ACCOUNTED_PROCESSES, MAX_MEMBERS,
-    MAX_RULES,
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
+    MAX_ACCOUNTED_PROCESSES,
 };
 use crate::error::Error;
 use crate::names::{
@@ -33,10 +33,12 @@ pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
     let entries = max_limits.saturating_mul(2);
     loader.map_max_entries(MAP_LIMITS, entries);
     loader.map_max_entries(MAP_STATS, entries);
-    loader.map_max_entries(MAP_RULES, MAX_RULES);
-    loader.map_max_entries(MAP_MATCH, MAX_RULES);
-    loader.map_max_entries(MAP_MEMBERS, MAX_MEMBERS);
-    loader.map_max_entries(MAP_TREE, MAX_MEMBERS);
+    let max_rules = config.map_or(DEFAULT_MAX_RULES, |config| config.max_rules);
+    let max_members = config.map_or(DEFAULT_MAX_MEMBERS, |config| config.max_members);
+    loader.map_max_entries(MAP_RULES, max_rules);
+    loader.map_max_entries(MAP_MATCH, max_rules);
+    loader.map_max_entries(MAP_MEMBERS, max_members);
+    loader.map_max_entries(MAP_TREE, max_members);
     loader.map_max_entries(MAP_PROC_ACCT, MAX_ACCOUNTED_PROCESSES);
     loader.map_max_entries(MAP_PROC_INFO, MAX_ACCOUNTED_PROCESSES);
     loader.map_max_entries(
@@ -65,6 +67,8 @@ pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Eb
         pin_dir: pin_dir.to_owned(),
         max_limits: DEFAULT_MAX_LIMITS,
         max_connections: DEFAULT_MAX_CONNECTIONS,
+        max_rules: DEFAULT_MAX_RULES,
+        max_members: DEFAULT_MAX_MEMBERS,
         accounting: true,
     };
     let mut ebpf = load(Some(&config))?;

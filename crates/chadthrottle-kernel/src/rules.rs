@@ -11,7 +11,6 @@
 
 use crate::backfill::{Stamp, backfill};
 use crate::clock;
-use crate::config::MAX_RULES;
 use crate::datapath::{BPF_F_LOCK, Datapath, dir_code};
 use crate::error::Error;
 use crate::layout::{
@@ -123,7 +122,12 @@ const fn rule_key(id: u32, direction: Direction) -> LimitKey {
     }
 }
 
-fn full(what: &'static str, capacity: u32) -> Error {
+/// The error of a full `map`, with its size as created.
+fn full(pin_dir: &std::path::Path, what: &'static str, map: &str) -> Error {
+    let capacity = crate::query::pinned_maps(pin_dir)
+        .into_iter()
+        .find(|pinned| pinned.name == map)
+        .map_or(0, |pinned| pinned.max_entries);
     Error::RulesFull { what, capacity }
 }
 
@@ -251,7 +255,7 @@ impl Datapath {
         };
         self.rules.insert(rule.id, value, 0).map_err(|error| {
             if is_full(&error) {
-                full("rules", MAX_RULES)
+                full(&self.pin_dir, "rules", MAP_RULES)
             } else {
                 Error::map("write", MAP_RULES)(error)
             }
@@ -284,7 +288,7 @@ impl Datapath {
                 }
                 self.matches.insert(key, rule.id, 0).map_err(|error| {
                     if is_full(&error) {
-                        full("rule targets", MAX_RULES)
+                        full(&self.pin_dir, "rule targets", MAP_MATCH)
                     } else {
                         Error::map("write", MAP_MATCH)(error)
                     }
@@ -325,7 +329,7 @@ impl Datapath {
         };
         self.tree.insert(pid, member, 0).map_err(|error| {
             if is_full(&error) {
-                full("processes in tree rules", crate::config::MAX_MEMBERS)
+                full(&self.pin_dir, "processes in tree rules", MAP_TREE)
             } else {
                 Error::map("write", MAP_TREE)(error)
             }
@@ -338,7 +342,7 @@ impl Datapath {
         let unresolved = task_iterator::resolve_all(&self.pin_dir)?;
         if let Some(Unresolved { error, .. }) = unresolved.first() {
             return Err(if *error == -libc::E2BIG {
-                full("rule members", crate::config::MAX_MEMBERS)
+                full(&self.pin_dir, "rule members", crate::names::MAP_MEMBERS)
             } else {
                 Error::io("make members of", "a rule")(std::io::Error::from_raw_os_error(-error))
             });

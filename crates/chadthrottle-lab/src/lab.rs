@@ -259,6 +259,8 @@ impl Lab {
             pin_dir: self.pin_dir().to_owned(),
             max_limits: chadthrottle_kernel::DEFAULT_MAX_LIMITS,
             max_connections: chadthrottle_kernel::DEFAULT_MAX_CONNECTIONS,
+            max_rules: chadthrottle_kernel::DEFAULT_MAX_RULES,
+            max_members: chadthrottle_kernel::DEFAULT_MAX_MEMBERS,
             accounting: true,
         }
     }

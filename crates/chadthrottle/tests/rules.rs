@@ -219,6 +219,19 @@ fn each_member_of_an_each_rule_has_its_own_budget() -> anyhow::Result<()> {
         let entry = common::status_of(&lab, pid)?;
         ensure!(entry.is_none(), "status lists member {pid}: {entry:?}");
     }
+    // a PID limit replaces a member's budget; lifted, the member gets its budget back
+    let first_pid = common::pid(&first);
+    common::run(&lab, &["limit", "--pid", &first_pid, "--up", "3M"])?;
+    ensure!(
+        common::status_of(&lab, first.pid())?.is_some(),
+        "the PID limit is listed"
+    );
+    common::run(&lab, &["unlimit", "--pid", &first_pid])?;
+    let found = entries(&lab, "ct_limits")?;
+    ensure!(
+        found == 4,
+        "ct_limits has {found} entries, not each member's two"
+    );
     Ok(())
 }
 
@@ -309,6 +322,112 @@ fn name_uid_and_cgroup_rules_match_and_a_moved_process_is_released() -> anyhow::
         cgroup_key(&outside, lab.cgroup()).is_err(),
         "the cgroup2 root is outside the lab's"
     );
+    Ok(())
+}
+
+/// One rule governs a process: the lowest rank (tree, exe, name, cgroup, user), then the
+/// lowest order; removing the governing rule hands the process to the next it matches.
+fn the_lowest_rank_then_the_lowest_order_governs() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-order", None)?;
+    let programs = Programs::new("order")?;
+    let app = programs.install("ct-order")?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let sub = SubCgroup::new(&lab)?;
+    let client = lab.client_program(&server, Proto::Tcp, &app)?;
+    sub.enter(client.pid())?;
+    let mut datapath = install(&lab)?;
+    let limit = policer(MIB as u64, 512 << 10);
+    let pid = client.pid();
+    let governs = |datapath: &Datapath, id: u32| -> anyhow::Result<()> {
+        for rule in datapath.rules()? {
+            let member = rule.members.iter().any(|member| member.pid == pid);
+            ensure!(
+                member == (rule.id == id),
+                "rule {} {} PID {pid}; rule {id} should govern it alone",
+                rule.id,
+                if member { "governs" } else { "does not govern" }
+            );
+        }
+        Ok(())
+    };
+    // two cgroup rules match it (its own cgroup and the lab's, above it): order decides
+    let by_order = |id: u32, order: u32, cgroup: &Path| -> anyhow::Result<RuleEntry> {
+        Ok(RuleEntry {
+            order,
+            ..rule(
+                id,
+                4,
+                RuleTarget::Match(cgroup_key(cgroup, lab.cgroup())?),
+                limit,
+            )
+        })
+    };
+    datapath.set_rules(&[by_order(10, 2, &sub.0)?, by_order(11, 1, lab.cgroup())?])?;
+    governs(&datapath, 11)?;
+    datapath.set_rule(&by_order(10, 0, &sub.0)?)?;
+    governs(&datapath, 10)?;
+    // a name rule (rank 3) beats both, an exe rule (rank 2) the name rule
+    datapath.set_rule(&rule(12, 3, RuleTarget::Match(name_key("ct-order")), limit))?;
+    governs(&datapath, 12)?;
+    datapath.set_rule(&rule(13, 2, RuleTarget::Match(exe_key(&app)?), limit))?;
+    governs(&datapath, 13)?;
+    // a tree rule (rank 1) beats everything
+    datapath.set_rule(&rule(14, 1, RuleTarget::Tree(pid), limit))?;
+    governs(&datapath, 14)?;
+    // each removal hands it to the next rule it matches
+    for (removed, next) in [(14, 13), (13, 12), (12, 10), (10, 11)] {
+        ensure!(datapath.remove_rule(removed)?, "rule {removed} was there");
+        governs(&datapath, next)?;
+    }
+    Ok(())
+}
+
+/// A full rule or member table is an error that names it, and the rule that did not fit
+/// leaves nothing behind.
+fn a_full_rule_or_member_table_is_a_clear_error() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-full", None)?;
+    let programs = Programs::new("full")?;
+    let app = programs.install("ct-full")?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let _clients = [
+        lab.client_program(&server, Proto::Tcp, &app)?,
+        lab.client_program(&server, Proto::Tcp, &app)?,
+        lab.client_program(&server, Proto::Tcp, &app)?,
+    ];
+    let config = chadthrottle_kernel::Config {
+        max_rules: 2,
+        max_members: 2,
+        ..lab.config()
+    };
+    let mut datapath = Datapath::install(&config)?;
+    let limit = policer(MIB as u64, 512 << 10);
+    let error = datapath
+        .set_rule(&rule(1, 2, RuleTarget::Match(exe_key(&app)?), limit))
+        .expect_err("three members in a table of two");
+    println!("  {error}");
+    ensure!(
+        error
+            .to_string()
+            .contains("the rule members table is full (2)"),
+        "{error}"
+    );
+    for map in ["ct_rules", "ct_match", "ct_members", "ct_limits"] {
+        let found = entries(&lab, map)?;
+        ensure!(found == 0, "{map} kept {found} entries of the refused rule");
+    }
+    datapath.set_rules(&[
+        rule(2, 3, RuleTarget::Match(name_key("ct-none-a")), limit),
+        rule(3, 3, RuleTarget::Match(name_key("ct-none-b")), limit),
+    ])?;
+    let error = datapath
+        .set_rule(&rule(4, 3, RuleTarget::Match(name_key("ct-none-c")), limit))
+        .expect_err("a third rule in a table of two");
+    println!("  {error}");
+    ensure!(
+        error.to_string().contains("the rules table is full (2)"),
+        "{error}"
+    );
+    ensure!(datapath.rules()?.len() == 2, "the two rules stay");
     Ok(())
 }
 
@@ -595,6 +714,14 @@ fn main() {
         (
             "name_uid_and_cgroup_rules_match_and_a_moved_process_is_released",
             name_uid_and_cgroup_rules_match_and_a_moved_process_is_released,
+        ),
+        (
+            "the_lowest_rank_then_the_lowest_order_governs",
+            the_lowest_rank_then_the_lowest_order_governs,
+        ),
+        (
+            "a_full_rule_or_member_table_is_a_clear_error",
+            a_full_rule_or_member_table_is_a_clear_error,
         ),
         (
             "a_tree_rule_covers_children_forked_later",
