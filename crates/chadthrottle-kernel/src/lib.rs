@@ -43,16 +43,23 @@ mod qdisc_sync;
 pub mod query;
 mod reset;
 mod rtnetlink;
+pub mod rule_keys;
+pub mod rules;
 mod share_check;
 pub mod sockdiag;
 pub mod system;
 mod targets;
+mod task_iterator;
 mod tcp_iterator;
 pub mod usage_source;
 
 pub use accounting::Accounting;
-pub use config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
+pub use config::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
+    DEFAULT_PIN_DIR,
+};
 pub use datapath::Datapath;
 pub use error::{Error, describe};
+pub use layout::MatchKey;
 pub use reset::{ResetReport, reset};
 pub use system::Kernel;

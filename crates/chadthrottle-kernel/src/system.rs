@@ -2,7 +2,10 @@
 //! the usage sources and /proc. The command line and the TUI's runner reach the kernel
 //! through this one type; their tests use the core's in-memory fake instead.
 
-use crate::config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
+use crate::config::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
+    DEFAULT_PIN_DIR,
+};
 use crate::error::Error;
 use crate::usage_source::KernelUsage;
 use crate::{Datapath, mounts, probe, procs};
@@ -37,6 +40,8 @@ impl Kernel {
             pin_dir: pin_dir(options),
             max_limits: options.max_limits.unwrap_or(DEFAULT_MAX_LIMITS),
             max_connections: options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_rules: DEFAULT_MAX_RULES,
+            max_members: DEFAULT_MAX_MEMBERS,
             accounting: true,
         })
     }

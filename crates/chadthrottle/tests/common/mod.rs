@@ -87,6 +87,26 @@ pub fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Su
     receiver.received_steady(report, WARMUP_NS)
 }
 
+/// Whether `summary`'s rate is within `tolerance` (a fraction) of `limit`; prints it.
+pub fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {
+    let error = (summary.rate - limit) / limit;
+    println!(
+        "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %)",
+        summary.rate / KIB,
+        limit / KIB,
+        error * 100.0
+    );
+    ensure!(
+        error.abs() <= tolerance,
+        "{what}: {:.1} KiB/s is {:+.1} % off the limit {:.1} KiB/s (tolerance ±{:.0} %)",
+        summary.rate / KIB,
+        error * 100.0,
+        limit / KIB,
+        tolerance * 100.0
+    );
+    Ok(())
+}
+
 /// The test binary's `main`: serves as a lab endpoint when re-executed as one, else runs
 /// `tests` one at a time (measurements on a 2-core machine must not overlap).
 pub fn main(tests: &[(&'static str, Test)]) {
