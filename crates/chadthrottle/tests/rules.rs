@@ -179,6 +179,50 @@ fn a_shared_exe_rule_holds_four_processes_to_one_budget() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A shared shaping rule: its one budget is divided among the sockets of all its
+/// members, so two processes together are paced to it, with (almost) nothing left for the
+/// policer behind the shapers to drop.
+fn a_shared_shaping_rule_paces_its_members_together() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-shaped", None)?;
+    let programs = Programs::new("shaped")?;
+    let app = programs.install("ct-shaped")?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut first = lab.client_program(&server, Proto::Tcp, &app)?;
+    let mut second = lab.client_program(&server, Proto::Tcp, &app)?;
+    let mut datapath = install(&lab)?;
+    let shaped = Some(DirectionLimit {
+        rate: 2 << 20,
+        burst: 2 << 20,
+        enforcement: Enforcement::Shaping,
+    });
+    let applied = datapath.set_rule(&rule(1, 2, RuleTarget::Match(exe_key(&app)?), shaped))?;
+    ensure!(
+        applied.members == 2 && applied.shaped_sockets == 2,
+        "both members' open connections shaped: {applied:?}"
+    );
+    first.start_send(POLICED_SECONDS, MAX_BYTES)?;
+    second.start_send(POLICED_SECONDS, MAX_BYTES)?;
+    let report = first.finish_send()?;
+    second.finish_send()?;
+    // the aggregate, not its smoothness: two paced flows in 100 ms bins vary more than one
+    within(
+        "two members shaped together",
+        &steady(&mut server, &report)?,
+        2.0 * MIB,
+        0.05,
+    )?;
+    let stats = datapath.rules()?[0].stats.up;
+    println!(
+        "  the policer behind dropped {} of {} packets",
+        stats.dropped_packets, stats.packets
+    );
+    ensure!(
+        stats.dropped_packets * 100 <= stats.packets,
+        "more than 1 % dropped: the shapers did not hold it: {stats:?}"
+    );
+    Ok(())
+}
+
 /// `each`: every member gets the whole rate for itself.
 fn each_member_of_an_each_rule_has_its_own_budget() -> anyhow::Result<()> {
     let lab = Lab::new("rules-each", None)?;
@@ -702,6 +746,10 @@ fn main() {
         (
             "a_shared_exe_rule_holds_four_processes_to_one_budget",
             a_shared_exe_rule_holds_four_processes_to_one_budget,
+        ),
+        (
+            "a_shared_shaping_rule_paces_its_members_together",
+            a_shared_shaping_rule_paces_its_members_together,
         ),
         (
             "each_member_of_an_each_rule_has_its_own_budget",
