@@ -321,9 +321,9 @@ fn a_process_execd_under_a_rule_is_limited_from_its_first_packet() -> anyhow::Re
     Ok(())
 }
 
-/// Name, uid and cgroup rules match the processes they name; a process moved out of a
-/// cgroup target is released at its next socket.
-fn name_uid_and_cgroup_rules_match_and_a_moved_process_is_released() -> anyhow::Result<()> {
+/// Name, uid and cgroup rules match the processes they name; a process that takes or
+/// drops the name, or is moved out of a cgroup target, follows at its next socket.
+fn name_uid_and_cgroup_rules_match_and_a_changed_process_follows() -> anyhow::Result<()> {
     let lab = Lab::new("rules-kinds", None)?;
     let programs = Programs::new("kinds")?;
     let named = programs.install("ct-named")?;
@@ -334,6 +334,19 @@ fn name_uid_and_cgroup_rules_match_and_a_moved_process_is_released() -> anyhow::
     datapath.set_rule(&rule(1, 3, RuleTarget::Match(name_key("ct-named")), limit))?;
     let by_name = lab.client_program(&server, Proto::Tcp, &named)?;
     await_member(&datapath, 1, by_name.pid(), true)?;
+
+    // a process that takes the name later follows the rule from its next socket
+    let mut renamed = lab.client(&server, Proto::Tcp, None, None)?;
+    ensure!(renamed.rename("ct-named")? == "ct-named", "renamed");
+    ensure!(
+        !members(&datapath, 1)?.contains(&renamed.pid()),
+        "no hook ran since the rename"
+    );
+    renamed.open()?;
+    await_member(&datapath, 1, renamed.pid(), true)?;
+    renamed.rename("ct-other")?;
+    renamed.open()?;
+    await_member(&datapath, 1, renamed.pid(), false)?;
 
     let user = UsersProcess::start(&lab)?;
     datapath.set_rule(&rule(2, 5, RuleTarget::Match(uid_key(NOBODY)), limit))?;
@@ -760,8 +773,8 @@ fn main() {
             a_process_execd_under_a_rule_is_limited_from_its_first_packet,
         ),
         (
-            "name_uid_and_cgroup_rules_match_and_a_moved_process_is_released",
-            name_uid_and_cgroup_rules_match_and_a_moved_process_is_released,
+            "name_uid_and_cgroup_rules_match_and_a_changed_process_follows",
+            name_uid_and_cgroup_rules_match_and_a_changed_process_follows,
         ),
         (
             "the_lowest_rank_then_the_lowest_order_governs",
