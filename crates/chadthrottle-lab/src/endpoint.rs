@@ -208,6 +208,15 @@ impl Endpoint {
         }
     }
 
+    /// Renames the endpoint process (its `comm`); returns the name the kernel keeps.
+    pub fn rename(&mut self, name: &str) -> anyhow::Result<String> {
+        self.command(&format!("rename {name}"))?;
+        match self.reply()? {
+            Reply::Renamed(name) => Ok(name),
+            other => bail!("endpoint said {other:?} instead of renamed"),
+        }
+    }
+
     /// Runs a short-lived thread in the endpoint.
     pub fn run_thread(&mut self) -> anyhow::Result<()> {
         self.command("thread")?;

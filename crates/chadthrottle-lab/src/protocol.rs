@@ -72,6 +72,8 @@ pub enum Reply {
     Paced(usize),
     Probed(ProbeReport),
     ThreadDone,
+    /// The endpoint's new process name (see `rename`).
+    Renamed(String),
 }
 
 /// What an endpoint does with its address.

@@ -179,6 +179,50 @@ fn a_shared_exe_rule_holds_four_processes_to_one_budget() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A shared shaping rule: its one budget is divided among the sockets of all its
+/// members, so two processes together are paced to it, with (almost) nothing left for the
+/// policer behind the shapers to drop.
+fn a_shared_shaping_rule_paces_its_members_together() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-shaped", None)?;
+    let programs = Programs::new("shaped")?;
+    let app = programs.install("ct-shaped")?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut first = lab.client_program(&server, Proto::Tcp, &app)?;
+    let mut second = lab.client_program(&server, Proto::Tcp, &app)?;
+    let mut datapath = install(&lab)?;
+    let shaped = Some(DirectionLimit {
+        rate: 2 << 20,
+        burst: 2 << 20,
+        enforcement: Enforcement::Shaping,
+    });
+    let applied = datapath.set_rule(&rule(1, 2, RuleTarget::Match(exe_key(&app)?), shaped))?;
+    ensure!(
+        applied.members == 2 && applied.shaped_sockets == 2,
+        "both members' open connections shaped: {applied:?}"
+    );
+    first.start_send(POLICED_SECONDS, MAX_BYTES)?;
+    second.start_send(POLICED_SECONDS, MAX_BYTES)?;
+    let report = first.finish_send()?;
+    second.finish_send()?;
+    // the aggregate, not its smoothness: two paced flows in 100 ms bins vary more than one
+    within(
+        "two members shaped together",
+        &steady(&mut server, &report)?,
+        2.0 * MIB,
+        0.05,
+    )?;
+    let stats = datapath.rules()?[0].stats.up;
+    println!(
+        "  the policer behind dropped {} of {} packets",
+        stats.dropped_packets, stats.packets
+    );
+    ensure!(
+        stats.dropped_packets * 100 <= stats.packets,
+        "more than 1 % dropped: the shapers did not hold it: {stats:?}"
+    );
+    Ok(())
+}
+
 /// `each`: every member gets the whole rate for itself.
 fn each_member_of_an_each_rule_has_its_own_budget() -> anyhow::Result<()> {
     let lab = Lab::new("rules-each", None)?;
@@ -277,9 +321,9 @@ fn a_process_execd_under_a_rule_is_limited_from_its_first_packet() -> anyhow::Re
     Ok(())
 }
 
-/// Name, uid and cgroup rules match the processes they name; a process moved out of a
-/// cgroup target is released at its next socket.
-fn name_uid_and_cgroup_rules_match_and_a_moved_process_is_released() -> anyhow::Result<()> {
+/// Name, uid and cgroup rules match the processes they name; a process that takes or
+/// drops the name, or is moved out of a cgroup target, follows at its next socket.
+fn name_uid_and_cgroup_rules_match_and_a_changed_process_follows() -> anyhow::Result<()> {
     let lab = Lab::new("rules-kinds", None)?;
     let programs = Programs::new("kinds")?;
     let named = programs.install("ct-named")?;
@@ -290,6 +334,19 @@ fn name_uid_and_cgroup_rules_match_and_a_moved_process_is_released() -> anyhow::
     datapath.set_rule(&rule(1, 3, RuleTarget::Match(name_key("ct-named")), limit))?;
     let by_name = lab.client_program(&server, Proto::Tcp, &named)?;
     await_member(&datapath, 1, by_name.pid(), true)?;
+
+    // a process that takes the name later follows the rule from its next socket
+    let mut renamed = lab.client(&server, Proto::Tcp, None, None)?;
+    ensure!(renamed.rename("ct-named")? == "ct-named", "renamed");
+    ensure!(
+        !members(&datapath, 1)?.contains(&renamed.pid()),
+        "no hook ran since the rename"
+    );
+    renamed.open()?;
+    await_member(&datapath, 1, renamed.pid(), true)?;
+    renamed.rename("ct-other")?;
+    renamed.open()?;
+    await_member(&datapath, 1, renamed.pid(), false)?;
 
     let user = UsersProcess::start(&lab)?;
     datapath.set_rule(&rule(2, 5, RuleTarget::Match(uid_key(NOBODY)), limit))?;
@@ -704,6 +761,10 @@ fn main() {
             a_shared_exe_rule_holds_four_processes_to_one_budget,
         ),
         (
+            "a_shared_shaping_rule_paces_its_members_together",
+            a_shared_shaping_rule_paces_its_members_together,
+        ),
+        (
             "each_member_of_an_each_rule_has_its_own_budget",
             each_member_of_an_each_rule_has_its_own_budget,
         ),
@@ -712,8 +773,8 @@ fn main() {
             a_process_execd_under_a_rule_is_limited_from_its_first_packet,
         ),
         (
-            "name_uid_and_cgroup_rules_match_and_a_moved_process_is_released",
-            name_uid_and_cgroup_rules_match_and_a_moved_process_is_released,
+            "name_uid_and_cgroup_rules_match_and_a_changed_process_follows",
+            name_uid_and_cgroup_rules_match_and_a_changed_process_follows,
         ),
         (
             "the_lowest_rank_then_the_lowest_order_governs",
