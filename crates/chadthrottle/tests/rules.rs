@@ -674,6 +674,9 @@ fn remove_rule_and_reset_leave_no_entries() -> anyhow::Result<()> {
     // both in one change
     let applied = datapath.set_rules(&[each, shared.clone()])?;
     ensure!(applied.members == 1, "the client alone: {applied:?}");
+    // prune drops PID limits of dead processes, never a rule's budgets
+    let pruned = chadthrottle_core::backend::Backend::prune(&mut datapath)?;
+    ensure!(pruned.is_empty(), "pruned {pruned:?}");
     for (map, wanted) in [
         ("ct_rules", 2),
         ("ct_match", 2),
