@@ -551,6 +551,17 @@ fn rename(name: &str) -> anyhow::Result<String> {
         .to_owned())
 }
 
+/// Becomes user `uid` (real, effective and saved; glibc applies it to every thread);
+/// returns the real uid as the kernel has it now.
+fn become_user(uid: u32) -> anyhow::Result<u32> {
+    // SAFETY: setresuid takes three ids and has no memory-safety preconditions.
+    if unsafe { libc::setresuid(uid, uid, uid) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: getuid has no preconditions.
+    Ok(unsafe { libc::getuid() })
+}
+
 fn run(raw_args: &[String]) -> anyhow::Result<()> {
     let args = EndpointArgs::parse(raw_args)?;
     let shared = Arc::new(Shared::default());
@@ -599,6 +610,7 @@ fn run(raw_args: &[String]) -> anyhow::Result<()> {
                 reply(&Reply::ThreadDone)?;
             }
             ["rename", name] => reply(&Reply::Renamed(rename(name)?))?,
+            ["setuid", uid] => reply(&Reply::UidSet(become_user(uid.parse()?)?))?,
             ["quit"] => break,
             _ => anyhow::bail!("unknown command {line:?}"),
         }

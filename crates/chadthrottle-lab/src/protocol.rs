@@ -74,6 +74,8 @@ pub enum Reply {
     ThreadDone,
     /// The endpoint's new process name (see `rename`).
     Renamed(String),
+    /// The endpoint's real uid after `setuid` (see `become_user`).
+    UidSet(u32),
 }
 
 /// What an endpoint does with its address.

@@ -322,7 +322,8 @@ fn a_process_execd_under_a_rule_is_limited_from_its_first_packet() -> anyhow::Re
 }
 
 /// Name, uid and cgroup rules match the processes they name; a process that takes or
-/// drops the name, or is moved out of a cgroup target, follows at its next socket.
+/// drops the name, becomes the user, or is moved out of a cgroup target, follows at its
+/// next socket.
 fn name_uid_and_cgroup_rules_match_and_a_changed_process_follows() -> anyhow::Result<()> {
     let lab = Lab::new("rules-kinds", None)?;
     let programs = Programs::new("kinds")?;
@@ -355,6 +356,15 @@ fn name_uid_and_cgroup_rules_match_and_a_changed_process_follows() -> anyhow::Re
         !members(&datapath, 2)?.contains(&by_name.pid()),
         "a root process is not nobody's"
     );
+    // a process that becomes nobody follows the user rule from its next socket
+    let mut setuid = lab.client(&server, Proto::Tcp, None, None)?;
+    ensure!(setuid.become_user(NOBODY)? == NOBODY, "became nobody");
+    ensure!(
+        !members(&datapath, 2)?.contains(&setuid.pid()),
+        "no hook ran since setuid"
+    );
+    setuid.open()?;
+    await_member(&datapath, 2, setuid.pid(), true)?;
 
     let sub = SubCgroup::new(&lab)?;
     let mut moved = lab.client(&server, Proto::Tcp, None, None)?;
@@ -674,6 +684,9 @@ fn remove_rule_and_reset_leave_no_entries() -> anyhow::Result<()> {
     // both in one change
     let applied = datapath.set_rules(&[each, shared.clone()])?;
     ensure!(applied.members == 1, "the client alone: {applied:?}");
+    // prune drops PID limits of dead processes, never a rule's budgets
+    let pruned = chadthrottle_core::backend::Backend::prune(&mut datapath)?;
+    ensure!(pruned.is_empty(), "pruned {pruned:?}");
     for (map, wanted) in [
         ("ct_rules", 2),
         ("ct_match", 2),
