@@ -105,6 +105,9 @@ pub struct Datapath {
     pub(crate) capacity: u32,
     pub(crate) pin_dir: PathBuf,
     force_qdisc: bool,
+    /// The cgroup the programs are attached to, where the caller knows it (a cgroup
+    /// rule must lie inside it); `None`: the whole cgroup2 tree.
+    pub(crate) scope: Option<PathBuf>,
 }
 
 impl Datapath {
@@ -136,6 +139,7 @@ impl Datapath {
             capacity: pins.meta.max_limits,
             pin_dir: pin_dir.to_owned(),
             force_qdisc: false,
+            scope: None,
         })
     }
 
@@ -143,6 +147,12 @@ impl Datapath {
     /// remembered and put back when the limits go); without, such a limit is refused.
     pub fn force_qdisc(&mut self, force: bool) {
         self.force_qdisc = force;
+    }
+
+    /// The cgroup the datapath is attached to (`--cgroup`), for checking that a cgroup
+    /// rule's target lies inside it.
+    pub fn set_scope(&mut self, scope: PathBuf) {
+        self.scope = Some(scope);
     }
 
     /// The qdisc-held limits in force, of live processes.

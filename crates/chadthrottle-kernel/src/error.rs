@@ -135,9 +135,6 @@ pub enum Error {
     /// A qdisc backend cannot be installed as asked; nothing was changed.
     #[error("{0}")]
     QdiscRefused(String),
-    /// The rules API of the datapath is not in this build (see `system.rs`).
-    #[error("rules are not in this build's datapath yet")]
-    RulesNotInDatapath,
 }
 
 impl Error {

@@ -157,22 +157,46 @@ impl Datapath {
             }
         }
         let held = lock::lock()?;
+        self.set_checked_rules_locked(&held, rules, &ids)
+    }
+
+    /// `set_rules` under a state lock the caller holds (the rule book writes its record
+    /// of names under the same lock).
+    pub(crate) fn set_rules_locked(
+        &mut self,
+        held: &StateLock,
+        rules: &[RuleEntry],
+    ) -> Result<RuleApplied, Error> {
+        let mut ids = BTreeSet::new();
+        for rule in rules {
+            check(rule)?;
+            ids.insert(rule.id);
+        }
+        self.set_checked_rules_locked(held, rules, &ids)
+    }
+
+    fn set_checked_rules_locked(
+        &mut self,
+        held: &StateLock,
+        rules: &[RuleEntry],
+        ids: &BTreeSet<u32>,
+    ) -> Result<RuleApplied, Error> {
         let replaced: Vec<u32> = ids
             .iter()
             .copied()
             .filter(|id| self.rules.get(id, 0).is_ok())
             .collect();
         if !replaced.is_empty() {
-            self.remove_rules_locked(&held, &replaced)?;
+            self.remove_rules_locked(held, &replaced)?;
         }
         let result = rules
             .iter()
             .try_for_each(|rule| self.write_rule(rule))
-            .and_then(|()| self.bring_in(&held, &ids));
+            .and_then(|()| self.bring_in(held, ids));
         if result.is_err() {
             // nothing half-set stays: the rules, their targets and budgets go again
-            let ids: Vec<u32> = ids.into_iter().collect();
-            let _best_effort = self.remove_rules_locked(&held, &ids);
+            let ids: Vec<u32> = ids.iter().copied().collect();
+            let _best_effort = self.remove_rules_locked(held, &ids);
         }
         result
     }
@@ -386,7 +410,11 @@ impl Datapath {
     /// Takes the rules `ids` out: targets, tree entries and the rules, then one
     /// resolution of every process (the resolver releases their members, or hands them
     /// to the next rule they match), then the shared budgets and the members' sockets.
-    fn remove_rules_locked(&mut self, _held: &StateLock, ids: &[u32]) -> Result<(), Error> {
+    pub(crate) fn remove_rules_locked(
+        &mut self,
+        _held: &StateLock,
+        ids: &[u32],
+    ) -> Result<(), Error> {
         let ids: BTreeSet<u32> = ids.iter().copied().collect();
         let matches: Vec<MatchKey> = self
             .matches

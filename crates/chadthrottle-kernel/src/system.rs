@@ -10,10 +10,10 @@ use crate::error::Error;
 use crate::usage_source::KernelUsage;
 use crate::{Datapath, mounts, probe, procs};
 use chadthrottle_core::access::{HidePid, Installed, Requested};
-use chadthrottle_core::backend::{Availability, BackendDescriptor, RuleBackend};
+use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::process::Uids;
 use chadthrottle_core::process::{ProcessInfo, ProcessRef};
-use chadthrottle_core::rule_request::{ResolvedTarget, RuleApplied, RuleRequest, RuleStatus};
+use chadthrottle_core::rule_request::ResolvedTarget;
 use chadthrottle_core::rule_target::RuleTarget;
 use chadthrottle_core::saved::Running;
 use chadthrottle_core::system::{DatapathOptions, Processes, ResetReport, System};
@@ -96,21 +96,6 @@ impl Processes for Kernel {
     }
 }
 
-// LEAD: replace with the rules API
-impl RuleBackend for Datapath {
-    fn set_rule(&mut self, _request: &RuleRequest) -> Result<RuleApplied, Error> {
-        Err(Error::RulesNotInDatapath)
-    }
-
-    fn remove_rule(&mut self, _name: &str) -> Result<bool, Error> {
-        Err(Error::RulesNotInDatapath)
-    }
-
-    fn rules(&mut self) -> Result<Vec<RuleStatus>, Error> {
-        Err(Error::RulesNotInDatapath)
-    }
-}
-
 impl System for Kernel {
     type Error = Error;
     type Backend = Datapath;
@@ -148,8 +133,10 @@ impl System for Kernel {
     }
 
     fn install(&mut self, options: &DatapathOptions) -> Result<Datapath, Error> {
-        let mut datapath = Datapath::install(&Kernel::config(options)?)?;
+        let config = Kernel::config(options)?;
+        let mut datapath = Datapath::install(&config)?;
         datapath.force_qdisc(options.force);
+        datapath.set_scope(config.cgroup);
         Ok(datapath)
     }
 
@@ -157,6 +144,9 @@ impl System for Kernel {
         let mut datapath = Datapath::open(&pin_dir(options))?;
         if let Some(datapath) = &mut datapath {
             datapath.force_qdisc(options.force);
+            if let Ok(config) = Kernel::config(options) {
+                datapath.set_scope(config.cgroup);
+            }
         }
         Ok(datapath)
     }

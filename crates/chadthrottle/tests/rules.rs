@@ -13,6 +13,7 @@ use chadthrottle_kernel::Datapath;
 use chadthrottle_kernel::rule_keys::{cgroup_key, exe_key, name_key, uid_key};
 use chadthrottle_kernel::rules::{RuleEntry, RuleTarget};
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
+use common::programs::Programs;
 use common::users::{NOBODY, UsersProcess};
 use common::{KIB, MAX_BYTES, MIB, Test, steady, within};
 use std::path::{Path, PathBuf};
@@ -22,38 +23,6 @@ use std::time::{Duration, Instant};
 /// As the PID tests (datapath.rs): a policed transfer of 10 s, ±10 %.
 const POLICED_SECONDS: f64 = 10.0;
 const TOLERANCE: f64 = 0.10;
-
-/// A directory of executables of the test's own (copies of this test binary), removed on
-/// drop.
-struct Programs(PathBuf);
-
-impl Programs {
-    fn new(test: &str) -> anyhow::Result<Programs> {
-        let dir = std::env::temp_dir().join(format!("ct-rules-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).context("create the programs' directory")?;
-        Ok(Programs(dir))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Copies this test binary to `name` (written beside it first, then renamed over it,
-    /// as a package upgrade does).
-    fn install(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let path = self.path(name);
-        let staged = self.path(&format!(".{name}.new"));
-        std::fs::copy(std::env::current_exe()?, &staged).context("copy the test binary")?;
-        std::fs::rename(&staged, &path).context("rename it into place")?;
-        Ok(path)
-    }
-}
-
-impl Drop for Programs {
-    fn drop(&mut self) {
-        let _gone = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn policer(rate: u64, burst: u64) -> Option<DirectionLimit> {
     Some(DirectionLimit {
