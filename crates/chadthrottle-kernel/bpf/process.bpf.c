@@ -168,6 +168,9 @@ static __always_inline void ct_consider(struct ct_pick *pick, __u32 rule_id)
 
 	if (!rule)
 		return;
+	/* a lapsed rule governs nobody; its entries go at the next rule change */
+	if (rule->expires_at_ns && bpf_ktime_get_boot_ns() >= rule->expires_at_ns)
+		return;
 	rank = ((__u64)rule->rank << 32) | rule->order;
 	if (rank < pick->rank) {
 		pick->rank = rank;
@@ -289,6 +292,7 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 		fresh.bucket.tat_ns = now + template->bucket.tau_ns;
 		fresh.bucket.last_ns = now;
 		fresh.burst = template->burst;
+		fresh.expires_at_ns = rule->expires_at_ns;
 		__builtin_memcpy(fresh.comm, comm, CT_COMM_LEN);
 		fresh.rule = rule_id;
 		bpf_map_delete_elem(&ct_stats, &key);

@@ -166,6 +166,8 @@ pub struct Rule {
     pub order: u32,
     pub flags: u32,
     pub _pad: u32,
+    /// CLOCK_BOOTTIME when the rule lapses; 0: never.
+    pub expires_at_ns: u64,
     pub dir: [RuleDir; 2],
 }
 
@@ -251,7 +253,7 @@ const _: () = assert!(size_of::<Stats>() == 32);
 const _: () = assert!(size_of::<Meta>() == 24);
 const _: () = assert!(size_of::<MatchKey>() == 24);
 const _: () = assert!(size_of::<RuleDir>() == 64);
-const _: () = assert!(size_of::<Rule>() == 144);
+const _: () = assert!(size_of::<Rule>() == 152);
 const _: () = assert!(size_of::<Member>() == 16);
 
 // SAFETY: each type is #[repr(C)], made only of integers and integer arrays, with every

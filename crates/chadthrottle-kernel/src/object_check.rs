@@ -74,7 +74,7 @@ mod tests {
             }),
             mirror!("ct_match_key" => MatchKey { kind, dev, a, b }),
             mirror!("ct_rule_dir" => RuleDir { bucket, burst, flags, _pad }),
-            mirror!("ct_rule" => Rule { rank, order, flags, _pad, dir }),
+            mirror!("ct_rule" => Rule { rank, order, flags, _pad, expires_at_ns, dir }),
             mirror!("ct_member" => Member { start_time, rule, _pad }),
             mirror!("ct_stats" => Stats { bytes, packets, dropped_bytes, dropped_packets }),
             mirror!("ct_acct" => Acct { tx_bytes, tx_packets, rx_bytes, rx_packets }),

@@ -144,14 +144,8 @@ impl Datapath {
     /// Sets `request` as one rule, replacing the rule of the same name, and records its
     /// name beside it, under one state lock.
     fn set_named(&mut self, request: &RuleRequest) -> Result<RuleApplied, Error> {
-        if request.lasts.is_some() {
-            return Err(Error::RuleTarget(format!(
-                "rule \"{}\": --for is not supported for rules in this build (a rule stays \
-                 until `unlimit` or `reset`); nothing was changed",
-                request.spec.name
-            )));
-        }
         let lock = crate::lock::lock()?;
+        self.remove_lapsed(&lock)?;
         let held = Datapath::rules(self)?;
         let mut book = read_book(&self.pin_dir, &held)?;
         let id = book
@@ -166,6 +160,10 @@ impl Datapath {
             each: request.spec.mode == Mode::Each,
             target: kernel_target(&request.resolved, &self.scope_or_root()?)?,
             limits: request.limits,
+            expires_at_ns: request.lasts.map_or(0, |lasts| {
+                let ns = u64::try_from(lasts.as_nanos()).unwrap_or(u64::MAX);
+                crate::clock::boottime_ns().saturating_add(ns)
+            }),
         };
         let applied = self.set_rules_locked(&lock, std::slice::from_ref(&entry))?;
         book.rules.retain(|named| named.id != id);
@@ -173,7 +171,8 @@ impl Datapath {
             id,
             spec: request.spec.clone(),
             resolved: request.resolved.clone(),
-            expires_at: None,
+            expires_at: (entry.expires_at_ns != 0)
+                .then(|| crate::clock::boottime_to_unix_secs(entry.expires_at_ns)),
         });
         write_book(&self.pin_dir, &book)?;
         Ok(RuleApplied {
@@ -186,6 +185,7 @@ impl Datapath {
     /// Removes the rule named `name`; `false` if there is none.
     fn remove_named(&mut self, name: &str) -> Result<bool, Error> {
         let lock = crate::lock::lock()?;
+        self.remove_lapsed(&lock)?;
         let held = Datapath::rules(self)?;
         let mut book = read_book(&self.pin_dir, &held)?;
         let Some(at) = book.rules.iter().position(|named| named.spec.name == name) else {
@@ -224,19 +224,33 @@ impl Datapath {
         })
     }
 
-    /// Every rule the kernel holds, named as the book names it.
+    /// Takes out the rules whose time is up: the kernel already matches them no more and
+    /// their budgets have lapsed; this releases their members' sockets and entries.
+    fn remove_lapsed(&mut self, lock: &StateLock) -> Result<(), Error> {
+        let lapsed = self.lapsed();
+        if lapsed.is_empty() {
+            return Ok(());
+        }
+        self.remove_rules_locked(lock, &lapsed)
+    }
+
+    /// Every rule the kernel holds and still applies, named as the book names it.
     fn named_rules(&self) -> Result<Vec<RuleStatus>, Error> {
         let held = Datapath::rules(self)?;
         let book: Book = crate::record::read(&book_path(&self.pin_dir))?;
+        let now = crate::clock::boottime_ns();
         Ok(held
             .iter()
+            .filter(|rule| rule.expires_at_ns == 0 || rule.expires_at_ns > now)
             .map(|rule| {
                 let named = book.rules.iter().find(|named| named.id == rule.id);
                 let (spec, resolved, expires_at) = match named {
                     Some(named) => (named.spec.clone(), named.resolved.clone(), named.expires_at),
                     None => {
                         let (spec, resolved) = unnamed(rule, self.target_of(rule.id));
-                        (spec, resolved, None)
+                        let expires_at = (rule.expires_at_ns != 0)
+                            .then(|| crate::clock::boottime_to_unix_secs(rule.expires_at_ns));
+                        (spec, resolved, expires_at)
                     }
                 };
                 RuleStatus {
@@ -280,6 +294,7 @@ mod tests {
             limits: PerDirection::default(),
             members: Vec::new(),
             stats: PerDirection::default(),
+            expires_at_ns: 0,
         }
     }
 

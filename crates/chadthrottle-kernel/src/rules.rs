@@ -53,6 +53,9 @@ pub struct RuleEntry {
     /// `None`: counted, not limited. Shaping or the policer (the qdisc backends hold
     /// single processes).
     pub limits: PerDirection<Option<DirectionLimit>>,
+    /// CLOCK_BOOTTIME when the rule lapses (the kernel stops matching it and its budgets
+    /// lapse with it); 0: never.
+    pub expires_at_ns: u64,
 }
 
 /// A rule, its members and what its budgets passed and dropped.
@@ -67,6 +70,8 @@ pub struct RuleStatus {
     pub members: Vec<ProcessRef>,
     /// The shared budget's counters; with `each`, the members' budgets summed.
     pub stats: PerDirection<DirStats>,
+    /// CLOCK_BOOTTIME when it lapses; 0: never.
+    pub expires_at_ns: u64,
 }
 
 /// What setting a rule did.
@@ -210,6 +215,18 @@ impl Datapath {
         Ok(existed)
     }
 
+    /// The rules whose time is up (`expires_at_ns` passed): the kernel matches them no
+    /// more, and the next change takes them out (`remove_rules_locked`).
+    pub fn lapsed(&self) -> Vec<u32> {
+        let now = clock::boottime_ns();
+        self.rules
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, rule)| rule.expires_at_ns != 0 && rule.expires_at_ns <= now)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// Every rule with its live members and counters.
     pub fn rules(&self) -> Result<Vec<RuleStatus>, Error> {
         let members: Vec<(u32, Member)> = self.members.iter().filter_map(Result::ok).collect();
@@ -261,6 +278,7 @@ impl Datapath {
                 },
                 members,
                 stats,
+                expires_at_ns: rule.expires_at_ns,
             });
         }
         rules.sort_by_key(|rule| (rule.rank, rule.order, rule.id));
@@ -275,6 +293,7 @@ impl Datapath {
             order: rule.order,
             flags: if rule.each { RULE_EACH } else { 0 },
             _pad: 0,
+            expires_at_ns: rule.expires_at_ns,
             dir: [template(rule.limits.up), template(rule.limits.down)],
         };
         self.rules.insert(rule.id, value, 0).map_err(|error| {
@@ -292,6 +311,7 @@ impl Datapath {
                     flags: template.flags,
                     bucket: Bucket::new(template.bucket.rate, template.burst, now),
                     burst: template.burst,
+                    expires_at_ns: rule.expires_at_ns,
                     ..Limit::default()
                 };
                 let key = rule_key(rule.id, direction);
@@ -506,6 +526,7 @@ mod tests {
                 }),
                 down: None,
             },
+            expires_at_ns: 0,
         }
     }
 

@@ -119,6 +119,7 @@ fn rule(id: u32, rank: u8, target: RuleTarget, rate: u64) -> RuleEntry {
             }),
             down: None,
         },
+        expires_at_ns: 0,
     }
 }
 

@@ -8,8 +8,9 @@ pub mod common;
 use anyhow::{Context as _, ensure};
 use chadthrottle_lab::{Family, Lab, Proto};
 use common::programs::Programs;
-use common::{MAX_BYTES, MIB, Test, chadthrottle, run, status, steady, within};
+use common::{KIB, MAX_BYTES, MIB, Test, chadthrottle, run, status, steady, within};
 use serde_json::Value;
+use std::time::Duration;
 
 /// `rules --json`'s rules.
 fn rules(lab: &Lab) -> anyhow::Result<Vec<Value>> {
@@ -119,8 +120,16 @@ fn limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes() -> anyhow::Resul
     )?;
     refused(
         &lab,
-        &["limit", "--exe", exe, "--up", "1M", "--for", "1m"],
-        "--for",
+        &[
+            "limit",
+            "--exe",
+            exe,
+            "--up",
+            "1M",
+            "--upload-backend",
+            "htb",
+        ],
+        "htb",
     )?;
     refused(&lab, &["unlimit", "--name", "ct-no-such"], "ct-no-such")?;
     ensure!(
@@ -157,10 +166,76 @@ fn without_stats(listed: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// `--for` on a rule: the kernel holds the rule, then stops matching it when its time is
+/// up, with no ChadThrottle process running: the member's connection, held to 256 KiB/s,
+/// runs unlimited after, and `rules` no longer lists the rule.
+fn a_rule_set_for_a_while_lapses_in_the_kernel() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-for", None)?;
+    let programs = Programs::new("for")?;
+    let app = programs.install("ct-for")?;
+    let exe = app.to_str().context("the program's path is UTF-8")?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut client = lab.client_program(&server, Proto::Tcp, &app)?;
+    run(
+        &lab,
+        &[
+            "limit",
+            "--exe",
+            exe,
+            "--up",
+            "256K",
+            "--burst",
+            "64K",
+            "--for",
+            "7s",
+            "--upload-backend",
+            "policer",
+        ],
+    )?;
+    let listed = rules(&lab)?;
+    ensure!(
+        listed.len() == 1 && listed[0]["expires_at"].as_u64().is_some(),
+        "the rule is listed with its expiry: {listed:?}"
+    );
+    let set_at = std::time::Instant::now();
+    // held while the rule lasts (the receiver's steady state: what the socket buffer
+    // took at once does not count)
+    client.start_send(4.0, MAX_BYTES)?;
+    let report = client.finish_send()?;
+    let held = steady(&mut server, &report)?.rate;
+    ensure!(
+        held < 1.5 * 256.0 * KIB,
+        "under the rule the client moved {:.0} KiB/s, far above 256 KiB/s",
+        held / KIB
+    );
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(set_at.elapsed()));
+    ensure!(rules(&lab)?.is_empty(), "the lapsed rule is still listed");
+    client.start_send(4.0, MAX_BYTES)?;
+    let report = client.finish_send()?;
+    let free = steady(&mut server, &report)?.rate;
+    println!(
+        "  under the rule {:.0} KiB/s, after it lapsed {:.0} KiB/s",
+        held / KIB,
+        free / KIB
+    );
+    ensure!(
+        free > 8.0 * 256.0 * KIB,
+        "after the rule lapsed the client moved only {:.0} KiB/s",
+        free / KIB
+    );
+    Ok(())
+}
+
 fn main() {
-    let tests: &[(&'static str, Test)] = &[(
-        "limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes",
-        limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes,
-    )];
+    let tests: &[(&'static str, Test)] = &[
+        (
+            "limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes",
+            limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes,
+        ),
+        (
+            "a_rule_set_for_a_while_lapses_in_the_kernel",
+            a_rule_set_for_a_while_lapses_in_the_kernel,
+        ),
+    ];
     common::main(tests);
 }

@@ -40,6 +40,7 @@ fn rule(id: u32, rank: u8, target: RuleTarget, up: Option<DirectionLimit>) -> Ru
         each: false,
         target,
         limits: PerDirection { up, down: None },
+        expires_at_ns: 0,
     }
 }
 

@@ -275,9 +275,12 @@ struct ct_rule {
 	__u32 order; /* the caller's position of the rule: lower wins within a rank */
 	__u32 flags; /* CT_RULE_* */
 	__u32 _pad;
+	/* CLOCK_BOOTTIME when the rule lapses (`--for`); 0: never. A lapsed rule matches no
+	 * process, and the budgets made from it carry the same expiry. */
+	__u64 expires_at_ns;
 	struct ct_rule_dir dir[2]; /* by CT_DIR_* */
 };
-_Static_assert(sizeof(struct ct_rule) == 144, "ct_rule layout");
+_Static_assert(sizeof(struct ct_rule) == 152, "ct_rule layout");
 
 /* Value of ct_members (the rule governing a process, written only by the resolver) and
  * of ct_tree (a process in a tree rule's tree), both keyed by tgid. */
