@@ -754,15 +754,23 @@ impl UsageSource for FakeUsage {
         Ok(lock(&self.machine)
             .limits
             .values()
-            .map(|limit| {
-                let rate = |direction: Direction| limit.limits.get(direction).map(|l| l.rate);
-                (
-                    limit.target,
-                    LimitRates {
-                        up: rate(Direction::Up),
-                        down: rate(Direction::Down),
-                    },
-                )
+            .map(|limit| (limit.target, LimitRates::of(&limit.limits)))
+            .collect())
+    }
+
+    fn rules(&mut self) -> Result<HashMap<ProcessRef, (String, LimitRates)>, FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.expire_rules();
+        Ok(machine
+            .governed()
+            .into_iter()
+            .filter_map(|(pid, index)| {
+                let process = machine.processes.get(&pid)?.process();
+                let rule = &machine.rules[index].request;
+                Some((
+                    process,
+                    (rule.spec.name.clone(), LimitRates::of(&rule.limits)),
+                ))
             })
             .collect())
     }

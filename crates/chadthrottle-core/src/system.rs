@@ -44,8 +44,12 @@ pub trait UsageSource {
     /// Every process's and connection's counters now.
     fn read(&mut self) -> Result<Reading, Self::Error>;
 
-    /// The limits in force, to show beside the usage.
+    /// The PID limits in force, to show beside the usage.
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Self::Error>;
+
+    /// The rule governing each process a rule governs (a PID limit outranks every rule):
+    /// its name and its rates.
+    fn rules(&mut self) -> Result<HashMap<ProcessRef, (String, LimitRates)>, Self::Error>;
 }
 
 /// What /proc says about processes.

@@ -100,6 +100,27 @@ fn limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes() -> anyhow::Resul
         "status --json lists the rule: {in_status}"
     );
 
+    // top says which rule governs each member it lists, and shows the rule's limit (a
+    // process appears in top once it moved a packet since the accounting began: the
+    // first client's handshake came before it)
+    let top: Value = serde_json::from_str(&run(
+        &lab,
+        &["top", "--once", "--json", "--interval", "200ms"],
+    )?)?;
+    let shown: Vec<&Value> = top["processes"]
+        .as_array()
+        .context("top --json has processes")?
+        .iter()
+        .filter(|process| clients.iter().any(|pid| process["pid"] == *pid))
+        .collect();
+    ensure!(!shown.is_empty(), "top lists no member: {top}");
+    for process in shown {
+        ensure!(
+            process["rule"] == rule["name"] && process["limit"]["up"] == 2 * 1024 * 1024,
+            "top shows a member under the rule: {process}"
+        );
+    }
+
     // the first client's connection was open before the rule: both are held together
     before.start_send(10.0, MAX_BYTES)?;
     after.start_send(10.0, MAX_BYTES)?;
