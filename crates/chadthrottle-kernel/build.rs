@@ -8,6 +8,7 @@ fn main() {
     cc::Build::new()
         .file("bpf/host/bucket_shim.c")
         .file("bpf/host/share_shim.c")
+        .file("bpf/host/match_shim.c")
         .include("bpf/include")
         .warnings(true)
         .compile("chadthrottle_bucket_shim");

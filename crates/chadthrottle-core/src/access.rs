@@ -10,6 +10,7 @@
 
 use crate::options::DatapathOptions;
 use crate::process::{ProcessInfo, Uids};
+use crate::rule_target::RuleTarget;
 use std::path::{Path, PathBuf};
 
 /// /proc's `hidepid` mount option: what users see of other users' processes.
@@ -81,6 +82,10 @@ pub enum Refusal {
     },
     #[error("{what} affects every user of this machine: only root may do it (run it with sudo)")]
     RootOnly { what: String },
+    #[error(
+        "rule \"{target}\": rules match processes of every user, present and future: only root may set or remove them (run it with sudo){hint}"
+    )]
+    Rule { target: String, hint: &'static str },
 }
 
 /// Refuses `target` unless `caller` may signal it.
@@ -97,6 +102,22 @@ pub fn check_target(
         name: target.name.clone(),
         owner: owner_name(target.uids.real),
         caller: caller.real,
+    })
+}
+
+/// Refuses a rule unless `caller` is root: a rule matches processes that do not exist yet,
+/// whoever starts them, so kill(2)'s rule cannot be checked for them. A tree says what a
+/// user may do instead: limit the one process (`--pid` without `--tree`).
+pub fn check_rule(caller: Uids, target: &RuleTarget) -> Result<(), Refusal> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    Err(Refusal::Rule {
+        target: target.to_string(),
+        hint: match target {
+            RuleTarget::Tree(_) => "; without root, --pid alone limits one process of yours",
+            _ => "",
+        },
     })
 }
 
@@ -207,6 +228,27 @@ pub const ROOT_SAVED_LIMITS: &str = "/var/lib/chadthrottle/saved-limits.json";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_root_sets_rules() {
+        let exe = RuleTarget::Exe("/usr/bin/steam".into());
+        assert_eq!(check_rule(Uids::of(0), &exe), Ok(()));
+        assert_eq!(
+            check_rule(Uids::of(1000), &exe).map_err(|e| e.to_string()),
+            Err(
+                "rule \"exe /usr/bin/steam\": rules match processes of every user, present and \
+                 future: only root may set or remove them (run it with sudo)"
+                    .into()
+            )
+        );
+        let tree = check_rule(Uids::of(1000), &RuleTarget::Tree(42)).map_err(|e| e.to_string());
+        assert!(
+            tree.as_ref()
+                .is_err_and(|e| e.starts_with("rule \"tree 42\"")
+                    && e.ends_with("without root, --pid alone limits one process of yours")),
+            "{tree:?}"
+        );
+    }
 
     const ROOT: Uids = Uids::of(0);
     const ALICE: Uids = Uids::of(1000);

@@ -7,6 +7,7 @@
 
 use crate::direction::{Direction, PerDirection};
 use crate::process::ProcessRef;
+use crate::rule_request::{RuleApplied, RuleRequest, RuleStatus};
 use crate::status::{ActiveLimit, DirStats, DirectionLimit};
 use std::fmt;
 use std::time::Duration;
@@ -121,6 +122,21 @@ pub trait Backend {
         target: ProcessRef,
         direction: Direction,
     ) -> Result<Option<DirStats>, Self::Error>;
+}
+
+/// Enforces rules (limits by application) beside the per-process limits: the same table's
+/// owner, so a PID limit and a rule are weighed against each other in one place (a PID
+/// limit governs its process over any rule).
+pub trait RuleBackend: Backend {
+    /// Sets the rule `request.spec.name` names, replacing one held under that name, in
+    /// one change: the processes it governs now and those that start later are limited.
+    fn set_rule(&mut self, request: &RuleRequest) -> Result<RuleApplied, Self::Error>;
+
+    /// Removes the rule `name`; `false` when none is held under it.
+    fn remove_rule(&mut self, name: &str) -> Result<bool, Self::Error>;
+
+    /// Every rule in force, by order, with the processes it governs now.
+    fn rules(&mut self) -> Result<Vec<RuleStatus>, Self::Error>;
 }
 
 /// A backend as listed by `chadthrottle backends`.

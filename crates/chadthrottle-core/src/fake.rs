@@ -1,20 +1,27 @@
-//! An in-memory machine behind the [`crate::system`] seam: processes, a limit table and a
-//! usage source that hold what tests put in them. The command line's and the TUI
+//! An in-memory machine behind the [`crate::system`] seam: processes, a limit table, rules
+//! (resolved against the directories, cgroups, users and containers a test gives it, their
+//! members by the kernel's precedence) and a usage source that hold what tests put in them. The command line's and the TUI
 //! runner's tests run on it without root; it follows the rules the real datapath keeps
 //! (a request's outcome, a limit going with its process, a full table) so that what they
 //! assert is the commands' behaviour, not the fake's.
 
 use crate::access::{HidePid, Installed, Requested};
-use crate::backend::{Applied, Availability, Backend, BackendDescriptor, LimitRequest};
+use crate::backend::{
+    Applied, Availability, Backend, BackendDescriptor, LimitRequest, RuleBackend,
+};
+use crate::cgroup_names::{ContainerRecord, unit_cgroup};
 use crate::direction::{Direction, PerDirection};
 use crate::process::Uids;
 use crate::process::{ProcessInfo, ProcessRef};
+use crate::resolution::{ResolveError, container_cgroup, resolve_tree};
+use crate::rule_request::{ProcessFacts, ResolvedTarget, RuleApplied, RuleRequest, RuleStatus};
+use crate::rule_target::{Candidate, RuleTarget, UserSpec, governing};
 use crate::saved::Running;
 use crate::status::{ActiveLimit, DirStats, Enforcement};
 use crate::system::{DatapathOptions, Processes, ResetReport, System, UsageSource};
 use crate::usage::{Layer, LimitRates, ProcessDetails, Reading, Source};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// What the fake refuses with.
@@ -28,6 +35,8 @@ pub struct FakeProcess {
     pub info: ProcessInfo,
     pub exe: Option<String>,
     pub details: ProcessDetails,
+    /// The PID of the process that started it, if it runs.
+    pub parent: Option<u32>,
 }
 
 impl FakeProcess {
@@ -50,7 +59,27 @@ impl FakeProcess {
                 exe: format!("/usr/bin/{name}"),
                 ..ProcessDetails::default()
             },
+            parent: None,
         }
+    }
+
+    /// The same process, started by `parent`.
+    pub const fn child_of(mut self, parent: u32) -> FakeProcess {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// The same process, running the executable `exe`.
+    pub fn running(mut self, exe: &str) -> FakeProcess {
+        self.exe = Some(exe.to_owned());
+        exe.clone_into(&mut self.details.exe);
+        self
+    }
+
+    /// The same process, in the cgroup2 directory `cgroup`.
+    pub fn in_cgroup(mut self, cgroup: &str) -> FakeProcess {
+        self.info.cgroup = Some(cgroup.to_owned());
+        self
     }
 
     /// The same process, run by `uid`.
@@ -101,6 +130,23 @@ pub struct FakeMachine {
     /// User names by uid.
     pub users: BTreeMap<u32, String>,
     pub hidepid: HidePid,
+    /// The rules held, in the order they were set.
+    pub rules: Vec<FakeRule>,
+    /// Directories that exist (for an executable that is not installed yet).
+    pub directories: BTreeSet<PathBuf>,
+    /// cgroup2 directories beside the processes' own (and their parents).
+    pub cgroups: BTreeSet<String>,
+    /// Containers as their runtimes' files list them, running or not.
+    pub containers: Vec<ContainerRecord>,
+}
+
+/// A rule the fake holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeRule {
+    pub request: RuleRequest,
+    pub expires_at: Option<u64>,
+    /// Counters summed over the members; tests set them.
+    pub stats: PerDirection<DirStats>,
 }
 
 impl Default for FakeMachine {
@@ -121,6 +167,10 @@ impl Default for FakeMachine {
             caller: Uids::of(0),
             users: BTreeMap::from([(0, "root".to_owned())]),
             hidepid: HidePid::Off,
+            rules: Vec::new(),
+            directories: BTreeSet::from([PathBuf::from("/usr/bin")]),
+            cgroups: BTreeSet::from(["/".to_owned()]),
+            containers: Vec::new(),
         }
     }
 }
@@ -141,6 +191,114 @@ impl FakeMachine {
         self.processes
             .get(&process.pid)
             .is_some_and(|p| p.info.start_time == process.start_time)
+    }
+
+    /// What a rule may match on of the process `p`.
+    fn facts(&self, p: &FakeProcess) -> ProcessFacts {
+        let mut ancestors = Vec::new();
+        let mut parent = p.parent;
+        while let Some(found) = parent.and_then(|pid| self.processes.get(&pid)) {
+            if ancestors.len() > self.processes.len() {
+                break; // a loop a test made up
+            }
+            ancestors.push(found.process());
+            parent = found.parent;
+        }
+        ProcessFacts {
+            process: p.process(),
+            ancestors,
+            exe: p.exe.as_ref().map(PathBuf::from),
+            name: p.info.name.clone(),
+            uid: p.info.uids.real,
+            cgroup: p.info.cgroup.clone(),
+        }
+    }
+
+    /// Drops the rules whose `--for` ran out, as the kernel's expiry does.
+    fn expire_rules(&mut self) {
+        let now = self.now_unix;
+        self.rules
+            .retain(|rule| rule.expires_at.is_none_or(|at| at > now));
+    }
+
+    /// The rule (by index) that governs each process a rule limits: a PID limit beats any
+    /// rule, then the lowest rank, then the lowest order.
+    fn governed(&self) -> BTreeMap<u32, usize> {
+        self.processes
+            .values()
+            .filter(|p| p.info.tgid == p.info.pid && !p.info.kernel_thread)
+            .filter(|p| !self.limits.contains_key(&p.info.pid))
+            .filter_map(|p| {
+                let facts = self.facts(p);
+                let candidates = self
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, rule)| rule.request.resolved.matches(&facts))
+                    .map(|(index, rule)| Candidate {
+                        rank: rule.request.spec.target.rank(),
+                        order: rule.request.spec.order,
+                        rule: index,
+                    });
+                governing(candidates).map(|winner| (p.info.pid, winner.rule))
+            })
+            .collect()
+    }
+
+    /// Every cgroup2 directory: those listed, the processes' and their parents.
+    fn cgroup_dirs(&self) -> Vec<String> {
+        let mut dirs = self.cgroups.clone();
+        for cgroup in self
+            .processes
+            .values()
+            .filter_map(|p| p.info.cgroup.clone())
+        {
+            let mut path = cgroup.as_str();
+            while !path.is_empty() {
+                dirs.insert(path.to_owned());
+                path = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+            }
+        }
+        dirs.into_iter().collect()
+    }
+
+    fn resolve(&self, target: &RuleTarget) -> Result<ResolvedTarget, ResolveError> {
+        Ok(match target {
+            RuleTarget::Tree(pid) => {
+                let info = self.processes.get(pid).map(|p| p.info.clone());
+                resolve_tree(*pid, info)?
+            }
+            RuleTarget::Exe(path) => {
+                let directory = path.parent().unwrap_or(Path::new("/"));
+                if !self.directories.contains(directory) {
+                    return Err(ResolveError::ExeDirectory {
+                        exe: path.display().to_string(),
+                        directory: directory.display().to_string(),
+                    });
+                }
+                ResolvedTarget::Exe { path: path.clone() }
+            }
+            RuleTarget::Name(name) => ResolvedTarget::Name(name.clone()),
+            RuleTarget::CgroupPath(path) => {
+                if !self.cgroup_dirs().contains(path) {
+                    return Err(ResolveError::CgroupMissing(path.clone()));
+                }
+                ResolvedTarget::Cgroup { path: path.clone() }
+            }
+            RuleTarget::Unit(unit) => ResolvedTarget::Cgroup {
+                path: unit_cgroup(unit, &self.cgroup_dirs())?,
+            },
+            RuleTarget::Container(spec) => ResolvedTarget::Cgroup {
+                path: container_cgroup(spec, &self.cgroup_dirs(), &self.containers)?,
+            },
+            RuleTarget::User(UserSpec::Uid(uid)) => ResolvedTarget::Uid(*uid),
+            RuleTarget::User(UserSpec::Name(name)) => self
+                .users
+                .iter()
+                .find(|(_, user)| *user == name)
+                .map(|(uid, _)| ResolvedTarget::Uid(*uid))
+                .ok_or_else(|| ResolveError::UnknownUser(name.clone()))?,
+        })
     }
 }
 
@@ -229,6 +387,12 @@ impl Processes for FakeSystem {
     fn hidepid(&self) -> HidePid {
         self.machine().hidepid
     }
+
+    fn resolve(&self, target: &RuleTarget) -> Result<ResolvedTarget, String> {
+        self.machine()
+            .resolve(target)
+            .map_err(|error| error.to_string())
+    }
 }
 
 /// A cgroup's id in the fake: its path, hashed (the kernel's is its inode).
@@ -288,6 +452,7 @@ impl System for FakeSystem {
         let mut machine = self.machine();
         let installed = machine.installs.remove(&options.pin_dir).is_some();
         machine.limits.clear();
+        machine.rules.clear();
         Ok(ResetReport {
             removed: if installed {
                 vec!["ct_limits".to_owned()]
@@ -463,6 +628,100 @@ impl Backend for FakeBackend {
     }
 }
 
+impl RuleBackend for FakeBackend {
+    fn set_rule(&mut self, request: &RuleRequest) -> Result<RuleApplied, FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.requests += 1;
+        machine.expire_rules();
+        let set: Vec<&crate::status::DirectionLimit> = request
+            .limits
+            .iter()
+            .filter_map(|(_, l)| l.as_ref())
+            .collect();
+        if set.is_empty() {
+            return Err(FakeError(format!(
+                "rule \"{}\" limits no direction",
+                request.spec.name
+            )));
+        }
+        if let Some(qdisc) = set.iter().find(|l| l.enforcement.is_qdisc()) {
+            return Err(FakeError(format!(
+                "backend \"{}\" cannot hold a rule",
+                qdisc.enforcement.name()
+            )));
+        }
+        let rule = FakeRule {
+            request: request.clone(),
+            expires_at: request
+                .lasts
+                .map(|lasts| machine.now_unix + lasts.as_secs()),
+            stats: PerDirection::default(),
+        };
+        let name = &request.spec.name;
+        let index = match machine
+            .rules
+            .iter()
+            .position(|r| r.request.spec.name == *name)
+        {
+            Some(index) => {
+                machine.rules[index] = rule;
+                index
+            }
+            None => {
+                machine.rules.push(rule);
+                machine.rules.len() - 1
+            }
+        };
+        let members: Vec<u32> = machine
+            .governed()
+            .into_iter()
+            .filter(|(_, rule)| *rule == index)
+            .map(|(pid, _)| pid)
+            .collect();
+        Ok(RuleApplied {
+            members: members.len(),
+            backfilled_sockets: members
+                .iter()
+                .map(|pid| machine.sockets.get(pid).copied().unwrap_or(0))
+                .sum(),
+            shaped_sockets: 0,
+        })
+    }
+
+    fn remove_rule(&mut self, name: &str) -> Result<bool, FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.requests += 1;
+        let before = machine.rules.len();
+        machine.rules.retain(|rule| rule.request.spec.name != name);
+        Ok(machine.rules.len() < before)
+    }
+
+    fn rules(&mut self) -> Result<Vec<RuleStatus>, FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.expire_rules();
+        let governed = machine.governed();
+        let mut rules: Vec<RuleStatus> = machine
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| RuleStatus {
+                spec: rule.request.spec.clone(),
+                resolved: rule.request.resolved.clone(),
+                limits: rule.request.limits,
+                members: governed
+                    .iter()
+                    .filter(|(_, governing)| **governing == index)
+                    .filter_map(|(pid, _)| machine.processes.get(pid).map(FakeProcess::process))
+                    .collect(),
+                stats: rule.stats,
+                expires_at: rule.expires_at,
+            })
+            .collect();
+        rules.sort_by_key(|rule| rule.spec.order);
+        Ok(rules)
+    }
+}
+
 /// The fake usage source: hands out the machine's readings in turn.
 #[derive(Debug)]
 pub struct FakeUsage {
@@ -495,15 +754,23 @@ impl UsageSource for FakeUsage {
         Ok(lock(&self.machine)
             .limits
             .values()
-            .map(|limit| {
-                let rate = |direction: Direction| limit.limits.get(direction).map(|l| l.rate);
-                (
-                    limit.target,
-                    LimitRates {
-                        up: rate(Direction::Up),
-                        down: rate(Direction::Down),
-                    },
-                )
+            .map(|limit| (limit.target, LimitRates::of(&limit.limits)))
+            .collect())
+    }
+
+    fn rules(&mut self) -> Result<HashMap<ProcessRef, (String, LimitRates)>, FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.expire_rules();
+        Ok(machine
+            .governed()
+            .into_iter()
+            .filter_map(|(pid, index)| {
+                let process = machine.processes.get(&pid)?.process();
+                let rule = &machine.rules[index].request;
+                Some((
+                    process,
+                    (rule.spec.name.clone(), LimitRates::of(&rule.limits)),
+                ))
             })
             .collect())
     }
@@ -590,6 +857,145 @@ mod tests {
                 .apply(&request(&b, Change::Set(LIMIT), Change::Keep))
                 .is_err()
         );
+    }
+
+    fn rule(system: &FakeSystem, name: &str, target: RuleTarget, order: u32) -> RuleRequest {
+        let resolved = system.resolve(&target).expect("resolves");
+        RuleRequest {
+            spec: crate::rule_target::RuleSpec {
+                name: name.into(),
+                target,
+                limits: PerDirection {
+                    up: None,
+                    down: Some(crate::rule_target::RuleLimit {
+                        rate: crate::Rate::new(1024).expect("valid"),
+                        burst: None,
+                        backend: None,
+                    }),
+                },
+                mode: crate::rule_target::Mode::Shared,
+                order,
+                enabled: true,
+            },
+            resolved,
+            limits: PerDirection {
+                up: None,
+                down: Some(LIMIT),
+            },
+            lasts: None,
+        }
+    }
+
+    fn members(backend: &mut FakeBackend) -> Vec<(String, Vec<u32>)> {
+        backend
+            .rules()
+            .expect("rules")
+            .into_iter()
+            .map(|r| (r.spec.name, r.members.iter().map(|m| m.pid).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn rules_govern_by_rank_then_order_and_a_pid_limit_beats_them() {
+        let mut system = FakeSystem::default();
+        {
+            let mut machine = system.machine();
+            machine.spawn(FakeProcess::new(10, 1, "steam").owned_by(1000));
+            machine.spawn(
+                FakeProcess::new(11, 1, "steamwebhelper")
+                    .child_of(10)
+                    .owned_by(1000),
+            );
+            machine.spawn(FakeProcess::new(12, 1, "curl").owned_by(1000));
+            machine.users.insert(1000, "alice".into());
+        }
+        let mut backend = system
+            .install(&DatapathOptions::default())
+            .expect("install");
+        let user = crate::rule_target::parse_user("alice").expect("valid");
+        let tree = RuleTarget::Tree(10);
+        let applied = backend
+            .set_rule(&rule(&system, "alice", user, 0))
+            .expect("set");
+        assert_eq!(applied.members, 3);
+        backend
+            .set_rule(&rule(&system, "steam", tree, 1))
+            .expect("set");
+        assert_eq!(
+            members(&mut backend),
+            [("alice".into(), vec![12]), ("steam".into(), vec![10, 11])],
+            "the tree outranks the user, set later or not"
+        );
+        backend
+            .apply(&LimitRequest {
+                target: crate::backend::Target {
+                    process: ProcessRef {
+                        pid: 11,
+                        start_time: 1,
+                    },
+                    name: "steamwebhelper".into(),
+                },
+                change: PerDirection {
+                    up: Change::Set(LIMIT),
+                    down: Change::Keep,
+                },
+                lasts: None,
+            })
+            .expect("a PID limit");
+        assert_eq!(members(&mut backend)[1], ("steam".into(), vec![10]));
+        assert!(backend.remove_rule("steam").expect("removed"));
+        assert!(!backend.remove_rule("steam").expect("already gone"));
+        assert_eq!(members(&mut backend), [("alice".into(), vec![10, 12])]);
+    }
+
+    #[test]
+    fn targets_the_fake_cannot_find_are_refused_in_one_line() {
+        let system = FakeSystem::default();
+        system.machine().spawn(
+            FakeProcess::new(20, 1, "syncthing").in_cgroup("/system.slice/syncthing.service"),
+        );
+        let resolve = |target: RuleTarget| system.resolve(&target);
+        assert_eq!(
+            resolve(RuleTarget::Unit("syncthing.service".into())),
+            Ok(ResolvedTarget::Cgroup {
+                path: "/system.slice/syncthing.service".into()
+            })
+        );
+        assert_eq!(
+            resolve(RuleTarget::CgroupPath("/system.slice".into())),
+            Ok(ResolvedTarget::Cgroup {
+                path: "/system.slice".into()
+            })
+        );
+        for (target, message) in [
+            (
+                RuleTarget::Unit("nope.service".into()),
+                "unit \"nope.service\" is not running",
+            ),
+            (
+                RuleTarget::Container("web".into()),
+                "container \"web\" is not running",
+            ),
+            (
+                RuleTarget::User(UserSpec::Name("bob".into())),
+                "user \"bob\" is not in the user database",
+            ),
+            (
+                RuleTarget::Exe("/opt/x/y".into()),
+                "executable \"/opt/x/y\": its directory \"/opt/x\" does not exist",
+            ),
+            (
+                RuleTarget::CgroupPath("/nope".into()),
+                "cgroup path \"/nope\" does not exist",
+            ),
+            (RuleTarget::Tree(99), "tree PID 99: no process with PID 99"),
+        ] {
+            let error = resolve(target).expect_err(message);
+            assert!(
+                error.starts_with(message) && !error.contains('\n'),
+                "{error}"
+            );
+        }
     }
 
     #[test]

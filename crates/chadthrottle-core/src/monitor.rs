@@ -189,6 +189,7 @@ impl Monitor {
                     rx_packets: reading.counters.rx_packets,
                     tx_packets: reading.counters.tx_packets,
                     limit: limits.get(&reading.process).copied(),
+                    rule: None,
                     internet: state.internet,
                     local: state.local,
                     exited: reading.exited_at_ns.is_some(),
@@ -426,7 +427,7 @@ mod tests {
         }
         let process = &json["processes"][0];
         for key in [
-            "pid", "name", "cmdline", "rx_rate", "tx_rate", "rx_bytes", "tx_bytes", "limit",
+            "pid", "name", "cmdline", "rx_rate", "tx_rate", "rx_bytes", "tx_bytes", "limit", "rule",
         ] {
             assert!(process.get(key).is_some(), "{key}");
         }

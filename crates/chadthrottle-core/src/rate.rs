@@ -5,6 +5,7 @@
 //! is scaled with integer arithmetic and rounded once, so `1.5M` is 1 572 864, not a float
 //! approximation of it.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,8 +21,10 @@ const RATE_FORMS: &str = "a number with an optional unit: 500K, 500KB, 1.5M, 1G,
 const SIZE_FORMS: &str = "a number of bytes with an optional unit: 64K, 256KB, 1.5M, 1MiB \
     (1024-based)";
 
-/// A rate in bytes per second; zero means "block".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A rate in bytes per second; zero means "block". Serialised as the plain number, so a
+/// rule the kernel keeps reads back as it was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct Rate(u64);
 
 impl Rate {
@@ -43,6 +46,21 @@ impl Rate {
 
     pub const fn is_block(self) -> bool {
         self.0 == 0
+    }
+}
+
+impl TryFrom<u64> for Rate {
+    type Error = String;
+
+    fn try_from(bytes_per_sec: u64) -> Result<Rate, String> {
+        Rate::new(bytes_per_sec)
+            .ok_or_else(|| format!("rate {bytes_per_sec} B/s is above the maximum {MAX_RATE}"))
+    }
+}
+
+impl From<Rate> for u64 {
+    fn from(rate: Rate) -> u64 {
+        rate.0
     }
 }
 
@@ -84,8 +102,9 @@ impl FromStr for Rate {
     }
 }
 
-/// A number of bytes (bursts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A number of bytes (bursts); serialised as the plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct Size(u64);
 
 impl Size {
@@ -100,6 +119,21 @@ impl Size {
 
     pub const fn bytes(self) -> u64 {
         self.0
+    }
+}
+
+impl TryFrom<u64> for Size {
+    type Error = String;
+
+    fn try_from(bytes: u64) -> Result<Size, String> {
+        Size::new(bytes)
+            .ok_or_else(|| format!("size {bytes} is not between 1 and {MAX_SIZE} bytes"))
+    }
+}
+
+impl From<Size> for u64 {
+    fn from(size: Size) -> u64 {
+        size.0
     }
 }
 

@@ -9,6 +9,7 @@ use crate::bucket::default_burst;
 use crate::direction::{Direction, PerDirection};
 use crate::rate::{Rate, Size};
 use crate::status::Enforcement;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
@@ -44,7 +45,8 @@ pub enum Rank {
 }
 
 /// How a rule's rate is spent by the processes it matches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One budget for all the matching processes together.
     #[default]
@@ -81,7 +83,9 @@ impl FromStr for Mode {
 }
 
 /// A user as given: resolving a name to its uid needs the machine's user database.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Serialised as the name (a string) or the uid (a number).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
 pub enum UserSpec {
     Name(String),
     Uid(u32),
@@ -126,7 +130,9 @@ impl FromStr for UserSpec {
 }
 
 /// What a rule limits. Validated on construction: use the `parse_*` functions.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Serialised as one key, the flag's word, and its value: `{"exe": "/usr/bin/steam"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RuleTarget {
     /// A process and every process it starts, later ones included.
     Tree(u32),
@@ -382,7 +388,7 @@ pub fn governing<T>(candidates: impl IntoIterator<Item = Candidate<T>>) -> Optio
 }
 
 /// One direction of a rule as set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleLimit {
     /// 0 blocks.
     pub rate: Rate,
@@ -428,7 +434,7 @@ impl RuleLimit {
 }
 
 /// A rule as set from the command line, read from the rules file or listed by the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
     /// Unique among the rules.
     pub name: String,
@@ -513,6 +519,60 @@ mod tests {
         for (target, text) in shown {
             assert_eq!(target.map(|t| t.to_string()), Ok(text.to_owned()));
         }
+    }
+
+    #[test]
+    fn a_rule_serialises_readably_and_reads_back() {
+        let rule = RuleSpec {
+            name: "steam".into(),
+            target: RuleTarget::Exe("/usr/bin/steam".into()),
+            limits: PerDirection {
+                up: None,
+                down: Some(RuleLimit {
+                    rate: Rate::new(5 << 20).expect("valid"),
+                    burst: None,
+                    backend: Some(Enforcement::Policer),
+                }),
+            },
+            mode: Mode::Each,
+            order: 3,
+            enabled: true,
+        };
+        let value = serde_json::to_value(&rule).expect("serialises");
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "name": "steam",
+                "target": {"exe": "/usr/bin/steam"},
+                "limits": {"up": null, "down": {"rate": 5_242_880, "burst": null, "backend": "policer"}},
+                "mode": "each",
+                "order": 3,
+                "enabled": true,
+            })
+        );
+        let back: RuleSpec = serde_json::from_value(value).expect("reads back");
+        assert_eq!(back, rule);
+        for (target, json) in [
+            (
+                RuleTarget::User(UserSpec::Name("alice".into())),
+                serde_json::json!({"user": "alice"}),
+            ),
+            (
+                RuleTarget::User(UserSpec::Uid(1000)),
+                serde_json::json!({"user": 1000}),
+            ),
+            (
+                RuleTarget::CgroupPath("/a".into()),
+                serde_json::json!({"cgroup-path": "/a"}),
+            ),
+            (RuleTarget::Tree(42), serde_json::json!({"tree": 42})),
+        ] {
+            assert_eq!(serde_json::to_value(&target).expect("serialises"), json);
+            let back: RuleTarget = serde_json::from_value(json).expect("reads back");
+            assert_eq!(back, target);
+        }
+        let too_fast = serde_json::json!({"rate": u64::MAX, "burst": null, "backend": null});
+        assert!(serde_json::from_value::<RuleLimit>(too_fast).is_err());
     }
 
     #[test]

@@ -115,10 +115,48 @@ pub struct ActiveLimit {
     pub stats: PerDirection<DirStats>,
 }
 
-/// `status --json`: every active limit.
+/// `status --json`: every active limit, and every rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub limits: Vec<LimitStatus>,
+    /// Read as empty from a report written before rules existed.
+    #[serde(default)]
+    pub rules: Vec<RuleEntry>,
+}
+
+/// `rules --json`: every rule in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesReport {
+    pub rules: Vec<RuleEntry>,
+}
+
+/// One rule in `rules --json` and `status --json`. Rates and bursts as in
+/// [`LimitStatus`]; targets as the command line reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleEntry {
+    pub name: String,
+    /// `exe /usr/bin/steam`, as the flag reads.
+    pub target: String,
+    /// The flag's word: tree, exe, name, cgroup-path, unit, container, user.
+    pub kind: String,
+    /// What the kernel matches: `exe /usr/bin/steam`, `cgroup /system.slice/x.service`,
+    /// `uid 1000`, `tree PID 42`.
+    pub resolved: String,
+    /// shared or each.
+    pub mode: String,
+    /// Breaks ties between rules of equal rank: the lower governs.
+    pub order: u32,
+    pub up: Option<u64>,
+    pub down: Option<u64>,
+    pub burst_up: Option<u64>,
+    pub burst_down: Option<u64>,
+    pub backend: PerDirection<Option<String>>,
+    /// The running processes it governs now.
+    pub members: Vec<ProcessRef>,
+    /// Unix time in seconds.
+    pub expires_at: Option<u64>,
+    /// Summed over the members.
+    pub stats: PerDirection<DirStats>,
 }
 
 /// One process in `status --json`. Rates in bytes per second and bursts in bytes, as
@@ -200,6 +238,7 @@ mod tests {
     fn json_contract_field_names_and_nulls() {
         let report = StatusReport {
             limits: vec![LimitStatus::new(&sample())],
+            rules: Vec::new(),
         };
         let value = serde_json::to_value(&report).expect("serialises");
         let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});
@@ -214,6 +253,49 @@ mod tests {
                     "up": {"bytes": 10, "packets": 1, "dropped_bytes": 0, "dropped_packets": 0},
                     "down": stats,
                 },
+            }], "rules": []})
+        );
+        let before_rules = json!({"limits": []});
+        let read: StatusReport = serde_json::from_value(before_rules).expect("reads");
+        assert!(read.rules.is_empty());
+    }
+
+    #[test]
+    fn rules_json_contract_field_names() {
+        let entry = RuleEntry {
+            name: "exe /usr/bin/steam".into(),
+            target: "exe /usr/bin/steam".into(),
+            kind: "exe".into(),
+            resolved: "exe /usr/bin/steam".into(),
+            mode: "shared".into(),
+            order: 2,
+            up: None,
+            down: Some(5 << 20),
+            burst_up: None,
+            burst_down: Some(2 << 20),
+            backend: PerDirection {
+                up: None,
+                down: Some("shaping".into()),
+            },
+            members: vec![ProcessRef {
+                pid: 4242,
+                start_time: 100,
+            }],
+            expires_at: Some(1_700_000_600),
+            stats: PerDirection::default(),
+        };
+        let value = serde_json::to_value(RulesReport { rules: vec![entry] }).expect("serialises");
+        let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});
+        assert_eq!(
+            value,
+            json!({"rules": [{
+                "name": "exe /usr/bin/steam", "target": "exe /usr/bin/steam", "kind": "exe",
+                "resolved": "exe /usr/bin/steam", "mode": "shared", "order": 2,
+                "up": null, "down": 5_242_880, "burst_up": null, "burst_down": 2_097_152,
+                "backend": {"up": null, "down": "shaping"},
+                "members": [{"pid": 4242, "start_time": 100}],
+                "expires_at": 1_700_000_600,
+                "stats": {"up": stats, "down": stats},
             }]})
         );
     }

@@ -6,9 +6,11 @@
 //! lifts, what the TUI restores) is tested on any machine, without root.
 
 use crate::access::{HidePid, Requested};
-use crate::backend::{Availability, Backend, BackendDescriptor};
+use crate::backend::{Availability, BackendDescriptor, RuleBackend};
 pub use crate::options::DatapathOptions;
 use crate::process::{ProcessInfo, ProcessRef, Uids};
+use crate::rule_request::ResolvedTarget;
+use crate::rule_target::RuleTarget;
 use crate::saved::Running;
 use crate::usage::{Layer, LimitRates, ProcessDetails, Reading, Source};
 use std::collections::HashMap;
@@ -42,8 +44,12 @@ pub trait UsageSource {
     /// Every process's and connection's counters now.
     fn read(&mut self) -> Result<Reading, Self::Error>;
 
-    /// The limits in force, to show beside the usage.
+    /// The PID limits in force, to show beside the usage.
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Self::Error>;
+
+    /// The rule governing each process a rule governs (a PID limit outranks every rule):
+    /// its name and its rates.
+    fn rules(&mut self) -> Result<HashMap<ProcessRef, (String, LimitRates)>, Self::Error>;
 }
 
 /// What /proc says about processes.
@@ -79,12 +85,17 @@ pub trait Processes {
 
     /// What /proc lets users see of other users' processes.
     fn hidepid(&self) -> HidePid;
+
+    /// What the kernel is to match for `target`: a path with its symlinks resolved, a user
+    /// name's uid, a unit's or container's cgroup, a tree's first process. The error is
+    /// one line naming the value (`crate::resolution::ResolveError`'s forms).
+    fn resolve(&self, target: &RuleTarget) -> Result<ResolvedTarget, String>;
 }
 
 /// The machine the commands act on.
 pub trait System: Processes {
     type Error: Error + Send + Sync + 'static;
-    type Backend: Backend;
+    type Backend: RuleBackend;
     type Usage: UsageSource + Send + 'static;
 
     /// The datapath `options` name: the cgroup it would attach to and what is installed

@@ -6,9 +6,11 @@
 //! rx is download, tx upload; rates in bytes per second, totals in bytes since
 //! accounting started.
 
+use crate::direction::PerDirection;
 use crate::locality::Locality;
 use crate::process::ProcessRef;
 use crate::rate::format_rate;
+use crate::status::DirectionLimit;
 use serde::Serialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -103,6 +105,16 @@ pub struct LimitRates {
     pub down: Option<u64>,
 }
 
+impl LimitRates {
+    /// The rates of `limits`, as shown beside the usage.
+    pub fn of(limits: &PerDirection<Option<DirectionLimit>>) -> LimitRates {
+        LimitRates {
+            up: limits.up.map(|limit| limit.rate),
+            down: limits.down.map(|limit| limit.rate),
+        }
+    }
+}
+
 impl fmt::Display for LimitRates {
     /// `⚡ ↓1MB/s ↑-` as `top` and the TUI show it: download first, `blocked` for a rate
     /// of 0, `-` for a direction without a limit. The space after `⚡` is there because
@@ -154,6 +166,10 @@ pub struct ProcessUsage {
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub limit: Option<LimitRates>,
+    /// The rule that governs the process (its name, as `rules` lists it), when a rule
+    /// does; `limit` is then the rule's (a shared rule's rate is the budget of all its
+    /// members together). `None` for a process under its own PID limit or none.
+    pub rule: Option<String>,
     /// Bytes exchanged with Internet peers and with local ones (see `locality`), from the
     /// connections seen while the monitor ran.
     pub internet: Split,

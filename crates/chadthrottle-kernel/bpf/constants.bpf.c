@@ -22,6 +22,10 @@ struct ct_shared_constants {
 	enum ct_limit_flags limit_flags;
 	enum ct_bucket_time bucket_time;
 	enum ct_sockopt sockopt;
+	enum ct_scope scope;
+	enum ct_match_kind match_kind;
+	enum ct_rank rank;
+	enum ct_rule_flags rule_flags;
 };
 
 static const struct ct_shared_constants *const ct_shared_constants __attribute__((used));

@@ -13,6 +13,10 @@ struct ct_stats_map ct_stats SEC(".maps");
 struct ct_proc_acct_map ct_proc_acct SEC(".maps");
 struct ct_proc_info_map ct_proc_info SEC(".maps");
 struct ct_conns_map ct_conns SEC(".maps");
+struct ct_rules_map ct_rules SEC(".maps");
+struct ct_match_map ct_match SEC(".maps");
+struct ct_tree_map ct_tree SEC(".maps");
+struct ct_members_map ct_members SEC(".maps");
 struct ct_meta_map ct_meta SEC(".maps");
 
 /* Defaults; the loader sets both before the programs load (.rodata). */

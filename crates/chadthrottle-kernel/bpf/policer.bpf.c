@@ -18,6 +18,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "bucket.h"
+#include "budget.h"
 #include "chadthrottle.h"
 #include "maps.h"
 
@@ -197,18 +198,18 @@ static __always_inline int ct_shaped(struct bpf_sock *sk, struct ct_sock *sock, 
 	return sk->protocol == IPPROTO_TCP && (sock->shaped & active);
 }
 
-/* The owner's limit on this packet: 1 if it may pass, 0 if it is over the limit. */
+/* The owner's budget (a PID limit, its own as a rule member, or its rule's shared one)
+ * on this packet: 1 if it may pass, 0 if it is over the limit. */
 static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk,
 				      struct ct_sock *sock, __u32 dir, __u32 payload)
 {
-	struct ct_owner *owner = &sock->owner;
-	struct ct_limit_key key = { .tgid = owner->tgid, .dir = dir };
+	struct ct_limit_key key;
 	struct ct_limit *limit;
 	__u64 now, charge, slack;
 	int passed, shaped;
 
-	limit = bpf_map_lookup_elem(&ct_limits, &key);
-	if (!limit || limit->start_time != owner->start_time)
+	limit = ct_limit_of(&sock->owner, dir, &key);
+	if (!limit)
 		return 1;
 	if (limit->expires_at_ns && bpf_ktime_get_boot_ns() >= limit->expires_at_ns) {
 		bpf_map_delete_elem(&ct_limits, &key);

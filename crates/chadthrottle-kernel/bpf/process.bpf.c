@@ -1,41 +1,126 @@
 // SPDX-License-Identifier: MIT
 /*
- * The programs that follow processes:
+ * The programs that follow processes, and the rule resolver they share:
  *
- *   ct_sock_create   cgroup/sock_create        records the creating process in socket storage
- *                                              (and its name and command line, once)
- *   ct_process_exit  tp_btf/sched_process_exit removes a process's limits when it exits
+ *   ct_sock_create   cgroup/sock_create          records the creating process in socket
+ *                                                storage (and its name and command line,
+ *                                                once); re-resolves its rule
+ *   ct_process_exec  tp_btf/sched_process_exec   resolves a process's rule with its new
+ *                                                executable and name
+ *   ct_process_fork  tp_btf/sched_process_fork   a child joins its parent's tree rule, then
+ *                                                is resolved
+ *   ct_process_exit  tp_btf/sched_process_exit   removes a process's limits, membership and
+ *                                                tree entry when it exits
+ *   ct_iter_task     iter/task, run on demand    resolves every process: after a rule
+ *                                                change, so processes that existed before
+ *                                                are covered (or released)
  *
  * Attribution is by socket owner, not by cgroup: a packet belongs to the process recorded
- * here in its socket's storage, whatever cgroup that process is in now.
+ * here in its socket's storage, whatever cgroup that process is in now. Which budget it
+ * is charged to is ct_limit_of's answer (include/budget.h): the process's own entry, else
+ * its rule's, from ct_members, which only the resolver below writes.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "chadthrottle.h"
 #include "maps.h"
+#include "match.h"
 
 /* The few kernel fields read, relocated against the running kernel's BTF (CO-RE). */
 typedef struct {
 	int counter;
 } ct_atomic_t;
 
+typedef struct {
+	__u32 val;
+} ct_kuid_t;
+
 struct signal_struct {
 	ct_atomic_t live;
+} __attribute__((preserve_access_index));
+
+struct qstr {
+	__u64 hash_len; /* the length in the upper 32 bits */
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct super_block {
+	__u32 s_dev;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned long i_ino;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+	struct inode *d_inode;
+	struct super_block *d_sb;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
 } __attribute__((preserve_access_index));
 
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	struct file *exe_file;
+} __attribute__((preserve_access_index));
+
+struct cred {
+	ct_kuid_t uid;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup;
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys_state *parent;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct cgroup_subsys_state self;
+	struct kernfs_node *kn;
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
 } __attribute__((preserve_access_index));
 
 struct task_struct {
+	int pid;
 	int tgid;
 	__u64 start_boottime;
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
 	struct mm_struct *mm;
+	const struct cred *cred;
+	struct css_set *cgroups;
 	char comm[16];
 } __attribute__((preserve_access_index));
+
+struct bpf_iter_meta {
+	void *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+} __attribute__((preserve_access_index));
+
+/* How far up the cgroup tree the resolver looks for the datapath's cgroup and for cgroup
+ * rules. */
+#define CT_CGROUP_DEPTH 32
 
 static __always_inline __u64 ct_start_time(struct task_struct *task)
 {
@@ -69,36 +154,287 @@ static __always_inline void ct_record_process(struct ct_owner *owner, struct tas
 		info->cmdline_len = len;
 }
 
+/* The best rule so far: lowest (rank, order). */
+struct ct_pick {
+	__u64 rank; /* rank << 32 | order; ~0: none */
+	__u32 rule;
+	__u32 _pad;
+};
+
+static __always_inline void ct_consider(struct ct_pick *pick, __u32 rule_id)
+{
+	struct ct_rule *rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
+	__u64 rank;
+
+	if (!rule)
+		return;
+	/* a lapsed rule governs nobody; its entries go at the next rule change */
+	if (rule->expires_at_ns && bpf_ktime_get_boot_ns() >= rule->expires_at_ns)
+		return;
+	rank = ((__u64)rule->rank << 32) | rule->order;
+	if (rank < pick->rank) {
+		pick->rank = rank;
+		pick->rule = rule_id;
+	}
+}
+
+static __always_inline void ct_consider_match(struct ct_pick *pick, struct ct_match_key *key)
+{
+	__u32 *rule = bpf_map_lookup_elem(&ct_match, key);
+
+	if (rule)
+		ct_consider(pick, *rule);
+}
+
+/* The exe rule key of the task's executable: its directory's device (the kernel's s_dev)
+ * and inode, and the hash of its name. Returns 0 if it has none (a kernel thread, an
+ * exiting process). */
+static __noinline int ct_exe_key(struct task_struct *task, struct ct_match_key *key)
+{
+	unsigned char chunk[CT_NAME_CHUNK];
+	const unsigned char *name;
+	struct dentry *dentry, *dir;
+	struct mm_struct *mm;
+	struct file *exe;
+	__u64 hash = CT_FNV_OFFSET;
+	__u32 len, i, n;
+
+	mm = task->mm;
+	if (!mm)
+		return 0;
+	exe = mm->exe_file;
+	if (!exe)
+		return 0;
+	dentry = exe->f_path.dentry;
+	if (!dentry)
+		return 0;
+	dir = dentry->d_parent;
+	if (!dir)
+		return 0;
+	name = dentry->d_name.name;
+	len = dentry->d_name.hash_len >> 32;
+	for (i = 0; i < CT_NAME_CHUNKS; i++) {
+		if (i * CT_NAME_CHUNK >= len)
+			break;
+		n = len - i * CT_NAME_CHUNK;
+		if (n > CT_NAME_CHUNK)
+			n = CT_NAME_CHUNK;
+		if (bpf_probe_read_kernel(chunk, sizeof(chunk), name + i * CT_NAME_CHUNK))
+			return 0;
+		hash = ct_fnv1a(hash, chunk, n);
+	}
+	key->kind = CT_MATCH_EXE;
+	key->dev = dir->d_sb->s_dev;
+	key->a = dir->d_inode->i_ino;
+	key->b = hash;
+	return 1;
+}
+
+/* Makes `tgid` a member of rule `rule_id` (0: of none): its ct_members entry, the budget
+ * entries of an each-mode rule made from its template (never over a PID limit), and
+ * deletes the budget entries another rule had made for it. Returns 0, or the error of a
+ * table that is full. */
+static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const char *comm)
+{
+	static const struct ct_stats zero_stats;
+	struct ct_limit_key key = { .id = tgid, .scope = CT_SCOPE_PROCESS };
+	struct ct_member member = { .start_time = start, .rule = rule_id };
+	struct ct_rule *rule = NULL;
+	struct ct_rule_dir *template;
+	struct ct_member *old;
+	struct ct_limit *limit;
+	struct ct_limit fresh;
+	__u32 each = 0, dir;
+	__u64 now;
+	int err;
+
+	if (rule_id) {
+		rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
+		if (!rule)
+			rule_id = 0;
+		else if (rule->flags & CT_RULE_EACH)
+			each = rule_id;
+	}
+	/* budgets a rule made for this process that are not its each-mode rule's now */
+	for (dir = CT_DIR_UP; dir <= CT_DIR_DOWN; dir++) {
+		key.dir = dir;
+		limit = bpf_map_lookup_elem(&ct_limits, &key);
+		if (limit && limit->rule && (limit->rule != each || limit->start_time != start)) {
+			bpf_map_delete_elem(&ct_limits, &key);
+			bpf_map_delete_elem(&ct_stats, &key);
+		}
+	}
+	old = bpf_map_lookup_elem(&ct_members, &tgid);
+	if (!rule_id || !rule) {
+		if (old)
+			bpf_map_delete_elem(&ct_members, &tgid);
+		return 0;
+	}
+	if (!old || old->start_time != start || old->rule != rule_id) {
+		err = bpf_map_update_elem(&ct_members, &tgid, &member, BPF_ANY);
+		if (err)
+			return err;
+	}
+	if (!each)
+		return 0;
+	now = bpf_ktime_get_ns();
+	for (dir = CT_DIR_UP; dir <= CT_DIR_DOWN; dir++) {
+		key.dir = dir;
+		limit = bpf_map_lookup_elem(&ct_limits, &key);
+		/* a PID limit beats the rule; a budget of this rule is kept as it is */
+		if (limit && limit->start_time == start)
+			continue;
+		template = &rule->dir[dir & 1];
+		__builtin_memset(&fresh, 0, sizeof(fresh));
+		fresh.flags = template->flags;
+		fresh.start_time = start;
+		fresh.bucket = template->bucket;
+		fresh.bucket.tat_ns = now + template->bucket.tau_ns;
+		fresh.bucket.last_ns = now;
+		fresh.burst = template->burst;
+		fresh.expires_at_ns = rule->expires_at_ns;
+		__builtin_memcpy(fresh.comm, comm, CT_COMM_LEN);
+		fresh.rule = rule_id;
+		bpf_map_delete_elem(&ct_stats, &key);
+		err = bpf_map_update_elem(&ct_limits, &key, &fresh, BPF_ANY);
+		if (err)
+			return err;
+		err = bpf_map_update_elem(&ct_stats, &key, &zero_stats, BPF_NOEXIST);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* The one rule resolver: finds the rules `task`'s process matches (its tree, executable,
+ * name, uid, cgroup or a cgroup above), picks the lowest (rank, order) and makes the
+ * process its member (ct_govern). Only processes inside the datapath's cgroup are
+ * touched. Returns 0, or the error of a full table. */
+static __noinline int ct_resolve(struct task_struct *task)
+{
+	struct ct_pick pick = { .rank = ~0ULL };
+	struct ct_match_key key = {};
+	struct task_struct *leader;
+	struct ct_member *tree;
+	struct cgroup_subsys_state *parent;
+	struct cgroup *cgroup;
+	struct ct_meta *meta;
+	char comm[CT_COMM_LEN];
+	__u32 zero = 0, tgid, i;
+	__u64 start, id, scope;
+	int in_scope = 0;
+
+	meta = bpf_map_lookup_elem(&ct_meta, &zero);
+	if (!meta || !meta->cgroup_id)
+		return 0;
+	scope = meta->cgroup_id;
+	cgroup = task->cgroups->dfl_cgrp;
+	key.kind = CT_MATCH_CGROUP;
+	for (i = 0; i < CT_CGROUP_DEPTH; i++) {
+		if (!cgroup)
+			break;
+		id = cgroup->kn->id;
+		if (id == scope)
+			in_scope = 1;
+		key.a = id;
+		ct_consider_match(&pick, &key);
+		parent = cgroup->self.parent;
+		if (!parent)
+			break;
+		cgroup = parent->cgroup;
+	}
+	if (!in_scope)
+		return 0;
+
+	leader = task->group_leader;
+	tgid = leader->tgid;
+	start = ct_start_time(task);
+	tree = bpf_map_lookup_elem(&ct_tree, &tgid);
+	if (tree && tree->start_time == start)
+		ct_consider(&pick, tree->rule);
+	if (ct_exe_key(task, &key))
+		ct_consider_match(&pick, &key);
+	__builtin_memset(comm, 0, sizeof(comm));
+	bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
+	key.kind = CT_MATCH_NAME;
+	key.dev = 0;
+	__builtin_memcpy(&key.a, comm, 8);
+	__builtin_memcpy(&key.b, comm + 8, 8);
+	ct_consider_match(&pick, &key);
+	key.kind = CT_MATCH_UID;
+	key.a = task->cred->uid.val;
+	key.b = 0;
+	ct_consider_match(&pick, &key);
+	return ct_govern(tgid, start, pick.rule, comm);
+}
+
 SEC("cgroup/sock_create")
 int ct_sock_create(struct bpf_sock *sk)
 {
 	struct ct_owner *owner;
 	struct task_struct *task;
 
+	task = bpf_get_current_task_btf();
 	owner = bpf_sk_storage_get(&ct_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (owner) {
-		task = bpf_get_current_task_btf();
 		owner->tgid = bpf_get_current_pid_tgid() >> 32;
 		owner->start_time = ct_start_time(task);
 		if (ct_accounting)
 			ct_record_process(owner, task);
 	}
+	/* a process that changed its name or uid follows its rule from its next socket */
+	ct_resolve(task);
 	return 1; /* never refuse a socket */
 }
 
+/* After exec the task has its new executable and name. */
+SEC("tp_btf/sched_process_exec")
+int ct_process_exec(__u64 *ctx)
+{
+	ct_resolve((struct task_struct *)ctx[0]);
+	return 0;
+}
+
+/* A new process (not a thread) joins its parent's tree rule, then is resolved like any:
+ * a rule it matches better, or a PID limit, still wins. */
+SEC("tp_btf/sched_process_fork")
+int ct_process_fork(__u64 *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx[0];
+	struct task_struct *child = (struct task_struct *)ctx[1];
+	struct ct_member *tree, joined;
+	__u32 ptgid, tgid;
+
+	if (child->pid != child->tgid)
+		return 0;
+	ptgid = parent->tgid;
+	tree = bpf_map_lookup_elem(&ct_tree, &ptgid);
+	if (tree && tree->start_time == ct_start_time(parent)) {
+		tgid = child->tgid;
+		joined.start_time = ct_start_time(child);
+		joined.rule = tree->rule;
+		joined._pad = 0;
+		bpf_map_update_elem(&ct_tree, &tgid, &joined, BPF_ANY);
+	}
+	ct_resolve(child);
+	return 0;
+}
+
 /* A process's limits end with it: when the last thread exits, delete its entries (if
- * they are really its own, not a newer process's with the same PID), and note the exit
- * time beside its accounting, which stays for the monitor. */
+ * they are really its own, not a newer process's with the same PID) — its budgets, its
+ * membership and its place in a tree — and note the exit time beside its accounting,
+ * which stays for the monitor. */
 SEC("tp_btf/sched_process_exit")
 int ct_process_exit(__u64 *ctx)
 {
 	struct task_struct *task = (struct task_struct *)ctx[0];
-	struct ct_limit_key key = { .tgid = task->tgid };
+	struct ct_limit_key key = { .id = task->tgid, .scope = CT_SCOPE_PROCESS };
 	struct ct_owner owner = {};
 	struct ct_proc_info *info;
+	struct ct_member *member;
 	__u64 start_time;
 	struct ct_limit *limit;
-	__u32 dir;
+	__u32 dir, tgid;
 
 	if (task->signal->live.counter != 0)
 		return 0; /* other threads still run */
@@ -115,6 +451,34 @@ int ct_process_exit(__u64 *ctx)
 			bpf_map_delete_elem(&ct_limits, &key);
 			bpf_map_delete_elem(&ct_stats, &key);
 		}
+	}
+	tgid = task->tgid;
+	member = bpf_map_lookup_elem(&ct_members, &tgid);
+	if (member && member->start_time == start_time)
+		bpf_map_delete_elem(&ct_members, &tgid);
+	member = bpf_map_lookup_elem(&ct_tree, &tgid);
+	if (member && member->start_time == start_time)
+		bpf_map_delete_elem(&ct_tree, &tgid);
+	return 0;
+}
+
+/* Resolves every process (thread group leaders only): userspace reads it after every
+ * rule change. Writes one record, {tgid, -errno}, per process it could not make a member
+ * of its rule because a table was full; nothing else. */
+SEC("iter/task")
+int ct_iter_task(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	__s32 record[2];
+	int err;
+
+	if (!task || task->pid != task->tgid)
+		return 0;
+	err = ct_resolve(task);
+	if (err) {
+		record[0] = task->tgid;
+		record[1] = err;
+		bpf_seq_write(ctx->meta->seq, record, sizeof(record));
 	}
 	return 0;
 }

@@ -21,6 +21,7 @@
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "budget.h"
 #include "chadthrottle.h"
 #include "maps.h"
 #include "share.h"
@@ -80,13 +81,14 @@ struct ct_tcp_view {
 	__u32 cb_flags; /* sock_ops callbacks the socket asks for now */
 };
 
-/* The limit of `owner` in `dir` if it asks for shaping and is in force, else NULL. */
+/* The budget of `owner` in `dir` if it asks for shaping and is in force, else NULL. A
+ * shared rule's budget is divided among the sockets of all its members. */
 static __always_inline struct ct_limit *ct_shaping_limit(struct ct_owner *owner, __u32 dir)
 {
-	struct ct_limit_key key = { .tgid = owner->tgid, .dir = dir };
-	struct ct_limit *limit = bpf_map_lookup_elem(&ct_limits, &key);
+	struct ct_limit_key key;
+	struct ct_limit *limit = ct_limit_of(owner, dir, &key);
 
-	if (!limit || limit->start_time != owner->start_time || !(limit->flags & CT_LIMIT_SHAPE))
+	if (!limit || !(limit->flags & CT_LIMIT_SHAPE))
 		return NULL;
 	if (limit->bucket.rate == 0 || limit->bucket.rate == CT_RATE_UNLIMITED)
 		return NULL; /* blocking and counting are the policer's */

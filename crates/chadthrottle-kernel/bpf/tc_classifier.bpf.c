@@ -25,6 +25,7 @@
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+#include "budget.h"
 #include "chadthrottle.h"
 #include "maps.h"
 
@@ -37,11 +38,11 @@
 static __always_inline __u32 ct_download_class(struct __sk_buff *skb, struct bpf_sock_tuple *tuple,
 					       __u32 tuple_len, int tcp)
 {
-	struct ct_limit_key key = { .dir = CT_DIR_DOWN };
+	struct ct_limit_key key;
 	struct ct_limit *limit;
+	struct ct_owner owner;
 	struct ct_sock *sock;
 	struct bpf_sock *sk;
-	__u64 start_time;
 
 	if (tcp)
 		sk = bpf_sk_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
@@ -54,11 +55,10 @@ static __always_inline __u32 ct_download_class(struct __sk_buff *skb, struct bpf
 		bpf_sk_release(sk);
 		return 0;
 	}
-	key.tgid = sock->owner.tgid;
-	start_time = sock->owner.start_time;
+	owner = sock->owner;
 	bpf_sk_release(sk);
-	limit = bpf_map_lookup_elem(&ct_limits, &key);
-	if (!limit || limit->start_time != start_time || !(limit->flags & CT_LIMIT_QDISC))
+	limit = ct_limit_of(&owner, CT_DIR_DOWN, &key);
+	if (!limit || !(limit->flags & CT_LIMIT_QDISC))
 		return 0;
 	return limit->class_id;
 }

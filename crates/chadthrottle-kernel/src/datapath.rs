@@ -13,15 +13,16 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::install;
 use crate::layout::{
-    self, DIR_DOWN, DIR_UP, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, Owner, RATE_UNLIMITED,
-    SockState, Stats,
+    self, DIR_DOWN, DIR_UP, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, MatchKey, Member, Owner,
+    RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState, Stats,
 };
 use crate::lock::{self, StateLock};
-use crate::names::{MAP_LIMITS, MAP_OWNER, MAP_STATS};
+use crate::names::{MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_OWNER, MAP_RULES, MAP_STATS, MAP_TREE};
 use crate::pins::{PinnedMaps, open_pins};
 use crate::privileges::{self, Operation};
 use crate::procs;
 use crate::qdisc_sync::{self, ClassLimit, Reach};
+use crate::task_iterator;
 use crate::tcp_iterator;
 use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target};
@@ -35,29 +36,32 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Update flag: copy the value under the entry's `bpf_spin_lock`.
-const BPF_F_LOCK: u64 = 4;
+pub(crate) const BPF_F_LOCK: u64 = 4;
 /// Update flag: only create, never overwrite.
 const BPF_NOEXIST: u64 = 1;
 
-const fn dir_code(direction: Direction) -> u32 {
+/// The `ct_limit_key.dir` of `direction` (`DIR_UP` or `DIR_DOWN`, both below 2).
+pub(crate) const fn dir_code(direction: Direction) -> u16 {
     match direction {
-        Direction::Up => DIR_UP,
-        Direction::Down => DIR_DOWN,
+        Direction::Up => DIR_UP as u16,
+        Direction::Down => DIR_DOWN as u16,
     }
 }
 
-const fn direction_of(dir: u32) -> Direction {
-    if dir == DIR_DOWN {
+const fn direction_of(dir: u16) -> Direction {
+    if dir as u32 == DIR_DOWN {
         Direction::Down
     } else {
         Direction::Up
     }
 }
 
+/// The key of `pid`'s own budget in `direction` (a PID limit, or an each-mode member's).
 const fn key(pid: u32, direction: Direction) -> LimitKey {
     LimitKey {
-        tgid: pid,
+        id: pid,
         dir: dir_code(direction),
+        scope: SCOPE_PROCESS,
     }
 }
 
@@ -91,12 +95,19 @@ fn new_entry(
 
 /// An installed datapath, opened.
 pub struct Datapath {
-    limits: HashMap<MapData, LimitKey, Limit>,
-    stats: PerCpuHashMap<MapData, LimitKey, Stats>,
-    owner: SkStorage<MapData, SockState>,
-    capacity: u32,
-    pin_dir: PathBuf,
+    pub(crate) limits: HashMap<MapData, LimitKey, Limit>,
+    pub(crate) stats: PerCpuHashMap<MapData, LimitKey, Stats>,
+    pub(crate) owner: SkStorage<MapData, SockState>,
+    pub(crate) rules: HashMap<MapData, u32, Rule>,
+    pub(crate) matches: HashMap<MapData, MatchKey, u32>,
+    pub(crate) tree: HashMap<MapData, u32, Member>,
+    pub(crate) members: HashMap<MapData, u32, Member>,
+    pub(crate) capacity: u32,
+    pub(crate) pin_dir: PathBuf,
     force_qdisc: bool,
+    /// The cgroup the programs are attached to, where the caller knows it (a cgroup
+    /// rule must lie inside it); `None`: the whole cgroup2 tree.
+    pub(crate) scope: Option<PathBuf>,
 }
 
 impl Datapath {
@@ -121,9 +132,14 @@ impl Datapath {
             limits: layout::typed(MAP_LIMITS, pins.limits)?,
             stats: layout::typed(MAP_STATS, pins.stats)?,
             owner: layout::typed(MAP_OWNER, pins.owner)?,
+            rules: layout::typed(MAP_RULES, pins.rules)?,
+            matches: layout::typed(MAP_MATCH, pins.matches)?,
+            tree: layout::typed(MAP_TREE, pins.tree)?,
+            members: layout::typed(MAP_MEMBERS, pins.members)?,
             capacity: pins.meta.max_limits,
             pin_dir: pin_dir.to_owned(),
             force_qdisc: false,
+            scope: None,
         })
     }
 
@@ -133,19 +149,25 @@ impl Datapath {
         self.force_qdisc = force;
     }
 
+    /// The cgroup the datapath is attached to (`--cgroup`), for checking that a cgroup
+    /// rule's target lies inside it.
+    pub fn set_scope(&mut self, scope: PathBuf) {
+        self.scope = Some(scope);
+    }
+
     /// The qdisc-held limits in force, of live processes.
     fn class_limits(&self) -> Vec<ClassLimit> {
         let mut classes = Vec::new();
-        for key in self.limits.keys().filter_map(Result::ok) {
-            let Ok(Some(limit)) = self.entry(key.tgid, direction_of(key.dir)) else {
+        for key in self.process_keys() {
+            let Ok(Some(limit)) = self.entry(key.id, direction_of(key.dir)) else {
                 continue;
             };
             if limit.flags & LIMIT_QDISC != 0
                 && limit.bucket.rate != RATE_UNLIMITED
-                && procs::is_alive(key.tgid, limit.start_time)
+                && procs::is_alive(key.id, limit.start_time)
             {
                 classes.push(ClassLimit {
-                    pid: key.tgid,
+                    pid: key.id,
                     direction: direction_of(key.dir),
                     class_id: limit.class_id,
                     rate: limit.bucket.rate,
@@ -164,11 +186,11 @@ impl Datapath {
     /// Free until written, so the caller holds the lock until the entry is in the table.
     fn class_for(&self, _held: &StateLock, pid: u32) -> Result<u32, Error> {
         let mut used = BTreeSet::new();
-        for key in self.limits.keys().filter_map(Result::ok) {
-            if let Ok(Some(limit)) = self.entry(key.tgid, direction_of(key.dir))
+        for key in self.process_keys() {
+            if let Ok(Some(limit)) = self.entry(key.id, direction_of(key.dir))
                 && limit.class_id != 0
             {
-                if key.tgid == pid {
+                if key.id == pid {
                     return Ok(limit.class_id);
                 }
                 used.insert(u16::try_from(limit.class_id & 0xffff).unwrap_or(0));
@@ -177,6 +199,16 @@ impl Datapath {
         htb_class::free_minor(&used)
             .map(htb_class::class_id)
             .ok_or(Error::TableFull { capacity: 0xfffe })
+    }
+
+    /// A process a rule governs goes back to its rule once its PID limit is gone: an
+    /// each-mode member's own budget, which the PID limit replaced, is made again by the
+    /// resolver (a shared rule's budget needs nothing: the packet path finds it).
+    fn back_to_rule(&self, pid: u32) -> Result<(), Error> {
+        if self.members.get(&pid, 0).is_ok() {
+            task_iterator::resolve_all(&self.pin_dir)?;
+        }
+        Ok(())
     }
 
     /// Shapes the open sockets of `pid` as its limits now say, or gives them their own
@@ -188,12 +220,46 @@ impl Datapath {
     /// Lifts every limit and gives the shaped sockets of the processes that had them their
     /// own settings back (for `reset`, which holds the lock). Returns how many sockets
     /// were restored.
+    ///
+    /// Rules go too, first, so that the resolver (still attached until `reset` unpins it)
+    /// finds none and makes no new member budget meanwhile; then the memberships and
+    /// every budget, of processes and of rules.
     pub(crate) fn lift_all(&mut self, _held: &StateLock) -> Result<usize, Error> {
-        let pids: Vec<u32> = self.pids().into_iter().collect();
-        for &pid in &pids {
-            self.delete(pid);
+        let ids: Vec<u32> = self.rules.keys().filter_map(Result::ok).collect();
+        for id in ids {
+            let _absent = self.rules.remove(&id);
         }
+        let matches: Vec<MatchKey> = self.matches.keys().filter_map(Result::ok).collect();
+        for key in matches {
+            let _absent = self.matches.remove(&key);
+        }
+        let tree: Vec<u32> = self.tree.keys().filter_map(Result::ok).collect();
+        for pid in tree {
+            let _absent = self.tree.remove(&pid);
+        }
+        let mut pids: BTreeSet<u32> = self.members.keys().filter_map(Result::ok).collect();
+        for pid in &pids {
+            let _absent = self.members.remove(pid);
+        }
+        let keys: Vec<LimitKey> = self.limits.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            if key.scope == SCOPE_PROCESS {
+                pids.insert(key.id);
+            }
+            let _absent = self.limits.remove(&key);
+            let _absent = self.stats.remove(&key);
+        }
+        let pids: Vec<u32> = pids.into_iter().collect();
         tcp_iterator::reconcile(&self.pin_dir, &pids)
+    }
+
+    /// The keys of processes' own budgets (PID limits and each-mode members' budgets).
+    fn process_keys(&self) -> Vec<LimitKey> {
+        self.limits
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| key.scope == SCOPE_PROCESS)
+            .collect()
     }
 
     /// How many processes can be limited at once.
@@ -201,8 +267,11 @@ impl Datapath {
         self.capacity
     }
 
+    /// `pid`'s PID limit in `direction` (a rule member's own budget is not one: it is the
+    /// rule's, and a PID limit written over it wins).
     fn entry(&self, pid: u32, direction: Direction) -> Result<Option<Limit>, Error> {
         match self.limits.get(&key(pid, direction), BPF_F_LOCK) {
+            Ok(limit) if limit.rule != 0 => Ok(None),
             Ok(limit) => Ok(Some(limit)),
             Err(MapError::KeyNotFound) => Ok(None),
             Err(error) => Err(Error::map("read", MAP_LIMITS)(error)),
@@ -215,7 +284,7 @@ impl Datapath {
             .map_err(|error| self.table_error(error, MAP_LIMITS))
     }
 
-    fn table_error(&self, error: MapError, map: &'static str) -> Error {
+    pub(crate) fn table_error(&self, error: MapError, map: &'static str) -> Error {
         let full = matches!(&error, MapError::SyscallError(call) if call.io_error.raw_os_error() == Some(libc::E2BIG));
         if full {
             Error::TableFull {
@@ -227,10 +296,15 @@ impl Datapath {
     }
 
     fn zero_stats(&mut self, pid: u32, direction: Direction, flags: u64) -> Result<(), Error> {
+        self.zero_budget_stats(key(pid, direction), flags)
+    }
+
+    /// Fresh (zero) counters for budget `key`; `flags` `BPF_NOEXIST` keeps existing ones.
+    pub(crate) fn zero_budget_stats(&mut self, key: LimitKey, flags: u64) -> Result<(), Error> {
         let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
         let zeros = PerCpuValues::try_from(vec![Stats::default(); cpus])
             .map_err(|source| Error::io("size per-CPU values for", MAP_STATS)(source))?;
-        match self.stats.insert(key(pid, direction), zeros, flags) {
+        match self.stats.insert(key, zeros, flags) {
             Ok(()) => Ok(()),
             Err(MapError::SyscallError(call))
                 if call.io_error.raw_os_error() == Some(libc::EEXIST) =>
@@ -241,8 +315,12 @@ impl Datapath {
         }
     }
 
+    /// Deletes `pid`'s PID limit (a rule member's budget stays: the rule governs it).
     fn delete(&mut self, pid: u32) {
         for direction in Direction::ALL {
+            if !matches!(self.entry(pid, direction), Ok(Some(_))) {
+                continue;
+            }
             // absent entries are fine: the exit hook may have been first
             let _absent = self.limits.remove(&key(pid, direction));
             let _absent = self.stats.remove(&key(pid, direction));
@@ -250,7 +328,12 @@ impl Datapath {
     }
 
     fn read_stats(&self, pid: u32, direction: Direction) -> Result<DirStats, Error> {
-        match self.stats.get(&key(pid, direction), 0) {
+        self.read_budget_stats(&key(pid, direction))
+    }
+
+    /// The counters of budget `key`, summed over the CPUs (zero if it has none).
+    pub(crate) fn read_budget_stats(&self, key: &LimitKey) -> Result<DirStats, Error> {
+        match self.stats.get(key, 0) {
             Ok(values) => Ok(DirStats::sum(values.iter().map(|cpu| DirStats {
                 bytes: cpu.bytes,
                 packets: cpu.packets,
@@ -303,12 +386,9 @@ impl Datapath {
         Ok(Some((limit, first.expires_at_ns)))
     }
 
+    /// The processes with an entry of their own (`read` tells PID limits from members).
     fn pids(&self) -> BTreeSet<u32> {
-        self.limits
-            .keys()
-            .filter_map(Result::ok)
-            .map(|key| key.tgid)
-            .collect()
+        self.process_keys().into_iter().map(|key| key.id).collect()
     }
 
     /// The unlimited, counting-only entry a lifted direction keeps while the other
@@ -410,6 +490,7 @@ impl Backend for Datapath {
         };
         let result = self.apply_entries(&held, request).and_then(|limited| {
             if !limited {
+                self.back_to_rule(process.pid)?;
                 return Ok(0);
             }
             let owner = Owner {
@@ -477,6 +558,7 @@ impl Backend for Datapath {
         let qdisc_held = held_by_qdisc(&limit.limits);
         if !keeps_a_limit {
             self.delete(pid);
+            self.back_to_rule(pid)?;
             if qdisc_held {
                 self.sync_qdiscs(&held, Reach::Shrink)?;
             }

@@ -124,6 +124,14 @@ pub enum Error {
         source: io::Error,
     },
 
+    #[error("the {what} table is full ({capacity}): remove some rules, or narrow their targets")]
+    RulesFull { what: &'static str, capacity: u32 },
+
+    /// A rule's target cannot be matched as given (the message says why and what to do);
+    /// nothing was changed.
+    #[error("{0}")]
+    RuleTarget(String),
+
     /// A qdisc backend cannot be installed as asked; nothing was changed.
     #[error("{0}")]
     QdiscRefused(String),

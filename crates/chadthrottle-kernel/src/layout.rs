@@ -12,7 +12,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -28,6 +28,26 @@ pub const AF_INET6: u16 = libc::AF_INET6 as u16;
 pub const LIMIT_SHAPE: u32 = 1;
 /// `ct_limit.flags`: an HTB class (`class_id`) holds the direction (backends htb, ifb).
 pub const LIMIT_QDISC: u32 = 2;
+/// `ct_limit_key.scope`: the key's id is a tgid (a PID limit or an each-mode member).
+pub const SCOPE_PROCESS: u16 = 0;
+/// `ct_limit_key.scope`: the key's id is a rule id (a shared rule's budget).
+pub const SCOPE_RULE: u16 = 1;
+/// `ct_match_key.kind` of an exe rule.
+pub const MATCH_EXE: u32 = 1;
+/// `ct_match_key.kind` of a process name (comm) rule.
+pub const MATCH_NAME: u32 = 2;
+/// `ct_match_key.kind` of a user (real uid) rule.
+pub const MATCH_UID: u32 = 3;
+/// `ct_match_key.kind` of a cgroup rule.
+pub const MATCH_CGROUP: u32 = 4;
+/// `ct_rule.rank` of each target kind: lower wins.
+pub const RANK_TREE: u32 = 1;
+pub const RANK_EXE: u32 = 2;
+pub const RANK_NAME: u32 = 3;
+pub const RANK_CGROUP: u32 = 4;
+pub const RANK_USER: u32 = 5;
+/// `ct_rule.flags`: a budget per member process.
+pub const RULE_EACH: u32 = 1;
 
 /// `struct ct_owner`: the process a socket belongs to.
 #[repr(C)]
@@ -82,12 +102,14 @@ pub struct Share {
     pub _pad: u32,
 }
 
-/// `struct ct_limit_key`.
+/// `struct ct_limit_key`: a budget (a process's or a shared rule's) and a direction.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct LimitKey {
-    pub tgid: u32,
-    pub dir: u32,
+    /// A tgid ([`SCOPE_PROCESS`]) or a rule id ([`SCOPE_RULE`]).
+    pub id: u32,
+    pub dir: u16,
+    pub scope: u16,
 }
 
 /// `struct ct_bucket` is the core's model itself: `bucket::Bucket` is `#[repr(C)]` with the
@@ -111,6 +133,51 @@ pub struct Limit {
     pub share: Share,
     /// With `LIMIT_QDISC`: the HTB class (major:minor) the packets are put in.
     pub class_id: u32,
+    /// 0: a PID limit; else the each-mode rule whose member budget this is (made by the
+    /// datapath's resolver, never over a PID limit).
+    pub rule: u32,
+}
+
+/// `struct ct_match_key`: what an exe, name, uid or cgroup rule matches.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct MatchKey {
+    pub kind: u32,
+    pub dev: u32,
+    pub a: u64,
+    pub b: u64,
+}
+
+/// `struct ct_rule_dir`: one direction of a rule, the budget a member starts with.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleDir {
+    pub bucket: BucketState,
+    pub burst: u64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// `struct ct_rule`: a rule's precedence, mode and per-direction template.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub rank: u32,
+    pub order: u32,
+    pub flags: u32,
+    pub _pad: u32,
+    /// CLOCK_BOOTTIME when the rule lapses; 0: never.
+    pub expires_at_ns: u64,
+    pub dir: [RuleDir; 2],
+}
+
+/// `struct ct_member`: the rule governing a process (`ct_members`), or the tree rule a
+/// process is in (`ct_tree`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Member {
+    pub start_time: u64,
+    pub rule: u32,
     pub _pad: u32,
 }
 
@@ -184,6 +251,10 @@ const _: () = assert!(size_of::<ProcInfo>() == 160);
 const _: () = assert!(size_of::<Conn>() == 104);
 const _: () = assert!(size_of::<Stats>() == 32);
 const _: () = assert!(size_of::<Meta>() == 24);
+const _: () = assert!(size_of::<MatchKey>() == 24);
+const _: () = assert!(size_of::<RuleDir>() == 64);
+const _: () = assert!(size_of::<Rule>() == 152);
+const _: () = assert!(size_of::<Member>() == 16);
 
 // SAFETY: each type is #[repr(C)], made only of integers and integer arrays, with every
 // padding byte an explicit field, so any bit pattern is a valid value.
@@ -208,6 +279,14 @@ unsafe impl Pod for Conn {}
 unsafe impl Pod for Shape {}
 // SAFETY: as above.
 unsafe impl Pod for Share {}
+// SAFETY: as above.
+unsafe impl Pod for MatchKey {}
+// SAFETY: as above.
+unsafe impl Pod for RuleDir {}
+// SAFETY: as above.
+unsafe impl Pod for Rule {}
+// SAFETY: as above.
+unsafe impl Pod for Member {}
 
 /// A NUL-padded C string, without the padding.
 fn c_string(bytes: &[u8]) -> String {

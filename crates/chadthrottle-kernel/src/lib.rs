@@ -16,7 +16,8 @@
 //!   pinned maps, meta, version checks);
 //! - the loader (`loader`): parse the object, create or reuse maps, load and find programs;
 //! - helpers every layer uses: `config`, `error`, `names`, `layout`, `object`, `mounts`,
-//!   `procs`, `netns`, `privileges`, `lock`, `clock`, `rtnetlink`, `backfill`, `query`.
+//!   `procs`, `netns`, `privileges`, `lock`, `clock`, `rtnetlink`, `backfill`, `query`,
+//!   `targets` (rule targets resolved on this machine).
 
 pub mod accounting;
 mod backfill;
@@ -40,17 +41,27 @@ pub mod probe;
 pub mod procs;
 mod qdisc_sync;
 pub mod query;
+mod record;
 mod reset;
 mod rtnetlink;
+mod rule_book;
+pub mod rule_keys;
+pub mod rules;
 mod share_check;
 pub mod sockdiag;
 pub mod system;
+mod targets;
+mod task_iterator;
 mod tcp_iterator;
 pub mod usage_source;
 
 pub use accounting::Accounting;
-pub use config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
+pub use config::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
+    DEFAULT_PIN_DIR,
+};
 pub use datapath::Datapath;
 pub use error::{Error, describe};
+pub use layout::MatchKey;
 pub use reset::{ResetReport, reset};
 pub use system::Kernel;

@@ -2,12 +2,17 @@
 //! reusing pinned ones), loading a program into the kernel, and finding a program of the
 //! parsed object by name and kind. Nothing here attaches or pins.
 
-use crate::config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, MAX_ACCOUNTED_PROCESSES};
+use crate::config::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
+    MAX_ACCOUNTED_PROCESSES,
+};
 use crate::error::Error;
 use crate::names::{
-    GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_PROC_ACCT,
-    MAP_PROC_INFO, MAP_STATS, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TCP, PROG_PROCESS_EXIT,
-    PROG_SOCK_CREATE, PROG_SOCK_OPS, PROG_TC_INGRESS, TRACEPOINT_PROCESS_EXIT,
+    GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, ITER_TASK, ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_MATCH,
+    MAP_MEMBERS, MAP_PROC_ACCT, MAP_PROC_INFO, MAP_RULES, MAP_STATS, MAP_TREE, MAPS, PROG_EGRESS,
+    PROG_INGRESS, PROG_ITER_TASK, PROG_ITER_TCP, PROG_PROCESS_EXEC, PROG_PROCESS_EXIT,
+    PROG_PROCESS_FORK, PROG_SOCK_CREATE, PROG_SOCK_OPS, PROG_TC_INGRESS, TRACEPOINT_PROCESS_EXEC,
+    TRACEPOINT_PROCESS_EXIT, TRACEPOINT_PROCESS_FORK,
 };
 use crate::object::OBJECT;
 use aya::programs::{
@@ -28,6 +33,12 @@ pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
     let entries = max_limits.saturating_mul(2);
     loader.map_max_entries(MAP_LIMITS, entries);
     loader.map_max_entries(MAP_STATS, entries);
+    let max_rules = config.map_or(DEFAULT_MAX_RULES, |config| config.max_rules);
+    let max_members = config.map_or(DEFAULT_MAX_MEMBERS, |config| config.max_members);
+    loader.map_max_entries(MAP_RULES, max_rules);
+    loader.map_max_entries(MAP_MATCH, max_rules);
+    loader.map_max_entries(MAP_MEMBERS, max_members);
+    loader.map_max_entries(MAP_TREE, max_members);
     loader.map_max_entries(MAP_PROC_ACCT, MAX_ACCOUNTED_PROCESSES);
     loader.map_max_entries(MAP_PROC_INFO, MAX_ACCOUNTED_PROCESSES);
     loader.map_max_entries(
@@ -56,6 +67,8 @@ pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Eb
         pin_dir: pin_dir.to_owned(),
         max_limits: DEFAULT_MAX_LIMITS,
         max_connections: DEFAULT_MAX_CONNECTIONS,
+        max_rules: DEFAULT_MAX_RULES,
+        max_members: DEFAULT_MAX_MEMBERS,
         accounting: true,
     };
     let mut ebpf = load(Some(&config))?;
@@ -89,9 +102,16 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Re
         PROG_EGRESS | PROG_INGRESS => program::<CgroupSkb>(ebpf, name)?.load(),
         PROG_SOCK_OPS => program::<SockOps>(ebpf, name)?.load(),
         PROG_ITER_TCP => program::<Iter>(ebpf, name)?.load(ITER_TCP, btf),
+        PROG_ITER_TASK => program::<Iter>(ebpf, name)?.load(ITER_TASK, btf),
         PROG_TC_INGRESS => program::<SchedClassifier>(ebpf, name)?.load(),
         PROG_PROCESS_EXIT => {
             program::<BtfTracePoint>(ebpf, name)?.load(TRACEPOINT_PROCESS_EXIT, btf)
+        }
+        PROG_PROCESS_EXEC => {
+            program::<BtfTracePoint>(ebpf, name)?.load(TRACEPOINT_PROCESS_EXEC, btf)
+        }
+        PROG_PROCESS_FORK => {
+            program::<BtfTracePoint>(ebpf, name)?.load(TRACEPOINT_PROCESS_FORK, btf)
         }
         _ => return Err(Error::program("find", name)(ProgramError::NotLoaded)),
     };

@@ -15,9 +15,21 @@ pub const MAP_PROC_ACCT: &str = "ct_proc_acct";
 pub const MAP_PROC_INFO: &str = "ct_proc_info";
 /// Accounting of every connection, by socket cookie (LRU).
 pub const MAP_CONNS: &str = "ct_conns";
+/// Rules by id: rank, order, mode, each member's template.
+pub const MAP_RULES: &str = "ct_rules";
+/// What exe, name, uid and cgroup rules match → rule id.
+pub const MAP_MATCH: &str = "ct_match";
+/// The processes in a tree rule's tree, by tgid.
+pub const MAP_TREE: &str = "ct_tree";
+/// The rule governing each process, by tgid (written only by the datapath's resolver).
+pub const MAP_MEMBERS: &str = "ct_members";
 
 /// Every map, in the order `reset` removes them.
-pub const MAPS: [&str; 7] = [
+pub const MAPS: [&str; 11] = [
+    MAP_RULES,
+    MAP_MATCH,
+    MAP_TREE,
+    MAP_MEMBERS,
     MAP_LIMITS,
     MAP_STATS,
     MAP_PROC_ACCT,
@@ -31,19 +43,32 @@ pub const PROG_SOCK_CREATE: &str = "ct_sock_create";
 pub const PROG_EGRESS: &str = "ct_egress";
 pub const PROG_INGRESS: &str = "ct_ingress";
 pub const PROG_PROCESS_EXIT: &str = "ct_process_exit";
+/// Resolves a process's rule after exec.
+pub const PROG_PROCESS_EXEC: &str = "ct_process_exec";
+/// Puts a child in its parent's tree rule and resolves it.
+pub const PROG_PROCESS_FORK: &str = "ct_process_fork";
 pub const PROG_SOCK_OPS: &str = "ct_sock_ops";
 /// The iterator over a network namespace's TCP sockets that shapes or restores the open
 /// ones; run on demand, never attached for good.
 pub const PROG_ITER_TCP: &str = "ct_iter_tcp";
+/// The iterator over every task that resolves each process's rule; run on demand after
+/// every rule change, never attached for good.
+pub const PROG_ITER_TASK: &str = "ct_iter_task";
 /// The ifb backend's tc classifier; loaded when a filter is added, held by the filter.
 pub const PROG_TC_INGRESS: &str = "ct_tc_ingress";
 /// Name prefix of the IFB devices the ifb backend creates (one per interface).
 pub const IFB_PREFIX: &str = "ct-ifb";
 /// The kernel iterator [`PROG_ITER_TCP`] is for.
 pub const ITER_TCP: &str = "tcp";
+/// The kernel iterator [`PROG_ITER_TASK`] is for.
+pub const ITER_TASK: &str = "task";
 
 /// The kernel tracepoint [`PROG_PROCESS_EXIT`] attaches to.
 pub const TRACEPOINT_PROCESS_EXIT: &str = "sched_process_exit";
+/// The kernel tracepoint [`PROG_PROCESS_EXEC`] attaches to.
+pub const TRACEPOINT_PROCESS_EXEC: &str = "sched_process_exec";
+/// The kernel tracepoint [`PROG_PROCESS_FORK`] attaches to.
+pub const TRACEPOINT_PROCESS_FORK: &str = "sched_process_fork";
 
 /// Load-time setting in `.rodata`: nanoseconds per clock tick.
 pub const GLOBAL_NS_PER_TICK: &str = "ct_ns_per_tick";
@@ -57,9 +82,11 @@ pub fn link_pin(program: &str) -> String {
 
 /// Every program that stays attached, in the order they are attached; `reset` detaches
 /// in reverse.
-pub const PROGRAMS: [&str; 5] = [
+pub const PROGRAMS: [&str; 7] = [
     PROG_SOCK_CREATE,
     PROG_PROCESS_EXIT,
+    PROG_PROCESS_EXEC,
+    PROG_PROCESS_FORK,
     PROG_EGRESS,
     PROG_INGRESS,
     PROG_SOCK_OPS,

@@ -66,12 +66,16 @@ mod tests {
     fn mirrors() -> Vec<Mirror> {
         vec![
             mirror!("ct_owner" => Owner { tgid, _pad, start_time }),
-            mirror!("ct_limit_key" => LimitKey { tgid, dir }),
+            mirror!("ct_limit_key" => LimitKey { id, dir, scope }),
             mirror!("ct_bucket" => BucketState { rate, tau_ns, idle_tau_ns, tat_ns, rem, last_ns }),
             mirror!("ct_share" => Share { epoch_ns, light, share, epoch, busy, lights, seen, _pad }),
             mirror!("ct_limit" => Limit {
-                lock, flags, start_time, bucket, burst, expires_at_ns, comm, share, class_id, _pad
+                lock, flags, start_time, bucket, burst, expires_at_ns, comm, share, class_id, rule
             }),
+            mirror!("ct_match_key" => MatchKey { kind, dev, a, b }),
+            mirror!("ct_rule_dir" => RuleDir { bucket, burst, flags, _pad }),
+            mirror!("ct_rule" => Rule { rank, order, flags, _pad, expires_at_ns, dir }),
+            mirror!("ct_member" => Member { start_time, rule, _pad }),
             mirror!("ct_stats" => Stats { bytes, packets, dropped_bytes, dropped_packets }),
             mirror!("ct_acct" => Acct { tx_bytes, tx_packets, rx_bytes, rx_packets }),
             mirror!("ct_shape" => Shape { mark_bytes, mark_ns, check_ns, epoch, cap, window, _pad }),
@@ -107,6 +111,18 @@ mod tests {
             ("CT_AF_INET6", AF_INET6.into()),
             ("CT_LIMIT_SHAPE", LIMIT_SHAPE.into()),
             ("CT_LIMIT_QDISC", LIMIT_QDISC.into()),
+            ("CT_SCOPE_PROCESS", SCOPE_PROCESS.into()),
+            ("CT_SCOPE_RULE", SCOPE_RULE.into()),
+            ("CT_MATCH_EXE", MATCH_EXE.into()),
+            ("CT_MATCH_NAME", MATCH_NAME.into()),
+            ("CT_MATCH_UID", MATCH_UID.into()),
+            ("CT_MATCH_CGROUP", MATCH_CGROUP.into()),
+            ("CT_RANK_TREE", RANK_TREE.into()),
+            ("CT_RANK_EXE", RANK_EXE.into()),
+            ("CT_RANK_NAME", RANK_NAME.into()),
+            ("CT_RANK_CGROUP", RANK_CGROUP.into()),
+            ("CT_RANK_USER", RANK_USER.into()),
+            ("CT_RULE_EACH", RULE_EACH.into()),
             ("CT_NSEC_PER_SEC", bucket::NSEC_PER_SEC.into()),
             ("CT_IDLE_NS", bucket::IDLE_NS.into()),
             ("CT_SOL_SOCKET", libc::SOL_SOCKET.into()),
@@ -365,6 +381,10 @@ mod tests {
             (MAP_PROC_ACCT, (expect::<Owner>(), expect::<Acct>())),
             (MAP_PROC_INFO, (expect::<Owner>(), expect::<ProcInfo>())),
             (MAP_CONNS, (expect::<u64>(), expect::<Conn>())),
+            (MAP_RULES, (expect::<u32>(), expect::<Rule>())),
+            (MAP_MATCH, (expect::<MatchKey>(), expect::<u32>())),
+            (MAP_TREE, (expect::<u32>(), expect::<Member>())),
+            (MAP_MEMBERS, (expect::<u32>(), expect::<Member>())),
         ]);
         assert_eq!(
             expected.keys().copied().collect::<BTreeSet<_>>(),
@@ -440,7 +460,7 @@ mod tests {
     fn every_program_the_loader_names_is_in_the_object_with_its_hook() {
         let object = object();
         type IsHook = fn(&ProgramSection) -> bool;
-        let is_hook: [(&str, IsHook); 7] = [
+        let is_hook: [(&str, IsHook); 10] = [
             (PROG_SOCK_CREATE, |s| {
                 matches!(
                     s,
@@ -467,6 +487,15 @@ mod tests {
             }),
             (PROG_PROCESS_EXIT, |s| {
                 matches!(s, ProgramSection::BtfTracePoint)
+            }),
+            (PROG_PROCESS_EXEC, |s| {
+                matches!(s, ProgramSection::BtfTracePoint)
+            }),
+            (PROG_PROCESS_FORK, |s| {
+                matches!(s, ProgramSection::BtfTracePoint)
+            }),
+            (PROG_ITER_TASK, |s| {
+                matches!(s, ProgramSection::Iter { sleepable: false })
             }),
             (PROG_SOCK_OPS, |s| matches!(s, ProgramSection::SockOps)),
             (PROG_ITER_TCP, |s| {

@@ -2,9 +2,13 @@
 //! layout, and reading and writing the install's meta (`ct_meta`).
 
 use crate::error::Error;
-use crate::layout::{self, Acct, Conn, Limit, LimitKey, Meta, Owner, ProcInfo, SockState, Stats};
+use crate::layout::{
+    self, Acct, Conn, Limit, LimitKey, MatchKey, Member, Meta, Owner, ProcInfo, Rule, SockState,
+    Stats,
+};
 use crate::names::{
-    MAP_CONNS, MAP_LIMITS, MAP_META, MAP_OWNER, MAP_PROC_ACCT, MAP_PROC_INFO, MAP_STATS,
+    MAP_CONNS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_META, MAP_OWNER, MAP_PROC_ACCT,
+    MAP_PROC_INFO, MAP_RULES, MAP_STATS, MAP_TREE,
 };
 use aya::maps::{Array, MapData};
 use std::os::fd::AsFd;
@@ -18,6 +22,10 @@ pub(crate) struct PinnedMaps {
     pub proc_acct: MapData,
     pub proc_info: MapData,
     pub conns: MapData,
+    pub rules: MapData,
+    pub matches: MapData,
+    pub tree: MapData,
+    pub members: MapData,
     pub meta: Meta,
 }
 
@@ -39,12 +47,22 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
     check_version(pin_dir, &meta)?;
     let (proc_acct, proc_info, conns) =
         (open(MAP_PROC_ACCT)?, open(MAP_PROC_INFO)?, open(MAP_CONNS)?);
+    let (rules, matches, tree, members) = (
+        open(MAP_RULES)?,
+        open(MAP_MATCH)?,
+        open(MAP_TREE)?,
+        open(MAP_MEMBERS)?,
+    );
     layout::check_map::<LimitKey, Limit>(MAP_LIMITS, &limits)?;
     layout::check_map::<LimitKey, Stats>(MAP_STATS, &stats)?;
     layout::check_map::<i32, SockState>(MAP_OWNER, &owner)?;
     layout::check_map::<Owner, Acct>(MAP_PROC_ACCT, &proc_acct)?;
     layout::check_map::<Owner, ProcInfo>(MAP_PROC_INFO, &proc_info)?;
     layout::check_map::<u64, Conn>(MAP_CONNS, &conns)?;
+    layout::check_map::<u32, Rule>(MAP_RULES, &rules)?;
+    layout::check_map::<MatchKey, u32>(MAP_MATCH, &matches)?;
+    layout::check_map::<u32, Member>(MAP_TREE, &tree)?;
+    layout::check_map::<u32, Member>(MAP_MEMBERS, &members)?;
     Ok(Some(PinnedMaps {
         limits,
         stats,
@@ -52,6 +70,10 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
         proc_acct,
         proc_info,
         conns,
+        rules,
+        matches,
+        tree,
+        members,
         meta: read_meta(&meta)?,
     }))
 }

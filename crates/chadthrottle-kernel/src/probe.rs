@@ -8,7 +8,7 @@
 
 use crate::error::describe;
 use crate::loader::{self, load, load_program};
-use crate::names::{PROG_ITER_TCP, PROG_TC_INGRESS, PROGRAMS};
+use crate::names::{PROG_ITER_TASK, PROG_ITER_TCP, PROG_TC_INGRESS, PROGRAMS};
 use crate::privileges::{self, Operation};
 use crate::rtnetlink::Rtnl;
 use aya::Btf;
@@ -109,7 +109,8 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
         Enforcement::Ifb => Some(PROG_TC_INGRESS),
         Enforcement::Policer | Enforcement::Htb => None,
     };
-    for program in PROGRAMS.into_iter().chain(extra) {
+    // the task iterator resolves rules, whatever the backend
+    for program in PROGRAMS.into_iter().chain([PROG_ITER_TASK]).chain(extra) {
         load_program(&mut ebpf, program, &btf)
             .map_err(|error| format!("the kernel refused {program}: {}", describe(&error)))?;
     }

@@ -130,3 +130,21 @@ pub fn running() -> Vec<Running> {
         })
         .collect()
 }
+
+/// Every process now with its parent: (PID, parent PID, start time).
+pub fn parents() -> Vec<(u32, u32, u64)> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|process| {
+            let stat = process.stat().ok()?;
+            Some((
+                u32::try_from(process.pid).ok()?,
+                u32::try_from(stat.ppid).ok()?,
+                stat.starttime,
+            ))
+        })
+        .collect()
+}

@@ -44,42 +44,7 @@ pub(crate) struct ClassLimit {
 
 /// Where the record of installed qdiscs for the install pinned at `pin_dir` is kept.
 pub(crate) fn record_path(pin_dir: &Path) -> PathBuf {
-    let hash = pin_dir
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    Path::new(crate::names::RUN_DIR).join(format!("qdiscs-{hash:016x}.json"))
-}
-
-fn read_record(path: &Path) -> Result<QdiscRecord, Error> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|error| Error::io("parse", path)(std::io::Error::other(error))),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(QdiscRecord::default()),
-        Err(error) => Err(Error::io("read", path)(error)),
-    }
-}
-
-fn write_record(path: &Path, record: &QdiscRecord) -> Result<(), Error> {
-    if record.namespaces.is_empty() {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(Error::io("remove", path)(error)),
-        }
-        return Ok(());
-    }
-    crate::lock::run_dir()?;
-    let text = serde_json::to_vec_pretty(record)
-        .map_err(|error| Error::io("write", path)(std::io::Error::other(error)))?;
-    let partial = path.with_extension("json.new");
-    crate::lock::open_private(&partial, true)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, &text))
-        .map_err(Error::io("write", &partial))?;
-    std::fs::rename(&partial, path).map_err(Error::io("write", path))
+    crate::record::path("qdiscs", pin_dir)
 }
 
 /// The remote addresses of `pid`'s connected TCP and UDP sockets, read in its namespace.
@@ -144,7 +109,7 @@ pub(crate) fn sync(
     reach: Reach,
 ) -> Result<(), Error> {
     let path = record_path(pin_dir);
-    let record = read_record(&path)?;
+    let record: QdiscRecord = crate::record::read(&path)?;
     if record.namespaces.is_empty() && limits.is_empty() {
         return Ok(());
     }
@@ -220,7 +185,7 @@ pub(crate) fn sync(
         }
     }
     drop(ebpf);
-    write_record(&path, &new_record)?;
+    crate::record::write(&path, &new_record, new_record.namespaces.is_empty())?;
     first_error.map_or(Ok(()), Err)
 }
 

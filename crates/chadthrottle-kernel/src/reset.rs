@@ -35,6 +35,8 @@ pub fn reset(pin_dir: &Path) -> Result<ResetReport, Error> {
     if let Ok(Some(pins)) = open_pins(pin_dir) {
         report.restored_sockets = Datapath::from_pins(pins, pin_dir)?.lift_all(&held)?;
     }
+    // the rules went with the limits; their names go too
+    crate::rule_book::forget(&held, pin_dir)?;
     // every qdisc the htb and ifb backends installed goes, and what it replaced comes back
     qdisc_sync::sync(&held, pin_dir, &[], Reach::Shrink)?;
     let pins = PROGRAMS

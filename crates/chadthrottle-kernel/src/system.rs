@@ -2,7 +2,10 @@
 //! the usage sources and /proc. The command line and the TUI's runner reach the kernel
 //! through this one type; their tests use the core's in-memory fake instead.
 
-use crate::config::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_PIN_DIR};
+use crate::config::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
+    DEFAULT_PIN_DIR,
+};
 use crate::error::Error;
 use crate::usage_source::KernelUsage;
 use crate::{Datapath, mounts, probe, procs};
@@ -10,6 +13,8 @@ use chadthrottle_core::access::{HidePid, Installed, Requested};
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::process::Uids;
 use chadthrottle_core::process::{ProcessInfo, ProcessRef};
+use chadthrottle_core::rule_request::ResolvedTarget;
+use chadthrottle_core::rule_target::RuleTarget;
 use chadthrottle_core::saved::Running;
 use chadthrottle_core::system::{DatapathOptions, Processes, ResetReport, System};
 use chadthrottle_core::usage::ProcessDetails;
@@ -35,6 +40,8 @@ impl Kernel {
             pin_dir: pin_dir(options),
             max_limits: options.max_limits.unwrap_or(DEFAULT_MAX_LIMITS),
             max_connections: options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_rules: DEFAULT_MAX_RULES,
+            max_members: DEFAULT_MAX_MEMBERS,
             accounting: true,
         })
     }
@@ -83,6 +90,10 @@ impl Processes for Kernel {
     fn hidepid(&self) -> HidePid {
         mounts::proc_hidepid()
     }
+
+    fn resolve(&self, target: &RuleTarget) -> Result<ResolvedTarget, String> {
+        crate::targets::resolve(target)
+    }
 }
 
 impl System for Kernel {
@@ -122,8 +133,10 @@ impl System for Kernel {
     }
 
     fn install(&mut self, options: &DatapathOptions) -> Result<Datapath, Error> {
-        let mut datapath = Datapath::install(&Kernel::config(options)?)?;
+        let config = Kernel::config(options)?;
+        let mut datapath = Datapath::install(&config)?;
         datapath.force_qdisc(options.force);
+        datapath.set_scope(config.cgroup);
         Ok(datapath)
     }
 
@@ -131,6 +144,9 @@ impl System for Kernel {
         let mut datapath = Datapath::open(&pin_dir(options))?;
         if let Some(datapath) = &mut datapath {
             datapath.force_qdisc(options.force);
+            if let Ok(config) = Kernel::config(options) {
+                datapath.set_scope(config.cgroup);
+            }
         }
         Ok(datapath)
     }

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::sockdiag::SockDiag;
 use crate::{Accounting, Datapath, mounts};
 use chadthrottle_core::ProcessRef;
-use chadthrottle_core::backend::Backend;
+use chadthrottle_core::backend::{Backend, RuleBackend};
 use chadthrottle_core::usage::{Layer, LimitRates, Reading, Source};
 use std::collections::HashMap;
 
@@ -80,15 +80,25 @@ impl chadthrottle_core::system::UsageSource for KernelUsage {
         Ok(datapath
             .limits()?
             .into_iter()
-            .map(|limit| {
-                let rate = |d: Option<chadthrottle_core::status::DirectionLimit>| d.map(|d| d.rate);
-                (
-                    limit.target,
-                    LimitRates {
-                        up: rate(limit.limits.up),
-                        down: rate(limit.limits.down),
-                    },
-                )
+            .map(|limit| (limit.target, LimitRates::of(&limit.limits)))
+            .collect())
+    }
+
+    fn rules(&mut self) -> Result<HashMap<ProcessRef, (String, LimitRates)>, Error> {
+        let KernelUsage::Ebpf {
+            limits: Some(datapath),
+            ..
+        } = self
+        else {
+            return Ok(HashMap::new());
+        };
+        Ok(RuleBackend::rules(datapath.as_mut())?
+            .into_iter()
+            .flat_map(|rule| {
+                let governing = (rule.spec.name, LimitRates::of(&rule.limits));
+                rule.members
+                    .into_iter()
+                    .map(move |member| (member, governing.clone()))
             })
             .collect())
     }

@@ -208,6 +208,24 @@ impl Endpoint {
         }
     }
 
+    /// Renames the endpoint process (its `comm`); returns the name the kernel keeps.
+    pub fn rename(&mut self, name: &str) -> anyhow::Result<String> {
+        self.command(&format!("rename {name}"))?;
+        match self.reply()? {
+            Reply::Renamed(name) => Ok(name),
+            other => bail!("endpoint said {other:?} instead of renamed"),
+        }
+    }
+
+    /// Makes the endpoint process user `uid`'s for good; returns its real uid then.
+    pub fn become_user(&mut self, uid: u32) -> anyhow::Result<u32> {
+        self.command(&format!("setuid {uid}"))?;
+        match self.reply()? {
+            Reply::UidSet(uid) => Ok(uid),
+            other => bail!("endpoint said {other:?} instead of its uid"),
+        }
+    }
+
     /// Runs a short-lived thread in the endpoint.
     pub fn run_thread(&mut self) -> anyhow::Result<()> {
         self.command("thread")?;

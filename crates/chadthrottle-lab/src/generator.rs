@@ -537,6 +537,31 @@ fn reply(reply: &Reply) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Renames the process (`PR_SET_NAME` on the main thread, which reads the commands: the
+/// thread group leader's `comm` is the process's name); returns the name as the kernel
+/// keeps it.
+fn rename(name: &str) -> anyhow::Result<String> {
+    let c_name = std::ffi::CString::new(name)?;
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of which it keeps 15 bytes.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, c_name.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(std::fs::read_to_string("/proc/self/comm")?
+        .trim_end()
+        .to_owned())
+}
+
+/// Becomes user `uid` (real, effective and saved; glibc applies it to every thread);
+/// returns the real uid as the kernel has it now.
+fn become_user(uid: u32) -> anyhow::Result<u32> {
+    // SAFETY: setresuid takes three ids and has no memory-safety preconditions.
+    if unsafe { libc::setresuid(uid, uid, uid) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: getuid has no preconditions.
+    Ok(unsafe { libc::getuid() })
+}
+
 fn run(raw_args: &[String]) -> anyhow::Result<()> {
     let args = EndpointArgs::parse(raw_args)?;
     let shared = Arc::new(Shared::default());
@@ -584,6 +609,8 @@ fn run(raw_args: &[String]) -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("thread panicked"))?;
                 reply(&Reply::ThreadDone)?;
             }
+            ["rename", name] => reply(&Reply::Renamed(rename(name)?))?,
+            ["setuid", uid] => reply(&Reply::UidSet(become_user(uid.parse()?)?))?,
             ["quit"] => break,
             _ => anyhow::bail!("unknown command {line:?}"),
         }

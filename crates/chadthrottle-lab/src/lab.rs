@@ -259,6 +259,8 @@ impl Lab {
             pin_dir: self.pin_dir().to_owned(),
             max_limits: chadthrottle_kernel::DEFAULT_MAX_LIMITS,
             max_connections: chadthrottle_kernel::DEFAULT_MAX_CONNECTIONS,
+            max_rules: chadthrottle_kernel::DEFAULT_MAX_RULES,
+            max_members: chadthrottle_kernel::DEFAULT_MAX_MEMBERS,
             accounting: true,
         }
     }
@@ -327,6 +329,29 @@ impl Lab {
         self.start_client(server, proto, cc, pid, &[])
     }
 
+    /// A client endpoint like [`Lab::client`], whose executable is `program`, a copy of
+    /// this one (see `Placement`).
+    pub fn client_program(
+        &self,
+        server: &Endpoint,
+        proto: Proto,
+        program: &Path,
+    ) -> anyhow::Result<Endpoint> {
+        let args = EndpointArgs {
+            role: Role::Connect,
+            proto,
+            addr: server.ready.addr,
+            cc: None,
+        };
+        let placement = Placement {
+            netns: Some(&self.client_ns),
+            cgroup: Some(self.cgroup()),
+            program: Some(program),
+            ..Placement::default()
+        };
+        Endpoint::start(&args, &placement)
+    }
+
     /// A client endpoint like [`Lab::client`], run by `wrapper` (see `Placement`).
     pub fn client_under(
         &self,
@@ -357,6 +382,7 @@ impl Lab {
             cgroup: Some(self.cgroup()),
             pid,
             wrapper,
+            program: None,
         };
         Endpoint::start(&args, &placement)
     }

@@ -72,6 +72,10 @@ pub enum Reply {
     Paced(usize),
     Probed(ProbeReport),
     ThreadDone,
+    /// The endpoint's new process name (see `rename`).
+    Renamed(String),
+    /// The endpoint's real uid after `setuid` (see `become_user`).
+    UidSet(u32),
 }
 
 /// What an endpoint does with its address.

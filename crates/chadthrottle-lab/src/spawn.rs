@@ -1,6 +1,6 @@
 //! Starting lab processes where they belong: in a network namespace, in the test cgroup
 //! from their first instruction (`CLONE_INTO_CGROUP`), and, for the PID-reuse test, with
-//! a chosen PID (`clone3` `set_tid`). The program is always this executable, which
+//! a chosen PID (`clone3` `set_tid`). The program is this executable (or a copy of it), which
 //! becomes a lab endpoint (see `generator::run_if_endpoint`), possibly run by a wrapper
 //! command (trickle, for the benchmark's comparison).
 
@@ -25,6 +25,9 @@ pub struct Placement<'a> {
     /// A command that runs the process (`/usr/bin/trickle -s …`; its first word an
     /// absolute path): the process is then that command, which executes this one.
     pub wrapper: &'a [String],
+    /// The executable to run instead of this one: a copy of it, for a test that needs
+    /// an executable (path, name) of its own.
+    pub program: Option<&'a Path>,
 }
 
 /// A started process with its stdin and stdout; killed (by its PID) and reaped on drop.
@@ -57,9 +60,11 @@ pub fn spawn(args: &[String], placement: &Placement<'_>) -> io::Result<Child> {
         .iter()
         .map(|word| cstring(word.clone().into_bytes()))
         .collect::<io::Result<Vec<_>>>()?;
-    argv.push(cstring(
-        std::env::current_exe()?.into_os_string().into_vec(),
-    )?);
+    let program = match placement.program {
+        Some(program) => program.to_owned(),
+        None => std::env::current_exe()?,
+    };
+    argv.push(cstring(program.into_os_string().into_vec())?);
     for arg in args {
         argv.push(cstring(arg.clone().into_bytes())?);
     }

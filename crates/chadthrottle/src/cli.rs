@@ -1,10 +1,14 @@
 //! The command line's grammar (clap). Parsing only: `commands` does the work.
 
 use chadthrottle_core::duration::parse_duration;
+use chadthrottle_core::rule_target::{
+    self, RuleTarget, TargetError, parse_cgroup_path, parse_container, parse_name, parse_unit,
+    parse_user,
+};
 use chadthrottle_core::system::DatapathOptions;
 use chadthrottle_core::{Rate, Size};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const RATES: &str = "RATE is bytes per second as 500K, 1.5M, 1G, 500KiB/s (1024-based) or bits \
@@ -68,14 +72,41 @@ pub struct Cli {
 
 impl Cli {
     /// Refuses options that clap's grammar lets through but that mean nothing together.
-    pub fn check(&self) -> Result<(), &'static str> {
+    pub fn check(&self) -> Result<(), String> {
         if self.command.is_some() && (self.restore || self.no_restore) {
-            return Err("--restore and --no-restore are for the TUI: give them without a command");
+            return Err(
+                "--restore and --no-restore are for the TUI: give them without a command".into(),
+            );
         }
         if self.command.is_some() && (self.pid.is_some() || self.list_backends) {
             return Err(
-                "--pid and --list-backends are the upstream form: give them without a command",
+                "--pid and --list-backends are the upstream form: give them without a command"
+                    .into(),
             );
+        }
+        match &self.command {
+            Some(Command::Limit(args)) => {
+                let selected = args.target.selected()?;
+                if args.each && matches!(selected, Selected::Pid(_)) {
+                    return Err(
+                        "--each gives each process a rule matches its own budget: give it with \
+                         --exe, --name, --unit, --cgroup-path, --container, --user or --pid with \
+                         --tree (one PID has one budget)"
+                            .into(),
+                    );
+                }
+            }
+            Some(Command::Unlimit(args)) => {
+                let selected = args.target.selected()?;
+                if (args.up || args.down) && matches!(selected, Selected::Rule(_)) {
+                    return Err(
+                        "--up and --down lift one direction of a PID's limit; a rule is removed \
+                         whole: give its target alone, or set it again with `limit`"
+                            .into(),
+                    );
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -166,13 +197,18 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Set or change a process's limit; returns at once, the limit stays in the kernel.
+    /// Set or change a process's limit, or a rule that limits every process of an
+    /// executable, name, unit, cgroup, container or user, now and later; returns at once,
+    /// the limit stays in the kernel.
     #[command(after_help = RATES)]
     Limit(LimitArgs),
-    /// Lift a process's limit (both directions unless --up or --down).
+    /// Lift a process's limit (both directions unless --up or --down), or remove a rule.
     Unlimit(UnlimitArgs),
-    /// Every active limit with live counters.
+    /// Every active limit and rule with live counters.
     Status(StatusArgs),
+    /// Every rule (limits by application): its target, mode, limits, the processes it
+    /// governs now and its counters.
+    Rules(RulesArgs),
     /// Remove everything ChadThrottle put in the kernel: links, maps, pins, its bpffs mount.
     Reset,
     /// The backends that can enforce limits, their priority, and why one is unavailable.
@@ -181,12 +217,119 @@ pub enum Command {
     Top(TopArgs),
 }
 
+/// Which processes `limit` and `unlimit` act on: one PID, or a rule's target. Every kind
+/// but a bare `--pid` is a rule: it matches processes of every user, now and later.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(
+    ["pid", "exe", "name", "unit", "cgroup_path", "container", "user"]
+))]
+pub struct TargetArgs {
+    /// The process (with --tree: and every process it starts).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// With --pid: the process and its descendants, present and future (a rule).
+    #[arg(long)]
+    pub tree: bool,
+
+    /// Every process running this executable, now and later (an absolute path).
+    #[arg(long, value_name = "PATH", value_parser = exe_target)]
+    pub exe: Option<RuleTarget>,
+
+    /// Every process with this name, as ps and top show it (at most 15 bytes).
+    #[arg(long, value_name = "NAME", value_parser = name_target)]
+    pub name: Option<RuleTarget>,
+
+    /// The processes of a systemd unit (syncthing.service, user units too).
+    #[arg(long, value_name = "UNIT", value_parser = unit_target)]
+    pub unit: Option<RuleTarget>,
+
+    /// The processes in a cgroup2 directory and below it, relative to the cgroup2 mount
+    /// (/system.slice/foo.scope). Not --cgroup: that is where the datapath attaches.
+    #[arg(long, value_name = "PATH", value_parser = cgroup_path_target)]
+    pub cgroup_path: Option<RuleTarget>,
+
+    /// The processes of a running container (docker, podman, containerd), by name or id.
+    #[arg(long, value_name = "NAME_OR_ID", value_parser = container_target)]
+    pub container: Option<RuleTarget>,
+
+    /// Every process of a user (login name or uid).
+    #[arg(long, value_name = "USER", value_parser = user_target)]
+    pub user: Option<RuleTarget>,
+}
+
+/// What [`TargetArgs`] selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selected {
+    /// One process's limit, as before rules.
+    Pid(u32),
+    Rule(RuleTarget),
+}
+
+impl TargetArgs {
+    /// The one target given; refuses `--tree` without `--pid` and a tree of PID 0.
+    pub fn selected(&self) -> Result<Selected, String> {
+        let rule = [
+            &self.exe,
+            &self.name,
+            &self.unit,
+            &self.cgroup_path,
+            &self.container,
+            &self.user,
+        ]
+        .into_iter()
+        .find_map(Clone::clone);
+        match (self.pid, rule) {
+            (Some(pid), None) if self.tree => rule_target::parse_tree(pid)
+                .map(Selected::Rule)
+                .map_err(|error| error.to_string()),
+            (Some(pid), None) => Ok(Selected::Pid(pid)),
+            (None, Some(_)) | (Some(_), Some(_)) if self.tree => Err(
+                "--tree is for --pid: it takes the process and every process it starts".into(),
+            ),
+            (None, Some(rule)) => Ok(Selected::Rule(rule)),
+            // clap's group lets exactly one through
+            (Some(_), Some(_)) | (None, None) => {
+                Err("give one target: --pid, --exe, --name, --unit, --cgroup-path, --container or --user".into())
+            }
+        }
+    }
+}
+
+fn exe_target(text: &str) -> Result<RuleTarget, TargetError> {
+    rule_target::parse_exe(Path::new(text))
+}
+
+fn name_target(text: &str) -> Result<RuleTarget, TargetError> {
+    parse_name(text)
+}
+
+fn unit_target(text: &str) -> Result<RuleTarget, TargetError> {
+    parse_unit(text)
+}
+
+fn cgroup_path_target(text: &str) -> Result<RuleTarget, TargetError> {
+    parse_cgroup_path(text)
+}
+
+fn container_target(text: &str) -> Result<RuleTarget, TargetError> {
+    parse_container(text)
+}
+
+fn user_target(text: &str) -> Result<RuleTarget, TargetError> {
+    parse_user(text)
+}
+
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("direction").required(true).multiple(true).args(["up", "down"]))]
 pub struct LimitArgs {
-    /// The process to limit.
-    #[arg(long, value_name = "PID")]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// A rule's rate for each process it matches, not one budget they share [default:
+    /// shared]
+    #[arg(long)]
+    pub each: bool,
 
     /// Upload limit.
     #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
@@ -216,21 +359,27 @@ pub struct LimitArgs {
 
 #[derive(Debug, Args)]
 pub struct UnlimitArgs {
-    /// The process whose limit to lift.
-    #[arg(long, value_name = "PID")]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
 
-    /// Lift only the upload limit.
+    /// Lift only the upload limit (of a PID).
     #[arg(long)]
     pub up: bool,
 
-    /// Lift only the download limit.
+    /// Lift only the download limit (of a PID).
     #[arg(long)]
     pub down: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
     /// One JSON document instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -13,8 +13,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) if error.kind() == ErrorKind::ValueValidation => {
-            // a refused value: one line that names it and what is accepted
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::ValueValidation | ErrorKind::ArgumentConflict
+            ) =>
+        {
+            // a refused value, or two options that exclude each other: one line that
+            // names them and what is accepted
             let rendered = error.render().to_string();
             let first = rendered.lines().next().unwrap_or_default();
             eprintln!("chadthrottle: {}", first.trim_start_matches("error: "));

@@ -2,8 +2,10 @@
 
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::rate::format_bytes;
-use chadthrottle_core::status::{ActiveLimit, DirectionLimit};
-use chadthrottle_core::{Direction, PerDirection, Rate};
+use chadthrottle_core::rule_request::RuleStatus;
+use chadthrottle_core::status::{ActiveLimit, DirStats, DirectionLimit};
+use chadthrottle_core::usage::LimitRates;
+use chadthrottle_core::{Direction, PerDirection, ProcessRef, Rate};
 use std::fmt::Write as _;
 
 fn rate(limit: &DirectionLimit) -> String {
@@ -60,11 +62,10 @@ fn expiry(expires_at: Option<u64>, now_unix: u64) -> String {
     )
 }
 
-/// The backends enforcing a limit, for its one-line summary: one name when both directions
-/// agree, else one per direction.
-fn backends(limit: &ActiveLimit) -> String {
-    let names: Vec<(Direction, &str)> = limit
-        .limits
+/// The backends enforcing a limit or rule, for its one-line summary: one name when both
+/// directions agree, else one per direction.
+fn backends(limits: &PerDirection<Option<DirectionLimit>>) -> String {
+    let names: Vec<(Direction, &str)> = limits
         .iter()
         .filter_map(|(dir, set)| set.map(|set| (dir, set.enforcement.name())))
         .collect();
@@ -89,8 +90,80 @@ pub fn limit_summary(limit: &ActiveLimit, now_unix: u64) -> String {
         direction(Direction::Up, limit.limits.up.as_ref()),
         direction(Direction::Down, limit.limits.down.as_ref()),
         expiry(limit.expires_at, now_unix),
-        backends(limit),
+        backends(&limit.limits),
     )
+}
+
+/// One line for a rule `limit` set: `rule exe /usr/bin/steam ↓5MB/s (shared), until
+/// removed [shaping]`, its name in quotes first when it is not its target.
+pub fn rule_summary(rule: &RuleStatus, now_unix: u64) -> String {
+    let summary = rule.spec.summary();
+    let named = if rule.spec.name == rule.spec.target.to_string() {
+        String::new()
+    } else {
+        format!("\"{}\": ", rule.spec.name)
+    };
+    format!(
+        "rule {named}{summary}, {} [{}]",
+        expiry(rule.expires_at, now_unix),
+        backends(&rule.limits)
+    )
+}
+
+/// How many processes, and the first PIDs: `3: 4242, 4343, 4444`, `5: 1, 2, 3, …`.
+fn members(members: &[ProcessRef]) -> String {
+    const SHOWN: usize = 3;
+    if members.is_empty() {
+        return "0".to_owned();
+    }
+    let pids: Vec<String> = members
+        .iter()
+        .take(SHOWN)
+        .map(|m| m.pid.to_string())
+        .collect();
+    let more = if members.len() > SHOWN { ", …" } else { "" };
+    format!("{}: {}{more}", members.len(), pids.join(", "))
+}
+
+/// The `rules` table: a line per rule, in precedence order among equal ranks.
+pub fn rules_table(rules: &[RuleStatus], now_unix: u64) -> String {
+    if rules.is_empty() {
+        return "no rules\n".to_owned();
+    }
+    let mut rows = vec![
+        [
+            "NAME", "TARGET", "MODE", "LIMIT", "MEMBERS", "PASSED", "DROPPED", "EXPIRES",
+        ]
+        .map(str::to_owned),
+    ];
+    let both = |rule: &RuleStatus, pick: fn(&DirStats) -> u64| {
+        format!(
+            "↓{} ↑{}",
+            format_bytes(pick(&rule.stats.down)),
+            format_bytes(pick(&rule.stats.up))
+        )
+    };
+    for rule in rules {
+        let rate = |direction: Direction| rule.limits.get(direction).map(|l| l.rate);
+        rows.push([
+            rule.spec.name.clone(),
+            rule.resolved.to_string(),
+            rule.spec.mode.to_string(),
+            LimitRates {
+                up: rate(Direction::Up),
+                down: rate(Direction::Down),
+            }
+            .to_string(),
+            members(&rule.members),
+            both(rule, |s| s.bytes),
+            both(rule, |s| s.dropped_bytes),
+            rule.expires_at.map_or_else(
+                || "never".to_owned(),
+                |at| remaining(at.saturating_sub(now_unix)),
+            ),
+        ]);
+    }
+    table(&rows)
 }
 
 /// The `status` table: a line per process and direction.
@@ -206,8 +279,7 @@ pub fn directions_from_flags(up: bool, down: bool) -> PerDirection<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chadthrottle_core::ProcessRef;
-    use chadthrottle_core::status::{DirStats, Enforcement};
+    use chadthrottle_core::status::Enforcement;
 
     fn sample() -> ActiveLimit {
         ActiveLimit {
@@ -262,6 +334,59 @@ PID   NAME  DIR   LIMIT    BURST    BYTES  PACKETS  DROPPED         BACKEND  EXP
 ";
         assert_eq!(text, expected);
         assert_eq!(status_table(&[], 0), "no active limits\n");
+    }
+
+    #[test]
+    fn rules_table_lines_up_and_shows_the_first_members() {
+        use chadthrottle_core::rule_request::{ResolvedTarget, RuleStatus};
+        use chadthrottle_core::rule_target::{Mode, RuleLimit, RuleSpec, RuleTarget, UserSpec};
+        let limit = sample().limits.up;
+        let members: Vec<ProcessRef> = (1..=5)
+            .map(|pid| ProcessRef { pid, start_time: 1 })
+            .collect();
+        let rule = RuleStatus {
+            spec: RuleSpec {
+                name: "user alice".into(),
+                target: RuleTarget::User(UserSpec::Name("alice".into())),
+                limits: PerDirection {
+                    up: Some(RuleLimit {
+                        rate: Rate::new(1 << 20).expect("valid"),
+                        burst: None,
+                        backend: None,
+                    }),
+                    down: None,
+                },
+                mode: Mode::Each,
+                order: 0,
+                enabled: true,
+            },
+            resolved: ResolvedTarget::Uid(1000),
+            limits: PerDirection {
+                up: limit,
+                down: None,
+            },
+            members,
+            stats: sample().stats,
+            expires_at: Some(1_090),
+        };
+        let expected = "\
+NAME        TARGET    MODE  LIMIT        MEMBERS        PASSED    DROPPED   EXPIRES
+user alice  uid 1000  each  ⚡ ↓- ↑1MB/s  5: 1, 2, 3, …  ↓0B ↑3MB  ↓0B ↑1MB  in 1m 30s
+";
+        assert_eq!(rules_table(std::slice::from_ref(&rule), 1_000), expected);
+        assert_eq!(rules_table(&[], 0), "no rules\n");
+        assert_eq!(
+            rule_summary(&rule, 1_000),
+            "rule user alice ↑1MB/s (each), expires in 1m 30s [shaping]"
+        );
+        let named = RuleStatus {
+            spec: RuleSpec {
+                name: "steam".into(),
+                ..rule.spec.clone()
+            },
+            ..rule
+        };
+        assert!(rule_summary(&named, 1_000).starts_with("rule \"steam\": user alice ↑1MB/s"));
     }
 
     #[test]

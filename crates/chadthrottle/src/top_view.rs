@@ -123,6 +123,7 @@ mod tests {
                     up: Some(0),
                     down: Some(1 << 20),
                 }),
+                rule: None,
                 internet: Split::default(),
                 local: Split::default(),
                 exited: false,

@@ -183,3 +183,112 @@ fn help_and_version_exit_0() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("RATE is bytes per second"), "{help}");
 }
+
+#[test]
+fn rule_targets_refused_before_anything_is_touched() {
+    let cases: [(&[&str], i32, &str); 12] = [
+        (
+            &[
+                "limit",
+                "--pid",
+                "1",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "1M",
+            ],
+            2,
+            "the argument '--pid <PID>' cannot be used with '--exe <PATH>'",
+        ),
+        (
+            &["unlimit", "--name", "steam", "--user", "alice"],
+            2,
+            "the argument '--name <NAME>' cannot be used with '--user <USER>'",
+        ),
+        (
+            &["limit", "--name", "steam", "--tree", "--down", "1M"],
+            2,
+            "--tree is for --pid: it takes the process and every process it starts",
+        ),
+        (
+            &["limit", "--pid", "1", "--each", "--down", "1M"],
+            2,
+            "--each gives each process a rule matches its own budget",
+        ),
+        (
+            &["limit", "--pid", "0", "--tree", "--down", "1M"],
+            2,
+            "tree PID \"0\" is not a process",
+        ),
+        (
+            &["unlimit", "--exe", "/usr/bin/steam", "--up"],
+            2,
+            "--up and --down lift one direction of a PID's limit; a rule is removed whole",
+        ),
+        (
+            &["limit", "--exe", "", "--down", "1M"],
+            2,
+            "executable \"\" is not an absolute path",
+        ),
+        (
+            &["limit", "--name", "", "--down", "1M"],
+            2,
+            "process name \"\" is empty",
+        ),
+        (
+            &["limit", "--exe", "bin/steam", "--down", "1M"],
+            2,
+            "executable \"bin/steam\" is not an absolute path",
+        ),
+        (
+            &["limit", "--name", "averyveryverylongname", "--down", "1M"],
+            2,
+            "process name \"averyveryverylongname\" is 21 bytes: the kernel keeps 15",
+        ),
+        (
+            &["limit", "--cgroup-path", "/", "--down", "1M"],
+            2,
+            "cgroup path \"/\" is the root, the whole machine",
+        ),
+        (
+            &["unlimit", "--unit", "backup.timer"],
+            2,
+            "unit \"backup.timer\" has no processes of its own",
+        ),
+    ];
+    for (args, code, expected) in cases {
+        refused(args, code, expected);
+    }
+}
+
+#[test]
+fn a_rule_for_a_missing_directory_exits_1_before_anything_is_installed() {
+    let missing = std::env::temp_dir().join(format!("ct-cli-missing-{}/steam", std::process::id()));
+    let missing = missing.to_str().expect("UTF-8").to_owned();
+    // as root the directory is looked up; without root the rule is refused first
+    let expected = if runs_as_root() {
+        "its directory"
+    } else {
+        "only root may set or remove them"
+    };
+    refused(&["limit", "--exe", &missing, "--down", "1M"], 1, expected);
+    refused(
+        &["limit", "--user", "ct-no-such-user", "--down", "1M"],
+        1,
+        if runs_as_root() {
+            "user \"ct-no-such-user\" is not in the user database"
+        } else {
+            "only root may set or remove them"
+        },
+    );
+}
+
+/// Whether this test runs as root (its real uid, from /proc).
+fn runs_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next().map(|real| real == "0"))
+        .unwrap_or(false)
+}

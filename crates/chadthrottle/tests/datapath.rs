@@ -10,9 +10,11 @@
 pub mod common;
 
 use anyhow::{Context as _, bail, ensure};
-use chadthrottle_lab::stats::{Summary, summarize};
+use chadthrottle_lab::stats::summarize;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{KIB, MAX_BYTES, MIB, Test, chadthrottle, pid, run, status, status_of, steady};
+use common::{
+    KIB, MAX_BYTES, MIB, Test, chadthrottle, pid, run, status, status_of, steady, within,
+};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,25 +23,6 @@ use std::time::Duration;
 /// (400 ms of the rate) at its edges. Transfers of 10 s leave an 8 s steady window, where
 /// that is at most ±5 %, inside the ±10 % tolerance with room for the real error.
 const POLICED_SECONDS: f64 = 10.0;
-
-fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {
-    let error = (summary.rate - limit) / limit;
-    println!(
-        "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %)",
-        summary.rate / KIB,
-        limit / KIB,
-        error * 100.0
-    );
-    ensure!(
-        error.abs() <= tolerance,
-        "{what}: {:.1} KiB/s is {:+.1} % off the limit {:.1} KiB/s (tolerance ±{:.0} %)",
-        summary.rate / KIB,
-        error * 100.0,
-        limit / KIB,
-        tolerance * 100.0
-    );
-    Ok(())
-}
 
 /// The policer alone (the shaping backend, the default, has its own tests in shaping.rs).
 fn open_and_new_connections_are_limited_both_ways() -> anyhow::Result<()> {

@@ -21,7 +21,7 @@
 #include <linux/types.h>
 
 enum ct_layout {
-	CT_LAYOUT_VERSION = 8,
+	CT_LAYOUT_VERSION = 9,
 };
 
 /* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */
@@ -57,10 +57,17 @@ struct ct_owner {
 };
 _Static_assert(sizeof(struct ct_owner) == 16, "ct_owner layout");
 
-/* Key of ct_limits and ct_stats: one entry per limited process and direction. */
+/* ct_limit_key.scope: whose budget an entry is. */
+enum ct_scope {
+	CT_SCOPE_PROCESS = 0, /* id is a tgid: a PID limit or an each-mode rule's member */
+	CT_SCOPE_RULE = 1,    /* id is a rule id: the budget a shared rule's members share */
+};
+
+/* Key of ct_limits and ct_stats: one entry per budget and direction. */
 struct ct_limit_key {
-	__u32 tgid;
-	__u32 dir; /* CT_DIR_UP or CT_DIR_DOWN */
+	__u32 id;    /* tgid (CT_SCOPE_PROCESS) or rule id (CT_SCOPE_RULE) */
+	__u16 dir;   /* CT_DIR_UP or CT_DIR_DOWN */
+	__u16 scope; /* CT_SCOPE_* */
 };
 _Static_assert(sizeof(struct ct_limit_key) == 8, "ct_limit_key layout");
 
@@ -112,7 +119,9 @@ struct ct_limit {
 	char comm[CT_COMM_LEN];
 	struct ct_share share;
 	__u32 class_id; /* CT_LIMIT_QDISC: the HTB class, major:minor as skb->priority */
-	__u32 _pad;
+	/* CT_SCOPE_PROCESS: 0 for a PID limit (never overwritten by a rule), else the
+	 * each-mode rule that created this member's budget */
+	__u32 rule;
 };
 _Static_assert(sizeof(struct ct_limit) == 176, "ct_limit layout");
 
@@ -211,6 +220,76 @@ struct ct_conn {
 	__u64 last_ns;        /* CLOCK_MONOTONIC (coarse) of the last flush */
 };
 _Static_assert(sizeof(struct ct_conn) == 104, "ct_conn layout");
+
+/* Rules: limits by application. A rule has a target (one ct_match entry, or a process
+ * tree's ct_tree entries) and a budget per direction, shared by its members (one
+ * CT_SCOPE_RULE entry in ct_limits) or each member's own (CT_RULE_EACH: a
+ * CT_SCOPE_PROCESS entry per member, made from the rule's template by the resolver). */
+
+/* ct_match_key.kind: what a rule matches. */
+enum ct_match_kind {
+	CT_MATCH_EXE = 1,    /* dev, a: the directory's s_dev and inode; b: FNV-1a 64 of the name */
+	CT_MATCH_NAME = 2,   /* a, b: the 16 bytes of comm (native order) */
+	CT_MATCH_UID = 3,    /* a: the real uid */
+	CT_MATCH_CGROUP = 4, /* a: the cgroup2 id (a process in it or below matches) */
+};
+
+/* ct_rule.rank: one rule governs a process; a PID limit beats every rule, then the
+ * lowest rank, then the lowest order. */
+enum ct_rank {
+	CT_RANK_TREE = 1,
+	CT_RANK_EXE = 2,
+	CT_RANK_NAME = 3,
+	CT_RANK_CGROUP = 4,
+	CT_RANK_USER = 5,
+};
+
+/* ct_rule.flags */
+enum ct_rule_flags {
+	CT_RULE_EACH = 1, /* a budget per member process, not one shared by all */
+};
+
+/* Key of ct_match: one per exe, name, uid or cgroup rule. */
+struct ct_match_key {
+	__u32 kind; /* CT_MATCH_* */
+	__u32 dev;
+	__u64 a;
+	__u64 b;
+};
+_Static_assert(sizeof(struct ct_match_key) == 24, "ct_match_key layout");
+
+/* One direction of a rule: the budget a member starts with (each) or, for information,
+ * the shared one's. bucket.rate CT_RATE_UNLIMITED: counted, not limited. The bucket's
+ * tat_ns and last_ns are set when a budget is made from it. */
+struct ct_rule_dir {
+	struct ct_bucket bucket;
+	__u64 burst;
+	__u32 flags; /* CT_LIMIT_* */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct ct_rule_dir) == 64, "ct_rule_dir layout");
+
+/* Value of ct_rules (keyed by rule id, never 0). */
+struct ct_rule {
+	__u32 rank;  /* CT_RANK_* */
+	__u32 order; /* the caller's position of the rule: lower wins within a rank */
+	__u32 flags; /* CT_RULE_* */
+	__u32 _pad;
+	/* CLOCK_BOOTTIME when the rule lapses (`--for`); 0: never. A lapsed rule matches no
+	 * process, and the budgets made from it carry the same expiry. */
+	__u64 expires_at_ns;
+	struct ct_rule_dir dir[2]; /* by CT_DIR_* */
+};
+_Static_assert(sizeof(struct ct_rule) == 152, "ct_rule layout");
+
+/* Value of ct_members (the rule governing a process, written only by the resolver) and
+ * of ct_tree (a process in a tree rule's tree), both keyed by tgid. */
+struct ct_member {
+	__u64 start_time; /* the process's, as ct_owner.start_time: PIDs are reused */
+	__u32 rule;
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct ct_member) == 16, "ct_member layout");
 
 /* The single entry of ct_meta: which install the pinned maps belong to. */
 struct ct_meta {

@@ -67,6 +67,48 @@ struct ct_conns_map {
 };
 extern struct ct_conns_map ct_conns;
 
+/* Rules by id (see chadthrottle.h): rank, order, mode and each member's template. */
+struct ct_rules_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096); /* set at load time */
+	__type(key, __u32);
+	__type(value, struct ct_rule);
+};
+extern struct ct_rules_map ct_rules;
+
+/* What exe, name, uid and cgroup rules match: one map for every kind, → rule id. */
+struct ct_match_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096); /* set at load time, like ct_rules */
+	__type(key, struct ct_match_key);
+	__type(value, __u32);
+};
+extern struct ct_match_map ct_match;
+
+/* The processes in a tree rule's tree, by tgid: userspace writes the root and those
+ * present, the fork hook adds the children. */
+struct ct_tree_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536); /* set at load time */
+	__type(key, __u32);
+	__type(value, struct ct_member);
+};
+extern struct ct_tree_map ct_tree;
+
+/* The rule governing each process, by tgid: written only by the resolver
+ * (process.bpf.c), read by the packet path (ct_limit_of). */
+struct ct_members_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536); /* set at load time */
+	__type(key, __u32);
+	__type(value, struct ct_member);
+};
+extern struct ct_members_map ct_members;
+
 /* Which install the pinned maps belong to. */
 struct ct_meta_map {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

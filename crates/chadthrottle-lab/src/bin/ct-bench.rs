@@ -7,6 +7,7 @@
 //!     (--monitor runs target/release/chadthrottle: `cargo build --release --workspace` first;
 //!      install Debian's nethogs to measure it side by side)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --shaper-cost  # the shaper's CPU per 1 000 sockets
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --rules-cost  # rules: per packet, per exec
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # policer, shaping and peers
 //!     (one table: backend × RTT × CC × connections × direction × limit, 320 cases of 10 s,
 //!      each with a latency probe; the trickle rows need Debian's trickle, else "not installed")
@@ -50,6 +51,8 @@ struct Options {
     compare: Option<Matrix>,
     /// The shaping backend's control loop cost.
     shaper_cost: bool,
+    /// What rules cost per packet and per exec.
+    rules_cost: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -65,6 +68,7 @@ fn options() -> anyhow::Result<Options> {
         monitor: false,
         compare: None,
         shaper_cost: false,
+        rules_cost: false,
     };
     let mut matrix = Matrix::default();
     let mut compare = false;
@@ -91,6 +95,7 @@ fn options() -> anyhow::Result<Options> {
             "--overhead" => options.overhead_only = true,
             "--monitor" => options.monitor = true,
             "--shaper-cost" => options.shaper_cost = true,
+            "--rules-cost" => options.rules_cost = true,
             "--rounds" => options.overhead_rounds = value()?.parse()?,
             other => bail!(
                 "unknown argument {other:?}; see the header of crates/chadthrottle-lab/src/bin/ct-bench.rs"
@@ -253,6 +258,41 @@ fn shaper_cost(seconds: f64) -> anyhow::Result<()> {
                 format_rate(cost.rate as u64),
             ]);
         }
+    }
+    Ok(())
+}
+
+/// What rules cost: the policer's time per packet with no rule and with 4 096 (one of
+/// them governing 1 000 sleeping processes), and the exec and fork hooks' time per run.
+fn rules_cost(seconds: f64) -> anyhow::Result<()> {
+    use chadthrottle_lab::bench_rules;
+    let lab = lab(0)?;
+    println!("## Rules: program time per run (run-time statistics on; {seconds} s TCP uploads)\n");
+    println!(
+        "{}",
+        header(&[
+            "rules",
+            "members",
+            "`set_rule` took",
+            "`set_rules` of the rest took",
+            "ct_egress, unlimited",
+            "ct_egress, member",
+            "ct_process_exec",
+            "ct_process_fork",
+        ])
+    );
+    for (rules, members) in [(0, 0), (2, 1000), (4096, 1000)] {
+        let cost = bench_rules::rules_cost(&lab, rules, members, seconds)?;
+        row(&[
+            cost.rules.to_string(),
+            cost.members.to_string(),
+            format!("{:.1} ms", cost.set_rule_ms),
+            format!("{:.1} ms", cost.set_rest_ms),
+            format!("{:.0} ns", cost.unlimited_ns),
+            format!("{:.0} ns", cost.member_ns),
+            format!("{:.0} ns ({} runs)", cost.exec_ns, cost.exec_runs),
+            format!("{:.0} ns ({} runs)", cost.fork_ns, cost.fork_runs),
+        ]);
     }
     Ok(())
 }
@@ -427,6 +467,8 @@ fn main() -> anyhow::Result<()> {
         comparison(matrix)
     } else if options.monitor {
         monitor(&options)
+    } else if options.rules_cost {
+        rules_cost(options.seconds.min(5.0))
     } else if options.shaper_cost {
         shaper_cost(options.seconds.min(5.0))
     } else if options.overhead_only {

@@ -6,6 +6,7 @@ use chadthrottle_core::access::{self, Refusal, Sight};
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::process::ProcessInfo;
 use chadthrottle_core::process::Uids;
+use chadthrottle_core::rule_target::RuleTarget;
 use chadthrottle_core::status::Enforcement;
 use chadthrottle_core::system::{Processes, System, UsageSource};
 use chadthrottle_core::usage::Reading;
@@ -37,6 +38,11 @@ pub fn fallback_reason<S: System>(system: &S, global: &Global) -> Option<String>
 /// Refuses `target` unless the caller could signal it.
 pub fn target<P: Processes>(processes: &P, target: &ProcessInfo) -> Result<(), Refusal> {
     access::check_target(processes.caller(), target, |uid| processes.user_name(uid))
+}
+
+/// Refuses a rule's target unless the caller is root (see `core::access::check_rule`).
+pub fn rule<P: Processes>(processes: &P, target: &RuleTarget) -> Result<(), Refusal> {
+    access::check_rule(processes.caller(), target)
 }
 
 /// Refuses the PID `pid` if a process runs with it that the caller could not signal (a

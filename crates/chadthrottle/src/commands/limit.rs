@@ -1,9 +1,12 @@
-//! `chadthrottle limit`: set or change one process's limit and return.
+//! `chadthrottle limit --pid`: set or change one process's limit and return; the choice
+//! of backends and bursts that a rule's `limit` shares.
 
 use crate::cli::{Global, LimitArgs};
 use crate::render;
 use anyhow::Context as _;
-use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target, choose};
+use chadthrottle_core::backend::{
+    Applied, Availability, Backend, BackendDescriptor, Change, LimitRequest, Target, choose,
+};
 use chadthrottle_core::bucket::default_burst;
 use chadthrottle_core::process::validate_target;
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
@@ -45,19 +48,29 @@ pub fn choose_backends<S: System>(
     upload: Option<&str>,
     download: Option<&str>,
 ) -> anyhow::Result<PerDirection<Enforcement>> {
+    Ok(PerDirection {
+        up: choose_backend(system, Direction::Up, upload, |_| None)?,
+        down: choose_backend(system, Direction::Down, download, |_| None)?,
+    })
+}
+
+/// The backend for `direction`: `requested`, or the best available, where `refuse` may
+/// rule out a backend for what the request is (a rule) before the machine is asked.
+pub fn choose_backend<S: System>(
+    system: &S,
+    direction: Direction,
+    requested: Option<&str>,
+    refuse: impl Fn(&BackendDescriptor) -> Option<Availability>,
+) -> anyhow::Result<Enforcement> {
     let backends = system.backends();
     let caller = system.caller();
-    let pick = |direction, requested| -> anyhow::Result<Enforcement> {
-        let backend = choose(&backends, direction, requested, |backend| {
-            super::access::backend(caller, backend).unwrap_or_else(|| system.ready(backend))
-        })?;
-        Enforcement::from_name(backend.name)
-            .with_context(|| format!("backend \"{}\" has no datapath", backend.name))
-    };
-    Ok(PerDirection {
-        up: pick(Direction::Up, upload)?,
-        down: pick(Direction::Down, download)?,
-    })
+    let backend = choose(&backends, direction, requested, |backend| {
+        refuse(backend)
+            .or_else(|| super::access::backend(caller, backend))
+            .unwrap_or_else(|| system.ready(backend))
+    })?;
+    Enforcement::from_name(backend.name)
+        .with_context(|| format!("backend \"{}\" has no datapath", backend.name))
 }
 
 /// Sets the limit of `pid` as `change` says and returns the datapath and the request,
@@ -110,9 +123,11 @@ pub fn apply<S: System>(
     Ok((backend, request, applied))
 }
 
+/// `limit --pid PID` (a rule's target is `rule_change`'s).
 pub fn run<S: System>(
     system: &mut S,
     global: &Global,
+    pid: u32,
     args: &LimitArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -124,7 +139,7 @@ pub fn run<S: System>(
         args.burst_down,
     );
     let change = set.map(|_, limit| Change::set_or_keep(*limit));
-    let (backend, request, applied) = apply(system, global, args.pid, change, args.lasts)?;
+    let (backend, request, applied) = apply(system, global, pid, change, args.lasts)?;
     print_applied(&backend, &request, applied, system.now_unix(), out)
 }
 

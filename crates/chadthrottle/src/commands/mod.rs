@@ -8,6 +8,8 @@ pub mod backends;
 pub mod foreground;
 pub mod limit;
 pub mod reset;
+pub mod rule_change;
+pub mod rules;
 pub mod status;
 pub mod top;
 pub mod tui;
@@ -16,7 +18,7 @@ pub mod unlimit;
 #[cfg(test)]
 mod testing;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Selected};
 use chadthrottle_core::system::System;
 use std::io::Write;
 use std::sync::Arc;
@@ -30,9 +32,16 @@ pub fn run<S: System + Clone + Send + 'static>(
 ) -> anyhow::Result<()> {
     let global = &cli.global;
     match &cli.command {
-        Some(Command::Limit(args)) => limit::run(system, global, args, out),
-        Some(Command::Unlimit(args)) => unlimit::run(system, global, args, out),
+        Some(Command::Limit(args)) => match args.target.selected().map_err(anyhow::Error::msg)? {
+            Selected::Pid(pid) => limit::run(system, global, pid, args, out),
+            Selected::Rule(target) => rule_change::set(system, global, &target, args, out),
+        },
+        Some(Command::Unlimit(args)) => match args.target.selected().map_err(anyhow::Error::msg)? {
+            Selected::Pid(pid) => unlimit::run(system, global, pid, args, out),
+            Selected::Rule(target) => rule_change::remove(system, global, &target, out),
+        },
         Some(Command::Status(args)) => status::run(system, global, args, out),
+        Some(Command::Rules(args)) => rules::run(system, global, args.json, out),
         Some(Command::Reset) => reset::run(system, global, out),
         Some(Command::Backends(args)) => backends::run(system, args.json, out),
         Some(Command::Top(args)) => top::run(system, global, args, out),

@@ -1,8 +1,9 @@
-//! `chadthrottle status`: every active limit with live counters.
+//! `chadthrottle status`: every active limit and every rule with live counters.
 
 use crate::cli::{Global, StatusArgs};
 use crate::render;
-use chadthrottle_core::backend::Backend;
+use chadthrottle_core::backend::{Backend as _, RuleBackend as _};
+use chadthrottle_core::rule_request::RuleStatus;
 use chadthrottle_core::status::{ActiveLimit, LimitStatus, StatusReport};
 use chadthrottle_core::system::System;
 use std::io::Write;
@@ -13,27 +14,67 @@ pub fn run<S: System>(
     args: &StatusArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let limits: Vec<ActiveLimit> = match system.open(&global.datapath())? {
-        Some(mut backend) => {
-            backend.prune()?;
-            backend.limits()?
-        }
-        None => Vec::new(),
-    };
+    let (limits, rules): (Vec<ActiveLimit>, Vec<RuleStatus>) =
+        match system.open(&global.datapath())? {
+            Some(mut backend) => {
+                backend.prune()?;
+                (backend.limits()?, backend.rules()?)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
     if args.json {
         let report = StatusReport {
             limits: limits.iter().map(LimitStatus::new).collect(),
+            rules: rules.iter().map(RuleStatus::entry).collect(),
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        write!(out, "{}", render::status_table(&limits, system.now_unix()))?;
+        let now = system.now_unix();
+        write!(out, "{}", render::status_table(&limits, now))?;
+        if !rules.is_empty() {
+            write!(out, "\nrules:\n{}", render::rules_table(&rules, now))?;
+        }
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{WGET, machine, ok};
+    use super::super::testing::{STEAM, WGET, machine, ok, rules_machine};
+
+    #[test]
+    fn status_lists_the_rules_after_the_limits() {
+        let mut system = rules_machine();
+        ok(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        ok(
+            &mut system,
+            &["limit", "--exe", "/usr/bin/steam", "--down", "5M", "--each"],
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&mut system, &["status", "--json"])).expect("JSON");
+        assert_eq!(json["limits"].as_array().map(Vec::len), Some(1), "{json}");
+        let rules = json["rules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 1, "{json}");
+        assert_eq!(rules[0]["name"], "exe /usr/bin/steam");
+        assert_eq!(rules[0]["mode"], "each");
+        assert_eq!(rules[0]["down"], 5 << 20);
+        assert_eq!(rules[0]["members"][0]["pid"], STEAM);
+        let text = ok(&mut system, &["status"]);
+        let (limits, rules) = text.split_once("\nrules:\n").expect("a rules section");
+        assert!(
+            limits.starts_with("PID") && limits.contains("curl"),
+            "{text}"
+        );
+        assert!(
+            rules.starts_with("NAME") && rules.contains("exe /usr/bin/steam"),
+            "{text}"
+        );
+        ok(&mut system, &["unlimit", "--exe", "/usr/bin/steam"]);
+        assert!(
+            !ok(&mut system, &["status"]).contains("rules:"),
+            "no section without rules"
+        );
+    }
 
     #[test]
     fn status_lists_live_limits_and_prunes_the_dead() {

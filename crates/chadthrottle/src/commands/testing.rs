@@ -2,6 +2,7 @@
 //! command line on it as `main` would, output and error text captured.
 
 use crate::cli::Cli;
+use chadthrottle_core::cgroup_names::ContainerRecord;
 use chadthrottle_core::fake::{FakeMachine, FakeProcess, FakeSystem};
 use clap::Parser as _;
 
@@ -26,6 +27,49 @@ pub fn machine() -> FakeSystem {
         kernel.exe = None;
         machine.spawn(kernel);
         machine.sockets.insert(CURL, 3);
+    }
+    system
+}
+
+/// PID of alice's `steam` (`/usr/bin/steam`), which started [`HELPER`].
+pub const STEAM: u32 = 5000;
+/// PID of `steamwebhelper` (`/opt/steam/helper`), alice's, a child of [`STEAM`].
+pub const HELPER: u32 = 5001;
+/// PID of `syncthing`, in `syncthing.service`.
+pub const SYNCTHING: u32 = 5100;
+/// PID of `nginx`, in the docker container `web`.
+pub const NGINX: u32 = 5200;
+/// The id of the container `web`.
+pub const WEB_ID: &str = "3f4e8a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789ab";
+
+/// [`machine`] with what rules match on: alice (uid 1000) runs `steam` and its helper, a
+/// unit and a container run a process each; `/opt/steam` exists.
+pub fn rules_machine() -> FakeSystem {
+    let system = machine();
+    {
+        let mut machine = system.machine();
+        machine.users.insert(1000, "alice".into());
+        machine.spawn(FakeProcess::new(STEAM, 10, "steam").owned_by(1000));
+        machine.spawn(
+            FakeProcess::new(HELPER, 11, "steamwebhelper")
+                .owned_by(1000)
+                .child_of(STEAM)
+                .running("/opt/steam/helper"),
+        );
+        machine.spawn(
+            FakeProcess::new(SYNCTHING, 12, "syncthing")
+                .in_cgroup("/system.slice/syncthing.service"),
+        );
+        machine.spawn(
+            FakeProcess::new(NGINX, 13, "nginx")
+                .in_cgroup(&format!("/system.slice/docker-{WEB_ID}.scope")),
+        );
+        machine.containers.push(ContainerRecord {
+            id: WEB_ID.into(),
+            names: vec!["web".into()],
+        });
+        machine.directories.insert("/opt/steam".into());
+        machine.sockets.insert(STEAM, 2);
     }
     system
 }

@@ -3,6 +3,7 @@
 
 use crate::cli::{Global, TopArgs};
 use crate::top_view;
+use chadthrottle_core::ProcessRef;
 use chadthrottle_core::monitor::Monitor;
 use chadthrottle_core::system::{System, UsageSource as _};
 use chadthrottle_core::usage::Snapshot;
@@ -74,6 +75,17 @@ pub fn run<S: System>(
         std::thread::sleep(args.interval);
         monitor.ingest(super::access::read(system, &mut source)?);
         let mut snapshot = monitor.snapshot(&source.limits()?);
+        let rules = source.rules()?;
+        for process in &mut snapshot.processes {
+            let key = ProcessRef {
+                pid: process.pid,
+                start_time: process.start_time,
+            };
+            if let Some((rule, limit)) = rules.get(&key) {
+                process.rule = Some(rule.clone());
+                process.limit = Some(*limit);
+            }
+        }
         focus(&mut snapshot, args);
         print(&snapshot, args, redraw, out)?;
     }
@@ -119,5 +131,34 @@ mod tests {
         );
         assert!(out.contains("wget") && !out.contains("curl"), "{out}");
         assert!(out.contains("fallback chosen"), "{out}");
+    }
+
+    #[test]
+    fn top_json_names_the_rule_that_governs_a_process_and_shows_its_limit() {
+        let mut system = machine();
+        let processes = [usage(4242, "curl", 1000), usage(4343, "wget", 50)];
+        with_readings(&system, &processes);
+        ok(&mut system, &["limit", "--name", "wget", "--up", "2M"]);
+        // curl's own PID limit outranks a rule that matches it too
+        ok(&mut system, &["limit", "--pid", "4242", "--down", "1M"]);
+        ok(&mut system, &["limit", "--name", "curl", "--up", "5M"]);
+        let out = ok(
+            &mut system,
+            &["top", "--once", "--json", "--interval", "10ms"],
+        );
+        let snapshot: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let process = |pid: u32| {
+            snapshot["processes"]
+                .as_array()
+                .expect("processes")
+                .iter()
+                .find(|p| p["pid"] == pid)
+                .cloned()
+                .unwrap_or_else(|| panic!("{pid} listed: {snapshot}"))
+        };
+        assert_eq!(process(4343)["rule"], "name wget", "{snapshot}");
+        assert_eq!(process(4343)["limit"]["up"], 2 << 20, "{snapshot}");
+        assert!(process(4242)["rule"].is_null(), "{snapshot}");
+        assert_eq!(process(4242)["limit"]["down"], 1 << 20, "{snapshot}");
     }
 }

@@ -1,4 +1,4 @@
-//! `chadthrottle unlimit`: lift a process's limit, or some of its directions.
+//! `chadthrottle unlimit --pid`: lift a process's limit, or some of its directions.
 
 use crate::cli::{Global, UnlimitArgs};
 use crate::render::directions_from_flags;
@@ -7,23 +7,22 @@ use chadthrottle_core::backend::Backend;
 use chadthrottle_core::system::System;
 use std::io::Write;
 
+/// `unlimit --pid PID` (a rule's target is `rule_change`'s).
 pub fn run<S: System>(
     system: &mut S,
     global: &Global,
+    pid: u32,
     args: &UnlimitArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let directions = directions_from_flags(args.up, args.down);
-    super::access::pid(system, args.pid)?;
+    super::access::pid(system, pid)?;
     let removed = match system.open(&global.datapath())? {
-        Some(mut backend) => backend.remove(args.pid, directions)?,
+        Some(mut backend) => backend.remove(pid, directions)?,
         None => None,
     };
     let Some(limit) = removed else {
-        bail!(
-            "PID {} has no limit (`chadthrottle status` lists the limits in force)",
-            args.pid
-        );
+        bail!("PID {pid} has no limit (`chadthrottle status` lists the limits in force)");
     };
     let lifted: Vec<&str> = directions
         .iter()
@@ -31,16 +30,11 @@ pub fn run<S: System>(
         .map(|(direction, _)| direction.as_str())
         .collect();
     if lifted.is_empty() {
-        bail!(
-            "PID {} ({}) has no such limit to lift",
-            args.pid,
-            limit.name
-        );
+        bail!("PID {pid} ({}) has no such limit to lift", limit.name);
     }
     writeln!(
         out,
-        "PID {} ({}): lifted the {} limit",
-        args.pid,
+        "PID {pid} ({}): lifted the {} limit",
         limit.name,
         lifted.join(" and ")
     )?;

@@ -6,6 +6,7 @@
 //! Each test binary declares it `pub mod common`: it uses only part of it, and public
 //! items of a binary's public module are not reported as unused.
 
+pub mod programs;
 pub mod users;
 
 use anyhow::{Context as _, ensure};
@@ -85,6 +86,26 @@ pub fn policed(entry: &Value, dir: &str) -> anyhow::Result<(u64, u64)> {
 /// Steady-state goodput `receiver` saw during `report`'s transfer.
 pub fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Summary> {
     receiver.received_steady(report, WARMUP_NS)
+}
+
+/// Whether `summary`'s rate is within `tolerance` (a fraction) of `limit`; prints it.
+pub fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {
+    let error = (summary.rate - limit) / limit;
+    println!(
+        "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %)",
+        summary.rate / KIB,
+        limit / KIB,
+        error * 100.0
+    );
+    ensure!(
+        error.abs() <= tolerance,
+        "{what}: {:.1} KiB/s is {:+.1} % off the limit {:.1} KiB/s (tolerance ±{:.0} %)",
+        summary.rate / KIB,
+        error * 100.0,
+        limit / KIB,
+        tolerance * 100.0
+    );
+    Ok(())
 }
 
 /// The test binary's `main`: serves as a lab endpoint when re-executed as one, else runs

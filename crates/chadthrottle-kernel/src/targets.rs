@@ -1,0 +1,391 @@
+//! Rule targets resolved on this machine: an executable's real path, a user's uid from the
+//! passwd database, a unit's or container's cgroup among the cgroup2 mount's directories
+//! and the container runtimes' own files, a cgroup path checked on the mount, a tree's
+//! first process. What is decided on what is read is the core's (`resolution`,
+//! `cgroup_names`); this module only reads.
+
+use crate::{mounts, procs};
+use chadthrottle_core::cgroup_names::{
+    ContainerRecord, docker_record, podman_records, unit_cgroup,
+};
+use chadthrottle_core::resolution::{ResolveError, container_cgroup, resolve_tree};
+use chadthrottle_core::rule_request::ResolvedTarget;
+use chadthrottle_core::rule_target::{RuleTarget, UserSpec};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+/// How deep below the cgroup2 mount units and containers are looked for: a user's app
+/// scope is 5 levels down, a Kubernetes container 6; deeper trees are not walked.
+const CGROUP_DEPTH: usize = 10;
+
+/// Where this machine keeps what is read.
+#[derive(Debug, Clone)]
+pub struct Places {
+    /// The cgroup2 mount; `None` when there is none (only cgroup kinds need it).
+    pub cgroup2: Option<PathBuf>,
+    /// docker's per-container directories, each with a `config.v2.json`.
+    pub docker: PathBuf,
+    /// podman's (rootful) container list.
+    pub podman: PathBuf,
+}
+
+impl Places {
+    pub fn here() -> Places {
+        Places {
+            cgroup2: mounts::cgroup2_root().ok(),
+            docker: PathBuf::from("/var/lib/docker/containers"),
+            podman: PathBuf::from("/var/lib/containers/storage/overlay-containers/containers.json"),
+        }
+    }
+
+    fn cgroup2(&self) -> Result<&Path, ResolveError> {
+        self.cgroup2.as_deref().ok_or_else(|| ResolveError::Read {
+            what: "cgroup2".to_owned(),
+            problem: "not mounted: ChadThrottle needs the cgroup2 tree (mount -t cgroup2 none /sys/fs/cgroup)"
+                .to_owned(),
+        })
+    }
+}
+
+/// `target` as the kernel is to match it on this machine; the error is one line.
+pub fn resolve(target: &RuleTarget) -> Result<ResolvedTarget, String> {
+    resolve_in(&Places::here(), target).map_err(|error| error.to_string())
+}
+
+/// `target` resolved against what `places` hold.
+pub fn resolve_in(places: &Places, target: &RuleTarget) -> Result<ResolvedTarget, ResolveError> {
+    Ok(match target {
+        RuleTarget::Tree(pid) => resolve_tree(*pid, procs::inspect(*pid))?,
+        RuleTarget::Exe(path) => ResolvedTarget::Exe {
+            path: real_exe(path)?,
+        },
+        RuleTarget::Name(name) => ResolvedTarget::Name(name.clone()),
+        RuleTarget::CgroupPath(path) => {
+            let on_mount = places.cgroup2()?.join(path.trim_start_matches('/'));
+            if !on_mount.is_dir() {
+                return Err(ResolveError::CgroupMissing(path.clone()));
+            }
+            ResolvedTarget::Cgroup { path: path.clone() }
+        }
+        RuleTarget::Unit(unit) => ResolvedTarget::Cgroup {
+            path: unit_cgroup(unit, &cgroup_dirs(places.cgroup2()?, CGROUP_DEPTH))?,
+        },
+        RuleTarget::Container(spec) => {
+            let dirs = cgroup_dirs(places.cgroup2()?, CGROUP_DEPTH);
+            let records = container_records(&places.docker, &places.podman);
+            ResolvedTarget::Cgroup {
+                path: container_cgroup(spec, &dirs, &records)?,
+            }
+        }
+        RuleTarget::User(UserSpec::Uid(uid)) => ResolvedTarget::Uid(*uid),
+        RuleTarget::User(UserSpec::Name(name)) => match uid_of(name) {
+            Ok(Some(uid)) => ResolvedTarget::Uid(uid),
+            Ok(None) => return Err(ResolveError::UnknownUser(name.clone())),
+            Err(error) => {
+                return Err(ResolveError::Read {
+                    what: format!("user \"{name}\""),
+                    problem: format!("cannot read the user database: {error}"),
+                });
+            }
+        },
+    })
+}
+
+/// The path /proc/PID/exe will show for `path`: the file's real path if it exists, else
+/// its directory's real path and its name (a program not installed yet).
+fn real_exe(path: &Path) -> Result<PathBuf, ResolveError> {
+    if let Ok(real) = path.canonicalize() {
+        return Ok(real);
+    }
+    let directory = path.parent().unwrap_or(Path::new("/"));
+    let missing = || ResolveError::ExeDirectory {
+        exe: path.display().to_string(),
+        directory: directory.display().to_string(),
+    };
+    let real = directory.canonicalize().map_err(|_| missing())?;
+    let name = path.file_name().ok_or_else(missing)?;
+    Ok(real.join(name))
+}
+
+/// The uid of login `name` in the passwd database as the C library reads it (files,
+/// LDAP, systemd-homed: whatever nsswitch.conf lists); `None` when it has no such user.
+fn uid_of(name: &str) -> std::io::Result<Option<u32>> {
+    let name = CString::new(name)?;
+    let mut buffer = vec![0_u8; 1024];
+    loop {
+        let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is to live memory of the size given; the strings the
+        // entry points at are in `buffer`, which outlives the read of `pw_uid` below.
+        let code = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                entry.as_mut_ptr(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                &raw mut found,
+            )
+        };
+        if code == libc::ERANGE && buffer.len() < 1 << 20 {
+            buffer.resize(buffer.len() * 2, 0);
+            continue;
+        }
+        if code != 0 {
+            return Err(std::io::Error::from_raw_os_error(code));
+        }
+        if found.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: getpwnam_r returned 0 with `found` set: it points at `entry`, filled.
+        return Ok(Some(unsafe { (*found).pw_uid }));
+    }
+}
+
+/// Every directory below `root` down to `depth` levels, as cgroup2 paths (`/a/b`);
+/// directories that cannot be read are skipped.
+pub fn cgroup_dirs(root: &Path, depth: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut level = vec![(root.to_path_buf(), String::new())];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for (dir, relative) in level {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if is_dir {
+                    let path = format!("{relative}/{name}");
+                    found.push(path.clone());
+                    next.push((entry.path(), path));
+                }
+            }
+        }
+        level = next;
+    }
+    found.sort();
+    found
+}
+
+/// The containers docker's and podman's files list. A file that cannot be read or is
+/// not a record is passed over: one broken container does not hide the others.
+pub fn container_records(docker: &Path, podman: &Path) -> Vec<ContainerRecord> {
+    let mut records = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(docker) {
+        for entry in entries.filter_map(Result::ok) {
+            let file = entry.path().join("config.v2.json");
+            if let Ok(json) = std::fs::read_to_string(&file) {
+                records.extend(docker_record(&file.display().to_string(), &json).ok());
+            }
+        }
+    }
+    if let Ok(json) = std::fs::read_to_string(podman) {
+        records.extend(
+            podman_records(&podman.display().to_string(), &json)
+                .ok()
+                .into_iter()
+                .flatten(),
+        );
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A directory of the test's own under the temporary directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let path =
+                std::env::temp_dir().join(format!("ct-targets-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).expect("scratch directory");
+            Scratch(path)
+        }
+
+        fn places(&self) -> Places {
+            Places {
+                cgroup2: Some(self.0.join("cgroup")),
+                docker: self.0.join("docker"),
+                podman: self.0.join("podman/containers.json"),
+            }
+        }
+
+        fn mkdir(&self, relative: &str) -> PathBuf {
+            let path = self.0.join(relative);
+            fs::create_dir_all(&path).expect("mkdir");
+            path
+        }
+
+        fn write(&self, relative: &str, text: &str) {
+            let path = self.0.join(relative);
+            fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+            fs::write(path, text).expect("write");
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const WEB: &str = "3f4e8a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789ab";
+    const DB: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn executables_resolve_to_their_real_path_even_before_they_exist() {
+        let scratch = Scratch::new("exe");
+        let bin = scratch.mkdir("bin");
+        scratch.write("bin/real", "");
+        std::os::unix::fs::symlink(bin.join("real"), bin.join("link")).expect("symlink");
+        std::os::unix::fs::symlink(&bin, scratch.0.join("alias")).expect("symlink");
+        let places = scratch.places();
+        let exe = |path: PathBuf| resolve_in(&places, &RuleTarget::Exe(path));
+        let real = bin.canonicalize().expect("exists").join("real");
+        assert_eq!(
+            exe(bin.join("link")),
+            Ok(ResolvedTarget::Exe { path: real.clone() })
+        );
+        assert_eq!(
+            exe(scratch.0.join("alias/later")),
+            Ok(ResolvedTarget::Exe {
+                path: bin.canonicalize().expect("exists").join("later")
+            }),
+            "not installed yet: the directory's real path"
+        );
+        let missing = scratch.0.join("nowhere/steam");
+        let error = exe(missing.clone()).expect_err("no directory").to_string();
+        assert_eq!(
+            error,
+            format!(
+                "executable \"{}\": its directory \"{}\" does not exist; give the path of an \
+                 installed program, as /proc/PID/exe shows it",
+                missing.display(),
+                scratch.0.join("nowhere").display()
+            )
+        );
+    }
+
+    #[test]
+    fn units_and_cgroup_paths_are_found_on_the_mount() {
+        let scratch = Scratch::new("units");
+        scratch.mkdir("cgroup/system.slice/syncthing.service");
+        scratch.mkdir(
+            "cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/syncthing.service",
+        );
+        scratch.mkdir("cgroup/system.slice/sshd.service");
+        let places = scratch.places();
+        assert_eq!(
+            resolve_in(&places, &RuleTarget::Unit("sshd.service".into())),
+            Ok(ResolvedTarget::Cgroup {
+                path: "/system.slice/sshd.service".into()
+            })
+        );
+        let ambiguous = resolve_in(&places, &RuleTarget::Unit("syncthing.service".into()))
+            .expect_err("two of them")
+            .to_string();
+        assert!(ambiguous.contains("names several cgroups"), "{ambiguous}");
+        let missing = resolve_in(&places, &RuleTarget::Unit("nope.service".into()))
+            .expect_err("none")
+            .to_string();
+        assert_eq!(
+            missing,
+            "unit \"nope.service\" is not running: no cgroup named so"
+        );
+        assert_eq!(
+            resolve_in(&places, &RuleTarget::CgroupPath("/system.slice".into())),
+            Ok(ResolvedTarget::Cgroup {
+                path: "/system.slice".into()
+            })
+        );
+        let missing = resolve_in(&places, &RuleTarget::CgroupPath("/nope".into()))
+            .expect_err("none")
+            .to_string();
+        assert!(
+            missing.starts_with("cgroup path \"/nope\" does not exist"),
+            "{missing}"
+        );
+        let shallow = cgroup_dirs(&scratch.0.join("cgroup"), 2);
+        assert!(shallow.contains(&"/user.slice/user-1000.slice".to_owned()));
+        assert!(
+            !shallow.iter().any(|d| d.contains("user@1000")),
+            "{shallow:?}"
+        );
+    }
+
+    #[test]
+    fn containers_are_named_by_their_runtimes_files_and_run_in_a_cgroup() {
+        let scratch = Scratch::new("containers");
+        scratch.mkdir(&format!("cgroup/system.slice/docker-{WEB}.scope"));
+        scratch.write(
+            &format!("docker/{WEB}/config.v2.json"),
+            &format!(r#"{{"ID": "{WEB}", "Name": "/web", "State": {{}}}}"#),
+        );
+        scratch.write("docker/broken/config.v2.json", "{");
+        scratch.write(
+            "podman/containers.json",
+            &format!(r#"[{{"id": "{DB}", "names": ["db"]}}]"#),
+        );
+        let places = scratch.places();
+        assert_eq!(
+            resolve_in(&places, &RuleTarget::Container("web".into())),
+            Ok(ResolvedTarget::Cgroup {
+                path: format!("/system.slice/docker-{WEB}.scope")
+            })
+        );
+        let stopped = resolve_in(&places, &RuleTarget::Container("db".into()))
+            .expect_err("no cgroup")
+            .to_string();
+        assert!(
+            stopped.starts_with("container \"db\" (0a1b2c3d4e5f) is not running"),
+            "{stopped}"
+        );
+        let records = container_records(&places.docker, &places.podman);
+        assert_eq!(
+            records.len(),
+            2,
+            "the broken record is passed over: {records:?}"
+        );
+    }
+
+    #[test]
+    fn users_come_from_the_passwd_database() {
+        let places = Places {
+            cgroup2: None,
+            docker: PathBuf::new(),
+            podman: PathBuf::new(),
+        };
+        let user = |name: &str| resolve_in(&places, &RuleTarget::User(UserSpec::Name(name.into())));
+        // root is uid 0 wherever there is a passwd database
+        assert_eq!(user("root"), Ok(ResolvedTarget::Uid(0)));
+        let unknown = user("ct-no-such-user").expect_err("unknown").to_string();
+        assert!(
+            unknown.starts_with("user \"ct-no-such-user\" is not in the user database"),
+            "{unknown}"
+        );
+        assert_eq!(
+            resolve_in(&places, &RuleTarget::User(UserSpec::Uid(4242))),
+            Ok(ResolvedTarget::Uid(4242)),
+            "a uid is taken as it is"
+        );
+        let no_mount = resolve_in(&places, &RuleTarget::Unit("a.service".into()))
+            .expect_err("no cgroup2")
+            .to_string();
+        assert!(no_mount.starts_with("cgroup2: not mounted"), "{no_mount}");
+    }
+
+    #[test]
+    fn a_tree_starts_at_a_running_process() {
+        let me = std::process::id();
+        let resolved = resolve_in(&Places::here(), &RuleTarget::Tree(me)).expect("this process");
+        assert!(matches!(resolved, ResolvedTarget::Tree { root } if root.pid == me));
+    }
+}

@@ -1,0 +1,227 @@
+//! What rules cost, from the kernel's run-time statistics: the policer program's time per
+//! packet of an unlimited process and of a rule member, with no rule and with many (most
+//! matching nothing, one governing many sleeping processes), and the exec and fork
+//! hooks' time per run while a shell starts short processes; and how long `set_rule`
+//! takes (it runs the task iterator over every process each time) and one `set_rules` of
+//! the many.
+
+use crate::{Family, Lab, Proto};
+use anyhow::{Context as _, ensure};
+use chadthrottle_core::PerDirection;
+use chadthrottle_core::status::{DirectionLimit, Enforcement};
+use chadthrottle_kernel::Datapath;
+use chadthrottle_kernel::names::{PROG_EGRESS, PROG_PROCESS_EXEC, PROG_PROCESS_FORK, link_pin};
+use chadthrottle_kernel::query;
+use chadthrottle_kernel::rule_keys::{name_key, uid_key};
+use chadthrottle_kernel::rules::{RuleEntry, RuleTarget};
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+/// `nobody`: the members' user.
+const NOBODY: u32 = 65_534;
+
+/// One run's figures.
+#[derive(Debug, Clone)]
+pub struct RulesCost {
+    pub rules: usize,
+    pub members: usize,
+    /// Mean wall time of one `set_rule` (the first two rules).
+    pub set_rule_ms: f64,
+    /// Wall time of one `set_rules` with the rest of the rules.
+    pub set_rest_ms: f64,
+    /// `ct_egress` per run, an unlimited process sending.
+    pub unlimited_ns: f64,
+    /// `ct_egress` per run, a member of a shared rule (a rate it never reaches) sending.
+    pub member_ns: f64,
+    pub exec_ns: f64,
+    pub exec_runs: u64,
+    pub fork_ns: f64,
+    pub fork_runs: u64,
+}
+
+/// A shell in the lab's cgroup that runs `script` when told to (a line on its stdin);
+/// killed on drop.
+struct Gated(Child);
+
+impl Gated {
+    fn start(lab: &Lab, script: &str, uid: Option<u32>) -> anyhow::Result<Gated> {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", &format!("read line; {script}")])
+            .stdin(Stdio::piped());
+        if let Some(uid) = uid {
+            command.uid(uid).gid(uid);
+        }
+        let gated = Gated(command.spawn().context("start sh")?);
+        std::fs::write(lab.cgroup().join("cgroup.procs"), gated.0.id().to_string())
+            .context("move sh into the lab's cgroup")?;
+        Ok(gated)
+    }
+
+    fn go(&mut self) -> anyhow::Result<()> {
+        writeln!(self.0.stdin.as_mut().context("stdin")?, "go")?;
+        Ok(())
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        let _gone = self.0.kill();
+        let _reaped = self.0.wait();
+    }
+}
+
+/// The id of the program the pinned link `program` holds.
+fn linked_program(lab: &Lab, program: &str) -> anyhow::Result<u32> {
+    let output = Command::new("bpftool")
+        .args(["-j", "link", "show", "pinned"])
+        .arg(lab.pin_dir().join(link_pin(program)))
+        .output()
+        .context("run bpftool")?;
+    ensure!(output.status.success(), "bpftool link show: {output:?}");
+    let link: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    link["prog_id"]
+        .as_u64()
+        .and_then(|id| u32::try_from(id).ok())
+        .with_context(|| format!("no prog_id in {link}"))
+}
+
+/// (runs, ns per run) of program `id` while `work` runs.
+fn timed(id: u32, work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<(u64, f64)> {
+    let stats = query::enable_run_time_stats()?;
+    let before = query::program_run_times(&[id]);
+    work()?;
+    let after = query::program_run_times(&[id]);
+    drop(stats);
+    Ok(match (before.first(), after.first()) {
+        (Some(early), Some(late)) if late.runs > early.runs => {
+            let runs = late.runs - early.runs;
+            (runs, (late.run_ns - early.run_ns) as f64 / runs as f64)
+        }
+        _ => (0, 0.0),
+    })
+}
+
+fn rule(id: u32, rank: u8, target: RuleTarget, rate: u64) -> RuleEntry {
+    RuleEntry {
+        id,
+        order: id,
+        rank,
+        each: false,
+        target,
+        limits: PerDirection {
+            up: Some(DirectionLimit {
+                rate,
+                burst: rate,
+                enforcement: Enforcement::Policer,
+            }),
+            down: None,
+        },
+        expires_at_ns: 0,
+    }
+}
+
+/// `rules` rules (at least 2: a tree rule for the sending member, one for `members` sleeping
+/// processes of `nobody`, the rest name rules that match nothing), then the costs.
+pub fn rules_cost(
+    lab: &Lab,
+    rules: usize,
+    members: usize,
+    seconds: f64,
+) -> anyhow::Result<RulesCost> {
+    chadthrottle_kernel::reset(lab.pin_dir())?;
+    let mut datapath: Datapath = crate::lab_datapath::install(lab)?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut unlimited = lab.client(&server, Proto::Tcp, None, None)?;
+    let mut member = lab.client(&server, Proto::Tcp, None, None)?;
+    let mut sleepers = Gated::start(
+        lab,
+        &format!("for i in $(seq {members}); do sleep 600 & done; wait"),
+        Some(NOBODY),
+    )?;
+    sleepers.go()?;
+    let mut set_ms = Vec::new();
+    let mut set_rest_ms = 0.0;
+    if rules > 0 {
+        let started = Instant::now();
+        datapath.set_rule(&rule(1, 5, RuleTarget::Match(uid_key(NOBODY)), 1 << 30))?;
+        set_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        datapath.set_rule(&rule(2, 1, RuleTarget::Tree(member.pid()), 4 << 30))?;
+        set_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        let rest: Vec<RuleEntry> = (3..=u32::try_from(rules)?)
+            .map(|id| {
+                rule(
+                    id,
+                    3,
+                    RuleTarget::Match(name_key(&format!("ctb-{id:05}"))),
+                    1 << 20,
+                )
+            })
+            .collect();
+        if !rest.is_empty() {
+            let started = Instant::now();
+            datapath.set_rules(&rest)?;
+            set_rest_ms = started.elapsed().as_secs_f64() * 1e3;
+        }
+        // the tree rule took one client: the other one stays unlimited
+        let listed = datapath.rules()?;
+        let governed: usize = listed.iter().map(|rule| rule.members.len()).sum();
+        ensure!(
+            governed >= members,
+            "{governed} processes governed, {members} sleepers asked for"
+        );
+    }
+    let egress = query::cgroup_programs(lab.cgroup())?
+        .into_iter()
+        .find(|program| program.name == PROG_EGRESS)
+        .context("ct_egress is attached")?
+        .id;
+    let (_, unlimited_ns) = timed(egress, || unlimited.send(seconds, u64::MAX).map(drop))?;
+    let (_, member_ns) = timed(egress, || member.send(seconds, u64::MAX).map(drop))?;
+    let exec = linked_program(lab, PROG_PROCESS_EXEC)?;
+    let fork = linked_program(lab, PROG_PROCESS_FORK)?;
+    let mut starter = Gated::start(lab, "for i in $(seq 500); do /bin/true; done", None)?;
+    let stats = query::enable_run_time_stats()?;
+    let before = query::program_run_times(&[exec, fork]);
+    starter.go()?;
+    let status = starter.0.wait()?;
+    let after = query::program_run_times(&[exec, fork]);
+    drop(stats);
+    ensure!(
+        status.success(),
+        "the shell of short processes failed: {status}"
+    );
+    let per_run = |id: u32| {
+        let early = before.iter().find(|p| p.id == id);
+        let late = after.iter().find(|p| p.id == id);
+        match (early, late) {
+            (Some(early), Some(late)) if late.runs > early.runs => {
+                let runs = late.runs - early.runs;
+                (runs, (late.run_ns - early.run_ns) as f64 / runs as f64)
+            }
+            _ => (0, 0.0),
+        }
+    };
+    let (exec_runs, exec_ns) = per_run(exec);
+    let (fork_runs, fork_ns) = per_run(fork);
+    server.quit()?;
+    Ok(RulesCost {
+        rules,
+        members,
+        set_rule_ms: if set_ms.is_empty() {
+            0.0
+        } else {
+            set_ms.iter().sum::<f64>() / set_ms.len() as f64
+        },
+        set_rest_ms,
+        unlimited_ns,
+        member_ns,
+        exec_ns,
+        exec_runs,
+        fork_ns,
+        fork_runs,
+    })
+}

@@ -1,0 +1,557 @@
+//! `limit` and `unlimit` with a rule's target (`--exe`, `--name`, `--unit`, `--cgroup-path`,
+//! `--container`, `--user`, `--pid --tree`): set, replace or remove one rule, root only.
+
+use super::limit::{choose_backend, direction_limits};
+use crate::cli::{Global, LimitArgs};
+use crate::render;
+use anyhow::Context as _;
+use chadthrottle_core::backend::{Availability, BackendDescriptor, RuleBackend as _};
+use chadthrottle_core::rule_request::{RuleRequest, RuleStatus, command_line_rule_name};
+use chadthrottle_core::rule_target::{Mode, RuleLimit, RuleSpec, RuleTarget};
+use chadthrottle_core::status::{DirectionLimit, Enforcement};
+use chadthrottle_core::system::System;
+use chadthrottle_core::{Direction, PerDirection};
+use std::io::Write;
+
+/// The qdisc backends hold one HTB class per process: a rule's shared budget has no class,
+/// and its future processes none either.
+fn not_for_rules(backend: &BackendDescriptor) -> Option<Availability> {
+    Enforcement::from_name(backend.name)
+        .is_some_and(Enforcement::is_qdisc)
+        .then(|| {
+            Availability::Unavailable(
+                "it holds one HTB class per process, so it cannot hold a rule: use shaping or \
+                 policer"
+                    .to_owned(),
+            )
+        })
+}
+
+/// The held rule `target` names: the one set with that target, else the one whose target
+/// resolves to the same thing now (`--user alice` for a rule set as `--user 1000`).
+fn held<'a, S: System>(
+    system: &S,
+    rules: &'a [RuleStatus],
+    target: &RuleTarget,
+) -> Option<&'a RuleStatus> {
+    rules
+        .iter()
+        .find(|rule| rule.spec.target == *target)
+        .or_else(|| {
+            let resolved = system.resolve(target).ok()?;
+            rules
+                .iter()
+                .find(|rule| rule.resolved == resolved && rule.spec.target.rank() == target.rank())
+        })
+}
+
+/// Sets the rule for `target` as `args` say, replacing the one held for the same target
+/// (it keeps its name, its place among the rules, and the direction `args` do not name).
+/// Everything is checked — who asks, the target on the machine, the backends — before
+/// the datapath is installed.
+pub fn set<S: System>(
+    system: &mut S,
+    global: &Global,
+    target: &RuleTarget,
+    args: &LimitArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    super::access::rule(system, target)?;
+    let resolved = system.resolve(target).map_err(anyhow::Error::msg)?;
+    let named = PerDirection {
+        up: global.upload_backend.as_deref(),
+        down: global.download_backend.as_deref(),
+    };
+    let rates = PerDirection {
+        up: args.up,
+        down: args.down,
+    };
+    let mut chosen = PerDirection::<Option<Enforcement>>::default();
+    for direction in Direction::ALL {
+        if rates.get(direction).is_some() {
+            let requested = *named.get(direction);
+            let backend = choose_backend(system, direction, requested, not_for_rules)?;
+            *chosen.get_mut(direction) = Some(backend);
+        }
+    }
+    let asked = direction_limits(
+        args.up,
+        args.down,
+        args.burst,
+        args.burst_up,
+        args.burst_down,
+    )
+    .map(|direction, limit| {
+        limit
+            .zip(*chosen.get(direction))
+            .map(|(limit, enforcement)| DirectionLimit {
+                enforcement,
+                ..limit
+            })
+    });
+    let bursts = PerDirection {
+        up: args.burst_up.or(args.burst),
+        down: args.burst_down.or(args.burst),
+    };
+    let asked_spec = rates.map(|direction, rate| {
+        rate.map(|rate| RuleLimit {
+            rate,
+            burst: *bursts.get(direction),
+            backend: named.get(direction).and_then(Enforcement::from_name),
+        })
+    });
+
+    super::access::datapath(system, global)?;
+    let mut backend = system.install(&global.datapath())?;
+    let rules = backend.rules()?;
+    let replaced = held(system, &rules, target);
+    let name = replaced.map_or_else(|| command_line_rule_name(target), |r| r.spec.name.clone());
+    let order = replaced.map_or_else(
+        || {
+            rules
+                .iter()
+                .map(|r| r.spec.order.saturating_add(1))
+                .max()
+                .unwrap_or(0)
+        },
+        |r| r.spec.order,
+    );
+    let request = RuleRequest {
+        spec: RuleSpec {
+            name: name.clone(),
+            target: target.clone(),
+            // a direction not named keeps what the replaced rule held, as `limit --pid` does
+            limits: PerDirection::from_fn(|direction| {
+                asked_spec
+                    .get(direction)
+                    .or_else(|| replaced.and_then(|r| *r.spec.limits.get(direction)))
+            }),
+            mode: if args.each { Mode::Each } else { Mode::Shared },
+            order,
+            enabled: true,
+        },
+        resolved,
+        limits: PerDirection::from_fn(|direction| {
+            asked
+                .get(direction)
+                .or_else(|| replaced.and_then(|r| *r.limits.get(direction)))
+        }),
+        lasts: args.lasts,
+    };
+    let applied = backend
+        .set_rule(&request)
+        .with_context(|| format!("cannot set rule \"{name}\""))?;
+    let now = backend
+        .rules()?
+        .into_iter()
+        .find(|rule| rule.spec.name == name)
+        .with_context(|| format!("rule \"{name}\" is not held after it was set"))?;
+    let plural = |n: usize| if n == 1 { "" } else { "es" };
+    let sockets = |n: usize| if n == 1 { "" } else { "s" };
+    writeln!(
+        out,
+        "{}; {} process{} now, {} open socket{} attributed, {} TCP socket{} shaped",
+        render::rule_summary(&now, system.now_unix()),
+        applied.members,
+        plural(applied.members),
+        applied.backfilled_sockets,
+        sockets(applied.backfilled_sockets),
+        applied.shaped_sockets,
+        sockets(applied.shaped_sockets),
+    )?;
+    Ok(())
+}
+
+/// Removes the rule held for `target`; none held is an error and changes nothing.
+pub fn remove<S: System>(
+    system: &mut S,
+    global: &Global,
+    target: &RuleTarget,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    super::access::rule(system, target)?;
+    let none = || {
+        anyhow::anyhow!("no rule for \"{target}\" (`chadthrottle rules` lists the rules in force)")
+    };
+    let mut backend = system.open(&global.datapath())?.ok_or_else(none)?;
+    let rules = backend.rules()?;
+    let found = held(system, &rules, target).ok_or_else(none)?;
+    if !backend.remove_rule(&found.spec.name)? {
+        return Err(none());
+    }
+    let count = found.members.len();
+    writeln!(
+        out,
+        "rule \"{}\" removed; it governed {count} process{}",
+        found.spec.name,
+        if count == 1 { "" } else { "es" }
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{
+        CURL, HELPER, NGINX, STEAM, SYNCTHING, WEB_ID, ok, refused, rules_machine,
+    };
+    use chadthrottle_core::fake::{FakeRule, FakeSystem};
+    use chadthrottle_core::process::Uids;
+    use chadthrottle_core::rule_request::ResolvedTarget;
+    use chadthrottle_core::rule_target::Mode;
+    use chadthrottle_core::status::Enforcement;
+
+    /// The rules as `rules --json` lists them: name, resolved target, member PIDs.
+    fn listed(system: &mut FakeSystem) -> Vec<(String, String, Vec<u64>)> {
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(system, &["rules", "--json"])).expect("JSON");
+        json["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|rule| {
+                let pids = rule["members"]
+                    .as_array()
+                    .expect("members")
+                    .iter()
+                    .map(|m| m["pid"].as_u64().expect("pid"))
+                    .collect();
+                (
+                    rule["name"].as_str().expect("name").to_owned(),
+                    rule["resolved"].as_str().expect("resolved").to_owned(),
+                    pids,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_target_kind_is_set_listed_and_removed() {
+        let mut system = rules_machine();
+        let web_scope = format!("cgroup /system.slice/docker-{WEB_ID}.scope");
+        let kinds: [(&[&str], &str, &str, Vec<u64>); 7] = [
+            (
+                &["--exe", "/usr/bin/curl"],
+                "exe /usr/bin/curl",
+                "exe /usr/bin/curl",
+                vec![CURL.into()],
+            ),
+            (&["--name", "wget"], "name wget", "name wget", vec![4343]),
+            (
+                &["--pid", "5000", "--tree"],
+                "tree 5000",
+                "tree PID 5000",
+                vec![STEAM.into(), HELPER.into()],
+            ),
+            (
+                &["--unit", "syncthing.service"],
+                "unit syncthing.service",
+                "cgroup /system.slice/syncthing.service",
+                vec![SYNCTHING.into()],
+            ),
+            (
+                &["--container", "web"],
+                "container web",
+                &web_scope,
+                vec![NGINX.into()],
+            ),
+            (
+                &["--cgroup-path", "/system.slice"],
+                "cgroup-path /system.slice",
+                "cgroup /system.slice",
+                vec![],
+            ),
+            (&["--user", "alice"], "user alice", "uid 1000", vec![]),
+        ];
+        for (flags, name, _, _) in &kinds {
+            let mut args = vec!["limit"];
+            args.extend_from_slice(flags);
+            args.extend_from_slice(&["--down", "2M"]);
+            let out = ok(&mut system, &args);
+            assert!(
+                out.starts_with(&format!(
+                    "rule {name} ↓2MB/s (shared), until removed [shaping]; "
+                )),
+                "{out}"
+            );
+        }
+        // the unit and the container are cgroups below /system.slice, and as specific:
+        // set earlier, they govern; the tree outranks the user
+        let expected: Vec<(String, String, Vec<u64>)> = kinds
+            .iter()
+            .map(|(_, name, resolved, members)| {
+                ((*name).to_owned(), (*resolved).to_owned(), members.clone())
+            })
+            .collect();
+        assert_eq!(listed(&mut system), expected);
+        assert_eq!(system.machine().rules.len(), 7);
+        let table = ok(&mut system, &["rules"]);
+        assert!(table.starts_with("NAME"), "{table}");
+        assert_eq!(table.lines().count(), 8, "{table}");
+        assert!(
+            table.lines().any(|line| line.starts_with("tree 5000 ")
+                && line.contains(" tree PID 5000 ")
+                && line.contains(" shared  ⚡ ↓2MB/s ↑-  2: 5000, 5001  ↓0B ↑0B  ↓0B ↑0B  never")),
+            "{table}"
+        );
+
+        // as each rule goes, the next matching rule governs its processes: the unit's and
+        // the container's go to the cgroup path's, the tree's to the user's
+        let governed_at_removal = [1, 1, 2, 1, 1, 2, 2];
+        for ((flags, name, _, _), count) in kinds.iter().zip(governed_at_removal) {
+            let mut args = vec!["unlimit"];
+            args.extend_from_slice(flags);
+            let out = ok(&mut system, &args);
+            let plural = if count == 1 { "" } else { "es" };
+            assert_eq!(
+                out,
+                format!("rule \"{name}\" removed; it governed {count} process{plural}\n")
+            );
+        }
+        assert!(system.machine().rules.is_empty());
+        assert_eq!(ok(&mut system, &["rules"]), "no rules\n");
+    }
+
+    #[test]
+    fn a_rule_for_the_same_target_replaces_it_in_place() {
+        let mut system = rules_machine();
+        ok(&mut system, &["limit", "--name", "wget", "--up", "1M"]);
+        let out = ok(
+            &mut system,
+            &[
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "5M",
+                "--for",
+                "10m",
+            ],
+        );
+        assert_eq!(
+            out,
+            "rule exe /usr/bin/steam ↓5MB/s (shared), expires in 10m [shaping]; 1 process now, \
+             2 open sockets attributed, 0 TCP sockets shaped\n"
+        );
+        let out = ok(
+            &mut system,
+            &[
+                "--upload-backend",
+                "policer",
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--up",
+                "1M",
+                "--each",
+            ],
+        );
+        assert!(
+            out.starts_with("rule exe /usr/bin/steam ↓5MB/s ↑1MB/s policer (each), until removed [up policer, down shaping]"),
+            "the direction not named is kept: {out}"
+        );
+        let machine = system.machine();
+        let names: Vec<(&str, u32)> = machine
+            .rules
+            .iter()
+            .map(|r| (r.request.spec.name.as_str(), r.request.spec.order))
+            .collect();
+        assert_eq!(names, [("name wget", 0), ("exe /usr/bin/steam", 1)]);
+        let steam: &FakeRule = &machine.rules[1];
+        assert_eq!(steam.request.spec.mode, Mode::Each);
+        assert_eq!(steam.request.limits.down.map(|l| l.rate), Some(5 << 20));
+        assert_eq!(
+            steam.request.limits.up.map(|l| (l.rate, l.enforcement)),
+            Some((1 << 20, Enforcement::Policer))
+        );
+    }
+
+    #[test]
+    fn precedence_shows_in_the_members() {
+        let mut system = rules_machine();
+        ok(&mut system, &["limit", "--user", "1000", "--down", "20M"]);
+        ok(
+            &mut system,
+            &["limit", "--exe", "/usr/bin/steam", "--down", "5M"],
+        );
+        ok(
+            &mut system,
+            &["limit", "--exe", "/opt/steam/helper", "--down", "1M"],
+        );
+        ok(
+            &mut system,
+            &["limit", "--name", "steamwebhelper", "--down", "1M"],
+        );
+        let members = |system: &mut FakeSystem| -> Vec<Vec<u64>> {
+            listed(system)
+                .into_iter()
+                .map(|(_, _, pids)| pids)
+                .collect()
+        };
+        assert_eq!(
+            members(&mut system),
+            [
+                vec![],
+                vec![u64::from(STEAM)],
+                vec![u64::from(HELPER)],
+                vec![]
+            ],
+            "exe outranks name and user; the earlier exe rule governs among equals"
+        );
+        ok(&mut system, &["limit", "--pid", "5000", "--up", "1M"]);
+        assert_eq!(
+            members(&mut system),
+            [vec![], vec![], vec![u64::from(HELPER)], vec![]],
+            "a PID limit beats every rule"
+        );
+        ok(&mut system, &["unlimit", "--exe", "/opt/steam/helper"]);
+        assert_eq!(
+            members(&mut system),
+            [vec![], vec![], vec![u64::from(HELPER)]],
+            "the name rule next"
+        );
+        // a uid given as a name finds the rule set by number
+        ok(&mut system, &["unlimit", "--user", "alice"]);
+        assert_eq!(listed(&mut system).len(), 2);
+    }
+
+    #[test]
+    fn refusals_leave_the_machine_as_it_was() {
+        let mut system = rules_machine();
+        ok(&mut system, &["limit", "--name", "wget", "--up", "1M"]);
+        let before = {
+            let machine = system.machine();
+            (machine.rules.clone(), machine.requests)
+        };
+        let cases: [(&[&str], &str); 10] = [
+            (
+                &[
+                    "--upload-backend",
+                    "htb",
+                    "limit",
+                    "--exe",
+                    "/usr/bin/steam",
+                    "--up",
+                    "1M",
+                ],
+                "backend \"htb\" is unavailable: it holds one HTB class per process, so it cannot hold a rule: use shaping or policer",
+            ),
+            (
+                &[
+                    "--download-backend",
+                    "ifb",
+                    "limit",
+                    "--name",
+                    "wget",
+                    "--down",
+                    "1M",
+                ],
+                "backend \"ifb\" is unavailable: it holds one HTB class per process",
+            ),
+            (
+                &["unlimit", "--exe", "/usr/bin/steam"],
+                "no rule for \"exe /usr/bin/steam\" (`chadthrottle rules` lists the rules in force)",
+            ),
+            (
+                &["unlimit", "--pid", "4242", "--tree"],
+                "no rule for \"tree 4242\"",
+            ),
+            (
+                &["limit", "--user", "bob", "--down", "1M"],
+                "user \"bob\" is not in the user database",
+            ),
+            (
+                &["limit", "--unit", "nope.service", "--down", "1M"],
+                "unit \"nope.service\" is not running: no cgroup named so",
+            ),
+            (
+                &["limit", "--container", "cache", "--down", "1M"],
+                "container \"cache\" is not running",
+            ),
+            (
+                &["limit", "--exe", "/opt/nowhere/steam", "--down", "1M"],
+                "executable \"/opt/nowhere/steam\": its directory \"/opt/nowhere\" does not exist",
+            ),
+            (
+                &["limit", "--pid", "9999", "--tree", "--down", "1M"],
+                "tree PID 9999: no process with PID 9999",
+            ),
+            (
+                &["limit", "--cgroup-path", "/nope", "--down", "1M"],
+                "cgroup path \"/nope\" does not exist",
+            ),
+        ];
+        for (args, expected) in cases {
+            let error = refused(&mut system, args);
+            assert!(error.starts_with(expected), "{args:?}: {error}");
+        }
+        // without root: every rule, a tree too; a PID of one's own still goes
+        system.machine().caller = Uids::of(1000);
+        for (args, target) in [
+            (
+                ["limit", "--exe", "/usr/bin/steam", "--down", "1M"].as_slice(),
+                "exe /usr/bin/steam",
+            ),
+            (
+                &["limit", "--pid", "5000", "--tree", "--down", "1M"],
+                "tree 5000",
+            ),
+            (&["unlimit", "--name", "wget"], "name wget"),
+        ] {
+            let error = refused(&mut system, args);
+            assert!(
+                error.starts_with(&format!(
+                    "rule \"{target}\": rules match processes of every user, present and future: only root may set or remove them"
+                )),
+                "{error}"
+            );
+        }
+        let machine = system.machine();
+        assert_eq!(
+            (machine.rules.clone(), machine.requests),
+            before,
+            "nothing changed"
+        );
+        drop(machine);
+        ok(&mut system, &["limit", "--pid", "5000", "--down", "1M"]);
+        assert!(system.machine().limits.contains_key(&STEAM));
+    }
+
+    #[test]
+    fn a_rule_passes_the_qdisc_backends_by() {
+        let mut system = rules_machine();
+        system
+            .machine()
+            .unavailable
+            .insert("shaping", "no iter/tcp".into());
+        ok(
+            &mut system,
+            &[
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--up",
+                "1M",
+                "--down",
+                "1M",
+            ],
+        );
+        let machine = system.machine();
+        let limits = machine.rules[0].request.limits;
+        assert_eq!(
+            limits.up.map(|l| l.enforcement),
+            Some(Enforcement::Policer),
+            "not htb, which ranks above"
+        );
+        assert_eq!(
+            limits.down.map(|l| l.enforcement),
+            Some(Enforcement::Policer),
+            "not ifb"
+        );
+        assert_eq!(
+            machine.rules[0].request.resolved,
+            ResolvedTarget::Exe {
+                path: "/usr/bin/steam".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! `chadthrottle rules`: every rule in force with the processes it governs and its counters.
+
+use crate::cli::Global;
+use crate::render;
+use chadthrottle_core::backend::RuleBackend as _;
+use chadthrottle_core::rule_request::RuleStatus;
+use chadthrottle_core::status::RulesReport;
+use chadthrottle_core::system::System;
+use std::io::Write;
+
+pub fn run<S: System>(
+    system: &mut S,
+    global: &Global,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    // nothing installed holds no rules
+    let rules = match system.open(&global.datapath())? {
+        Some(mut backend) => backend.rules()?,
+        None => Vec::new(),
+    };
+    if json {
+        let report = RulesReport {
+            rules: rules.iter().map(RuleStatus::entry).collect(),
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", render::rules_table(&rules, system.now_unix()))?;
+    }
+    Ok(())
+}
