@@ -258,6 +258,7 @@ fn apply_sets_a_rules_file_and_again_changes_nothing() -> anyhow::Result<()> {
     );
     std::fs::write(&file, &three)?;
     let said = run(&lab, &["apply", &shown, "--dry-run"])?;
+    print!("{said}");
     ensure!(
         said.ends_with("3 added, 0 changed, 0 removed, 0 unchanged (dry run: nothing changed)\n"),
         "the dry run: {said}"
@@ -343,6 +344,33 @@ fn apply_sets_a_rules_file_and_again_changes_nothing() -> anyhow::Result<()> {
     ensure!(
         names == [cli_name.as_str(), "by-exe", "by-user"],
         "the rules left: {names:?}"
+    );
+
+    // `limit --save` moves the command line's rule into the file: apply finds it held
+    let said = run(
+        &lab,
+        &["limit", "--exe", &cli_exe, "--down", "1M", "--save", &shown],
+    )?;
+    print!("{said}");
+    ensure!(
+        said.ends_with(&format!("saved as rule \"exe-ct-apply-c\" in {shown}\n")),
+        "limit --save: {said}"
+    );
+    let said = run(&lab, &["apply", &shown])?;
+    ensure!(
+        said == "0 added, 0 changed, 0 removed, 3 unchanged\n",
+        "apply after --save: {said}"
+    );
+    let mut placed: Vec<(String, u64)> = rules(&lab)?
+        .iter()
+        .filter_map(|r| Some((r["name"].as_str()?.to_owned(), r["order"].as_u64()?)))
+        .collect();
+    placed.sort_by_key(|(_, order)| *order);
+    let expected = [("by-exe", 0), ("by-user", 1), ("exe-ct-apply-c", 2)]
+        .map(|(name, order)| (name.to_owned(), order));
+    ensure!(
+        placed == expected,
+        "the rules after --save, with their places in the file: {placed:?}"
     );
 
     run(&lab, &["reset"])?;

@@ -144,6 +144,17 @@ fn requests<S: System>(
         let resolved = system
             .resolve(&rule.target)
             .map_err(|error| at(format!("rule \"{}\": {error}", rule.name)))?;
+        // the file refuses two rules on one target as written; the kernel, on one as resolved
+        if let Some(other) = requests
+            .values()
+            .find(|other: &&RuleRequest| other.resolved == resolved)
+        {
+            return Err(at(format!(
+                "rule \"{}\" targets {resolved}, as rule \"{}\" does: one rule per target",
+                rule.name, other.spec.name
+            ))
+            .into());
+        }
         let limits = chosen_limits(system, &rule.limits, named)
             .map_err(|error| at(format!("rule \"{}\": {error:#}", rule.name)))?;
         let request = RuleRequest {
@@ -397,6 +408,11 @@ mode = "each"
             (
                 THREE.replace("unit = \"syncthing.service\"", "pid = 5000"),
                 "9:7: rule \"sync\" has a pid",
+            ),
+            (
+                THREE.replace("user = \"alice\"", "user = 1000")
+                    + "\n[[rule]]\nname = \"a\"\nuser = \"alice\"\nup = \"1M\"\n",
+                "20:8: rule \"a\" targets uid 1000, as rule \"alice\" does: one rule per target",
             ),
         ];
         for (text, expected) in cases {

@@ -151,13 +151,28 @@ pub fn set<S: System>(
         }),
         lasts: args.lasts,
     };
-    let applied = backend
-        .set_rule(&request)
-        .with_context(|| format!("cannot set rule \"{name}\""))?;
-    if let Some(old) = replaced.filter(|old| old.spec.name != name) {
-        // renamed for the rules file: the rule under its old name goes
+    // renamed for the rules file: the kernel holds one rule per target, so the rule under
+    // its old name goes first, and comes back if the new one is refused
+    let renamed = replaced.filter(|old| old.spec.name != name);
+    if let Some(old) = renamed {
         backend.remove_rule(&old.spec.name)?;
     }
+    let applied = match backend.set_rule(&request) {
+        Ok(applied) => applied,
+        Err(error) => {
+            let error = anyhow::Error::from(error).context(format!("cannot set rule \"{name}\""));
+            return match renamed {
+                Some(old) => match backend.set_rule(&as_requested(old, system.now_unix())) {
+                    Ok(_) => Err(error),
+                    Err(lost) => Err(error.context(format!(
+                        "rule \"{}\" was removed and cannot be set again: {lost}",
+                        old.spec.name
+                    ))),
+                },
+                None => Err(error),
+            };
+        }
+    };
     let now = backend
         .rules()?
         .into_iter()
@@ -177,6 +192,18 @@ pub fn set<S: System>(
         sockets(applied.shaped_sockets),
     )?;
     Ok(request.spec)
+}
+
+/// The request that sets `held` again as it is, for the time it has left.
+fn as_requested(held: &RuleStatus, now_unix: u64) -> RuleRequest {
+    RuleRequest {
+        spec: held.spec.clone(),
+        resolved: held.resolved.clone(),
+        limits: held.limits,
+        lasts: held
+            .expires_at
+            .map(|at| std::time::Duration::from_secs(at.saturating_sub(now_unix))),
+    }
 }
 
 /// Removes the rule held for `target`; none held is an error and changes nothing.
