@@ -459,6 +459,28 @@ mode = "each"
     }
 
     #[test]
+    fn the_boot_unit_applies_the_default_file_once() {
+        let unit = include_str!("../../../../packaging/chadthrottle-rules.service");
+        let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+        let exec = format!(
+            "ExecStart=/usr/bin/chadthrottle apply {}",
+            crate::cli::RULES_FILE
+        );
+        for expected in [
+            exec.as_str(),
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "After=network.target local-fs.target",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(
+                lines.contains(&expected),
+                "{expected} is not in the unit:\n{unit}"
+            );
+        }
+    }
+
+    #[test]
     fn a_missing_file_and_a_caller_without_root_are_refused() {
         let mut system = rules_machine();
         let missing = std::env::temp_dir().join("chadthrottle-apply-no-such-dir/rules.toml");
