@@ -481,6 +481,45 @@ mode = "each"
     }
 
     #[test]
+    fn apply_and_save_take_the_default_file_when_given_none() {
+        use crate::cli::{Cli, Command, RULES_FILE};
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("chadthrottle").chain(args.iter().copied()))
+                .unwrap_or_else(|error| panic!("{args:?}: {error}"))
+                .command
+        };
+        let files = [
+            (vec!["apply"], RULES_FILE),
+            (vec!["apply", "--dry-run", "/tmp/r.toml"], "/tmp/r.toml"),
+            (
+                vec!["limit", "--exe", "/bin/a", "--up", "1M", "--save"],
+                RULES_FILE,
+            ),
+            (
+                vec!["limit", "--save", "--exe", "/bin/a", "--up", "1M"],
+                RULES_FILE,
+            ),
+            (
+                vec!["limit", "--exe", "/bin/a", "--up", "1M", "--save", "r.toml"],
+                "r.toml",
+            ),
+        ];
+        for (args, expected) in files {
+            let file = match parse(&args) {
+                Some(Command::Apply(apply)) => apply.file,
+                Some(Command::Limit(limit)) => limit.save.unwrap_or_default(),
+                other => panic!("{args:?} parsed as {other:?}"),
+            };
+            assert_eq!(file, PathBuf::from(expected), "{args:?}");
+        }
+        match parse(&["limit", "--exe", "/bin/a", "--up", "1M"]) {
+            Some(Command::Limit(limit)) => assert_eq!(limit.save, None),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_missing_file_and_a_caller_without_root_are_refused() {
         let mut system = rules_machine();
         let missing = std::env::temp_dir().join("chadthrottle-apply-no-such-dir/rules.toml");
