@@ -2,7 +2,8 @@
 //! (resolved against the directories, cgroups, users and containers a test gives it, their
 //! members by the kernel's precedence) and a usage source that hold what tests put in them. The command line's and the TUI
 //! runner's tests run on it without root; it follows the rules the real datapath keeps
-//! (a request's outcome, a limit going with its process, a full table) so that what they
+//! (a request's outcome, a limit going with its process, a full table, one rule per
+//! target) so that what they
 //! assert is the commands' behaviour, not the fake's.
 
 use crate::access::{HidePid, Installed, Requested};
@@ -650,6 +651,15 @@ impl RuleBackend for FakeBackend {
                 qdisc.enforcement.name()
             )));
         }
+        // as the kernel's match table: one rule per target
+        if let Some(other) = machine.rules.iter().find(|r| {
+            r.request.resolved == request.resolved && r.request.spec.name != request.spec.name
+        }) {
+            return Err(FakeError(format!(
+                "rule \"{}\" has the same target already: change or remove it first",
+                other.request.spec.name
+            )));
+        }
         let rule = FakeRule {
             request: request.clone(),
             expires_at: request
@@ -945,6 +955,17 @@ mod tests {
         assert_eq!(members(&mut backend)[1], ("steam".into(), vec![10]));
         assert!(backend.remove_rule("steam").expect("removed"));
         assert!(!backend.remove_rule("steam").expect("already gone"));
+        assert_eq!(members(&mut backend), [("alice".into(), vec![10, 12])]);
+        // one rule per target, as the kernel's match table: another name is refused
+        let uid = crate::rule_target::parse_user("1000").expect("valid");
+        let error = backend
+            .set_rule(&rule(&system, "uid", uid, 2))
+            .map(|_| ())
+            .map_err(|error| error.to_string());
+        assert_eq!(
+            error,
+            Err("rule \"alice\" has the same target already: change or remove it first".into())
+        );
         assert_eq!(members(&mut backend), [("alice".into(), vec![10, 12])]);
     }
 

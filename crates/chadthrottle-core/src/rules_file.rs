@@ -22,7 +22,7 @@
 use crate::direction::{Direction, PerDirection};
 use crate::rate::{Rate, Size, format_bytes};
 use crate::rule_target::{
-    Mode, RuleLimit, RuleSpec, RuleTarget, TargetError, UserSpec, parse_cgroup_path,
+    Mode, RULE_NAME_MAX, RuleLimit, RuleSpec, RuleTarget, TargetError, UserSpec, parse_cgroup_path,
     parse_container, parse_exe, parse_name, parse_rule_name, parse_unit, parse_user,
 };
 use crate::status::Enforcement;
@@ -275,6 +275,78 @@ fn parse_target(
     Ok((target, span))
 }
 
+/// An error about rule `index` of `text` (as [`parse_rules`] read it) found after reading,
+/// when the machine is asked (a user not in the user database, a unit not running): at
+/// its target key, else at its `[[rule]]`. Apply points at the line the operator edits.
+pub fn rule_error(file: &Path, text: &str, index: usize, message: &str) -> RulesFileError {
+    let at = Located {
+        file: file.display().to_string(),
+        text,
+    };
+    let place = toml::from_str::<RawFile>(text)
+        .ok()
+        .and_then(|raw| {
+            let rule = raw.rule.get(index)?;
+            let raw_rule = rule.get_ref();
+            let target = [
+                &raw_rule.exe,
+                &raw_rule.process_name,
+                &raw_rule.unit,
+                &raw_rule.container,
+                &raw_rule.cgroup_path,
+            ]
+            .into_iter()
+            .find_map(|field| field.as_ref().map(Spanned::span))
+            .or_else(|| raw_rule.user.as_ref().map(Spanned::span));
+            Some(target.unwrap_or_else(|| rule.span()))
+        })
+        .unwrap_or(0..0);
+    at.error(&place, message)
+}
+
+/// A name in the file's syntax for a rule on `target` that `limit --save` writes: the
+/// target's kind and its last word (`exe-steam`, `unit-syncthing.service`, `user-alice`),
+/// other bytes as `-`, made unique among `taken` with `-2`, `-3`, ….
+pub fn file_rule_name(target: &RuleTarget, taken: &[&str]) -> String {
+    let value = match target {
+        RuleTarget::Exe(path) => path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        RuleTarget::CgroupPath(path) => path.trim_matches('/').to_owned(),
+        RuleTarget::Tree(pid) => pid.to_string(),
+        RuleTarget::Name(value) | RuleTarget::Unit(value) | RuleTarget::Container(value) => {
+            value.clone()
+        }
+        RuleTarget::User(user) => user.to_string(),
+    };
+    let value = if value.is_empty() {
+        "root".into()
+    } else {
+        value
+    };
+    let plain: String = format!("{}-{value}", target.kind())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let fit = |text: &str, room: usize| text.get(..room.min(text.len())).unwrap_or(text).to_owned();
+    let base = fit(&plain, RULE_NAME_MAX);
+    let mut candidate = base.clone();
+    let mut number = 2_u32;
+    while taken.contains(&candidate.as_str()) {
+        let suffix = format!("-{number}");
+        candidate = format!("{}{suffix}", fit(&base, RULE_NAME_MAX - suffix.len()));
+        number += 1;
+    }
+    candidate
+}
+
 /// Rules are enforced per rule, not per process: the qdisc backends, which hold one HTB
 /// class per process, are not offered.
 fn rule_backend(name: &str, direction: Direction) -> Result<Enforcement, String> {
@@ -425,6 +497,65 @@ mod tests {
                 shown[prefix.len()..].to_owned()
             }
         }
+    }
+
+    #[test]
+    fn an_error_found_later_points_at_the_rule_target() {
+        let text = "# rules\n[[rule]]\nname = \"a\"\nup = \"1M\"\nexe = \"/bin/a\"\n\n[[rule]]\nname = \"b\"\n  user = \"bob\"\nup = \"1M\"\n";
+        rules(text);
+        let file = Path::new(FILE);
+        assert_eq!(
+            rule_error(file, text, 0, "nope").to_string(),
+            format!("{FILE}:5:7: nope")
+        );
+        assert_eq!(
+            rule_error(file, text, 1, "no such user").to_string(),
+            format!("{FILE}:9:10: no such user")
+        );
+        // a rule the text does not hold: the file's start
+        assert_eq!(
+            rule_error(file, text, 2, "gone").to_string(),
+            format!("{FILE}:1:1: gone")
+        );
+    }
+
+    #[test]
+    fn saved_names_read_as_the_file_takes_them_and_are_unique() {
+        let user = |text: &str| parse_user(text).unwrap_or_else(|error| panic!("{error}"));
+        let cases = [
+            (RuleTarget::Exe("/usr/bin/steam".into()), "exe-steam"),
+            (RuleTarget::Name("kworker/0:1".into()), "name-kworker-0-1"),
+            (
+                RuleTarget::Unit("syncthing.service".into()),
+                "unit-syncthing.service",
+            ),
+            (RuleTarget::Container("web".into()), "container-web"),
+            (
+                RuleTarget::CgroupPath("/system.slice/x.scope".into()),
+                "cgroup-path-system.slice-x.scope",
+            ),
+            (RuleTarget::CgroupPath("/".into()), "cgroup-path-root"),
+            (user("alice"), "user-alice"),
+            (user("1000"), "user-1000"),
+        ];
+        for (target, expected) in cases {
+            let name = file_rule_name(&target, &[]);
+            assert_eq!(name, expected);
+            assert_eq!(parse_rule_name(&name).as_deref(), Ok(expected));
+        }
+        let steam = RuleTarget::Exe("/usr/bin/steam".into());
+        assert_eq!(file_rule_name(&steam, &["exe-steam"]), "exe-steam-2");
+        assert_eq!(
+            file_rule_name(&steam, &["exe-steam", "exe-steam-2"]),
+            "exe-steam-3"
+        );
+        let long = RuleTarget::Exe(format!("/opt/{}", "x".repeat(100)).into());
+        let first = file_rule_name(&long, &[]);
+        assert_eq!(first.len(), RULE_NAME_MAX);
+        let second = file_rule_name(&long, &[first.as_str()]);
+        assert_eq!(second.len(), RULE_NAME_MAX);
+        assert!(second.ends_with("-2"), "{second}");
+        assert!(parse_rule_name(&second).is_ok());
     }
 
     fn rate(text: &str) -> Rate {

@@ -95,6 +95,9 @@ impl Cli {
                             .into(),
                     );
                 }
+                if args.save.is_some() {
+                    check_save(&selected, args.lasts.is_some())?;
+                }
             }
             Some(Command::Unlimit(args)) => {
                 let selected = args.target.selected()?;
@@ -110,6 +113,21 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// Refuses `limit --save` where the rule could not be set again at boot.
+fn check_save(selected: &Selected, lasts: bool) -> Result<(), String> {
+    let reason = match selected {
+        Selected::Pid(_) | Selected::Rule(RuleTarget::Tree(_)) => {
+            "a PID does not survive a reboot: give --save with --exe, --name, --unit, \
+             --cgroup-path, --container or --user"
+        }
+        Selected::Rule(_) if lasts => {
+            "the rules file holds rules until they are removed: give --save or --for, not both"
+        }
+        Selected::Rule(_) => return Ok(()),
+    };
+    Err(format!("--save: {reason}"))
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +227,9 @@ pub enum Command {
     /// Every rule (limits by application): its target, mode, limits, the processes it
     /// governs now and its counters.
     Rules(RulesArgs),
+    /// Make the rules in force what the rules file says (added, changed, removed; rules
+    /// set with `limit` stay), reading the whole file first: an error in it changes nothing.
+    Apply(ApplyArgs),
     /// Remove everything ChadThrottle put in the kernel: links, maps, pins, its bpffs mount.
     Reset,
     /// The backends that can enforce limits, their priority, and why one is unavailable.
@@ -355,6 +376,26 @@ pub struct LimitArgs {
     /// Lift the whole limit after this long (500ms, 30s, 5m, 1h30m); enforced by the kernel.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lasts: Option<Duration>,
+
+    /// A rule: also write it into the rules file, which `apply` sets at boot [default
+    /// FILE: /etc/chadthrottle/rules.toml]. Without it a rule lasts until unlimit, reset
+    /// or reboot.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = RULES_FILE)]
+    pub save: Option<PathBuf>,
+}
+
+/// Where `apply` and `limit --save` find the rules file when none is given.
+pub const RULES_FILE: &str = "/etc/chadthrottle/rules.toml";
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The rules file.
+    #[arg(value_name = "FILE", default_value = RULES_FILE)]
+    pub file: PathBuf,
+
+    /// Print what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

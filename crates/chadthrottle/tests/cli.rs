@@ -292,3 +292,85 @@ fn runs_as_root() -> bool {
         .and_then(|ids| ids.split_whitespace().next().map(|real| real == "0"))
         .unwrap_or(false)
 }
+
+#[test]
+fn save_where_a_rule_cannot_come_back_at_boot_exits_2() {
+    let pid = std::process::id().to_string();
+    let reboot = "--save: a PID does not survive a reboot";
+    for (args, expected) in [
+        (
+            vec!["limit", "--pid", &pid, "--down", "1M", "--save"],
+            reboot,
+        ),
+        (
+            vec![
+                "limit",
+                "--pid",
+                &pid,
+                "--tree",
+                "--down",
+                "1M",
+                "--save",
+                "/tmp/x.toml",
+            ],
+            reboot,
+        ),
+        (
+            vec![
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "1M",
+                "--for",
+                "1m",
+                "--save",
+            ],
+            "--save: the rules file holds rules until they are removed: give --save or --for, not both",
+        ),
+    ] {
+        refused(&args, 2, expected);
+    }
+}
+
+#[test]
+fn apply_takes_one_file_and_refuses_a_missing_or_broken_one() {
+    for args in [
+        vec!["apply", "a.toml", "b.toml"],
+        vec!["apply", "--dry-run", "--sideways"],
+    ] {
+        let (mut command, pin_dir) = chadthrottle();
+        let output = command.args(&args).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("Usage:"), "{args:?} said: {stderr}");
+        assert!(!pin_dir.exists());
+    }
+    let directory = std::env::temp_dir().join(format!("ct-cli-apply-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("a directory of the test's own");
+    let missing = directory.join("missing.toml");
+    let broken = directory.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[rule]]\nname = \"a\"\nexe = \"/bin/a\"\ndown = \"fast\"\n",
+    )
+    .expect("written");
+    let not_root = "applying a rules file affects every user of this machine: only root may do it";
+    let missing_said = format!("rules file {} does not exist", missing.display());
+    let broken_said = format!("{}:4:8: invalid rate \"fast\"", broken.display());
+    for (file, as_root) in [(&missing, &missing_said), (&broken, &broken_said)] {
+        let expected = if runs_as_root() {
+            as_root.as_str()
+        } else {
+            not_root
+        };
+        for dry_run in [false, true] {
+            let mut args = vec!["apply", file.to_str().expect("UTF-8")];
+            if dry_run {
+                args.push("--dry-run");
+            }
+            refused(&args, 1, expected);
+        }
+    }
+    std::fs::remove_dir_all(&directory).expect("removed");
+}

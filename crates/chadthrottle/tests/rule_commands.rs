@@ -247,6 +247,158 @@ fn a_rule_set_for_a_while_lapses_in_the_kernel() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `apply` sets a file of three rules (an executable, a process name, a user) that
+/// `rules --json` lists with the lab's processes as members; applied again it changes
+/// nothing; a file with an error at a known line changes nothing and names the line; a
+/// file without one rule removes that one (the next moves up a place) and leaves the
+/// rule `limit` set; `reset` takes
+/// everything out.
+fn apply_sets_a_rules_file_and_again_changes_nothing() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-apply", None)?;
+    let programs = Programs::new("apply")?;
+    let by_exe = programs.install("ct-apply-e")?;
+    let by_name = programs.install("ct-apply-n")?;
+    let by_cli = programs.install("ct-apply-c")?;
+    let [exe, cli_exe] =
+        [&by_exe, &by_cli].map(|path| path.to_str().unwrap_or_default().to_owned());
+    let file = programs.path("rules.toml");
+    let shown = file
+        .to_str()
+        .context("the file's path is UTF-8")?
+        .to_owned();
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let exe_client = lab.client_program(&server, Proto::Tcp, &by_exe)?;
+    let name_client = lab.client_program(&server, Proto::Tcp, &by_name)?;
+    let user_process = common::users::UsersProcess::start(&lab)?;
+    run(&lab, &["limit", "--exe", &cli_exe, "--down", "1M"])?;
+
+    let three = format!(
+        "[[rule]]\nname = \"by-exe\"\nexe = \"{exe}\"\nup = \"2M\"\n\n\
+         [[rule]]\nname = \"by-name\"\nprocess_name = \"ct-apply-n\"\ndown = \"3M\"\nmode = \"each\"\n\n\
+         [[rule]]\nname = \"by-user\"\nuser = \"nobody\"\nup = \"1M\"\n"
+    );
+    std::fs::write(&file, &three)?;
+    let said = run(&lab, &["apply", &shown, "--dry-run"])?;
+    print!("{said}");
+    ensure!(
+        said.ends_with("3 added, 0 changed, 0 removed, 0 unchanged (dry run: nothing changed)\n"),
+        "the dry run: {said}"
+    );
+    ensure!(rules(&lab)?.len() == 1, "the dry run set nothing");
+    let said = run(&lab, &["apply", &shown])?;
+    print!("{said}");
+    ensure!(
+        said == format!(
+            "+ by-exe: exe {exe} ↑2MB/s (shared)\n+ by-name: name ct-apply-n ↓3MB/s (each)\n\
+             + by-user: user nobody ↑1MB/s (shared)\n3 added, 0 changed, 0 removed, 0 unchanged\n"
+        ),
+        "the first apply: {said}"
+    );
+    let listed = rules(&lab)?;
+    let names: Vec<&str> = listed.iter().filter_map(|r| r["name"].as_str()).collect();
+    let cli_name = format!("exe {cli_exe}");
+    ensure!(
+        names == [cli_name.as_str(), "by-exe", "by-name", "by-user"],
+        "the rules listed: {names:?}"
+    );
+    let members = |index: usize| member_pids(&listed[index]);
+    ensure!(
+        members(1)? == [u64::from(exe_client.pid())]
+            && members(2)? == [u64::from(name_client.pid())]
+            && members(3)? == [user_process.pid().parse::<u64>()?],
+        "each rule governs its process: {listed:?}"
+    );
+    ensure!(
+        listed[1]["up"] == 2 * 1024 * 1024 && listed[2]["mode"] == "each",
+        "the rules as the file says: {listed:?}"
+    );
+
+    let said = run(&lab, &["apply", &shown])?;
+    ensure!(
+        said == "0 added, 0 changed, 0 removed, 3 unchanged\n",
+        "the second apply: {said}"
+    );
+    let before = without_stats(&rules(&lab)?);
+
+    // errors at known lines (a user that does not exist, a bad rate): one line naming the
+    // place, and nothing changes
+    std::fs::write(&file, three.replace("\"nobody\"", "\"ct-no-such-user\""))?;
+    refused(
+        &lab,
+        &["apply", &shown],
+        &format!("{shown}:14:8: rule \"by-user\": user \"ct-no-such-user\""),
+    )?;
+    std::fs::write(
+        &file,
+        three.replace("down = \"3M\"", "down = \"3 parsecs\""),
+    )?;
+    refused(
+        &lab,
+        &["apply", &shown],
+        &format!("{shown}:9:8: invalid rate"),
+    )?;
+    ensure!(
+        without_stats(&rules(&lab)?) == before,
+        "a refused file changed the rules"
+    );
+
+    // the name rule taken out of the file goes; the rule `limit` set stays
+    let without_name = three.replace(
+        "[[rule]]\nname = \"by-name\"\nprocess_name = \"ct-apply-n\"\ndown = \"3M\"\nmode = \"each\"\n\n",
+        "",
+    );
+    std::fs::write(&file, without_name)?;
+    let said = run(&lab, &["apply", &shown])?;
+    ensure!(
+        said == "- by-name\n~ by-user: order 2 → 1\n0 added, 1 changed, 1 removed, 1 unchanged\n",
+        "the apply without by-name (by-user moves up a place): {said}"
+    );
+    let said = run(&lab, &["apply", &shown])?;
+    ensure!(
+        said == "0 added, 0 changed, 0 removed, 2 unchanged\n",
+        "applied again: {said}"
+    );
+    let names: Vec<String> = rules(&lab)?
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        names == [cli_name.as_str(), "by-exe", "by-user"],
+        "the rules left: {names:?}"
+    );
+
+    // `limit --save` moves the command line's rule into the file: apply finds it held
+    let said = run(
+        &lab,
+        &["limit", "--exe", &cli_exe, "--down", "1M", "--save", &shown],
+    )?;
+    print!("{said}");
+    ensure!(
+        said.ends_with(&format!("saved as rule \"exe-ct-apply-c\" in {shown}\n")),
+        "limit --save: {said}"
+    );
+    let said = run(&lab, &["apply", &shown])?;
+    ensure!(
+        said == "0 added, 0 changed, 0 removed, 3 unchanged\n",
+        "apply after --save: {said}"
+    );
+    let mut placed: Vec<(String, u64)> = rules(&lab)?
+        .iter()
+        .filter_map(|r| Some((r["name"].as_str()?.to_owned(), r["order"].as_u64()?)))
+        .collect();
+    placed.sort_by_key(|(_, order)| *order);
+    let expected = [("by-exe", 0), ("by-user", 1), ("exe-ct-apply-c", 2)]
+        .map(|(name, order)| (name.to_owned(), order));
+    ensure!(
+        placed == expected,
+        "the rules after --save, with their places in the file: {placed:?}"
+    );
+
+    run(&lab, &["reset"])?;
+    ensure!(rules(&lab)?.is_empty(), "reset left rules");
+    Ok(())
+}
+
 fn main() {
     let tests: &[(&'static str, Test)] = &[
         (
@@ -256,6 +408,10 @@ fn main() {
         (
             "a_rule_set_for_a_while_lapses_in_the_kernel",
             a_rule_set_for_a_while_lapses_in_the_kernel,
+        ),
+        (
+            "apply_sets_a_rules_file_and_again_changes_nothing",
+            apply_sets_a_rules_file_and_again_changes_nothing,
         ),
     ];
     common::main(tests);

@@ -4,12 +4,14 @@
 //! line and exits 1.
 
 mod access;
+pub mod apply;
 pub mod backends;
 pub mod foreground;
 pub mod limit;
 pub mod reset;
 pub mod rule_change;
 pub mod rules;
+pub mod save;
 pub mod status;
 pub mod top;
 pub mod tui;
@@ -34,7 +36,10 @@ pub fn run<S: System + Clone + Send + 'static>(
     match &cli.command {
         Some(Command::Limit(args)) => match args.target.selected().map_err(anyhow::Error::msg)? {
             Selected::Pid(pid) => limit::run(system, global, pid, args, out),
-            Selected::Rule(target) => rule_change::set(system, global, &target, args, out),
+            Selected::Rule(target) => match &args.save {
+                Some(file) => save::run(system, global, &target, args, file, out),
+                None => rule_change::set(system, global, &target, args, None, out).map(drop),
+            },
         },
         Some(Command::Unlimit(args)) => match args.target.selected().map_err(anyhow::Error::msg)? {
             Selected::Pid(pid) => unlimit::run(system, global, pid, args, out),
@@ -42,6 +47,7 @@ pub fn run<S: System + Clone + Send + 'static>(
         },
         Some(Command::Status(args)) => status::run(system, global, args, out),
         Some(Command::Rules(args)) => rules::run(system, global, args.json, out),
+        Some(Command::Apply(args)) => apply::run(system, global, &args.file, args.dry_run, out),
         Some(Command::Reset) => reset::run(system, global, out),
         Some(Command::Backends(args)) => backends::run(system, args.json, out),
         Some(Command::Top(args)) => top::run(system, global, args, out),

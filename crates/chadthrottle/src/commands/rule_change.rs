@@ -1,7 +1,7 @@
 //! `limit` and `unlimit` with a rule's target (`--exe`, `--name`, `--unit`, `--cgroup-path`,
 //! `--container`, `--user`, `--pid --tree`): set, replace or remove one rule, root only.
 
-use super::limit::{choose_backend, direction_limits};
+use super::limit::choose_backend;
 use crate::cli::{Global, LimitArgs};
 use crate::render;
 use anyhow::Context as _;
@@ -45,53 +45,64 @@ fn held<'a, S: System>(
         })
 }
 
+/// Each set direction of `limits` with its backend chosen — the one the limit names, else
+/// `named` (`--upload-backend`, `--download-backend`), else the best available for rules —
+/// and its burst in effect. Checked before anything in the kernel changes.
+pub fn chosen_limits<S: System>(
+    system: &S,
+    limits: &PerDirection<Option<RuleLimit>>,
+    named: PerDirection<Option<&str>>,
+) -> anyhow::Result<PerDirection<Option<DirectionLimit>>> {
+    let mut chosen = PerDirection::default();
+    for direction in Direction::ALL {
+        if let Some(limit) = limits.get(direction) {
+            let requested = limit
+                .backend
+                .map(Enforcement::name)
+                .or(*named.get(direction));
+            let enforcement = choose_backend(system, direction, requested, not_for_rules)?;
+            *chosen.get_mut(direction) = Some(DirectionLimit {
+                rate: limit.rate.bytes_per_sec(),
+                burst: limit.effective_burst().bytes(),
+                enforcement,
+            });
+        }
+    }
+    Ok(chosen)
+}
+
+/// The name and place a rule is set under when `limit --save` writes it into the rules
+/// file, so that `apply` finds the file's rule already held.
+pub struct FileName {
+    pub name: String,
+    pub order: u32,
+}
+
 /// Sets the rule for `target` as `args` say, replacing the one held for the same target
-/// (it keeps its name, its place among the rules, and the direction `args` do not name).
-/// Everything is checked — who asks, the target on the machine, the backends — before
-/// the datapath is installed.
+/// (it keeps its name, its place among the rules, and the direction `args` do not name;
+/// `file_name` renames it). Everything is checked — who asks, the target on the machine,
+/// the backends — before the datapath is installed. Returns the rule as set.
 pub fn set<S: System>(
     system: &mut S,
     global: &Global,
     target: &RuleTarget,
     args: &LimitArgs,
+    file_name: Option<FileName>,
     out: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<RuleSpec> {
     super::access::rule(system, target)?;
     let resolved = system.resolve(target).map_err(anyhow::Error::msg)?;
     let named = PerDirection {
         up: global.upload_backend.as_deref(),
         down: global.download_backend.as_deref(),
     };
-    let rates = PerDirection {
-        up: args.up,
-        down: args.down,
-    };
-    let mut chosen = PerDirection::<Option<Enforcement>>::default();
-    for direction in Direction::ALL {
-        if rates.get(direction).is_some() {
-            let requested = *named.get(direction);
-            let backend = choose_backend(system, direction, requested, not_for_rules)?;
-            *chosen.get_mut(direction) = Some(backend);
-        }
-    }
-    let asked = direction_limits(
-        args.up,
-        args.down,
-        args.burst,
-        args.burst_up,
-        args.burst_down,
-    )
-    .map(|direction, limit| {
-        limit
-            .zip(*chosen.get(direction))
-            .map(|(limit, enforcement)| DirectionLimit {
-                enforcement,
-                ..limit
-            })
-    });
     let bursts = PerDirection {
         up: args.burst_up.or(args.burst),
         down: args.burst_down.or(args.burst),
+    };
+    let rates = PerDirection {
+        up: args.up,
+        down: args.down,
     };
     let asked_spec = rates.map(|direction, rate| {
         rate.map(|rate| RuleLimit {
@@ -100,22 +111,24 @@ pub fn set<S: System>(
             backend: named.get(direction).and_then(Enforcement::from_name),
         })
     });
+    let asked = chosen_limits(system, &asked_spec, named)?;
 
     super::access::datapath(system, global)?;
     let mut backend = system.install(&global.datapath())?;
     let rules = backend.rules()?;
     let replaced = held(system, &rules, target);
-    let name = replaced.map_or_else(|| command_line_rule_name(target), |r| r.spec.name.clone());
-    let order = replaced.map_or_else(
-        || {
+    let (name, order) = match (file_name, replaced) {
+        (Some(file), _) => (file.name, file.order),
+        (None, Some(replaced)) => (replaced.spec.name.clone(), replaced.spec.order),
+        (None, None) => (
+            command_line_rule_name(target),
             rules
                 .iter()
                 .map(|r| r.spec.order.saturating_add(1))
                 .max()
-                .unwrap_or(0)
-        },
-        |r| r.spec.order,
-    );
+                .unwrap_or(0),
+        ),
+    };
     let request = RuleRequest {
         spec: RuleSpec {
             name: name.clone(),
@@ -138,9 +151,28 @@ pub fn set<S: System>(
         }),
         lasts: args.lasts,
     };
-    let applied = backend
-        .set_rule(&request)
-        .with_context(|| format!("cannot set rule \"{name}\""))?;
+    // renamed for the rules file: the kernel holds one rule per target, so the rule under
+    // its old name goes first, and comes back if the new one is refused
+    let renamed = replaced.filter(|old| old.spec.name != name);
+    if let Some(old) = renamed {
+        backend.remove_rule(&old.spec.name)?;
+    }
+    let applied = match backend.set_rule(&request) {
+        Ok(applied) => applied,
+        Err(error) => {
+            let error = anyhow::Error::from(error).context(format!("cannot set rule \"{name}\""));
+            return match renamed {
+                Some(old) => match backend.set_rule(&as_requested(old, system.now_unix())) {
+                    Ok(_) => Err(error),
+                    Err(lost) => Err(error.context(format!(
+                        "rule \"{}\" was removed and cannot be set again: {lost}",
+                        old.spec.name
+                    ))),
+                },
+                None => Err(error),
+            };
+        }
+    };
     let now = backend
         .rules()?
         .into_iter()
@@ -159,7 +191,19 @@ pub fn set<S: System>(
         applied.shaped_sockets,
         sockets(applied.shaped_sockets),
     )?;
-    Ok(())
+    Ok(request.spec)
+}
+
+/// The request that sets `held` again as it is, for the time it has left.
+fn as_requested(held: &RuleStatus, now_unix: u64) -> RuleRequest {
+    RuleRequest {
+        spec: held.spec.clone(),
+        resolved: held.resolved.clone(),
+        limits: held.limits,
+        lasts: held
+            .expires_at
+            .map(|at| std::time::Duration::from_secs(at.saturating_sub(now_unix))),
+    }
 }
 
 /// Removes the rule held for `target`; none held is an error and changes nothing.

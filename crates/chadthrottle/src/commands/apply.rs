@@ -1,0 +1,668 @@
+//! `chadthrottle apply [FILE] [--dry-run]`: makes the rules the kernel holds from the rules
+//! file what the file says. The whole file is read, its targets resolved and their backends
+//! chosen before anything changes, so a broken file changes nothing. The file owns only the
+//! rules named as a file names them (no space): rules set with `limit` stay.
+
+use super::rule_change::chosen_limits;
+use crate::cli::Global;
+use anyhow::Context as _;
+use chadthrottle_core::PerDirection;
+use chadthrottle_core::access;
+use chadthrottle_core::backend::RuleBackend as _;
+use chadthrottle_core::rule_plan::{RuleChange, plan};
+use chadthrottle_core::rule_request::{RuleRequest, RuleStatus};
+use chadthrottle_core::rule_target::RuleSpec;
+use chadthrottle_core::rules_file::{RulesFileError, parse_rules, rule_error};
+use chadthrottle_core::system::System;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Whether the rules file owns the held rule `name`: command-line rules are named by their
+/// target, with a space, and unnamed kernel rules have one too.
+pub fn from_a_file(name: &str) -> bool {
+    !name.contains(' ')
+}
+
+pub fn run<S: System>(
+    system: &mut S,
+    global: &Global,
+    file: &Path,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    access::root_only(system.caller(), || "applying a rules file".to_owned())?;
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "rules file {} does not exist (`chadthrottle limit … --save` writes one)",
+                file.display()
+            )
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", file.display()));
+        }
+    };
+    let wanted = parse_rules(file, &text)?;
+    let requests = requests(system, global, file, &text, &wanted)?;
+    let mut backend = system.open(&global.datapath())?;
+    let held: Vec<RuleStatus> = match backend.as_mut() {
+        Some(backend) => backend.rules()?,
+        None => Vec::new(),
+    };
+    not_held_by_the_command_line(file, &text, &wanted, &requests, &held)?;
+    let owned: Vec<RuleSpec> = held
+        .iter()
+        .filter(|rule| from_a_file(&rule.spec.name))
+        .map(|rule| rule.spec.clone())
+        .collect();
+    let plan = plan(&wanted, &owned);
+    let mut counts = [0_usize; 4];
+    for change in &plan.changes {
+        counts[kind(change)] += 1;
+    }
+    let changes: Vec<&RuleChange> = plan.in_apply_order().collect();
+    if !dry_run && !changes.is_empty() {
+        let installing = changes
+            .iter()
+            .any(|change| !matches!(change, RuleChange::Remove(_)));
+        let mut backend = match backend {
+            Some(backend) => backend,
+            // only additions and changes need the datapath installed
+            None if installing => {
+                super::access::datapath(system, global)?;
+                system.install(&global.datapath())?
+            }
+            None => anyhow::bail!("no datapath is installed to remove rules from"),
+        };
+        for change in &changes {
+            let name = &change.rule().name;
+            let done = match change {
+                RuleChange::Remove(_) => backend.remove_rule(name).map(|_| ()),
+                RuleChange::Add(_) | RuleChange::Change(..) => {
+                    let request = requests.get(name.as_str()).with_context(|| {
+                        format!("rule \"{name}\" has no request (a bug in apply)")
+                    })?;
+                    backend.set_rule(request).map(|_| ())
+                }
+                RuleChange::Unchanged(_) => Ok(()),
+            };
+            done.with_context(|| {
+                format!("apply stopped at rule \"{name}\"; the changes printed above were made")
+            })?;
+            writeln!(out, "{change}")?;
+        }
+    } else {
+        for change in &changes {
+            writeln!(out, "{change}")?;
+        }
+    }
+    let [added, changed, removed, unchanged] = counts;
+    let dry = if dry_run {
+        " (dry run: nothing changed)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "{added} added, {changed} changed, {removed} removed, {unchanged} unchanged{dry}"
+    )?;
+    Ok(())
+}
+
+/// Index into the summary's counts: added, changed, removed, unchanged.
+const fn kind(change: &RuleChange) -> usize {
+    match change {
+        RuleChange::Add(_) => 0,
+        RuleChange::Change(..) => 1,
+        RuleChange::Remove(_) => 2,
+        RuleChange::Unchanged(_) => 3,
+    }
+}
+
+/// The request of each enabled rule of the file, by name: its target resolved on the
+/// machine and its backends chosen. A target that does not resolve is an error at the
+/// rule's line.
+fn requests<S: System>(
+    system: &S,
+    global: &Global,
+    file: &Path,
+    text: &str,
+    wanted: &[RuleSpec],
+) -> anyhow::Result<HashMap<String, RuleRequest>> {
+    let named = PerDirection {
+        up: global.upload_backend.as_deref(),
+        down: global.download_backend.as_deref(),
+    };
+    let mut requests = HashMap::new();
+    for (index, rule) in wanted.iter().enumerate() {
+        if !rule.enabled {
+            continue;
+        }
+        let at = |message: String| rule_error(file, text, index, &message);
+        let resolved = system
+            .resolve(&rule.target)
+            .map_err(|error| at(format!("rule \"{}\": {error}", rule.name)))?;
+        // the file refuses two rules on one target as written; the kernel, on one as resolved
+        if let Some(other) = requests
+            .values()
+            .find(|other: &&RuleRequest| other.resolved == resolved)
+        {
+            return Err(at(format!(
+                "rule \"{}\" targets {resolved}, as rule \"{}\" does: one rule per target",
+                rule.name, other.spec.name
+            ))
+            .into());
+        }
+        let limits = chosen_limits(system, &rule.limits, named)
+            .map_err(|error| at(format!("rule \"{}\": {error:#}", rule.name)))?;
+        let request = RuleRequest {
+            spec: rule.clone(),
+            resolved,
+            limits,
+            lasts: None,
+        };
+        requests.insert(rule.name.clone(), request);
+    }
+    Ok(requests)
+}
+
+/// Refuses a file rule on what a rule set with `limit` already matches: the two would
+/// compete, and apply does not remove command-line rules.
+fn not_held_by_the_command_line(
+    file: &Path,
+    text: &str,
+    wanted: &[RuleSpec],
+    requests: &HashMap<String, RuleRequest>,
+    held: &[RuleStatus],
+) -> Result<(), RulesFileError> {
+    for (index, rule) in wanted.iter().enumerate() {
+        let Some(request) = requests.get(&rule.name) else {
+            continue;
+        };
+        let same = held.iter().find(|other| {
+            !from_a_file(&other.spec.name)
+                && other.resolved == request.resolved
+                && other.spec.target.rank() == rule.target.rank()
+        });
+        if let Some(other) = same {
+            let message = format!(
+                "rule \"{}\" targets {}, which rule \"{}\" set with `limit` holds: \
+                 remove it with `chadthrottle unlimit` first",
+                rule.name, rule.target, other.spec.name
+            );
+            return Err(rule_error(file, text, index, &message));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{ok, refused, rules_machine};
+    use chadthrottle_core::fake::FakeSystem;
+    use chadthrottle_core::process::Uids;
+    use std::path::PathBuf;
+
+    /// A directory of one test's own, removed with everything in it when dropped.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A rules file in a directory of this test's own (`test` names it), holding `text`.
+    fn rules_file(test: &str, text: &str) -> (Scratch, PathBuf) {
+        let directory =
+            std::env::temp_dir().join(format!("chadthrottle-apply-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("temporary directory");
+        let file = directory.join("rules.toml");
+        std::fs::write(&file, text).expect("rules file written");
+        (Scratch(directory), file)
+    }
+
+    const THREE: &str = r#"# three rules
+[[rule]]
+name = "steam"
+exe = "/usr/bin/steam"
+down = "5M"
+
+[[rule]]
+name = "sync"
+unit = "syncthing.service"
+up = "1M"
+
+[[rule]]
+name = "alice"
+user = "alice"
+down = "20M"
+mode = "each"
+"#;
+
+    /// Name, target and order of each rule held, by order.
+    fn held(system: &FakeSystem) -> Vec<(String, String, u32)> {
+        system
+            .machine()
+            .rules
+            .iter()
+            .map(|rule| {
+                let spec = &rule.request.spec;
+                (spec.name.clone(), spec.target.to_string(), spec.order)
+            })
+            .collect()
+    }
+
+    fn apply(system: &mut FakeSystem, file: &std::path::Path, extra: &[&str]) -> String {
+        let file = file.to_str().expect("UTF-8 path");
+        let mut args = vec!["apply", file];
+        args.extend_from_slice(extra);
+        ok(system, &args)
+    }
+
+    #[test]
+    fn apply_adds_changes_and_removes_and_twice_changes_nothing() {
+        let mut system = rules_machine();
+        ok(&mut system, &["limit", "--name", "wget", "--up", "1M"]);
+        let (_scratch, file) = rules_file("adds", THREE);
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n\
+             + sync: unit syncthing.service ↑1MB/s (shared)\n\
+             + alice: user alice ↓20MB/s (each)\n\
+             3 added, 0 changed, 0 removed, 0 unchanged\n"
+        );
+        let expected = [
+            ("name wget", "name wget", 0),
+            ("steam", "exe /usr/bin/steam", 0),
+            ("sync", "unit syncthing.service", 1),
+            ("alice", "user alice", 2),
+        ];
+        let expected: Vec<(String, String, u32)> = expected
+            .iter()
+            .map(|(name, target, order)| ((*name).into(), (*target).into(), *order))
+            .collect();
+        assert_eq!(held(&system), expected);
+        let requests = system.machine().requests;
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "0 added, 0 changed, 0 removed, 3 unchanged\n"
+        );
+        assert_eq!(
+            system.machine().requests,
+            requests,
+            "nothing asked of the kernel"
+        );
+
+        // one rule changed, one removed, one disabled, one added
+        let edited = THREE
+            .replace(
+                "down = \"5M\"",
+                "down = \"2M\"\nupload_backend = \"policer\"\nup = \"1M\"",
+            )
+            .replace(
+                "name = \"sync\"\nunit = \"syncthing.service\"\nup = \"1M\"\n",
+                "name = \"sync\"\nunit = \"syncthing.service\"\nup = \"1M\"\nenabled = false\n",
+            )
+            + "\n[[rule]]\nname = \"web\"\ncontainer = \"web\"\ndown = \"3M\"\n";
+        std::fs::write(&file, edited).expect("rules file written");
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "- sync\n\
+             ~ steam: ↓5MB/s → ↓2MB/s, ↑unlimited → ↑1MB/s policer\n\
+             + web: container web ↓3MB/s (shared)\n\
+             1 added, 1 changed, 1 removed, 1 unchanged\n"
+        );
+        let names: Vec<String> = held(&system).into_iter().map(|(name, ..)| name).collect();
+        assert_eq!(names, ["name wget", "steam", "alice", "web"]);
+        let machine = system.machine();
+        let steam = &machine.rules[1].request;
+        assert_eq!(
+            steam.limits.up.map(|l| (l.rate, l.enforcement.name())),
+            Some((1 << 20, "policer"))
+        );
+        drop(machine);
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "0 added, 0 changed, 0 removed, 3 unchanged\n"
+        );
+
+        // an empty file removes the file's rules, and only those
+        std::fs::write(&file, "# nothing\n").expect("rules file written");
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "- steam\n- alice\n- web\n0 added, 0 changed, 3 removed, 0 unchanged\n"
+        );
+        let names: Vec<String> = held(&system).into_iter().map(|(name, ..)| name).collect();
+        assert_eq!(names, ["name wget"]);
+    }
+
+    #[test]
+    fn a_dry_run_prints_the_changes_and_makes_none() {
+        let mut system = rules_machine();
+        let (_scratch, file) = rules_file("dry", THREE);
+        let out = apply(&mut system, &file, &["--dry-run"]);
+        assert_eq!(
+            out,
+            "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n\
+             + sync: unit syncthing.service ↑1MB/s (shared)\n\
+             + alice: user alice ↓20MB/s (each)\n\
+             3 added, 0 changed, 0 removed, 0 unchanged (dry run: nothing changed)\n"
+        );
+        let machine = system.machine();
+        assert!(machine.rules.is_empty());
+        assert_eq!(machine.requests, 0, "not even installed");
+        assert!(machine.installs.is_empty());
+        drop(machine);
+        apply(&mut system, &file, &[]);
+        std::fs::write(&file, "").expect("rules file written");
+        let before = system.machine().rules.clone();
+        assert_eq!(
+            apply(&mut system, &file, &["--dry-run"]),
+            "- steam\n- sync\n- alice\n0 added, 0 changed, 3 removed, 0 unchanged (dry run: nothing changed)\n"
+        );
+        assert_eq!(system.machine().rules, before);
+    }
+
+    #[test]
+    fn a_broken_file_changes_nothing_and_says_where() {
+        let mut system = rules_machine();
+        ok(
+            &mut system,
+            &["limit", "--exe", "/usr/bin/curl", "--up", "1M"],
+        );
+        let (_scratch, file) = rules_file("broken", THREE);
+        apply(&mut system, &file, &[]);
+        let before = {
+            let machine = system.machine();
+            (machine.rules.clone(), machine.requests)
+        };
+        let shown = file.display().to_string();
+        let cases = [
+            (
+                THREE.replace("down = \"20M\"", "down = \"fast\""),
+                "15:8: invalid rate \"fast\"",
+            ),
+            (
+                THREE.replace("mode = \"each\"", "speed = 3"),
+                "16:1: unknown field `speed`",
+            ),
+            (
+                THREE.replace("user = \"alice\"", "user = \"bob\""),
+                "14:8: rule \"alice\": user \"bob\" is not in the user database",
+            ),
+            (
+                THREE.replace("syncthing.service", "nope.service"),
+                "9:8: rule \"sync\": unit \"nope.service\" is not running",
+            ),
+            (
+                THREE.replace("/usr/bin/steam", "/opt/nowhere/steam"),
+                "4:7: rule \"steam\": executable \"/opt/nowhere/steam\": its directory",
+            ),
+            (
+                THREE.replace("/usr/bin/steam", "/usr/bin/curl"),
+                "4:7: rule \"steam\" targets exe /usr/bin/curl, which rule \"exe /usr/bin/curl\" set with `limit` holds",
+            ),
+            (
+                THREE.replace("unit = \"syncthing.service\"", "pid = 5000"),
+                "9:7: rule \"sync\" has a pid",
+            ),
+            (
+                THREE.replace("user = \"alice\"", "user = 1000")
+                    + "\n[[rule]]\nname = \"a\"\nuser = \"alice\"\nup = \"1M\"\n",
+                "20:8: rule \"a\" targets uid 1000, as rule \"alice\" does: one rule per target",
+            ),
+        ];
+        for (text, expected) in cases {
+            std::fs::write(&file, &text).expect("rules file written");
+            let error = refused(&mut system, &["apply", &shown]);
+            assert!(
+                error.starts_with(&format!("{shown}:{expected}")),
+                "{expected}: {error}"
+            );
+            assert!(!error.contains('\n'), "one line: {error}");
+            let machine = system.machine();
+            assert_eq!(
+                (machine.rules.clone(), machine.requests),
+                before,
+                "{expected}"
+            );
+        }
+        // a disabled rule is not resolved: it is not set
+        let disabled = THREE.replace("user = \"alice\"", "user = \"bob\"\nenabled = false");
+        std::fs::write(&file, disabled).expect("rules file written");
+        assert_eq!(
+            ok(&mut system, &["apply", &shown]),
+            "- alice\n0 added, 0 changed, 1 removed, 2 unchanged\n"
+        );
+    }
+
+    #[test]
+    fn the_packaged_example_applies() {
+        let example = include_str!("../../../../packaging/rules.toml.example");
+        let mut system = rules_machine();
+        let (_scratch, file) = rules_file("example", example);
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n\
+             + wget: name wget ↓1MB/s ↑1MB/s (each)\n\
+             + sync: unit syncthing.service ↑500KB/s burst 1MB policer (shared)\n\
+             + web: container web ↑10MB/s (shared)\n\
+             4 added, 0 changed, 0 removed, 0 unchanged\n"
+        );
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "0 added, 0 changed, 0 removed, 4 unchanged\n"
+        );
+    }
+
+    #[test]
+    fn the_boot_unit_applies_the_default_file_once() {
+        let unit = include_str!("../../../../packaging/chadthrottle-rules.service");
+        let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+        let exec = format!(
+            "ExecStart=/usr/bin/chadthrottle apply {}",
+            crate::cli::RULES_FILE
+        );
+        for expected in [
+            exec.as_str(),
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "After=network.target local-fs.target",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(
+                lines.contains(&expected),
+                "{expected} is not in the unit:\n{unit}"
+            );
+        }
+    }
+
+    #[test]
+    fn apply_and_save_take_the_default_file_when_given_none() {
+        use crate::cli::{Cli, Command, RULES_FILE};
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("chadthrottle").chain(args.iter().copied()))
+                .unwrap_or_else(|error| panic!("{args:?}: {error}"))
+                .command
+        };
+        let files = [
+            (vec!["apply"], RULES_FILE),
+            (vec!["apply", "--dry-run", "/tmp/r.toml"], "/tmp/r.toml"),
+            (
+                vec!["limit", "--exe", "/bin/a", "--up", "1M", "--save"],
+                RULES_FILE,
+            ),
+            (
+                vec!["limit", "--save", "--exe", "/bin/a", "--up", "1M"],
+                RULES_FILE,
+            ),
+            (
+                vec!["limit", "--exe", "/bin/a", "--up", "1M", "--save", "r.toml"],
+                "r.toml",
+            ),
+        ];
+        for (args, expected) in files {
+            let file = match parse(&args) {
+                Some(Command::Apply(apply)) => apply.file,
+                Some(Command::Limit(limit)) => limit.save.unwrap_or_default(),
+                other => panic!("{args:?} parsed as {other:?}"),
+            };
+            assert_eq!(file, PathBuf::from(expected), "{args:?}");
+        }
+        match parse(&["limit", "--exe", "/bin/a", "--up", "1M"]) {
+            Some(Command::Limit(limit)) => assert_eq!(limit.save, None),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_file_and_a_caller_without_root_are_refused() {
+        let mut system = rules_machine();
+        let missing = std::env::temp_dir().join("chadthrottle-apply-no-such-dir/rules.toml");
+        let error = refused(&mut system, &["apply", missing.to_str().expect("UTF-8")]);
+        assert_eq!(
+            error,
+            format!(
+                "rules file {} does not exist (`chadthrottle limit … --save` writes one)",
+                missing.display()
+            )
+        );
+        let (_scratch, file) = rules_file("root", THREE);
+        system.machine().caller = Uids::of(1000);
+        let error = refused(&mut system, &["apply", file.to_str().expect("UTF-8")]);
+        assert_eq!(
+            error,
+            "applying a rules file affects every user of this machine: only root may do it (run it with sudo)"
+        );
+        assert!(system.machine().rules.is_empty());
+    }
+
+    #[test]
+    fn a_saved_rule_is_one_apply_finds_held() {
+        let mut system = rules_machine();
+        let (_scratch, file) = rules_file("save", "# saved by limit --save\n");
+        let file = file.with_file_name("etc/chadthrottle/rules.toml");
+        let shown = file.to_str().expect("UTF-8").to_owned();
+        let out = ok(
+            &mut system,
+            &[
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "5M",
+                "--save",
+                &shown,
+            ],
+        );
+        assert!(
+            out.starts_with(
+                "rule \"exe-steam\": exe /usr/bin/steam ↓5MB/s (shared), until removed [shaping]; "
+            ),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(&format!("saved as rule \"exe-steam\" in {shown}\n")),
+            "{out}"
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&file).expect("saved").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o644);
+        // a CLI rule on a target moves into the file; saving a target again replaces it
+        ok(&mut system, &["limit", "--user", "alice", "--up", "1M"]);
+        ok(
+            &mut system,
+            &[
+                "limit", "--user", "alice", "--up", "2M", "--each", "--save", &shown,
+            ],
+        );
+        ok(
+            &mut system,
+            &[
+                "--download-backend",
+                "policer",
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "4M",
+                "--save",
+                &shown,
+            ],
+        );
+        let text = std::fs::read_to_string(&file).expect("saved");
+        assert_eq!(
+            text,
+            "[[rule]]\nname = \"exe-steam\"\nexe = \"/usr/bin/steam\"\ndown = \"4MB\"\ndownload_backend = \"policer\"\n\n\
+             [[rule]]\nname = \"user-alice\"\nuser = \"alice\"\nup = \"2MB\"\nmode = \"each\"\n"
+        );
+        let names: Vec<(String, String, u32)> = held(&system);
+        assert_eq!(
+            names,
+            [
+                ("exe-steam".to_owned(), "exe /usr/bin/steam".to_owned(), 0),
+                ("user-alice".to_owned(), "user alice".to_owned(), 1)
+            ]
+        );
+        assert_eq!(
+            ok(&mut system, &["apply", &shown]),
+            "0 added, 0 changed, 0 removed, 2 unchanged\n"
+        );
+    }
+
+    #[test]
+    fn save_reads_the_file_first_and_says_when_it_cannot_write() {
+        let mut system = rules_machine();
+        let (_scratch, file) = rules_file("unsaved", "[[rule]\n");
+        let shown = file.to_str().expect("UTF-8").to_owned();
+        let args = [
+            "limit",
+            "--exe",
+            "/usr/bin/steam",
+            "--down",
+            "5M",
+            "--save",
+            &shown,
+        ];
+        let error = refused(&mut system, &args);
+        assert!(error.starts_with(&format!("{shown}:1:")), "{error}");
+        assert!(system.machine().rules.is_empty(), "nothing set");
+        // a directory where the file should be: the rule is set, the file not written
+        std::fs::remove_file(&file).expect("removed");
+        std::fs::create_dir(&file).expect("a directory in its place");
+        let error = refused(&mut system, &args);
+        assert!(
+            error.starts_with(&format!("cannot read {shown}")),
+            "{error}"
+        );
+        std::fs::remove_dir(&file).expect("removed");
+        // where no directory can be made, not even by root: the rule is set, not saved
+        let below = "/proc/chadthrottle-no-such-directory/rules.toml";
+        let args = [
+            "limit",
+            "--exe",
+            "/usr/bin/steam",
+            "--down",
+            "5M",
+            "--save",
+            below,
+        ];
+        let error = refused(&mut system, &args);
+        assert!(
+            error.starts_with(&format!(
+                "rule \"exe-steam\" is set but not saved in {below}: cannot "
+            )),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("; it lasts until unlimit, reset or reboot"),
+            "{error}"
+        );
+        assert_eq!(held(&system).len(), 1, "the rule stays set");
+    }
+}
