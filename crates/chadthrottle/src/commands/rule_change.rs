@@ -56,6 +56,19 @@ pub fn set<S: System>(
     args: &LimitArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    set_named(system, global, target, args, None, out)
+}
+
+/// [`set`], the rule named `name` rather than after its target or the rule it replaces
+/// (`run` names its rule after the command).
+pub fn set_named<S: System>(
+    system: &mut S,
+    global: &Global,
+    target: &RuleTarget,
+    args: &LimitArgs,
+    name: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     super::access::rule(system, target)?;
     let resolved = system.resolve(target).map_err(anyhow::Error::msg)?;
     let named = PerDirection {
@@ -105,7 +118,10 @@ pub fn set<S: System>(
     let mut backend = system.install(&global.datapath())?;
     let rules = backend.rules()?;
     let replaced = held(system, &rules, target);
-    let name = replaced.map_or_else(|| command_line_rule_name(target), |r| r.spec.name.clone());
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => replaced.map_or_else(|| command_line_rule_name(target), |r| r.spec.name.clone()),
+    };
     let order = replaced.map_or_else(
         || {
             rules

@@ -1,0 +1,324 @@
+//! Kernel tests of `run`: a command started under a tree rule, on the real binary in the
+//! network lab — the rate it is held to, the status it exits with, the user it runs as,
+//! the signals passed on, and the rule gone once its last process has. Root only;
+//! ignored with the reason printed otherwise.
+
+pub mod common;
+
+use anyhow::{Context as _, ensure};
+use chadthrottle_lab::{Family, Lab, Proto};
+use common::{KIB, MAX_BYTES, Test, chadthrottle, rules, steady, within};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::os::unix::process::CommandExt as _;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `chadthrottle args` started in `lab`'s cgroup, the datapath's scope: its processes are
+/// those the kernel resolves rules for (the network namespace does not matter here).
+fn in_lab(lab: &Lab, args: &[&str]) -> anyhow::Result<Command> {
+    let procs = std::ffi::CString::new(
+        lab.cgroup()
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chadthrottle"));
+    command
+        .args(args)
+        .envs(lab.env())
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .env_remove("CHADTHROTTLE_FAILPOINT");
+    // SAFETY: open, write and close are async-signal-safe; the path is built before fork.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0": the writing process itself
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
+}
+
+/// `chadthrottle run --up 1M -- command…` in `lab`, with `env` set.
+fn run_command(lab: &Lab, env: &[(&str, &str)], command: &[&str]) -> anyhow::Result<Output> {
+    let mut args = vec!["run", "--up", "1M", "--"];
+    args.extend_from_slice(command);
+    Ok(in_lab(lab, &args)?.envs(env.iter().copied()).output()?)
+}
+
+/// Checks that no rule is left.
+fn no_rule_left(lab: &Lab, after: &str) -> anyhow::Result<()> {
+    let left = rules(lab)?;
+    ensure!(left.is_empty(), "after {after}, rules are left: {left:?}");
+    Ok(())
+}
+
+/// `run --up 512K -- <lab client>`: the client is a member of the rule `run PID name`
+/// from its start, its upload is held to 512 KiB/s, and when it quits `run` exits and
+/// the rule is gone.
+fn run_holds_the_command_to_its_rate() -> anyhow::Result<()> {
+    let lab = Lab::new("run-rate", None)?;
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let cgroup = lab.cgroup().to_str().context("UTF-8 cgroup path")?;
+    let pin_dir = lab.pin_dir().to_str().context("UTF-8 pin dir")?;
+    // `run` itself starts in the lab's namespace and cgroup, so its command does too
+    let wrapper: Vec<String> = [
+        env!("CARGO_BIN_EXE_chadthrottle"),
+        "--cgroup",
+        cgroup,
+        "--pin-dir",
+        pin_dir,
+        "run",
+        "--up",
+        "512K",
+        "--",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut client = lab.client_under(&server, Proto::Tcp, None, &wrapper)?;
+    let endpoint = client.ready.pid;
+    ensure!(
+        endpoint != client.pid(),
+        "the endpoint is run's child, not run"
+    );
+    let listed = rules(&lab)?;
+    ensure!(listed.len() == 1, "one rule: {listed:?}");
+    let rule = &listed[0];
+    let name = rule["name"].as_str().context("a name")?;
+    ensure!(
+        name.starts_with(&format!("run {endpoint} ")),
+        "named after the command: {rule}"
+    );
+    ensure!(
+        rule["target"] == format!("tree {endpoint}") && rule["up"] == 512 * 1024,
+        "the tree of the command, 512 KiB/s up: {rule}"
+    );
+    let members: Vec<u64> = rule["members"]
+        .as_array()
+        .context("members")?
+        .iter()
+        .filter_map(|member| member["pid"].as_u64())
+        .collect();
+    ensure!(
+        members == [u64::from(endpoint)],
+        "the command is the member: {rule}"
+    );
+
+    let report = client.send(10.0, MAX_BYTES)?;
+    within(
+        "run --up 512K",
+        &steady(&mut server, &report)?,
+        512.0 * KIB,
+        0.10,
+    )?;
+    client.quit()?;
+    no_rule_left(&lab, "the command quit")
+}
+
+/// `run` exits with the command's status, 128 + the signal when a signal ended it, and
+/// lifts its rule each time; a program that does not exist, or a rule that cannot be
+/// set, is one line and exit 1, and nothing runs.
+fn run_exits_with_the_commands_status() -> anyhow::Result<()> {
+    let lab = Lab::new("run-status", None)?;
+    for (command, expected) in [
+        (["sh", "-c", "exit 7"], 7),
+        (["sh", "-c", "exit 0"], 0),
+        (["sh", "-c", "kill -TERM $$"], 128 + 15),
+        (["sh", "-c", "kill -KILL $$"], 128 + 9),
+    ] {
+        let output = run_command(&lab, &[], &command)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        println!(
+            "  run -- {}: exit {:?}",
+            command.join(" "),
+            output.status.code()
+        );
+        ensure!(
+            output.status.code() == Some(expected) && stderr.is_empty(),
+            "run -- {command:?}: exit {:?} (expected {expected}), stderr {stderr:?}",
+            output.status.code()
+        );
+        no_rule_left(&lab, &format!("{command:?}"))?;
+    }
+
+    let output = run_command(&lab, &[], &["/nonexistent-ct-dir/program"])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.code() == Some(1)
+            && stderr.trim().lines().count() == 1
+            && stderr.contains("cannot run \"/nonexistent-ct-dir/program\""),
+        "a missing program: exit {:?}, {stderr:?}",
+        output.status.code()
+    );
+    no_rule_left(&lab, "a missing program")?;
+
+    let marker = std::env::temp_dir().join(format!("ct-run-marker-{}", std::process::id()));
+    let marker_path = marker.to_str().context("UTF-8")?;
+    let output = chadthrottle(
+        &lab,
+        &[
+            "--upload-backend",
+            "htb",
+            "run",
+            "--up",
+            "1M",
+            "--",
+            "touch",
+            marker_path,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.code() == Some(1)
+            && stderr.trim().lines().count() == 1
+            && stderr.contains("cannot hold a rule"),
+        "htb refused: exit {:?}, {stderr:?}",
+        output.status.code()
+    );
+    ensure!(!marker.exists(), "the refused command ran");
+    no_rule_left(&lab, "a refused rule")
+}
+
+/// Under sudo (SUDO_UID, SUDO_GID) the command runs as that user, with the user's
+/// groups and login environment; without, as the caller.
+fn run_drops_root_for_the_sudo_user() -> anyhow::Result<()> {
+    let lab = Lab::new("run-user", None)?;
+    let script = "id -u; id -g; id -G; echo \"$USER $LOGNAME $HOME\"";
+    let output = run_command(
+        &lab,
+        &[("SUDO_UID", "65534"), ("SUDO_GID", "65534")],
+        &["sh", "-c", script],
+    )?;
+    let said = String::from_utf8_lossy(&output.stdout);
+    println!("  SUDO_UID=65534 run -- sh -c '{script}': {said:?}");
+    ensure!(output.status.success(), "{output:?}");
+    let lines: Vec<&str> = said.lines().collect();
+    ensure!(
+        lines.first() == Some(&"65534") && lines.get(1) == Some(&"65534"),
+        "runs as 65534:65534: {said:?}"
+    );
+    ensure!(
+        lines
+            .get(2)
+            .is_some_and(|groups| !groups.split(' ').any(|group| group == "0")),
+        "root's group dropped: {said:?}"
+    );
+    ensure!(
+        lines.get(3) == Some(&"nobody nobody /nonexistent"),
+        "nobody's login environment: {said:?}"
+    );
+    let output = run_command(&lab, &[], &["id", "-u"])?;
+    ensure!(
+        String::from_utf8_lossy(&output.stdout) == "0\n",
+        "without sudo, as the caller: {output:?}"
+    );
+    no_rule_left(&lab, "id")
+}
+
+/// A signal sent to `run` reaches the command once; `run` waits for the command's
+/// descendants before it lifts the rule; `--for` ends the limit while the command runs.
+fn run_forwards_signals_and_waits_for_the_tree() -> anyhow::Result<()> {
+    let lab = Lab::new("run-signals", None)?;
+    // the command says it is ready once its trap is set, counts the SIGTERMs it gets,
+    // then exits 3
+    let mut child = in_lab(
+        &lab,
+        &[
+            "run",
+            "--up",
+            "1M",
+            "--",
+            "sh",
+            "-c",
+            "n=0; trap 'n=$((n+1))' TERM; echo ready; i=0; while [ $i -lt 30 ] && [ $n -eq 0 ]; \
+             do sleep 0.1; i=$((i+1)); done; sleep 0.5; echo $n; exit 3",
+        ],
+    )?
+    .stdout(Stdio::piped())
+    .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    ensure!(line == "ready\n", "the command said {line:?}");
+    ensure!(rules(&lab)?.len() == 1, "the command runs in its rule");
+    // SAFETY: kill has no memory preconditions; the child is ours and not reaped.
+    unsafe {
+        libc::kill(i32::try_from(child.id())?, libc::SIGTERM);
+    }
+    let mut said = String::new();
+    stdout.read_to_string(&mut said)?;
+    let status = child.wait()?;
+    println!(
+        "  SIGTERM to run: the command counted {said:?}, exit {:?}",
+        status.code()
+    );
+    ensure!(
+        status.code() == Some(3) && said == "1\n",
+        "SIGTERM reached the command, which exited 3: {said:?}, {status:?}"
+    );
+    no_rule_left(&lab, "the signalled command")?;
+
+    // the command exits at once, its background child 2 s later: so does run (the child
+    // lets go of run's stdout, which `output` would wait for)
+    let started = Instant::now();
+    let output = run_command(
+        &lab,
+        &[],
+        &["sh", "-c", "sleep 2 </dev/null >/dev/null 2>&1 & exit 0"],
+    )?;
+    let took = started.elapsed();
+    println!("  run -- sh -c 'sleep 2 & exit 0' took {took:?}");
+    ensure!(
+        output.status.success() && took >= Duration::from_millis(1800),
+        "run waited for the tree: {took:?}, {output:?}"
+    );
+    no_rule_left(&lab, "the tree's last process")?;
+
+    // --for: the rule lapses while the command still runs
+    let mut child = in_lab(
+        &lab,
+        &["run", "--up", "1M", "--for", "1s", "--", "sleep", "3"],
+    )?
+    .spawn()?;
+    std::thread::sleep(Duration::from_millis(2000));
+    let lapsed = rules(&lab)?;
+    let running = child.try_wait()?.is_none();
+    let status = child.wait()?;
+    ensure!(
+        lapsed.is_empty() && running,
+        "--for 1s: after 2 s the command runs ({running}) and no rule is listed: {lapsed:?}"
+    );
+    ensure!(status.success(), "run --for: {status:?}");
+    no_rule_left(&lab, "--for")
+}
+
+fn main() {
+    let tests: &[(&'static str, Test)] = &[
+        (
+            "run_holds_the_command_to_its_rate",
+            run_holds_the_command_to_its_rate,
+        ),
+        (
+            "run_exits_with_the_commands_status",
+            run_exits_with_the_commands_status,
+        ),
+        (
+            "run_drops_root_for_the_sudo_user",
+            run_drops_root_for_the_sudo_user,
+        ),
+        (
+            "run_forwards_signals_and_waits_for_the_tree",
+            run_forwards_signals_and_waits_for_the_tree,
+        ),
+    ];
+    common::main(tests);
+}
