@@ -301,7 +301,118 @@ fn run_forwards_signals_and_waits_for_the_tree() -> anyhow::Result<()> {
     no_rule_left(&lab, "--for")
 }
 
+/// Set in the environment of this binary run as a command that counts the SIGINTs it gets.
+const COUNT_SIGINT: &str = "CT_RUN_TEST_COUNT_SIGINT";
+
+/// This binary as the command of the Ctrl+C test: says "ready", counts every SIGINT
+/// delivered for 2 s (each delivery runs the handler once), says how many, exits 0.
+fn count_sigints() -> ! {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    // SAFETY: the handler only adds to an atomic, which is async-signal-safe.
+    let registered = unsafe {
+        signal_hook::low_level::register(libc::SIGINT, || {
+            COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    if registered.is_err() {
+        std::process::exit(2);
+    }
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(2));
+    println!("sigint {}", COUNT.load(std::sync::atomic::Ordering::SeqCst));
+    std::process::exit(0);
+}
+
+/// A pseudo-terminal: its controller (the test's end) and the terminal's path.
+fn pseudo_terminal() -> anyhow::Result<(std::fs::File, std::path::PathBuf)> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: posix_openpt returns a new descriptor or -1; nothing else is touched.
+    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    ensure!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a new descriptor of ours.
+    let controller = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut name = [0_u8; 128];
+    // SAFETY: fd is a pseudo-terminal controller; name is valid for its length.
+    let ok = unsafe {
+        libc::grantpt(fd) == 0
+            && libc::unlockpt(fd) == 0
+            && libc::ptsname_r(fd, name.as_mut_ptr().cast(), name.len()) == 0
+    };
+    ensure!(ok, "pseudo-terminal: {}", std::io::Error::last_os_error());
+    let path = std::ffi::CStr::from_bytes_until_nul(&name)?
+        .to_str()?
+        .to_owned();
+    Ok((controller, path.into()))
+}
+
+/// Ctrl+C in the terminal `run` is started from reaches the command exactly once: the
+/// terminal sends it to the whole foreground process group, and `run` does not send it
+/// again; `run` itself lives on and exits with the command's status.
+fn ctrl_c_reaches_the_command_once() -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let lab = Lab::new("run-ctrl-c", None)?;
+    let (controller, terminal) = pseudo_terminal()?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&terminal)
+    };
+    let me = std::env::current_exe()?;
+    let mut command = in_lab(
+        &lab,
+        &["run", "--up", "1M", "--", me.to_str().context("UTF-8")?],
+    )?;
+    command
+        .env(COUNT_SIGINT, "1")
+        .stdin(open()?)
+        .stdout(open()?)
+        .stderr(open()?);
+    // SAFETY: setsid and ioctl are async-signal-safe: run leads a session whose
+    // controlling terminal is the pseudo-terminal, its process group in the foreground.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    drop(command);
+    let mut seen = String::new();
+    let read_until = |text: &str, seen: &mut String| -> anyhow::Result<()> {
+        let mut buffer = [0_u8; 256];
+        while !seen.contains(text) {
+            let n = (&controller).read(&mut buffer).unwrap_or(0);
+            ensure!(n > 0, "the terminal closed before {text:?}: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+        Ok(())
+    };
+    read_until("ready", &mut seen)?;
+    (&controller).write_all(&[3])?; // Ctrl+C: ISIG makes it SIGINT to the foreground group
+    read_until("sigint ", &mut seen)?;
+    read_until("\n", &mut seen)?;
+    let status = child.wait()?;
+    let count = seen
+        .split("sigint ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    println!("  Ctrl+C: the command counted {count} SIGINT, run exited {status}");
+    ensure!(
+        count == "1" && status.success(),
+        "one SIGINT and run exits 0: {seen:?}, {status}"
+    );
+    no_rule_left(&lab, "Ctrl+C")
+}
+
 fn main() {
+    if std::env::var_os(COUNT_SIGINT).is_some() {
+        count_sigints();
+    }
     let tests: &[(&'static str, Test)] = &[
         (
             "run_holds_the_command_to_its_rate",
@@ -318,6 +429,10 @@ fn main() {
         (
             "run_forwards_signals_and_waits_for_the_tree",
             run_forwards_signals_and_waits_for_the_tree,
+        ),
+        (
+            "ctrl_c_reaches_the_command_once",
+            ctrl_c_reaches_the_command_once,
         ),
     ];
     common::main(tests);
