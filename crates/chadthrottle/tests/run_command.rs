@@ -7,7 +7,7 @@ pub mod common;
 
 use anyhow::{Context as _, ensure};
 use chadthrottle_lab::{Family, Lab, Proto};
-use common::{KIB, MAX_BYTES, Test, chadthrottle, rules, steady, within};
+use common::{KIB, MAX_BYTES, Test, chadthrottle, rules, run, steady, within};
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Output, Stdio};
@@ -46,6 +46,11 @@ fn in_lab(lab: &Lab, args: &[&str]) -> anyhow::Result<Command> {
         });
     }
     Ok(command)
+}
+
+/// `chadthrottle run --up 1M -- sh -c script` in `lab`, to be started.
+fn script_in_lab(lab: &Lab, script: &str) -> anyhow::Result<Command> {
+    in_lab(lab, &["run", "--up", "1M", "--", "sh", "-c", script])
 }
 
 /// `chadthrottle run --up 1M -- command…` in `lab`, with `env` set.
@@ -230,18 +235,10 @@ fn run_forwards_signals_and_waits_for_the_tree() -> anyhow::Result<()> {
     let lab = Lab::new("run-signals", None)?;
     // the command says it is ready once its trap is set, counts the SIGTERMs it gets,
     // then exits 3
-    let mut child = in_lab(
+    let mut child = script_in_lab(
         &lab,
-        &[
-            "run",
-            "--up",
-            "1M",
-            "--",
-            "sh",
-            "-c",
-            "n=0; trap 'n=$((n+1))' TERM; echo ready; i=0; while [ $i -lt 30 ] && [ $n -eq 0 ]; \
-             do sleep 0.1; i=$((i+1)); done; sleep 0.5; echo $n; exit 3",
-        ],
+        "n=0; trap 'n=$((n+1))' TERM; echo ready; i=0; while [ $i -lt 30 ] && [ $n -eq 0 ]; \
+         do sleep 0.1; i=$((i+1)); done; sleep 0.5; echo $n; exit 3",
     )?
     .stdout(Stdio::piped())
     .spawn()?;
@@ -299,6 +296,66 @@ fn run_forwards_signals_and_waits_for_the_tree() -> anyhow::Result<()> {
     );
     ensure!(status.success(), "run --for: {status:?}");
     no_rule_left(&lab, "--for")
+}
+
+/// The rule can go before the tree does: `unlimit --pid PID --tree` lifts it while the
+/// command runs (run then finds it gone), and a signal to `run` while it waits for the
+/// command's leftover processes ends the wait and removes the rule.
+fn run_lets_go_of_its_rule_early() -> anyhow::Result<()> {
+    let lab = Lab::new("run-early", None)?;
+    let mut child = in_lab(&lab, &["run", "--up", "1M", "--", "sleep", "2"])?.spawn()?;
+    let started = Instant::now();
+    let tree = loop {
+        if let Some(rule) = rules(&lab)?.first() {
+            break rule["target"].as_str().context("a target")?.to_owned();
+        }
+        ensure!(started.elapsed() < Duration::from_secs(5), "no rule set");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pid = tree.strip_prefix("tree ").context("a tree rule")?;
+    let said = run(&lab, &["unlimit", "--pid", pid, "--tree"])?;
+    println!("  unlimit --pid {pid} --tree: {}", said.trim());
+    ensure!(
+        said.starts_with(&format!("rule \"run {pid} sleep\" removed")),
+        "{said}"
+    );
+    let status = child.wait()?;
+    ensure!(
+        status.success(),
+        "run went on to the command's end: {status}"
+    );
+    no_rule_left(&lab, "unlimit")?;
+
+    let mut child = script_in_lab(&lab, "sleep 3 </dev/null >/dev/null 2>&1 & exit 0")?.spawn()?;
+    std::thread::sleep(Duration::from_millis(1000));
+    let waiting = rules(&lab)?;
+    ensure!(
+        waiting.len() == 1 && child.try_wait()?.is_none(),
+        "run waits for the leftover sleep: {waiting:?}"
+    );
+    let signalled = Instant::now();
+    // SAFETY: kill has no memory preconditions; the child is ours and not reaped.
+    unsafe {
+        libc::kill(i32::try_from(child.id())?, libc::SIGTERM);
+    }
+    let status = child.wait()?;
+    let took = signalled.elapsed();
+    println!("  SIGTERM while run waits for the tree: exit {status} after {took:?}");
+    ensure!(
+        status.success() && took < Duration::from_millis(1000),
+        "run stopped waiting at once and exits with the command's status: {status}, {took:?}"
+    );
+    no_rule_left(&lab, "a signal while run waits")?;
+    // the leftover sleep ends on its own before the lab's cgroup goes
+    let procs = lab.cgroup().join("cgroup.procs");
+    while !std::fs::read_to_string(&procs)?.trim().is_empty() {
+        ensure!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "the sleep lingers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// Set in the environment of this binary run as a command that counts the SIGINTs it gets.
@@ -429,6 +486,10 @@ fn main() {
         (
             "run_forwards_signals_and_waits_for_the_tree",
             run_forwards_signals_and_waits_for_the_tree,
+        ),
+        (
+            "run_lets_go_of_its_rule_early",
+            run_lets_go_of_its_rule_early,
         ),
         (
             "ctrl_c_reaches_the_command_once",

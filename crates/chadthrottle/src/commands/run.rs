@@ -142,6 +142,12 @@ pub fn lift<S: System>(
     name: &str,
     stop: &mut dyn FnMut() -> bool,
 ) -> anyhow::Result<()> {
+    // `stop` may say so once (a signal taken from the queue): remembered
+    let mut stopped = false;
+    let mut stop = || {
+        stopped = stopped || stop();
+        stopped
+    };
     loop {
         // opened afresh each time: a `reset` meanwhile takes the datapath away
         let Some(mut backend) = system.open(&global.datapath())? else {
@@ -271,7 +277,8 @@ mod tests {
         let mut asked = 0;
         lift(&mut system, &global(), "run 5000 steam", &mut || {
             asked += 1;
-            asked > 3
+            // once, as a signal is taken from the queue once
+            asked == 4
         })
         .expect("lift");
         assert!(asked > 3, "waited for the members");
