@@ -17,7 +17,8 @@
 //! - the loader (`loader`): parse the object, create or reuse maps, load and find programs;
 //! - helpers every layer uses: `config`, `error`, `names`, `layout`, `object`, `mounts`,
 //!   `procs`, `netns`, `privileges`, `lock`, `clock`, `rtnetlink`, `backfill`, `query`,
-//!   `targets` (rule targets resolved on this machine).
+//!   `targets` (rule targets resolved on this machine), `launch` (`run`'s command,
+//!   held before its first instruction).
 
 pub mod accounting;
 mod backfill;
@@ -27,6 +28,7 @@ mod config;
 mod datapath;
 mod error;
 mod install;
+pub mod launch;
 mod layout;
 mod loader;
 mod lock;

@@ -8,6 +8,7 @@ use chadthrottle_core::rule_target::{
 use chadthrottle_core::system::DatapathOptions;
 use chadthrottle_core::{Rate, Size};
 use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -236,6 +237,10 @@ pub enum Command {
     Backends(BackendsArgs),
     /// Which processes use the network: rates and totals per process, refreshed.
     Top(TopArgs),
+    /// Start a command under a limit shared by it and every process it starts, set
+    /// before its first instruction and lifted when the last of them has exited.
+    #[command(after_help = RATES)]
+    Run(RunArgs),
 }
 
 /// Which processes `limit` and `unlimit` act on: one PID, or a rule's target. Every kind
@@ -463,4 +468,39 @@ pub struct TopArgs {
     /// accounting is available.
     #[arg(long)]
     pub fallback: bool,
+}
+
+/// `run`'s limits, as `limit --pid --tree` takes them, and its command.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("direction").required(true).multiple(true).args(["up", "down"]))]
+pub struct RunArgs {
+    /// Upload limit, one budget for the command and every process it starts.
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+    pub up: Option<Rate>,
+
+    /// Download limit, one budget for the command and every process it starts.
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+    pub down: Option<Rate>,
+
+    /// Bytes that may pass at once after a stall, both directions [default: 400 ms of the
+    /// rate, at least 64K]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub burst: Option<Size>,
+
+    /// Upload burst (overrides --burst).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub burst_up: Option<Size>,
+
+    /// Download burst (overrides --burst).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub burst_down: Option<Size>,
+
+    /// Lift the limit after this long; the command keeps running.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub lasts: Option<Duration>,
+
+    /// The command and its arguments, after `--`. Under sudo it runs as the user who
+    /// invoked sudo (SUDO_UID, SUDO_GID, that user's groups, HOME, USER, LOGNAME).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
 }

@@ -39,6 +39,10 @@ fn main() -> ExitCode {
         // whoever read the output stopped reading (`| head`): not a failure of ours
         Err(error) if commands::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
+            if let Some(status) = error.downcast_ref::<commands::run::CommandStatus>() {
+                // `run`'s command ended so: its status is run's, and it said what it had to say
+                return ExitCode::from(status.0);
+            }
             eprintln!(
                 "chadthrottle: {}",
                 chadthrottle_kernel::describe(error.as_ref())

@@ -86,6 +86,14 @@ fn bad_values_exit_2_naming_the_value() {
         (vec!["--max-limits", "0", "status"], "0"),
         (vec!["--max-connections", "10", "status"], "10"),
         (vec!["top", "--count", "0"], "0"),
+        (
+            vec!["run", "--up", "fast", "--", "true"],
+            "invalid rate \"fast\"",
+        ),
+        (
+            vec!["run", "--down", "1M", "--for", "never", "--", "true"],
+            "invalid duration \"never\"",
+        ),
     ];
     for (args, expected) in cases {
         refused(&args, 2, expected);
@@ -120,6 +128,9 @@ fn missing_or_unknown_arguments_are_clap_errors_with_usage() {
         vec!["--upload-limit", "1M"], // a limit without --pid
         vec!["throttle"],             // no such command
         vec!["unlimit", "--pid", "1", "--sideways"],
+        vec!["run", "--up", "1M"],         // no command
+        vec!["run", "--", "true"],         // neither --up nor --down
+        vec!["run", "--up", "1M", "true"], // the command without --
     ] {
         let (mut command, pin_dir) = chadthrottle();
         let output = command.args(&args).output().expect("runs");
@@ -373,4 +384,26 @@ fn apply_takes_one_file_and_refuses_a_missing_or_broken_one() {
         }
     }
     std::fs::remove_dir_all(&directory).expect("removed");
+}
+
+#[test]
+fn run_is_refused_before_its_command_runs() {
+    let marker = std::env::temp_dir().join(format!("ct-cli-run-{}", std::process::id()));
+    let touch = ["touch", marker.to_str().expect("UTF-8")];
+    if runs_as_root() {
+        // the rule's backend is refused: the command, held before it ran, is killed
+        let mut args = vec!["--upload-backend", "htb", "run", "--up", "1M", "--"];
+        args.extend_from_slice(&touch);
+        refused(&args, 1, "backend \"htb\" is unavailable");
+    } else {
+        let mut args = vec!["run", "--up", "1M", "--"];
+        args.extend_from_slice(&touch);
+        refused(
+            &args,
+            1,
+            "rule \"run touch\": rules match processes of every user, present and future: \
+             only root may set or remove them",
+        );
+    }
+    assert!(!marker.exists(), "the command ran");
 }

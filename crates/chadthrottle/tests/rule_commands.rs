@@ -8,18 +8,9 @@ pub mod common;
 use anyhow::{Context as _, ensure};
 use chadthrottle_lab::{Family, Lab, Proto};
 use common::programs::Programs;
-use common::{KIB, MAX_BYTES, MIB, Test, chadthrottle, run, status, steady, within};
+use common::{KIB, MAX_BYTES, MIB, Test, chadthrottle, rules, run, status, steady, within};
 use serde_json::Value;
 use std::time::Duration;
-
-/// `rules --json`'s rules.
-fn rules(lab: &Lab) -> anyhow::Result<Vec<Value>> {
-    let report: Value = serde_json::from_str(&run(lab, &["rules", "--json"])?)?;
-    Ok(report["rules"]
-        .as_array()
-        .context("rules --json has a rules array")?
-        .clone())
-}
 
 /// The PIDs of a rule's listed members, sorted.
 fn member_pids(rule: &Value) -> anyhow::Result<Vec<u64>> {

@@ -11,6 +11,7 @@ pub mod limit;
 pub mod reset;
 pub mod rule_change;
 pub mod rules;
+pub mod run;
 pub mod save;
 pub mod status;
 pub mod top;
@@ -51,6 +52,7 @@ pub fn run<S: System + Clone + Send + 'static>(
         Some(Command::Reset) => reset::run(system, global, out),
         Some(Command::Backends(args)) => backends::run(system, args.json, out),
         Some(Command::Top(args)) => top::run(system, global, args, out),
+        Some(Command::Run(args)) => run::run(system, global, args),
         None if cli.list_backends => backends::run(system, false, out),
         None => match cli.pid {
             Some(pid) => {

@@ -71,23 +71,25 @@ pub fn chosen_limits<S: System>(
     Ok(chosen)
 }
 
-/// The name and place a rule is set under when `limit --save` writes it into the rules
-/// file, so that `apply` finds the file's rule already held.
-pub struct FileName {
+/// A name a rule is set under instead of the one after its target: the rules file's
+/// (`limit --save` writes it there, with its place in the file, so that `apply` finds the
+/// file's rule already held), or `run`'s (named after the command).
+pub struct GivenName {
     pub name: String,
-    pub order: u32,
+    /// Its place among the rules; `None`: the replaced rule's, or after every rule.
+    pub order: Option<u32>,
 }
 
 /// Sets the rule for `target` as `args` say, replacing the one held for the same target
 /// (it keeps its name, its place among the rules, and the direction `args` do not name;
-/// `file_name` renames it). Everything is checked — who asks, the target on the machine,
+/// `given` renames it). Everything is checked — who asks, the target on the machine,
 /// the backends — before the datapath is installed. Returns the rule as set.
 pub fn set<S: System>(
     system: &mut S,
     global: &Global,
     target: &RuleTarget,
     args: &LimitArgs,
-    file_name: Option<FileName>,
+    given: Option<GivenName>,
     out: &mut dyn Write,
 ) -> anyhow::Result<RuleSpec> {
     super::access::rule(system, target)?;
@@ -117,17 +119,23 @@ pub fn set<S: System>(
     let mut backend = system.install(&global.datapath())?;
     let rules = backend.rules()?;
     let replaced = held(system, &rules, target);
-    let (name, order) = match (file_name, replaced) {
-        (Some(file), _) => (file.name, file.order),
+    let last = || {
+        rules
+            .iter()
+            .map(|r| r.spec.order.saturating_add(1))
+            .max()
+            .unwrap_or(0)
+    };
+    let (name, order) = match (given, replaced) {
+        (Some(given), replaced) => {
+            let order = given
+                .order
+                .or_else(|| replaced.map(|r| r.spec.order))
+                .unwrap_or_else(last);
+            (given.name, order)
+        }
         (None, Some(replaced)) => (replaced.spec.name.clone(), replaced.spec.order),
-        (None, None) => (
-            command_line_rule_name(target),
-            rules
-                .iter()
-                .map(|r| r.spec.order.saturating_add(1))
-                .max()
-                .unwrap_or(0),
-        ),
+        (None, None) => (command_line_rule_name(target), last()),
     };
     let request = RuleRequest {
         spec: RuleSpec {

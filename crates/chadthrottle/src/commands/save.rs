@@ -2,7 +2,7 @@
 //! file's syntax, then written into the file, so that `apply` (at boot, by the unit) sets
 //! it again and finds it already held now.
 
-use super::rule_change::{self, FileName};
+use super::rule_change::{self, GivenName};
 use crate::cli::{Global, LimitArgs};
 use anyhow::Context as _;
 use chadthrottle_core::rule_target::RuleTarget;
@@ -44,9 +44,9 @@ pub fn run<S: System>(
         global,
         target,
         args,
-        Some(FileName {
+        Some(GivenName {
             name: name.clone(),
-            order,
+            order: Some(order),
         }),
         out,
     )?;

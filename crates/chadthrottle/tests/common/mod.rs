@@ -59,6 +59,15 @@ pub fn status(lab: &Lab) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&run(lab, &["status", "--json"])?)?)
 }
 
+/// `rules --json`'s rules.
+pub fn rules(lab: &Lab) -> anyhow::Result<Vec<Value>> {
+    let report: Value = serde_json::from_str(&run(lab, &["rules", "--json"])?)?;
+    Ok(report["rules"]
+        .as_array()
+        .context("rules --json has a rules array")?
+        .clone())
+}
+
 /// The entry of `pid` in `status --json`, if it has one.
 pub fn status_of(lab: &Lab, pid: u32) -> anyhow::Result<Option<Value>> {
     let status = status(lab)?;
