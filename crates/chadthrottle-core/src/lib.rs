@@ -11,6 +11,7 @@ pub mod cgroup_names;
 pub mod direction;
 pub mod duration;
 pub mod fake;
+pub mod fnv;
 pub mod htb_class;
 pub mod locality;
 pub mod meter;

@@ -156,10 +156,7 @@ pub fn command_line_rule_name(target: &RuleTarget) -> String {
     if shown.len() <= RULE_NAME_MAX {
         return shown;
     }
-    // FNV-1a: stable across builds and machines, unlike std's hasher
-    let hash = shown.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::fnv::fnv1a(shown.as_bytes());
     let suffix = format!(" #{hash:016x}");
     let mut end = RULE_NAME_MAX - suffix.len();
     while !shown.is_char_boundary(end) {

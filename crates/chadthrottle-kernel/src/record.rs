@@ -10,13 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// `/run/chadthrottle/<kind>-<hash of pin_dir>.json`.
 pub fn path(kind: &str, pin_dir: &Path) -> PathBuf {
-    let hash = pin_dir
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let hash = chadthrottle_core::fnv::fnv1a(pin_dir.as_os_str().as_encoded_bytes());
     Path::new(crate::names::RUN_DIR).join(format!("{kind}-{hash:016x}.json"))
 }
 

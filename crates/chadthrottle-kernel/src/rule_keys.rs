@@ -16,11 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// FNV-1a 64 of `bytes`, as `bpf/include/match.h` (`ct_fnv1a`) hashes a file name.
 pub fn name_hash(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    })
+    chadthrottle_core::fnv::fnv1a(bytes)
 }
 
 /// The key of a process name rule: the 16 bytes of `comm` (at most 15 and a NUL, as the
