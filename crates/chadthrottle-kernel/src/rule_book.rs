@@ -18,6 +18,7 @@ use chadthrottle_core::backend::RuleBackend;
 use chadthrottle_core::rule_request::{ResolvedTarget, RuleApplied, RuleRequest, RuleStatus};
 use chadthrottle_core::rule_target::{Mode, RuleLimit, RuleSpec, RuleTarget, UserSpec};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// What the book keeps of one rule.
@@ -42,10 +43,9 @@ fn book_path(pin_dir: &Path) -> PathBuf {
 }
 
 /// The book of the install at `pin_dir`, without the rules the kernel no longer holds.
-fn read_book(pin_dir: &Path, held: &[rules::RuleStatus]) -> Result<Book, Error> {
+fn read_book(pin_dir: &Path, held: &BTreeSet<u32>) -> Result<Book, Error> {
     let mut book: Book = crate::record::read(&book_path(pin_dir))?;
-    book.rules
-        .retain(|named| held.iter().any(|rule| rule.id == named.id));
+    book.rules.retain(|named| held.contains(&named.id));
     Ok(book)
 }
 
@@ -59,11 +59,9 @@ pub fn forget(_held: &StateLock, pin_dir: &Path) -> Result<(), Error> {
 }
 
 /// The lowest rule number neither the kernel nor the book uses (0 means "no rule").
-fn free_id(held: &[rules::RuleStatus], book: &Book) -> u32 {
+fn free_id(held: &BTreeSet<u32>, book: &Book) -> u32 {
     (1..)
-        .find(|id| {
-            !held.iter().any(|rule| rule.id == *id) && !book.rules.iter().any(|n| n.id == *id)
-        })
+        .find(|id| !held.contains(id) && !book.rules.iter().any(|n| n.id == *id))
         .unwrap_or(u32::MAX)
 }
 
@@ -146,7 +144,7 @@ impl Datapath {
     fn set_named(&mut self, request: &RuleRequest) -> Result<RuleApplied, Error> {
         let lock = crate::lock::lock()?;
         self.remove_lapsed(&lock)?;
-        let held = Datapath::rules(self)?;
+        let held = self.held_ids();
         let mut book = read_book(&self.pin_dir, &held)?;
         let id = book
             .rules
@@ -186,7 +184,7 @@ impl Datapath {
     fn remove_named(&mut self, name: &str) -> Result<bool, Error> {
         let lock = crate::lock::lock()?;
         self.remove_lapsed(&lock)?;
-        let held = Datapath::rules(self)?;
+        let held = self.held_ids();
         let mut book = read_book(&self.pin_dir, &held)?;
         let Some(at) = book.rules.iter().position(|named| named.spec.name == name) else {
             return Ok(false);
@@ -222,6 +220,12 @@ impl Datapath {
                 .min()
                 .map(KernelTarget::Tree)
         })
+    }
+
+    /// The numbers of the rules the kernel holds: a change needs no more of them (the
+    /// listing's members and counters are for `rules`).
+    fn held_ids(&self) -> BTreeSet<u32> {
+        self.rules.keys().filter_map(Result::ok).collect()
     }
 
     /// Takes out the rules whose time is up: the kernel already matches them no more and
@@ -300,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_new_rule_takes_the_lowest_number_nobody_uses() {
-        let held = [status(1), status(3)];
+        let held = BTreeSet::from([status(1).id, status(3).id]);
         assert_eq!(free_id(&held, &Book::default()), 2);
         let book = Book {
             rules: vec![Named {
