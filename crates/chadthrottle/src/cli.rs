@@ -97,7 +97,7 @@ impl Cli {
                     );
                 }
                 if args.save.is_some() {
-                    check_save(&selected, args.lasts.is_some())?;
+                    check_save(&selected, args.rates.lasts.is_some())?;
                 }
             }
             Some(Command::Unlimit(args)) => {
@@ -357,6 +357,19 @@ pub struct LimitArgs {
     #[arg(long)]
     pub each: bool,
 
+    #[command(flatten)]
+    pub rates: RateArgs,
+
+    /// A rule: also write it into the rules file, which `apply` sets at boot [default
+    /// FILE: /etc/chadthrottle/rules.toml]. Without it a rule lasts until unlimit, reset
+    /// or reboot.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = RULES_FILE)]
+    pub save: Option<PathBuf>,
+}
+
+/// The rates, bursts and duration of a limit: what `limit` and `run` both take.
+#[derive(Debug, Clone, Args)]
+pub struct RateArgs {
     /// Upload limit.
     #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
     pub up: Option<Rate>,
@@ -381,12 +394,6 @@ pub struct LimitArgs {
     /// Lift the whole limit after this long (500ms, 30s, 5m, 1h30m); enforced by the kernel.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lasts: Option<Duration>,
-
-    /// A rule: also write it into the rules file, which `apply` sets at boot [default
-    /// FILE: /etc/chadthrottle/rules.toml]. Without it a rule lasts until unlimit, reset
-    /// or reboot.
-    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = RULES_FILE)]
-    pub save: Option<PathBuf>,
 }
 
 /// Where `apply` and `limit --save` find the rules file when none is given.
@@ -474,30 +481,10 @@ pub struct TopArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("direction").required(true).multiple(true).args(["up", "down"]))]
 pub struct RunArgs {
-    /// Upload limit, one budget for the command and every process it starts.
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
-    pub up: Option<Rate>,
-
-    /// Download limit, one budget for the command and every process it starts.
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
-    pub down: Option<Rate>,
-
-    /// Bytes that may pass at once after a stall, both directions [default: 400 ms of the
-    /// rate, at least 64K]
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub burst: Option<Size>,
-
-    /// Upload burst (overrides --burst).
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub burst_up: Option<Size>,
-
-    /// Download burst (overrides --burst).
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub burst_down: Option<Size>,
-
-    /// Lift the limit after this long; the command keeps running.
-    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub lasts: Option<Duration>,
+    /// One budget for the command and every process it starts; `--for` lifts it, the
+    /// command running on.
+    #[command(flatten)]
+    pub rates: RateArgs,
 
     /// The command and its arguments, after `--`. Under sudo it runs as the user who
     /// invoked sudo (SUDO_UID, SUDO_GID, that user's groups, HOME, USER, LOGNAME).

@@ -132,14 +132,14 @@ pub fn run<S: System>(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let set = direction_limits(
-        args.up,
-        args.down,
-        args.burst,
-        args.burst_up,
-        args.burst_down,
+        args.rates.up,
+        args.rates.down,
+        args.rates.burst,
+        args.rates.burst_up,
+        args.rates.burst_down,
     );
     let change = set.map(|_, limit| Change::set_or_keep(*limit));
-    let (backend, request, applied) = apply(system, global, pid, change, args.lasts)?;
+    let (backend, request, applied) = apply(system, global, pid, change, args.rates.lasts)?;
     print_applied(&backend, &request, applied, system.now_unix(), out)
 }
 

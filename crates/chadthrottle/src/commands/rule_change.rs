@@ -99,12 +99,12 @@ pub fn set<S: System>(
         down: global.download_backend.as_deref(),
     };
     let bursts = PerDirection {
-        up: args.burst_up.or(args.burst),
-        down: args.burst_down.or(args.burst),
+        up: args.rates.burst_up.or(args.rates.burst),
+        down: args.rates.burst_down.or(args.rates.burst),
     };
     let rates = PerDirection {
-        up: args.up,
-        down: args.down,
+        up: args.rates.up,
+        down: args.rates.down,
     };
     let asked_spec = rates.map(|direction, rate| {
         rate.map(|rate| RuleLimit {
@@ -157,7 +157,7 @@ pub fn set<S: System>(
                 .get(direction)
                 .or_else(|| replaced.and_then(|r| *r.limits.get(direction)))
         }),
-        lasts: args.lasts,
+        lasts: args.rates.lasts,
     };
     // renamed for the rules file: the kernel holds one rule per target, so the rule under
     // its old name goes first, and comes back if the new one is refused

@@ -123,12 +123,7 @@ pub fn set_rule<S: System>(
             user: None,
         },
         each: false,
-        up: args.up,
-        down: args.down,
-        burst: args.burst,
-        burst_up: args.burst_up,
-        burst_down: args.burst_down,
-        lasts: args.lasts,
+        rates: args.rates.clone(),
         save: None,
     };
     let target = RuleTarget::Tree(pid);
