@@ -6,7 +6,9 @@ use crate::cli::{Global, LimitArgs};
 use crate::render;
 use anyhow::Context as _;
 use chadthrottle_core::backend::{Availability, BackendDescriptor, RuleBackend as _};
-use chadthrottle_core::rule_request::{RuleRequest, RuleStatus, command_line_rule_name};
+use chadthrottle_core::rule_request::{
+    ResolvedTarget, RuleRequest, RuleStatus, command_line_rule_name,
+};
 use chadthrottle_core::rule_target::{Mode, RuleLimit, RuleSpec, RuleTarget};
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
 use chadthrottle_core::system::System;
@@ -28,17 +30,18 @@ fn not_for_rules(backend: &BackendDescriptor) -> Option<Availability> {
 }
 
 /// The held rule `target` names: the one set with that target, else the one whose target
-/// resolves to the same thing now (`--user alice` for a rule set as `--user 1000`).
-fn held<'a, S: System>(
-    system: &S,
+/// resolves to the same thing now (`--user alice` for a rule set as `--user 1000`);
+/// `resolved` is asked for only then.
+fn held<'a>(
     rules: &'a [RuleStatus],
     target: &RuleTarget,
+    resolved: impl FnOnce() -> Option<ResolvedTarget>,
 ) -> Option<&'a RuleStatus> {
     rules
         .iter()
         .find(|rule| rule.spec.target == *target)
         .or_else(|| {
-            let resolved = system.resolve(target).ok()?;
+            let resolved = resolved()?;
             rules
                 .iter()
                 .find(|rule| rule.resolved == resolved && rule.spec.target.rank() == target.rank())
@@ -118,7 +121,7 @@ pub fn set<S: System>(
     super::access::datapath(system, global)?;
     let mut backend = system.install(&global.datapath())?;
     let rules = backend.rules()?;
-    let replaced = held(system, &rules, target);
+    let replaced = held(&rules, target, || Some(resolved.clone()));
     let last = || {
         rules
             .iter()
@@ -227,7 +230,7 @@ pub fn remove<S: System>(
     };
     let mut backend = system.open(&global.datapath())?.ok_or_else(none)?;
     let rules = backend.rules()?;
-    let found = held(system, &rules, target).ok_or_else(none)?;
+    let found = held(&rules, target, || system.resolve(target).ok()).ok_or_else(none)?;
     if !backend.remove_rule(&found.spec.name)? {
         return Err(none());
     }
