@@ -7,8 +7,11 @@ use chadthrottle_core::rule_target::{
 };
 use chadthrottle_core::system::DatapathOptions;
 use chadthrottle_core::{Rate, Size};
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use std::ffi::OsString;
+use clap_complete::Shell;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -241,6 +244,13 @@ pub enum Command {
     /// before its first instruction and lifted when the last of them has exited.
     #[command(after_help = RATES)]
     Run(RunArgs),
+    /// A completion script for bash, zsh or fish, on stdout, generated from this command
+    /// line's own definition (the package installs all three).
+    Completions(CompletionsArgs),
+    /// Write the man pages, chadthrottle.1 and one per command, into a directory (run when
+    /// the package is built; `man chadthrottle` reads them once installed).
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 /// Which processes `limit` and `unlimit` act on: one PID, or a rule's target. Every kind
@@ -490,4 +500,64 @@ pub struct RunArgs {
     /// invoked sudo (SUDO_UID, SUDO_GID, that user's groups, HOME, USER, LOGNAME).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// The shells `completions` writes a script for, by the name it is given.
+pub const SHELLS: [(&str, Shell); 3] = [
+    ("bash", Shell::Bash),
+    ("zsh", Shell::Zsh),
+    ("fish", Shell::Fish),
+];
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_name = "SHELL", value_parser = ShellName)]
+    pub shell: Shell,
+}
+
+/// Parses a shell's name. Not clap's enum parser: its refusal runs over several lines, and
+/// an unknown shell is refused like any other value — one line naming it and what is
+/// accepted — while help and the completion scripts still list the names.
+#[derive(Debug, Clone, Copy)]
+struct ShellName;
+
+impl TypedValueParser for ShellName {
+    type Value = Shell;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<Shell, clap::Error> {
+        let text = value.to_string_lossy();
+        SHELLS
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|&(_, shell)| shell)
+            .ok_or_else(|| {
+                let accepted: Vec<&str> = SHELLS.iter().map(|&(name, _)| name).collect();
+                clap::Error::raw(
+                    ErrorKind::ValueValidation,
+                    format!(
+                        "unknown shell \"{text}\"; accepted: {}\n",
+                        accepted.join(", ")
+                    ),
+                )
+            })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            SHELLS.iter().map(|&(name, _)| PossibleValue::new(name)),
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Where the pages go (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }

@@ -407,3 +407,49 @@ fn run_is_refused_before_its_command_runs() {
     }
     assert!(!marker.exists(), "the command ran");
 }
+
+#[test]
+fn completions_for_each_shell_and_an_unknown_shell_refused() {
+    for (shell, opening) in [
+        ("bash", "_chadthrottle() {"),
+        ("zsh", "#compdef chadthrottle"),
+        ("fish", "complete -c chadthrottle"),
+    ] {
+        let (mut command, pin_dir) = chadthrottle();
+        let output = command.args(["completions", shell]).output().expect("runs");
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        assert!(output.stderr.is_empty(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains(opening), "{shell}: {script}");
+        assert!(!pin_dir.exists());
+    }
+    for unknown in ["tcsh", "Bash", ""] {
+        refused(
+            &["completions", unknown],
+            2,
+            &format!("unknown shell \"{unknown}\"; accepted: bash, zsh, fish"),
+        );
+    }
+}
+
+#[test]
+fn man_writes_a_page_per_command_into_a_directory() {
+    let dir = std::env::temp_dir().join(format!("ct-cli-man-{}", std::process::id()));
+    let (mut command, pin_dir) = chadthrottle();
+    let output = command.arg("man").arg(&dir).output().expect("runs");
+    let listed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let pages = std::fs::read_dir(&dir).map(|entries| entries.count());
+    let limit_page = std::fs::read_to_string(dir.join("chadthrottle-limit.1"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(0), "{listed}");
+    assert!(
+        listed.lines().any(|line| line.ends_with("/chadthrottle.1")),
+        "{listed}"
+    );
+    assert_eq!(
+        pages.expect("the directory was created"),
+        listed.lines().count()
+    );
+    assert!(limit_page.expect("limit's page").contains(r"\-\-exe"));
+    assert!(!pin_dir.exists());
+}

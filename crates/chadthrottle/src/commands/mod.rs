@@ -6,8 +6,10 @@
 mod access;
 pub mod apply;
 pub mod backends;
+pub mod completions;
 pub mod foreground;
 pub mod limit;
+pub mod man_pages;
 pub mod reset;
 pub mod rule_change;
 pub mod rules;
@@ -53,6 +55,8 @@ pub fn run<S: System + Clone + Send + 'static>(
         Some(Command::Backends(args)) => backends::run(system, args.json, out),
         Some(Command::Top(args)) => top::run(system, global, args, out),
         Some(Command::Run(args)) => run::run(system, global, args),
+        Some(Command::Completions(args)) => completions::run(args.shell, out),
+        Some(Command::Man(args)) => man_pages::run(&args.dir, out),
         None if cli.list_backends => backends::run(system, false, out),
         None => match cli.pid {
             Some(pid) => {
