@@ -475,6 +475,18 @@ pub struct TopArgs {
     /// accounting is available.
     #[arg(long)]
     pub fallback: bool,
+
+    /// One row per process, or per application (a rule's members, else one executable's
+    /// processes) with its processes under it.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = TopBy::Process)]
+    pub by: TopBy,
+}
+
+/// What `top` lists a row for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopBy {
+    Process,
+    App,
 }
 
 /// `run`'s limits, as `limit --pid --tree` takes them, and its command.

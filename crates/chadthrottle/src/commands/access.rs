@@ -115,6 +115,13 @@ pub fn details<P: Processes>(processes: &P, process: ProcessRef) -> Option<Proce
     }
 }
 
+/// The executable of `process`, if it still runs and the caller may see its details (the
+/// same as the System tab's): what groups it with its application.
+pub fn exe<P: Processes>(processes: &P, process: ProcessRef) -> Option<String> {
+    let visible = sight(processes, process) == Sight::Full && processes.is_alive(process);
+    visible.then(|| processes.exe(process.pid)).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{CURL, machine, ok, refused, run};
