@@ -225,11 +225,7 @@ pub fn attribute_rules(
     rules: &HashMap<ProcessRef, (String, LimitRates)>,
 ) {
     for p in processes {
-        let key = ProcessRef {
-            pid: p.pid,
-            start_time: p.start_time,
-        };
-        if let Some((rule, limit)) = rules.get(&key) {
+        if let Some((rule, limit)) = rules.get(&p.process()) {
             p.rule = Some(rule.clone());
             p.limit = Some(*limit);
         }

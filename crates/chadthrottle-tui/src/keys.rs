@@ -5,6 +5,7 @@
 use crate::app::{App, process_ref};
 use crate::dialog::ThrottleDialog;
 use crate::event::Effect;
+use crate::group_keys;
 use crate::layout::TableTarget;
 use crate::mode::{Mode, Tab};
 use chadthrottle_core::usage::LimitRates;
@@ -51,7 +52,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::PageDown => app.move_selection(page),
         KeyCode::PageUp => app.move_selection(-page),
         KeyCode::Home => app.select_row(0),
-        KeyCode::End => app.select_row(app.rows.len().saturating_sub(1)),
+        KeyCode::End => app.select_row(app.row_count().saturating_sub(1)),
         KeyCode::Char('s') => {
             app.sort = app.sort.next();
             app.frozen = None;
@@ -75,7 +76,12 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('h' | '?') => app.mode = Mode::Help,
         KeyCode::Char('g') if app.selected.is_some() => app.mode = Mode::Graph,
         KeyCode::Char('t') => open_throttle(app),
+        KeyCode::Enter if group_keys::open(app, None) => {}
         KeyCode::Enter => return open_detail(app),
+        KeyCode::Char('a') => group_keys::toggle_grouping(app),
+        KeyCode::Right | KeyCode::Char('+') => _ = group_keys::open(app, Some(true)),
+        KeyCode::Left | KeyCode::Char('-') => _ = group_keys::open(app, Some(false)),
+        KeyCode::Char(' ') => _ = group_keys::open(app, None),
         KeyCode::Char('b') => app.mode = Mode::Backends,
         KeyCode::Char('i') => {
             app.next_interface();

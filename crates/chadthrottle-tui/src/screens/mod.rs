@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod detail;
 pub mod graph;
+pub mod grouped_table;
 pub mod help;
 pub mod status_bar;
 pub mod table;

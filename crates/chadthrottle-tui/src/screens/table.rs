@@ -1,6 +1,8 @@
 //! The process table: one row per process with its rates, totals and limit; the sort
-//! column marked in the header, the selection reversed, exited processes dimmed.
+//! column marked in the header, the selection reversed, exited processes dimmed. Grouped
+//! by application, its rows come from `grouped_table`.
 
+use super::grouped_table;
 use crate::app::{App, process_ref};
 use crate::layout::column_widths;
 use crate::sort::Column;
@@ -13,7 +15,7 @@ use ratatui::style::Style;
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-fn cell(process: &ProcessUsage, column: Column) -> String {
+pub fn cell(process: &ProcessUsage, column: Column) -> String {
     match column {
         Column::Pid => process.pid.to_string(),
         Column::Name if process.exited => format!("{} (exited)", process.name),
@@ -24,6 +26,29 @@ fn cell(process: &ProcessUsage, column: Column) -> String {
         Column::UpTotal => format_bytes(process.tx_bytes),
         Column::Limit => process.limit.map(|l| l.to_string()).unwrap_or_default(),
     }
+}
+
+/// A table row of `cells` in `style`, the limit in its colour, dimmed once `exited`,
+/// reversed when `selected`.
+pub fn row<'a>(
+    cells: impl Iterator<Item = (Column, String)>,
+    style: Style,
+    exited: bool,
+    selected: bool,
+    theme: &Theme,
+) -> Row<'a> {
+    let cells = cells.map(|(column, text)| match column {
+        Column::Limit => Cell::from(Span::styled(text, theme.limit())),
+        _ => Cell::from(text),
+    });
+    let mut style = style;
+    if exited {
+        style = style.patch(theme.fading());
+    }
+    if selected {
+        style = style.patch(theme.selected());
+    }
+    Row::new(cells).style(style)
 }
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
@@ -39,24 +64,25 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
     .style(theme.header());
     let visible = usize::from(area.height.saturating_sub(1));
     let selected = app.selected;
-    let rows = app.rows.iter().skip(app.offset).take(visible).map(|p| {
-        let cells = widths.iter().map(|&(c, _)| {
-            let text = cell(p, c);
-            if c == Column::Limit {
-                Cell::from(Span::styled(text, theme.limit()))
-            } else {
-                Cell::from(text)
-            }
-        });
-        let mut style = Style::new();
-        if p.exited {
-            style = style.patch(theme.fading());
-        }
-        if Some(process_ref(p)) == selected {
-            style = style.patch(theme.selected());
-        }
-        Row::new(cells).style(style)
-    });
+    let rows: Vec<Row> = match &app.grouping {
+        Some(grouping) => grouped_table::rows(app, grouping, &widths, theme, visible),
+        None => app
+            .rows
+            .iter()
+            .skip(app.offset)
+            .take(visible)
+            .map(|p| {
+                let cells = widths.iter().map(|&(c, _)| (c, cell(p, c)));
+                row(
+                    cells,
+                    Style::new(),
+                    p.exited,
+                    Some(process_ref(p)) == selected,
+                    theme,
+                )
+            })
+            .collect(),
+    };
     let table = Table::new(rows, widths.iter().map(|&(_, w)| Constraint::Length(w)))
         .header(header)
         .column_spacing(1);

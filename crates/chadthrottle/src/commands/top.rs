@@ -3,12 +3,11 @@
 
 use crate::cli::{Global, TopArgs, TopBy};
 use crate::top_view;
-use chadthrottle_core::ProcessRef;
 use chadthrottle_core::application::{self, ApplicationSnapshot};
 use chadthrottle_core::monitor::Monitor;
-use chadthrottle_core::system::{Processes, System, UsageSource as _};
+use chadthrottle_core::system::{System, UsageSource as _};
 use chadthrottle_core::table_order::SortKey;
-use chadthrottle_core::usage::Snapshot;
+use chadthrottle_core::usage::{ProcessUsage, Snapshot};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write};
@@ -20,29 +19,6 @@ fn focus(snapshot: &mut Snapshot, args: &TopArgs) {
     }
     if !args.connections {
         snapshot.connections.clear();
-    }
-}
-
-/// The executables of `snapshot`'s processes, read once per process and kept in `known`:
-/// a process that has exited keeps the application it had while it ran.
-fn executables<P: Processes>(
-    processes: &P,
-    snapshot: &Snapshot,
-    known: &mut HashMap<ProcessRef, Option<String>>,
-) {
-    let listed: Vec<ProcessRef> = snapshot
-        .processes
-        .iter()
-        .map(|p| ProcessRef {
-            pid: p.pid,
-            start_time: p.start_time,
-        })
-        .collect();
-    known.retain(|process, _| listed.contains(process));
-    for process in listed {
-        known
-            .entry(process)
-            .or_insert_with(|| super::access::exe(processes, process));
     }
 }
 
@@ -113,7 +89,7 @@ pub fn run<S: System>(
         args.count.unwrap_or(u64::MAX)
     };
     let redraw = !args.json && !args.once && std::io::stdout().is_terminal();
-    let mut exes = HashMap::new();
+    let mut known = HashMap::new();
     for _ in 0..snapshots {
         std::thread::sleep(args.interval);
         monitor.ingest(super::access::read(system, &mut source)?);
@@ -121,14 +97,13 @@ pub fn run<S: System>(
         application::attribute_rules(&mut snapshot.processes, &source.rules()?);
         focus(&mut snapshot, args);
         let grouped = (args.by == TopBy::App).then(|| {
-            executables(system, &snapshot, &mut exes);
-            let exe = |p: &chadthrottle_core::usage::ProcessUsage| {
-                let process = ProcessRef {
-                    pid: p.pid,
-                    start_time: p.start_time,
-                };
-                exes.get(&process).cloned().flatten()
-            };
+            let listed = snapshot
+                .processes
+                .iter()
+                .map(ProcessUsage::process)
+                .collect();
+            let exes = super::access::executables(system, &listed, &mut known);
+            let exe = |p: &ProcessUsage| exes.get(&p.process()).cloned();
             ApplicationSnapshot::of(snapshot.clone(), exe, SortKey::Busiest)
         });
         print(&snapshot, grouped.as_ref(), args, redraw, out)?;
