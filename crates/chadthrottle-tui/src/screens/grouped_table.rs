@@ -3,7 +3,7 @@
 //! bold, and under an open one its processes, indented, as the process table shows them
 //! (without the rule's limit, which is on the application's row).
 
-use super::table::{cell, row};
+use super::table_cells::{cell, row};
 use crate::app::App;
 use crate::grouping::{Grouping, Line};
 use crate::sort::Column;

@@ -8,4 +8,5 @@ pub mod grouped_table;
 pub mod help;
 pub mod status_bar;
 pub mod table;
+pub mod table_cells;
 pub mod throttle;
