@@ -76,12 +76,9 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('h' | '?') => app.mode = Mode::Help,
         KeyCode::Char('g') if app.selected.is_some() => app.mode = Mode::Graph,
         KeyCode::Char('t') => open_throttle(app),
-        KeyCode::Enter => {
-            // on an application row, Enter opens or closes it; on a process, its detail
-            if !group_keys::open(app, None) {
-                return open_detail(app);
-            }
-        }
+        // on an application row, Enter opens or closes it (the guard does it); on a
+        // process, its detail
+        KeyCode::Enter if !group_keys::open(app, None) => return open_detail(app),
         KeyCode::Char('a') => group_keys::toggle_grouping(app),
         KeyCode::Right | KeyCode::Char('+') => _ = group_keys::open(app, Some(true)),
         KeyCode::Left | KeyCode::Char('-') => _ = group_keys::open(app, Some(false)),
