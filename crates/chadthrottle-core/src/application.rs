@@ -115,7 +115,7 @@ impl Application {
         }
     }
 
-    fn add(&mut self, p: &ProcessUsage) {
+    fn add(&mut self, p: ProcessUsage) {
         let add = |total: &mut u64, more: u64| *total = total.saturating_add(more);
         let add_split = |total: &mut Split, more: &Split| {
             add(&mut total.rx_bytes, more.rx_bytes);
@@ -133,7 +133,7 @@ impl Application {
         add_split(&mut self.internet, &p.internet);
         add_split(&mut self.local, &p.local);
         self.exited &= p.exited;
-        self.processes.push(p.clone());
+        self.processes.push(p);
     }
 
     /// The member the application's row stands for where one process is needed (the
@@ -164,17 +164,21 @@ impl Ranked for Application {
 /// read. Applications come in the order of their first member, members in the order
 /// given; sort with [`crate::table_order::sort`].
 pub fn group(
-    processes: &[ProcessUsage],
+    processes: impl IntoIterator<Item = ProcessUsage>,
     exe: impl Fn(&ProcessUsage) -> Option<String>,
 ) -> Vec<Application> {
     let mut at: HashMap<AppKey, usize> = HashMap::new();
     let mut applications: Vec<Application> = Vec::new();
     for p in processes {
-        let key = AppKey::of(p, exe(p).as_deref());
-        let index = *at.entry(key.clone()).or_insert_with(|| {
-            applications.push(Application::new(key, p));
-            applications.len() - 1
-        });
+        let key = AppKey::of(&p, exe(&p).as_deref());
+        let index = match at.get(&key) {
+            Some(&index) => index,
+            None => {
+                applications.push(Application::new(key.clone(), &p));
+                at.insert(key, applications.len() - 1);
+                applications.len() - 1
+            }
+        };
         applications[index].add(p);
     }
     applications
@@ -203,7 +207,7 @@ impl ApplicationSnapshot {
     ) -> ApplicationSnapshot {
         let mut processes = snapshot.processes;
         table_order::sort(&mut processes, order);
-        let mut applications = group(&processes, exe);
+        let mut applications = group(processes, exe);
         table_order::sort(&mut applications, order);
         ApplicationSnapshot {
             interval_ms: snapshot.interval_ms,
@@ -295,7 +299,7 @@ mod tests {
             process(20, "curl", 500),
             process(11, "firefox", 300),
         ];
-        let applications = group(&processes, exe);
+        let applications = group(processes.clone(), exe);
         assert_eq!(keys(&applications), ["/usr/bin/firefox", "/usr/bin/curl"]);
         let firefox = &applications[0];
         assert_eq!(firefox.key.kind, KeyKind::Exe);
@@ -331,7 +335,7 @@ mod tests {
         assert_eq!(processes[1].rule.as_deref(), Some("steam"));
         assert_eq!(processes[1].limit, Some(limit));
         assert_eq!(processes[2].rule, None, "no rule for 12");
-        let applications = group(&processes, exe);
+        let applications = group(processes.clone(), exe);
         assert_eq!(keys(&applications), ["steam", "/usr/bin/steam"]);
         let rule = &applications[0];
         assert_eq!(rule.key.kind, KeyKind::Rule);
@@ -350,7 +354,7 @@ mod tests {
             up: Some(1),
             down: None,
         });
-        let applications = group(&[limited, process(11, "curl", 100)], exe);
+        let applications = group([limited, process(11, "curl", 100)], exe);
         assert_eq!(applications.len(), 1);
         assert_eq!(applications[0].limit, None);
         assert!(applications[0].processes[0].limit.is_some());
@@ -364,7 +368,7 @@ mod tests {
             process(99, "curl", 10),
             process(20, "curl", 10),
         ];
-        let applications = group(&processes, exe);
+        let applications = group(processes.clone(), exe);
         let kinds: Vec<(KeyKind, &str)> = applications
             .iter()
             .map(|a| (a.key.kind, a.key.key.as_str()))
@@ -383,7 +387,7 @@ mod tests {
     #[test]
     fn a_replaced_executable_is_the_same_application_as_the_new_file() {
         let processes = [process(1, "app", 1), process(2, "app", 1)];
-        let applications = group(&processes, |p| {
+        let applications = group(processes.clone(), |p| {
             Some(if p.pid == 1 {
                 "/usr/bin/app (deleted)".into()
             } else {
@@ -403,7 +407,7 @@ mod tests {
             process(40, "idle", 0),
             process(41, "idle2", 0),
         ];
-        let mut applications = group(&processes, exe);
+        let mut applications = group(processes.clone(), exe);
         sort(&mut applications, SortKey::Busiest);
         assert_eq!(
             keys(&applications),
@@ -424,17 +428,17 @@ mod tests {
     fn an_application_has_exited_when_every_member_has() {
         let mut gone = process(1, "a", 0);
         gone.exited = true;
-        let applications = group(&[gone.clone(), process(2, "a", 0)], exe);
+        let applications = group([gone.clone(), process(2, "a", 0)], exe);
         assert!(!applications[0].exited);
         assert_eq!(applications[0].first_process().map(|p| p.pid), Some(2));
-        let applications = group(&[gone], exe);
+        let applications = group([gone], exe);
         assert!(applications[0].exited);
         assert_eq!(applications[0].first_process().map(|p| p.pid), Some(1));
     }
 
     #[test]
     fn json_names_are_a_contract() {
-        let applications = group(&[process(1, "curl", 1)], exe);
+        let applications = group([process(1, "curl", 1)], exe);
         let value = serde_json::to_value(&applications[0]).expect("JSON");
         assert_eq!(
             field_names(&value),

@@ -66,7 +66,7 @@ impl Grouping {
         let mut rows = rows.to_vec();
         application::attribute_rules(&mut rows, &membership.rules);
         let exe = |p: &ProcessUsage| membership.exes.get(&p.process()).cloned();
-        self.applications = application::group(&rows, exe);
+        self.applications = application::group(rows, exe);
         if let Some(column) = sort {
             table_order::sort(&mut self.applications, column.key());
         }
