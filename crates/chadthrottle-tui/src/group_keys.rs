@@ -1,6 +1,7 @@
 //! The keys of the table grouped by application: `a` groups or lists processes again;
 //! `→`/`+` open the selected application, `←`/`-` close it (on one of its processes too,
-//! the selection moving up to its row), `Space` and `Enter` open or close it.
+//! the selection moving up to its row), `Space`, `Enter` and a second click open or close
+//! it.
 
 use crate::app::App;
 use crate::grouping::Line;

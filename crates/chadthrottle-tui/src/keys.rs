@@ -261,7 +261,14 @@ pub fn handle_mouse(app: &mut App, mouse: MouseEvent) {
                     app.frozen = None;
                     app.refresh();
                 }
-                Some(TableTarget::Row(row)) => app.select_row(app.offset + row),
+                Some(TableTarget::Row(row)) => {
+                    // a click on the selected application's row opens or closes it
+                    let again = app.selected_index() == Some(app.offset + row);
+                    app.select_row(app.offset + row);
+                    if again {
+                        group_keys::open(app, None);
+                    }
+                }
                 None => {}
             },
             _ => {}
@@ -477,6 +484,25 @@ mod tests {
         assert_eq!(app.selected.map(|s| s.pid), Some(2), "the first row");
         handle_mouse(&mut app, click(3, 5));
         assert_eq!(app.selected.map(|s| s.pid), Some(2), "no row there");
+    }
+
+    #[test]
+    fn a_second_click_on_an_application_row_opens_it_and_on_a_process_does_not() {
+        let mut app = crate::fixtures::app_with_applications();
+        handle_key(&mut app, key(KeyCode::Char('a')));
+        app.resize(100, 10);
+        handle_mouse(&mut app, click(3, 2));
+        assert_eq!(app.selected_index(), Some(1), "curl's row selected");
+        assert_eq!(app.row_count(), 4, "still closed");
+        handle_mouse(&mut app, click(3, 2));
+        assert_eq!(app.row_count(), 5, "curl open");
+        handle_mouse(&mut app, click(3, 3));
+        handle_mouse(&mut app, click(3, 3));
+        assert_eq!(app.selected.map(|s| s.pid), Some(20), "curl's process");
+        assert_eq!(app.row_count(), 5, "a process row is no toggle");
+        handle_mouse(&mut app, click(3, 2));
+        handle_mouse(&mut app, click(3, 2));
+        assert_eq!(app.row_count(), 4, "curl closed");
     }
 
     #[test]
