@@ -43,15 +43,20 @@ pub struct AppKey {
 impl AppKey {
     /// The application `process` belongs to, `exe` being its executable if it can be read.
     pub fn of(process: &ProcessUsage, exe: Option<&str>) -> AppKey {
-        let (kind, key) = match (&process.rule, exe) {
-            (Some(rule), _) => (KeyKind::Rule, rule.clone()),
-            (None, Some(exe)) => (
-                KeyKind::Exe,
-                exe.strip_suffix(" (deleted)").unwrap_or(exe).to_owned(),
-            ),
-            (None, None) => (KeyKind::Name, process.name.clone()),
+        AppKey::from_parts(process.rule.as_deref(), exe, &process.name)
+    }
+
+    /// The application of a process governed by `rule`, running `exe`, named `name`.
+    pub fn from_parts(rule: Option<&str>, exe: Option<&str>, name: &str) -> AppKey {
+        let (kind, key) = match (rule, exe) {
+            (Some(rule), _) => (KeyKind::Rule, rule),
+            (None, Some(exe)) => (KeyKind::Exe, exe.strip_suffix(" (deleted)").unwrap_or(exe)),
+            (None, None) => (KeyKind::Name, name),
         };
-        AppKey { kind, key }
+        AppKey {
+            kind,
+            key: key.to_owned(),
+        }
     }
 
     /// How the application is named in a table: the rule's name, the executable's file

@@ -246,7 +246,13 @@ impl App {
                         .get(&process_ref(p))
                         .is_some_and(|&seen| now.saturating_sub(seen) < FADE_NS)
             })
-            .filter(|p| filter.is_empty() || p.name.to_lowercase().contains(&filter))
+            .filter(|p| {
+                let matches = |name: &str| name.to_lowercase().contains(&filter);
+                // grouped, a process is found by its application's name too
+                filter.is_empty()
+                    || matches(&p.name)
+                    || self.grouping.is_some() && matches(&self.membership.application_name(p))
+            })
             .filter_map(|p| match &self.interface {
                 Some(interface) => on_interface(p, &self.snapshot, interface, self.traffic),
                 None => in_view(p, self.traffic),

@@ -175,4 +175,16 @@ mod tests {
         assert_eq!(application.limit, Some(limit));
         assert_eq!(selected_pid(&app), Some(20));
     }
+
+    #[test]
+    fn grouped_the_filter_finds_processes_by_their_applications_name_too() {
+        let mut app = app_with_applications();
+        app.filter = "download".into();
+        app.refresh();
+        assert!(app.rows.is_empty(), "no process is named so");
+        press(&mut app, KeyCode::Char('a'));
+        let pids: Vec<u32> = app.rows.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [30], "wget, under the rule downloads");
+        assert_eq!(app.row_count(), 1);
+    }
 }

@@ -32,6 +32,14 @@ impl Membership {
         self.exes.retain(|process, _| listed.contains(process));
         self.rules = newer.rules;
     }
+
+    /// The name of the application `process` belongs to, as its row shows it.
+    pub fn application_name(&self, process: &ProcessUsage) -> String {
+        let at = process.process();
+        let rule = self.rules.get(&at).map(|(name, _)| name.as_str());
+        let exe = self.exes.get(&at).map(String::as_str);
+        AppKey::from_parts(rule, exe, &process.name).display_name()
+    }
 }
 
 /// One line of the grouped table.
