@@ -5,6 +5,7 @@
 //! plain unit tests on any machine.
 
 pub mod access;
+pub mod application;
 pub mod backend;
 pub mod bucket;
 pub mod cgroup_names;
@@ -28,6 +29,7 @@ pub mod rules_file;
 pub mod saved;
 pub mod status;
 pub mod system;
+pub mod table_order;
 pub mod usage;
 
 pub use direction::{Direction, PerDirection};

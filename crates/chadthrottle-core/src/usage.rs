@@ -178,6 +178,16 @@ pub struct ProcessUsage {
     pub exited: bool,
 }
 
+impl ProcessUsage {
+    /// Which process (and which incarnation of its PID) the row is.
+    pub const fn process(&self) -> ProcessRef {
+        ProcessRef {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
 /// One connection in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectionUsage {

@@ -2,6 +2,7 @@
 //! shown (filtered, faded, ordered) and the selection on it. Every event comes in through
 //! [`App::handle`] (in `dispatch`); the screens only read.
 
+use crate::grouping::{Grouping, Line, Membership};
 use crate::layout::Layout;
 use crate::mode::Mode;
 use crate::sort::{self, Column};
@@ -80,6 +81,10 @@ pub struct App {
     /// What /proc said about the process in the detail view.
     pub details: Option<ProcessDetails>,
     pub backends: Vec<(BackendDescriptor, Availability)>,
+    /// What groups the processes into applications, as the runner last said.
+    pub membership: Membership,
+    /// `a`: the table grouped by application; `None` lists processes.
+    pub grouping: Option<Grouping>,
     exited_seen: HashMap<ProcessRef, u64>,
     now_ns: u64,
 }
@@ -133,11 +138,8 @@ fn in_view(p: &ProcessUsage, view: TrafficView) -> Option<ProcessUsage> {
     })
 }
 
-pub fn process_ref(p: &ProcessUsage) -> ProcessRef {
-    ProcessRef {
-        pid: p.pid,
-        start_time: p.start_time,
-    }
+pub const fn process_ref(p: &ProcessUsage) -> ProcessRef {
+    p.process()
 }
 
 impl App {
@@ -171,6 +173,8 @@ impl App {
             detail_offset: 0,
             details: None,
             backends: Vec::new(),
+            membership: Membership::default(),
+            grouping: None,
             exited_seen: HashMap::new(),
             now_ns: 0,
         }
@@ -185,6 +189,22 @@ impl App {
         self.now_ns = reading.at_ns;
         self.monitor.ingest(reading);
         self.limits = limits;
+        self.refresh();
+    }
+
+    /// Takes what the runner read about the processes: executables and rules.
+    pub fn take_membership(&mut self, membership: Membership) {
+        let listed = self.snapshot.processes.iter().map(process_ref).collect();
+        self.membership.update(membership, &listed);
+        self.refresh();
+    }
+
+    /// `a`: groups the table by application, or lists processes again.
+    pub fn toggle_grouping(&mut self) {
+        self.grouping = match self.grouping {
+            Some(_) => None,
+            None => Some(Grouping::default()),
+        };
         self.refresh();
     }
 
@@ -226,7 +246,13 @@ impl App {
                         .get(&process_ref(p))
                         .is_some_and(|&seen| now.saturating_sub(seen) < FADE_NS)
             })
-            .filter(|p| filter.is_empty() || p.name.to_lowercase().contains(&filter))
+            .filter(|p| {
+                let matches = |name: &str| name.to_lowercase().contains(&filter);
+                // grouped, a process is found by its application's name too
+                filter.is_empty()
+                    || matches(&p.name)
+                    || self.grouping.is_some() && matches(&self.membership.application_name(p))
+            })
             .filter_map(|p| match &self.interface {
                 Some(interface) => on_interface(p, &self.snapshot, interface, self.traffic),
                 None => in_view(p, self.traffic),
@@ -237,39 +263,86 @@ impl App {
             sort::apply_frozen(&mut rows, frozen);
         }
         self.rows = rows;
-        let still_there = self
-            .selected
-            .is_some_and(|s| self.rows.iter().any(|p| process_ref(p) == s));
-        if !still_there {
-            self.selected = self.rows.first().map(process_ref);
+        if let Some(grouping) = &mut self.grouping {
+            let sort = self.frozen.is_none().then_some(self.sort);
+            grouping.rebuild(&self.rows, &self.membership, sort);
+        }
+        match self.selected_index() {
+            // an application row stands for its first process, which may have changed
+            Some(at) => self.select_row(at),
+            None if self.row_count() > 0 => self.select_row(0),
+            None => {
+                self.selected = None;
+                if let Some(grouping) = &mut self.grouping {
+                    grouping.selected_app = None;
+                }
+            }
         }
         self.keep_selection_visible();
     }
 
+    /// The selected row: a line of the grouped table, or a process row.
     pub fn selected_index(&self) -> Option<usize> {
         let selected = self.selected?;
-        self.rows.iter().position(|p| process_ref(p) == selected)
+        match &self.grouping {
+            Some(grouping) => grouping
+                .selected_app
+                .as_ref()
+                .and_then(|key| grouping.app_line(key))
+                .or_else(|| grouping.process_line(selected)),
+            None => self.rows.iter().position(|p| process_ref(p) == selected),
+        }
     }
 
+    /// The process the keys act on; on an application row, its first process.
     pub fn selected_process(&self) -> Option<&ProcessUsage> {
-        self.selected_index().map(|i| &self.rows[i])
+        let selected = self.selected?;
+        self.rows.iter().find(|p| process_ref(p) == selected)
+    }
+
+    /// How many rows the table has: lines when grouped.
+    pub fn row_count(&self) -> usize {
+        self.grouping
+            .as_ref()
+            .map_or(self.rows.len(), |grouping| grouping.lines.len())
+    }
+
+    /// The grouped table's selected line, if the table is grouped.
+    pub fn selected_line(&self) -> Option<Line> {
+        let grouping = self.grouping.as_ref()?;
+        grouping.lines.get(self.selected_index()?).copied()
     }
 
     /// Moves the selection by `delta` rows (clamped).
     pub fn move_selection(&mut self, delta: isize) {
-        if self.rows.is_empty() {
+        if self.row_count() == 0 {
             return;
         }
         let at = self.selected_index().unwrap_or(0) as isize;
-        let to = (at + delta).clamp(0, self.rows.len() as isize - 1) as usize;
+        let to = (at + delta).clamp(0, self.row_count() as isize - 1) as usize;
         self.select_row(to);
     }
 
     pub fn select_row(&mut self, index: usize) {
-        if let Some(p) = self.rows.get(index) {
-            self.selected = Some(process_ref(p));
-            self.keep_selection_visible();
+        match &mut self.grouping {
+            Some(grouping) => {
+                let Some(&line) = grouping.lines.get(index) else {
+                    return;
+                };
+                self.selected = grouping.process_at(line).map(process_ref);
+                grouping.selected_app = match line {
+                    Line::App(_) => Some(grouping.application_at(line).key.clone()),
+                    Line::Process { .. } => None,
+                };
+            }
+            None => {
+                let Some(p) = self.rows.get(index) else {
+                    return;
+                };
+                self.selected = Some(process_ref(p));
+            }
         }
+        self.keep_selection_visible();
     }
 
     /// Rows the table can show at the current size.
@@ -279,7 +352,7 @@ impl App {
 
     fn keep_selection_visible(&mut self) {
         let visible = self.visible_rows().max(1);
-        let max_offset = self.rows.len().saturating_sub(visible);
+        let max_offset = self.row_count().saturating_sub(visible);
         self.offset = self.offset.min(max_offset);
         if let Some(at) = self.selected_index() {
             if at < self.offset {

@@ -14,6 +14,7 @@ impl App {
             Event::Mouse(mouse) => keys::handle_mouse(self, mouse),
             Event::Resize(width, height) => self.resize(width, height),
             Event::Update { reading, limits } => self.ingest(reading, limits),
+            Event::Membership(membership) => self.take_membership(membership),
             Event::Details(details) => self.details = details,
             Event::Backends(backends) => self.backends = backends,
             Event::Done(Ok(text)) => self.say(text, false),

@@ -1,5 +1,6 @@
 //! What reaches the app (one channel, by value) and what it asks the runner to do.
 
+use crate::grouping::Membership;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::usage::{LimitRates, ProcessDetails, Reading};
@@ -18,6 +19,9 @@ pub enum Event {
         reading: Reading,
         limits: HashMap<ProcessRef, LimitRates>,
     },
+    /// What groups the processes of the last reading into applications: their
+    /// executables and the rules governing them (after each `Update`).
+    Membership(Membership),
     /// The outcome of an effect, to show in the status bar (`Err`: in red).
     Done(Result<String, String>),
     /// The answer to [`Effect::Inspect`]: `None` if the process is gone or hidden.

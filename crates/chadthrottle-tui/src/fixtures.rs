@@ -2,6 +2,7 @@
 //! benchmark.
 
 use crate::app::App;
+use crate::grouping::Membership;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::usage::{Counters, Layer, ProcessReading, Reading, Source};
 use std::collections::HashMap;
@@ -99,5 +100,32 @@ pub fn app_with_connections() -> App {
         app.ingest(reading, HashMap::new());
     }
     app.select_row(0);
+    app
+}
+
+/// An app (80×24) with two `firefox` processes (10, 11), `curl` (20), `wget` (30) under
+/// the rule `downloads` (↓1MB/s) and the kernel thread `kthreadd` (2), whose executable
+/// cannot be read; the runner has said what groups them; the table is not grouped yet.
+pub fn app_with_applications() -> App {
+    use chadthrottle_core::usage::LimitRates;
+    let mut app = app_with(vec![
+        usage(10, "firefox", 1 << 20),
+        usage(11, "firefox", 300 << 10),
+        usage(20, "curl", 500 << 10),
+        usage(30, "wget", 50 << 10),
+        usage(2, "kthreadd", 1 << 10),
+    ]);
+    let process = |pid| ProcessRef { pid, start_time: 1 };
+    let limit = LimitRates {
+        up: None,
+        down: Some(1 << 20),
+    };
+    app.take_membership(Membership {
+        exes: [(10, "firefox"), (11, "firefox"), (20, "curl"), (30, "wget")]
+            .into_iter()
+            .map(|(pid, name)| (process(pid), format!("/usr/bin/{name}")))
+            .collect(),
+        rules: HashMap::from([(process(30), ("downloads".to_owned(), limit))]),
+    });
     app
 }

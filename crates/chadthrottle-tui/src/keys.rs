@@ -5,6 +5,7 @@
 use crate::app::{App, process_ref};
 use crate::dialog::ThrottleDialog;
 use crate::event::Effect;
+use crate::group_keys;
 use crate::layout::TableTarget;
 use crate::mode::{Mode, Tab};
 use chadthrottle_core::usage::LimitRates;
@@ -51,7 +52,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::PageDown => app.move_selection(page),
         KeyCode::PageUp => app.move_selection(-page),
         KeyCode::Home => app.select_row(0),
-        KeyCode::End => app.select_row(app.rows.len().saturating_sub(1)),
+        KeyCode::End => app.select_row(app.row_count().saturating_sub(1)),
         KeyCode::Char('s') => {
             app.sort = app.sort.next();
             app.frozen = None;
@@ -75,7 +76,13 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('h' | '?') => app.mode = Mode::Help,
         KeyCode::Char('g') if app.selected.is_some() => app.mode = Mode::Graph,
         KeyCode::Char('t') => open_throttle(app),
-        KeyCode::Enter => return open_detail(app),
+        // on an application row, Enter opens or closes it (the guard does it); on a
+        // process, its detail
+        KeyCode::Enter if !group_keys::open(app, None) => return open_detail(app),
+        KeyCode::Char('a') => group_keys::toggle_grouping(app),
+        KeyCode::Right | KeyCode::Char('+') => _ = group_keys::open(app, Some(true)),
+        KeyCode::Left | KeyCode::Char('-') => _ = group_keys::open(app, Some(false)),
+        KeyCode::Char(' ') => _ = group_keys::open(app, None),
         KeyCode::Char('b') => app.mode = Mode::Backends,
         KeyCode::Char('i') => {
             app.next_interface();
@@ -254,7 +261,14 @@ pub fn handle_mouse(app: &mut App, mouse: MouseEvent) {
                     app.frozen = None;
                     app.refresh();
                 }
-                Some(TableTarget::Row(row)) => app.select_row(app.offset + row),
+                Some(TableTarget::Row(row)) => {
+                    // a click on the selected application's row opens or closes it
+                    let again = app.selected_index() == Some(app.offset + row);
+                    app.select_row(app.offset + row);
+                    if again {
+                        group_keys::open(app, None);
+                    }
+                }
                 None => {}
             },
             _ => {}
@@ -470,6 +484,25 @@ mod tests {
         assert_eq!(app.selected.map(|s| s.pid), Some(2), "the first row");
         handle_mouse(&mut app, click(3, 5));
         assert_eq!(app.selected.map(|s| s.pid), Some(2), "no row there");
+    }
+
+    #[test]
+    fn a_second_click_on_an_application_row_opens_it_and_on_a_process_does_not() {
+        let mut app = crate::fixtures::app_with_applications();
+        handle_key(&mut app, key(KeyCode::Char('a')));
+        app.resize(100, 10);
+        handle_mouse(&mut app, click(3, 2));
+        assert_eq!(app.selected_index(), Some(1), "curl's row selected");
+        assert_eq!(app.row_count(), 4, "still closed");
+        handle_mouse(&mut app, click(3, 2));
+        assert_eq!(app.row_count(), 5, "curl open");
+        handle_mouse(&mut app, click(3, 3));
+        handle_mouse(&mut app, click(3, 3));
+        assert_eq!(app.selected.map(|s| s.pid), Some(20), "curl's process");
+        assert_eq!(app.row_count(), 5, "a process row is no toggle");
+        handle_mouse(&mut app, click(3, 2));
+        handle_mouse(&mut app, click(3, 2));
+        assert_eq!(app.row_count(), 4, "curl closed");
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! `TestBackend`.
 //!
 //! Layers, each importing only those below it: `event`, `sort`, `dialog`, `theme` →
-//! `mode` → `layout` → `app` → `keys`, `screens` → `dispatch`, `view`.
+//! `grouping`, `mode` → `layout` → `app` → `group_keys` → `keys`, `screens` → `dispatch`,
+//! `view`.
 
 pub mod app;
 pub mod dialog;
 mod dispatch;
 pub mod event;
+mod group_keys;
+pub mod grouping;
 pub mod keys;
 pub mod layout;
 pub mod mode;

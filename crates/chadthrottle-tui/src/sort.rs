@@ -1,6 +1,7 @@
 //! Ordering the process table: by a column, or frozen in the order it had.
 
 use chadthrottle_core::ProcessRef;
+use chadthrottle_core::table_order::{self, SortKey};
 use chadthrottle_core::usage::ProcessUsage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,19 @@ impl Column {
         }
     }
 
+    /// The core's order for this column.
+    pub const fn key(self) -> SortKey {
+        match self {
+            Column::Pid => SortKey::Pid,
+            Column::Name => SortKey::Name,
+            Column::DownRate => SortKey::DownRate,
+            Column::UpRate => SortKey::UpRate,
+            Column::DownTotal => SortKey::DownTotal,
+            Column::UpTotal => SortKey::UpTotal,
+            Column::Limit => SortKey::Limit,
+        }
+    }
+
     /// The next column `s` moves to.
     pub fn next(self) -> Column {
         let at = Column::ALL.iter().position(|&c| c == self).unwrap_or(0);
@@ -45,25 +59,10 @@ impl Column {
 }
 
 /// Sorts `processes` by `column`: numbers largest first, PID and name ascending; ties
-/// by PID so the order is stable between refreshes.
+/// by PID so the order is stable between refreshes (the core's table order, which the
+/// grouped table's applications follow too).
 pub fn sort(processes: &mut [ProcessUsage], column: Column) {
-    let limit_key = |p: &ProcessUsage| {
-        p.limit.map_or(u64::MAX, |l| {
-            l.up.unwrap_or(u64::MAX).min(l.down.unwrap_or(u64::MAX))
-        })
-    };
-    processes.sort_by(|a, b| {
-        let order = match column {
-            Column::Pid => a.pid.cmp(&b.pid),
-            Column::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
-            Column::DownRate => b.rx_rate.cmp(&a.rx_rate),
-            Column::UpRate => b.tx_rate.cmp(&a.tx_rate),
-            Column::DownTotal => b.rx_bytes.cmp(&a.rx_bytes),
-            Column::UpTotal => b.tx_bytes.cmp(&a.tx_bytes),
-            Column::Limit => limit_key(a).cmp(&limit_key(b)),
-        };
-        order.then(a.pid.cmp(&b.pid))
-    });
+    table_order::sort(processes, column.key());
 }
 
 /// Puts `processes` in the `frozen` order; processes not in it go last, in their order.

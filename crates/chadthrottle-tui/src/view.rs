@@ -119,6 +119,16 @@ mod tests {
     }
 
     #[test]
+    fn grouped_by_application_with_one_open() {
+        let mut app = crate::fixtures::app_with_applications();
+        press(&mut app, "a");
+        app.handle(Event::Key(key(KeyCode::Right)));
+        press(&mut app, "jjjj");
+        app.handle(Event::Key(key(KeyCode::Right)));
+        insta::assert_snapshot!(screen(&mut app, 100, 12));
+    }
+
+    #[test]
     fn help() {
         let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
         press(&mut app, "h");

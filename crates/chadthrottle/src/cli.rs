@@ -485,6 +485,28 @@ pub struct TopArgs {
     /// accounting is available.
     #[arg(long)]
     pub fallback: bool,
+
+    /// One row per process, or per application (a rule's members, else one executable's
+    /// processes) with its processes under it.
+    #[arg(long, value_name = "process|app", value_parser = parse_top_by, default_value = "process")]
+    pub by: TopBy,
+}
+
+/// What `top` lists a row for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopBy {
+    Process,
+    App,
+}
+
+/// `--by`'s value; refused on one line, naming what is accepted (clap's own refusal of an
+/// enum's value lists them on a second line).
+fn parse_top_by(value: &str) -> Result<TopBy, String> {
+    match value {
+        "process" => Ok(TopBy::Process),
+        "app" => Ok(TopBy::App),
+        other => Err(format!("invalid grouping \"{other}\": give process or app")),
+    }
 }
 
 /// `run`'s limits, as `limit --pid --tree` takes them, and its command.

@@ -1,8 +1,10 @@
-//! Text `chadthrottle top` prints: the process table, a process's connections and the
-//! interfaces. Pure functions of a snapshot, tested without a kernel.
+//! Text `chadthrottle top` prints: the process table or the application table
+//! (`--by app`), a process's connections and the interfaces. Pure functions of a
+//! snapshot, tested without a kernel.
 
+use chadthrottle_core::application::{ApplicationSnapshot, KeyKind};
 use chadthrottle_core::rate::{format_bytes, format_rate};
-use chadthrottle_core::usage::{Layer, Snapshot, Source};
+use chadthrottle_core::usage::{Layer, LimitRates, Snapshot, Source};
 use std::fmt::Write as _;
 
 /// The line above the tables: where the figures come from and what they count.
@@ -43,10 +45,71 @@ pub fn processes(snapshot: &Snapshot) -> String {
             format_rate(p.tx_rate),
             format_bytes(p.rx_bytes),
             format_bytes(p.tx_bytes),
-            p.limit.map(|l| l.to_string()).unwrap_or_default(),
+            limit_text(p.limit),
         );
     }
     if snapshot.processes.is_empty() {
+        out.push_str("        (no process has used the network yet)\n");
+    }
+    out
+}
+
+/// `⚡ ↓… ↑…`, or nothing without a limit.
+fn limit_text(limit: Option<LimitRates>) -> String {
+    limit.map(|l| l.to_string()).unwrap_or_default()
+}
+
+/// `top --by app`: a row per application — its name, how many processes, the members'
+/// rates and totals added up, the rule's limit and what the application is (the rule, or
+/// the executable's path) — and its processes indented under it, with their own limits
+/// when no rule holds them.
+pub fn applications(grouped: &ApplicationSnapshot) -> String {
+    let mut out = format!(
+        "{:<28} {:>5} {:>12} {:>12} {:>10} {:>10}  {}\n",
+        "APPLICATION / PID", "PROCS", "↓ RATE", "↑ RATE", "↓ TOTAL", "↑ TOTAL", "LIMIT"
+    );
+    let exited = |name: &str, exited: bool| match exited {
+        true => format!("{name} (exited)"),
+        false => name.to_owned(),
+    };
+    for app in &grouped.applications {
+        let what = match app.key.kind {
+            KeyKind::Rule => format!("rule \"{}\"", app.key.key),
+            KeyKind::Exe => app.key.key.clone(),
+            KeyKind::Name => String::new(),
+        };
+        let limit = limit_text(app.limit);
+        let _ = writeln!(
+            out,
+            "{:<28} {:>5} {:>12} {:>12} {:>10} {:>10}  {}",
+            exited(&app.name, app.exited),
+            app.process_count,
+            format_rate(app.rx_rate),
+            format_rate(app.tx_rate),
+            format_bytes(app.rx_bytes),
+            format_bytes(app.tx_bytes),
+            [limit, what].join(" ").trim(),
+        );
+        for p in &app.processes {
+            let member = format!("  {:>7} {}", p.pid, exited(&p.name, p.exited));
+            let limit = match app.rule {
+                Some(_) => String::new(),
+                None => limit_text(p.limit),
+            };
+            let line = format!(
+                "{:<28} {:>5} {:>12} {:>12} {:>10} {:>10}  {}",
+                member,
+                "",
+                format_rate(p.rx_rate),
+                format_rate(p.tx_rate),
+                format_bytes(p.rx_bytes),
+                format_bytes(p.tx_bytes),
+                limit,
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+    }
+    if grouped.applications.is_empty() {
         out.push_str("        (no process has used the network yet)\n");
     }
     out
@@ -150,6 +213,54 @@ mod tests {
         assert!(row.contains("10MB"), "{row}");
         assert!(row.contains("2KB"), "{row}");
         assert!(row.contains("⚡ ↓1MB/s ↑blocked"), "{row}");
+    }
+
+    #[test]
+    fn application_rows_add_up_their_members_and_name_the_rule() {
+        use chadthrottle_core::table_order::SortKey;
+        let mut s = snapshot();
+        let mut second = s.processes[0].clone();
+        second.pid = 4243;
+        second.tx_rate = 2048;
+        let mut other = s.processes[0].clone();
+        other.pid = 7;
+        other.name = "wget".into();
+        other.limit = None;
+        s.processes.extend([second, other]);
+        for p in &mut s.processes[..2] {
+            p.rule = Some("downloads".into());
+        }
+        let grouped = ApplicationSnapshot::of(
+            s,
+            |p| Some(format!("/usr/bin/{}", p.name)),
+            SortKey::Busiest,
+        );
+        let text = applications(&grouped);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        let app = lines[1];
+        assert!(app.starts_with("downloads "), "{text}");
+        assert!(app.contains("    2 "), "{text}");
+        assert!(
+            app.contains("2MB/s") && app.contains("2KB/s") && app.contains("20MB"),
+            "{text}"
+        );
+        assert!(
+            app.contains("⚡ ↓1MB/s ↑blocked rule \"downloads\""),
+            "{text}"
+        );
+        // members busiest first, like the applications
+        assert!(lines[2].starts_with("     4243 curl"), "{text}");
+        assert!(
+            !lines[2].contains('⚡'),
+            "the rule's limit is on its row: {text}"
+        );
+        assert!(lines[3].starts_with("     4242 curl"), "{text}");
+        assert!(
+            lines[4].starts_with("wget ") && lines[4].ends_with("/usr/bin/wget"),
+            "{text}"
+        );
+        assert!(lines[5].starts_with("        7 wget"), "{text}");
     }
 
     #[test]

@@ -87,6 +87,10 @@ fn bad_values_exit_2_naming_the_value() {
         (vec!["--max-connections", "10", "status"], "10"),
         (vec!["top", "--count", "0"], "0"),
         (
+            vec!["top", "--by", "user"],
+            "invalid grouping \"user\": give process or app",
+        ),
+        (
             vec!["run", "--up", "fast", "--", "true"],
             "invalid rate \"fast\"",
         ),

@@ -115,6 +115,8 @@ fn limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes() -> anyhow::Resul
     // the first client's connection was open before the rule: both are held together
     before.start_send(10.0, MAX_BYTES)?;
     after.start_send(10.0, MAX_BYTES)?;
+    std::thread::sleep(Duration::from_secs(3));
+    by_application(&lab, rule, &clients)?;
     let report = before.finish_send()?;
     after.finish_send()?;
     within(
@@ -160,6 +162,76 @@ fn limit_exe_sets_a_rule_that_rules_lists_and_unlimit_removes() -> anyhow::Resul
     ensure!(
         listed.len() == 1 && listed[0]["name"] == "user 0",
         "after a reset, a new rule is the only one listed: {listed:?}"
+    );
+    Ok(())
+}
+
+/// `top --by app --json` while `clients` send under `rule`: one application row for the
+/// rule, its members among the clients, its rates the sum of its members' and its upload
+/// near the rule's shared budget (the rates are top's, over a 2 s window).
+fn by_application(lab: &Lab, rule: &Value, clients: &[u64]) -> anyhow::Result<()> {
+    let top: Value = serde_json::from_str(&run(
+        lab,
+        &["top", "--once", "--json", "--by", "app", "--interval", "2s"],
+    )?)?;
+    let applications = top["applications"]
+        .as_array()
+        .context("top --by app --json has applications")?;
+    let under_rule: Vec<&Value> = applications
+        .iter()
+        .filter(|a| a["rule"] == rule["name"])
+        .collect();
+    ensure!(under_rule.len() == 1, "one application for the rule: {top}");
+    let application = under_rule[0];
+    ensure!(
+        application["kind"] == "rule" && application["key"] == rule["name"],
+        "keyed by the rule: {application}"
+    );
+    let members = application["processes"]
+        .as_array()
+        .context("an application lists its processes")?;
+    let pids: Vec<u64> = members.iter().filter_map(|p| p["pid"].as_u64()).collect();
+    ensure!(
+        pids.len() == 2 && pids.iter().all(|pid| clients.contains(pid)),
+        "both clients, and only they, under the rule: {pids:?}, clients {clients:?}"
+    );
+    ensure!(
+        application["process_count"] == 2,
+        "process_count: {application}"
+    );
+    let sum = |field: &str| -> anyhow::Result<u64> {
+        members
+            .iter()
+            .map(|p| p[field].as_u64().with_context(|| format!("{field} of {p}")))
+            .sum()
+    };
+    for field in ["tx_rate", "rx_rate", "tx_bytes", "rx_bytes"] {
+        ensure!(
+            application[field].as_u64() == Some(sum(field)?),
+            "the application's {field} is its members' sum: {application}"
+        );
+    }
+    let listed_once = clients.iter().all(|client| {
+        let times = applications
+            .iter()
+            .flat_map(|a| a["processes"].as_array().into_iter().flatten())
+            .filter(|p| p["pid"] == *client)
+            .count();
+        times == 1
+    });
+    ensure!(listed_once, "each client is listed once: {top}");
+    #[expect(clippy::cast_precision_loss, reason = "a rate in bytes per second")]
+    let tx_rate = application["tx_rate"].as_u64().context("tx_rate")? as f64;
+    let error = (tx_rate - 2.0 * MIB) / (2.0 * MIB);
+    println!(
+        "  top --by app: the rule's 2 members together {:.1} KiB/s up against 2048 KiB/s ({:+.1} %)",
+        tx_rate / KIB,
+        error * 100.0
+    );
+    ensure!(
+        error.abs() <= 0.25,
+        "top --by app: the members' combined upload is {:+.1} % off the rule's 2 MiB/s",
+        error * 100.0
     );
     Ok(())
 }

@@ -243,6 +243,28 @@ fn throttling_with_keystrokes_holds_the_limit() -> anyhow::Result<()> {
         limit["down"]
     );
 
+    // `a` groups the table by application, closed: the client's PID leaves the table; `→`
+    // opens the selected application (the client's, where the selection was): it is back,
+    // under its application's row; `a` again lists processes
+    let starts_a_row = |screen: &str| screen.lines().any(|line| line.starts_with(&pid));
+    tui.keys(&["a"])?;
+    let grouped = tui.wait_for("grouped by application", 5)?;
+    ensure!(
+        grouped.contains('▸') && !starts_a_row(&grouped),
+        "applications, closed:\n{grouped}"
+    );
+    tui.keys(&["Right"])?;
+    let opened = tui.wait_for("▾", 5)?;
+    let lines: Vec<&str> = opened.lines().collect();
+    let app_row = lines.iter().position(|line| line.contains('▾'));
+    let own_row = lines.iter().position(|line| line.starts_with(&pid));
+    ensure!(
+        matches!((app_row, own_row), (Some(app), Some(own)) if own > app),
+        "the client's row under its open application:\n{opened}"
+    );
+    tui.keys(&["a"])?;
+    tui.wait_for("one row per process", 5)?;
+
     let report = client.finish_send()?;
     std::thread::sleep(Duration::from_millis(150));
     let bins = server.bins()?;

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 /// Key and what it does, in the order a newcomer needs them.
-const KEYS: [(&str, &str); 13] = [
+const KEYS: [(&str, &str); 14] = [
     (
         "↑ ↓ j k PgUp PgDn",
         "select a process (or the mouse; the wheel scrolls)",
@@ -19,6 +19,7 @@ const KEYS: [(&str, &str); 13] = [
         "Enter",
         "its detail: overview, connections, traffic, system",
     ),
+    ("a  → ← Space", "group by application; open / close one"),
     ("l", "all / Internet / local traffic in the table"),
     ("i", "one interface's traffic only (next, then all)"),
     ("b", "backends: which can limit here, and why not"),

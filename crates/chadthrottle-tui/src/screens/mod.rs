@@ -4,7 +4,9 @@
 pub mod backends;
 pub mod detail;
 pub mod graph;
+pub mod grouped_table;
 pub mod help;
 pub mod status_bar;
 pub mod table;
+pub mod table_cells;
 pub mod throttle;

@@ -11,6 +11,7 @@ use chadthrottle_core::status::Enforcement;
 use chadthrottle_core::system::{Processes, System, UsageSource};
 use chadthrottle_core::usage::Reading;
 use chadthrottle_core::{ProcessRef, usage::ProcessDetails};
+use std::collections::{HashMap, HashSet};
 
 /// Refuses a datapath the caller may not install or use (see `core::access`).
 pub fn datapath<S: System>(system: &S, global: &Global) -> anyhow::Result<()> {
@@ -113,6 +114,33 @@ pub fn details<P: Processes>(processes: &P, process: ProcessRef) -> Option<Proce
         Sight::Full => processes.details(process),
         Sight::WithoutDetails | Sight::Hidden => None,
     }
+}
+
+/// The executable of `process`, if it still runs and the caller may see its details (the
+/// same as the System tab's): what groups it with its application.
+fn exe<P: Processes>(processes: &P, process: ProcessRef) -> Option<String> {
+    let visible = sight(processes, process) == Sight::Full && processes.is_alive(process);
+    visible.then(|| processes.exe(process.pid)).flatten()
+}
+
+/// The executables of the `listed` processes (see `exe`), each read once and kept in
+/// `known`, so a process that has exited stays in the application it had while it ran;
+/// processes no longer listed are forgotten.
+pub fn executables<P: Processes>(
+    processes: &P,
+    listed: &HashSet<ProcessRef>,
+    known: &mut HashMap<ProcessRef, Option<String>>,
+) -> HashMap<ProcessRef, String> {
+    known.retain(|process, _| listed.contains(process));
+    for &process in listed {
+        known
+            .entry(process)
+            .or_insert_with(|| exe(processes, process));
+    }
+    known
+        .iter()
+        .filter_map(|(process, exe)| Some((*process, exe.clone()?)))
+        .collect()
 }
 
 #[cfg(test)]

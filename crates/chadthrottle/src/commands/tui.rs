@@ -13,12 +13,13 @@ use chadthrottle_core::bucket::default_burst;
 use chadthrottle_core::saved::{SavedLimit, SavedLimits};
 use chadthrottle_core::status::DirectionLimit;
 use chadthrottle_core::system::{Processes, System, UsageSource};
-use chadthrottle_core::usage::Source;
+use chadthrottle_core::usage::{Reading, Source};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
+use chadthrottle_tui::grouping::Membership;
 use chadthrottle_tui::{App, Effect, Event};
 use ratatui::crossterm::event::{self as term, DisableMouseCapture, EnableMouseCapture};
 use ratatui::crossterm::execute;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,17 +36,43 @@ fn collect<P: Processes, U: UsageSource>(
     events: &Sender<Event>,
     interval: Duration,
 ) {
+    let mut known = HashMap::new();
     loop {
-        let update = super::access::read(processes, &mut source).map(|reading| Event::Update {
-            reading,
-            limits: source.limits().unwrap_or_default(),
-        });
-        let event =
-            update.unwrap_or_else(|error| Event::Done(Err(chadthrottle_kernel::describe(&error))));
+        let (event, membership) = match super::access::read(processes, &mut source) {
+            Ok(reading) => {
+                let membership = membership(processes, &mut source, &reading, &mut known);
+                let limits = source.limits().unwrap_or_default();
+                (Event::Update { reading, limits }, Some(membership))
+            }
+            Err(error) => (
+                Event::Done(Err(chadthrottle_kernel::describe(&error))),
+                None,
+            ),
+        };
         if events.send(event).is_err() {
             return;
         }
+        if let Some(membership) = membership
+            && events.send(Event::Membership(membership)).is_err()
+        {
+            return;
+        }
         std::thread::sleep(interval);
+    }
+}
+
+/// What groups `reading`'s processes into applications: their executables (each read
+/// once, kept in `known`) and the rules that govern them (none if they cannot be read).
+fn membership<P: Processes, U: UsageSource>(
+    processes: &P,
+    source: &mut U,
+    reading: &Reading,
+    known: &mut HashMap<ProcessRef, Option<String>>,
+) -> Membership {
+    let listed = reading.processes.iter().map(|p| p.process).collect();
+    Membership {
+        exes: super::access::executables(processes, &listed, known),
+        rules: source.rules().unwrap_or_default(),
     }
 }
 
@@ -376,7 +403,7 @@ pub fn run<S: System + Clone + Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{CURL, WGET, machine, with_readings};
+    use super::super::testing::{CURL, WGET, machine, ok, with_readings};
     use super::*;
     use crate::cli::Cli;
     use chadthrottle_core::fake::FakeSystem;
@@ -593,5 +620,84 @@ mod tests {
             "the outcome is in the status bar: {screen}"
         );
         let _cleanup = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_collector_says_what_groups_the_processes_and_the_table_groups_by_it() {
+        let mut system = machine();
+        let processes = [
+            usage(CURL, "curl", 1000),
+            usage(WGET, "wget", 500),
+            usage(2, "kthreadd", 10),
+        ];
+        with_readings(&system, &processes);
+        ok(&mut system, &["limit", "--name", "wget", "--up", "2M"]);
+        let (global, dir) = global("membership");
+        let (mut source, _) = system.usage(&global.datapath(), None);
+        let reading = source.read().expect("reading");
+        let mut known = HashMap::new();
+        let found = membership(&system, &mut source, &reading, &mut known);
+        let at = |pid| ProcessRef { pid, start_time: 1 };
+        let mut exes: Vec<(u32, &str)> = found
+            .exes
+            .iter()
+            .map(|(p, exe)| (p.pid, exe.as_str()))
+            .collect();
+        exes.sort_unstable();
+        assert_eq!(
+            exes,
+            [(CURL, "/usr/bin/curl"), (WGET, "/usr/bin/wget")],
+            "the kernel thread has none"
+        );
+        assert_eq!(
+            found.rules.get(&at(WGET)).map(|(name, _)| name.as_str()),
+            Some("name wget")
+        );
+        // curl exits: it keeps the executable it had
+        system.machine().processes.remove(&CURL);
+        let again = membership(&system, &mut source, &reading, &mut known);
+        assert_eq!(
+            again.exes.get(&at(CURL)).map(String::as_str),
+            Some("/usr/bin/curl")
+        );
+        let layer = chadthrottle_core::usage::Layer::TransportPayload;
+        let mut app = App::new(Source::Ebpf, layer, None, 1000, None, false);
+        app.handle(Event::Update {
+            reading,
+            limits: HashMap::new(),
+        });
+        app.handle(Event::Membership(found));
+        app.handle(key(KeyCode::Char('a')));
+        let grouping = app.grouping.as_ref().expect("grouped");
+        let mut names: Vec<&str> = grouping
+            .applications
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["curl", "kthreadd", "name wget"]);
+        let _cleanup = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn another_users_executable_is_not_read_where_proc_hides_it() {
+        use chadthrottle_core::access::HidePid;
+        use chadthrottle_core::process::Uids;
+        let system = machine();
+        with_readings(&system, &[usage(CURL, "curl", 1000)]);
+        {
+            let mut machine = system.machine();
+            machine.caller = Uids::of(65_534);
+            machine.hidepid = HidePid::NoAccess;
+        }
+        let listed = HashSet::from([ProcessRef {
+            pid: CURL,
+            start_time: 1,
+        }]);
+        let exes = super::super::access::executables(&system, &listed, &mut HashMap::new());
+        assert!(exes.is_empty(), "root's curl, seen by nobody: {exes:?}");
+        system.machine().hidepid = HidePid::Off;
+        let exes = super::super::access::executables(&system, &listed, &mut HashMap::new());
+        assert_eq!(exes.len(), 1, "as ps shows it: {exes:?}");
     }
 }
