@@ -5,8 +5,9 @@
 //! Nothing here touches the kernel, so every screen is tested through ratatui's
 //! `TestBackend`.
 //!
-//! Layers, each importing only those below it: `event`, `sort`, `dialog`, `theme` →
-//! `mode` → `layout` → `app` → `keys`, `screens` → `dispatch`, `view`.
+//! Layers, each importing only those below it: `target_choice` → `event`, `sort`,
+//! `dialog`, `theme` → `mode` → `layout` → `app` → `rules_keys` → `keys`, `screens` →
+//! `dispatch`, `view`.
 
 pub mod app;
 pub mod dialog;
@@ -15,8 +16,10 @@ pub mod event;
 pub mod keys;
 pub mod layout;
 pub mod mode;
+mod rules_keys;
 mod screens;
 pub mod sort;
+pub mod target_choice;
 mod theme;
 pub mod view;
 

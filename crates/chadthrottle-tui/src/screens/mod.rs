@@ -5,6 +5,7 @@ pub mod backends;
 pub mod detail;
 pub mod graph;
 pub mod help;
+pub mod rules_view;
 pub mod status_bar;
 pub mod table;
 pub mod throttle;
