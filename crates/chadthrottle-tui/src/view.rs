@@ -166,6 +166,19 @@ mod tests {
             "the two curls' 500 000 B/s together: {text}"
         );
         insta::assert_snapshot!(text);
+        // a rule with more members than fit: as many as fit, then how many more
+        let many: Vec<u32> = (4242..4242 + 400).collect();
+        app.handle(Event::Rules(vec![exe_rule(
+            "/usr/bin/curl",
+            1 << 20,
+            &many,
+        )]));
+        let text = screen(&mut app, 100, 8);
+        let line = text.lines().nth(6).unwrap_or_default();
+        assert!(
+            line.contains(": 4242 curl, 4243 curl, 4244, ") && line.contains(", +394 more "),
+            "{line}"
+        );
         app.handle(Event::Resize(80, 24));
         app.handle(Event::Rules(Vec::new()));
         insta::assert_snapshot!("rules_view_empty_at_80x24", screen(&mut app, 80, 24));

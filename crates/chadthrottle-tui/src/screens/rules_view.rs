@@ -3,6 +3,7 @@
 
 use crate::app::App;
 use crate::theme::Theme;
+use chadthrottle_core::ProcessRef;
 use chadthrottle_core::rate::format_rate;
 use chadthrottle_core::rule_request::RuleStatus;
 use chadthrottle_core::usage::{LimitRates, Snapshot};
@@ -11,50 +12,87 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use std::collections::HashMap;
 
-/// The rates its members move now, summed (download, upload): the processes the table
-/// shows, whatever its filter and traffic view.
-pub fn member_rates(rule: &RuleStatus, snapshot: &Snapshot) -> (u64, u64) {
+/// Each process the snapshot shows, by identity: its name and rates (down, up). Built once
+/// a frame, so that a rule's members are summed in their own number of steps however
+/// many processes there are.
+pub fn by_process(snapshot: &Snapshot) -> HashMap<ProcessRef, (&str, u64, u64)> {
     snapshot
         .processes
         .iter()
-        .filter(|p| {
-            rule.members
-                .iter()
-                .any(|m| m.pid == p.pid && m.start_time == p.start_time)
+        .map(|p| {
+            let process = ProcessRef {
+                pid: p.pid,
+                start_time: p.start_time,
+            };
+            (process, (p.name.as_str(), p.rx_rate, p.tx_rate))
         })
-        .fold((0, 0), |(down, up), p| (down + p.rx_rate, up + p.tx_rate))
+        .collect()
 }
 
-/// The line under the table: what the selected rule matches and its member processes.
-fn members_line(rule: &RuleStatus, snapshot: &Snapshot) -> String {
-    let name = |pid: u32| {
-        snapshot
-            .processes
-            .iter()
-            .find(|p| p.pid == pid)
-            .map(|p| format!("{pid} {}", p.name))
-            .unwrap_or_else(|| pid.to_string())
-    };
-    let members: Vec<String> = rule.members.iter().map(|m| name(m.pid)).collect();
-    let members = if members.is_empty() {
-        "no process now".to_owned()
-    } else {
-        members.join(", ")
-    };
-    format!(" {} → {}: {members}", rule.spec.name, rule.resolved)
+/// The rates its members move now, summed (download, upload).
+pub fn member_rates(
+    rule: &RuleStatus,
+    shown: &HashMap<ProcessRef, (&str, u64, u64)>,
+) -> (u64, u64) {
+    rule.members
+        .iter()
+        .filter_map(|member| shown.get(member))
+        .fold((0, 0), |(down, up), (_, rx, tx)| (down + rx, up + tx))
+}
+
+/// The line under the table, at most `width` columns: what the selected rule matches and
+/// as many of its member processes as fit, then how many more (a rule may have tens of
+/// thousands).
+fn members_line(
+    rule: &RuleStatus,
+    shown: &HashMap<ProcessRef, (&str, u64, u64)>,
+    width: usize,
+) -> String {
+    let mut line = format!(" {} → {}: ", rule.spec.name, rule.resolved);
+    if rule.members.is_empty() {
+        line.push_str("no process now");
+        return line;
+    }
+    for (at, member) in rule.members.iter().enumerate() {
+        let entry = match shown.get(member) {
+            Some((name, _, _)) => format!("{} {name}", member.pid),
+            None => member.pid.to_string(),
+        };
+        let more = format!(" +{} more", rule.members.len() - at);
+        // room is kept for the count of those that do not fit
+        if line.chars().count() + entry.len() + 2 + more.len() > width && at > 0 {
+            line.push_str(more.trim_start());
+            return line;
+        }
+        line.push_str(&entry);
+        if at + 1 < rule.members.len() {
+            line.push_str(", ");
+        }
+    }
+    line
 }
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
-    let snapshot = app.snapshot();
+    let shown = by_process(app.snapshot());
     let header = Row::new(
         ["RULE", "TARGET", "LIMIT", "MODE", "PROCS", "↓RATE", "↑RATE"]
             .into_iter()
             .map(Cell::from),
     )
     .style(theme.header());
-    let rows = app.rules.iter().enumerate().map(|(at, rule)| {
-        let (down, up) = member_rates(rule, snapshot);
+    // the table scrolls with the selection, the members line keeps the last row
+    let table_area = Rect {
+        height: area.height.saturating_sub(1),
+        ..area
+    };
+    let visible = usize::from(table_area.height.saturating_sub(1)).max(1);
+    let offset = app.rule_selected.saturating_sub(visible - 1);
+    // only the rows shown are made: a full kernel holds 4 096 rules
+    let shown_rules = app.rules.iter().enumerate().skip(offset).take(visible);
+    let rows = shown_rules.map(|(at, rule)| {
+        let (down, up) = member_rates(rule, &shown);
         let style = if at == app.rule_selected {
             theme.selected()
         } else {
@@ -83,16 +121,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
         Constraint::Length(10),
         Constraint::Length(10),
     ];
-    // the table scrolls with the selection, the members line keeps the last row
-    let table_area = Rect {
-        height: area.height.saturating_sub(1),
-        ..area
-    };
-    let visible = usize::from(table_area.height.saturating_sub(1)).max(1);
-    let offset = app.rule_selected.saturating_sub(visible - 1);
-    let table = Table::new(rows.skip(offset).take(visible), widths)
-        .header(header)
-        .column_spacing(1);
+    let table = Table::new(rows, widths).header(header).column_spacing(1);
     frame.render_widget(table, table_area);
     let last = Rect {
         y: area.y + area.height.saturating_sub(1),
@@ -100,7 +129,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
         ..area
     };
     let text = match app.rules.get(app.rule_selected) {
-        Some(rule) => members_line(rule, snapshot),
+        Some(rule) => members_line(rule, &shown, usize::from(area.width)),
         None => " no rules: t on a process limits its executable, unit or container".to_owned(),
     };
     frame.render_widget(Paragraph::new(text).style(theme.fading()), last);
