@@ -23,6 +23,8 @@ pub struct ThrottleDialog {
     /// The process first, then the rule targets the runner offered.
     pub targets: Vec<TargetChoice>,
     pub chosen: usize,
+    /// A rule's mode: each process its own rate, or one budget shared (Space switches).
+    pub each: bool,
 }
 
 /// The text a limit is pre-filled as: the rate in the CLI's byte units (`1MB`), `0` for a
@@ -63,6 +65,7 @@ impl ThrottleDialog {
             focus: Field::Download,
             targets: vec![TargetChoice::Process { pid: process.pid }],
             chosen: 0,
+            each: false,
         }
     }
 
@@ -80,7 +83,7 @@ impl ThrottleDialog {
     }
 
     /// Moves the choice by `step` (wrapping); a target with a rule held on it fills the
-    /// fields with the rule's rates, others keep what was typed.
+    /// fields and the mode with the rule's, others keep what was typed.
     pub fn step_target(&mut self, step: isize) {
         let count = self.targets.len() as isize;
         self.choose((self.chosen as isize + step).rem_euclid(count) as usize);
@@ -88,9 +91,12 @@ impl ThrottleDialog {
 
     fn choose(&mut self, at: usize) {
         self.chosen = at;
-        if let Some(limit) = self.targets.get(at).and_then(held) {
-            self.download = prefill(limit.down);
-            self.upload = prefill(limit.up);
+        if let Some(TargetChoice::Rule(offer)) = self.targets.get(at) {
+            if let Some(limit) = offer.held {
+                self.download = prefill(limit.down);
+                self.upload = prefill(limit.up);
+                self.each = offer.each;
+            }
         }
     }
 
@@ -168,11 +174,13 @@ mod tests {
             TargetOffer {
                 target: RuleTarget::Tree(1),
                 held: None,
+                each: false,
                 saved: false,
             },
             TargetOffer {
                 target: RuleTarget::Exe("/usr/bin/curl".into()),
                 held: Some(steam),
+                each: true,
                 saved: true,
             },
         ];
@@ -188,8 +196,10 @@ mod tests {
             d.download, "1M",
             "nothing held on the tree: typed text stays"
         );
+        assert!(!d.each);
         d.step_target(1);
         assert_eq!((d.download.as_str(), d.upload.as_str()), ("5MB", ""));
+        assert!(d.each, "the held rule's mode");
         d.step_target(1);
         assert_eq!(d.target(), &TargetChoice::Process { pid: 1 }, "wraps");
         d.step_target(-1);

@@ -56,12 +56,13 @@ pub enum Effect {
     Inspect(ProcessRef),
     /// Find the rule targets the process falls under (for the throttle dialog).
     OfferTargets(ProcessRef),
-    /// Set the rule on `target` as `limit --exe …` does (with `save`: `--save`); both
-    /// directions `None` removes it.
+    /// Set the rule on `target` as `limit --exe …` does (with `each`: `--each`, with
+    /// `save`: `--save`); both directions `None` removes it.
     SetRule {
         target: RuleTarget,
         up: Option<u64>,
         down: Option<u64>,
+        each: bool,
         save: bool,
     },
     /// Remove the rule on `target` (`unlimit --exe …`).

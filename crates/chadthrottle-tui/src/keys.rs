@@ -197,6 +197,8 @@ fn throttle(app: &mut App, mut dialog: ThrottleDialog, key: KeyEvent) -> Vec<Eff
         KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => dialog.switch_focus(),
         KeyCode::Left => dialog.step_target(-1),
         KeyCode::Right => dialog.step_target(1),
+        // no rate has a space: it switches a rule's mode
+        KeyCode::Char(' ') if dialog.target().rule().is_some() => dialog.each = !dialog.each,
         KeyCode::Backspace => {
             dialog.field_mut().pop();
         }

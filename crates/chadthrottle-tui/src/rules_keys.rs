@@ -59,6 +59,7 @@ pub fn set_rule(dialog: &ThrottleDialog, up: Option<u64>, down: Option<u64>) -> 
         target: offer.target.clone(),
         up,
         down,
+        each: dialog.each,
         save: offer.saved,
     }]
 }
@@ -114,11 +115,13 @@ mod tests {
             TargetOffer {
                 target: RuleTarget::Tree(7),
                 held: None,
+                each: false,
                 saved: false,
             },
             TargetOffer {
                 target: RuleTarget::Exe("/usr/bin/curl".into()),
                 held: None,
+                each: false,
                 saved: true,
             },
         ]
@@ -160,12 +163,15 @@ mod tests {
         for c in "2M".chars() {
             press(&mut app, KeyCode::Char(c));
         }
+        // Space: each process its own 2M
+        press(&mut app, KeyCode::Char(' '));
         assert_eq!(
             press(&mut app, KeyCode::Enter),
             vec![Effect::SetRule {
                 target: RuleTarget::Exe("/usr/bin/curl".into()),
                 up: None,
                 down: Some(2 << 20),
+                each: true,
                 save: true,
             }]
         );
@@ -208,6 +214,7 @@ mod tests {
                 target: RuleTarget::Exe("/usr/bin/curl".into()),
                 up: None,
                 down: None,
+                each: false,
                 save: true,
             }]
         );

@@ -11,6 +11,8 @@ pub struct TargetOffer {
     pub target: RuleTarget,
     /// The rates of the rule held on this target now, if one is.
     pub held: Option<LimitRates>,
+    /// Whether that rule gives each process its own rate (`--each`); `false` without one.
+    pub each: bool,
     /// Setting it also writes it into the rules file (set again at boot).
     pub saved: bool,
 }
@@ -68,6 +70,7 @@ mod tests {
             TargetChoice::Rule(TargetOffer {
                 target,
                 held: None,
+                each: false,
                 saved,
             })
         };

@@ -128,6 +128,7 @@ mod tests {
         let offer = |target, saved| TargetOffer {
             target,
             held: None,
+            each: false,
             saved,
         };
         app.handle(Event::Targets {

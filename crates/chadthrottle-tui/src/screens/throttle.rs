@@ -52,10 +52,14 @@ fn targets(dialog: &ThrottleDialog, theme: &Theme) -> Vec<Line<'static>> {
 
 pub fn draw(frame: &mut Frame, dialog: &ThrottleDialog, theme: &Theme) {
     let rows = u16::try_from(dialog.targets.len()).unwrap_or(u16::MAX);
-    let area = popup(frame.area(), 76, rows.saturating_add(11));
+    let area = popup(frame.area(), 76, rows.saturating_add(12));
     frame.render_widget(Clear, area);
     let mut lines = targets(dialog, theme);
-    lines.push(Line::from(""));
+    lines.push(Line::from(match (dialog.target().rule(), dialog.each) {
+        (None, _) => "",
+        (Some(_), false) => "  shared: one budget for all its processes (Space: each)",
+        (Some(_), true) => "  each: the rate for each of its processes (Space: shared)",
+    }));
     lines.extend(field(
         "Download",
         &dialog.download,

@@ -220,8 +220,12 @@ fn apply<S: System>(
             target,
             up,
             down,
+            each,
             save,
-        } => super::tui_rules::set_rule(system, global, files.rules, target, (*up, *down), *save),
+        } => {
+            let rates = (*up, *down);
+            super::tui_rules::set_rule(system, global, files.rules, target, rates, *each, *save)
+        }
         Effect::LiftRule(target) => {
             super::tui_rules::lift_held(system, global, files.rules, target)
         }

@@ -41,13 +41,14 @@ pub fn offers<S: System>(system: &mut S, global: &Global, process: ProcessRef) -
     let held = rules::held(system, global).unwrap_or_default();
     targets
         .into_iter()
-        .map(|target| TargetOffer {
-            held: held
-                .iter()
-                .find(|rule| rule.spec.target == target)
-                .map(|rule| LimitRates::of(&rule.limits)),
-            saved: saved(&target),
-            target,
+        .map(|target| {
+            let rule = held.iter().find(|rule| rule.spec.target == target);
+            TargetOffer {
+                held: rule.map(|rule| LimitRates::of(&rule.limits)),
+                each: rule.is_some_and(|rule| rule.spec.mode == Mode::Each),
+                saved: saved(&target),
+                target,
+            }
         })
         .collect()
 }
@@ -60,15 +61,16 @@ fn one_line(out: &[u8]) -> String {
         .join("; ")
 }
 
-/// Sets the rule on `target` as the dialog says — through `limit`'s own path, and with
-/// `save` through `limit --save`'s into `rules_file` — or removes it when both directions
-/// are empty. Returns what `limit` would have printed, on one line.
+/// Sets the rule on `target` as the dialog says — through `limit`'s own path (`each`:
+/// `--each`), and with `save` through `limit --save`'s into `rules_file` — or removes it
+/// when both directions are empty. Returns what `limit` would have printed, on one line.
 pub fn set_rule<S: System>(
     system: &mut S,
     global: &Global,
     rules_file: &Path,
     target: &RuleTarget,
     rates: (Option<u64>, Option<u64>),
+    each: bool,
     save: bool,
 ) -> anyhow::Result<String> {
     let (up, down) = rates;
@@ -92,8 +94,7 @@ pub fn set_rule<S: System>(
             .transpose()
     };
     let args = LimitArgs {
-        // the dialog has no mode: a rule keeps the one it was set with
-        each: held.is_some_and(|rule| rule.spec.mode == Mode::Each),
+        each,
         rates: RateArgs {
             up: rate(up)?,
             down: rate(down)?,
@@ -288,6 +289,7 @@ mod tests {
             &file,
             &steam,
             (None, Some(2 << 20)),
+            false,
             true,
         )
         .expect("set");
@@ -331,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_field_lifts_that_direction_and_the_mode_stays() {
+    fn an_emptied_field_lifts_that_direction_and_the_mode_is_the_dialogs() {
         let global = global();
         let mut system = rules_machine();
         ok(
@@ -340,21 +342,30 @@ mod tests {
                 "limit", "--pid", "5000", "--tree", "--up", "1M", "--down", "3M", "--each",
             ],
         );
+        let steam = process(&system, STEAM);
+        let offered = offers(&mut system, &global, steam);
+        assert!(offered[0].each, "the dialog opens on the held rule's mode");
         let tree = RuleTarget::Tree(STEAM);
-        set_rule(
-            &mut system,
-            &global,
-            Path::new("/nonexistent/rules.toml"),
-            &tree,
-            (None, Some(2 << 20)),
-            false,
-        )
-        .expect("set");
-        let machine = system.machine();
-        let rule = &machine.rules[0].request;
-        assert_eq!(rule.spec.mode, Mode::Each);
-        assert_eq!(rule.limits.up, None, "the emptied upload is lifted");
-        assert_eq!(rule.limits.down.map(|l| l.rate), Some(2 << 20));
+        let set = |system: &mut FakeSystem, each| {
+            let nowhere = Path::new("/nonexistent/rules.toml");
+            set_rule(
+                system,
+                &global,
+                nowhere,
+                &tree,
+                (None, Some(2 << 20)),
+                each,
+                false,
+            )
+            .expect("set");
+            let machine = system.machine();
+            let rule = &machine.rules[0].request;
+            assert_eq!(rule.limits.up, None, "the emptied upload is lifted");
+            assert_eq!(rule.limits.down.map(|l| l.rate), Some(2 << 20));
+            rule.spec.mode
+        };
+        assert_eq!(set(&mut system, true), Mode::Each);
+        assert_eq!(set(&mut system, false), Mode::Shared, "switched with Space");
     }
 
     #[test]
@@ -364,7 +375,7 @@ mod tests {
         let mut system = rules_machine();
         let steam = RuleTarget::Exe("/usr/bin/steam".into());
         let both = |system: &mut FakeSystem, rates, save| {
-            set_rule(system, &global, &file, &steam, rates, save)
+            set_rule(system, &global, &file, &steam, rates, false, save)
         };
         both(&mut system, (Some(1 << 20), None), true).expect("set");
         // the rules view's removal: the kernel's rule only, the file named
