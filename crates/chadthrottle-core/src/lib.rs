@@ -19,6 +19,7 @@ pub mod meter;
 pub mod monitor;
 pub mod options;
 pub mod process;
+pub mod process_targets;
 pub mod qdisc_plan;
 pub mod rate;
 pub mod resolution;

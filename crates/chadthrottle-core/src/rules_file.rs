@@ -1,5 +1,6 @@
 //! The rules file (`/etc/chadthrottle/rules.toml`): reading it into [`RuleSpec`]s with
-//! errors at `FILE:LINE:COL`, and writing one rule into it for `limit --save`.
+//! errors at `FILE:LINE:COL`, and writing one rule into it for `limit --save` (or taking
+//! one out, for the TUI's removal of a rule it saved).
 //!
 //! ```toml
 //! [[rule]]
@@ -380,15 +381,7 @@ pub enum SaveError {
 /// a replaced rule keeps the comment lines above its `[[rule]]`, but comments on its own
 /// key lines go with the keys. The file must read as it is, and with the rule.
 pub fn save_rule(file: &Path, text: &str, rule: &RuleSpec) -> Result<String, SaveError> {
-    let at = Located {
-        file: file.display().to_string(),
-        text,
-    };
-    parse_rules(file, text)?;
-    let mut document: toml_edit::DocumentMut =
-        text.parse().map_err(|error: toml_edit::TomlError| {
-            at.error(&error.span().unwrap_or(0..0), error.message().trim_end())
-        })?;
+    let (at, mut document, _) = editable(file, text)?;
     let mut table = rule_table(rule)?;
     let rules = document
         .entry("rule")
@@ -416,6 +409,80 @@ pub fn save_rule(file: &Path, text: &str, rule: &RuleSpec) -> Result<String, Sav
             message: error.message,
         }),
     }
+}
+
+/// `text` (the rules file read from `file`) without its rule on `target`, kept as written
+/// otherwise (the comment lines above the rule go with it); `None` if no rule in it has
+/// that target. The file must read as it is.
+pub fn forget_rule(
+    file: &Path,
+    text: &str,
+    target: &RuleTarget,
+) -> Result<Option<String>, SaveError> {
+    let (_, mut document, rules) = editable(file, text)?;
+    let Some(index) = rules.iter().position(|rule| rule.target == *target) else {
+        return Ok(None);
+    };
+    // the file read, so "rule" is the list of tables its rules came from, in order
+    let tables = document
+        .get_mut("rule")
+        .and_then(toml_edit::Item::as_array_of_tables_mut);
+    let Some(tables) = tables.filter(|tables| index < tables.len()) else {
+        return Ok(None);
+    };
+    // the comment block right above the rule goes with it; paragraphs before it (a header
+    // of the file, a section's title) stay, above the next rule or at the end
+    let prefix = tables
+        .get(index)
+        .and_then(|table| table.decor().prefix())
+        .and_then(toml_edit::RawString::as_str)
+        .unwrap_or_default();
+    let kept = prefix
+        .rfind("\n\n")
+        .map_or(String::new(), |at| prefix[..at + 2].to_owned());
+    tables.remove(index);
+    match tables.get_mut(index) {
+        Some(next) if !kept.is_empty() => {
+            let own = next
+                .decor()
+                .prefix()
+                .and_then(toml_edit::RawString::as_str)
+                .unwrap_or_default();
+            let joined = format!("{kept}{}", own.trim_start_matches('\n'));
+            next.decor_mut().set_prefix(joined);
+        }
+        Some(_) => {}
+        None => {
+            let trailing = document.trailing().as_str().unwrap_or_default();
+            let joined = format!("{kept}{trailing}");
+            document.set_trailing(joined);
+        }
+    }
+    if document
+        .get("rule")
+        .and_then(toml_edit::Item::as_array_of_tables)
+        .is_some_and(toml_edit::ArrayOfTables::is_empty)
+    {
+        document.remove("rule");
+    }
+    Ok(Some(document.to_string()))
+}
+
+/// The file's text as a document that keeps its layout, with its rules as read: refused
+/// if it does not read.
+fn editable<'a>(
+    file: &Path,
+    text: &'a str,
+) -> Result<(Located<'a>, toml_edit::DocumentMut, Vec<RuleSpec>), SaveError> {
+    let at = Located {
+        file: file.display().to_string(),
+        text,
+    };
+    let rules = parse_rules(file, text)?;
+    let document = text.parse().map_err(|error: toml_edit::TomlError| {
+        at.error(&error.span().unwrap_or(0..0), error.message().trim_end())
+    })?;
+    Ok((at, document, rules))
 }
 
 /// `rule` as the file writes it, keys in the documented order; defaults are left out.
@@ -927,6 +994,30 @@ up = "1M"
         assert_eq!(
             after,
             before.replace("user = 2\nup = \"1M\"", "user = 2\nup = \"2MB\"")
+        );
+    }
+
+    #[test]
+    fn forgetting_takes_the_rule_on_that_target_out_and_keeps_the_rest() {
+        let forget = |text: &str, target: &RuleTarget| {
+            forget_rule(Path::new(FILE), text, target).unwrap_or_else(|error| panic!("{error}"))
+        };
+        let before = "# My limits.\n\n# Games.\n[[rule]]\nname = \"steam\"\nexe = \"/usr/bin/steam\"\ndown = \"5M\"\n\n# Work.\n[[rule]]\nname = \"backup\"\nunit = \"restic.service\"\nup = \"500K\"\n";
+        let steam = RuleTarget::Exe(PathBuf::from("/usr/bin/steam"));
+        let after = forget(before, &steam).expect("steam's rule is in the file");
+        assert_eq!(
+            after,
+            "# My limits.\n\n# Work.\n[[rule]]\nname = \"backup\"\nunit = \"restic.service\"\nup = \"500K\"\n"
+        );
+        assert_eq!(forget(&after, &steam), None, "no rule on that target");
+        let backup = RuleTarget::Unit("restic.service".into());
+        let empty = forget(&after, &backup).expect("backup's rule");
+        assert_eq!(empty, "# My limits.\n\n", "the file's header stays");
+        assert!(rules(&empty).is_empty(), "{empty}");
+        let broken = forget_rule(Path::new(FILE), "[[rule]]\nname = 1\n", &steam);
+        assert!(
+            broken.is_err(),
+            "a file that does not read is not rewritten"
         );
     }
 

@@ -31,6 +31,9 @@ pub struct RulesCost {
     pub set_rule_ms: f64,
     /// Wall time of one `set_rules` with the rest of the rules.
     pub set_rest_ms: f64,
+    /// Wall time of listing every rule with its members and counters (`rules`; the TUI's
+    /// rules view lists them once a second).
+    pub list_ms: f64,
     /// `ct_egress` per run, an unlimited process sending.
     pub unlimited_ns: f64,
     /// `ct_egress` per run, a member of a shared rule (a rate it never reaches) sending.
@@ -144,6 +147,7 @@ pub fn rules_cost(
     sleepers.go()?;
     let mut set_ms = Vec::new();
     let mut set_rest_ms = 0.0;
+    let mut list_ms = 0.0;
     if rules > 0 {
         let started = Instant::now();
         datapath.set_rule(&rule(1, 5, RuleTarget::Match(uid_key(NOBODY)), 1 << 30))?;
@@ -167,7 +171,9 @@ pub fn rules_cost(
             set_rest_ms = started.elapsed().as_secs_f64() * 1e3;
         }
         // the tree rule took one client: the other one stays unlimited
+        let started = Instant::now();
         let listed = datapath.rules()?;
+        list_ms = started.elapsed().as_secs_f64() * 1e3;
         let governed: usize = listed.iter().map(|rule| rule.members.len()).sum();
         ensure!(
             governed >= members,
@@ -217,6 +223,7 @@ pub fn rules_cost(
             set_ms.iter().sum::<f64>() / set_ms.len() as f64
         },
         set_rest_ms,
+        list_ms,
         unlimited_ns,
         member_ns,
         exec_ns,

@@ -11,6 +11,7 @@ use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::locality::Locality;
 use chadthrottle_core::meter::HistoryPoint;
 use chadthrottle_core::monitor::Monitor;
+use chadthrottle_core::rule_request::RuleStatus;
 use chadthrottle_core::usage::{
     Layer, LimitRates, ProcessDetails, ProcessUsage, Reading, Snapshot, Source,
 };
@@ -85,6 +86,9 @@ pub struct App {
     pub membership: Membership,
     /// `a`: the table grouped by application; `None` lists processes.
     pub grouping: Option<Grouping>,
+    /// The rules in force, as last listed (the rules view), and the one selected there.
+    pub rules: Vec<RuleStatus>,
+    pub rule_selected: usize,
     exited_seen: HashMap<ProcessRef, u64>,
     now_ns: u64,
 }
@@ -175,6 +179,8 @@ impl App {
             backends: Vec::new(),
             membership: Membership::default(),
             grouping: None,
+            rules: Vec::new(),
+            rule_selected: 0,
             exited_seen: HashMap::new(),
             now_ns: 0,
         }
@@ -397,6 +403,17 @@ impl App {
         };
         self.interface = next.map(str::to_owned);
         self.refresh();
+    }
+
+    /// Says why limits cannot be set, if they cannot: `true` when the key is refused.
+    pub fn refuse_if_read_only(&mut self) -> bool {
+        match self.read_only.clone() {
+            Some(reason) => {
+                self.say(format!("read-only: {reason}"), true);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn say(&mut self, text: impl Into<String>, error: bool) {

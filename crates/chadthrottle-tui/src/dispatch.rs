@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::event::{Effect, Event};
-use crate::keys;
+use crate::{keys, rules_keys};
 
 impl App {
     pub fn handle(&mut self, event: Event) -> Vec<Effect> {
@@ -13,12 +13,20 @@ impl App {
             Event::Key(key) => return keys::handle_key(self, key),
             Event::Mouse(mouse) => keys::handle_mouse(self, mouse),
             Event::Resize(width, height) => self.resize(width, height),
-            Event::Update { reading, limits } => self.ingest(reading, limits),
+            Event::Update { reading, limits } => {
+                self.ingest(reading, limits);
+                // the rules view follows the kernel at the readings' pace
+                if self.mode == crate::mode::Mode::Rules {
+                    return vec![Effect::ListRules];
+                }
+            }
             Event::Membership(membership) => self.take_membership(membership),
             Event::Details(details) => self.details = details,
             Event::Backends(backends) => self.backends = backends,
             Event::Done(Ok(text)) => self.say(text, false),
             Event::Done(Err(text)) => self.say(text, true),
+            Event::Targets { process, offers } => rules_keys::offered(self, process, offers),
+            Event::Rules(rules) => rules_keys::listed(self, rules),
         }
         Vec::new()
     }

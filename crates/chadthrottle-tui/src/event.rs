@@ -1,8 +1,11 @@
 //! What reaches the app (one channel, by value) and what it asks the runner to do.
 
 use crate::grouping::Membership;
+use crate::target_choice::TargetOffer;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::rule_request::RuleStatus;
+use chadthrottle_core::rule_target::RuleTarget;
 use chadthrottle_core::usage::{LimitRates, ProcessDetails, Reading};
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
 use std::collections::HashMap;
@@ -28,6 +31,13 @@ pub enum Event {
     Details(Option<ProcessDetails>),
     /// The backends and whether each can work here (sent once at start).
     Backends(Vec<(BackendDescriptor, Availability)>),
+    /// The answer to [`Effect::OfferTargets`]: the rule targets `process` falls under.
+    Targets {
+        process: ProcessRef,
+        offers: Vec<TargetOffer>,
+    },
+    /// The answer to [`Effect::ListRules`]: every rule in force, as `rules` lists them.
+    Rules(Vec<RuleStatus>),
 }
 
 /// What a key asks for; the runner applies effects in one place and answers with
@@ -48,5 +58,20 @@ pub enum Effect {
     },
     /// Read what /proc says about the process (the System tab).
     Inspect(ProcessRef),
+    /// Find the rule targets the process falls under (for the throttle dialog).
+    OfferTargets(ProcessRef),
+    /// Set the rule on `target` as `limit --exe …` does (with `each`: `--each`, with
+    /// `save`: `--save`); both directions `None` removes it.
+    SetRule {
+        target: RuleTarget,
+        up: Option<u64>,
+        down: Option<u64>,
+        each: bool,
+        save: bool,
+    },
+    /// Remove the rule on `target` (`unlimit --exe …`).
+    LiftRule(RuleTarget),
+    /// List the rules in force (the rules view).
+    ListRules,
     Quit,
 }

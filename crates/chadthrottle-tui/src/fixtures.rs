@@ -129,3 +129,49 @@ pub fn app_with_applications() -> App {
     });
     app
 }
+
+/// A shared rule on executable `exe` limiting downloads to `down` bytes per second,
+/// governing `members` (PIDs of processes that started at clock tick 1, as [`reading`]'s).
+pub fn exe_rule(
+    exe: &str,
+    down: u64,
+    members: &[u32],
+) -> chadthrottle_core::rule_request::RuleStatus {
+    use chadthrottle_core::rule_request::{ResolvedTarget, RuleStatus};
+    use chadthrottle_core::rule_target::{Mode, RuleLimit, RuleSpec, RuleTarget};
+    use chadthrottle_core::status::DirectionLimit;
+    use chadthrottle_core::{PerDirection, Rate};
+    let rate = Rate::new(down).expect("a rate the CLI takes");
+    RuleStatus {
+        spec: RuleSpec {
+            name: format!("exe {exe}"),
+            target: RuleTarget::Exe(exe.into()),
+            limits: PerDirection {
+                up: None,
+                down: Some(RuleLimit {
+                    rate,
+                    burst: None,
+                    backend: None,
+                }),
+            },
+            mode: Mode::Shared,
+            order: 0,
+            enabled: true,
+        },
+        resolved: ResolvedTarget::Exe { path: exe.into() },
+        limits: PerDirection {
+            up: None,
+            down: Some(DirectionLimit {
+                rate: down,
+                burst: 65536,
+                enforcement: Default::default(),
+            }),
+        },
+        members: members
+            .iter()
+            .map(|&pid| ProcessRef { pid, start_time: 1 })
+            .collect(),
+        stats: PerDirection::default(),
+        expires_at: None,
+    }
+}

@@ -8,6 +8,7 @@ use crate::event::Effect;
 use crate::group_keys;
 use crate::layout::TableTarget;
 use crate::mode::{Mode, Tab};
+use crate::rules_keys;
 use chadthrottle_core::usage::LimitRates;
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -40,6 +41,7 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             detail(app, tab, key);
             Vec::new()
         }
+        Mode::Rules => rules_keys::handle_key(app, key),
     }
 }
 
@@ -75,7 +77,8 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('/') => app.mode = Mode::Filter,
         KeyCode::Char('h' | '?') => app.mode = Mode::Help,
         KeyCode::Char('g') if app.selected.is_some() => app.mode = Mode::Graph,
-        KeyCode::Char('t') => open_throttle(app),
+        KeyCode::Char('t') => return open_throttle(app),
+        KeyCode::Char('R') => return rules_keys::open(app),
         // on an application row, Enter opens or closes it (the guard does it); on a
         // process, its detail
         KeyCode::Enter if !group_keys::open(app, None) => return open_detail(app),
@@ -100,29 +103,22 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     Vec::new()
 }
 
-fn refuse_if_read_only(app: &mut App) -> bool {
-    match app.read_only.clone() {
-        Some(reason) => {
-            app.say(format!("read-only: {reason}"), true);
-            true
-        }
-        None => false,
-    }
-}
-
-fn open_throttle(app: &mut App) {
-    if refuse_if_read_only(app) {
-        return;
+/// Opens the dialog on the process alone and asks the runner for the rule targets it
+/// falls under, which join the dialog when they come.
+fn open_throttle(app: &mut App) -> Vec<Effect> {
+    if app.refuse_if_read_only() {
+        return Vec::new();
     }
     let Some(p) = app.selected_process() else {
-        return;
+        return Vec::new();
     };
     if p.exited {
         app.say(format!("PID {} has exited", p.pid), true);
-        return;
+        return Vec::new();
     }
-    let dialog = ThrottleDialog::new(process_ref(p), p.name.clone(), p.limit);
-    app.mode = Mode::Throttle(dialog);
+    let process = process_ref(p);
+    app.mode = Mode::Throttle(ThrottleDialog::new(process, p.name.clone(), p.limit));
+    vec![Effect::OfferTargets(process)]
 }
 
 fn open_detail(app: &mut App) -> Vec<Effect> {
@@ -167,7 +163,7 @@ fn detail(app: &mut App, tab: Tab, key: KeyEvent) {
 }
 
 fn remove_limit(app: &mut App) -> Vec<Effect> {
-    if refuse_if_read_only(app) {
+    if app.refuse_if_read_only() {
         return Vec::new();
     }
     let Some(p) = app.selected_process() else {
@@ -206,11 +202,19 @@ fn throttle(app: &mut App, mut dialog: ThrottleDialog, key: KeyEvent) -> Vec<Eff
             return Vec::new();
         }
         KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => dialog.switch_focus(),
+        KeyCode::Left => dialog.step_target(-1),
+        KeyCode::Right => dialog.step_target(1),
+        // no rate has a space: it switches a rule's mode
+        KeyCode::Char(' ') if dialog.target().rule().is_some() => dialog.each = !dialog.each,
         KeyCode::Backspace => {
             dialog.field_mut().pop();
         }
         KeyCode::Char(c) => dialog.field_mut().push(c),
         KeyCode::Enter => match dialog.rates() {
+            Ok((up, down)) if dialog.target().rule().is_some() => {
+                app.mode = Mode::Normal;
+                return rules_keys::set_rule(&dialog, up, down);
+            }
             Ok((up, down)) => {
                 app.mode = Mode::Normal;
                 let limit = (up.is_some() || down.is_some()).then_some(LimitRates { up, down });

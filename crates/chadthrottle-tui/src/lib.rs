@@ -5,9 +5,9 @@
 //! Nothing here touches the kernel, so every screen is tested through ratatui's
 //! `TestBackend`.
 //!
-//! Layers, each importing only those below it: `event`, `sort`, `dialog`, `theme` →
-//! `grouping`, `mode` → `layout` → `app` → `group_keys` → `keys`, `screens` → `dispatch`,
-//! `view`.
+//! Layers, each importing only those below it: `target_choice` → `event`, `sort`,
+//! `dialog`, `theme` → `grouping`, `mode` → `layout` → `app` → `group_keys`, `rules_keys` →
+//! `keys`, `screens` → `dispatch`, `view`.
 
 pub mod app;
 pub mod dialog;
@@ -18,8 +18,10 @@ pub mod grouping;
 pub mod keys;
 pub mod layout;
 pub mod mode;
+mod rules_keys;
 mod screens;
 pub mod sort;
+pub mod target_choice;
 mod theme;
 pub mod view;
 

@@ -14,6 +14,8 @@ pub enum Mode {
     /// The selected process's detail, on a tab.
     Detail(Tab),
     Backends,
+    /// The rules in force (`R`), one selected.
+    Rules,
 }
 
 /// The tabs of the process detail.

@@ -21,6 +21,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.mode {
         Mode::Graph => screens::graph::draw(frame, app, layout.main, &theme),
         Mode::Detail(tab) => screens::detail::draw(frame, app, *tab, layout.detail(), &theme),
+        Mode::Rules => screens::rules_view::draw(frame, app, layout.main, &theme),
         _ => screens::table::draw(frame, app, layout.main, &theme),
     }
     screens::status_bar::draw(frame, app, layout.status, &theme);
@@ -126,6 +127,72 @@ mod tests {
         press(&mut app, "jjjj");
         app.handle(Event::Key(key(KeyCode::Right)));
         insta::assert_snapshot!(screen(&mut app, 100, 12));
+    }
+
+    #[test]
+    fn throttle_dialog_offers_the_application() {
+        use crate::target_choice::TargetOffer;
+        use chadthrottle_core::rule_target::RuleTarget;
+        let mut app = app_with(vec![usage(4242, "syncthing", 1 << 20)]);
+        press(&mut app, "t");
+        let offer = |target, saved| TargetOffer {
+            target,
+            held: None,
+            each: false,
+            saved,
+        };
+        app.handle(Event::Targets {
+            process: chadthrottle_core::ProcessRef {
+                pid: 4242,
+                start_time: 1,
+            },
+            offers: vec![
+                offer(RuleTarget::Tree(4242), false),
+                offer(RuleTarget::Exe("/usr/bin/syncthing".into()), true),
+                offer(RuleTarget::Unit("syncthing.service".into()), false),
+            ],
+        });
+        app.handle(Event::Key(key(KeyCode::Right)));
+        app.handle(Event::Key(key(KeyCode::Right)));
+        press(&mut app, "500K");
+        insta::assert_snapshot!(screen(&mut app, 80, 24));
+    }
+
+    #[test]
+    fn rules_view_with_members_and_their_rates() {
+        use crate::fixtures::exe_rule;
+        let mut app = app_with(vec![
+            usage(4242, "curl", 300_000),
+            usage(4243, "curl", 200_000),
+            usage(4343, "wget", 50_000),
+        ]);
+        press(&mut app, "R");
+        app.handle(Event::Rules(vec![
+            exe_rule("/usr/bin/curl", 1 << 20, &[4242, 4243]),
+            exe_rule("/usr/bin/steam", 5 << 20, &[]),
+        ]));
+        let text = screen(&mut app, 100, 8);
+        assert!(
+            text.contains("488.28KB/s"),
+            "the two curls' 500 000 B/s together: {text}"
+        );
+        insta::assert_snapshot!(text);
+        // a rule with more members than fit: as many as fit, then how many more
+        let many: Vec<u32> = (4242..4242 + 400).collect();
+        app.handle(Event::Rules(vec![exe_rule(
+            "/usr/bin/curl",
+            1 << 20,
+            &many,
+        )]));
+        let text = screen(&mut app, 100, 8);
+        let line = text.lines().nth(6).unwrap_or_default();
+        assert!(
+            line.contains(": 4242 curl, 4243 curl, 4244, ") && line.contains(", +394 more "),
+            "{line}"
+        );
+        app.handle(Event::Resize(80, 24));
+        app.handle(Event::Rules(Vec::new()));
+        insta::assert_snapshot!("rules_view_empty_at_80x24", screen(&mut app, 80, 24));
     }
 
     #[test]

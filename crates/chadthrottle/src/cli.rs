@@ -72,14 +72,23 @@ pub struct Cli {
     /// TUI: do not set saved limits again.
     #[arg(long)]
     pub no_restore: bool,
+
+    /// TUI: where a limit set on a process's executable is saved as a rule, for `apply`
+    /// to set again at boot (as `limit --exe PATH --save FILE` saves it) [default:
+    /// /etc/chadthrottle/rules.toml]
+    #[arg(long, value_name = "FILE")]
+    pub rules_file: Option<PathBuf>,
 }
 
 impl Cli {
     /// Refuses options that clap's grammar lets through but that mean nothing together.
     pub fn check(&self) -> Result<(), String> {
-        if self.command.is_some() && (self.restore || self.no_restore) {
+        let tui_only = self.restore || self.no_restore || self.rules_file.is_some();
+        if self.command.is_some() && tui_only {
             return Err(
-                "--restore and --no-restore are for the TUI: give them without a command".into(),
+                "--restore, --no-restore and --rules-file are for the TUI: give them without a \
+                 command (`apply FILE` and `limit --save FILE` name their file)"
+                    .into(),
             );
         }
         if self.command.is_some() && (self.pid.is_some() || self.list_backends) {
@@ -255,7 +264,7 @@ pub enum Command {
 
 /// Which processes `limit` and `unlimit` act on: one PID, or a rule's target. Every kind
 /// but a bare `--pid` is a rule: it matches processes of every user, now and later.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(
     ["pid", "exe", "name", "unit", "cgroup_path", "container", "user"]
 ))]
@@ -356,7 +365,7 @@ fn user_target(text: &str) -> Result<RuleTarget, TargetError> {
     parse_user(text)
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(group = clap::ArgGroup::new("direction").required(true).multiple(true).args(["up", "down"]))]
 pub struct LimitArgs {
     #[command(flatten)]
@@ -378,7 +387,7 @@ pub struct LimitArgs {
 }
 
 /// The rates, bursts and duration of a limit: what `limit` and `run` both take.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct RateArgs {
     /// Upload limit.
     #[arg(long, value_name = "RATE", allow_hyphen_values = true)]

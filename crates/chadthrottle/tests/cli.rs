@@ -106,11 +106,17 @@ fn bad_values_exit_2_naming_the_value() {
 
 #[test]
 fn options_that_do_not_go_together_exit_2() {
-    refused(
-        &["--no-restore", "status"],
-        2,
-        "--restore and --no-restore are for the TUI: give them without a command",
-    );
+    for tui_only in [
+        ["--no-restore", "status"],
+        ["--rules-file=/tmp/rules.toml", "rules"],
+    ] {
+        refused(
+            &tui_only,
+            2,
+            "--restore, --no-restore and --rules-file are for the TUI: give them without a \
+             command (`apply FILE` and `limit --save FILE` name their file)",
+        );
+    }
     refused(
         &["--list-backends", "status"],
         2,

@@ -1,13 +1,16 @@
 //! The terminal UI end to end: the real binary in tmux, confined to a lab, throttles a
 //! lab process with keystrokes, and the limit is checked through `status --json` and the
-//! traffic generator. Needs root and tmux (CI installs it); reported ignored without root.
+//! traffic generator; a limit saved by an earlier version comes back, and the dialog's
+//! rule on the process's executable is read back through `rules --json` and the rules
+//! file. Needs root and tmux (CI installs it); reported ignored without root.
 
 pub mod common;
 
 use anyhow::{Context as _, ensure};
+use chadthrottle_core::saved::{SavedLimit, SavedLimits};
 use chadthrottle_lab::stats::summarize;
 use chadthrottle_lab::{Family, Lab, Proto};
-use common::{Test, pid, run, status, status_of};
+use common::{Test, pid, rules, run, status, status_of};
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -214,6 +217,50 @@ fn wait_listed(lab: &Lab, pid: u32, timeout: Duration) -> anyhow::Result<Value> 
     }
 }
 
+/// Writes the saved-limits file an earlier version of the TUI wrote after limiting `pid`'s
+/// upload to `up` (this version saves rules instead, and still reads that file).
+fn save_as_earlier_versions(lab: &Lab, pid: u32, up: u64) -> anyhow::Result<()> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // field 22 of stat, counted after the command name, which may hold spaces
+    let start_time = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split(' ').nth(19))
+        .and_then(|field| field.parse().ok())
+        .with_context(|| format!("no start time in {stat}"))?;
+    let mut saved = SavedLimits::default();
+    saved.set(SavedLimit {
+        pid,
+        exe: exe.display().to_string(),
+        start_time,
+        name: "endpoint".into(),
+        up: Some(up),
+        down: None,
+    });
+    std::fs::write(lab.saved_limits(), serde_json::to_vec(&saved)?)?;
+    Ok(())
+}
+
+/// Waits (at most `timeout`) until `until` holds of the rules `rules --json` lists.
+fn wait_rules(
+    lab: &Lab,
+    timeout: Duration,
+    until: impl Fn(&[Value]) -> bool,
+) -> anyhow::Result<Vec<Value>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let listed = rules(lab)?;
+        if until(&listed) {
+            return Ok(listed);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the rules are not as expected {timeout:?} after the keystrokes: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn throttling_with_keystrokes_holds_the_limit() -> anyhow::Result<()> {
     const LIMIT: f64 = 1024.0 * 1024.0;
     let lab = Lab::new("tui-e2e", None)?;
@@ -303,19 +350,75 @@ fn throttling_with_keystrokes_holds_the_limit() -> anyhow::Result<()> {
     ensure!(limits(&lab)? == 1, "the limit went away with the TUI");
     drop(tui);
 
-    // saved: after a reset, --no-restore leaves it off, the default sets it again
+    // a PID limit is not saved any more: it lasts as long as its process
+    ensure!(!lab.saved_limits().exists(), "the TUI saved a PID limit");
+    // an earlier version's saved limit: after a reset, --no-restore leaves it off, the
+    // default sets it again
     run(&lab, &["reset"])?;
-    ensure!(lab.saved_limits().exists(), "the TUI saved nothing");
-    let command = format!("{} --no-restore", env!("CARGO_BIN_EXE_chadthrottle"));
-    let tui = Tmux::start(&command, &lab)?;
+    save_as_earlier_versions(&lab, client.pid(), 1 << 20)?;
+    let binary = env!("CARGO_BIN_EXE_chadthrottle");
+    let tui = Tmux::start(&format!("{binary} --no-restore"), &lab)?;
     tui.wait_for("↓ RATE", 10)?;
     std::thread::sleep(Duration::from_secs(2));
     ensure!(limits(&lab)? == 0, "--no-restore restored");
     tui.keys(&["q"])?;
     drop(tui);
-    let tui = Tmux::start(env!("CARGO_BIN_EXE_chadthrottle"), &lab)?;
+    // traffic again, so that this run of the TUI lists the client
+    client.start_send(10.0, 64 << 30)?;
+    let rules_file = lab.saved_limits().with_file_name("rules.toml");
+    let command = format!("{binary} --rules-file {}", rules_file.display());
+    let tui = Tmux::start(&command, &lab)?;
     tui.wait_for("restored 1 saved limit", 10)?;
     ensure!(limits(&lab)? == 1, "the saved limit was not restored");
+
+    // lifted with r, it is forgotten
+    tui.wait_for(&pid, 10)?;
+    tui.keys(&["r"])?;
+    tui.wait_for("limit removed", 10)?;
+    ensure!(limits(&lab)? == 0, "r left the limit");
+    let saved: SavedLimits = serde_json::from_slice(&std::fs::read(lab.saved_limits())?)?;
+    ensure!(saved.limits.is_empty(), "the lifted limit is still saved");
+
+    // its executable: t, then → → past this process and its tree; 2M up; Enter
+    tui.keys(&["t", "Right", "Right", "Tab", "2", "M", "Enter"])?;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", client.pid()))?;
+    let target = format!("exe {}", exe.display());
+    let listed = wait_rules(&lab, Duration::from_secs(10), |rules| !rules.is_empty())?;
+    ensure!(listed.len() == 1, "one rule expected: {listed:?}");
+    let rule = &listed[0];
+    ensure!(rule["target"] == target.as_str(), "rule {rule}");
+    ensure!(
+        rule["up"] == 2 << 20 && rule["down"].is_null(),
+        "rule {rule}"
+    );
+    ensure!(rule["mode"] == "shared", "rule {rule}");
+    let members = rule["members"].as_array().context("members")?;
+    ensure!(
+        members.iter().any(|m| m["pid"] == client.pid()),
+        "the client is not a member of {rule}"
+    );
+    // the rule is set first, then written into the file
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let file = loop {
+        match std::fs::read_to_string(&rules_file) {
+            Ok(file) => break file,
+            Err(error) if Instant::now() < deadline => {
+                ensure!(error.kind() == std::io::ErrorKind::NotFound, "{error}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => anyhow::bail!(
+                "the rule was not saved in {}: {error}; screen:\n{}",
+                rules_file.display(),
+                tui.screen()?
+            ),
+        }
+    };
+    ensure!(
+        file.contains(&format!("exe = \"{}\"", exe.display())) && file.contains("up = \"2MB\""),
+        "the rules file holds:\n{file}"
+    );
+    println!("  the dialog's rule: {target}, saved as\n{file}");
+    client.finish_send()?;
 
     // SIGTERM ends it at once
     let tui_pid = tui.pane_pid()?;

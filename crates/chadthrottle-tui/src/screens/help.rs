@@ -7,13 +7,18 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 /// Key and what it does, in the order a newcomer needs them.
-const KEYS: [(&str, &str); 14] = [
+const KEYS: [(&str, &str); 16] = [
     (
         "↑ ↓ j k PgUp PgDn",
         "select a process (or the mouse; the wheel scrolls)",
     ),
     ("t", "throttle it: download and upload limits"),
+    (
+        "  ← → (in t)",
+        "limit it, its tree, executable, unit or container",
+    ),
     ("r", "remove its limit"),
+    ("R", "rules: members and rates; r removes the selected one"),
     ("g", "graph of its last 60 s, with the limit"),
     (
         "Enter",

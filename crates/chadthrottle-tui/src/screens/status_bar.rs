@@ -14,10 +14,13 @@ use ratatui::widgets::Paragraph;
 fn hints(mode: &Mode) -> &'static str {
     match mode {
         Mode::Normal => {
-            "↑↓ select  t throttle  r remove  g graph  s sort  f freeze  / filter  h help  q quit"
+            "↑↓ select  t throttle  r remove  R rules  g graph  s sort  f freeze  / filter  h help  q quit"
         }
         Mode::Filter => "type a name  Enter keep  Esc clear",
-        Mode::Throttle(_) => "Tab switch field  Enter apply  Esc cancel",
+        Mode::Throttle(_) => {
+            "←→ what to limit  Tab switch field  Space shared/each  Enter apply  Esc cancel"
+        }
+        Mode::Rules => "↑↓ select  r remove the rule  Esc back",
         Mode::Help | Mode::Graph | Mode::Backends => "Esc back",
         Mode::Detail(_) => "Tab/←→/1-4 switch tab  ↑↓ scroll  Esc back",
     }

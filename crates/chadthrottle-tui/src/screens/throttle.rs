@@ -1,5 +1,6 @@
-//! The throttle dialog as drawn: the two rate fields, each with its refusal under it
-//! while the text does not parse, over the table. Its state is `dialog`'s.
+//! The throttle dialog as drawn: what it limits (the chosen target marked), then the two
+//! rate fields, each with its refusal under it while the text does not parse, over the
+//! table. Its state is `dialog`'s.
 
 use crate::dialog::{Field, ThrottleDialog, parse_field};
 use crate::layout::popup;
@@ -30,10 +31,35 @@ fn field(label: &str, text: &str, focused: bool, theme: &Theme) -> [Line<'static
     [entry, under]
 }
 
+/// One line per target, the chosen one marked (`←→` move the mark).
+fn targets(dialog: &ThrottleDialog, theme: &Theme) -> Vec<Line<'static>> {
+    dialog
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(at, target)| {
+            if at == dialog.chosen {
+                Line::from(Span::styled(
+                    format!("› {}", target.label()),
+                    theme.header(),
+                ))
+            } else {
+                Line::from(format!("  {}", target.label()))
+            }
+        })
+        .collect()
+}
+
 pub fn draw(frame: &mut Frame, dialog: &ThrottleDialog, theme: &Theme) {
-    let area = popup(frame.area(), 64, 14);
+    let rows = u16::try_from(dialog.targets.len()).unwrap_or(u16::MAX);
+    let area = popup(frame.area(), 76, rows.saturating_add(12));
     frame.render_widget(Clear, area);
-    let mut lines = Vec::new();
+    let mut lines = targets(dialog, theme);
+    lines.push(Line::from(match (dialog.target().rule(), dialog.each) {
+        (None, _) => "",
+        (Some(_), false) => "  shared: one budget for all its processes (Space: each)",
+        (Some(_), true) => "  each: the rate for each of its processes (Space: shared)",
+    }));
     lines.extend(field(
         "Download",
         &dialog.download,

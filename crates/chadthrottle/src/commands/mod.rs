@@ -18,12 +18,13 @@ pub mod save;
 pub mod status;
 pub mod top;
 pub mod tui;
+pub mod tui_rules;
 pub mod unlimit;
 
 #[cfg(test)]
 mod testing;
 
-use crate::cli::{Cli, Command, Selected};
+use crate::cli::{Cli, Command, RULES_FILE, Selected};
 use chadthrottle_core::system::System;
 use std::io::Write;
 use std::sync::Arc;
@@ -76,7 +77,11 @@ pub fn run<S: System + Clone + Send + 'static>(
                 };
                 foreground::run(system, global, &limits, &stop, out)
             }
-            None => tui::run(system, global, !cli.no_restore),
+            None => {
+                let rules_file = cli.rules_file.as_deref();
+                let rules_file = rules_file.unwrap_or(std::path::Path::new(RULES_FILE));
+                tui::run(system, global, !cli.no_restore, rules_file)
+            }
         },
     }
 }

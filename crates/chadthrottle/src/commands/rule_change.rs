@@ -247,7 +247,7 @@ pub fn remove<S: System>(
 #[cfg(test)]
 mod tests {
     use super::super::testing::{
-        CURL, HELPER, NGINX, STEAM, SYNCTHING, WEB_ID, ok, refused, rules_machine,
+        CURL, HELPER, NGINX, STEAM, SYNCTHING, WEB_ID, ok, refused, rules_json, rules_machine,
     };
     use chadthrottle_core::fake::{FakeRule, FakeSystem};
     use chadthrottle_core::process::Uids;
@@ -257,11 +257,7 @@ mod tests {
 
     /// The rules as `rules --json` lists them: name, resolved target, member PIDs.
     fn listed(system: &mut FakeSystem) -> Vec<(String, String, Vec<u64>)> {
-        let json: serde_json::Value =
-            serde_json::from_str(&ok(system, &["rules", "--json"])).expect("JSON");
-        json["rules"]
-            .as_array()
-            .expect("rules")
+        rules_json(system)
             .iter()
             .map(|rule| {
                 let pids = rule["members"]

@@ -8,17 +8,22 @@ use chadthrottle_core::status::RulesReport;
 use chadthrottle_core::system::System;
 use std::io::Write;
 
+/// Every rule in force, as the kernel lists it (the TUI's rules view reads it too).
+pub fn held<S: System>(system: &mut S, global: &Global) -> anyhow::Result<Vec<RuleStatus>> {
+    // nothing installed holds no rules
+    Ok(match system.open(&global.datapath())? {
+        Some(mut backend) => backend.rules()?,
+        None => Vec::new(),
+    })
+}
+
 pub fn run<S: System>(
     system: &mut S,
     global: &Global,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    // nothing installed holds no rules
-    let rules = match system.open(&global.datapath())? {
-        Some(mut backend) => backend.rules()?,
-        None => Vec::new(),
-    };
+    let rules = held(system, global)?;
     if json {
         let report = RulesReport {
             rules: rules.iter().map(RuleStatus::entry).collect(),

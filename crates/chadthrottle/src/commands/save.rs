@@ -66,7 +66,7 @@ pub fn run<S: System>(
 
 /// Writes `text` to `file` whole (a temporary file renamed over it, so that `apply` never
 /// reads half a file), mode 0644, its directory created if missing.
-fn write(file: &Path, text: &str) -> anyhow::Result<()> {
+pub(super) fn write(file: &Path, text: &str) -> anyhow::Result<()> {
     let directory = file
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())

@@ -108,6 +108,13 @@ pub fn ok(system: &mut FakeSystem, args: &[&str]) -> String {
     out
 }
 
+/// The rules `rules --json` lists on `system`, failing the test if it fails.
+pub fn rules_json(system: &mut FakeSystem) -> Vec<serde_json::Value> {
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(system, &["rules", "--json"])).expect("JSON");
+    json["rules"].as_array().expect("rules").clone()
+}
+
 /// Like [`run`], failing the test if the command succeeds; returns its error.
 pub fn refused(system: &mut FakeSystem, args: &[&str]) -> String {
     match run(system, args) {

@@ -1,6 +1,7 @@
 //! `chadthrottle` without a command: the terminal UI. This module is the TUI's runner:
 //! the terminal, the threads that feed the app's one event channel (input, readings),
-//! and the one place where the app's effects reach the machine.
+//! and the one place where the app's effects reach the machine (the rule effects through
+//! `tui_rules`).
 //!
 //! Everything but the terminal and the input thread is generic over the core's `System`
 //! seam, so the loop (events in, effects applied, outcomes shown) is tested on the core's
@@ -145,27 +146,41 @@ fn store_saved<S: System>(system: &S, path: &Path, saved: &SavedLimits) -> anyho
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Remembers (or forgets) a limit the TUI set, for `--restore`.
-fn remember<S: System>(
+/// The files the TUI keeps limits in.
+#[derive(Debug, Clone, Copy)]
+struct Files<'a> {
+    /// The PID limits earlier versions saved, which `--restore` still sets again; `None`
+    /// when there is nowhere to keep them.
+    saved: Option<&'a Path>,
+    /// Where a limit on an executable is saved as a rule (`--rules-file`).
+    rules: &'a Path,
+}
+
+/// Forgets a PID limit saved by an earlier version once it is lifted, so that
+/// `--restore` does not set it again. New PID limits are not saved: a limit that should
+/// outlive its process is set on the executable, as a rule.
+fn forget_saved<S: System>(
     system: &S,
     path: Option<&Path>,
     process: ProcessRef,
-    name: &str,
-    up: Option<u64>,
-    down: Option<u64>,
 ) -> anyhow::Result<()> {
     let (Some(path), Some(exe)) = (path, system.exe(process.pid)) else {
-        return Ok(()); // nowhere to keep it, or gone, or no executable to match it by
+        return Ok(()); // nowhere it was kept, or gone, or no executable to match it by
     };
     let mut saved = load_saved(system, path);
+    let before = saved.limits.len();
+    // a limit with neither direction takes the process's saved one out
     saved.set(SavedLimit {
         pid: process.pid,
         exe,
         start_time: process.start_time,
-        name: name.to_owned(),
-        up,
-        down,
+        name: String::new(),
+        up: None,
+        down: None,
     });
+    if saved.limits.len() == before {
+        return Ok(());
+    }
     store_saved(system, path, &saved)
 }
 
@@ -177,6 +192,7 @@ fn restore<S: System>(
     current: &HashSet<u32>,
 ) -> Result<String, String> {
     let mut saved = load_saved(system, path);
+    let read = saved.clone();
     let found = saved.restore(&system.running());
     let mut restored = 0;
     let mut failures = Vec::new();
@@ -193,7 +209,10 @@ fn restore<S: System>(
             Err(error) => failures.push(format!("PID {pid}: {error:#}")),
         }
     }
-    store_saved(system, path, &saved).map_err(|error| format!("{error:#}"))?;
+    // written only to drop the limits of processes that are gone: no file is made
+    if saved != read {
+        store_saved(system, path, &saved).map_err(|error| format!("{error:#}"))?;
+    }
     match (restored, failures.is_empty()) {
         (0, true) => Ok(String::new()),
         (n, true) => Ok(format!(
@@ -204,34 +223,49 @@ fn restore<S: System>(
     }
 }
 
-/// Applies one effect that changes a limit; the answer goes to the status bar.
+/// Applies one effect that changes a limit or a rule; the answer goes to the status bar.
 fn apply<S: System>(
     system: &mut S,
     global: &Global,
-    saved: Option<&Path>,
+    files: Files<'_>,
     effect: &Effect,
 ) -> Result<String, String> {
-    let (process, name, up, down) = match effect {
+    let done = match effect {
         Effect::SetLimit {
             process,
             name,
             up,
             down,
-        } => (*process, name, *up, *down),
-        Effect::ClearLimit { process, name } => (*process, name, None, None),
-        Effect::Inspect(_) | Effect::Quit => return Ok(String::new()),
+        } => set_limit(system, global, *process, name, *up, *down),
+        Effect::ClearLimit { process, name } => {
+            set_limit(system, global, *process, name, None, None).and_then(|text| {
+                forget_saved(system, files.saved, *process)?;
+                Ok(text)
+            })
+        }
+        Effect::SetRule {
+            target,
+            up,
+            down,
+            each,
+            save,
+        } => {
+            let rates = (*up, *down);
+            super::tui_rules::set_rule(system, global, files.rules, target, rates, *each, *save)
+        }
+        Effect::LiftRule(target) => {
+            super::tui_rules::lift_held(system, global, files.rules, target)
+        }
+        Effect::Inspect(_) | Effect::OfferTargets(_) | Effect::ListRules | Effect::Quit => {
+            return Ok(String::new());
+        }
     };
-    set_limit(system, global, process, name, up, down)
-        .and_then(|text| {
-            remember(system, saved, process, name, up, down)?;
-            Ok(text)
-        })
-        .map_err(|error| {
-            format!(
-                "limit failed: {}",
-                chadthrottle_kernel::describe(error.as_ref())
-            )
-        })
+    done.map_err(|error| {
+        format!(
+            "limit failed: {}",
+            chadthrottle_kernel::describe(error.as_ref())
+        )
+    })
 }
 
 /// Sets `process`'s limits as the dialog says, in one request: an empty field (`None`)
@@ -283,7 +317,7 @@ fn set_limit<S: System>(
 fn event_loop<S: System, B: ratatui::backend::Backend>(
     system: &mut S,
     global: &Global,
-    saved: Option<&Path>,
+    files: Files<'_>,
     app: &mut App,
     terminal: &mut ratatui::Terminal<B>,
     inbox: &Receiver<Event>,
@@ -317,8 +351,24 @@ where
                     let details = super::access::details(system, process);
                     app.handle(Event::Details(details));
                 }
+                Effect::OfferTargets(process) => {
+                    let offers = super::tui_rules::offers(system, global, process);
+                    app.handle(Event::Targets { process, offers });
+                }
+                Effect::ListRules => {
+                    let listed = super::rules::held(system, global).map_err(|error| {
+                        format!(
+                            "cannot list the rules: {}",
+                            chadthrottle_kernel::describe(error.as_ref())
+                        )
+                    });
+                    app.handle(match listed {
+                        Ok(rules) => Event::Rules(rules),
+                        Err(error) => Event::Done(Err(error)),
+                    });
+                }
                 effect => {
-                    let done = apply(system, global, saved, &effect);
+                    let done = apply(system, global, files, &effect);
                     app.handle(Event::Done(done));
                 }
             }
@@ -368,6 +418,7 @@ pub fn run<S: System + Clone + Send + 'static>(
     system: &mut S,
     global: &Global,
     restore_saved: bool,
+    rules_file: &Path,
 ) -> anyhow::Result<()> {
     let saved = saved_path(system, global);
     let (mut app, source) = prepare(system, global, saved.as_deref(), restore_saved);
@@ -386,10 +437,14 @@ pub fn run<S: System + Clone + Send + 'static>(
         std::thread::spawn(move || probe_backends(&machine, &prober));
         std::thread::spawn(move || collect(&reader, source, &feed, INTERVAL));
         std::thread::spawn(move || input(&events));
+        let files = Files {
+            saved: saved.as_deref(),
+            rules: rules_file,
+        };
         event_loop(
             system,
             global,
-            saved.as_deref(),
+            files,
             &mut app,
             &mut terminal,
             &inbox,
@@ -411,8 +466,9 @@ mod tests {
     use clap::Parser as _;
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-    /// Global options with the saved limits in a file of this test's own.
-    fn global(test: &str) -> (Global, std::path::PathBuf) {
+    /// Global options with the saved limits in a directory of this test's own, and the
+    /// rules file beside them.
+    fn global(test: &str) -> (Global, PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "chadthrottle-tui-test-{}-{test}",
             std::process::id()
@@ -425,7 +481,8 @@ mod tests {
             path.to_str().expect("a UTF-8 temp path"),
         ])
         .expect("parses");
-        (cli.global, dir)
+        let rules = dir.join("rules.toml");
+        (cli.global, dir, rules)
     }
 
     fn path(global: &Global) -> &Path {
@@ -435,32 +492,47 @@ mod tests {
             .expect("the test names a file")
     }
 
+    fn files<'a>(global: &'a Global, rules: &'a Path) -> Files<'a> {
+        Files {
+            saved: Some(path(global)),
+            rules,
+        }
+    }
+
     fn saved(system: &FakeSystem, global: &Global) -> SavedLimits {
         load_saved(system, path(global))
     }
 
-    fn set(system: &mut FakeSystem, global: &Global, up: Option<u64>, down: Option<u64>) -> String {
-        let process = ProcessRef {
-            pid: CURL,
-            start_time: 100,
-        };
+    const CURL_REF: ProcessRef = ProcessRef {
+        pid: CURL,
+        start_time: 100,
+    };
+
+    fn set(
+        system: &mut FakeSystem,
+        files: Files<'_>,
+        global: &Global,
+        up: Option<u64>,
+        down: Option<u64>,
+    ) -> String {
         let effect = Effect::SetLimit {
-            process,
+            process: CURL_REF,
             name: "curl".into(),
             up,
             down,
         };
-        apply(system, global, Some(path(global)), &effect).expect("applied")
+        apply(system, global, files, &effect).expect("applied")
     }
 
     #[test]
-    fn the_dialog_sets_and_lifts_in_one_request_and_is_saved() {
-        let (global, dir) = global("dialog");
+    fn the_dialog_sets_and_lifts_a_pid_limit_in_one_request_and_saves_nothing() {
+        let (global, dir, rules) = global("dialog");
+        let files = files(&global, &rules);
         let mut system = machine();
-        let text = set(&mut system, &global, Some(1 << 20), Some(2 << 20));
+        let text = set(&mut system, files, &global, Some(1 << 20), Some(2 << 20));
         assert_eq!(text, "curl (PID 4242): down 2MB/s, up 1MB/s");
         // an emptied upload field lifts the upload, in the same one request
-        let text = set(&mut system, &global, None, Some(2 << 20));
+        let text = set(&mut system, files, &global, None, Some(2 << 20));
         assert_eq!(text, "curl (PID 4242): down 2MB/s, up unlimited");
         {
             let machine = system.machine();
@@ -471,51 +543,35 @@ mod tests {
                 (None, Some(2 << 20))
             );
         }
-        let file = saved(&system, &global);
-        assert_eq!(file.limits.len(), 1);
-        assert_eq!(
-            (
-                file.limits[0].exe.as_str(),
-                file.limits[0].up,
-                file.limits[0].down
-            ),
-            ("/usr/bin/curl", None, Some(2 << 20))
+        assert!(
+            !path(&global).exists() && !rules.exists(),
+            "a PID limit lasts as long as its process: nothing is written"
         );
         let clear = Effect::ClearLimit {
-            process: ProcessRef {
-                pid: CURL,
-                start_time: 100,
-            },
+            process: CURL_REF,
             name: "curl".into(),
         };
         assert_eq!(
-            apply(&mut system, &global, Some(path(&global)), &clear),
+            apply(&mut system, &global, files, &clear),
             Ok("curl (PID 4242): limit removed".into())
         );
         assert!(system.machine().limits.is_empty());
-        assert!(
-            saved(&system, &global).limits.is_empty(),
-            "a removed limit is forgotten"
-        );
         let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_process_that_went_is_refused_in_the_status_bar() {
-        let (global, dir) = global("gone");
+        let (global, dir, rules) = global("gone");
         let mut system = machine();
         system.machine().exit(CURL);
         let effect = Effect::SetLimit {
-            process: ProcessRef {
-                pid: CURL,
-                start_time: 100,
-            },
+            process: CURL_REF,
             name: "curl".into(),
             up: Some(1024),
             down: None,
         };
         assert_eq!(
-            apply(&mut system, &global, Some(path(&global)), &effect),
+            apply(&mut system, &global, files(&global, &rules), &effect),
             Err("limit failed: PID 4242 has exited".into())
         );
         assert_eq!(system.machine().requests, 0);
@@ -523,11 +579,18 @@ mod tests {
     }
 
     #[test]
-    fn saved_limits_come_back_for_the_same_processes_only() {
-        let (global, dir) = global("restore");
+    fn limits_saved_by_earlier_versions_come_back_for_the_same_processes_only() {
+        let (global, dir, rules) = global("restore");
         let mut system = machine();
-        set(&mut system, &global, Some(1 << 20), None);
-        let mut file = saved(&system, &global);
+        let mut file = SavedLimits::default();
+        file.set(SavedLimit {
+            pid: CURL,
+            exe: "/usr/bin/curl".into(),
+            start_time: 100,
+            name: "curl".into(),
+            up: Some(1 << 20),
+            down: None,
+        });
         // wget's saved limit is for a run that started at another time: never restored
         file.set(SavedLimit {
             pid: WGET,
@@ -538,7 +601,6 @@ mod tests {
             down: None,
         });
         store_saved(&system, path(&global), &file).expect("stored");
-        system.machine().limits.clear(); // a `reset`, say
         assert_eq!(
             restore(&mut system, &global, path(&global), &HashSet::new()),
             Ok("restored 1 saved limit".into())
@@ -556,6 +618,13 @@ mod tests {
             restore(&mut system, &global, path(&global), &HashSet::from([CURL])),
             Ok(String::new())
         );
+        // lifted in the TUI, it is forgotten: not set again by the next --restore
+        let clear = Effect::ClearLimit {
+            process: CURL_REF,
+            name: "curl".into(),
+        };
+        apply(&mut system, &global, files(&global, &rules), &clear).expect("lifted");
+        assert!(saved(&system, &global).limits.is_empty());
         let _cleanup = std::fs::remove_dir_all(dir);
     }
 
@@ -563,13 +632,21 @@ mod tests {
         Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
     }
 
-    #[test]
-    fn the_loop_applies_what_the_keys_ask_and_shows_the_outcome() {
-        let (global, dir) = global("loop");
-        let mut system = machine();
-        let processes = [usage(CURL, "curl", 1000)];
-        with_readings(&system, &processes);
-        let (mut app, mut source) = prepare(&mut system, &global, Some(path(&global)), true);
+    fn chars(text: &str) -> impl Iterator<Item = Event> + '_ {
+        text.chars().map(|c| key(KeyCode::Char(c)))
+    }
+
+    /// Runs the TUI's loop on `system` (which has readings of `processes`) over `keys`,
+    /// until they run out; returns the screen as last drawn.
+    fn drive(
+        system: &mut FakeSystem,
+        global: &Global,
+        rules: &Path,
+        processes: &[(u32, String, u64)],
+        keys: Vec<Event>,
+    ) -> String {
+        with_readings(system, processes);
+        let (mut app, mut source) = prepare(system, global, Some(path(global)), true);
         let (events, inbox) = mpsc::channel();
         events.send(Event::Resize(100, 20)).expect("send");
         for _ in 0..3 {
@@ -581,9 +658,6 @@ mod tests {
                 })
                 .expect("send");
         }
-        let mut keys = vec![key(KeyCode::Char('t'))];
-        keys.extend("500K".chars().map(|c| key(KeyCode::Char(c))));
-        keys.push(key(KeyCode::Enter));
         for event in keys {
             events.send(event).expect("send");
         }
@@ -591,15 +665,38 @@ mod tests {
         let mut terminal =
             ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 20)).expect("terminal");
         event_loop(
-            &mut system,
-            &global,
-            Some(path(&global)),
+            system,
+            global,
+            files(global, rules),
             &mut app,
             &mut terminal,
             &inbox,
             &AtomicBool::new(false),
         )
         .expect("the loop ends when the channel closes");
+        terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|cell| cell.symbol())
+            .collect()
+    }
+
+    #[test]
+    fn the_loop_applies_what_the_keys_ask_and_shows_the_outcome() {
+        let (global, dir, rules) = global("loop");
+        let mut system = machine();
+        let mut keys = vec![key(KeyCode::Char('t'))];
+        keys.extend(chars("500K"));
+        keys.push(key(KeyCode::Enter));
+        let screen = drive(
+            &mut system,
+            &global,
+            &rules,
+            &[usage(CURL, "curl", 1000)],
+            keys,
+        );
         let limit = system
             .machine()
             .limits
@@ -608,13 +705,6 @@ mod tests {
             .expect("limited");
         assert_eq!(limit.limits.down.map(|l| l.rate), Some(500 << 10));
         assert_eq!(limit.limits.up, None);
-        let screen: String = terminal
-            .backend()
-            .buffer()
-            .content()
-            .iter()
-            .map(|cell| cell.symbol())
-            .collect();
         assert!(
             screen.contains("curl (PID 4242): down 500KB/s, up unlimited"),
             "the outcome is in the status bar: {screen}"
@@ -632,7 +722,7 @@ mod tests {
         ];
         with_readings(&system, &processes);
         ok(&mut system, &["limit", "--name", "wget", "--up", "2M"]);
-        let (global, dir) = global("membership");
+        let (global, dir, _rules) = global("membership");
         let (mut source, _) = system.usage(&global.datapath(), None);
         let reading = source.read().expect("reading");
         let mut known = HashMap::new();
@@ -699,5 +789,46 @@ mod tests {
         system.machine().hidepid = HidePid::Off;
         let exes = super::super::access::executables(&system, &listed, &mut HashMap::new());
         assert_eq!(exes.len(), 1, "as ps shows it: {exes:?}");
+    }
+
+    #[test]
+    fn the_dialog_limits_the_executable_saves_it_and_the_rules_view_lists_it() {
+        let (global, dir, rules) = global("exe");
+        let mut system = machine();
+        // the dialog offers this process, its tree, its executable: → → chooses the last
+        let mut keys = vec![
+            key(KeyCode::Char('t')),
+            key(KeyCode::Right),
+            key(KeyCode::Right),
+        ];
+        keys.extend(chars("2M"));
+        keys.extend([key(KeyCode::Enter), key(KeyCode::Char('R'))]);
+        let processes = [usage(CURL, "curl", 1000), usage(WGET, "wget", 10)];
+        let screen = drive(&mut system, &global, &rules, &processes, keys);
+        let listed = super::super::testing::rules_json(&mut system);
+        let rule = &listed[0];
+        assert_eq!(
+            (
+                rule["target"].as_str(),
+                rule["down"].as_u64(),
+                rule["mode"].as_str()
+            ),
+            (Some("exe /usr/bin/curl"), Some(2 << 20), Some("shared"))
+        );
+        assert_eq!(listed.len(), 1);
+        let file = std::fs::read_to_string(&rules).expect("the rule is saved");
+        assert!(file.contains("exe = \"/usr/bin/curl\""), "{file}");
+        assert!(
+            screen.contains("exe-curl")
+                && screen.contains("↓2MB/s ↑-")
+                && screen.contains("1000B/s"),
+            "the rules view lists it, with its member's rate: {screen}"
+        );
+        assert!(system.machine().limits.is_empty(), "no PID limit was set");
+        assert!(
+            !path(&global).exists(),
+            "no saved-limits file is made: the rule is in the rules file"
+        );
+        let _cleanup = std::fs::remove_dir_all(dir);
     }
 }
