@@ -186,6 +186,13 @@ impl Tally {
     }
 }
 
+/// The boot an epoch (`BOOT/RUN`) belongs to: a process identity (PID and start time,
+/// clock ticks since boot) names one process within a boot, whatever the runs of the
+/// counters.
+pub fn boot_of(epoch: &str) -> &str {
+    epoch.rsplit_once('/').map_or(epoch, |(boot, _)| boot)
+}
+
 /// Whether any counter is lower than before: the entry was created anew.
 fn went_back(then: &Counters, now: &Counters) -> bool {
     now.rx_bytes < then.rx_bytes
@@ -247,6 +254,13 @@ mod tests {
             .filter(|increment| increment.process.pid == pid)
             .map(|increment| increment.bytes().total())
             .sum()
+    }
+
+    #[test]
+    fn the_boot_is_the_epoch_before_its_last_slash() {
+        assert_eq!(boot_of("4f1c-9e/123"), "4f1c-9e");
+        assert_eq!(boot_of("fake/2"), "fake");
+        assert_eq!(boot_of("plain"), "plain");
     }
 
     #[test]

@@ -23,6 +23,9 @@ use chadthrottle_core::usage::{
 };
 use std::collections::HashMap as StdHashMap;
 
+/// A random id the kernel draws at each boot.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
 /// Update flag: only create, never overwrite.
 const BPF_NOEXIST: u64 = 1;
 
@@ -42,6 +45,10 @@ pub struct Accounting {
     conns: HashMap<MapData, u64, Conn>,
     owner: SkStorage<MapData, SockState>,
     procfs: StdHashMap<Owner, ProcfsInfo>,
+    /// This boot and this install of the counters map (its kernel id): a `reset` and a
+    /// reinstall, or a reboot, give another, so a reader can tell counters that started
+    /// again at zero.
+    epoch: String,
 }
 
 impl Accounting {
@@ -52,7 +59,14 @@ impl Accounting {
     }
 
     fn from_pins(pins: PinnedMaps) -> Result<Accounting, Error> {
+        let map_id = pins
+            .proc_acct
+            .info()
+            .map_err(Error::map("read the id of", MAP_PROC_ACCT))?
+            .id();
+        let boot_id = std::fs::read_to_string(BOOT_ID).map_err(Error::io("read", BOOT_ID))?;
         Ok(Accounting {
+            epoch: format!("{}/{map_id}", boot_id.trim()),
             proc_acct: layout::typed(MAP_PROC_ACCT, pins.proc_acct)?,
             proc_info: layout::typed(MAP_PROC_INFO, pins.proc_info)?,
             conns: layout::typed(MAP_CONNS, pins.conns)?,
@@ -120,6 +134,11 @@ impl Accounting {
         info.cmdline_len = joined.len() as u32;
         // another record (from sock_create) or a full table: either way nothing to add
         let _kept = self.proc_info.insert(owner, info, BPF_NOEXIST);
+    }
+
+    /// Which run of the counters this is (see the field).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// Everything counted so far, with the interfaces' counters.

@@ -69,6 +69,13 @@ impl chadthrottle_core::system::UsageSource for KernelUsage {
         }
     }
 
+    fn epoch(&mut self) -> Result<Option<String>, Error> {
+        match self {
+            KernelUsage::Ebpf { accounting, .. } => Ok(Some(accounting.epoch().to_owned())),
+            KernelUsage::Fallback(_) => Ok(None),
+        }
+    }
+
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Error> {
         let KernelUsage::Ebpf {
             limits: Some(datapath),

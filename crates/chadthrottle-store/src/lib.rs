@@ -10,8 +10,8 @@
 //! | `samples` | minute, process | per-minute, per-process increments | `retention` |
 //! | `hourly` | hour, app, user | per-hour increments | `hourly_retention` |
 //! | `daily` | day, app, user | per-day increments | for good |
-//! | `processes` | id (epoch, pid, start time) | name, application, user, last minute seen | while `samples` refer to it |
-//! | `applications`, `users`, `epochs` | id | the names the rows refer to | for good |
+//! | `processes` | id (boot, pid, start time) | name, application, user, last minute seen | while `samples` refer to it |
+//! | `applications`, `users`, `boots` | id | the names the rows refer to | for good |
 //! | `checkpoint` | pid, start time | the counters accounted so far, in `meta.epoch` | replaced at every write |
 //! | `meta` | key | schema version, epoch, how far back `samples` and `hourly` reach | |
 //!
@@ -27,7 +27,7 @@ mod report;
 mod schema;
 
 use chadthrottle_core::ProcessRef;
-use chadthrottle_core::tally::{Checkpoint, Increment};
+use chadthrottle_core::tally::{Checkpoint, Increment, boot_of};
 use chadthrottle_core::usage::Counters;
 use chadthrottle_core::usage_history::{Application, DAY, HOUR, Kept};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
@@ -219,7 +219,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let failed = self.failed("write a sample");
         let transaction = self.connection.transaction().map_err(&failed)?;
-        let epoch = name_id(&transaction, "epochs", &checkpoint.epoch).map_err(&failed)?;
+        let boot = name_id(&transaction, "boots", boot_of(&checkpoint.epoch)).map_err(&failed)?;
         let minute = at - at % 60;
         for sample in samples {
             let app = match self.applications.get(&sample.application) {
@@ -241,16 +241,16 @@ impl Store {
             let process = sample.increment.process;
             let process_id: i64 = transaction
                 .prepare_cached(
-                    "INSERT INTO processes (epoch, pid, start_time, name, app, user, last_seen) \
+                    "INSERT INTO processes (boot, pid, start_time, name, app, user, last_seen) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                     ON CONFLICT (epoch, pid, start_time) DO UPDATE SET \
+                     ON CONFLICT (boot, pid, start_time) DO UPDATE SET \
                      name = excluded.name, app = excluded.app, user = excluded.user, \
                      last_seen = excluded.last_seen RETURNING id",
                 )
                 .and_then(|mut statement| {
                     statement.query_row(
                         params![
-                            epoch,
+                            boot,
                             process.pid,
                             column(process.start_time),
                             sample.name,
@@ -490,7 +490,7 @@ fn add(
     Ok(())
 }
 
-/// The id of `name` in a names table (`users`, `epochs`), added if new.
+/// The id of `name` in a names table (`users`, `boots`), added if new.
 fn name_id(connection: &Connection, table: &str, name: &str) -> rusqlite::Result<i64> {
     connection
         .prepare_cached(&format!(

@@ -20,15 +20,15 @@ pub fn create(connection: &mut Connection) -> rusqlite::Result<()> {
     let transaction = connection.transaction()?;
     transaction.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS epochs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+         CREATE TABLE IF NOT EXISTS boots (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
          CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
          CREATE TABLE IF NOT EXISTS applications (
              id INTEGER PRIMARY KEY, exe TEXT NOT NULL, rule TEXT NOT NULL, UNIQUE (exe, rule));
          CREATE TABLE IF NOT EXISTS processes (
-             id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, pid INTEGER NOT NULL,
+             id INTEGER PRIMARY KEY, boot INTEGER NOT NULL, pid INTEGER NOT NULL,
              start_time INTEGER NOT NULL, name TEXT NOT NULL, app INTEGER NOT NULL,
              user INTEGER NOT NULL, last_seen INTEGER NOT NULL,
-             UNIQUE (epoch, pid, start_time));
+             UNIQUE (boot, pid, start_time));
          CREATE TABLE IF NOT EXISTS samples (
              minute INTEGER NOT NULL, process INTEGER NOT NULL, {COUNTERS},
              PRIMARY KEY (minute, process)) WITHOUT ROWID;

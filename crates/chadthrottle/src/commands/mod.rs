@@ -6,6 +6,8 @@
 mod access;
 pub mod apply;
 pub mod backends;
+mod config_file;
+pub mod daemon;
 pub mod foreground;
 pub mod limit;
 pub mod reset;
@@ -17,6 +19,7 @@ pub mod status;
 pub mod top;
 pub mod tui;
 pub mod unlimit;
+pub mod usage;
 
 #[cfg(test)]
 mod testing;
@@ -53,17 +56,15 @@ pub fn run<S: System + Clone + Send + 'static>(
         Some(Command::Backends(args)) => backends::run(system, args.json, out),
         Some(Command::Top(args)) => top::run(system, global, args, out),
         Some(Command::Run(args)) => run::run(system, global, args),
+        Some(Command::Daemon(args)) => {
+            let stop = stop_on_signals()?;
+            daemon::run(system, global, args, &stop, out)
+        }
+        Some(Command::Usage(args)) => usage::run(system, args, out),
         None if cli.list_backends => backends::run(system, false, out),
         None => match cli.pid {
             Some(pid) => {
-                let stop = Arc::new(AtomicBool::new(false));
-                for signal in [
-                    signal_hook::consts::SIGINT,
-                    signal_hook::consts::SIGTERM,
-                    signal_hook::consts::SIGHUP,
-                ] {
-                    signal_hook::flag::register(signal, Arc::clone(&stop))?;
-                }
+                let stop = stop_on_signals()?;
                 let limits = foreground::Foreground {
                     pid,
                     upload: cli.upload_limit,
@@ -75,6 +76,20 @@ pub fn run<S: System + Clone + Send + 'static>(
             None => tui::run(system, global, !cli.no_restore),
         },
     }
+}
+
+/// A flag raised by SIGINT, SIGTERM or SIGHUP, for the commands that run until told
+/// to stop.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
 }
 
 /// Whether `error` is a write to a pipe whose reader went away.
