@@ -4,7 +4,7 @@
 //! ```toml
 //! interval = "10s"                         # how often the accounting is sampled: 1s … 1h
 //! database = "/var/lib/chadthrottle/usage.db"  # an absolute path
-//! retention = "1d"                         # how long per-minute, per-process rows stay
+//! retention = "6h"                         # how long per-minute, per-process rows stay
 //! hourly_retention = "7d"                  # how long hourly rows stay (daily rows stay)
 //!
 //! [metrics]
@@ -55,7 +55,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             interval: Duration::from_secs(10),
             database: PathBuf::from(DEFAULT_DATABASE),
-            retention: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(6 * 3600),
             hourly_retention: Duration::from_secs(7 * 24 * 3600),
             metrics: MetricsConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9867)),

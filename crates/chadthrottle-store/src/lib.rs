@@ -120,8 +120,19 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let store = Store::with(path, flags, "open")?;
-        store.check_version()?;
-        Ok(store)
+        match store.check_version() {
+            // A reader of a WAL database needs its shared-memory file, which a reader
+            // without write access to the directory cannot create. When no writer has the
+            // database open (its WAL file is gone with it), nothing can change under the
+            // reader, and SQLite reads the file as immutable without one.
+            Err(error) if error.is_unwritable() && !sibling(path, "-wal").exists() => {
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                let store = Store::with_target(path, &uri, flags | OpenFlags::SQLITE_OPEN_URI)?;
+                store.check_version()?;
+                Ok(store)
+            }
+            checked => checked.map(|()| store),
+        }
     }
 
     /// Refuses a database of another schema version rather than misreading it.
@@ -143,6 +154,26 @@ impl Store {
             source,
         };
         let connection = Connection::open_with_flags(path, flags).map_err(failed)?;
+        Store::on(path, connection, op)
+    }
+
+    /// Opens `path` through `target` (a `file:` URI).
+    fn with_target(path: &Path, target: &str, flags: OpenFlags) -> Result<Store, StoreError> {
+        let connection =
+            Connection::open_with_flags(target, flags).map_err(|source| StoreError::Sqlite {
+                path: path.to_owned(),
+                op: "open",
+                source,
+            })?;
+        Store::on(path, connection, "open")
+    }
+
+    fn on(path: &Path, connection: Connection, op: &'static str) -> Result<Store, StoreError> {
+        let failed = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            op,
+            source,
+        };
         // a reader waits for a writer's commit instead of failing at once
         connection
             .busy_timeout(Duration::from_secs(5))
@@ -426,6 +457,27 @@ impl Store {
     pub(crate) fn connection(&self) -> &Connection {
         &self.connection
     }
+}
+
+/// `path` with `suffix` appended to its file name (`usage.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `path` as the path of a `file:` URI: the characters a URI gives a meaning to, and
+/// every byte beyond ASCII, escaped (SQLite decodes `%HH`).
+fn uri_path(path: &Path) -> String {
+    let mut encoded = String::new();
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii() && !matches!(byte, b'%' | b'?' | b'#') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// SQLite integers are signed 64-bit: counters beyond `i64::MAX` (never reached in

@@ -40,11 +40,14 @@ impl Store {
                     moment_name(start)
                 ));
             }
+            // summed per process first, then named: the names are looked up once per
+            // process, not once per minute
             let sql = format!(
-                "SELECT p.pid, p.start_time, p.name, a.exe, a.rule, u.name, {SUMS} \
-                 FROM samples s JOIN processes p ON p.id = s.process \
+                "SELECT p.pid, p.start_time, p.name, a.exe, a.rule, u.name, s.* FROM ( \
+                 SELECT process, {SUMS} FROM samples WHERE minute >= ?1 GROUP BY process) s \
+                 JOIN processes p ON p.id = s.process \
                  JOIN applications a ON a.id = p.app JOIN users u ON u.id = p.user \
-                 WHERE s.minute >= ?1 AND (?2 IS NULL OR a.exe = ?2) GROUP BY s.process"
+                 WHERE ?2 IS NULL OR a.exe = ?2"
             );
             (sql, vec![integer(start), text(&query.exe)], start)
         } else {
@@ -99,7 +102,8 @@ impl Store {
                         usage.app = Some(row.get(3)?);
                         usage.rule = rule(row.get(4)?);
                         usage.user = Some(row.get(5)?);
-                        6
+                        // then the subquery's process id
+                        7
                     }
                     Grouping::App => {
                         usage.app = Some(row.get(0)?);

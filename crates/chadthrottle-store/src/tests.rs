@@ -303,3 +303,19 @@ fn a_missing_database_and_another_schema_version_are_refused() {
     let newer = Store::open(&path).err().expect("refused");
     assert!(newer.to_string().contains("schema version 99"), "{newer}");
 }
+
+#[test]
+fn a_path_in_a_uri_has_its_special_bytes_escaped() {
+    assert_eq!(
+        uri_path(Path::new("/var/lib/a b/usage.db")),
+        "/var/lib/a b/usage.db"
+    );
+    assert_eq!(
+        uri_path(Path::new("/tmp/50%?#/ü.db")),
+        "/tmp/50%25%3F%23/%C3%BC.db"
+    );
+    assert_eq!(
+        sibling(Path::new("/tmp/usage.db"), "-wal"),
+        PathBuf::from("/tmp/usage.db-wal")
+    );
+}
