@@ -1,7 +1,7 @@
 //! The daemon on the fake machine, with a database in a temporary directory: what it
 //! writes is what `usage` reads back, across a restart and a datapath reset.
 
-use super::super::testing::{CURL, WGET, machine, ok, refused};
+use super::super::testing::{CURL, WGET, machine, ok, refused, rules_machine};
 use chadthrottle_core::fake::FakeSystem;
 use chadthrottle_tui::fixtures::{reading, usage};
 use std::path::{Path, PathBuf};
@@ -207,4 +207,66 @@ fn usage_without_a_database_says_so() {
         error.contains("usage.db") && error.contains("daemon"),
         "{error}"
     );
+}
+
+/// The daemon with `rules` as its rules file, on [`rules_machine`].
+fn daemon_with_rules(system: &mut FakeSystem, config: &Path, rules: &Path, count: u64) -> String {
+    ok(
+        system,
+        &[
+            "daemon",
+            "--config",
+            &config.display().to_string(),
+            "--rules",
+            &rules.display().to_string(),
+            "--count",
+            &count.to_string(),
+        ],
+    )
+}
+
+const STEAM_RULE: &str = "[[rule]]\nname = \"steam\"\nexe = \"/usr/bin/steam\"\ndown = \"5M\"\n";
+
+#[test]
+fn the_rules_file_is_applied_at_start_and_again_when_it_changes() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config(dir.path());
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, STEAM_RULE).expect("write the rules file");
+    let mut system = rules_machine();
+    readings_at(&system, &[10]);
+    // samples (and looks at the file) at 0, 1 and 2 s; the file changes at 1.5 s
+    let changer = {
+        let rules = rules.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            std::fs::write(&rules, STEAM_RULE.replace("\"5M\"", "\"2MB\"")).expect("rewrite");
+        })
+    };
+    let log = daemon_with_rules(&mut system, &config, &rules, 3);
+    changer.join().expect("the file was changed");
+    assert_eq!(log.matches("applying").count(), 2, "{log}");
+    assert!(log.contains("+ steam: exe /usr/bin/steam ↓5MB/s"), "{log}");
+    assert!(log.contains("~ steam: ↓5MB/s → ↓2MB/s"), "{log}");
+    let held = ok(&mut system, &["rules", "--json"]);
+    assert!(held.contains("\"steam\""), "{held}");
+}
+
+#[test]
+fn a_broken_rules_file_is_logged_where_it_is_and_the_daemon_goes_on() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config(dir.path());
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"steam\"\nexe = \"/usr/bin/steam\"\n",
+    )
+    .expect("write the rules file");
+    let mut system = rules_machine();
+    readings_at(&system, &[10]);
+    let log = daemon_with_rules(&mut system, &config, &rules, 1);
+    assert!(log.contains(&format!("{}:1:1: ", rules.display())), "{log}");
+    assert!(log.contains("the rules in force stay"), "{log}");
+    assert!(log.contains("stopped after 1 samples"), "{log}");
+    assert!(system.machine().rules.is_empty());
 }
