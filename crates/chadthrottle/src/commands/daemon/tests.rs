@@ -59,18 +59,7 @@ fn downloads(system: &mut FakeSystem, config: &Path, by: &str) -> Vec<(String, u
 }
 
 fn daemon(system: &mut FakeSystem, config: &Path, count: u64) -> String {
-    ok(
-        system,
-        &[
-            "daemon",
-            "--config",
-            &config.display().to_string(),
-            "--rules",
-            "/nonexistent/rules.toml",
-            "--count",
-            &count.to_string(),
-        ],
-    )
+    daemon_with_rules(system, config, Path::new("/nonexistent/rules.toml"), count)
 }
 
 #[test]
@@ -209,7 +198,7 @@ fn usage_without_a_database_says_so() {
     );
 }
 
-/// The daemon with `rules` as its rules file, on [`rules_machine`].
+/// The daemon with `rules` as its rules file, stopping after `count` samples.
 fn daemon_with_rules(system: &mut FakeSystem, config: &Path, rules: &Path, count: u64) -> String {
     ok(
         system,
