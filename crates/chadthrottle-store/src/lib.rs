@@ -23,7 +23,7 @@
 //! hour or (UTC) day. The database runs in WAL mode, so `usage` reads while the daemon
 //! writes.
 
-mod report;
+pub mod report;
 mod schema;
 
 use chadthrottle_core::ProcessRef;
@@ -34,8 +34,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-pub use report::Query;
 
 /// A database operation that failed, with the database and what was being done.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! reopening, retention and every grouping.
 
 use super::*;
+use crate::report::Query;
 use chadthrottle_core::tally::Bytes;
 use chadthrottle_core::usage_history::{Grouping, UsageReport};
 

@@ -172,16 +172,16 @@ impl History {
         let governing = source.rules().context("cannot read the rules")?;
         let mut next = self.tally.clone();
         let increments = next.take(&epoch, &reading);
-        self.known
-            .retain(|process, _| reading.processes.iter().any(|p| p.process == *process));
+        let names: HashMap<ProcessRef, &str> = reading
+            .processes
+            .iter()
+            .map(|p| (p.process, p.name.as_str()))
+            .collect();
+        self.known.retain(|process, _| names.contains_key(process));
         let mut samples = Vec::with_capacity(increments.len());
         for increment in increments {
             let process = increment.process;
-            let name = reading
-                .processes
-                .iter()
-                .find(|p| p.process == process)
-                .map_or("?", |p| p.name.as_str());
+            let name = names.get(&process).copied().unwrap_or("?");
             let (exe, user) = self
                 .known
                 .entry(process)

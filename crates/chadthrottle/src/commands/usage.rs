@@ -6,7 +6,8 @@ use crate::cli::{UsageArgs, UsageBy};
 use crate::usage_view;
 use chadthrottle_core::system::System;
 use chadthrottle_core::usage_history::{Grouping, since};
-use chadthrottle_store::{Query, Store};
+use chadthrottle_store::Store;
+use chadthrottle_store::report::Query;
 use std::io::Write;
 
 pub fn run<S: System>(system: &S, args: &UsageArgs, out: &mut dyn Write) -> anyhow::Result<()> {
