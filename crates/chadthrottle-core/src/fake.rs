@@ -516,6 +516,7 @@ impl System for FakeSystem {
         let usage = FakeUsage {
             machine: Arc::clone(&self.machine),
             fallback: fallback.is_some(),
+            epoch: self.machine().accounting_epoch,
         };
         (usage, fallback)
     }
@@ -742,6 +743,9 @@ impl RuleBackend for FakeBackend {
 pub struct FakeUsage {
     machine: Arc<Mutex<FakeMachine>>,
     fallback: bool,
+    /// The machine's accounting epoch when this source was opened: like the kernel's, a
+    /// source goes on naming the counters it opened after a `reset`.
+    epoch: u64,
 }
 
 impl UsageSource for FakeUsage {
@@ -773,6 +777,10 @@ impl UsageSource for FakeUsage {
             "fake/{}",
             lock(&self.machine).accounting_epoch
         )))
+    }
+
+    fn is_current(&mut self) -> Result<bool, FakeError> {
+        Ok(lock(&self.machine).accounting_epoch == self.epoch)
     }
 
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, FakeError> {

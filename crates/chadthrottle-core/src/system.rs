@@ -52,6 +52,12 @@ pub trait UsageSource {
     /// boot (see [`crate::tally::boot_of`]).
     fn epoch(&mut self) -> Result<Option<String>, Self::Error>;
 
+    /// Whether the counters this source reads are still the installed ones: false once
+    /// the datapath was reset (and perhaps installed again) since the source was opened,
+    /// when it goes on reading counters nothing updates. A reader that runs for long (the
+    /// daemon) opens the source again then.
+    fn is_current(&mut self) -> Result<bool, Self::Error>;
+
     /// The PID limits in force, to show beside the usage.
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Self::Error>;
 

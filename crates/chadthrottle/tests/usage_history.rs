@@ -1,8 +1,8 @@
 //! Kernel test of the usage history: `chadthrottle daemon` running in a lab while the
 //! traffic generator moves a known number of bytes, `kill -9`'d once and restarted once
-//! during the transfers; `usage` must then report exactly what the datapath counted, and
-//! what the generator moved within 0.5 %. Needs root (CI); reported ignored, with the
-//! reason, without it.
+//! during the transfers, the datapath reset under it once; `usage` must then report
+//! exactly what the datapath counted, and what the generator moved within 0.5 %. Needs
+//! root (CI); reported ignored, with the reason, without it.
 
 pub mod common;
 
@@ -60,6 +60,32 @@ fn stop_daemon(mut child: Child) -> anyhow::Result<()> {
     anyhow::bail!("the daemon did not stop within 10 s of SIGTERM")
 }
 
+/// What the datapath counted for `pid` (`top`), upload and download: the figures the
+/// daemon reads, to tell its errors from the accounting's.
+fn counted_by_datapath(lab: &Lab, pid: u32) -> anyhow::Result<(u64, u64)> {
+    let top: Value = serde_json::from_str(&run(
+        lab,
+        &[
+            "top",
+            "--once",
+            "--json",
+            "--interval",
+            "200ms",
+            "--pid",
+            &pid.to_string(),
+        ],
+    )?)?;
+    let process = &top["processes"][0];
+    let field = |name: &str| {
+        process[name]
+            .as_u64()
+            .with_context(|| format!("{name} of PID {pid} is not a count: {top}"))
+    };
+    let counted = (field("tx_bytes")?, field("rx_bytes")?);
+    println!("  the datapath counted (tx, rx): {counted:?}");
+    Ok(counted)
+}
+
 /// The `usage --by process` row of `pid`.
 fn usage_of(lab: &Lab, config: &Path, pid: u32) -> anyhow::Result<Value> {
     let config = config.display().to_string();
@@ -79,7 +105,7 @@ fn usage_of(lab: &Lab, config: &Path, pid: u32) -> anyhow::Result<Value> {
         .with_context(|| format!("PID {pid} is not in the usage report: {report}"))
 }
 
-fn usage_survives_a_kill_and_a_restart_of_the_daemon() -> anyhow::Result<()> {
+fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     let lab = Lab::new("usage-history", None)?;
     let dir = tempfile::tempdir()?;
     let config: PathBuf = dir.path().join("config.toml");
@@ -116,33 +142,22 @@ fn usage_survives_a_kill_and_a_restart_of_the_daemon() -> anyhow::Result<()> {
         client.bins()?.bytes.iter().sum::<u64>() == received,
         "TCP lost bytes on the way down"
     );
-    // two more samples after the traffic, then stop
+    // two more samples after the traffic; what the datapath counted so far
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = counted_by_datapath(&lab, client.pid())?;
+    // a reset while the daemon runs: it installs the datapath again, which adopts the
+    // open sockets, and follows the new counters; more uploads then
+    run(&lab, &["reset"])?;
+    std::thread::sleep(Duration::from_millis(2500));
+    sent += client.send(2.0, MAX_BYTES)?.bytes;
     std::thread::sleep(Duration::from_millis(2500));
     stop_daemon(daemon)?;
+    let after = counted_by_datapath(&lab, client.pid())?;
     println!(
         "  daemon log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
-    // what the datapath itself counted for the client, to tell the daemon's errors from
-    // the accounting's
-    let top: Value = serde_json::from_str(&run(
-        &lab,
-        &[
-            "top",
-            "--once",
-            "--json",
-            "--interval",
-            "200ms",
-            "--pid",
-            &client.pid().to_string(),
-        ],
-    )?)?;
-    let counted = top["processes"][0].clone();
-    println!(
-        "  the datapath counted: tx {} B, rx {} B",
-        counted["tx_bytes"], counted["rx_bytes"]
-    );
     let row = usage_of(&lab, &config, client.pid())?;
     let field = |name: &str| {
         row[name]
@@ -150,17 +165,17 @@ fn usage_survives_a_kill_and_a_restart_of_the_daemon() -> anyhow::Result<()> {
             .with_context(|| format!("{name} is not a count in {row}"))
     };
     // the daemon's own promise: every byte the datapath counted, once (the traffic was
-    // over two samples before the daemon stopped)
-    for name in ["tx_bytes", "rx_bytes"] {
-        ensure!(
-            row[name] == counted[name],
-            "usage says {name} {} where the datapath counted {}",
-            row[name],
-            counted[name]
-        );
-    }
+    // over two samples before the reset and before the daemon stopped)
+    let expected = (before.0 + after.0, before.1 + after.1);
+    ensure!(
+        (field("tx_bytes")?, field("rx_bytes")?) == expected,
+        "usage says tx {} rx {} where the datapath counted {expected:?} (before the reset \
+         {before:?}, after it {after:?})",
+        row["tx_bytes"],
+        row["rx_bytes"]
+    );
     counted_within(
-        "upload, across a kill -9",
+        "upload, across a kill -9 and a reset",
         field("tx_bytes")?,
         sent,
         ACCURACY,
@@ -175,8 +190,8 @@ fn usage_survives_a_kill_and_a_restart_of_the_daemon() -> anyhow::Result<()> {
 }
 
 const TESTS: &[(&str, Test)] = &[(
-    "usage_survives_a_kill_and_a_restart_of_the_daemon",
-    usage_survives_a_kill_and_a_restart_of_the_daemon,
+    "usage_survives_a_kill_a_restart_and_a_reset",
+    usage_survives_a_kill_a_restart_and_a_reset,
 )];
 
 fn main() {

@@ -37,11 +37,7 @@ pub fn run<S: System>(
     access::root_only(system.caller(), || "the daemon".to_owned())?;
     let (mut source, note) = system.usage(&global.datapath(), None);
     if source.kind().0 != Source::Ebpf {
-        anyhow::bail!(
-            "the daemon needs the eBPF accounting (the fallback's totals fall when connections \
-             close): {}",
-            note.unwrap_or_default()
-        );
+        anyhow::bail!("{}: {}", NO_EBPF, note.unwrap_or_default());
     }
     if let Some(directory) = config.database.parent() {
         std::fs::create_dir_all(directory)
@@ -59,6 +55,20 @@ pub fn run<S: System>(
     let mut history = History::new(config);
     let mut samples = 0;
     loop {
+        if !current(&mut source, out) {
+            // a `reset` took the datapath out: install it again (as `top` would), read
+            // its new counters (a new epoch), and set the rules file's rules again
+            log(
+                out,
+                "the datapath was reset: installing it again, reading its new counters",
+            );
+            let (reopened, note) = system.usage(&global.datapath(), None);
+            source = reopened;
+            if let Some(note) = note {
+                log(out, &format!("{NO_EBPF}: {note}"));
+            }
+            rules.forget();
+        }
         rules.apply_if_changed(system, global, out);
         history.sample(system, &mut source, out);
         samples += 1;
@@ -68,6 +78,25 @@ pub fn run<S: System>(
     }
     log(out, &format!("stopped after {samples} samples"));
     Ok(())
+}
+
+/// Why the daemon refuses the fallback.
+const NO_EBPF: &str =
+    "the daemon needs the eBPF accounting (the fallback's totals fall when connections close)";
+
+/// Whether `source` reads the installed eBPF counters (a failure to tell is logged and
+/// taken as yes: the next sample says more).
+fn current<U: UsageSource>(source: &mut U, out: &mut dyn Write) -> bool {
+    if source.kind().0 != Source::Ebpf {
+        return false;
+    }
+    source.is_current().unwrap_or_else(|error| {
+        log(
+            out,
+            &format!("cannot tell whether the datapath was reset: {error}"),
+        );
+        true
+    })
 }
 
 /// One line of the daemon's log (stdout: the journal under systemd).
@@ -164,6 +193,7 @@ impl History {
         let Some(store) = &mut self.store else {
             return Ok(());
         };
+        anyhow::ensure!(source.kind().0 == Source::Ebpf, NO_EBPF);
         let reading = source.read().context("cannot read the accounting")?;
         let epoch = source
             .epoch()
@@ -225,6 +255,11 @@ struct RulesFile {
 impl RulesFile {
     fn new(path: PathBuf) -> RulesFile {
         RulesFile { path, seen: None }
+    }
+
+    /// Applies the file at the next look, changed or not (the datapath lost its rules).
+    fn forget(&mut self) {
+        self.seen = None;
     }
 
     fn apply_if_changed<S: System>(

@@ -259,3 +259,31 @@ fn a_broken_rules_file_is_logged_where_it_is_and_the_daemon_goes_on() {
     assert!(log.contains("stopped after 1 samples"), "{log}");
     assert!(system.machine().rules.is_empty());
 }
+
+#[test]
+fn a_reset_while_the_daemon_runs_is_followed_by_the_new_counters() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config(dir.path());
+    let mut system = machine();
+    readings_at(&system, &[10, 20]);
+    // samples at 0, 1 and 2 s; the datapath is reset and counts again from zero at 1.5 s
+    let resetter = {
+        let system = system.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            readings_at(&system, &[3]);
+            system.machine().accounting_epoch += 1;
+        })
+    };
+    let log = daemon(&mut system, &config, 3);
+    resetter.join().expect("the reset happened");
+    assert_eq!(log.matches("the datapath was reset").count(), 1, "{log}");
+    // 20 s of counters before the reset, 3 s after it
+    assert_eq!(
+        downloads(&mut system, &config, "app"),
+        [
+            ("/usr/bin/curl".to_owned(), 20_001 + 3001),
+            ("/usr/bin/wget".to_owned(), 2001 + 301)
+        ]
+    );
+}
