@@ -428,7 +428,7 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE", default_value = RULES_FILE)]
     pub rules: PathBuf,
 
-    /// Stop after this many samples (for tests; default: until SIGTERM or SIGINT).
+    /// Stop after this many samples (for tests; default: until SIGTERM, SIGINT or SIGHUP).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
 }
