@@ -121,6 +121,9 @@ pub struct FakeMachine {
     pub sockets: BTreeMap<u32, usize>,
     /// Readings the usage source returns, oldest first; the last one repeats.
     pub readings: VecDeque<Reading>,
+    /// Which run of the accounting's counters the readings are from: `reset` starts
+    /// another, as the kernel's does.
+    pub accounting_epoch: u64,
     /// Unix time (seconds) as the fake's clock reads it.
     pub now_unix: u64,
     pub own_pid: u32,
@@ -162,6 +165,7 @@ impl Default for FakeMachine {
             requests: 0,
             sockets: BTreeMap::new(),
             readings: VecDeque::new(),
+            accounting_epoch: 1,
             now_unix: 1_700_000_000,
             own_pid: 1,
             scope: "/".to_owned(),
@@ -454,6 +458,7 @@ impl System for FakeSystem {
         let installed = machine.installs.remove(&options.pin_dir).is_some();
         machine.limits.clear();
         machine.rules.clear();
+        machine.accounting_epoch += 1;
         Ok(ResetReport {
             removed: if installed {
                 vec!["ct_limits".to_owned()]
@@ -511,6 +516,7 @@ impl System for FakeSystem {
         let usage = FakeUsage {
             machine: Arc::clone(&self.machine),
             fallback: fallback.is_some(),
+            epoch: self.machine().accounting_epoch,
         };
         (usage, fallback)
     }
@@ -737,6 +743,9 @@ impl RuleBackend for FakeBackend {
 pub struct FakeUsage {
     machine: Arc<Mutex<FakeMachine>>,
     fallback: bool,
+    /// The machine's accounting epoch when this source was opened: like the kernel's, a
+    /// source goes on naming the counters it opened after a `reset`.
+    epoch: u64,
 }
 
 impl UsageSource for FakeUsage {
@@ -758,6 +767,20 @@ impl UsageSource for FakeUsage {
             machine.readings.front().cloned()
         };
         reading.ok_or_else(|| FakeError("no reading".to_owned()))
+    }
+
+    fn epoch(&mut self) -> Result<Option<String>, FakeError> {
+        if self.fallback {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "fake/{}",
+            lock(&self.machine).accounting_epoch
+        )))
+    }
+
+    fn is_current(&mut self) -> Result<bool, FakeError> {
+        Ok(lock(&self.machine).accounting_epoch == self.epoch)
     }
 
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, FakeError> {

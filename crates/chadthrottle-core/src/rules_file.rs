@@ -21,6 +21,7 @@
 //! A rule's order is its index in the file, disabled rules counted: it breaks ties.
 
 use crate::direction::{Direction, PerDirection};
+use crate::file_error::{FileError, line_column};
 use crate::rate::{Rate, Size, format_bytes};
 use crate::rule_target::{
     Mode, RULE_NAME_MAX, RuleLimit, RuleSpec, RuleTarget, TargetError, UserSpec, parse_cgroup_path,
@@ -41,16 +42,7 @@ pub const MAX_RULES: usize = 4096;
 const TARGET_KEYS: &str = "exe, process_name, unit, container, cgroup_path or user";
 
 /// A refused rules file, where and why: `rules.toml:3:7: …`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
-pub struct RulesFileError {
-    pub file: String,
-    /// From 1.
-    pub line: usize,
-    /// From 1, in characters.
-    pub column: usize,
-    pub message: String,
-}
+pub type RulesFileError = FileError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,15 +105,6 @@ impl Located<'_> {
     fn line(&self, span: &Range<usize>) -> usize {
         line_column(self.text, span.start).0
     }
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    let line = before.matches('\n').count() + 1;
-    let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 /// The rules in `text`, read from `file`, in file order (`order` = index). The first

@@ -44,6 +44,20 @@ pub trait UsageSource {
     /// Every process's and connection's counters now.
     fn read(&mut self) -> Result<Reading, Self::Error>;
 
+    /// What identifies this run of the counters (a boot and one install of the
+    /// accounting), so that a reader can tell counters that started again at zero (after
+    /// a `reset` or a reboot) from counters that grew; `None` for a source whose totals
+    /// do not only grow (the fallback's sum over the connections open now). Its form is
+    /// `BOOT/RUN`: a process ([`ProcessRef`]) is the same process across the runs of one
+    /// boot (see [`crate::tally::boot_of`]).
+    fn epoch(&mut self) -> Result<Option<String>, Self::Error>;
+
+    /// Whether the counters this source reads are still the installed ones: false once
+    /// the datapath was reset (and perhaps installed again) since the source was opened,
+    /// when it goes on reading counters nothing updates. A reader that runs for long (the
+    /// daemon) opens the source again then.
+    fn is_current(&mut self) -> Result<bool, Self::Error>;
+
     /// The PID limits in force, to show beside the usage.
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Self::Error>;
 

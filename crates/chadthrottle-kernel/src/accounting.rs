@@ -22,6 +22,10 @@ use chadthrottle_core::usage::{
     tcp_state_name,
 };
 use std::collections::HashMap as StdHashMap;
+use std::path::PathBuf;
+
+/// A random id the kernel draws at each boot.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// Update flag: only create, never overwrite.
 const BPF_NOEXIST: u64 = 1;
@@ -42,17 +46,37 @@ pub struct Accounting {
     conns: HashMap<MapData, u64, Conn>,
     owner: SkStorage<MapData, SockState>,
     procfs: StdHashMap<Owner, ProcfsInfo>,
+    /// This boot and this install of the counters map (its kernel id): a `reset` and a
+    /// reinstall, or a reboot, give another, so a reader can tell counters that started
+    /// again at zero.
+    epoch: String,
+    /// The counters map's kernel id, and where it is pinned: a `reset` unpins it (this
+    /// source then holds maps nothing updates), a new install pins another.
+    map_id: u32,
+    pin: PathBuf,
 }
 
 impl Accounting {
     /// Opens the accounting of the datapath described by `config`, installing the
     /// datapath if it is not there.
     pub fn install(config: &Config) -> Result<Accounting, Error> {
-        Accounting::from_pins(install::install(config)?)
+        Accounting::from_pins(
+            install::install(config)?,
+            config.pin_dir.join(MAP_PROC_ACCT),
+        )
     }
 
-    fn from_pins(pins: PinnedMaps) -> Result<Accounting, Error> {
+    fn from_pins(pins: PinnedMaps, pin: PathBuf) -> Result<Accounting, Error> {
+        let map_id = pins
+            .proc_acct
+            .info()
+            .map_err(Error::map("read the id of", MAP_PROC_ACCT))?
+            .id();
+        let boot_id = std::fs::read_to_string(BOOT_ID).map_err(Error::io("read", BOOT_ID))?;
         Ok(Accounting {
+            epoch: format!("{}/{map_id}", boot_id.trim()),
+            map_id,
+            pin,
             proc_acct: layout::typed(MAP_PROC_ACCT, pins.proc_acct)?,
             proc_info: layout::typed(MAP_PROC_INFO, pins.proc_info)?,
             conns: layout::typed(MAP_CONNS, pins.conns)?,
@@ -120,6 +144,24 @@ impl Accounting {
         info.cmdline_len = joined.len() as u32;
         // another record (from sock_create) or a full table: either way nothing to add
         let _kept = self.proc_info.insert(owner, info, BPF_NOEXIST);
+    }
+
+    /// Which run of the counters this is (see the field).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Whether the counters map pinned now is the one this reads (see the field).
+    pub fn is_current(&self) -> Result<bool, Error> {
+        if !self.pin.exists() {
+            return Ok(false);
+        }
+        let pinned =
+            MapData::from_pin(&self.pin).map_err(Error::map("open pinned", MAP_PROC_ACCT))?;
+        let info = pinned
+            .info()
+            .map_err(Error::map("read the id of", MAP_PROC_ACCT))?;
+        Ok(info.id() == self.map_id)
     }
 
     /// Everything counted so far, with the interfaces' counters.

@@ -69,6 +69,21 @@ impl chadthrottle_core::system::UsageSource for KernelUsage {
         }
     }
 
+    fn epoch(&mut self) -> Result<Option<String>, Error> {
+        match self {
+            KernelUsage::Ebpf { accounting, .. } => Ok(Some(accounting.epoch().to_owned())),
+            KernelUsage::Fallback(_) => Ok(None),
+        }
+    }
+
+    fn is_current(&mut self) -> Result<bool, Error> {
+        match self {
+            KernelUsage::Ebpf { accounting, .. } => accounting.is_current(),
+            // sock_diag reads the sockets as they are at every reading
+            KernelUsage::Fallback(_) => Ok(true),
+        }
+    }
+
     fn limits(&mut self) -> Result<HashMap<ProcessRef, LimitRates>, Error> {
         let KernelUsage::Ebpf {
             limits: Some(datapath),

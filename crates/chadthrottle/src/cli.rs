@@ -253,6 +253,13 @@ pub enum Command {
     /// before its first instruction and lifted when the last of them has exited.
     #[command(after_help = RATES)]
     Run(RunArgs),
+    /// Keep per-application usage history: sample the accounting every interval into the
+    /// usage database, and apply the rules file at start and whenever it changes
+    /// (foreground; the systemd unit runs it).
+    Daemon(DaemonArgs),
+    /// Usage history per application, process, user or day, busiest first, from the
+    /// database the daemon writes.
+    Usage(UsageArgs),
     /// A completion script for bash, zsh or fish, on stdout, generated from this command
     /// line's own definition (the package installs all three).
     Completions(CompletionsArgs),
@@ -427,6 +434,55 @@ pub struct ApplyArgs {
     /// Print what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The configuration file [default: /etc/chadthrottle/config.toml, whose absence
+    /// means every default]; a file named here must exist.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// The rules file applied at start and whenever it changes (missing: none applied).
+    #[arg(long, value_name = "FILE", default_value = RULES_FILE)]
+    pub rules: PathBuf,
+
+    /// Stop after this many samples (for tests; default: until SIGTERM, SIGINT or SIGHUP).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+/// How `usage` groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsageBy {
+    App,
+    Process,
+    User,
+    Day,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The configuration file naming the database [default: /etc/chadthrottle/config.toml,
+    /// whose absence means the default database]; a file named here must exist.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// From when: today (the current UTC day), or a time back from now (6h, 7d, 30d).
+    #[arg(long, value_name = "WHEN", default_value = "today")]
+    pub since: String,
+
+    /// One row per application (executable and governing rule), process, user or day.
+    #[arg(long, value_enum, default_value = "app")]
+    pub by: UsageBy,
+
+    /// Only this executable (as /proc/PID/exe shows it).
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<String>,
+
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

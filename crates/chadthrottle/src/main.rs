@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod render;
 mod top_view;
+mod usage_view;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;

@@ -463,3 +463,26 @@ fn man_writes_a_page_per_command_into_a_directory() {
     assert!(limit_page.expect("limit's page").contains(r"\-\-exe"));
     assert!(!pin_dir.exists());
 }
+
+#[test]
+fn daemon_and_usage_refuse_a_broken_configuration_before_anything_starts() {
+    let dir = std::env::temp_dir().join(format!("ct-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory of the test's own");
+    let config = dir.join("config.toml");
+    let database = dir.join("usage.db");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"{}\"\n[metrics]\nlisten = \"nowhere\"\n",
+            database.display()
+        ),
+    )
+    .expect("write the configuration");
+    let config_arg = config.display().to_string();
+    let at = format!("{config_arg}:3:10: listen \"nowhere\"");
+    refused(&["daemon", "--config", &config_arg], 1, &at);
+    refused(&["usage", "--config", &config_arg], 1, &at);
+    refused(&["usage", "--since", "soon"], 1, "invalid --since \"soon\"");
+    assert!(!database.exists(), "no database was created");
+    std::fs::remove_dir_all(&dir).expect("remove the test's directory");
+}

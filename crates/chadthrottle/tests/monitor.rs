@@ -45,18 +45,7 @@ fn matches(what: &str, counted: u64, generator: u64) -> anyhow::Result<()> {
 
 /// Like [`matches`] with another tolerance (retransmissions are counted as sent).
 fn roughly(what: &str, counted: u64, generator: u64, tolerance: f64) -> anyhow::Result<()> {
-    let error = (counted as f64 - generator as f64) / generator as f64;
-    println!(
-        "  {what}: counted {counted} B, generator {generator} B ({:+.3} %)",
-        error * 100.0
-    );
-    ensure!(
-        error.abs() <= tolerance,
-        "{what}: counted {counted} B but the generator says {generator} B ({:+.2} %, tolerance ±{:.0} %)",
-        error * 100.0,
-        tolerance * 100.0
-    );
-    Ok(())
+    common::counted_within(what, counted, generator, tolerance)
 }
 
 /// Bytes `receiver` got in total.

@@ -7,6 +7,8 @@ mod access;
 pub mod apply;
 pub mod backends;
 pub mod completions;
+mod config_file;
+pub mod daemon;
 pub mod foreground;
 pub mod limit;
 pub mod man_pages;
@@ -20,6 +22,7 @@ pub mod top;
 pub mod tui;
 pub mod tui_rules;
 pub mod unlimit;
+pub mod usage;
 
 #[cfg(test)]
 mod testing;
@@ -58,17 +61,15 @@ pub fn run<S: System + Clone + Send + 'static>(
         Some(Command::Run(args)) => run::run(system, global, args),
         Some(Command::Completions(args)) => completions::run(args.shell, out),
         Some(Command::Man(args)) => man_pages::run(&args.dir, out),
+        Some(Command::Daemon(args)) => {
+            let stop = stop_on_signals()?;
+            daemon::run(system, global, args, &stop, out)
+        }
+        Some(Command::Usage(args)) => usage::run(system, args, out),
         None if cli.list_backends => backends::run(system, false, out),
         None => match cli.pid {
             Some(pid) => {
-                let stop = Arc::new(AtomicBool::new(false));
-                for signal in [
-                    signal_hook::consts::SIGINT,
-                    signal_hook::consts::SIGTERM,
-                    signal_hook::consts::SIGHUP,
-                ] {
-                    signal_hook::flag::register(signal, Arc::clone(&stop))?;
-                }
+                let stop = stop_on_signals()?;
                 let limits = foreground::Foreground {
                     pid,
                     upload: cli.upload_limit,
@@ -84,6 +85,20 @@ pub fn run<S: System + Clone + Send + 'static>(
             }
         },
     }
+}
+
+/// A flag raised by SIGINT, SIGTERM or SIGHUP, for the commands that run until told
+/// to stop.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
 }
 
 /// Whether `error` is a write to a pipe whose reader went away.

@@ -117,6 +117,28 @@ pub fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyh
     Ok(())
 }
 
+/// Whether `counted` bytes are within `tolerance` (a fraction) of what `generator`
+/// says it moved; prints both.
+pub fn counted_within(
+    what: &str,
+    counted: u64,
+    generator: u64,
+    tolerance: f64,
+) -> anyhow::Result<()> {
+    let error = (counted as f64 - generator as f64) / generator as f64;
+    println!(
+        "  {what}: counted {counted} B, generator {generator} B ({:+.3} %)",
+        error * 100.0
+    );
+    ensure!(
+        error.abs() <= tolerance,
+        "{what}: counted {counted} B but the generator says {generator} B ({:+.2} %, tolerance ±{:.1} %)",
+        error * 100.0,
+        tolerance * 100.0
+    );
+    Ok(())
+}
+
 /// The test binary's `main`: serves as a lab endpoint when re-executed as one, else runs
 /// `tests` one at a time (measurements on a 2-core machine must not overlap).
 pub fn main(tests: &[(&'static str, Test)]) {

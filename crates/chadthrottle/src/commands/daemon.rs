@@ -1,0 +1,305 @@
+//! `chadthrottle daemon`: keeps the usage history. Every interval it reads the accounting
+//! `top` reads, turns it into per-process increments (`core::tally`), charges each to its
+//! application and user, and writes them with the checkpoint in one transaction
+//! (`chadthrottle_store`). It applies the rules file at start and whenever the file
+//! changes, through `apply`. A failed read or write (a full disk, a read-only database) is
+//! logged and the daemon goes on: the next write carries what the failed one did not, and
+//! the limits are the kernel's whatever happens here.
+
+use super::config_file;
+use crate::cli::{DaemonArgs, Global};
+use anyhow::Context as _;
+use chadthrottle_core::ProcessRef;
+use chadthrottle_core::access;
+use chadthrottle_core::daemon_config::DaemonConfig;
+use chadthrottle_core::system::{Processes, System, UsageSource};
+use chadthrottle_core::tally::Tally;
+use chadthrottle_core::usage::Source;
+use chadthrottle_core::usage_history::{Application, HOUR};
+use chadthrottle_store::{Sample, Store};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// How often the stop flag is looked at while waiting for the next sample.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+pub fn run<S: System>(
+    system: &mut S,
+    global: &Global,
+    args: &DaemonArgs,
+    stop: &AtomicBool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let config = config_file::load(args.config.as_deref())?;
+    access::root_only(system.caller(), || "the daemon".to_owned())?;
+    let (mut source, note) = system.usage(&global.datapath(), None);
+    if source.kind().0 != Source::Ebpf {
+        anyhow::bail!("{}: {}", NO_EBPF, note.unwrap_or_default());
+    }
+    if let Some(directory) = config.database.parent() {
+        std::fs::create_dir_all(directory)
+            .with_context(|| format!("cannot create {}", directory.display()))?;
+    }
+    log(
+        out,
+        &format!(
+            "sampling every {}s into {}",
+            config.interval.as_secs(),
+            config.database.display()
+        ),
+    );
+    let mut rules = RulesFile::new(args.rules.clone());
+    let mut history = History::new(config);
+    let mut samples = 0;
+    loop {
+        if !current(&mut source, out) {
+            // a `reset` took the datapath out: install it again (as `top` would), read
+            // its new counters (a new epoch), and set the rules file's rules again
+            log(
+                out,
+                "the datapath was reset: installing it again, reading its new counters",
+            );
+            let (reopened, note) = system.usage(&global.datapath(), None);
+            source = reopened;
+            if let Some(note) = note {
+                log(out, &format!("{NO_EBPF}: {note}"));
+            }
+            rules.forget();
+        }
+        rules.apply_if_changed(system, global, out);
+        history.sample(system, &mut source, out);
+        samples += 1;
+        if args.count.is_some_and(|count| samples >= count) || wait(stop, history.config.interval) {
+            break;
+        }
+    }
+    log(out, &format!("stopped after {samples} samples"));
+    Ok(())
+}
+
+/// Why the daemon refuses the fallback.
+const NO_EBPF: &str =
+    "the daemon needs the eBPF accounting (the fallback's totals fall when connections close)";
+
+/// Whether `source` reads the installed eBPF counters (a failure to tell is logged and
+/// taken as yes: the next sample says more).
+fn current<U: UsageSource>(source: &mut U, out: &mut dyn Write) -> bool {
+    if source.kind().0 != Source::Ebpf {
+        return false;
+    }
+    source.is_current().unwrap_or_else(|error| {
+        log(
+            out,
+            &format!("cannot tell whether the datapath was reset: {error}"),
+        );
+        true
+    })
+}
+
+/// One line of the daemon's log (stdout: the journal under systemd).
+fn log(out: &mut dyn Write, line: &str) {
+    // nowhere to report a log that cannot be written; the history goes on
+    let _written = writeln!(out, "chadthrottle daemon: {line}").and_then(|()| out.flush());
+}
+
+/// Waits `interval`; true if asked to stop meanwhile.
+fn wait(stop: &AtomicBool, interval: Duration) -> bool {
+    let mut waited = Duration::ZERO;
+    while waited < interval {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        let step = STOP_CHECK.min(interval - waited);
+        std::thread::sleep(step);
+        waited += step;
+    }
+    stop.load(Ordering::Relaxed)
+}
+
+/// The database, the tally and what is known of each process, across samples.
+struct History {
+    config: DaemonConfig,
+    /// `None` until the database could be opened (a read-only file system at start).
+    store: Option<Store>,
+    tally: Tally,
+    /// Each process's executable and user, read from /proc once while it runs.
+    known: HashMap<ProcessRef, (Option<String>, String)>,
+    last_prune: Option<u64>,
+    /// Failures in a row, logged at the first and when they end.
+    failures: u64,
+}
+
+impl History {
+    fn new(config: DaemonConfig) -> History {
+        History {
+            config,
+            store: None,
+            tally: Tally::default(),
+            known: HashMap::new(),
+            last_prune: None,
+            failures: 0,
+        }
+    }
+
+    /// Reads, writes, prunes once an hour; logs a failure instead of returning it.
+    fn sample<S: System>(&mut self, system: &S, source: &mut S::Usage, out: &mut dyn Write) {
+        let now = system.now_unix();
+        match self.write(system, source, now) {
+            Ok(()) => {
+                if self.failures > 0 {
+                    log(
+                        out,
+                        &format!("writing again after {} failed samples", self.failures),
+                    );
+                }
+                self.failures = 0;
+            }
+            Err(error) => {
+                if self.failures == 0 {
+                    log(
+                        out,
+                        &format!("{error:#}; going on, the next write carries this one's bytes"),
+                    );
+                }
+                self.failures += 1;
+                return;
+            }
+        }
+        if self.last_prune.is_none_or(|then| now >= then + HOUR) {
+            self.last_prune = Some(now);
+            if let Some(store) = &mut self.store {
+                let pruned = store.prune(now, self.config.retention, self.config.hourly_retention);
+                if let Err(error) = pruned {
+                    log(out, &format!("{error}"));
+                }
+            }
+        }
+    }
+
+    fn write<S: System>(
+        &mut self,
+        system: &S,
+        source: &mut S::Usage,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        if self.store.is_none() {
+            let store = Store::open(&self.config.database)?;
+            self.tally = Tally::resume(store.checkpoint()?);
+            self.store = Some(store);
+        }
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        anyhow::ensure!(source.kind().0 == Source::Ebpf, NO_EBPF);
+        let reading = source.read().context("cannot read the accounting")?;
+        let epoch = source
+            .epoch()
+            .context("cannot read the accounting's epoch")?
+            .context("the accounting has no epoch")?;
+        let governing = source.rules().context("cannot read the rules")?;
+        let mut next = self.tally.clone();
+        let increments = next.take(&epoch, &reading);
+        let names: HashMap<ProcessRef, &str> = reading
+            .processes
+            .iter()
+            .map(|p| (p.process, p.name.as_str()))
+            .collect();
+        self.known.retain(|process, _| names.contains_key(process));
+        let mut samples = Vec::with_capacity(increments.len());
+        for increment in increments {
+            let process = increment.process;
+            let name = names.get(&process).copied().unwrap_or("?");
+            let (exe, user) = self
+                .known
+                .entry(process)
+                .or_insert_with(|| identify(system, process));
+            let rule = governing.get(&process).map(|(rule, _)| rule.as_str());
+            samples.push(Sample {
+                increment,
+                name: name.to_owned(),
+                application: Application::of(exe.as_deref(), name, rule),
+                user: user.clone(),
+            });
+        }
+        if let Some(checkpoint) = next.checkpoint() {
+            store.record(now, &samples, checkpoint)?;
+        }
+        self.tally = next;
+        Ok(())
+    }
+}
+
+/// `process`'s executable and user as /proc shows them, if it is still that process
+/// (its start time checked after the executable was read, so a reused PID is not taken
+/// for it); `None` and `?` if it is gone.
+fn identify<P: Processes>(processes: &P, process: ProcessRef) -> (Option<String>, String) {
+    let exe = processes.exe(process.pid);
+    match processes.inspect(process.pid) {
+        Some(info) if info.start_time == process.start_time => {
+            (exe, processes.user_name(info.uids.real))
+        }
+        _ => (None, "?".to_owned()),
+    }
+}
+
+/// The rules file, applied at start and whenever its modification time or size changes.
+struct RulesFile {
+    path: PathBuf,
+    /// What the file looked like when last applied; `None` before the first look.
+    seen: Option<Option<(SystemTime, u64)>>,
+}
+
+impl RulesFile {
+    fn new(path: PathBuf) -> RulesFile {
+        RulesFile { path, seen: None }
+    }
+
+    /// Applies the file at the next look, changed or not (the datapath lost its rules).
+    fn forget(&mut self) {
+        self.seen = None;
+    }
+
+    fn apply_if_changed<S: System>(
+        &mut self,
+        system: &mut S,
+        global: &Global,
+        out: &mut dyn Write,
+    ) {
+        let now = std::fs::metadata(&self.path).ok().map(|meta| {
+            (
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                meta.len(),
+            )
+        });
+        if self.seen == Some(now) {
+            return;
+        }
+        let first = self.seen.is_none();
+        self.seen = Some(now);
+        if now.is_none() {
+            let what = if first {
+                "no rules file at {}: none applied"
+            } else {
+                "the rules file {} is gone: the rules in force stay"
+            };
+            log(out, &what.replace("{}", &self.path.display().to_string()));
+            return;
+        }
+        log(out, &format!("applying {}", self.path.display()));
+        if let Err(error) = super::apply::run(system, global, &self.path, false, out) {
+            log(
+                out,
+                &format!(
+                    "{}; the rules in force stay",
+                    chadthrottle_kernel::describe(error.as_ref())
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
