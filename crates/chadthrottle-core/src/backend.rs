@@ -137,6 +137,12 @@ pub trait RuleBackend: Backend {
 
     /// Every rule in force, by order, with the processes it governs now.
     fn rules(&mut self) -> Result<Vec<RuleStatus>, Self::Error>;
+
+    /// How many times a process that started, exec'd or opened a socket matched a rule
+    /// but could not be made its member because a table was full (since the install):
+    /// such a process goes unlimited until the next rule change finds it room. A rule
+    /// change itself reports a full table as its error instead.
+    fn ungoverned(&self) -> Result<u64, Self::Error>;
 }
 
 /// A backend as listed by `chadthrottle backends`.

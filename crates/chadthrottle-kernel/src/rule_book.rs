@@ -282,6 +282,10 @@ impl RuleBackend for Datapath {
     fn rules(&mut self) -> Result<Vec<RuleStatus>, Error> {
         self.named_rules()
     }
+
+    fn ungoverned(&self) -> Result<u64, Error> {
+        Datapath::ungoverned(self)
+    }
 }
 
 #[cfg(test)]

@@ -468,6 +468,47 @@ fn a_full_rule_or_member_table_is_a_clear_error() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process exec'd while the member table is full is not governed, and the kernel counts
+/// it: the count `status` and `rules` report.
+fn a_process_left_out_of_a_full_member_table_is_counted() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-uncounted", None)?;
+    let programs = Programs::new("uncounted")?;
+    let app = programs.install("ct-uncounted")?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let before = [
+        lab.client_program(&server, Proto::Tcp, &app)?,
+        lab.client_program(&server, Proto::Tcp, &app)?,
+    ];
+    let config = chadthrottle_kernel::Config {
+        max_members: 2,
+        ..lab.config()
+    };
+    let mut datapath = Datapath::install(&config)?;
+    let limit = policer(MIB as u64, 512 << 10);
+    datapath.set_rule(&rule(1, 2, RuleTarget::Match(exe_key(&app)?), limit))?;
+    ensure!(
+        members(&datapath, 1)?.len() == before.len(),
+        "the table holds two"
+    );
+    ensure!(datapath.ungoverned()? == 0, "nobody left out yet");
+    let late = lab.client_program(&server, Proto::Tcp, &app)?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while datapath.ungoverned()? == 0 {
+        ensure!(
+            Instant::now() < deadline,
+            "the exec into a full table was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("  counted {} times", datapath.ungoverned()?);
+    ensure!(
+        !members(&datapath, 1)?.contains(&late.pid()),
+        "PID {} is a member of a full table",
+        late.pid()
+    );
+    Ok(())
+}
+
 /// A cgroup below the lab's, removed (its processes ended) on drop.
 struct SubCgroup(PathBuf);
 
@@ -766,6 +807,10 @@ fn main() {
         (
             "a_full_rule_or_member_table_is_a_clear_error",
             a_full_rule_or_member_table_is_a_clear_error,
+        ),
+        (
+            "a_process_left_out_of_a_full_member_table_is_counted",
+            a_process_left_out_of_a_full_member_table_is_counted,
         ),
         (
             "a_tree_rule_covers_children_forked_later",

@@ -275,23 +275,31 @@ fn rules_cost(seconds: f64) -> anyhow::Result<()> {
             "members",
             "`set_rule` took",
             "`set_rules` of the rest took",
+            "`ct_members` entries",
             "ct_egress, unlimited",
             "ct_egress, member",
             "ct_process_exec",
             "ct_process_fork",
+            "exec, member shell",
+            "fork, member shell",
         ])
     );
-    for (rules, members) in [(0, 0), (2, 1000), (4096, 1000)] {
-        let cost = bench_rules::rules_cost(&lab, rules, members, seconds)?;
+    // the last row fills the member table (65 536 by default) to 16 short of full
+    let full = chadthrottle_kernel::DEFAULT_MAX_MEMBERS as usize - 16 - 1000;
+    for (rules, members, filled) in [(0, 0, 0), (2, 1000, 0), (4096, 1000, 0), (4096, 1000, full)] {
+        let cost = bench_rules::rules_cost(&lab, rules, members, filled, seconds)?;
         row(&[
             cost.rules.to_string(),
             cost.members.to_string(),
             format!("{:.1} ms", cost.set_rule_ms),
             format!("{:.1} ms", cost.set_rest_ms),
+            cost.member_entries.to_string(),
             format!("{:.0} ns", cost.unlimited_ns),
             format!("{:.0} ns", cost.member_ns),
             format!("{:.0} ns ({} runs)", cost.exec_ns, cost.exec_runs),
             format!("{:.0} ns ({} runs)", cost.fork_ns, cost.fork_runs),
+            format!("{:.0} ns", cost.member_exec_ns),
+            format!("{:.0} ns", cost.member_fork_ns),
         ]);
     }
     Ok(())

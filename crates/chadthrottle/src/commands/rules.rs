@@ -15,17 +15,19 @@ pub fn run<S: System>(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     // nothing installed holds no rules
-    let rules = match system.open(&global.datapath())? {
-        Some(mut backend) => backend.rules()?,
-        None => Vec::new(),
+    let (rules, full) = match system.open(&global.datapath())? {
+        Some(mut backend) => (backend.rules()?, backend.ungoverned()?),
+        None => (Vec::new(), 0),
     };
     if json {
         let report = RulesReport {
             rules: rules.iter().map(RuleStatus::entry).collect(),
+            member_table_full: full,
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         write!(out, "{}", render::rules_table(&rules, system.now_unix()))?;
+        write!(out, "{}", render::member_table_full(full))?;
     }
     Ok(())
 }
