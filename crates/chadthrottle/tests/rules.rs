@@ -536,8 +536,13 @@ struct Forker(std::process::Child);
 
 impl Forker {
     fn start(lab: &Lab) -> anyhow::Result<Forker> {
+        Forker::running(lab, "read line; sleep 60; true")
+    }
+
+    /// One that runs `script` (which forks once it has read a line).
+    fn running(lab: &Lab, script: &str) -> anyhow::Result<Forker> {
         let child = Command::new("sh")
-            .args(["-c", "read line; sleep 60; true"])
+            .args(["-c", script])
             .stdin(Stdio::piped())
             .spawn()
             .context("start sh")?;
@@ -594,6 +599,29 @@ fn a_tree_rule_covers_children_forked_later() -> anyhow::Result<()> {
     ensure!(
         !members(&datapath, 1)?.contains(&std::process::id()),
         "the test itself is not in the tree"
+    );
+    Ok(())
+}
+
+/// A member's child is resolved at fork, before it execs anything: the fork hook passes
+/// over only the children of processes no rule governs.
+fn a_members_child_is_a_member_from_its_fork() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-fork", None)?;
+    // the subshell forks and waits without exec
+    let mut parent = Forker::running(&lab, "read line; (read more; true); sleep 60")?;
+    let mut datapath = install(&lab)?;
+    let limit = policer(MIB as u64, 512 << 10);
+    datapath.set_rule(&rule(1, 5, RuleTarget::Match(uid_key(0)), limit))?;
+    ensure!(
+        members(&datapath, 1)?.contains(&parent.0.id()),
+        "the shell of root is a member"
+    );
+    let child = parent.fork()?;
+    await_member(&datapath, 1, child, true)?;
+    let comm = std::fs::read_to_string(format!("/proc/{child}/comm"))?;
+    ensure!(
+        comm.trim() == "sh",
+        "the child is the subshell, not exec'd: {comm}"
     );
     Ok(())
 }
@@ -815,6 +843,10 @@ fn main() {
         (
             "a_tree_rule_covers_children_forked_later",
             a_tree_rule_covers_children_forked_later,
+        ),
+        (
+            "a_members_child_is_a_member_from_its_fork",
+            a_members_child_is_a_member_from_its_fork,
         ),
         ("a_pid_limit_beats_a_rule", a_pid_limit_beats_a_rule),
         (
