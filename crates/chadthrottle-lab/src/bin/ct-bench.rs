@@ -9,6 +9,7 @@
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --shaper-cost  # the shaper's CPU per 1 000 sockets
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --rules-cost  # rules: per packet, per exec
 //! cargo build --release --workspace && sudo target/release/ct-bench --rule-budgets  # rules: accuracy, apply
+//!     (--apply-only: only `apply`'s time)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # policer, shaping and peers
 //!     (one table: backend × RTT × CC × connections × direction × limit, 320 cases of 10 s,
 //!      each with a latency probe; the trickle rows need Debian's trickle, else "not installed")
@@ -56,6 +57,8 @@ struct Options {
     rules_cost: bool,
     /// How rules hold their budgets; `apply`'s time.
     rule_budgets: bool,
+    /// Of those, `apply`'s time only.
+    apply_only: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -73,6 +76,7 @@ fn options() -> anyhow::Result<Options> {
         shaper_cost: false,
         rules_cost: false,
         rule_budgets: false,
+        apply_only: false,
     };
     let mut matrix = Matrix::default();
     let mut compare = false;
@@ -101,6 +105,7 @@ fn options() -> anyhow::Result<Options> {
             "--shaper-cost" => options.shaper_cost = true,
             "--rules-cost" => options.rules_cost = true,
             "--rule-budgets" => options.rule_budgets = true,
+            "--apply-only" => options.apply_only = true,
             "--rounds" => options.overhead_rounds = value()?.parse()?,
             other => bail!(
                 "unknown argument {other:?}; see the header of crates/chadthrottle-lab/src/bin/ct-bench.rs"
@@ -310,9 +315,27 @@ fn rules_cost(seconds: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `chadthrottle apply` of a 1 000-rule file, timed.
+fn apply_time(lab: &chadthrottle_lab::Lab) -> anyhow::Result<()> {
+    println!("\n## Rules: `chadthrottle apply` of a rules file (wall time of the command)\n");
+    println!("{}", header(&["rules", "apply", "apply again (no change)"]));
+    let (first, again) = chadthrottle_lab::bench_rule_budgets::apply_time(lab, 1000)?;
+    row(&[
+        "1000".to_owned(),
+        format!("{first:.2} s"),
+        format!("{again:.2} s"),
+    ]);
+    Ok(())
+}
+
 fn rule_budgets(options: &Options) -> anyhow::Result<()> {
     use chadthrottle_lab::bench_rule_budgets::{self as budgets, Programs};
     const RATE: u64 = 2 << 20;
+    if options.apply_only {
+        let lab = lab(0)?;
+        let _datapath = lab_datapath::install(&lab)?;
+        return apply_time(&lab);
+    }
     let programs = Programs::new()?;
     let app = programs.install("ct-bench-app")?;
     println!(
@@ -433,14 +456,7 @@ fn rule_budgets(options: &Options) -> anyhow::Result<()> {
             storm.matched.to_string(),
             storm.received.to_string(),
         ]);
-        println!("\n## Rules: `chadthrottle apply` of a rules file (wall time of the command)\n");
-        println!("{}", header(&["rules", "apply", "apply again (no change)"]));
-        let (first, again) = budgets::apply_time(&lab, 1000)?;
-        row(&[
-            "1000".to_owned(),
-            format!("{first:.2} s"),
-            format!("{again:.2} s"),
-        ]);
+        apply_time(&lab)?;
     }
     Ok(())
 }
