@@ -132,11 +132,32 @@ pub trait RuleBackend: Backend {
     /// one change: the processes it governs now and those that start later are limited.
     fn set_rule(&mut self, request: &RuleRequest) -> Result<RuleApplied, Self::Error>;
 
+    /// Sets several rules (what `apply` does with a file's additions and changes). A
+    /// backend that can bring every process under all of them at once does so, all or
+    /// none; by default they are set one after another (stopping at the first error), and
+    /// what they did is summed.
+    fn set_rules(&mut self, requests: &[RuleRequest]) -> Result<RuleApplied, Self::Error> {
+        let mut total = RuleApplied::default();
+        for request in requests {
+            let applied = self.set_rule(request)?;
+            total.members += applied.members;
+            total.backfilled_sockets += applied.backfilled_sockets;
+            total.shaped_sockets += applied.shaped_sockets;
+        }
+        Ok(total)
+    }
+
     /// Removes the rule `name`; `false` when none is held under it.
     fn remove_rule(&mut self, name: &str) -> Result<bool, Self::Error>;
 
     /// Every rule in force, by order, with the processes it governs now.
     fn rules(&mut self) -> Result<Vec<RuleStatus>, Self::Error>;
+
+    /// How many times a process that started, exec'd or opened a socket matched a rule
+    /// but could not be made its member because a table was full (since the install):
+    /// such a process goes unlimited until the next rule change finds it room. A rule
+    /// change itself reports a full table as its error instead.
+    fn ungoverned(&self) -> Result<u64, Self::Error>;
 }
 
 /// A backend as listed by `chadthrottle backends`.

@@ -142,6 +142,8 @@ pub struct FakeMachine {
     pub cgroups: BTreeSet<String>,
     /// Containers as their runtimes' files list them, running or not.
     pub containers: Vec<ContainerRecord>,
+    /// What the kernel's hooks counted as processes left out of a full member table.
+    pub ungoverned: u64,
 }
 
 /// A rule the fake holds.
@@ -176,6 +178,7 @@ impl Default for FakeMachine {
             directories: BTreeSet::from([PathBuf::from("/usr/bin")]),
             cgroups: BTreeSet::from(["/".to_owned()]),
             containers: Vec::new(),
+            ungoverned: 0,
         }
     }
 }
@@ -710,6 +713,10 @@ impl RuleBackend for FakeBackend {
         let before = machine.rules.len();
         machine.rules.retain(|rule| rule.request.spec.name != name);
         Ok(machine.rules.len() < before)
+    }
+
+    fn ungoverned(&self) -> Result<u64, FakeError> {
+        Ok(lock(&self.machine).ungoverned)
     }
 
     fn rules(&mut self) -> Result<Vec<RuleStatus>, FakeError> {

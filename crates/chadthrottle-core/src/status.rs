@@ -122,12 +122,21 @@ pub struct StatusReport {
     /// Read as empty from a report written before rules existed.
     #[serde(default)]
     pub rules: Vec<RuleEntry>,
+    /// Times a process matched a rule but the member table was full (see
+    /// [`RulesReport::member_table_full`]).
+    #[serde(default)]
+    pub member_table_full: u64,
 }
 
 /// `rules --json`: every rule in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RulesReport {
     pub rules: Vec<RuleEntry>,
+    /// Times a process that started, exec'd or opened a socket matched a rule but the
+    /// kernel's member table was full, since the datapath was installed: such a process
+    /// is not limited until the next rule change. 0 in a report from before it existed.
+    #[serde(default)]
+    pub member_table_full: u64,
 }
 
 /// One rule in `rules --json` and `status --json`. Rates and bursts as in
@@ -239,6 +248,7 @@ mod tests {
         let report = StatusReport {
             limits: vec![LimitStatus::new(&sample())],
             rules: Vec::new(),
+            member_table_full: 3,
         };
         let value = serde_json::to_value(&report).expect("serialises");
         let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});
@@ -253,11 +263,12 @@ mod tests {
                     "up": {"bytes": 10, "packets": 1, "dropped_bytes": 0, "dropped_packets": 0},
                     "down": stats,
                 },
-            }], "rules": []})
+            }], "rules": [], "member_table_full": 3})
         );
         let before_rules = json!({"limits": []});
         let read: StatusReport = serde_json::from_value(before_rules).expect("reads");
         assert!(read.rules.is_empty());
+        assert_eq!(read.member_table_full, 0);
     }
 
     #[test]
@@ -284,7 +295,11 @@ mod tests {
             expires_at: Some(1_700_000_600),
             stats: PerDirection::default(),
         };
-        let value = serde_json::to_value(RulesReport { rules: vec![entry] }).expect("serialises");
+        let value = serde_json::to_value(RulesReport {
+            rules: vec![entry],
+            member_table_full: 0,
+        })
+        .expect("serialises");
         let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});
         assert_eq!(
             value,
@@ -296,7 +311,7 @@ mod tests {
                 "members": [{"pid": 4242, "start_time": 100}],
                 "expires_at": 1_700_000_600,
                 "stats": {"up": stats, "down": stats},
-            }]})
+            }], "member_table_full": 0})
         );
     }
 

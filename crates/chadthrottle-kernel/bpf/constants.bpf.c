@@ -26,6 +26,7 @@ struct ct_shared_constants {
 	enum ct_match_kind match_kind;
 	enum ct_rank rank;
 	enum ct_rule_flags rule_flags;
+	enum ct_counter counter;
 };
 
 static const struct ct_shared_constants *const ct_shared_constants __attribute__((used));

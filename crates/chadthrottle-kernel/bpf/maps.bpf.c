@@ -18,6 +18,7 @@ struct ct_match_map ct_match SEC(".maps");
 struct ct_tree_map ct_tree SEC(".maps");
 struct ct_members_map ct_members SEC(".maps");
 struct ct_meta_map ct_meta SEC(".maps");
+struct ct_counters_map ct_counters SEC(".maps");
 
 /* Defaults; the loader sets both before the programs load (.rodata). */
 const volatile __u64 ct_ns_per_tick = 10000000;

@@ -8,7 +8,8 @@
  *   ct_process_exec  tp_btf/sched_process_exec   resolves a process's rule with its new
  *                                                executable and name
  *   ct_process_fork  tp_btf/sched_process_fork   a child joins its parent's tree rule, then
- *                                                is resolved
+ *                                                is resolved (unless it cannot match
+ *                                                anything its parent did not)
  *   ct_process_exit  tp_btf/sched_process_exit   removes a process's limits, membership and
  *                                                tree entry when it exits
  *   ct_iter_task     iter/task, run on demand    resolves every process: after a rule
@@ -19,6 +20,12 @@
  * here in its socket's storage, whatever cgroup that process is in now. Which budget it
  * is charged to is ct_limit_of's answer (include/budget.h): the process's own entry, else
  * its rule's, from ct_members, which only the resolver below writes.
+ *
+ * The hooks run for every process on the machine, so they first read which kinds of rule
+ * exist (ct_meta.rule_ranks, one map lookup): with no rule they stop there, and the
+ * resolver looks up only the kinds some rule has. A hook that finds a rule but cannot
+ * record the membership (a full table) counts it in ct_counters; the task iterator
+ * reports its own to userspace instead.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -117,6 +124,9 @@ struct bpf_iter__task {
 	struct bpf_iter_meta *meta;
 	struct task_struct *task;
 } __attribute__((preserve_access_index));
+
+/* Whether a rule of rank `rank` exists, by ct_meta.rule_ranks. */
+#define CT_HAS_RANK(ranks, rank) ((ranks) & (1U << (rank)))
 
 /* How far up the cgroup tree the resolver looks for the datapath's cgroup and for cgroup
  * rules. */
@@ -255,8 +265,13 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 		else if (rule->flags & CT_RULE_EACH)
 			each = rule_id;
 	}
+	old = bpf_map_lookup_elem(&ct_members, &tgid);
+	/* a rule makes budgets only for a member, after its ct_members entry, and they go
+	 * with it: a process that was no member has none to delete */
+	if (!rule_id && !old)
+		return 0;
 	/* budgets a rule made for this process that are not its each-mode rule's now */
-	for (dir = CT_DIR_UP; dir <= CT_DIR_DOWN; dir++) {
+	for (dir = CT_DIR_UP; old && dir <= CT_DIR_DOWN; dir++) {
 		key.dir = dir;
 		limit = bpf_map_lookup_elem(&ct_limits, &key);
 		if (limit && limit->rule && (limit->rule != each || limit->start_time != start)) {
@@ -264,7 +279,6 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 			bpf_map_delete_elem(&ct_stats, &key);
 		}
 	}
-	old = bpf_map_lookup_elem(&ct_members, &tgid);
 	if (!rule_id || !rule) {
 		if (old)
 			bpf_map_delete_elem(&ct_members, &tgid);
@@ -306,11 +320,33 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 	return 0;
 }
 
+/* The install's meta, or NULL before it is written. */
+static __always_inline struct ct_meta *ct_get_meta(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ct_meta, &zero);
+}
+
+/* Counts a hook's failure to make a process a member (`err` from ct_resolve). */
+static __always_inline void ct_count_ungoverned(int err)
+{
+	__u32 key = CT_COUNTER_UNGOVERNED;
+	__u64 *count;
+
+	if (!err)
+		return;
+	count = bpf_map_lookup_elem(&ct_counters, &key);
+	if (count)
+		__sync_fetch_and_add(count, 1);
+}
+
 /* The one rule resolver: finds the rules `task`'s process matches (its tree, executable,
  * name, uid, cgroup or a cgroup above), picks the lowest (rank, order) and makes the
  * process its member (ct_govern). Only processes inside the datapath's cgroup are
- * touched. Returns 0, or the error of a full table. */
-static __noinline int ct_resolve(struct task_struct *task)
+ * touched, and only the kinds of rule that exist are looked up (with none, a member is
+ * released). Returns 0, or the error of a full table. */
+static __noinline int ct_resolve(struct task_struct *task, struct ct_meta *meta)
 {
 	struct ct_pick pick = { .rank = ~0ULL };
 	struct ct_match_key key = {};
@@ -318,16 +354,15 @@ static __noinline int ct_resolve(struct task_struct *task)
 	struct ct_member *tree;
 	struct cgroup_subsys_state *parent;
 	struct cgroup *cgroup;
-	struct ct_meta *meta;
 	char comm[CT_COMM_LEN];
-	__u32 zero = 0, tgid, i;
+	__u32 tgid, i, ranks;
 	__u64 start, id, scope;
 	int in_scope = 0;
 
-	meta = bpf_map_lookup_elem(&ct_meta, &zero);
-	if (!meta || !meta->cgroup_id)
-		return 0;
 	scope = meta->cgroup_id;
+	ranks = meta->rule_ranks;
+	if (!scope)
+		return 0;
 	cgroup = task->cgroups->dfl_cgrp;
 	key.kind = CT_MATCH_CGROUP;
 	for (i = 0; i < CT_CGROUP_DEPTH; i++) {
@@ -336,8 +371,10 @@ static __noinline int ct_resolve(struct task_struct *task)
 		id = cgroup->kn->id;
 		if (id == scope)
 			in_scope = 1;
-		key.a = id;
-		ct_consider_match(&pick, &key);
+		if (CT_HAS_RANK(ranks, CT_RANK_CGROUP)) {
+			key.a = id;
+			ct_consider_match(&pick, &key);
+		}
 		parent = cgroup->self.parent;
 		if (!parent)
 			break;
@@ -349,23 +386,62 @@ static __noinline int ct_resolve(struct task_struct *task)
 	leader = task->group_leader;
 	tgid = leader->tgid;
 	start = ct_start_time(task);
-	tree = bpf_map_lookup_elem(&ct_tree, &tgid);
-	if (tree && tree->start_time == start)
-		ct_consider(&pick, tree->rule);
-	if (ct_exe_key(task, &key))
+	if (CT_HAS_RANK(ranks, CT_RANK_TREE)) {
+		tree = bpf_map_lookup_elem(&ct_tree, &tgid);
+		if (tree && tree->start_time == start)
+			ct_consider(&pick, tree->rule);
+	}
+	if (CT_HAS_RANK(ranks, CT_RANK_EXE) && ct_exe_key(task, &key))
 		ct_consider_match(&pick, &key);
 	__builtin_memset(comm, 0, sizeof(comm));
-	bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
-	key.kind = CT_MATCH_NAME;
-	key.dev = 0;
-	__builtin_memcpy(&key.a, comm, 8);
-	__builtin_memcpy(&key.b, comm + 8, 8);
-	ct_consider_match(&pick, &key);
-	key.kind = CT_MATCH_UID;
-	key.a = task->cred->uid.val;
-	key.b = 0;
-	ct_consider_match(&pick, &key);
+	if (CT_HAS_RANK(ranks, CT_RANK_NAME)) {
+		bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
+		key.kind = CT_MATCH_NAME;
+		key.dev = 0;
+		__builtin_memcpy(&key.a, comm, 8);
+		__builtin_memcpy(&key.b, comm + 8, 8);
+		ct_consider_match(&pick, &key);
+	}
+	if (CT_HAS_RANK(ranks, CT_RANK_USER)) {
+		key.kind = CT_MATCH_UID;
+		key.dev = 0;
+		key.a = task->cred->uid.val;
+		key.b = 0;
+		ct_consider_match(&pick, &key);
+	}
+	/* an each-mode budget carries the member's name */
+	if (pick.rule && !CT_HAS_RANK(ranks, CT_RANK_NAME))
+		bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
 	return ct_govern(tgid, start, pick.rule, comm);
+}
+
+/* Whether a child can match no rule its parent does not: the same cgroup, and (where
+ * rules of those kinds exist) the same uid and name. Its executable is its parent's
+ * (fork copies or shares the mm). A child of another name, uid or cgroup (a thread of
+ * another name forking, CLONE_INTO_CGROUP) is resolved. */
+static __always_inline int ct_like_parent(struct task_struct *parent, struct task_struct *child,
+					  __u32 ranks)
+{
+	struct task_struct *leader = parent->group_leader;
+	char parent_comm[CT_COMM_LEN], child_comm[CT_COMM_LEN];
+	__u64 a, b, c, d;
+
+	if (child->cgroups->dfl_cgrp->kn->id != parent->cgroups->dfl_cgrp->kn->id)
+		return 0;
+	if (CT_HAS_RANK(ranks, CT_RANK_USER) && child->cred->uid.val != leader->cred->uid.val)
+		return 0;
+	if (CT_HAS_RANK(ranks, CT_RANK_NAME)) {
+		if (bpf_probe_read_kernel(parent_comm, sizeof(parent_comm), leader->comm) ||
+		    bpf_probe_read_kernel(child_comm, sizeof(child_comm), child->comm))
+			return 0;
+		__builtin_memcpy(&a, parent_comm, 8);
+		__builtin_memcpy(&b, parent_comm + 8, 8);
+		__builtin_memcpy(&c, child_comm, 8);
+		__builtin_memcpy(&d, child_comm + 8, 8);
+		if (a != c || b != d)
+			return 0;
+	}
+	return 1;
 }
 
 SEC("cgroup/sock_create")
@@ -373,6 +449,7 @@ int ct_sock_create(struct bpf_sock *sk)
 {
 	struct ct_owner *owner;
 	struct task_struct *task;
+	struct ct_meta *meta;
 
 	task = bpf_get_current_task_btf();
 	owner = bpf_sk_storage_get(&ct_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -383,7 +460,9 @@ int ct_sock_create(struct bpf_sock *sk)
 			ct_record_process(owner, task);
 	}
 	/* a process that changed its name or uid follows its rule from its next socket */
-	ct_resolve(task);
+	meta = ct_get_meta();
+	if (meta && meta->rule_ranks)
+		ct_count_ungoverned(ct_resolve(task, meta));
 	return 1; /* never refuse a socket */
 }
 
@@ -391,32 +470,53 @@ int ct_sock_create(struct bpf_sock *sk)
 SEC("tp_btf/sched_process_exec")
 int ct_process_exec(__u64 *ctx)
 {
-	ct_resolve((struct task_struct *)ctx[0]);
+	struct ct_meta *meta = ct_get_meta();
+
+	if (meta && meta->rule_ranks)
+		ct_count_ungoverned(ct_resolve((struct task_struct *)ctx[0], meta));
 	return 0;
 }
 
 /* A new process (not a thread) joins its parent's tree rule, then is resolved like any:
- * a rule it matches better, or a PID limit, still wins. */
+ * a rule it matches better, or a PID limit, still wins. A child whose parent no rule
+ * governs, and that is like its parent (ct_like_parent), matches nothing either: it is
+ * left alone, which is what makes a fork cheap on a machine with rules. (A parent that
+ * changed its name or uid since it was last resolved is resolved again at its next
+ * socket, and so is such a child: a socket's owner is resolved when it is created.) */
 SEC("tp_btf/sched_process_fork")
 int ct_process_fork(__u64 *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx[0];
 	struct task_struct *child = (struct task_struct *)ctx[1];
-	struct ct_member *tree, joined;
-	__u32 ptgid, tgid;
+	struct ct_member *tree, *member, joined;
+	struct ct_meta *meta;
+	__u32 ptgid, tgid, ranks;
+	__u64 parent_start;
 
 	if (child->pid != child->tgid)
 		return 0;
+	meta = ct_get_meta();
+	if (!meta || !meta->rule_ranks)
+		return 0;
+	ranks = meta->rule_ranks;
 	ptgid = parent->tgid;
-	tree = bpf_map_lookup_elem(&ct_tree, &ptgid);
-	if (tree && tree->start_time == ct_start_time(parent)) {
+	parent_start = ct_start_time(parent);
+	tree = NULL;
+	if (CT_HAS_RANK(ranks, CT_RANK_TREE))
+		tree = bpf_map_lookup_elem(&ct_tree, &ptgid);
+	if (tree && tree->start_time == parent_start) {
 		tgid = child->tgid;
 		joined.start_time = ct_start_time(child);
 		joined.rule = tree->rule;
 		joined._pad = 0;
 		bpf_map_update_elem(&ct_tree, &tgid, &joined, BPF_ANY);
+	} else {
+		member = bpf_map_lookup_elem(&ct_members, &ptgid);
+		if (!(member && member->start_time == parent_start) &&
+		    ct_like_parent(parent, child, ranks))
+			return 0;
 	}
-	ct_resolve(child);
+	ct_count_ungoverned(ct_resolve(child, meta));
 	return 0;
 }
 
@@ -469,12 +569,16 @@ SEC("iter/task")
 int ct_iter_task(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
+	struct ct_meta *meta;
 	__s32 record[2];
 	int err;
 
 	if (!task || task->pid != task->tgid)
 		return 0;
-	err = ct_resolve(task);
+	meta = ct_get_meta();
+	if (!meta)
+		return 0;
+	err = ct_resolve(task, meta);
 	if (err) {
 		record[0] = task->tgid;
 		record[1] = err;

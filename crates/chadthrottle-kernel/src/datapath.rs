@@ -17,14 +17,16 @@ use crate::layout::{
     RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState, Stats,
 };
 use crate::lock::{self, StateLock};
-use crate::names::{MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_OWNER, MAP_RULES, MAP_STATS, MAP_TREE};
+use crate::names::{
+    MAP_COUNTERS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_OWNER, MAP_RULES, MAP_STATS, MAP_TREE,
+};
 use crate::pins::{PinnedMaps, open_pins};
 use crate::privileges::{self, Operation};
 use crate::procs;
 use crate::qdisc_sync::{self, ClassLimit, Reach};
 use crate::task_iterator;
 use crate::tcp_iterator;
-use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, SkStorage};
+use aya::maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, SkStorage};
 use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target};
 use chadthrottle_core::bucket;
 use chadthrottle_core::htb_class;
@@ -102,6 +104,7 @@ pub struct Datapath {
     pub(crate) matches: HashMap<MapData, MatchKey, u32>,
     pub(crate) tree: HashMap<MapData, u32, Member>,
     pub(crate) members: HashMap<MapData, u32, Member>,
+    pub(crate) counters: PerCpuArray<MapData, u64>,
     pub(crate) capacity: u32,
     pub(crate) pin_dir: PathBuf,
     force_qdisc: bool,
@@ -136,6 +139,7 @@ impl Datapath {
             matches: layout::typed(MAP_MATCH, pins.matches)?,
             tree: layout::typed(MAP_TREE, pins.tree)?,
             members: layout::typed(MAP_MEMBERS, pins.members)?,
+            counters: layout::typed(MAP_COUNTERS, pins.counters)?,
             capacity: pins.meta.max_limits,
             pin_dir: pin_dir.to_owned(),
             force_qdisc: false,

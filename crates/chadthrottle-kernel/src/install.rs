@@ -85,6 +85,8 @@ fn install_locked(_held: &StateLock, config: &Config) -> Result<PinnedMaps, Erro
 
     let mut ebpf = loader::load(Some(config))?;
     failpoint("loaded");
+    // the rules in the pinned maps stay, and so does the record of their kinds
+    let rule_ranks = existing.as_ref().map_or(0, |pins| pins.meta.rule_ranks);
     let max_limits = existing.as_ref().map_or(config.max_limits, |pins| {
         if pins.meta.max_limits == 0 {
             config.max_limits
@@ -99,6 +101,8 @@ fn install_locked(_held: &StateLock, config: &Config) -> Result<PinnedMaps, Erro
             max_limits,
             cgroup_id,
             object_id: object_id(),
+            rule_ranks,
+            _pad: 0,
         },
     )?;
     failpoint("meta");

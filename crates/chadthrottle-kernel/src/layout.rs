@@ -12,7 +12,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -48,6 +48,16 @@ pub const RANK_CGROUP: u32 = 4;
 pub const RANK_USER: u32 = 5;
 /// `ct_rule.flags`: a budget per member process.
 pub const RULE_EACH: u32 = 1;
+/// Index in `ct_counters`: hook runs that found a process's rule but could not make it a
+/// member (a full table).
+pub const COUNTER_UNGOVERNED: u32 = 0;
+/// Entries of `ct_counters`.
+pub const COUNTERS: u32 = 1;
+
+/// `ct_meta.rule_ranks` with a rule of rank `rank` (a `RANK_*`).
+pub const fn rank_bit(rank: u32) -> u32 {
+    1 << rank
+}
 
 /// `struct ct_owner`: the process a socket belongs to.
 #[repr(C)]
@@ -237,6 +247,9 @@ pub struct Meta {
     pub max_limits: u32,
     pub cgroup_id: u64,
     pub object_id: u64,
+    /// `rank_bit` of every rank some rule has (the hooks look up only those kinds).
+    pub rule_ranks: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(size_of::<Owner>() == 16);
@@ -250,7 +263,8 @@ const _: () = assert!(size_of::<Acct>() == 32);
 const _: () = assert!(size_of::<ProcInfo>() == 160);
 const _: () = assert!(size_of::<Conn>() == 104);
 const _: () = assert!(size_of::<Stats>() == 32);
-const _: () = assert!(size_of::<Meta>() == 24);
+const _: () = assert!(size_of::<Meta>() == 32);
+const _: () = assert!(COUNTER_UNGOVERNED < COUNTERS);
 const _: () = assert!(size_of::<MatchKey>() == 24);
 const _: () = assert!(size_of::<RuleDir>() == 64);
 const _: () = assert!(size_of::<Rule>() == 152);

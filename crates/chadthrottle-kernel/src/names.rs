@@ -23,9 +23,11 @@ pub const MAP_MATCH: &str = "ct_match";
 pub const MAP_TREE: &str = "ct_tree";
 /// The rule governing each process, by tgid (written only by the datapath's resolver).
 pub const MAP_MEMBERS: &str = "ct_members";
+/// Per-CPU counters of events userspace reports (`COUNTER_*` in `layout`).
+pub const MAP_COUNTERS: &str = "ct_counters";
 
 /// Every map, in the order `reset` removes them.
-pub const MAPS: [&str; 11] = [
+pub const MAPS: [&str; 12] = [
     MAP_RULES,
     MAP_MATCH,
     MAP_TREE,
@@ -36,6 +38,7 @@ pub const MAPS: [&str; 11] = [
     MAP_PROC_INFO,
     MAP_CONNS,
     MAP_OWNER,
+    MAP_COUNTERS,
     MAP_META,
 ];
 

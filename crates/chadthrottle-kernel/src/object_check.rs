@@ -88,7 +88,9 @@ mod tests {
                 owner, acct, local_addr, remote_addr, family, protocol, local_port, remote_port,
                 state, _pad, last_ns
             }),
-            mirror!("ct_meta" => Meta { layout_version, max_limits, cgroup_id, object_id }),
+            mirror!("ct_meta" => Meta {
+                layout_version, max_limits, cgroup_id, object_id, rule_ranks, _pad
+            }),
         ]
     }
 
@@ -123,6 +125,8 @@ mod tests {
             ("CT_RANK_CGROUP", RANK_CGROUP.into()),
             ("CT_RANK_USER", RANK_USER.into()),
             ("CT_RULE_EACH", RULE_EACH.into()),
+            ("CT_COUNTER_UNGOVERNED", COUNTER_UNGOVERNED.into()),
+            ("CT_COUNTERS", COUNTERS.into()),
             ("CT_NSEC_PER_SEC", bucket::NSEC_PER_SEC.into()),
             ("CT_IDLE_NS", bucket::IDLE_NS.into()),
             ("CT_SOL_SOCKET", libc::SOL_SOCKET.into()),
@@ -385,6 +389,7 @@ mod tests {
             (MAP_MATCH, (expect::<MatchKey>(), expect::<u32>())),
             (MAP_TREE, (expect::<u32>(), expect::<Member>())),
             (MAP_MEMBERS, (expect::<u32>(), expect::<Member>())),
+            (MAP_COUNTERS, (expect::<u32>(), expect::<u64>())),
         ]);
         assert_eq!(
             expected.keys().copied().collect::<BTreeSet<_>>(),

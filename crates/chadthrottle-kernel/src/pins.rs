@@ -7,8 +7,8 @@ use crate::layout::{
     Stats,
 };
 use crate::names::{
-    MAP_CONNS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_META, MAP_OWNER, MAP_PROC_ACCT,
-    MAP_PROC_INFO, MAP_RULES, MAP_STATS, MAP_TREE,
+    MAP_CONNS, MAP_COUNTERS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_META, MAP_OWNER,
+    MAP_PROC_ACCT, MAP_PROC_INFO, MAP_RULES, MAP_STATS, MAP_TREE,
 };
 use aya::maps::{Array, MapData};
 use std::os::fd::AsFd;
@@ -26,6 +26,7 @@ pub(crate) struct PinnedMaps {
     pub matches: MapData,
     pub tree: MapData,
     pub members: MapData,
+    pub counters: MapData,
     pub meta: Meta,
 }
 
@@ -47,11 +48,12 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
     check_version(pin_dir, &meta)?;
     let (proc_acct, proc_info, conns) =
         (open(MAP_PROC_ACCT)?, open(MAP_PROC_INFO)?, open(MAP_CONNS)?);
-    let (rules, matches, tree, members) = (
+    let (rules, matches, tree, members, counters) = (
         open(MAP_RULES)?,
         open(MAP_MATCH)?,
         open(MAP_TREE)?,
         open(MAP_MEMBERS)?,
+        open(MAP_COUNTERS)?,
     );
     layout::check_map::<LimitKey, Limit>(MAP_LIMITS, &limits)?;
     layout::check_map::<LimitKey, Stats>(MAP_STATS, &stats)?;
@@ -63,6 +65,7 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
     layout::check_map::<MatchKey, u32>(MAP_MATCH, &matches)?;
     layout::check_map::<u32, Member>(MAP_TREE, &tree)?;
     layout::check_map::<u32, Member>(MAP_MEMBERS, &members)?;
+    layout::check_map::<u32, u64>(MAP_COUNTERS, &counters)?;
     Ok(Some(PinnedMaps {
         limits,
         stats,
@@ -74,6 +77,7 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
         matches,
         tree,
         members,
+        counters,
         meta: read_meta(&meta)?,
     }))
 }
@@ -109,4 +113,17 @@ pub(crate) fn write_meta(pin_dir: &Path, meta: Meta) -> Result<(), Error> {
         MapData::from_pin(pin_dir.join(MAP_META)).map_err(Error::map("open pinned", MAP_META))?;
     let mut array: Array<MapData, Meta> = layout::typed(MAP_META, map)?;
     array.set(0, meta, 0).map_err(Error::map("write", MAP_META))
+}
+
+/// Records which ranks of rule exist (`Meta::rule_ranks`), keeping the rest of the meta.
+/// Only userspace writes the meta, under the state lock, so the read and the write do not
+/// race with anything.
+pub(crate) fn write_rule_ranks(pin_dir: &Path, rule_ranks: u32) -> Result<(), Error> {
+    let map =
+        MapData::from_pin(pin_dir.join(MAP_META)).map_err(Error::map("open pinned", MAP_META))?;
+    let meta = Meta {
+        rule_ranks,
+        ..read_meta(&map)?
+    };
+    write_meta(pin_dir, meta)
 }

@@ -59,10 +59,16 @@ pub fn forget(_held: &StateLock, pin_dir: &Path) -> Result<(), Error> {
 }
 
 /// The lowest rule number neither the kernel nor the book uses (0 means "no rule").
-fn free_id(held: &BTreeSet<u32>, book: &Book) -> u32 {
-    (1..)
-        .find(|id| !held.contains(id) && !book.rules.iter().any(|n| n.id == *id))
-        .unwrap_or(u32::MAX)
+/// The ids the kernel holds or the book names (a name keeps its id while its rule is
+/// replaced).
+fn used_ids(held: &BTreeSet<u32>, book: &Book) -> BTreeSet<u32> {
+    let mut used = held.clone();
+    used.extend(book.rules.iter().map(|named| named.id));
+    used
+}
+
+fn free_id(used: &BTreeSet<u32>) -> u32 {
+    (1..).find(|id| !used.contains(id)).unwrap_or(u32::MAX)
 }
 
 /// What the datapath matches for `resolved`; cgroups must lie in the datapath's `scope`.
@@ -142,36 +148,54 @@ impl Datapath {
     /// Sets `request` as one rule, replacing the rule of the same name, and records its
     /// name beside it, under one state lock.
     fn set_named(&mut self, request: &RuleRequest) -> Result<RuleApplied, Error> {
+        self.set_named_all(std::slice::from_ref(request))
+    }
+
+    /// Sets the named rules `requests` in one change: one state lock, one read and write
+    /// of the book, one resolution of every process (`set_rules_locked`, all or none). A
+    /// name the book holds keeps its id; a new one gets the lowest id nobody uses.
+    fn set_named_all(&mut self, requests: &[RuleRequest]) -> Result<RuleApplied, Error> {
         let lock = crate::lock::lock()?;
         self.remove_lapsed(&lock)?;
         let held = self.held_ids();
         let mut book = read_book(&self.pin_dir, &held)?;
-        let id = book
-            .rules
-            .iter()
-            .find(|named| named.spec.name == request.spec.name)
-            .map_or_else(|| free_id(&held, &book), |named| named.id);
-        let entry = RuleEntry {
-            id,
-            order: request.spec.order,
-            rank: request.spec.target.rank() as u8,
-            each: request.spec.mode == Mode::Each,
-            target: kernel_target(&request.resolved, &self.scope_or_root()?)?,
-            limits: request.limits,
-            expires_at_ns: request.lasts.map_or(0, |lasts| {
-                let ns = u64::try_from(lasts.as_nanos()).unwrap_or(u64::MAX);
-                crate::clock::boottime_ns().saturating_add(ns)
-            }),
-        };
-        let applied = self.set_rules_locked(&lock, std::slice::from_ref(&entry))?;
-        book.rules.retain(|named| named.id != id);
-        book.rules.push(Named {
-            id,
-            spec: request.spec.clone(),
-            resolved: request.resolved.clone(),
-            expires_at: (entry.expires_at_ns != 0)
-                .then(|| crate::clock::boottime_to_unix_secs(entry.expires_at_ns)),
-        });
+        let scope = self.scope_or_root()?;
+        let mut used = used_ids(&held, &book);
+        let mut entries = Vec::with_capacity(requests.len());
+        let mut named = Vec::with_capacity(requests.len());
+        for request in requests {
+            let kept = book
+                .rules
+                .iter()
+                .find(|named| named.spec.name == request.spec.name)
+                .map(|named| named.id);
+            let id = kept.unwrap_or_else(|| free_id(&used));
+            used.insert(id);
+            let entry = RuleEntry {
+                id,
+                order: request.spec.order,
+                rank: request.spec.target.rank() as u8,
+                each: request.spec.mode == Mode::Each,
+                target: kernel_target(&request.resolved, &scope)?,
+                limits: request.limits,
+                expires_at_ns: request.lasts.map_or(0, |lasts| {
+                    let ns = u64::try_from(lasts.as_nanos()).unwrap_or(u64::MAX);
+                    crate::clock::boottime_ns().saturating_add(ns)
+                }),
+            };
+            named.push(Named {
+                id,
+                spec: request.spec.clone(),
+                resolved: request.resolved.clone(),
+                expires_at: (entry.expires_at_ns != 0)
+                    .then(|| crate::clock::boottime_to_unix_secs(entry.expires_at_ns)),
+            });
+            entries.push(entry);
+        }
+        let applied = self.set_rules_locked(&lock, &entries)?;
+        let ids: BTreeSet<u32> = entries.iter().map(|entry| entry.id).collect();
+        book.rules.retain(|named| !ids.contains(&named.id));
+        book.rules.extend(named);
         write_book(&self.pin_dir, &book)?;
         Ok(RuleApplied {
             members: applied.members,
@@ -275,12 +299,20 @@ impl RuleBackend for Datapath {
         self.set_named(request)
     }
 
+    fn set_rules(&mut self, requests: &[RuleRequest]) -> Result<RuleApplied, Error> {
+        self.set_named_all(requests)
+    }
+
     fn remove_rule(&mut self, name: &str) -> Result<bool, Error> {
         self.remove_named(name)
     }
 
     fn rules(&mut self) -> Result<Vec<RuleStatus>, Error> {
         self.named_rules()
+    }
+
+    fn ungoverned(&self) -> Result<u64, Error> {
+        Datapath::ungoverned(self)
     }
 }
 
@@ -305,7 +337,7 @@ mod tests {
     #[test]
     fn a_new_rule_takes_the_lowest_number_nobody_uses() {
         let held = BTreeSet::from([status(1).id, status(3).id]);
-        assert_eq!(free_id(&held, &Book::default()), 2);
+        assert_eq!(free_id(&used_ids(&held, &Book::default())), 2);
         let book = Book {
             rules: vec![Named {
                 id: 2,
@@ -314,7 +346,7 @@ mod tests {
                 expires_at: None,
             }],
         };
-        assert_eq!(free_id(&held, &book), 4);
+        assert_eq!(free_id(&used_ids(&held, &book)), 4);
     }
 
     #[test]

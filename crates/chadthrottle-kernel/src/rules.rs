@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::layout::{
     LIMIT_SHAPE, Limit, LimitKey, MATCH_CGROUP, MATCH_EXE, MATCH_NAME, MATCH_UID, MatchKey, Member,
     Owner, RANK_CGROUP, RANK_EXE, RANK_NAME, RANK_TREE, RANK_USER, RATE_UNLIMITED, RULE_EACH, Rule,
-    RuleDir, SCOPE_RULE,
+    RuleDir, SCOPE_RULE, rank_bit,
 };
 use crate::lock::{self, StateLock};
 use crate::names::{MAP_LIMITS, MAP_MATCH, MAP_RULES, MAP_TREE};
@@ -194,6 +194,11 @@ impl Datapath {
         if !replaced.is_empty() {
             self.remove_rules_locked(held, &replaced)?;
         }
+        // the kinds first, so that a hook that sees a new target also looks it up
+        let adding = rules
+            .iter()
+            .fold(0, |ranks, rule| ranks | rank_bit(u32::from(rule.rank)));
+        self.publish_ranks(adding)?;
         let result = rules
             .iter()
             .try_for_each(|rule| self.write_rule(rule))
@@ -225,6 +230,28 @@ impl Datapath {
             .filter(|(_, rule)| rule.expires_at_ns != 0 && rule.expires_at_ns <= now)
             .map(|(id, _)| id)
             .collect()
+    }
+
+    /// How many times a hook (exec, fork, socket) found the rule of a process but could
+    /// not make the process its member because a table was full: such a process stays
+    /// ungoverned until the next rule change. Counted since the datapath was installed.
+    pub fn ungoverned(&self) -> Result<u64, Error> {
+        let counted = self
+            .counters
+            .get(&crate::layout::COUNTER_UNGOVERNED, 0)
+            .map_err(Error::map("read", crate::names::MAP_COUNTERS))?;
+        Ok(counted.iter().sum())
+    }
+
+    /// Records in the meta which ranks of rule exist: those held and `adding`'s. The
+    /// hooks do nothing while no rule exists, and look up only the kinds that do.
+    fn publish_ranks(&self, adding: u32) -> Result<(), Error> {
+        let ranks = self
+            .rules
+            .iter()
+            .filter_map(Result::ok)
+            .fold(adding, |ranks, (_, rule)| ranks | rank_bit(rule.rank));
+        crate::pins::write_rule_ranks(&self.pin_dir, ranks)
     }
 
     /// Every rule with its live members and counters.
@@ -459,6 +486,8 @@ impl Datapath {
         for id in &ids {
             let _absent = self.rules.remove(id);
         }
+        // before the resolution, which then looks up no kind that has gone
+        self.publish_ranks(0)?;
         let members = self.members_of(&ids);
         let unresolved = task_iterator::resolve_all(&self.pin_dir)?;
         for &id in &ids {

@@ -1,9 +1,12 @@
 //! What rules cost, from the kernel's run-time statistics: the policer program's time per
 //! packet of an unlimited process and of a rule member, with no rule and with many (most
 //! matching nothing, one governing many sleeping processes), and the exec and fork
-//! hooks' time per run while a shell starts short processes; and how long `set_rule`
-//! takes (it runs the task iterator over every process each time) and one `set_rules` of
-//! the many.
+//! hooks' time per run while a shell starts short processes (a shell no rule governs, and
+//! one a rule governs); and how long `set_rule` takes (it runs the task iterator over
+//! every process each time) and one `set_rules` of the many. Optionally the member table
+//! is filled to near its capacity with entries no process can own (tgids above the
+//! kernel's PID_MAX_LIMIT, 2^22), written with `bpftool batch`, to show that a full-sized
+//! table does not change the per-packet cost.
 
 use crate::{Family, Lab, Proto};
 use anyhow::{Context as _, ensure};
@@ -38,14 +41,104 @@ pub struct RulesCost {
     pub unlimited_ns: f64,
     /// `ct_egress` per run, a member of a shared rule (a rate it never reaches) sending.
     pub member_ns: f64,
+    /// The entries in `ct_members` while the packets were counted.
+    pub member_entries: usize,
     pub exec_ns: f64,
     pub exec_runs: u64,
     pub fork_ns: f64,
     pub fork_runs: u64,
+    /// The hooks while a shell that the user rule governs (with rules) starts processes.
+    pub member_exec_ns: f64,
+    pub member_fork_ns: f64,
+}
+
+/// No process has a tgid this high (PID_MAX_LIMIT on 64-bit kernels is 2^22).
+const FIRST_FAKE_TGID: u32 = 1 << 22;
+
+/// Fills the pinned `ct_members` with `count` entries of tgids no process can have, in
+/// one `bpftool batch` (one update per entry).
+fn fill_members(lab: &Lab, count: usize) -> anyhow::Result<()> {
+    let map = lab.pin_dir().join(chadthrottle_kernel::names::MAP_MEMBERS);
+    let hex = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|byte| format!("0x{byte:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // struct ct_member: start_time 0, rule 1 (the user rule), padding
+    let mut value = [0u8; 16];
+    value[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    let value = hex(&value);
+    let mut batch = String::new();
+    for index in 0..u32::try_from(count)? {
+        let key = hex(&(FIRST_FAKE_TGID + index).to_ne_bytes());
+        batch.push_str(&format!(
+            "map update pinned {} key {key} value {value}\n",
+            map.display()
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("ct-fill-members-{}.batch", std::process::id()));
+    std::fs::write(&file, batch)?;
+    let output = Command::new("bpftool")
+        .args(["batch", "file"])
+        .arg(&file)
+        .output()
+        .context("run bpftool batch")?;
+    let _gone = std::fs::remove_file(&file);
+    ensure!(
+        output.status.success(),
+        "bpftool batch: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// Entries of the pinned map `name` (bpftool, which fails loudly).
+fn entries(lab: &Lab, name: &str) -> anyhow::Result<usize> {
+    let output = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(lab.pin_dir().join(name))
+        .output()
+        .context("run bpftool")?;
+    ensure!(output.status.success(), "bpftool map dump: {output:?}");
+    let dump: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(dump.as_array().context("a dump is an array")?.len())
+}
+
+/// A shell in the lab's cgroup that starts 500 `/bin/true` when told to.
+fn starter(lab: &Lab, uid: Option<u32>) -> anyhow::Result<Gated> {
+    Gated::start(lab, "for i in $(seq 500); do /bin/true; done", uid)
+}
+
+/// (exec, fork) hooks' (runs, ns per run) while `starter` runs.
+fn hooks(exec: u32, fork: u32, mut starter: Gated) -> anyhow::Result<[(u64, f64); 2]> {
+    let stats = query::enable_run_time_stats()?;
+    let before = query::program_run_times(&[exec, fork]);
+    starter.go()?;
+    let status = starter.0.wait()?;
+    let after = query::program_run_times(&[exec, fork]);
+    drop(stats);
+    ensure!(
+        status.success(),
+        "the shell of short processes failed: {status}"
+    );
+    let per_run = |id: u32| {
+        let early = before.iter().find(|p| p.id == id);
+        let late = after.iter().find(|p| p.id == id);
+        match (early, late) {
+            (Some(early), Some(late)) if late.runs > early.runs => {
+                let runs = late.runs - early.runs;
+                (runs, (late.run_ns - early.run_ns) as f64 / runs as f64)
+            }
+            _ => (0, 0.0),
+        }
+    };
+    Ok([per_run(exec), per_run(fork)])
 }
 
 /// A shell in the lab's cgroup that runs `script` when told to (a line on its stdin);
-/// killed on drop.
+/// killed on drop with every process it started (its process group).
 struct Gated(Child);
 
 impl Gated {
@@ -53,7 +146,8 @@ impl Gated {
         let mut command = Command::new("sh");
         command
             .args(["-c", &format!("read line; {script}")])
-            .stdin(Stdio::piped());
+            .stdin(Stdio::piped())
+            .process_group(0);
         if let Some(uid) = uid {
             command.uid(uid).gid(uid);
         }
@@ -71,7 +165,10 @@ impl Gated {
 
 impl Drop for Gated {
     fn drop(&mut self) {
-        let _gone = self.0.kill();
+        if let Ok(group) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) with a negative PID signals that process group; no memory.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _reaped = self.0.wait();
     }
 }
@@ -132,9 +229,16 @@ pub fn rules_cost(
     lab: &Lab,
     rules: usize,
     members: usize,
+    filled: usize,
     seconds: f64,
 ) -> anyhow::Result<RulesCost> {
-    chadthrottle_kernel::reset(lab.pin_dir())?;
+    // the bpffs of the previous row is sometimes busy for a moment
+    let mut tries = 0;
+    while let Err(error) = chadthrottle_kernel::reset(lab.pin_dir()) {
+        tries += 1;
+        ensure!(tries < 20, "reset the previous row: {error}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     let mut datapath: Datapath = crate::lab_datapath::install(lab)?;
     let server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut unlimited = lab.client(&server, Proto::Tcp, None, None)?;
@@ -145,6 +249,9 @@ pub fn rules_cost(
         Some(NOBODY),
     )?;
     sleepers.go()?;
+    // started before the rules, so that the task iterator makes it a member of the user
+    // rule (moved into the lab's cgroup after its exec, no hook would)
+    let member_starter = starter(lab, Some(NOBODY))?;
     let mut set_ms = Vec::new();
     let mut set_rest_ms = 0.0;
     let mut list_ms = 0.0;
@@ -179,7 +286,18 @@ pub fn rules_cost(
             governed >= members,
             "{governed} processes governed, {members} sleepers asked for"
         );
+        let shell = member_starter.0.id();
+        ensure!(
+            listed
+                .iter()
+                .any(|rule| rule.members.iter().any(|member| member.pid == shell)),
+            "the shell of nobody is no member"
+        );
     }
+    if filled > 0 {
+        fill_members(lab, filled)?;
+    }
+    let member_entries = entries(lab, chadthrottle_kernel::names::MAP_MEMBERS)?;
     let egress = query::cgroup_programs(lab.cgroup())?
         .into_iter()
         .find(|program| program.name == PROG_EGRESS)
@@ -189,30 +307,9 @@ pub fn rules_cost(
     let (_, member_ns) = timed(egress, || member.send(seconds, u64::MAX).map(drop))?;
     let exec = linked_program(lab, PROG_PROCESS_EXEC)?;
     let fork = linked_program(lab, PROG_PROCESS_FORK)?;
-    let mut starter = Gated::start(lab, "for i in $(seq 500); do /bin/true; done", None)?;
-    let stats = query::enable_run_time_stats()?;
-    let before = query::program_run_times(&[exec, fork]);
-    starter.go()?;
-    let status = starter.0.wait()?;
-    let after = query::program_run_times(&[exec, fork]);
-    drop(stats);
-    ensure!(
-        status.success(),
-        "the shell of short processes failed: {status}"
-    );
-    let per_run = |id: u32| {
-        let early = before.iter().find(|p| p.id == id);
-        let late = after.iter().find(|p| p.id == id);
-        match (early, late) {
-            (Some(early), Some(late)) if late.runs > early.runs => {
-                let runs = late.runs - early.runs;
-                (runs, (late.run_ns - early.run_ns) as f64 / runs as f64)
-            }
-            _ => (0, 0.0),
-        }
-    };
-    let (exec_runs, exec_ns) = per_run(exec);
-    let (fork_runs, fork_ns) = per_run(fork);
+    let [(exec_runs, exec_ns), (fork_runs, fork_ns)] = hooks(exec, fork, starter(lab, None)?)?;
+    let [(_, member_exec_ns), (_, member_fork_ns)] = hooks(exec, fork, member_starter)?;
+    drop(sleepers);
     server.quit()?;
     Ok(RulesCost {
         rules,
@@ -226,9 +323,12 @@ pub fn rules_cost(
         list_ms,
         unlimited_ns,
         member_ns,
+        member_entries,
         exec_ns,
         exec_runs,
         fork_ns,
         fork_runs,
+        member_exec_ns,
+        member_fork_ns,
     })
 }

@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod bench_monitor;
+pub mod bench_rule_budgets;
 pub mod bench_rules;
 pub mod bench_shaper;
 pub mod case;

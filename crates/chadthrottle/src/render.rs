@@ -126,6 +126,20 @@ fn members(members: &[ProcessRef]) -> String {
 }
 
 /// The `rules` table: a line per rule, in precedence order among equal ranks.
+/// The line under the rules that says processes went ungoverned for want of room (the
+/// kernel's count); nothing while there were none.
+pub fn member_table_full(times: u64) -> String {
+    match times {
+        0 => String::new(),
+        _ => format!(
+            "\n{times} {} a process matched a rule but the member table was full: it is not \
+             limited until a rule change finds it room (remove rules or narrow their \
+             targets)\n",
+            if times == 1 { "time" } else { "times" }
+        ),
+    }
+}
+
 pub fn rules_table(rules: &[RuleStatus], now_unix: u64) -> String {
     if rules.is_empty() {
         return "no rules\n".to_owned();

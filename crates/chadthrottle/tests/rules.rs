@@ -468,6 +468,47 @@ fn a_full_rule_or_member_table_is_a_clear_error() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process exec'd while the member table is full is not governed, and the kernel counts
+/// it: the count `status` and `rules` report.
+fn a_process_left_out_of_a_full_member_table_is_counted() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-uncounted", None)?;
+    let programs = Programs::new("uncounted")?;
+    let app = programs.install("ct-uncounted")?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let before = [
+        lab.client_program(&server, Proto::Tcp, &app)?,
+        lab.client_program(&server, Proto::Tcp, &app)?,
+    ];
+    let config = chadthrottle_kernel::Config {
+        max_members: 2,
+        ..lab.config()
+    };
+    let mut datapath = Datapath::install(&config)?;
+    let limit = policer(MIB as u64, 512 << 10);
+    datapath.set_rule(&rule(1, 2, RuleTarget::Match(exe_key(&app)?), limit))?;
+    ensure!(
+        members(&datapath, 1)?.len() == before.len(),
+        "the table holds two"
+    );
+    ensure!(datapath.ungoverned()? == 0, "nobody left out yet");
+    let late = lab.client_program(&server, Proto::Tcp, &app)?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while datapath.ungoverned()? == 0 {
+        ensure!(
+            Instant::now() < deadline,
+            "the exec into a full table was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("  counted {} times", datapath.ungoverned()?);
+    ensure!(
+        !members(&datapath, 1)?.contains(&late.pid()),
+        "PID {} is a member of a full table",
+        late.pid()
+    );
+    Ok(())
+}
+
 /// A cgroup below the lab's, removed (its processes ended) on drop.
 struct SubCgroup(PathBuf);
 
@@ -495,8 +536,13 @@ struct Forker(std::process::Child);
 
 impl Forker {
     fn start(lab: &Lab) -> anyhow::Result<Forker> {
+        Forker::running(lab, "read line; sleep 60; true")
+    }
+
+    /// One that runs `script` (which forks once it has read a line).
+    fn running(lab: &Lab, script: &str) -> anyhow::Result<Forker> {
         let child = Command::new("sh")
-            .args(["-c", "read line; sleep 60; true"])
+            .args(["-c", script])
             .stdin(Stdio::piped())
             .spawn()
             .context("start sh")?;
@@ -553,6 +599,29 @@ fn a_tree_rule_covers_children_forked_later() -> anyhow::Result<()> {
     ensure!(
         !members(&datapath, 1)?.contains(&std::process::id()),
         "the test itself is not in the tree"
+    );
+    Ok(())
+}
+
+/// A member's child is resolved at fork, before it execs anything: the fork hook passes
+/// over only the children of processes no rule governs.
+fn a_members_child_is_a_member_from_its_fork() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-fork", None)?;
+    // the subshell forks and waits without exec
+    let mut parent = Forker::running(&lab, "read line; (read more; true); sleep 60")?;
+    let mut datapath = install(&lab)?;
+    let limit = policer(MIB as u64, 512 << 10);
+    datapath.set_rule(&rule(1, 5, RuleTarget::Match(uid_key(0)), limit))?;
+    ensure!(
+        members(&datapath, 1)?.contains(&parent.0.id()),
+        "the shell of root is a member"
+    );
+    let child = parent.fork()?;
+    await_member(&datapath, 1, child, true)?;
+    let comm = std::fs::read_to_string(format!("/proc/{child}/comm"))?;
+    ensure!(
+        comm.trim() == "sh",
+        "the child is the subshell, not exec'd: {comm}"
     );
     Ok(())
 }
@@ -768,8 +837,16 @@ fn main() {
             a_full_rule_or_member_table_is_a_clear_error,
         ),
         (
+            "a_process_left_out_of_a_full_member_table_is_counted",
+            a_process_left_out_of_a_full_member_table_is_counted,
+        ),
+        (
             "a_tree_rule_covers_children_forked_later",
             a_tree_rule_covers_children_forked_later,
+        ),
+        (
+            "a_members_child_is_a_member_from_its_fork",
+            a_members_child_is_a_member_from_its_fork,
         ),
         ("a_pid_limit_beats_a_rule", a_pid_limit_beats_a_rule),
         (

@@ -21,7 +21,7 @@
 #include <linux/types.h>
 
 enum ct_layout {
-	CT_LAYOUT_VERSION = 9,
+	CT_LAYOUT_VERSION = 10,
 };
 
 /* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */
@@ -291,13 +291,28 @@ struct ct_member {
 };
 _Static_assert(sizeof(struct ct_member) == 16, "ct_member layout");
 
-/* The single entry of ct_meta: which install the pinned maps belong to. */
+/* The single entry of ct_meta: which install the pinned maps belong to, and which kinds
+ * of rule exist. Only userspace writes it (under its state lock); the programs read it. */
 struct ct_meta {
 	__u32 layout_version;
 	__u32 max_limits; /* processes; ct_limits holds two entries each */
 	__u64 cgroup_id;  /* the cgroup the programs are attached to */
 	__u64 object_id;  /* hash of the loaded object: refuses to mix builds */
+	/* bit 1 << CT_RANK_* set while a rule of that rank exists (set before its target is
+	 * written, cleared after the last one is taken out): the hooks skip the lookups of
+	 * kinds no rule has, and do nothing at all while it is 0 */
+	__u32 rule_ranks;
+	__u32 _pad;
 };
-_Static_assert(sizeof(struct ct_meta) == 24, "ct_meta layout");
+_Static_assert(sizeof(struct ct_meta) == 32, "ct_meta layout");
+
+/* Index of the per-CPU ct_counters map: events the datapath counts for userspace. */
+enum ct_counter {
+	/* a hook (exec, fork, socket) found a process's rule but could not make it a member:
+	 * a table (ct_members, or an each-mode rule's budgets) was full. The process stays
+	 * ungoverned until the next rule change resolves every process again. */
+	CT_COUNTER_UNGOVERNED = 0,
+	CT_COUNTERS = 1,
+};
 
 #endif

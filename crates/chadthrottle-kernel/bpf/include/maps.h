@@ -118,6 +118,15 @@ struct ct_meta_map {
 };
 extern struct ct_meta_map ct_meta;
 
+/* Events counted for userspace (enum ct_counter), per CPU. */
+struct ct_counters_map {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CT_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+};
+extern struct ct_counters_map ct_counters;
+
 /* Load-time setting: nanoseconds per clock tick (10^9 / sysconf(_SC_CLK_TCK)), so that
  * start times compare with /proc/PID/stat. */
 extern const volatile __u64 ct_ns_per_tick;

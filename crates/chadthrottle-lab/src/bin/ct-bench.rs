@@ -8,6 +8,8 @@
 //!      install Debian's nethogs to measure it side by side)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --shaper-cost  # the shaper's CPU per 1 000 sockets
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --rules-cost  # rules: per packet, per exec
+//! cargo build --release --workspace && sudo target/release/ct-bench --rule-budgets  # rules: accuracy, apply
+//!     (--apply-only: only `apply`'s time)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # policer, shaping and peers
 //!     (one table: backend × RTT × CC × connections × direction × limit, 320 cases of 10 s,
 //!      each with a latency probe; the trickle rows need Debian's trickle, else "not installed")
@@ -53,6 +55,10 @@ struct Options {
     shaper_cost: bool,
     /// What rules cost per packet and per exec.
     rules_cost: bool,
+    /// How rules hold their budgets; `apply`'s time.
+    rule_budgets: bool,
+    /// Of those, `apply`'s time only.
+    apply_only: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -69,6 +75,8 @@ fn options() -> anyhow::Result<Options> {
         compare: None,
         shaper_cost: false,
         rules_cost: false,
+        rule_budgets: false,
+        apply_only: false,
     };
     let mut matrix = Matrix::default();
     let mut compare = false;
@@ -96,6 +104,8 @@ fn options() -> anyhow::Result<Options> {
             "--monitor" => options.monitor = true,
             "--shaper-cost" => options.shaper_cost = true,
             "--rules-cost" => options.rules_cost = true,
+            "--rule-budgets" => options.rule_budgets = true,
+            "--apply-only" => options.apply_only = true,
             "--rounds" => options.overhead_rounds = value()?.parse()?,
             other => bail!(
                 "unknown argument {other:?}; see the header of crates/chadthrottle-lab/src/bin/ct-bench.rs"
@@ -276,25 +286,180 @@ fn rules_cost(seconds: f64) -> anyhow::Result<()> {
             "`set_rule` took",
             "`set_rules` of the rest took",
             "listing them took",
+            "`ct_members` entries",
             "ct_egress, unlimited",
             "ct_egress, member",
             "ct_process_exec",
             "ct_process_fork",
+            "exec, member shell",
+            "fork, member shell",
         ])
     );
-    for (rules, members) in [(0, 0), (2, 1000), (4096, 1000)] {
-        let cost = bench_rules::rules_cost(&lab, rules, members, seconds)?;
+    // the last row fills the member table (65 536 by default) to about 65 000 entries: the
+    // room left is for the hooks' members meanwhile (16 was once too few)
+    let full = chadthrottle_kernel::DEFAULT_MAX_MEMBERS as usize - 536 - 1000;
+    for (rules, members, filled) in [(0, 0, 0), (2, 1000, 0), (4096, 1000, 0), (4096, 1000, full)] {
+        let cost = bench_rules::rules_cost(&lab, rules, members, filled, seconds)?;
         row(&[
             cost.rules.to_string(),
             cost.members.to_string(),
             format!("{:.1} ms", cost.set_rule_ms),
             format!("{:.1} ms", cost.set_rest_ms),
             format!("{:.1} ms", cost.list_ms),
+            cost.member_entries.to_string(),
             format!("{:.0} ns", cost.unlimited_ns),
             format!("{:.0} ns", cost.member_ns),
             format!("{:.0} ns ({} runs)", cost.exec_ns, cost.exec_runs),
             format!("{:.0} ns ({} runs)", cost.fork_ns, cost.fork_runs),
+            format!("{:.0} ns", cost.member_exec_ns),
+            format!("{:.0} ns", cost.member_fork_ns),
         ]);
+    }
+    Ok(())
+}
+
+/// `chadthrottle apply` of a 1 000-rule file, timed.
+fn apply_time(lab: &chadthrottle_lab::Lab) -> anyhow::Result<()> {
+    println!("\n## Rules: `chadthrottle apply` of a rules file (wall time of the command)\n");
+    println!("{}", header(&["rules", "apply", "apply again (no change)"]));
+    let (first, again) = chadthrottle_lab::bench_rule_budgets::apply_time(lab, 1000)?;
+    row(&[
+        "1000".to_owned(),
+        format!("{first:.2} s"),
+        format!("{again:.2} s"),
+    ]);
+    Ok(())
+}
+
+fn rule_budgets(options: &Options) -> anyhow::Result<()> {
+    use chadthrottle_lab::bench_rule_budgets::{self as budgets, Programs};
+    const RATE: u64 = 2 << 20;
+    if options.apply_only {
+        let lab = lab(0)?;
+        let _datapath = lab_datapath::install(&lab)?;
+        return apply_time(&lab);
+    }
+    let programs = Programs::new()?;
+    let app = programs.install("ct-bench-app")?;
+    println!(
+        "## Rules: four processes of one executable, 2 MiB/s ({} s, steady = after the warm-up)
+",
+        options.seconds
+    );
+    println!(
+        "{}",
+        header(&[
+            "RTT",
+            "mode",
+            "dir",
+            "budget",
+            "aggregate",
+            "aggregate error",
+            "cv",
+            "each process (error against its share or its budget)",
+        ])
+    );
+    for &rtt in &options.rtts {
+        let lab = lab(rtt)?;
+        let mut datapath = lab_datapath::install(&lab)?;
+        for each in [false, true] {
+            for direction in Direction::ALL {
+                let case = budgets::app_case(
+                    &lab,
+                    &mut datapath,
+                    &app,
+                    direction,
+                    each,
+                    RATE,
+                    options.seconds,
+                )?;
+                let (budget, share) = if each {
+                    (4.0 * RATE as f64, RATE as f64)
+                } else {
+                    (RATE as f64, RATE as f64 / 4.0)
+                };
+                let split: Vec<String> = case
+                    .each_rate
+                    .iter()
+                    .map(|&rate| {
+                        format!(
+                            "{} ({})",
+                            format_rate(rate as u64),
+                            percent(stats::error(rate, share))
+                        )
+                    })
+                    .collect();
+                row(&[
+                    format!("{rtt} ms"),
+                    if each { "each" } else { "shared" }.to_owned(),
+                    format!("{direction:?}").to_lowercase(),
+                    format_rate(budget as u64),
+                    format_rate(case.aggregate.rate as u64),
+                    percent(stats::error(case.aggregate.rate, budget)),
+                    format!("{:.1} %", case.aggregate.cv * 100.0),
+                    split.join(", "),
+                ]);
+            }
+        }
+    }
+    println!("\n## Rules: a tree rule over a shell that runs 20 downloaders one after another\n");
+    println!(
+        "{}",
+        header(&[
+            "budget",
+            "burst",
+            "downloads",
+            "bytes",
+            "wall time",
+            "bytes / time",
+            "(bytes − burst) / time, error",
+            "the rule's budget passed",
+        ])
+    );
+    {
+        let lab = lab(0)?;
+        let mut datapath = lab_datapath::install(&lab)?;
+        let rate = 1 << 20;
+        let tree = budgets::tree_case(&lab, &mut datapath, rate, 20, 512 << 10)?;
+        let past_burst = tree.bytes.saturating_sub(tree.burst) as f64 / tree.seconds;
+        row(&[
+            format_rate(rate),
+            format!("{} KiB", tree.burst >> 10),
+            tree.downloads.to_string(),
+            format!("{} KiB", tree.bytes >> 10),
+            format!("{:.2} s", tree.seconds),
+            format_rate((tree.bytes as f64 / tree.seconds) as u64),
+            format!(
+                "{} ({})",
+                format_rate(past_burst as u64),
+                percent(stats::error(past_burst, rate as f64))
+            ),
+            format!("{} KiB", tree.rule_bytes >> 10),
+        ]);
+        println!("\n## Rules: an exec storm under an exe rule (each process sends one datagram)\n");
+        println!(
+            "{}",
+            header(&[
+                "asked",
+                "execs",
+                "seconds",
+                "execs/s",
+                "failed",
+                "datagrams the rule passed (matched)",
+                "datagrams received",
+            ])
+        );
+        let storm = budgets::exec_storm(&lab, &mut datapath, &programs, 2000, 10)?;
+        row(&[
+            "2000/s × 10 s".to_owned(),
+            storm.execs.to_string(),
+            format!("{:.2}", storm.seconds),
+            format!("{:.0}", storm.execs as f64 / storm.seconds),
+            storm.failed.to_string(),
+            storm.matched.to_string(),
+            storm.received.to_string(),
+        ]);
+        apply_time(&lab)?;
     }
     Ok(())
 }
@@ -471,6 +636,8 @@ fn main() -> anyhow::Result<()> {
         monitor(&options)
     } else if options.rules_cost {
         rules_cost(options.seconds.min(5.0))
+    } else if options.rule_budgets {
+        rule_budgets(&options)
     } else if options.shaper_cost {
         shaper_cost(options.seconds.min(5.0))
     } else if options.overhead_only {

@@ -76,22 +76,42 @@ pub fn run<S: System>(
             }
             None => anyhow::bail!("no datapath is installed to remove rules from"),
         };
-        for change in &changes {
+        // removals one by one, then the changes and additions in one change: the kernel
+        // resolves every process once for all of them, not once a rule
+        let (setting, others): (Vec<&RuleChange>, Vec<&RuleChange>) = changes
+            .iter()
+            .copied()
+            .partition(|change| matches!(change, RuleChange::Add(_) | RuleChange::Change(..)));
+        for change in others {
             let name = &change.rule().name;
-            let done = match change {
-                RuleChange::Remove(_) => backend.remove_rule(name).map(|_| ()),
-                RuleChange::Add(_) | RuleChange::Change(..) => {
-                    let request = requests.get(name.as_str()).with_context(|| {
-                        format!("rule \"{name}\" has no request (a bug in apply)")
-                    })?;
-                    backend.set_rule(request).map(|_| ())
-                }
-                RuleChange::Unchanged(_) => Ok(()),
-            };
-            done.with_context(|| {
-                format!("apply stopped at rule \"{name}\"; the changes printed above were made")
-            })?;
+            if let RuleChange::Remove(_) = change {
+                backend.remove_rule(name).with_context(|| {
+                    format!("apply stopped at rule \"{name}\"; the changes printed above were made")
+                })?;
+            }
             writeln!(out, "{change}")?;
+        }
+        if !setting.is_empty() {
+            let batch = setting
+                .iter()
+                .map(|change| {
+                    let name = &change.rule().name;
+                    requests
+                        .get(name.as_str())
+                        .cloned()
+                        .with_context(|| format!("rule \"{name}\" has no request (a bug in apply)"))
+                })
+                .collect::<anyhow::Result<Vec<RuleRequest>>>()?;
+            backend.set_rules(&batch).with_context(|| {
+                format!(
+                    "apply stopped while setting the {} rules to add or change; the changes \
+                     printed above were made (`chadthrottle rules` lists what is held)",
+                    batch.len()
+                )
+            })?;
+            for change in setting {
+                writeln!(out, "{change}")?;
+            }
         }
     } else {
         for change in &changes {

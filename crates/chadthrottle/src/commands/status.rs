@@ -14,18 +14,19 @@ pub fn run<S: System>(
     args: &StatusArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (limits, rules): (Vec<ActiveLimit>, Vec<RuleStatus>) =
+    let (limits, rules, full): (Vec<ActiveLimit>, Vec<RuleStatus>, u64) =
         match system.open(&global.datapath())? {
             Some(mut backend) => {
                 backend.prune()?;
-                (backend.limits()?, backend.rules()?)
+                (backend.limits()?, backend.rules()?, backend.ungoverned()?)
             }
-            None => (Vec::new(), Vec::new()),
+            None => (Vec::new(), Vec::new(), 0),
         };
     if args.json {
         let report = StatusReport {
             limits: limits.iter().map(LimitStatus::new).collect(),
             rules: rules.iter().map(RuleStatus::entry).collect(),
+            member_table_full: full,
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -34,6 +35,7 @@ pub fn run<S: System>(
         if !rules.is_empty() {
             write!(out, "\nrules:\n{}", render::rules_table(&rules, now))?;
         }
+        write!(out, "{}", render::member_table_full(full))?;
     }
     Ok(())
 }
@@ -74,6 +76,35 @@ mod tests {
             !ok(&mut system, &["status"]).contains("rules:"),
             "no section without rules"
         );
+    }
+
+    #[test]
+    fn status_and_rules_say_when_the_member_table_was_full() {
+        let mut system = rules_machine();
+        ok(
+            &mut system,
+            &["limit", "--exe", "/usr/bin/steam", "--down", "5M"],
+        );
+        for command in [&["status"][..], &["rules"]] {
+            let text = ok(&mut system, command);
+            assert!(!text.contains("member table"), "{command:?}: {text}");
+        }
+        system.machine().ungoverned = 3;
+        for command in [&["status"][..], &["rules"]] {
+            let text = ok(&mut system, command);
+            assert!(
+                text.contains(
+                    "\n3 times a process matched a rule but the member table was full: it is \
+                     not limited until a rule change finds it room"
+                ),
+                "{command:?}: {text}"
+            );
+        }
+        for command in [&["status", "--json"][..], &["rules", "--json"]] {
+            let json: serde_json::Value =
+                serde_json::from_str(&ok(&mut system, command)).expect("JSON");
+            assert_eq!(json["member_table_full"], 3, "{command:?}: {json}");
+        }
     }
 
     #[test]
