@@ -130,6 +130,43 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_member_shows_the_rules_limit_named_beside_a_pid_limit() {
+        let mut app = crate::fixtures::app_with_applications();
+        // curl (20) gets a PID limit of its own; wget (30) is under the rule `downloads`
+        press(&mut app, "j");
+        assert_eq!(app.selected.map(|p| p.pid), Some(20));
+        press(&mut app, "t2M");
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        let text = screen(&mut app, 80, 10);
+        // a line reads `"cells" Hidden by multi-width symbols: …`: the cells only
+        let row = |pid: &str| {
+            text.lines()
+                .filter_map(|line| line.split('"').nth(1))
+                .find(|cells| cells.starts_with(&format!("{pid} ")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // the name is cut to the column, the brackets stay
+        assert!(row("30").contains("⚡ ↓1MB/s ↑- [downl…]"), "{text}");
+        let curl = row("20");
+        assert!(
+            curl.contains("⚡ ↓2MB/s ↑-") && !curl.contains('['),
+            "{curl:?}"
+        );
+        assert!(!row("10").contains('⚡'), "firefox has no limit: {text}");
+        insta::assert_snapshot!(text);
+        press(&mut app, "jj");
+        assert_eq!(app.selected.map(|p| p.pid), Some(30));
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        let detail = screen(&mut app, 80, 12);
+        assert!(
+            detail.contains("limit  ⚡ ↓1MB/s ↑- (rule downloads)"),
+            "{detail}"
+        );
+        insta::assert_snapshot!("a_rule_member_s_detail_names_the_rule", detail);
+    }
+
+    #[test]
     fn throttle_dialog_offers_the_application() {
         use crate::target_choice::TargetOffer;
         use chadthrottle_core::rule_target::RuleTarget;
