@@ -22,6 +22,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Mode::Graph => screens::graph::draw(frame, app, layout.main, &theme),
         Mode::Detail(tab) => screens::detail::draw(frame, app, *tab, layout.detail(), &theme),
         Mode::Rules => screens::rules_view::draw(frame, app, layout.main, &theme),
+        Mode::History => screens::history::draw(frame, app, layout.main, &theme),
         _ => screens::table::draw(frame, app, layout.main, &theme),
     }
     screens::status_bar::draw(frame, app, layout.status, &theme);
@@ -230,6 +231,57 @@ mod tests {
         app.handle(Event::Resize(80, 24));
         app.handle(Event::Rules(Vec::new()));
         insta::assert_snapshot!("rules_view_empty_at_80x24", screen(&mut app, 80, 24));
+    }
+
+    #[test]
+    fn history_of_today_a_week_and_a_month() {
+        use crate::fixtures::history_rows;
+        use crate::history::HistoryRange;
+        let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+        press(&mut app, "u");
+        let reading = screen(&mut app, 80, 24);
+        assert!(reading.contains("reading…"), "{reading}");
+        app.handle(Event::History(history_rows(HistoryRange::Today, 1)));
+        let today = screen(&mut app, 80, 24);
+        assert!(today.contains("/usr/bin/wget (rule downloads)"), "{today}");
+        insta::assert_snapshot!("history_today", today);
+        app.handle(Event::Key(key(KeyCode::Tab)));
+        app.handle(Event::History(history_rows(HistoryRange::Week, 8)));
+        press(&mut app, "j");
+        let week = screen(&mut app, 80, 24);
+        assert!(
+            week.contains("/usr/bin/wget (rule downloads): by UTC day"),
+            "{week}"
+        );
+        insta::assert_snapshot!("history_week_wget_selected", week);
+        app.handle(Event::Key(key(KeyCode::Tab)));
+        app.handle(Event::History(history_rows(HistoryRange::Month, 31)));
+        insta::assert_snapshot!("history_month", screen(&mut app, 80, 24));
+    }
+
+    #[test]
+    fn history_empty_missing_and_unreadable_say_so_in_one_line() {
+        use crate::history::{HistoryAnswer, HistoryRange};
+        let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+        press(&mut app, "u");
+        app.handle(Event::History(HistoryAnswer::Rows {
+            range: HistoryRange::Today,
+            since: 0,
+            until: 0,
+            note: None,
+            apps: Vec::new(),
+        }));
+        let empty = screen(&mut app, 80, 6);
+        assert!(empty.contains("nothing recorded today (UTC)"), "{empty}");
+        app.handle(Event::History(HistoryAnswer::Missing {
+            path: "/var/lib/chadthrottle/usage.db".into(),
+        }));
+        insta::assert_snapshot!("history_missing", screen(&mut app, 160, 6));
+        app.handle(Event::History(HistoryAnswer::Unreadable {
+            path: "/var/lib/chadthrottle/usage.db".into(),
+            error: "unable to open database file".into(),
+        }));
+        insta::assert_snapshot!("history_unreadable", screen(&mut app, 100, 6));
     }
 
     #[test]
