@@ -3,6 +3,7 @@
 //! [`App::handle`] (in `dispatch`); the screens only read.
 
 use crate::grouping::{Grouping, Line, Membership};
+use crate::history::History;
 use crate::layout::Layout;
 use crate::mode::Mode;
 use crate::sort::{self, Column};
@@ -89,6 +90,8 @@ pub struct App {
     /// The rules in force, as last listed (the rules view), and the one selected there.
     pub rules: Vec<RuleStatus>,
     pub rule_selected: usize,
+    /// The History view's range, rows and selection.
+    pub history: History,
     exited_seen: HashMap<ProcessRef, u64>,
     now_ns: u64,
 }
@@ -181,6 +184,7 @@ impl App {
             grouping: None,
             rules: Vec::new(),
             rule_selected: 0,
+            history: History::default(),
             exited_seen: HashMap::new(),
             now_ns: 0,
         }

@@ -27,6 +27,7 @@ impl App {
             Event::Done(Err(text)) => self.say(text, true),
             Event::Targets { process, offers } => rules_keys::offered(self, process, offers),
             Event::Rules(rules) => rules_keys::listed(self, rules),
+            Event::History(answer) => self.history.take(answer),
         }
         Vec::new()
     }

@@ -1,6 +1,7 @@
 //! What reaches the app (one channel, by value) and what it asks the runner to do.
 
 use crate::grouping::Membership;
+use crate::history::{HistoryAnswer, HistoryRange};
 use crate::target_choice::TargetOffer;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
@@ -38,6 +39,8 @@ pub enum Event {
     },
     /// The answer to [`Effect::ListRules`]: every rule in force, as `rules` lists them.
     Rules(Vec<RuleStatus>),
+    /// The answer to [`Effect::ReadHistory`]: the usage database's report, or why not.
+    History(HistoryAnswer),
 }
 
 /// What a key asks for; the runner applies effects in one place and answers with
@@ -73,5 +76,7 @@ pub enum Effect {
     LiftRule(RuleTarget),
     /// List the rules in force (the rules view).
     ListRules,
+    /// Read the usage history of the range from the daemon's database (the History view).
+    ReadHistory(HistoryRange),
     Quit,
 }

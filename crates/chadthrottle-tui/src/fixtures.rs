@@ -175,3 +175,51 @@ pub fn exe_rule(
         expires_at: None,
     }
 }
+
+/// A History answer for `range`: Firefox (busiest), wget under the rule `downloads`, and
+/// curl, over `days` UTC days ending 2026-11-30 10:00 UTC, each day's bytes growing
+/// towards today.
+pub fn history_rows(
+    range: crate::history::HistoryRange,
+    days: u64,
+) -> crate::history::HistoryAnswer {
+    use crate::history::{AppHistory, HistoryAnswer};
+    use chadthrottle_core::usage_history::{DAY, UsageRow, day_name};
+    let until = 1_795_996_800 + 10 * 3600;
+    let first_day = until - until % DAY - (days - 1) * DAY;
+    let app = |exe: &str, rule: Option<&str>, per_day: u64| {
+        let days: Vec<UsageRow> = (0..days)
+            .map(|n| UsageRow {
+                app: Some(exe.into()),
+                day: Some(day_name(first_day + n * DAY)),
+                rx_bytes: per_day * (n + 1),
+                tx_bytes: per_day * (n + 1) / 20,
+                ..UsageRow::default()
+            })
+            .collect();
+        AppHistory {
+            totals: UsageRow {
+                app: Some(exe.into()),
+                rule: rule.map(str::to_owned),
+                rx_bytes: days.iter().map(|d| d.rx_bytes).sum(),
+                tx_bytes: days.iter().map(|d| d.tx_bytes).sum(),
+                ..UsageRow::default()
+            },
+            days,
+        }
+    };
+    HistoryAnswer::Rows {
+        range,
+        since: match range {
+            crate::history::HistoryRange::Today => until - until % DAY,
+            _ => until - days * DAY + 1,
+        },
+        until,
+        note: None,
+        apps: vec![
+            app("/usr/lib/firefox/firefox", None, 300 << 20),
+            app("/usr/bin/wget", Some("downloads"), 40 << 20),
+            app("/usr/bin/curl", None, 2 << 20),
+        ],
+    }
+}

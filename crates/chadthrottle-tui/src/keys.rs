@@ -6,6 +6,7 @@ use crate::app::{App, process_ref};
 use crate::dialog::ThrottleDialog;
 use crate::event::Effect;
 use crate::group_keys;
+use crate::history_keys;
 use crate::layout::TableTarget;
 use crate::mode::{Mode, Tab};
 use crate::rules_keys;
@@ -42,6 +43,7 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         Mode::Rules => rules_keys::handle_key(app, key),
+        Mode::History => history_keys::handle_key(app, key),
     }
 }
 
@@ -79,6 +81,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('g') if app.selected.is_some() => app.mode = Mode::Graph,
         KeyCode::Char('t') => return open_throttle(app),
         KeyCode::Char('R') => return rules_keys::open(app),
+        KeyCode::Char('u') => return history_keys::open(app),
         // on an application row, Enter opens or closes it (the guard does it); on a
         // process, its detail
         KeyCode::Enter if !group_keys::open(app, None) => return open_detail(app),

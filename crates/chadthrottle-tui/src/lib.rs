@@ -5,9 +5,9 @@
 //! Nothing here touches the kernel, so every screen is tested through ratatui's
 //! `TestBackend`.
 //!
-//! Layers, each importing only those below it: `target_choice` → `event`, `sort`,
-//! `dialog`, `theme` → `grouping`, `mode` → `layout` → `app` → `group_keys`, `rules_keys` →
-//! `keys`, `screens` → `dispatch`, `view`.
+//! Layers, each importing only those below it: `target_choice`, `history` → `event`,
+//! `sort`, `dialog`, `theme` → `grouping`, `mode` → `layout` → `app` → `group_keys`,
+//! `rules_keys`, `history_keys` → `keys`, `screens` → `dispatch`, `view`.
 
 pub mod app;
 pub mod dialog;
@@ -15,6 +15,8 @@ mod dispatch;
 pub mod event;
 mod group_keys;
 pub mod grouping;
+pub mod history;
+mod history_keys;
 pub mod keys;
 pub mod layout;
 pub mod mode;

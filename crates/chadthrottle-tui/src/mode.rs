@@ -16,6 +16,8 @@ pub enum Mode {
     Backends,
     /// The rules in force (`R`), one selected.
     Rules,
+    /// The usage history the daemon keeps (`u`), per application.
+    History,
 }
 
 /// The tabs of the process detail.

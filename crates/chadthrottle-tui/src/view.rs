@@ -22,6 +22,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Mode::Graph => screens::graph::draw(frame, app, layout.main, &theme),
         Mode::Detail(tab) => screens::detail::draw(frame, app, *tab, layout.detail(), &theme),
         Mode::Rules => screens::rules_view::draw(frame, app, layout.main, &theme),
+        Mode::History => screens::history::draw(frame, app, layout.main, &theme),
         _ => screens::table::draw(frame, app, layout.main, &theme),
     }
     screens::status_bar::draw(frame, app, layout.status, &theme);
@@ -130,6 +131,43 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_member_shows_the_rules_limit_named_beside_a_pid_limit() {
+        let mut app = crate::fixtures::app_with_applications();
+        // curl (20) gets a PID limit of its own; wget (30) is under the rule `downloads`
+        press(&mut app, "j");
+        assert_eq!(app.selected.map(|p| p.pid), Some(20));
+        press(&mut app, "t2M");
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        let text = screen(&mut app, 80, 10);
+        // a line reads `"cells" Hidden by multi-width symbols: …`: the cells only
+        let row = |pid: &str| {
+            text.lines()
+                .filter_map(|line| line.split('"').nth(1))
+                .find(|cells| cells.starts_with(&format!("{pid} ")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // the name is cut to the column, the brackets stay
+        assert!(row("30").contains("⚡ ↓1MB/s ↑- [downl…]"), "{text}");
+        let curl = row("20");
+        assert!(
+            curl.contains("⚡ ↓2MB/s ↑-") && !curl.contains('['),
+            "{curl:?}"
+        );
+        assert!(!row("10").contains('⚡'), "firefox has no limit: {text}");
+        insta::assert_snapshot!(text);
+        press(&mut app, "jj");
+        assert_eq!(app.selected.map(|p| p.pid), Some(30));
+        app.handle(Event::Key(key(KeyCode::Enter)));
+        let detail = screen(&mut app, 80, 12);
+        assert!(
+            detail.contains("limit  ⚡ ↓1MB/s ↑- (rule downloads)"),
+            "{detail}"
+        );
+        insta::assert_snapshot!("a_rule_member_s_detail_names_the_rule", detail);
+    }
+
+    #[test]
     fn throttle_dialog_offers_the_application() {
         use crate::target_choice::TargetOffer;
         use chadthrottle_core::rule_target::RuleTarget;
@@ -193,6 +231,57 @@ mod tests {
         app.handle(Event::Resize(80, 24));
         app.handle(Event::Rules(Vec::new()));
         insta::assert_snapshot!("rules_view_empty_at_80x24", screen(&mut app, 80, 24));
+    }
+
+    #[test]
+    fn history_of_today_a_week_and_a_month() {
+        use crate::fixtures::history_rows;
+        use crate::history::HistoryRange;
+        let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+        press(&mut app, "u");
+        let reading = screen(&mut app, 80, 24);
+        assert!(reading.contains("reading…"), "{reading}");
+        app.handle(Event::History(history_rows(HistoryRange::Today, 1)));
+        let today = screen(&mut app, 80, 24);
+        assert!(today.contains("/usr/bin/wget (rule downloads)"), "{today}");
+        insta::assert_snapshot!("history_today", today);
+        app.handle(Event::Key(key(KeyCode::Tab)));
+        app.handle(Event::History(history_rows(HistoryRange::Week, 8)));
+        press(&mut app, "j");
+        let week = screen(&mut app, 80, 24);
+        assert!(
+            week.contains("/usr/bin/wget (rule downloads): by UTC day"),
+            "{week}"
+        );
+        insta::assert_snapshot!("history_week_wget_selected", week);
+        app.handle(Event::Key(key(KeyCode::Tab)));
+        app.handle(Event::History(history_rows(HistoryRange::Month, 31)));
+        insta::assert_snapshot!("history_month", screen(&mut app, 80, 24));
+    }
+
+    #[test]
+    fn history_empty_missing_and_unreadable_say_so_in_one_line() {
+        use crate::history::{HistoryAnswer, HistoryRange};
+        let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+        press(&mut app, "u");
+        app.handle(Event::History(HistoryAnswer::Rows {
+            range: HistoryRange::Today,
+            since: 0,
+            until: 0,
+            note: None,
+            apps: Vec::new(),
+        }));
+        let empty = screen(&mut app, 80, 6);
+        assert!(empty.contains("nothing recorded today (UTC)"), "{empty}");
+        app.handle(Event::History(HistoryAnswer::Missing {
+            path: "/var/lib/chadthrottle/usage.db".into(),
+        }));
+        insta::assert_snapshot!("history_missing", screen(&mut app, 160, 6));
+        app.handle(Event::History(HistoryAnswer::Unreadable {
+            path: "/var/lib/chadthrottle/usage.db".into(),
+            error: "unable to open database file".into(),
+        }));
+        insta::assert_snapshot!("history_unreadable", screen(&mut app, 100, 6));
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub struct Cli {
     /// /etc/chadthrottle/rules.toml]
     #[arg(long, value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
+
+    /// TUI: the daemon's configuration file, which names the usage database the History
+    /// view (`u`) reads [default: /etc/chadthrottle/config.toml, whose absence means the
+    /// default database]; a file named here must exist.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 impl Cli {
@@ -89,6 +95,11 @@ impl Cli {
                 "--restore, --no-restore and --rules-file are for the TUI: give them without a \
                  command (`apply FILE` and `limit --save FILE` name their file)"
                     .into(),
+            );
+        }
+        if self.command.is_some() && self.config.is_some() {
+            return Err(
+                "--config before a command is the TUI's: give it after `daemon` or `usage`".into(),
             );
         }
         if self.command.is_some() && (self.pid.is_some() || self.list_backends) {

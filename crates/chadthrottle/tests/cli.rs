@@ -118,6 +118,11 @@ fn options_that_do_not_go_together_exit_2() {
         );
     }
     refused(
+        &["--config=/tmp/config.toml", "usage"],
+        2,
+        "--config before a command is the TUI's: give it after `daemon` or `usage`",
+    );
+    refused(
         &["--list-backends", "status"],
         2,
         "--pid and --list-backends are the upstream form: give them without a command",

@@ -92,14 +92,27 @@ fn overview(app: &App, p: &ProcessUsage, theme: &Theme) -> Vec<Line<'static>> {
         pair("total", format_bytes(p.rx_bytes), format_bytes(p.tx_bytes)),
         totals("Internet", &p.internet),
         totals("local", &p.local),
-        Line::from(vec![
-            Span::raw(format!("{:>16}  ", "limit")),
-            Span::styled(
-                p.limit.map_or("none".to_owned(), |l| l.to_string()),
-                theme.limit(),
-            ),
-        ]),
+        limit(app, p, theme),
     ]
+}
+
+/// The process's own limit, else the rule's that governs it, with the rule named.
+fn limit(app: &App, p: &ProcessUsage, theme: &Theme) -> Line<'static> {
+    let label = Span::raw(format!("{:>16}  ", "limit"));
+    let rule = app.membership.rules.get(&p.process());
+    match (p.limit, rule) {
+        (Some(limit), _) => Line::from(vec![
+            label,
+            Span::styled(limit.to_string(), theme.limit()),
+            Span::raw(" (this process)"),
+        ]),
+        (None, Some((name, limit))) => Line::from(vec![
+            label,
+            Span::styled(limit.to_string(), theme.limit()),
+            Span::raw(format!(" (rule {name})")),
+        ]),
+        (None, None) => Line::from(vec![label, Span::styled("none", theme.limit())]),
+    }
 }
 
 fn connections(frame: &mut Frame, app: &App, p: &ProcessUsage, area: Rect, theme: &Theme) {

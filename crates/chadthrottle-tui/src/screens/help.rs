@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 /// Key and what it does, in the order a newcomer needs them.
-const KEYS: [(&str, &str); 16] = [
+const KEYS: [(&str, &str); 17] = [
     (
         "↑ ↓ j k PgUp PgDn",
         "select a process (or the mouse; the wheel scrolls)",
@@ -27,6 +27,10 @@ const KEYS: [(&str, &str); 16] = [
     ("a  → ← Space", "group by application; open / close one"),
     ("l", "all / Internet / local traffic in the table"),
     ("i", "one interface's traffic only (next, then all)"),
+    (
+        "u  Tab",
+        "usage history per application; Tab: 1 / 7 / 30 days",
+    ),
     ("b", "backends: which can limit here, and why not"),
     (
         "s / click a header",

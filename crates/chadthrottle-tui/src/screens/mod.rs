@@ -6,6 +6,7 @@ pub mod detail;
 pub mod graph;
 pub mod grouped_table;
 pub mod help;
+pub mod history;
 pub mod rules_view;
 pub mod status_bar;
 pub mod table;

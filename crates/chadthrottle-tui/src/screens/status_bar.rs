@@ -21,6 +21,7 @@ fn hints(mode: &Mode) -> &'static str {
             "←→ what to limit  Tab switch field  Space shared/each  Enter apply  Esc cancel"
         }
         Mode::Rules => "↑↓ select  r remove the rule  Esc back",
+        Mode::History => "↑↓ select  Tab today / 7 days / 30 days  Esc back",
         Mode::Help | Mode::Graph | Mode::Backends => "Esc back",
         Mode::Detail(_) => "Tab/←→/1-4 switch tab  ↑↓ scroll  Esc back",
     }

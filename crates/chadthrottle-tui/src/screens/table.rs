@@ -1,11 +1,13 @@
-//! The process table: one row per process with its rates, totals and limit; the sort
-//! column marked in the header, the selection reversed, exited processes dimmed. Grouped
-//! by application, its rows come from `grouped_table`.
+//! The process table: one row per process with its rates, totals and limit (its own, or
+//! the rule's that governs it, named); the sort column marked in the header, the
+//! selection reversed, exited processes dimmed. Grouped by application, its rows come
+//! from `grouped_table`.
 
 use super::grouped_table;
-use super::table_cells::{cell, row};
+use super::table_cells::{cell, limit_cell, row};
 use crate::app::{App, process_ref};
 use crate::layout::column_widths;
+use crate::sort::Column;
 use crate::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -33,7 +35,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
             .skip(app.offset)
             .take(visible)
             .map(|p| {
-                let cells = widths.iter().map(|&(c, _)| (c, cell(p, c)));
+                let rule = app.membership.rules.get(&process_ref(p));
+                let cells = widths.iter().map(|&(c, width)| match c {
+                    Column::Limit => (c, limit_cell(p, rule, width)),
+                    _ => (c, cell(p, c)),
+                });
                 row(
                     cells,
                     Style::new(),

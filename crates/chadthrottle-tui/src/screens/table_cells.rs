@@ -1,10 +1,11 @@
 //! A process row of the table, shared by the process table and the grouped table: the
-//! text of each column, and the row's styles (limit colour, dimmed exits, the selection).
+//! text of each column, the limit that governs a process (its own, or its rule's), and
+//! the row's styles (limit colour, dimmed exits, the selection).
 
 use crate::sort::Column;
 use crate::theme::Theme;
 use chadthrottle_core::rate::{format_bytes, format_rate};
-use chadthrottle_core::usage::ProcessUsage;
+use chadthrottle_core::usage::{LimitRates, ProcessUsage};
 use ratatui::style::Style;
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Row};
@@ -20,6 +21,30 @@ pub fn cell(process: &ProcessUsage, column: Column) -> String {
         Column::UpTotal => format_bytes(process.tx_bytes),
         Column::Limit => process.limit.map(|l| l.to_string()).unwrap_or_default(),
     }
+}
+
+/// The limit column of a process the rule `rule` governs (its name and rates), `width`
+/// cells wide: the rule's rates, then its name in brackets, so that it cannot be read as
+/// a PID limit (which `r` would lift); a name too long for the column is cut with `…`
+/// inside the brackets, which stay. A PID limit outranks every rule, so it wins when
+/// both are known.
+pub fn limit_cell(
+    process: &ProcessUsage,
+    rule: Option<&(String, LimitRates)>,
+    width: u16,
+) -> String {
+    let (None, Some((name, limit))) = (process.limit, rule) else {
+        return cell(process, Column::Limit);
+    };
+    let rates = limit.to_string();
+    let room = usize::from(width).saturating_sub(Span::raw(rates.as_str()).width() + 3);
+    let name = if name.chars().count() <= room {
+        name.clone()
+    } else {
+        let kept: String = name.chars().take(room.saturating_sub(1)).collect();
+        format!("{kept}…")
+    };
+    format!("{rates} [{name}]")
 }
 
 /// A table row of `cells` in `style`, the limit in its colour, dimmed once `exited`,

@@ -20,6 +20,7 @@ pub mod save;
 pub mod status;
 pub mod top;
 pub mod tui;
+pub mod tui_history;
 pub mod tui_rules;
 pub mod unlimit;
 pub mod usage;
@@ -81,7 +82,13 @@ pub fn run<S: System + Clone + Send + 'static>(
             None => {
                 let rules_file = cli.rules_file.as_deref();
                 let rules_file = rules_file.unwrap_or(std::path::Path::new(RULES_FILE));
-                tui::run(system, global, !cli.no_restore, rules_file)
+                tui::run(
+                    system,
+                    global,
+                    !cli.no_restore,
+                    rules_file,
+                    cli.config.as_deref(),
+                )
             }
         },
     }

@@ -154,6 +154,9 @@ struct Files<'a> {
     saved: Option<&'a Path>,
     /// Where a limit on an executable is saved as a rule (`--rules-file`).
     rules: &'a Path,
+    /// The daemon's configuration naming the usage database (`--config`; `None`: the
+    /// default file).
+    config: Option<&'a Path>,
 }
 
 /// Forgets a PID limit saved by an earlier version once it is lifted, so that
@@ -256,7 +259,11 @@ fn apply<S: System>(
         Effect::LiftRule(target) => {
             super::tui_rules::lift_held(system, global, files.rules, target)
         }
-        Effect::Inspect(_) | Effect::OfferTargets(_) | Effect::ListRules | Effect::Quit => {
+        Effect::Inspect(_)
+        | Effect::OfferTargets(_)
+        | Effect::ListRules
+        | Effect::ReadHistory(_)
+        | Effect::Quit => {
             return Ok(String::new());
         }
     };
@@ -367,6 +374,11 @@ where
                         Err(error) => Event::Done(Err(error)),
                     });
                 }
+                Effect::ReadHistory(range) => {
+                    let now = system.now_unix();
+                    let answer = super::tui_history::read(files.config, now, range);
+                    app.handle(Event::History(answer));
+                }
                 effect => {
                     let done = apply(system, global, files, &effect);
                     app.handle(Event::Done(done));
@@ -419,6 +431,7 @@ pub fn run<S: System + Clone + Send + 'static>(
     global: &Global,
     restore_saved: bool,
     rules_file: &Path,
+    config: Option<&Path>,
 ) -> anyhow::Result<()> {
     let saved = saved_path(system, global);
     let (mut app, source) = prepare(system, global, saved.as_deref(), restore_saved);
@@ -440,6 +453,7 @@ pub fn run<S: System + Clone + Send + 'static>(
         let files = Files {
             saved: saved.as_deref(),
             rules: rules_file,
+            config,
         };
         event_loop(
             system,
@@ -496,6 +510,7 @@ mod tests {
         Files {
             saved: Some(path(global)),
             rules,
+            config: None,
         }
     }
 
@@ -645,6 +660,17 @@ mod tests {
         processes: &[(u32, String, u64)],
         keys: Vec<Event>,
     ) -> String {
+        drive_with(system, global, files(global, rules), processes, keys)
+    }
+
+    /// [`drive`] with the files given.
+    fn drive_with(
+        system: &mut FakeSystem,
+        global: &Global,
+        files: Files<'_>,
+        processes: &[(u32, String, u64)],
+        keys: Vec<Event>,
+    ) -> String {
         with_readings(system, processes);
         let (mut app, mut source) = prepare(system, global, Some(path(global)), true);
         let (events, inbox) = mpsc::channel();
@@ -667,7 +693,7 @@ mod tests {
         event_loop(
             system,
             global,
-            files(global, rules),
+            files,
             &mut app,
             &mut terminal,
             &inbox,
@@ -709,6 +735,130 @@ mod tests {
             screen.contains("curl (PID 4242): down 500KB/s, up unlimited"),
             "the outcome is in the status bar: {screen}"
         );
+        let _cleanup = std::fs::remove_dir_all(dir);
+    }
+
+    /// A database written through the store: curl moved 30 MB an hour ago and 50 MB
+    /// three days ago, wget under the rule `downloads` 2 MB an hour ago; and a
+    /// configuration naming it.
+    fn usage_database(dir: &Path, now: u64) -> PathBuf {
+        use chadthrottle_core::tally::{Bytes, Checkpoint, Increment};
+        use chadthrottle_core::usage_history::Application;
+        use chadthrottle_store::{Sample, Store};
+        let database = dir.join("usage.db");
+        let mut store = Store::open(&database).expect("open the database");
+        let sample = |pid: u32, exe: &str, rule: Option<&str>, rx: u64| Sample {
+            increment: Increment {
+                process: ProcessRef { pid, start_time: 1 },
+                internet: Bytes {
+                    rx_bytes: rx,
+                    tx_bytes: rx / 100,
+                },
+                local: Bytes::default(),
+                rx_packets: rx / 1000,
+                tx_packets: rx / 100_000,
+            },
+            name: exe.rsplit('/').next().unwrap_or(exe).to_owned(),
+            application: Application::of(Some(exe), "x", rule),
+            user: "chad".into(),
+        };
+        let checkpoint = Checkpoint {
+            epoch: "e".into(),
+            counters: HashMap::new(),
+        };
+        let hour_ago = [
+            sample(CURL, "/usr/bin/curl", None, 30_000_000),
+            sample(WGET, "/usr/bin/wget", Some("downloads"), 2_000_000),
+        ];
+        let days_ago = [sample(CURL, "/usr/bin/curl", None, 50_000_000)];
+        store
+            .record(now - 3 * 86_400, &days_ago, &checkpoint)
+            .expect("write");
+        store
+            .record(now - 3600, &hour_ago, &checkpoint)
+            .expect("write");
+        drop(store);
+        let config = dir.join("config.toml");
+        let text = format!("database = \"{}\"\n", database.display());
+        std::fs::write(&config, text).expect("write the configuration");
+        config
+    }
+
+    #[test]
+    fn the_history_view_reads_the_daemons_database_for_each_range() {
+        let (global, dir, rules) = global("history");
+        let mut system = machine();
+        // 2026-11-30 12:00 UTC
+        let now = 1_795_996_800 + 12 * 3600;
+        system.machine().now_unix = now;
+        std::fs::create_dir_all(&dir).expect("the test's directory");
+        let config = usage_database(&dir, now);
+        let files = Files {
+            config: Some(&config),
+            ..files(&global, &rules)
+        };
+        let processes = [usage(CURL, "curl", 1000)];
+        let mut keys = vec![key(KeyCode::Char('u'))];
+        let today = drive_with(&mut system, &global, files, &processes, keys.clone());
+        let line = |screen: &str, app: &str| {
+            // the screen is one string of 100-column lines
+            let chars: Vec<char> = screen.chars().collect();
+            chars
+                .chunks(100)
+                .map(|line| line.iter().collect::<String>())
+                .find(|line| line.starts_with(app))
+                .unwrap_or_default()
+        };
+        assert!(
+            line(&today, "/usr/bin/curl ").contains(" 28.61MB "),
+            "{today}"
+        );
+        assert!(
+            line(&today, "/usr/bin/wget (rule downloads) ").contains(" 1.91MB "),
+            "{today}"
+        );
+        keys.push(key(KeyCode::Tab));
+        let week = drive_with(&mut system, &global, files, &processes, keys);
+        assert!(week.contains("last 7 days"), "{week}");
+        // 30 MB + 50 MB three days earlier
+        assert!(
+            line(&week, "/usr/bin/curl ").contains(" 76.29MB "),
+            "{week}"
+        );
+        assert!(week.contains("/usr/bin/curl: by UTC day"), "{week}");
+        let _cleanup = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_history_view_says_where_the_database_is_missing() {
+        let (global, dir, rules) = global("history-missing");
+        let mut system = machine();
+        std::fs::create_dir_all(&dir).expect("the test's directory");
+        let config = dir.join("config.toml");
+        let database = dir.join("none.db");
+        let text = format!("database = \"{}\"\n", database.display());
+        std::fs::write(&config, text).expect("write the configuration");
+        let gone = dir.join("gone.toml");
+        let cases = [
+            (
+                &config,
+                format!("no usage history: {} does not exist", database.display()),
+            ),
+            // a named configuration that cannot be read says so, with its path
+            (
+                &gone,
+                format!("cannot read the usage history {}:", gone.display()),
+            ),
+        ];
+        for (named, said) in cases {
+            let named = Files {
+                config: Some(named),
+                ..files(&global, &rules)
+            };
+            let keys = vec![key(KeyCode::Char('u'))];
+            let screen = drive_with(&mut system, &global, named, &[usage(CURL, "curl", 1)], keys);
+            assert!(screen.contains(&said), "{screen}");
+        }
         let _cleanup = std::fs::remove_dir_all(dir);
     }
 
