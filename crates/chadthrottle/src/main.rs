@@ -2,6 +2,14 @@
 
 mod cli;
 mod commands;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the daemon (issue 15) serves it: wired when the daemon is merged"
+    )
+)]
+mod metrics_server;
 mod render;
 mod top_view;
 
