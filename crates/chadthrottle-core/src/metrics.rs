@@ -613,6 +613,36 @@ mod tests {
     }
 
     #[test]
+    fn no_series_ever_falls_under_churn_resets_and_a_changing_top() {
+        let mut state = MetricsState::new(3);
+        let mut before: HashMap<(String, &str), Counted> = HashMap::new();
+        for round in 0..40u32 {
+            // a window of applications that moves on, figures that jump about (resets),
+            // processes that come and go
+            let processes = (round / 3..round / 3 + 8)
+                .flat_map(|app| {
+                    (0..1 + (app + round) % 3).map(move |member| {
+                        let bytes = (u64::from(app) * 7919 + u64::from(round) * 104_729) % 5000;
+                        process(app * 10 + member, &format!("app{app}"), bytes)
+                    })
+                })
+                .collect();
+            state.record(&usage(processes), &no_limits());
+            let exported = state.export();
+            assert_eq!(exported.applications.len(), 4, "3 and other");
+            let mut now = HashMap::new();
+            for s in &exported.applications {
+                if let Some(was) = before.get(&(s.app.clone(), s.kind)) {
+                    let fell = s.counted.combine(was, |n, w| u64::from(n < w));
+                    assert_eq!(fell, Counted::default(), "{} fell in round {round}", s.app);
+                }
+                now.insert((s.app.clone(), s.kind), s.counted);
+            }
+            before = now;
+        }
+    }
+
+    #[test]
     fn equal_totals_rank_by_key_so_the_labelled_set_does_not_flap() {
         let mut state = MetricsState::new(1);
         for _ in 0..3 {
