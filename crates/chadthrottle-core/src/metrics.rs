@@ -164,7 +164,8 @@ pub struct Exported {
     pub rules: Vec<RuleGauge>,
     /// Processes under a limit of their own (by PID).
     pub pid_limits: u64,
-    /// Applications in the last sample, labelled or not.
+    /// Applications in the last sample's usage, labelled or not (a rule without running
+    /// members is not one).
     pub applications_seen: u64,
 }
 
@@ -198,6 +199,8 @@ pub struct MetricsState {
     labelled: Vec<AppKey>,
     other: AppCount,
     rules: Vec<RuleGauge>,
+    /// Applications in the last sample's usage.
+    applications_seen: u64,
 }
 
 impl MetricsState {
@@ -212,6 +215,7 @@ impl MetricsState {
             labelled: Vec::new(),
             other: AppCount::default(),
             rules: Vec::new(),
+            applications_seen: 0,
         }
     }
 
@@ -222,6 +226,7 @@ impl MetricsState {
         let mut added: HashMap<AppKey, AppCount> = HashMap::new();
         let mut app_of: HashMap<ProcessRef, &AppKey> = HashMap::new();
         let mut processes = HashMap::with_capacity(self.processes.len());
+        self.applications_seen = usage.applications.len() as u64;
         for app in &usage.applications {
             let entry = added.entry(app.key.clone()).or_default();
             for p in &app.processes {
@@ -331,7 +336,7 @@ impl MetricsState {
             applications,
             rules: self.rules.clone(),
             pid_limits: self.pid_limits.len() as u64,
-            applications_seen: self.applications.len() as u64,
+            applications_seen: self.applications_seen,
         }
     }
 }
@@ -610,6 +615,11 @@ mod tests {
             4600
         );
         assert_eq!(series(&exported, "games").counted.dropped_bytes.up, 9500);
+        // a rule whose members are all gone: its gauges stay, it is no application
+        state.record(&usage(vec![process(1, "curl", 100)]), &status(600, 0));
+        let exported = state.export();
+        assert_eq!(exported.applications_seen, 1);
+        assert_eq!(exported.rules.len(), 1);
     }
 
     #[test]
