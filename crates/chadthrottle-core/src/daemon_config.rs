@@ -10,6 +10,7 @@
 //! [metrics]
 //! listen = "127.0.0.1:9867"                # address:port of the Prometheus endpoint
 //! enabled = true
+//! top_applications = 50                    # applications with a label of their own: 1 … 1000
 //! ```
 //!
 //! Every key is optional. Unknown keys and bad values are refused with the position of
@@ -37,7 +38,14 @@ const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct MetricsConfig {
     pub listen: SocketAddr,
     pub enabled: bool,
+    /// How many applications, busiest first, get an `app` label of their own; the rest
+    /// are summed as `app="other"` (`metrics`).
+    pub top_applications: usize,
 }
+
+/// The most applications a scrape labels one by one: beyond this a busy machine's
+/// scrapes grow past what a Prometheus server should be asked to keep.
+const MAX_TOP_APPLICATIONS: i64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -60,6 +68,7 @@ impl Default for DaemonConfig {
             metrics: MetricsConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9867)),
                 enabled: true,
+                top_applications: crate::metrics::DEFAULT_TOP_APPLICATIONS,
             },
         }
     }
@@ -83,6 +92,7 @@ struct RawConfig {
 struct RawMetrics {
     listen: Option<Spanned<String>>,
     enabled: Option<bool>,
+    top_applications: Option<Spanned<i64>>,
 }
 
 /// The configuration in `text`, read from `file`; keys not given keep their defaults.
@@ -157,6 +167,18 @@ pub fn parse_config(file: &Path, text: &str) -> Result<DaemonConfig, ConfigError
         if let Some(enabled) = metrics.enabled {
             config.metrics.enabled = enabled;
         }
+        if let Some(field) = &metrics.top_applications {
+            let top = *field.get_ref();
+            config.metrics.top_applications = usize::try_from(top)
+                .ok()
+                .filter(|_| (1..=MAX_TOP_APPLICATIONS).contains(&top))
+                .ok_or_else(|| {
+                    let message = format!(
+                        "top_applications {top} is out of range: from 1 to {MAX_TOP_APPLICATIONS}"
+                    );
+                    error(&field.span(), message)
+                })?;
+        }
     }
     Ok(config)
 }
@@ -189,7 +211,8 @@ mod tests {
     fn every_key_is_read() {
         let config = parse(
             "interval = \"30s\"\ndatabase = \"/tmp/u.db\"\nretention = \"2h\"\n\
-             hourly_retention = \"30d\"\n[metrics]\nlisten = \"[::1]:9000\"\nenabled = false\n",
+             hourly_retention = \"30d\"\n[metrics]\nlisten = \"[::1]:9000\"\nenabled = false\n\
+             top_applications = 200\n",
         )
         .expect("valid");
         assert_eq!(config.interval, Duration::from_secs(30));
@@ -198,6 +221,7 @@ mod tests {
         assert_eq!(config.hourly_retention, Duration::from_secs(30 * 86_400));
         assert_eq!(config.metrics.listen.to_string(), "[::1]:9000");
         assert!(!config.metrics.enabled);
+        assert_eq!(config.metrics.top_applications, 200);
     }
 
     #[test]
@@ -222,6 +246,18 @@ mod tests {
             "retention = \"30d\"\nhourly_retention = \"1d\"\n",
             (2, 20),
             "shorter",
+        );
+        refused(
+            "[metrics]\ntop_applications = 0\n",
+            (2, 20),
+            "from 1 to 1000",
+        );
+        refused("[metrics]\ntop_applications = 1001\n", (2, 20), "1001");
+        refused("[metrics]\ntop_applications = -3\n", (2, 20), "-3");
+        refused(
+            "[metrics]\ntop_applications = \"50\"\n",
+            (2, 20),
+            "expected i64",
         );
         refused(
             "[metrics]\nlisten = \"localhost\"\n",

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod metrics_server;
 mod render;
 mod top_view;
 mod usage_view;

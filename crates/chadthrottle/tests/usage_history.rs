@@ -1,8 +1,9 @@
 //! Kernel test of the usage history: `chadthrottle daemon` running in a lab while the
 //! traffic generator moves a known number of bytes, `kill -9`'d once and restarted once
 //! during the transfers, the datapath reset under it once; `usage` must then report
-//! exactly what the datapath counted, and what the generator moved within 0.5 %. Needs
-//! root (CI); reported ignored, with the reason, without it.
+//! exactly what the datapath counted, and what the generator moved within 0.5 %; its
+//! metrics endpoint, scraped during the run, shows the generator's bytes. Needs root (CI);
+//! reported ignored, with the reason, without it.
 
 pub mod common;
 
@@ -10,6 +11,8 @@ use anyhow::{Context as _, ensure};
 use chadthrottle_lab::{Family, Lab, Proto};
 use common::{MAX_BYTES, Test, counted_within, run};
 use serde_json::Value;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,6 +108,34 @@ fn usage_of(lab: &Lab, config: &Path, pid: u32) -> anyhow::Result<Value> {
         .with_context(|| format!("PID {pid} is not in the usage report: {report}"))
 }
 
+/// The running daemon's metrics: the address is the last one its log names (it listens on
+/// a port the system picks), the answer's body returned.
+fn scrape(log: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(log)?;
+    let address = text
+        .lines()
+        .rev()
+        .find_map(|line| line.split("metrics on http://").nth(1))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .with_context(|| format!("the daemon's log names no metrics address:\n{text}"))?;
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("not an HTTP answer: {answer}"))?;
+    ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "the scrape answered {head}"
+    );
+    Ok(body.to_owned())
+}
+
 fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     let lab = Lab::new("usage-history", None)?;
     let dir = tempfile::tempdir()?;
@@ -112,7 +143,7 @@ fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "interval = \"1s\"\ndatabase = \"{}\"\n",
+            "interval = \"1s\"\ndatabase = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
             dir.path().join("usage.db").display()
         ),
     )?;
@@ -151,6 +182,7 @@ fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(2500));
     sent += client.send(2.0, MAX_BYTES)?.bytes;
     std::thread::sleep(Duration::from_millis(2500));
+    let metrics = scrape(&log)?;
     stop_daemon(daemon)?;
     let after = counted_by_datapath(&lab, client.pid())?;
     println!(
@@ -186,6 +218,22 @@ fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
         received,
         ACCURACY,
     )?;
+    // the endpoint counts from the last start: the uploads after the reset, at least
+    let uploaded: f64 = metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("chadthrottle_application_bytes_total{")
+                && line.contains("direction=\"up\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    ensure!(
+        uploaded >= 0.9 * (after.0 as f64)
+            && metrics.contains("chadthrottle_daemon_samples_written_total "),
+        "the scrape counted {uploaded} bytes up where the datapath counted {} since the \
+         reset:\n{metrics}",
+        after.0
+    );
     Ok(())
 }
 

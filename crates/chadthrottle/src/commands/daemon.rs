@@ -4,20 +4,28 @@
 //! (`chadthrottle_store`). It applies the rules file at start and whenever the file
 //! changes, through `apply`. A failed read or write (a full disk, a read-only database) is
 //! logged and the daemon goes on: the next write carries what the failed one did not, and
-//! the limits are the kernel's whatever happens here.
+//! the limits are the kernel's whatever happens here. Unless `[metrics] enabled = false`,
+//! it serves the Prometheus endpoint (`metrics_server`) and feeds it each sample.
 
 use super::config_file;
 use crate::cli::{DaemonArgs, Global};
+use crate::metrics_server::{self, MetricsFeed, MetricsServer};
 use anyhow::Context as _;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::access;
+use chadthrottle_core::application::{self, ApplicationSnapshot};
+use chadthrottle_core::backend::{Backend as _, RuleBackend as _};
 use chadthrottle_core::daemon_config::DaemonConfig;
+use chadthrottle_core::monitor::Monitor;
+use chadthrottle_core::rule_request::RuleStatus;
+use chadthrottle_core::status::{LimitStatus, StatusReport};
 use chadthrottle_core::system::{Processes, System, UsageSource};
+use chadthrottle_core::table_order::SortKey;
 use chadthrottle_core::tally::Tally;
-use chadthrottle_core::usage::Source;
+use chadthrottle_core::usage::{ProcessUsage, Reading, Source};
 use chadthrottle_core::usage_history::{Application, HOUR};
 use chadthrottle_store::{Sample, Store};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +59,25 @@ pub fn run<S: System>(
             config.database.display()
         ),
     );
+    // the endpoint first: a busy address refuses the start, before anything is written
+    let mut metrics = if config.metrics.enabled {
+        let feed = MetricsFeed::new(config.metrics.top_applications);
+        let server = metrics_server::serve(&config.metrics.listen.to_string(), feed.clone())?;
+        log(
+            out,
+            &format!("metrics on http://{}/metrics", server.address()),
+        );
+        let (kind, layer) = source.kind();
+        let interval_ms = u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX);
+        Some(Metrics {
+            feed,
+            server,
+            monitor: Monitor::new(kind, layer, None, interval_ms),
+            known: HashMap::new(),
+        })
+    } else {
+        None
+    };
     let mut rules = RulesFile::new(args.rules.clone());
     let mut history = History::new(config);
     let mut samples = 0;
@@ -71,13 +98,70 @@ pub fn run<S: System>(
         }
         rules.apply_if_changed(system, global, out);
         history.sample(system, &mut source, out);
+        if let (Some(metrics), Some(reading)) = (&mut metrics, history.last_reading.take()) {
+            if let Err(error) = metrics.record(system, global, &mut source, reading, &history) {
+                log(out, &format!("metrics not updated: {error:#}"));
+            }
+        }
         samples += 1;
         if args.count.is_some_and(|count| samples >= count) || wait(stop, history.config.interval) {
             break;
         }
     }
+    if let Some(metrics) = metrics {
+        metrics.server.stop();
+    }
     log(out, &format!("stopped after {samples} samples"));
     Ok(())
+}
+
+/// The endpoint and what turns each sample into its figures: per-application rates and
+/// totals as `top --by app` groups them, the limits and rules as `status` lists them.
+struct Metrics {
+    feed: MetricsFeed,
+    server: MetricsServer,
+    monitor: Monitor,
+    /// Each process's executable, read once while it runs (`access::executables`).
+    known: HashMap<ProcessRef, Option<String>>,
+}
+
+impl Metrics {
+    fn record<S: System>(
+        &mut self,
+        system: &mut S,
+        global: &Global,
+        source: &mut S::Usage,
+        reading: Reading,
+        history: &History,
+    ) -> anyhow::Result<()> {
+        self.monitor.ingest(reading);
+        let mut snapshot = self.monitor.snapshot(&source.limits()?);
+        application::attribute_rules(&mut snapshot.processes, &source.rules()?);
+        let listed: HashSet<ProcessRef> = snapshot
+            .processes
+            .iter()
+            .map(ProcessUsage::process)
+            .collect();
+        let exes = super::access::executables(system, &listed, &mut self.known);
+        let exe = |p: &ProcessUsage| exes.get(&p.process()).cloned();
+        let grouped = ApplicationSnapshot::of(snapshot, exe, SortKey::Busiest);
+        // read as `status --json` reads it, without its pruning: the daemon only looks
+        let status = match system.open(&global.datapath())? {
+            Some(mut backend) => StatusReport {
+                limits: backend.limits()?.iter().map(LimitStatus::new).collect(),
+                rules: backend.rules()?.iter().map(RuleStatus::entry).collect(),
+                member_table_full: backend.ungoverned()?,
+            },
+            None => StatusReport {
+                limits: Vec::new(),
+                rules: Vec::new(),
+                member_table_full: 0,
+            },
+        };
+        self.feed
+            .record(&grouped, &status, history.written, history.database_bytes());
+        Ok(())
+    }
 }
 
 /// Why the daemon refuses the fallback.
@@ -130,6 +214,10 @@ struct History {
     last_prune: Option<u64>,
     /// Failures in a row, logged at the first and when they end.
     failures: u64,
+    /// Samples written since the daemon started (the metrics' health figure).
+    written: u64,
+    /// The last sample's reading, for the metrics (taken by them).
+    last_reading: Option<Reading>,
 }
 
 impl History {
@@ -141,7 +229,19 @@ impl History {
             known: HashMap::new(),
             last_prune: None,
             failures: 0,
+            written: 0,
+            last_reading: None,
         }
+    }
+
+    /// The database's size on disk, its write-ahead log included (0 where unreadable).
+    fn database_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.config.database.display()));
+        [&self.config.database, &wal]
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|meta| meta.len())
+            .sum()
     }
 
     /// Reads, writes, prunes once an hour; logs a failure instead of returning it.
@@ -156,6 +256,7 @@ impl History {
                     );
                 }
                 self.failures = 0;
+                self.written += 1;
             }
             Err(error) => {
                 if self.failures == 0 {
@@ -228,6 +329,7 @@ impl History {
             store.record(now, &samples, checkpoint)?;
         }
         self.tally = next;
+        self.last_reading = Some(reading);
         Ok(())
     }
 }

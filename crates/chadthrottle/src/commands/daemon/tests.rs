@@ -6,11 +6,12 @@ use chadthrottle_core::fake::FakeSystem;
 use chadthrottle_tui::fixtures::{reading, usage};
 use std::path::{Path, PathBuf};
 
-/// A configuration file sampling every second into `dir/usage.db`.
+/// A configuration file sampling every second into `dir/usage.db`, its metrics on a port
+/// the system picks (tests run side by side).
 fn config(dir: &Path) -> PathBuf {
     let path = dir.join("config.toml");
     let text = format!(
-        "interval = \"1s\"\ndatabase = \"{}\"\n",
+        "interval = \"1s\"\ndatabase = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         dir.join("usage.db").display()
     );
     std::fs::write(&path, text).expect("write the configuration");
@@ -286,4 +287,45 @@ fn a_reset_while_the_daemon_runs_is_followed_by_the_new_counters() {
             ("/usr/bin/wget".to_owned(), 2001 + 301)
         ]
     );
+}
+
+#[test]
+fn the_metrics_endpoint_starts_with_the_daemon_and_a_busy_address_refuses_the_start() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path());
+    let mut system = machine();
+    readings_at(&system, &[1, 2]);
+    let log = daemon(&mut system, &config, 2);
+    assert!(
+        log.contains("metrics on http://127.0.0.1:") && log.contains("/metrics\n"),
+        "{log}"
+    );
+    // the address is taken: nothing starts, no database is made
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let busy = dir.path().join("busy.toml");
+    let database = dir.path().join("busy.db");
+    std::fs::write(
+        &busy,
+        format!(
+            "database = \"{}\"\n[metrics]\nlisten = \"{}\"\n",
+            database.display(),
+            taken.local_addr().expect("its address")
+        ),
+    )
+    .expect("write the configuration");
+    let error = refused(
+        &mut system,
+        &[
+            "daemon",
+            "--config",
+            &busy.display().to_string(),
+            "--count",
+            "1",
+        ],
+    );
+    assert!(
+        error.contains("cannot listen for metrics on 127.0.0.1:"),
+        "{error}"
+    );
+    assert!(!database.exists(), "nothing was written");
 }
