@@ -5,7 +5,7 @@ use crate::{Endpoint, Lab};
 use anyhow::Context as _;
 use chadthrottle_core::backend::{Backend, Change, LimitRequest, Target};
 use chadthrottle_core::process::validate_target;
-use chadthrottle_core::status::DirectionLimit;
+use chadthrottle_core::status::{DirStats, DirectionLimit};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use chadthrottle_kernel::Datapath;
 
@@ -39,13 +39,14 @@ pub fn limit(
     Ok(())
 }
 
-/// Packets the datapath dropped for `process` in `direction` since its limit was set.
-pub fn dropped(datapath: &Datapath, process: ProcessRef, direction: Direction) -> u64 {
+/// What the datapath counted for `process` in `direction` since its limit was set (zero
+/// if it cannot say).
+pub fn counters(datapath: &Datapath, process: ProcessRef, direction: Direction) -> DirStats {
     datapath
         .stats(process, direction)
         .ok()
         .flatten()
-        .map_or(0, |stats| stats.dropped_packets)
+        .unwrap_or_default()
 }
 
 /// The burst `chadthrottle limit` gives `rate` by default, in bytes.
