@@ -86,9 +86,6 @@ pub struct DirStats {
     pub packets: u64,
     pub dropped_bytes: u64,
     pub dropped_packets: u64,
-    /// Received packets passed with a CE mark instead of dropped (ECN connections).
-    #[serde(default)]
-    pub marked_packets: u64,
 }
 
 impl DirStats {
@@ -101,7 +98,6 @@ impl DirStats {
                 packets: total.packets.wrapping_add(part.packets),
                 dropped_bytes: total.dropped_bytes.wrapping_add(part.dropped_bytes),
                 dropped_packets: total.dropped_packets.wrapping_add(part.dropped_packets),
-                marked_packets: total.marked_packets.wrapping_add(part.marked_packets),
             })
     }
 }
@@ -241,7 +237,6 @@ mod tests {
                     packets: 1,
                     dropped_bytes: 0,
                     dropped_packets: 0,
-                    marked_packets: 0,
                 },
                 down: DirStats::default(),
             },
@@ -256,7 +251,7 @@ mod tests {
             member_table_full: 3,
         };
         let value = serde_json::to_value(&report).expect("serialises");
-        let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0, "marked_packets": 0});
+        let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});
         assert_eq!(
             value,
             json!({"limits": [{
@@ -265,7 +260,7 @@ mod tests {
                 "expires_at": null,
                 "backend": {"up": "policer", "down": null},
                 "stats": {
-                    "up": {"bytes": 10, "packets": 1, "dropped_bytes": 0, "dropped_packets": 0, "marked_packets": 0},
+                    "up": {"bytes": 10, "packets": 1, "dropped_bytes": 0, "dropped_packets": 0},
                     "down": stats,
                 },
             }], "rules": [], "member_table_full": 3})
@@ -305,7 +300,7 @@ mod tests {
             member_table_full: 0,
         })
         .expect("serialises");
-        let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0, "marked_packets": 0});
+        let stats = json!({"bytes": 0, "packets": 0, "dropped_bytes": 0, "dropped_packets": 0});
         assert_eq!(
             value,
             json!({"rules": [{
@@ -327,11 +322,9 @@ mod tests {
             packets: 1,
             dropped_bytes: 2,
             dropped_packets: 1,
-            marked_packets: 3,
         };
         let total = DirStats::sum([part, part, DirStats::default()]);
         assert_eq!(total.bytes, 10);
         assert_eq!(total.dropped_packets, 2);
-        assert_eq!(total.marked_packets, 6);
     }
 }

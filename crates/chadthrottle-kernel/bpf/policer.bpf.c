@@ -33,8 +33,7 @@
  * 64 KB offloaded packets for each of several sockets. */
 #define CT_QDISC_QUEUE_BYTES (1ULL << 20)
 
-static __always_inline void ct_count(struct ct_limit_key *key, struct __sk_buff *skb, int passed,
-				     int marked)
+static __always_inline void ct_count(struct ct_limit_key *key, struct __sk_buff *skb, int passed)
 {
 	struct ct_stats *stats = bpf_map_lookup_elem(&ct_stats, key);
 	__u64 packets = skb->gso_segs ? skb->gso_segs : 1;
@@ -42,8 +41,6 @@ static __always_inline void ct_count(struct ct_limit_key *key, struct __sk_buff 
 	if (!stats)
 		return;
 	/* per-CPU, but a preempted program can share its CPU: add atomically */
-	if (marked)
-		__sync_fetch_and_add(&stats->marked_packets, packets);
 	if (passed) {
 		__sync_fetch_and_add(&stats->bytes, skb->len);
 		__sync_fetch_and_add(&stats->packets, packets);
@@ -201,25 +198,6 @@ static __always_inline int ct_shaped(struct bpf_sock *sk, struct ct_sock *sock, 
 	return sk->protocol == IPPROTO_TCP && (sock->shaped & active);
 }
 
-/* Whether a received packet is ECN-capable (ECT(0) or ECT(1), or CE already): its
- * sender then answers a CE mark by slowing down, with no retransmission. */
-static __always_inline int ct_ect(struct __sk_buff *skb)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u8 byte;
-
-	if (data + 2 <= data_end)
-		byte = *(__u8 *)(data + 1);
-	else if (bpf_skb_load_bytes(skb, 1, &byte, 1))
-		return 0;
-	if (skb->protocol == bpf_htons(ETH_P_IP))
-		return (byte & 0x03) != 0;
-	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return ((byte >> 4) & 0x03) != 0;
-	return 0;
-}
-
 /* The owner's budget (a PID limit, its own as a rule member, or its rule's shared one)
  * on this packet: 1 if it may pass, 0 if it is over the limit. */
 static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk,
@@ -228,7 +206,7 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	struct ct_limit_key key;
 	struct ct_limit *limit;
 	__u64 now, charge, slack;
-	int passed, shaped, ecn, over = 0;
+	int passed, shaped;
 
 	limit = ct_limit_of(&sock->owner, dir, &key);
 	if (!limit)
@@ -242,7 +220,7 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	 * dropped: charging a download's ACKs to the upload bucket (or an upload's to the
 	 * download bucket) would let a busy direction starve the other one. */
 	if (sk->protocol == IPPROTO_TCP && payload == 0) {
-		ct_count(&key, skb, 1, 0);
+		ct_count(&key, skb, 1);
 		return 1;
 	}
 	/* An HTB class holds this direction: an upload packet goes to its class (what enters
@@ -262,20 +240,11 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	 * run ahead. The average stays held 1/15 above the limit. */
 	if (limit->flags & CT_LIMIT_QDISC && dir == CT_DIR_UP && limit->bucket.rate)
 		slack += CT_QDISC_QUEUE_BYTES * 1000000000ULL / limit->bucket.rate;
-	/* A received TCP segment of an ECN connection is marked CE once half the burst is
-	 * spent (EXPERIMENT: measured worse at LAN round trips, see BENCHMARKS.md): the
-	 * sender is told before the drop; past the burst it is dropped as any other. */
-	ecn = dir == CT_DIR_DOWN && sk->protocol == IPPROTO_TCP && ct_ect(skb);
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&limit->lock);
 	passed = ct_bucket_admit(&limit->bucket, now, charge, slack);
-	if (passed && ecn) {
-		over = limit->bucket.tat_ns > now + limit->bucket.tau_ns / 2;
-	}
 	bpf_spin_unlock(&limit->lock);
-	if (over)
-		over = bpf_skb_ecn_set_ce(skb);
-	ct_count(&key, skb, passed, over);
+	ct_count(&key, skb, passed);
 	return passed;
 }
 

@@ -319,19 +319,6 @@ static __always_inline void ct_hold_clamp(struct bpf_sock_ops *ops, struct tcp_s
 	bpf_setsockopt(ops, CT_SOL_TCP, CT_TCP_WINDOW_CLAMP, &value, sizeof(value));
 }
 
-/* A connection that a process with a download limit opens asks for ECN in its SYN (the
- * kernel asks here just before sending it; the peer's default, tcp_ecn = 2, accepts), so
- * that the policer can mark what runs over the limit instead of dropping it. Only a SYN
- * can negotiate ECN: a connection open before the limit keeps the drop. */
-static __always_inline void ct_ask_ecn(struct bpf_sock_ops *ops, struct ct_sock *sock)
-{
-	struct ct_limit_key key;
-	struct ct_limit *limit = ct_limit_of(&sock->owner, CT_DIR_DOWN, &key);
-
-	if (limit && limit->bucket.rate != 0 && limit->bucket.rate != CT_RATE_UNLIMITED)
-		ops->reply = 1;
-}
-
 SEC("sockops")
 int ct_sock_ops(struct bpf_sock_ops *ops)
 {
@@ -342,18 +329,13 @@ int ct_sock_ops(struct bpf_sock_ops *ops)
 	__u32 op = ops->op;
 
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_HDR_OPT_LEN_CB &&
-	    op != BPF_SOCK_OPS_NEEDS_ECN)
+	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_HDR_OPT_LEN_CB)
 		return 1;
 	if (!sk)
 		return 1;
 	sock = bpf_sk_storage_get(&ct_owner, sk, 0, 0);
 	if (!sock)
 		return 1;
-	if (op == BPF_SOCK_OPS_NEEDS_ECN) {
-		ct_ask_ecn(ops, sock);
-		return 1;
-	}
 	view.acked = ops->bytes_acked;
 	view.received = ops->bytes_received;
 	view.srtt_us = ops->srtt_us >> 3;

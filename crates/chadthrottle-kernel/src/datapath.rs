@@ -343,7 +343,6 @@ impl Datapath {
                 packets: cpu.packets,
                 dropped_bytes: cpu.dropped_bytes,
                 dropped_packets: cpu.dropped_packets,
-                marked_packets: cpu.marked_packets,
             }))),
             Err(MapError::KeyNotFound) => Ok(DirStats::default()),
             Err(error) => Err(Error::map("read", MAP_STATS)(error)),

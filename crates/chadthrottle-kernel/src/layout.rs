@@ -12,7 +12,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 11;
+pub const LAYOUT_VERSION: u32 = 10;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -199,7 +199,6 @@ pub struct Stats {
     pub packets: u64,
     pub dropped_bytes: u64,
     pub dropped_packets: u64,
-    pub marked_packets: u64,
 }
 
 /// `struct ct_acct`: transport payload bytes and wire packets, both directions.
@@ -263,7 +262,7 @@ const _: () = assert!(size_of::<Limit>() == 176);
 const _: () = assert!(size_of::<Acct>() == 32);
 const _: () = assert!(size_of::<ProcInfo>() == 160);
 const _: () = assert!(size_of::<Conn>() == 104);
-const _: () = assert!(size_of::<Stats>() == 40);
+const _: () = assert!(size_of::<Stats>() == 32);
 const _: () = assert!(size_of::<Meta>() == 32);
 const _: () = assert!(COUNTER_UNGOVERNED < COUNTERS);
 const _: () = assert!(size_of::<MatchKey>() == 24);

@@ -76,7 +76,7 @@ mod tests {
             mirror!("ct_rule_dir" => RuleDir { bucket, burst, flags, _pad }),
             mirror!("ct_rule" => Rule { rank, order, flags, _pad, expires_at_ns, dir }),
             mirror!("ct_member" => Member { start_time, rule, _pad }),
-            mirror!("ct_stats" => Stats { bytes, packets, dropped_bytes, dropped_packets, marked_packets }),
+            mirror!("ct_stats" => Stats { bytes, packets, dropped_bytes, dropped_packets }),
             mirror!("ct_acct" => Acct { tx_bytes, tx_packets, rx_bytes, rx_packets }),
             mirror!("ct_shape" => Shape { mark_bytes, mark_ns, check_ns, epoch, cap, window, _pad }),
             mirror!("ct_sock" => SockState {

@@ -65,20 +65,11 @@ pub fn run_limited(
         .transpose()?;
     let applied = limiter.apply(lab, &client, case)?;
     std::thread::sleep(case.idle);
-    if case.fresh {
-        client.open()?;
-        // the listening side's accept thread records it as its newest connection
-        std::thread::sleep(Duration::from_millis(300));
-    }
     let (sender, receiver) = match case.direction {
         Direction::Up => (&mut client, &mut server),
         Direction::Down => (&mut server, &mut client),
     };
-    if case.fresh {
-        sender.start_send(case.seconds, MAX_BYTES)?;
-    } else {
-        sender.start_send_all(case.seconds, MAX_BYTES, case.connections)?;
-    }
+    sender.start_send_all(case.seconds, MAX_BYTES, case.connections)?;
     if let Some(probe) = probe.as_mut() {
         probe.begin(case.seconds)?;
     }
@@ -86,14 +77,13 @@ pub fn run_limited(
     let during = probe.as_mut().map(Probe::finish).transpose()?;
     std::thread::sleep(Duration::from_millis(200));
     let bins = receiver.bins()?;
-    let counted = applied.lift()?;
+    let dropped_packets = applied.lift()?;
     let steady_ns = report.start_ns + warmup_ns(case.seconds);
     let outcome = Outcome {
         whole: summarize(&bins.between(report.start_ns, report.end_ns)),
         steady: summarize(&bins.between(steady_ns, report.end_ns)),
         retransmits: report.retransmits,
-        dropped_packets: counted.map(|stats| stats.dropped_packets),
-        marked_packets: counted.map(|stats| stats.marked_packets),
+        dropped_packets,
         segments: (report.bytes / 1448).max(1),
         latency: alone
             .zip(during)

@@ -20,9 +20,6 @@ pub struct Case {
     pub enforcement: Enforcement,
     /// TCP connections of the client, all carrying the transfer at once.
     pub connections: usize,
-    /// The transfer runs on one connection opened after the limit was set (else on the
-    /// ones open before it): only a new connection can negotiate ECN.
-    pub fresh: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -34,8 +31,6 @@ pub struct Outcome {
     pub retransmits: u64,
     /// Packets the policer dropped (`None`: not limited by the datapath).
     pub dropped_packets: Option<u64>,
-    /// Received packets it passed with a CE mark instead (`None`: as above).
-    pub marked_packets: Option<u64>,
     /// Segments the sender sent, estimated from its bytes (for retransmit shares).
     pub segments: u64,
     /// What the transfer's steady state added to the latency probe's round trips

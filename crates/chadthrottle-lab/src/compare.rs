@@ -86,10 +86,6 @@ pub struct Matrix {
     /// Bytes per second.
     pub rates: Vec<u64>,
     pub seconds: f64,
-    /// Each transfer on a connection opened after the limit (see [`Case::fresh`]).
-    pub fresh: bool,
-    /// The client's namespace asks for ECN on every connection it opens.
-    pub client_ecn: bool,
 }
 
 impl Default for Matrix {
@@ -103,8 +99,6 @@ impl Default for Matrix {
             directions: Direction::ALL.to_vec(),
             rates: vec![100 << 10, 1 << 20, 10 << 20, 50 << 20, 200 << 20],
             seconds: 10.0,
-            fresh: false,
-            client_ecn: false,
         }
     }
 }
@@ -175,7 +169,6 @@ fn cases(matrix: &Matrix, backend: Backend) -> Vec<Case> {
                     idle: Duration::ZERO,
                     enforcement: backend.enforcement().unwrap_or_default(),
                     connections,
-                    fresh: matrix.fresh,
                 }));
             }
         }
@@ -207,12 +200,6 @@ pub fn run(matrix: &Matrix, mut emit: impl FnMut(String)) -> anyhow::Result<()> 
         let mut not_applicable = PerDirection::<bool>::default();
         for &rtt_ms in &matrix.rtts_ms {
             let lab = bench::lab(rtt_ms)?;
-            if matrix.client_ecn {
-                // tcp_ecn = 1: the client's SYNs ask for ECN (not ECT themselves, so a
-                // Linux peer at its default accepts)
-                lab.client_ns
-                    .run(|| std::fs::write("/proc/sys/net/ipv4/tcp_ecn", "1"))??;
-            }
             let mut datapath = backend
                 .enforcement()
                 .map(|_| crate::lab_datapath::install(&lab))
@@ -265,7 +252,6 @@ mod tests {
             idle: Duration::ZERO,
             enforcement: Enforcement::Shaping,
             connections: 8,
-            fresh: false,
         }
     }
 

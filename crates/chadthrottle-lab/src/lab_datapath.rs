@@ -5,7 +5,7 @@ use crate::{Endpoint, Lab};
 use anyhow::Context as _;
 use chadthrottle_core::backend::{Backend, Change, LimitRequest, Target};
 use chadthrottle_core::process::validate_target;
-use chadthrottle_core::status::{DirStats, DirectionLimit};
+use chadthrottle_core::status::DirectionLimit;
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use chadthrottle_kernel::Datapath;
 
@@ -39,14 +39,13 @@ pub fn limit(
     Ok(())
 }
 
-/// What the datapath counted for `process` in `direction` since its limit was set (zero
-/// if it cannot say).
-pub fn counters(datapath: &Datapath, process: ProcessRef, direction: Direction) -> DirStats {
+/// Packets the datapath dropped for `process` in `direction` since its limit was set.
+pub fn dropped(datapath: &Datapath, process: ProcessRef, direction: Direction) -> u64 {
     datapath
         .stats(process, direction)
         .ok()
         .flatten()
-        .unwrap_or_default()
+        .map_or(0, |stats| stats.dropped_packets)
 }
 
 /// The burst `chadthrottle limit` gives `rate` by default, in bytes.

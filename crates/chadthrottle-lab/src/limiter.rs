@@ -9,7 +9,7 @@ use crate::lab_datapath;
 use crate::{Lab, htb_script, trickle};
 use chadthrottle_core::Direction;
 use chadthrottle_core::backend::Target;
-use chadthrottle_core::status::{DirStats, DirectionLimit};
+use chadthrottle_core::status::DirectionLimit;
 use chadthrottle_kernel::Datapath;
 use std::fmt;
 use std::path::Path;
@@ -115,17 +115,17 @@ fn not_applicable(reason: String) -> anyhow::Error {
 }
 
 impl Applied<'_> {
-    /// Lifts the limit; returns what the policer counted (datapath only).
-    pub fn lift(self) -> anyhow::Result<Option<DirStats>> {
+    /// Lifts the limit; returns the packets the policer dropped (datapath only).
+    pub fn lift(self) -> anyhow::Result<Option<u64>> {
         match self {
             Applied::Datapath {
                 datapath,
                 target,
                 direction,
             } => {
-                let counted = lab_datapath::counters(datapath, target.process, direction);
+                let dropped = lab_datapath::dropped(datapath, target.process, direction);
                 lab_datapath::limit(datapath, &target, direction, None)?;
-                Ok(Some(counted))
+                Ok(Some(dropped))
             }
             Applied::HtbScript(installed) => installed.remove().map(|()| None),
             Applied::AtStart => Ok(None),

@@ -35,8 +35,7 @@ pub const FLOW_COLUMNS: [&str; 5] = [
 
 /// How a limited flow went against `limit` (bytes/s): steady error, cv of the steady
 /// 100 ms bins, share of empty ones, retransmitted segments (count and share) and policer
-/// drops, with the packets it marked CE instead when there are any (`-` where the datapath
-/// did not limit).
+/// drops (`-` where the datapath did not limit).
 pub fn flow_cells(outcome: &Outcome, limit: f64) -> [String; 5] {
     [
         percent(error(outcome.steady.rate, limit)),
@@ -47,11 +46,9 @@ pub fn flow_cells(outcome: &Outcome, limit: f64) -> [String; 5] {
             outcome.retransmits,
             outcome.retransmits as f64 * 100.0 / outcome.segments as f64
         ),
-        match (outcome.dropped_packets, outcome.marked_packets) {
-            (None, _) => "-".to_owned(),
-            (Some(drops), Some(marks)) if marks > 0 => format!("{drops} ({marks} CE)"),
-            (Some(drops), _) => drops.to_string(),
-        },
+        outcome
+            .dropped_packets
+            .map_or_else(|| "-".to_owned(), |drops| drops.to_string()),
     ]
 }
 
@@ -97,7 +94,6 @@ mod tests {
             steady: summarize(&[100, 0]),
             retransmits: 5,
             dropped_packets: None,
-            marked_packets: None,
             segments: 1000,
             latency: Some(Ok(Extra {
                 alone_ns: 40_000,

@@ -181,19 +181,6 @@ pub fn rules_table(rules: &[RuleStatus], now_unix: u64) -> String {
 }
 
 /// The `status` table: a line per process and direction.
-/// What the policer dropped, and the packets it marked CE instead, when it marked any.
-fn dropped_cell(stats: &DirStats) -> String {
-    let dropped = format!(
-        "{} ({} pkts)",
-        format_bytes(stats.dropped_bytes),
-        stats.dropped_packets
-    );
-    if stats.marked_packets == 0 {
-        return dropped;
-    }
-    format!("{dropped}, {} CE-marked", stats.marked_packets)
-}
-
 pub fn status_table(limits: &[ActiveLimit], now_unix: u64) -> String {
     if limits.is_empty() {
         return "no active limits\n".to_owned();
@@ -226,7 +213,11 @@ pub fn status_table(limits: &[ActiveLimit], now_unix: u64) -> String {
                     .map_or_else(|| "-".to_owned(), |l| format_bytes(l.burst)),
                 format_bytes(stats.bytes),
                 stats.packets.to_string(),
-                dropped_cell(stats),
+                format!(
+                    "{} ({} pkts)",
+                    format_bytes(stats.dropped_bytes),
+                    stats.dropped_packets
+                ),
                 set.as_ref()
                     .map_or_else(|| "-".to_owned(), |l| l.enforcement.name().to_owned()),
                 if first {
@@ -330,7 +321,6 @@ mod tests {
                     packets: 2200,
                     dropped_bytes: 1 << 20,
                     dropped_packets: 700,
-                    marked_packets: 0,
                 },
                 down: DirStats::default(),
             },

@@ -21,7 +21,7 @@
 #include <linux/types.h>
 
 enum ct_layout {
-	CT_LAYOUT_VERSION = 11,
+	CT_LAYOUT_VERSION = 10,
 };
 
 /* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */
@@ -132,9 +132,8 @@ struct ct_stats {
 	__u64 packets;
 	__u64 dropped_bytes;
 	__u64 dropped_packets;
-	__u64 marked_packets; /* passed with a CE mark instead of a drop (ECN) */
 };
-_Static_assert(sizeof(struct ct_stats) == 40, "ct_stats layout");
+_Static_assert(sizeof(struct ct_stats) == 32, "ct_stats layout");
 
 /* Accounting of every process (map ct_proc_acct, per-CPU, keyed by struct ct_owner) and of
  * every connection (ct_conns). Bytes are transport payload: TCP or UDP data, headers not

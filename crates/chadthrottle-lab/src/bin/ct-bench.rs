@@ -18,8 +18,6 @@
 //!          --overhead (only attached vs detached), --rounds N (its rounds, default 7)
 //! --compare filters (lists, default all): --backends policer,shaping,htb,ifb,tc-htb,trickle
 //!          --connections 1,8  --dirs up,down  --limits 100K,1M,10M,50M,200M (1024-based)
-//!          --fresh (each transfer on one connection opened after the limit, not before)
-//!          --client-ecn (the client's namespace at net.ipv4.tcp_ecn = 1)
 //! ```
 //!
 //! Prints Markdown tables as it goes; BENCHMARKS.md holds a recorded run.
@@ -90,8 +88,6 @@ fn options() -> anyhow::Result<Options> {
             "--rtt" => options.rtts = filters::rtts(&value()?)?,
             "--cc" => options.ccs = filters::ccs(&value()?)?,
             "--compare" => compare = true,
-            "--fresh" => matrix.fresh = true,
-            "--client-ecn" => matrix.client_ecn = true,
             "--backends" => matrix.backends = filters::backends(&value()?)?,
             "--connections" => matrix.connections = filters::connections(&value()?)?,
             "--dirs" => matrix.directions = filters::directions(&value()?)?,
@@ -156,7 +152,6 @@ fn baseline(options: &Options) -> anyhow::Result<()> {
                         // the recorded baseline is the policer's; --compare has the rest
                         enforcement: chadthrottle_core::status::Enforcement::Policer,
                         connections: 1,
-                        fresh: false,
                     };
                     let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
                     print_outcome(rtt, &case, &outcome);
@@ -593,7 +588,6 @@ fn burst_sweep(options: &Options) -> anyhow::Result<()> {
                             // the burst is the policer's parameter
                             enforcement: chadthrottle_core::status::Enforcement::Policer,
                             connections: 1,
-                            fresh: false,
                         };
                         let outcome = bench::run_case(&lab, &mut datapath, Family::V4, &case)?;
                         let limit = rate as f64;
