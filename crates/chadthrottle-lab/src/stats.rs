@@ -38,10 +38,15 @@ impl Bins {
 /// rate's tolerance is doubled and the smoothness bounds (cv, empty bins) tripled.
 pub const EMULATED_ENV: &str = "CHADTHROTTLE_LAB_EMULATED";
 
+/// Whether the lab runs in an emulated machine (`EMULATED_ENV`).
+pub fn emulated() -> bool {
+    std::env::var_os(EMULATED_ENV).is_some()
+}
+
 /// `tolerance` of a rate as it applies here: doubled on an emulated machine
 /// (`EMULATED_ENV`).
 pub fn tolerance(tolerance: f64) -> f64 {
-    rate_tolerance(tolerance, std::env::var_os(EMULATED_ENV).is_some())
+    rate_tolerance(tolerance, emulated())
 }
 
 fn rate_tolerance(tolerance: f64, emulated: bool) -> f64 {
@@ -72,8 +77,7 @@ impl Summary {
     /// `EMULATED_ENV`: twice the tolerance, three times the bounds). The tolerances are the tests' (noise-proof); the benchmark prints
     /// the exact figures.
     pub fn held_smoothly(&self, what: &str, limit: f64, tolerance: f64) -> anyhow::Result<()> {
-        let emulated = std::env::var_os(EMULATED_ENV).is_some();
-        self.held_smoothly_on(what, limit, tolerance, emulated)
+        self.held_smoothly_on(what, limit, tolerance, emulated())
     }
 
     fn held_smoothly_on(
