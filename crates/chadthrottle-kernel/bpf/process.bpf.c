@@ -46,8 +46,17 @@ struct signal_struct {
 	ct_atomic_t live;
 } __attribute__((preserve_access_index));
 
+/* As the kernel declares it (little-endian): the length is read as its own 4-byte member,
+ * as 6.1's verifier refuses an 8-byte read of hash_len ("access beyond the end of member
+ * hash") where 6.12's accepts it. */
 struct qstr {
-	__u64 hash_len; /* the length in the upper 32 bits */
+	union {
+		struct {
+			__u32 hash;
+			__u32 len;
+		};
+		__u64 hash_len;
+	};
 	const unsigned char *name;
 } __attribute__((preserve_access_index));
 
@@ -222,7 +231,7 @@ static __noinline int ct_exe_key(struct task_struct *task, struct ct_match_key *
 	if (!dir)
 		return 0;
 	name = dentry->d_name.name;
-	len = dentry->d_name.hash_len >> 32;
+	len = dentry->d_name.len;
 	for (i = 0; i < CT_NAME_CHUNKS; i++) {
 		if (i * CT_NAME_CHUNK >= len)
 			break;

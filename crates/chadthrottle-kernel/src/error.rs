@@ -17,6 +17,12 @@ pub enum Error {
         source: io::Error,
     },
 
+    #[error(
+        "the eBPF datapath cannot run on this kernel ({release}): it calls {helpers}, \
+         which this kernel does not have"
+    )]
+    MissingHelpers { helpers: String, release: String },
+
     #[error("cannot load the datapath into the kernel")]
     Load {
         #[source]

@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::helper_probe;
 use crate::layout::{self, Meta};
 use crate::loader::{self, load_program};
 use crate::lock::StateLock;
@@ -83,6 +84,7 @@ fn install_locked(_held: &StateLock, config: &Config) -> Result<PinnedMaps, Erro
         });
     }
 
+    helper_probe::check()?;
     let mut ebpf = loader::load(Some(config))?;
     failpoint("loaded");
     // the rules in the pinned maps stay, and so does the record of their kinds

@@ -27,6 +27,7 @@ pub mod clock;
 mod config;
 mod datapath;
 mod error;
+mod helper_probe;
 mod install;
 pub mod launch;
 mod layout;

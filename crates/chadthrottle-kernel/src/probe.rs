@@ -103,6 +103,7 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
              is needed to read process start times and to hook process exit"
         )
     })?;
+    crate::helper_probe::check().map_err(|error| describe(&error))?;
     let mut ebpf = load(None).map_err(|error| describe(&error))?;
     let extra = match enforcement {
         Enforcement::Shaping => Some(PROG_ITER_TCP),

@@ -28,6 +28,37 @@ impl Bins {
     }
 }
 
+/// Set (to anything) when the lab runs in an emulated machine; the kernel matrix sets it in
+/// its QEMU guests. There a vCPU is descheduled for tens of milliseconds at a time, so how
+/// much a 100 ms bin received shows the host's scheduling as much as the limiter, and TCP
+/// recovering from a policer's drops loses more to late timers. Measured in 6.12 guests
+/// on a 2-core machine: the cv of shaped flows held within 2 % of their rate was 7.8…30.5 %
+/// over five runs (this host: 2.3…3.7 %, bound 15 %); a policed download on an open
+/// connection was −1.4 % in one run and −11.5 % in the next (tolerance ±10 %). There the
+/// rate's tolerance is doubled and the smoothness bounds (cv, empty bins) tripled.
+pub const EMULATED_ENV: &str = "CHADTHROTTLE_LAB_EMULATED";
+
+/// Whether the lab runs in an emulated machine (`EMULATED_ENV`).
+pub fn emulated() -> bool {
+    std::env::var_os(EMULATED_ENV).is_some()
+}
+
+/// `tolerance` of a rate as it applies here: doubled on an emulated machine
+/// (`EMULATED_ENV`).
+pub fn tolerance(tolerance: f64) -> f64 {
+    rate_tolerance(tolerance, emulated())
+}
+
+fn rate_tolerance(tolerance: f64, emulated: bool) -> f64 {
+    if emulated { tolerance * 2.0 } else { tolerance }
+}
+
+/// The largest cv and share of empty bins a held flow may show, on real or emulated CPUs.
+fn smoothness_bounds(emulated: bool) -> (f64, f64) {
+    let scale = if emulated { 3.0 } else { 1.0 };
+    (0.15 * scale, 0.02 * scale)
+}
+
 /// What a run of bins says about a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -42,9 +73,21 @@ pub struct Summary {
 
 impl Summary {
     /// Prints the flow against `limit` and checks that it held: within `tolerance` of the
-    /// limit, smooth (cv at most 15 %), at most 2 % of its bins empty. The tolerances are
-    /// the tests' (noise-proof); the benchmark prints the exact figures.
+    /// limit, smooth (cv at most 15 %), at most 2 % of its bins empty (under
+    /// `EMULATED_ENV`: twice the tolerance, three times the bounds). The tolerances are the tests' (noise-proof); the benchmark prints
+    /// the exact figures.
     pub fn held_smoothly(&self, what: &str, limit: f64, tolerance: f64) -> anyhow::Result<()> {
+        self.held_smoothly_on(what, limit, tolerance, emulated())
+    }
+
+    fn held_smoothly_on(
+        &self,
+        what: &str,
+        limit: f64,
+        tolerance: f64,
+        emulated: bool,
+    ) -> anyhow::Result<()> {
+        let tolerance = rate_tolerance(tolerance, emulated);
         let error = (self.rate - limit) / limit;
         println!(
             "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %), cv {:.1} %, {:.1} % empty bins",
@@ -59,11 +102,18 @@ impl Summary {
             "{what}: {:+.1} % off",
             error * 100.0
         );
-        anyhow::ensure!(self.cv <= 0.15, "{what}: cv {:.1} %", self.cv * 100.0);
+        let (max_cv, max_empty) = smoothness_bounds(emulated);
         anyhow::ensure!(
-            self.empty_share <= 0.02,
-            "{what}: {:.1} % of the bins empty",
-            self.empty_share * 100.0
+            self.cv <= max_cv,
+            "{what}: cv {:.1} % (at most {:.0} %)",
+            self.cv * 100.0,
+            max_cv * 100.0
+        );
+        anyhow::ensure!(
+            self.empty_share <= max_empty,
+            "{what}: {:.1} % of the bins empty (at most {:.0} %)",
+            self.empty_share * 100.0,
+            max_empty * 100.0
         );
         Ok(())
     }
@@ -122,6 +172,40 @@ mod tests {
         assert!((on_off.rate - 1000.0).abs() < 1e-9);
         assert!((on_off.cv - 1.0).abs() < 1e-9);
         assert_eq!(on_off.empty_share, 0.5);
+    }
+
+    #[test]
+    fn an_emulated_machine_allows_three_times_the_jitter_and_twice_the_rate_error() {
+        // bins of 60 and 140: cv 40 %, on the limit; of 50 and 150: cv 50 %
+        let jittery = summarize(&[60, 140, 60, 140, 60, 140]);
+        assert!(
+            jittery
+                .held_smoothly_on("flow", 1000.0, 0.05, false)
+                .is_err()
+        );
+        assert!(jittery.held_smoothly_on("flow", 1000.0, 0.05, true).is_ok());
+        let on_off = summarize(&[50, 150, 50, 150, 50, 150]);
+        assert!(on_off.held_smoothly_on("flow", 1000.0, 0.05, true).is_err());
+        // one bin in 30 empty: 3.3 % (cv 18.6 %), within 6 %
+        let mut gappy = vec![100; 29];
+        gappy.push(0);
+        let gappy = summarize(&gappy);
+        assert!(
+            gappy
+                .held_smoothly_on("flow", gappy.rate, 0.05, false)
+                .is_err()
+        );
+        assert!(
+            gappy
+                .held_smoothly_on("flow", gappy.rate, 0.05, true)
+                .is_ok()
+        );
+        // 8 % off: within twice 5 %; 12 % off: not
+        let slow = summarize(&[92; 10]);
+        assert!(slow.held_smoothly_on("flow", 1000.0, 0.05, false).is_err());
+        assert!(slow.held_smoothly_on("flow", 1000.0, 0.05, true).is_ok());
+        let slower = summarize(&[88; 10]);
+        assert!(slower.held_smoothly_on("flow", 1000.0, 0.05, true).is_err());
     }
 
     #[test]

@@ -140,9 +140,16 @@ fn a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back() -> any
     let before = the_socket(client.pid())?;
     run(&lab, &["limit", "--pid", &pid(&client), "--down", "1M"])?;
     let during = the_socket(client.pid())?;
-    // 1 MiB/s x 20 ms is about 21 KB
+    // 1 MiB/s x 20 ms is about 21 KB. The first clamp is sized from the handshake's RTT
+    // sample, which an emulated guest's scheduling stretches (74 KB, about 70 ms, in a 6.12
+    // guest): three times the bound there; the rate checked below is what must hold.
+    let most = if chadthrottle_lab::stats::emulated() {
+        180_000
+    } else {
+        60_000
+    };
     ensure!(
-        (10_000..=60_000).contains(&during.window_clamp),
+        (10_000..=most).contains(&during.window_clamp),
         "the window is clamped to rate x RTT: {during:?} (was {before:?})"
     );
     let mut server = server;

@@ -97,8 +97,10 @@ pub fn steady(receiver: &mut Endpoint, report: &SendReport) -> anyhow::Result<Su
     receiver.received_steady(report, WARMUP_NS)
 }
 
-/// Whether `summary`'s rate is within `tolerance` (a fraction) of `limit`; prints it.
+/// Whether `summary`'s rate is within `tolerance` (a fraction; doubled in an emulated
+/// guest, `chadthrottle_lab::stats::EMULATED_ENV`) of `limit`; prints it.
 pub fn within(what: &str, summary: &Summary, limit: f64, tolerance: f64) -> anyhow::Result<()> {
+    let tolerance = chadthrottle_lab::stats::tolerance(tolerance);
     let error = (summary.rate - limit) / limit;
     println!(
         "  {what}: {:.1} KiB/s against {:.1} KiB/s ({:+.1} %)",
