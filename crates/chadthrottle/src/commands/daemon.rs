@@ -13,19 +13,15 @@ use crate::metrics_server::{self, MetricsFeed, MetricsServer};
 use anyhow::Context as _;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::access;
-use chadthrottle_core::application::{self, ApplicationSnapshot};
-use chadthrottle_core::backend::{Backend as _, RuleBackend as _};
+use chadthrottle_core::application;
 use chadthrottle_core::daemon_config::DaemonConfig;
 use chadthrottle_core::monitor::Monitor;
-use chadthrottle_core::rule_request::RuleStatus;
-use chadthrottle_core::status::{LimitStatus, StatusReport};
 use chadthrottle_core::system::{Processes, System, UsageSource};
-use chadthrottle_core::table_order::SortKey;
 use chadthrottle_core::tally::Tally;
-use chadthrottle_core::usage::{ProcessUsage, Reading, Source};
+use chadthrottle_core::usage::{LimitRates, Reading, Source};
 use chadthrottle_core::usage_history::{Application, HOUR};
 use chadthrottle_store::{Sample, Store};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,8 +94,8 @@ pub fn run<S: System>(
         }
         rules.apply_if_changed(system, global, out);
         history.sample(system, &mut source, out);
-        if let (Some(metrics), Some(reading)) = (&mut metrics, history.last_reading.take()) {
-            if let Err(error) = metrics.record(system, global, &mut source, reading, &history) {
+        if let (Some(metrics), Some(sampled)) = (&mut metrics, history.last_sample.take()) {
+            if let Err(error) = metrics.record(system, global, &mut source, sampled, &history) {
                 log(out, &format!("metrics not updated: {error:#}"));
             }
         }
@@ -117,6 +113,9 @@ pub fn run<S: System>(
 
 /// The endpoint and what turns each sample into its figures: per-application rates and
 /// totals as `top --by app` groups them, the limits and rules as `status` lists them.
+/// One sample's reading and the rule governing each process in it (`UsageSource::rules`).
+type Sampled = (Reading, HashMap<ProcessRef, (String, LimitRates)>);
+
 struct Metrics {
     feed: MetricsFeed,
     server: MetricsServer,
@@ -131,33 +130,16 @@ impl Metrics {
         system: &mut S,
         global: &Global,
         source: &mut S::Usage,
-        reading: Reading,
+        (reading, governing): Sampled,
         history: &History,
     ) -> anyhow::Result<()> {
         self.monitor.ingest(reading);
         let mut snapshot = self.monitor.snapshot(&source.limits()?);
-        application::attribute_rules(&mut snapshot.processes, &source.rules()?);
-        let listed: HashSet<ProcessRef> = snapshot
-            .processes
-            .iter()
-            .map(ProcessUsage::process)
-            .collect();
-        let exes = super::access::executables(system, &listed, &mut self.known);
-        let exe = |p: &ProcessUsage| exes.get(&p.process()).cloned();
-        let grouped = ApplicationSnapshot::of(snapshot, exe, SortKey::Busiest);
-        // read as `status --json` reads it, without its pruning: the daemon only looks
-        let status = match system.open(&global.datapath())? {
-            Some(mut backend) => StatusReport {
-                limits: backend.limits()?.iter().map(LimitStatus::new).collect(),
-                rules: backend.rules()?.iter().map(RuleStatus::entry).collect(),
-                member_table_full: backend.ungoverned()?,
-            },
-            None => StatusReport {
-                limits: Vec::new(),
-                rules: Vec::new(),
-                member_table_full: 0,
-            },
-        };
+        application::attribute_rules(&mut snapshot.processes, &governing);
+        let grouped = super::top::by_application(system, snapshot, &mut self.known);
+        // listed as `status --json` lists them, without its pruning: the daemon only looks
+        let (limits, rules, full) = super::status::held(system, global, false)?;
+        let status = super::status::report(&limits, &rules, full);
         self.feed
             .record(&grouped, &status, history.written, history.database_bytes());
         Ok(())
@@ -216,8 +198,9 @@ struct History {
     failures: u64,
     /// Samples written since the daemon started (the metrics' health figure).
     written: u64,
-    /// The last sample's reading, for the metrics (taken by them).
-    last_reading: Option<Reading>,
+    /// The last sample's reading and the rules that governed its processes, for the
+    /// metrics (taken by them).
+    last_sample: Option<Sampled>,
 }
 
 impl History {
@@ -230,7 +213,7 @@ impl History {
             last_prune: None,
             failures: 0,
             written: 0,
-            last_reading: None,
+            last_sample: None,
         }
     }
 
@@ -329,7 +312,7 @@ impl History {
             store.record(now, &samples, checkpoint)?;
         }
         self.tally = next;
-        self.last_reading = Some(reading);
+        self.last_sample = Some((reading, governing));
         Ok(())
     }
 }

@@ -8,26 +8,44 @@ use chadthrottle_core::status::{ActiveLimit, LimitStatus, StatusReport};
 use chadthrottle_core::system::System;
 use std::io::Write;
 
+/// The limits and rules in force and the member table's overflow count, as `status`
+/// lists them; `prune` first drops the limits of processes that are gone (a reader that
+/// only looks, the daemon, leaves that to the commands).
+pub fn held<S: System>(
+    system: &mut S,
+    global: &Global,
+    prune: bool,
+) -> anyhow::Result<(Vec<ActiveLimit>, Vec<RuleStatus>, u64)> {
+    // nothing installed holds nothing
+    Ok(match system.open(&global.datapath())? {
+        Some(mut backend) => {
+            if prune {
+                backend.prune()?;
+            }
+            (backend.limits()?, backend.rules()?, backend.ungoverned()?)
+        }
+        None => (Vec::new(), Vec::new(), 0),
+    })
+}
+
+/// `status --json`'s document.
+pub fn report(limits: &[ActiveLimit], rules: &[RuleStatus], full: u64) -> StatusReport {
+    StatusReport {
+        limits: limits.iter().map(LimitStatus::new).collect(),
+        rules: rules.iter().map(RuleStatus::entry).collect(),
+        member_table_full: full,
+    }
+}
+
 pub fn run<S: System>(
     system: &mut S,
     global: &Global,
     args: &StatusArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (limits, rules, full): (Vec<ActiveLimit>, Vec<RuleStatus>, u64) =
-        match system.open(&global.datapath())? {
-            Some(mut backend) => {
-                backend.prune()?;
-                (backend.limits()?, backend.rules()?, backend.ungoverned()?)
-            }
-            None => (Vec::new(), Vec::new(), 0),
-        };
+    let (limits, rules, full) = held(system, global, true)?;
     if args.json {
-        let report = StatusReport {
-            limits: limits.iter().map(LimitStatus::new).collect(),
-            rules: rules.iter().map(RuleStatus::entry).collect(),
-            member_table_full: full,
-        };
+        let report = report(&limits, &rules, full);
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         let now = system.now_unix();

@@ -3,9 +3,10 @@
 
 use crate::cli::{Global, TopArgs, TopBy};
 use crate::top_view;
+use chadthrottle_core::ProcessRef;
 use chadthrottle_core::application::{self, ApplicationSnapshot};
 use chadthrottle_core::monitor::Monitor;
-use chadthrottle_core::system::{System, UsageSource as _};
+use chadthrottle_core::system::{Processes, System, UsageSource as _};
 use chadthrottle_core::table_order::SortKey;
 use chadthrottle_core::usage::{ProcessUsage, Snapshot};
 use serde::Serialize;
@@ -67,6 +68,23 @@ fn print(
     Ok(out.flush()?)
 }
 
+/// `snapshot` grouped by application, busiest first, each process's executable read once
+/// while it runs and kept in `known` (`top --by app`, the daemon's metrics).
+pub fn by_application<P: Processes>(
+    processes: &P,
+    snapshot: Snapshot,
+    known: &mut HashMap<ProcessRef, Option<String>>,
+) -> ApplicationSnapshot {
+    let listed = snapshot
+        .processes
+        .iter()
+        .map(ProcessUsage::process)
+        .collect();
+    let exes = super::access::executables(processes, &listed, known);
+    let exe = |p: &ProcessUsage| exes.get(&p.process()).cloned();
+    ApplicationSnapshot::of(snapshot, exe, SortKey::Busiest)
+}
+
 pub fn run<S: System>(
     system: &mut S,
     global: &Global,
@@ -96,16 +114,8 @@ pub fn run<S: System>(
         let mut snapshot = monitor.snapshot(&source.limits()?);
         application::attribute_rules(&mut snapshot.processes, &source.rules()?);
         focus(&mut snapshot, args);
-        let grouped = (args.by == TopBy::App).then(|| {
-            let listed = snapshot
-                .processes
-                .iter()
-                .map(ProcessUsage::process)
-                .collect();
-            let exes = super::access::executables(system, &listed, &mut known);
-            let exe = |p: &ProcessUsage| exes.get(&p.process()).cloned();
-            ApplicationSnapshot::of(snapshot.clone(), exe, SortKey::Busiest)
-        });
+        let grouped =
+            (args.by == TopBy::App).then(|| by_application(system, snapshot.clone(), &mut known));
         print(&snapshot, grouped.as_ref(), args, redraw, out)?;
     }
     Ok(())
