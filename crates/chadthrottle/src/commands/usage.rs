@@ -4,6 +4,7 @@
 use super::config_file;
 use crate::cli::{UsageArgs, UsageBy};
 use crate::usage_view;
+use chadthrottle_core::application::{AppKey, KeyKind};
 use chadthrottle_core::system::System;
 use chadthrottle_core::usage_history::{Grouping, since};
 use chadthrottle_store::Store;
@@ -23,6 +24,10 @@ pub fn run<S: System>(system: &S, args: &UsageArgs, out: &mut dyn Write) -> anyh
             UsageBy::Day => Grouping::Day,
         },
         exe: args.exe.clone(),
+        app: args.rule.clone().map(|key| AppKey {
+            kind: KeyKind::Rule,
+            key,
+        }),
     };
     let store = Store::open_read_only(&config.database).map_err(|error| {
         anyhow::anyhow!("{error} (is `chadthrottle daemon` running, with this database?)")
