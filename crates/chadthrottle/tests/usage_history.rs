@@ -228,8 +228,11 @@ fn usage_reads_for_members_of_the_database_group_only() -> anyhow::Result<()> {
         String::from_utf8_lossy(&outsider.stdout)
     );
     ensure!(
-        stderr.lines().count() == 1 && stderr.contains(&database.display().to_string()),
-        "a caller outside the group is told in one line naming the database: {stderr:?}"
+        stderr.lines().count() == 1
+            && stderr.contains(&database.display().to_string())
+            && stderr.contains("permission denied"),
+        "a caller outside the group is told in one line naming the database and why: \
+         {stderr:?}"
     );
     Ok(())
 }
