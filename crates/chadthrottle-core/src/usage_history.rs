@@ -2,20 +2,26 @@
 //! charged to, how `chadthrottle usage` groups and orders them, its `--since` values, and
 //! the `usage --json` contract (fields may be added, never renamed or dropped).
 //!
+//! The database keeps the executable and the governing rule of every process apart; a
+//! report groups them into applications with the key `top --by app` uses
+//! (`application::AppKey`): the rule, else the executable, else the process name.
+//!
 //! Days are UTC days (`2026-11-30` runs from 00:00 to 24:00 UTC): the daemon and `usage`
 //! agree on them whatever either's time zone.
 
+use crate::application::{AppKey, KeyKind};
 use crate::duration::parse_duration;
 use crate::tally::Bytes;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt;
 
 pub const HOUR: u64 = 3600;
 pub const DAY: u64 = 24 * HOUR;
 
-/// Whom bytes are charged to: the executable, and the rule that governed the process when
-/// one did (the same executable under two rules is two applications: the question is
-/// "what did this rule let through" as much as "what did this program use").
+/// What the database records of whom bytes are charged to: the executable, and the rule
+/// that governed the process when one did. Reports group these into applications by
+/// [`Application::key`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Application {
     /// `/proc/PID/exe` as the daemon read it; `[name]` (the process name in brackets, as
@@ -32,6 +38,29 @@ impl Application {
             exe: exe.map_or_else(|| format!("[{name}]"), str::to_owned),
             rule: rule.map(str::to_owned),
         }
+    }
+}
+
+impl Application {
+    /// The application these bytes belong to, as `top --by app` groups processes: the
+    /// rule, else the executable, else (`[name]`) the process name.
+    pub fn key(&self) -> AppKey {
+        let name = self
+            .exe
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'));
+        let exe = name.is_none().then_some(self.exe.as_str());
+        AppKey::from_parts(self.rule.as_deref(), exe, name.unwrap_or(&self.exe))
+    }
+}
+
+/// How `usage` and the History view name an application: a rule as `rule NAME`, a process
+/// whose executable was not read as `[name]`, an executable by its path.
+pub fn application_name(kind: KeyKind, key: &str) -> String {
+    match kind {
+        KeyKind::Rule => format!("rule {key}"),
+        KeyKind::Exe => key.to_owned(),
+        KeyKind::Name => format!("[{key}]"),
     }
 }
 
@@ -58,7 +87,14 @@ pub enum Grouping {
 /// it moved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UsageRow {
+    /// The application's key (`--by app` and `--by process`): as `top --by app --json`
+    /// has it, the rule's name, the executable's path or the process name, by `app_kind`.
     pub app: Option<String>,
+    pub app_kind: Option<KeyKind>,
+    /// The executable as the daemon read it (`[name]` when it could not): of the process,
+    /// or of every process of the application (`None` when they ran several).
+    pub exe: Option<String>,
+    /// The rule that governed the process or the application.
     pub rule: Option<String>,
     pub user: Option<String>,
     pub pid: Option<u32>,
@@ -79,6 +115,57 @@ impl UsageRow {
     pub fn total(&self) -> u64 {
         self.rx_bytes.saturating_add(self.tx_bytes)
     }
+
+    /// Sets the row's application fields for bytes charged to `application`.
+    pub fn charge_to(&mut self, application: &Application) {
+        let key = application.key();
+        self.app = Some(key.key);
+        self.app_kind = Some(key.kind);
+        self.exe = Some(application.exe.clone());
+        self.rule.clone_from(&application.rule);
+    }
+
+    /// The application's key the row has, if it has one.
+    pub fn app_key(&self) -> Option<AppKey> {
+        Some(AppKey {
+            kind: self.app_kind?,
+            key: self.app.clone()?,
+        })
+    }
+
+    /// Adds `other`'s figures to this row's.
+    fn add(&mut self, other: &UsageRow) {
+        self.rx_bytes = self.rx_bytes.saturating_add(other.rx_bytes);
+        self.tx_bytes = self.tx_bytes.saturating_add(other.tx_bytes);
+        self.rx_packets = self.rx_packets.saturating_add(other.rx_packets);
+        self.tx_packets = self.tx_packets.saturating_add(other.tx_packets);
+        self.internet.add(other.internet);
+        self.local.add(other.local);
+    }
+}
+
+/// Rows by what the database records (executable and rule, each row given with
+/// [`UsageRow::charge_to`]) merged into one row per application; an application whose
+/// rows ran several executables keeps no `exe`.
+pub fn by_application(rows: Vec<UsageRow>) -> Vec<UsageRow> {
+    let mut merged: Vec<UsageRow> = Vec::with_capacity(rows.len());
+    let mut index: HashMap<Option<AppKey>, usize> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        match index.get(&row.app_key()) {
+            Some(&at) => {
+                let into = &mut merged[at];
+                into.add(&row);
+                if into.exe != row.exe {
+                    into.exe = None;
+                }
+            }
+            None => {
+                index.insert(row.app_key(), merged.len());
+                merged.push(row);
+            }
+        }
+    }
+    merged
 }
 
 /// What `usage --json` prints.
@@ -103,6 +190,7 @@ pub fn order(rows: &mut [UsageRow], by: Grouping) {
             b.total()
                 .cmp(&a.total())
                 .then_with(|| a.app.cmp(&b.app))
+                .then_with(|| a.exe.cmp(&b.exe))
                 .then_with(|| a.user.cmp(&b.user))
                 .then_with(|| a.pid.cmp(&b.pid))
         }),
@@ -236,6 +324,82 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_application_has_the_key_top_groups_by() {
+        let key = |exe: Option<&str>, name: &str, rule: Option<&str>| {
+            let key = Application::of(exe, name, rule).key();
+            (key.kind, key.key)
+        };
+        assert_eq!(
+            key(Some("/usr/bin/curl"), "curl", Some("downloads")),
+            (KeyKind::Rule, "downloads".to_owned())
+        );
+        assert_eq!(
+            key(Some("/usr/bin/curl (deleted)"), "curl", None),
+            (KeyKind::Exe, "/usr/bin/curl".to_owned())
+        );
+        assert_eq!(
+            key(None, "kworker", None),
+            (KeyKind::Name, "kworker".to_owned())
+        );
+        // the same three as `top --by app` makes them from a live process
+        for (exe, name, rule) in [
+            (Some("/usr/bin/curl"), "curl", Some("downloads")),
+            (Some("/usr/bin/curl (deleted)"), "curl", None),
+            (None, "kworker", None),
+        ] {
+            assert_eq!(
+                Application::of(exe, name, rule).key(),
+                AppKey::from_parts(rule, exe, name)
+            );
+        }
+    }
+
+    #[test]
+    fn rows_of_one_application_merge_and_keep_an_executable_only_if_it_is_one() {
+        let row = |exe: Option<&str>, rule: Option<&str>, rx: u64| {
+            let mut row = UsageRow {
+                rx_bytes: rx,
+                rx_packets: 1,
+                internet: Bytes {
+                    rx_bytes: rx,
+                    tx_bytes: 0,
+                },
+                ..UsageRow::default()
+            };
+            row.charge_to(&Application::of(exe, "x", rule));
+            row
+        };
+        let merged = by_application(vec![
+            row(Some("/usr/bin/curl"), Some("net"), 10),
+            row(Some("/usr/bin/wget"), Some("net"), 20),
+            row(Some("/usr/bin/curl"), None, 5),
+            row(Some("/usr/bin/curl (deleted)"), None, 7),
+        ]);
+        assert_eq!(merged.len(), 2);
+        let rule = &merged[0];
+        assert_eq!(
+            (rule.app.as_deref(), rule.app_kind, rule.exe.as_deref()),
+            (Some("net"), Some(KeyKind::Rule), None)
+        );
+        assert_eq!(
+            (rule.rx_bytes, rule.rx_packets, rule.internet.rx_bytes),
+            (30, 2, 30)
+        );
+        let curl = &merged[1];
+        assert_eq!(
+            (curl.app.as_deref(), curl.app_kind, curl.rule.as_deref()),
+            (Some("/usr/bin/curl"), Some(KeyKind::Exe), None)
+        );
+        assert_eq!(curl.rx_bytes, 12);
+        assert_eq!(
+            curl.exe, None,
+            "a path and the same path deleted are two executables"
+        );
+        assert_eq!(application_name(KeyKind::Rule, "net"), "rule net");
+        assert_eq!(application_name(KeyKind::Name, "x"), "[x]");
+    }
+
+    #[test]
     fn since_takes_today_and_durations_and_names_a_bad_value() {
         let now = 20 * DAY + 5 * HOUR + 7;
         assert_eq!(since("today", now), Ok(20 * DAY));
@@ -328,7 +492,9 @@ mod tests {
             keys,
             [
                 "app",
+                "app_kind",
                 "day",
+                "exe",
                 "internet",
                 "local",
                 "name",

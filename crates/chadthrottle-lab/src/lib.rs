@@ -8,6 +8,7 @@
 //! `protocol`. Every binary using the lab must call [`run_if_endpoint`] first.
 
 pub mod bench;
+pub mod bench_daemon;
 pub mod bench_monitor;
 pub mod bench_rule_budgets;
 pub mod bench_rules;
@@ -15,6 +16,7 @@ pub mod bench_shaper;
 pub mod case;
 pub mod cgroup;
 pub mod compare;
+pub mod daemon;
 pub mod delay;
 pub mod endpoint;
 pub mod filters;

@@ -125,6 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("--since 6h --by app", end - 6 * HOUR - 90, Grouping::App),
     ] {
         let query = Query {
+            app: None,
             since,
             until: end,
             by,

@@ -1,10 +1,14 @@
 //! `chadthrottle usage`'s questions asked of the database: totals from a time on, grouped
-//! by application, process, user or day, for one executable or all.
+//! by application, process, user or day, for one executable, one application or all.
+//! Rows by application are summed per executable and rule in SQL and merged into
+//! applications (`usage_history::by_application`) here.
 
 use crate::{Store, StoreError, counter};
+use chadthrottle_core::application::{AppKey, KeyKind};
 use chadthrottle_core::tally::Bytes;
 use chadthrottle_core::usage_history::{
-    DAY, Grouping, UsageReport, UsageRow, day_name, moment_name, order, ranges,
+    Application, DAY, Grouping, UsageReport, UsageRow, by_application, day_name, moment_name,
+    order, ranges,
 };
 use rusqlite::types::Value;
 
@@ -16,8 +20,42 @@ pub struct Query {
     /// Unix seconds: now, the end of the report.
     pub until: u64,
     pub by: Grouping,
-    /// Only this executable (as `/proc/PID/exe` shows it, or `[name]`).
+    /// Only this executable (as `/proc/PID/exe` shows it, or `[name]`), under any rule.
     pub exe: Option<String>,
+    /// Only this application, as `top --by app` names it: a rule's processes, or the
+    /// processes of an executable (or name) that no rule governed.
+    pub app: Option<AppKey>,
+}
+
+/// The condition on `a` (applications) of the query's filters, its parameters numbered
+/// from `first`, and their values. A path matches the same path replaced while it ran
+/// (`PATH (deleted)`), as the application key does.
+fn filter(query: &Query, first: usize) -> (String, Vec<Value>) {
+    let (exe, rule, unruled) = (first, first + 1, first + 2);
+    let condition = format!(
+        "(?{exe} IS NULL OR a.exe IN (?{exe}, ?{exe} || ' (deleted)')) \
+         AND (?{rule} IS NULL OR a.rule = ?{rule}) \
+         AND (?{unruled} IS NULL OR (a.rule = '' AND a.exe IN (?{unruled}, ?{unruled} || ' (deleted)')))"
+    );
+    let (rule, unruled) = match &query.app {
+        None => (None, None),
+        Some(AppKey {
+            kind: KeyKind::Rule,
+            key,
+        }) => (Some(key.clone()), None),
+        Some(AppKey {
+            kind: KeyKind::Exe,
+            key,
+        }) => (None, Some(key.clone())),
+        Some(AppKey {
+            kind: KeyKind::Name,
+            key,
+        }) => (None, Some(format!("[{key}]"))),
+    };
+    (
+        condition,
+        vec![text(&query.exe), text(&rule), text(&unruled)],
+    )
 }
 
 /// The sums every report row carries, in this order after its key columns.
@@ -42,14 +80,16 @@ impl Store {
             }
             // summed per process first, then named: the names are looked up once per
             // process, not once per minute
+            let (condition, mut parameters) = filter(query, 2);
             let sql = format!(
                 "SELECT p.pid, p.start_time, p.name, a.exe, a.rule, u.name, s.* FROM ( \
                  SELECT process, {SUMS} FROM samples WHERE minute >= ?1 GROUP BY process) s \
                  JOIN processes p ON p.id = s.process \
                  JOIN applications a ON a.id = p.app JOIN users u ON u.id = p.user \
-                 WHERE ?2 IS NULL OR a.exe = ?2"
+                 WHERE {condition}"
             );
-            (sql, vec![integer(start), text(&query.exe)], start)
+            parameters.insert(0, integer(start));
+            (sql, parameters, start)
         } else {
             let ranges = ranges(query.since, kept);
             if ranges.start < query.since - query.since % 60 {
@@ -64,6 +104,7 @@ impl Store {
                 Grouping::User => ("u.name", "parts.user"),
                 _ => ("parts.time / 86400", "parts.time / 86400"),
             };
+            let (condition, filters) = filter(query, 6);
             let sql = format!(
                 "WITH parts (app, user, time, rx_internet, tx_internet, rx_local, tx_local, \
                  rx_packets, tx_packets) AS ( \
@@ -77,16 +118,16 @@ impl Store {
                  tx_local, rx_packets, tx_packets FROM daily WHERE day >= ?5) \
                  SELECT {key}, {SUMS} FROM parts \
                  JOIN applications a ON a.id = parts.app JOIN users u ON u.id = parts.user \
-                 WHERE (?6 IS NULL OR a.exe = ?6) GROUP BY {group}"
+                 WHERE {condition} GROUP BY {group}"
             );
-            let parameters = vec![
+            let mut parameters = vec![
                 integer(ranges.minutes.start),
                 integer(ranges.minutes.end),
                 integer(ranges.hours.start),
                 integer(ranges.hours.end),
                 integer(ranges.days_from),
-                text(&query.exe),
             ];
+            parameters.extend(filters);
             (sql, parameters, ranges.start)
         };
         let by = query.by;
@@ -99,15 +140,13 @@ impl Store {
                         usage.pid = Some(row.get(0)?);
                         usage.start_time = Some(counter(row.get(1)?));
                         usage.name = Some(row.get(2)?);
-                        usage.app = Some(row.get(3)?);
-                        usage.rule = rule(row.get(4)?);
+                        usage.charge_to(&application(row.get(3)?, row.get(4)?));
                         usage.user = Some(row.get(5)?);
                         // then the subquery's process id
                         7
                     }
                     Grouping::App => {
-                        usage.app = Some(row.get(0)?);
-                        usage.rule = rule(row.get(1)?);
+                        usage.charge_to(&application(row.get(0)?, row.get(1)?));
                         2
                     }
                     Grouping::User => {
@@ -137,6 +176,9 @@ impl Store {
             .map_err(&failed)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(&failed)?;
+        if by == Grouping::App {
+            rows = by_application(rows);
+        }
         order(&mut rows, by);
         Ok(UsageReport {
             since: start,
@@ -148,9 +190,12 @@ impl Store {
     }
 }
 
-/// No rule is stored as '' (see `application_id`).
-fn rule(stored: String) -> Option<String> {
-    (!stored.is_empty()).then_some(stored)
+/// The application as stored: no rule is stored as '' (see `application_id`).
+fn application(exe: String, rule: String) -> Application {
+    Application {
+        exe,
+        rule: (!rule.is_empty()).then_some(rule),
+    }
 }
 
 fn integer(value: u64) -> Value {

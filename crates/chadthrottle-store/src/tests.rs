@@ -53,6 +53,7 @@ fn report(store: &Store, since: u64, until: u64, by: Grouping) -> UsageReport {
             until,
             by,
             exe: None,
+            app: None,
         })
         .expect("report")
 }
@@ -142,6 +143,7 @@ fn increments_add_up_by_app_user_day_and_process() {
             until,
             by: Grouping::App,
             exe: Some("/usr/bin/firefox".to_owned()),
+            app: None,
         })
         .expect("report");
     assert_eq!(
@@ -153,6 +155,83 @@ fn increments_add_up_by_app_user_day_and_process() {
         totals(&report(&store, MONDAY + DAY, until, Grouping::App)),
         [("/usr/bin/curl".to_owned(), 1, 1)]
     );
+}
+
+/// A sample of a process governed by `rule`.
+fn governed(pid: u32, exe: &str, rule: Option<&str>, rx: u64) -> Sample {
+    let mut sample = sample(pid, exe, "u", rx, 0, 0);
+    sample.application = Application::of(Some(exe), "x", rule);
+    sample
+}
+
+#[test]
+fn applications_are_grouped_as_top_groups_them_and_each_can_be_asked_for() {
+    use chadthrottle_core::application::{AppKey, KeyKind};
+    let (_dir, mut store) = open();
+    let at = MONDAY + HOUR;
+    let samples = [
+        governed(1, "/usr/bin/curl", Some("net"), 3000),
+        governed(2, "/usr/bin/wget", Some("net"), 2000),
+        governed(3, "/usr/bin/curl", None, 1000),
+        governed(4, "/usr/bin/curl (deleted)", None, 500),
+    ];
+    store
+        .record(at, &samples, &checkpoint("e"))
+        .expect("record");
+    let query = |by, exe: Option<&str>, app: Option<AppKey>| Query {
+        since: MONDAY,
+        until: at + HOUR,
+        by,
+        exe: exe.map(str::to_owned),
+        app,
+    };
+    let by_app = store
+        .report(&query(Grouping::App, None, None))
+        .expect("report");
+    let rows: Vec<_> = by_app
+        .rows
+        .iter()
+        .map(|row| (row.app.clone(), row.app_kind, row.exe.clone(), row.rx_bytes))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (Some("net".to_owned()), Some(KeyKind::Rule), None, 5000),
+            (
+                Some("/usr/bin/curl".to_owned()),
+                Some(KeyKind::Exe),
+                None,
+                1500
+            ),
+        ]
+    );
+    let rule = AppKey {
+        kind: KeyKind::Rule,
+        key: "net".to_owned(),
+    };
+    let by_day = store
+        .report(&query(Grouping::Day, None, Some(rule)))
+        .expect("report");
+    assert_eq!(totals(&by_day), [("2026-11-30".to_owned(), 5000, 0)]);
+    // curl's own application leaves out its processes under the rule; --exe takes them
+    let curl = AppKey {
+        kind: KeyKind::Exe,
+        key: "/usr/bin/curl".to_owned(),
+    };
+    let by_process = store
+        .report(&query(Grouping::Process, None, Some(curl)))
+        .expect("report");
+    let pids: Vec<_> = by_process.rows.iter().map(|row| row.pid).collect();
+    assert_eq!(pids, [Some(3), Some(4)]);
+    assert_eq!(
+        by_process.rows[1].exe.as_deref(),
+        Some("/usr/bin/curl (deleted)")
+    );
+    assert_eq!(by_process.rows[1].app.as_deref(), Some("/usr/bin/curl"));
+    let every_curl = store
+        .report(&query(Grouping::Day, Some("/usr/bin/curl"), None))
+        .expect("report");
+    assert_eq!(totals(&every_curl), [("2026-11-30".to_owned(), 4500, 0)]);
 }
 
 #[test]

@@ -184,29 +184,25 @@ pub fn history_rows(
     days: u64,
 ) -> crate::history::HistoryAnswer {
     use crate::history::{AppHistory, HistoryAnswer};
-    use chadthrottle_core::usage_history::{DAY, UsageRow, day_name};
+    use chadthrottle_core::usage_history::{Application, DAY, UsageRow, day_name};
     let until = 1_795_996_800 + 10 * 3600;
     let first_day = until - until % DAY - (days - 1) * DAY;
     let app = |exe: &str, rule: Option<&str>, per_day: u64| {
         let days: Vec<UsageRow> = (0..days)
             .map(|n| UsageRow {
-                app: Some(exe.into()),
                 day: Some(day_name(first_day + n * DAY)),
                 rx_bytes: per_day * (n + 1),
                 tx_bytes: per_day * (n + 1) / 20,
                 ..UsageRow::default()
             })
             .collect();
-        AppHistory {
-            totals: UsageRow {
-                app: Some(exe.into()),
-                rule: rule.map(str::to_owned),
-                rx_bytes: days.iter().map(|d| d.rx_bytes).sum(),
-                tx_bytes: days.iter().map(|d| d.tx_bytes).sum(),
-                ..UsageRow::default()
-            },
-            days,
-        }
+        let mut totals = UsageRow {
+            rx_bytes: days.iter().map(|d| d.rx_bytes).sum(),
+            tx_bytes: days.iter().map(|d| d.tx_bytes).sum(),
+            ..UsageRow::default()
+        };
+        totals.charge_to(&Application::of(Some(exe), "x", rule));
+        AppHistory { totals, days }
     };
     HistoryAnswer::Rows {
         range,

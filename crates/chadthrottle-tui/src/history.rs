@@ -5,7 +5,7 @@
 //! The runner reads the database; this module only holds and arranges its answer, so the
 //! view is tested with made-up rows.
 
-use chadthrottle_core::usage_history::{Application, DAY, UsageRow, day_name};
+use chadthrottle_core::usage_history::{DAY, UsageRow, application_name, day_name};
 
 /// The ranges `Tab` cycles through, as `usage --since` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +45,20 @@ impl HistoryRange {
 /// One application's totals over the range and its rows by UTC day.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppHistory {
-    /// The report row by application: `app`, `rule` and the totals.
+    /// The report row by application (`app`, `app_kind`, as `top --by app` groups) and
+    /// its totals.
     pub totals: UsageRow,
-    /// Report rows by day (`day` set) for the application's executable.
+    /// Report rows by day (`day` set) for the application.
     pub days: Vec<UsageRow>,
 }
 
 impl AppHistory {
-    /// The name the view shows: the executable, and the rule when one governed it.
+    /// The name the view shows, as `usage` shows it: `rule NAME`, a path, or `[name]`.
     pub fn name(&self) -> String {
-        let exe = self.totals.app.as_deref().unwrap_or("?");
-        Application::of(Some(exe), exe, self.totals.rule.as_deref()).to_string()
+        match self.totals.app_key() {
+            Some(key) => application_name(key.kind, &key.key),
+            None => self.totals.app.clone().unwrap_or_else(|| "?".to_owned()),
+        }
     }
 
     /// Bytes moved (both directions) on each of `days` (names as `day_name` gives them);
@@ -235,5 +238,20 @@ mod tests {
             history.selected_app().map(AppHistory::name).as_deref(),
             Some("/bin/0")
         );
+    }
+
+    #[test]
+    fn an_application_that_is_a_rule_is_named_for_it() {
+        let mut totals = row("x", None, 1);
+        totals.charge_to(&chadthrottle_core::usage_history::Application::of(
+            Some("/usr/bin/wget"),
+            "wget",
+            Some("downloads"),
+        ));
+        let wget = AppHistory {
+            totals,
+            days: Vec::new(),
+        };
+        assert_eq!(wget.name(), "rule downloads");
     }
 }

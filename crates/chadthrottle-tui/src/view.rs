@@ -243,16 +243,13 @@ mod tests {
         assert!(reading.contains("reading…"), "{reading}");
         app.handle(Event::History(history_rows(HistoryRange::Today, 1)));
         let today = screen(&mut app, 80, 24);
-        assert!(today.contains("/usr/bin/wget (rule downloads)"), "{today}");
+        assert!(today.contains("rule downloads "), "{today}");
         insta::assert_snapshot!("history_today", today);
         app.handle(Event::Key(key(KeyCode::Tab)));
         app.handle(Event::History(history_rows(HistoryRange::Week, 8)));
         press(&mut app, "j");
         let week = screen(&mut app, 80, 24);
-        assert!(
-            week.contains("/usr/bin/wget (rule downloads): by UTC day"),
-            "{week}"
-        );
+        assert!(week.contains("rule downloads: by UTC day"), "{week}");
         insta::assert_snapshot!("history_week_wget_selected", week);
         app.handle(Event::Key(key(KeyCode::Tab)));
         app.handle(Event::History(history_rows(HistoryRange::Month, 31)));

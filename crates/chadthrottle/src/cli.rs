@@ -483,13 +483,18 @@ pub struct UsageArgs {
     #[arg(long, value_name = "WHEN", default_value = "today")]
     pub since: String,
 
-    /// One row per application (executable and governing rule), process, user or day.
+    /// One row per application (as `top --by app`: the governing rule, else the
+    /// executable, else the process name), process, user or day.
     #[arg(long, value_enum, default_value = "app")]
     pub by: UsageBy,
 
-    /// Only this executable (as /proc/PID/exe shows it).
-    #[arg(long, value_name = "PATH")]
+    /// Only this executable (as /proc/PID/exe shows it), under any rule.
+    #[arg(long, value_name = "PATH", conflicts_with = "rule")]
     pub exe: Option<String>,
+
+    /// Only the processes this rule governed (the application `top --by app` names for it).
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
 
     /// One JSON document instead of a table.
     #[arg(long)]

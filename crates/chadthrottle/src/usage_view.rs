@@ -2,33 +2,40 @@
 //! their total and the Internet/Local split, in the byte units `top` uses.
 
 use chadthrottle_core::rate::format_bytes;
-use chadthrottle_core::usage_history::{Grouping, UsageReport, UsageRow, moment_name};
+use chadthrottle_core::usage_history::{
+    Grouping, UsageReport, UsageRow, application_name, moment_name,
+};
 use std::fmt::Write as _;
 
 /// The key of `row` as its grouping shows it.
 fn key(row: &UsageRow, by: Grouping) -> String {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     match by {
-        Grouping::App => match &row.rule {
-            Some(rule) => format!("{} (rule {rule})", text(&row.app)),
-            None => text(&row.app),
-        },
+        Grouping::App => app_name(row),
         Grouping::Process => format!(
             "{} {} {} {}",
             row.pid.unwrap_or_default(),
             text(&row.name),
             text(&row.user),
-            text(&row.app)
+            app_name(row)
         ),
         Grouping::User => text(&row.user),
         Grouping::Day => text(&row.day),
     }
 }
 
+/// The application of `row` as `usage` and the History view name it.
+pub fn app_name(row: &UsageRow) -> String {
+    match (row.app_kind, &row.app) {
+        (Some(kind), Some(key)) => application_name(kind, key),
+        _ => String::new(),
+    }
+}
+
 pub fn table(report: &UsageReport) -> String {
     let heading = match report.by {
         Grouping::App => "APPLICATION",
-        Grouping::Process => "PID NAME USER EXECUTABLE",
+        Grouping::Process => "PID NAME USER APPLICATION",
         Grouping::User => "USER",
         Grouping::Day => "DAY (UTC)",
     };
@@ -76,7 +83,9 @@ mod tests {
             by: Grouping::App,
             note: Some("rounded".into()),
             rows: vec![UsageRow {
-                app: Some("/usr/bin/curl".into()),
+                app: Some("downloads".into()),
+                app_kind: Some(chadthrottle_core::application::KeyKind::Rule),
+                exe: Some("/usr/bin/curl".into()),
                 rule: Some("downloads".into()),
                 rx_bytes: 3 << 20,
                 tx_bytes: 1 << 20,
@@ -102,16 +111,7 @@ mod tests {
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(
             cells,
-            [
-                "3MB",
-                "1MB",
-                "4MB",
-                "3MB",
-                "1MB",
-                "/usr/bin/curl",
-                "(rule",
-                "downloads)"
-            ],
+            ["3MB", "1MB", "4MB", "3MB", "1MB", "rule", "downloads"],
             "{text}"
         );
         let empty = UsageReport {

@@ -2,66 +2,23 @@
 //! traffic generator moves a known number of bytes, `kill -9`'d once and restarted once
 //! during the transfers, the datapath reset under it once; `usage` must then report
 //! exactly what the datapath counted, and what the generator moved within 0.5 %; its
-//! metrics endpoint, scraped during the run, shows the generator's bytes. Needs root (CI);
-//! reported ignored, with the reason, without it.
+//! metrics endpoint, scraped during the run, shows the generator's bytes. And `usage` run
+//! by a user who is only a member of the database's group reads it, while one outside the
+//! group is told in one line. Needs root (CI); reported ignored, with the reason, without
+//! it.
 
 pub mod common;
 
 use anyhow::{Context as _, ensure};
+use chadthrottle_lab::daemon::DaemonSetup;
 use chadthrottle_lab::{Family, Lab, Proto};
 use common::{MAX_BYTES, Test, counted_within, run};
 use serde_json::Value;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 /// The usage history must match the generator within this share.
 const ACCURACY: f64 = 0.005;
-
-/// The daemon, started confined to `lab`, writing its log to `log`.
-fn start_daemon(lab: &Lab, config: &Path, log: &Path) -> anyhow::Result<Child> {
-    let output = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let child = Command::new(env!("CARGO_BIN_EXE_chadthrottle"))
-        .args(["daemon", "--config"])
-        .arg(config)
-        .args(["--rules", "/nonexistent/rules.toml"])
-        .envs(lab.env())
-        .stdout(output.try_clone()?)
-        .stderr(output)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("start the daemon")?;
-    // its first sample (installing the datapath, or resuming) is taken at once
-    std::thread::sleep(Duration::from_millis(1500));
-    Ok(child)
-}
-
-/// Stops the daemon with SIGTERM (as systemd does) and waits for it.
-fn stop_daemon(mut child: Child) -> anyhow::Result<()> {
-    let pid = libc::pid_t::try_from(child.id())?;
-    // SAFETY: kill(2) on the PID of a child we started and have not reaped
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-    ensure!(
-        sent == 0,
-        "SIGTERM to the daemon: {}",
-        std::io::Error::last_os_error()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait()? {
-            ensure!(status.success(), "the daemon exited with {status}");
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill()?;
-    anyhow::bail!("the daemon did not stop within 10 s of SIGTERM")
-}
 
 /// What the datapath counted for `pid` (`top`), upload and download: the figures the
 /// daemon reads, to tell its errors from the accounting's.
@@ -89,66 +46,10 @@ fn counted_by_datapath(lab: &Lab, pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok(counted)
 }
 
-/// The `usage --by process` row of `pid`.
-fn usage_of(lab: &Lab, config: &Path, pid: u32) -> anyhow::Result<Value> {
-    let config = config.display().to_string();
-    let out = run(
-        lab,
-        &[
-            "usage", "--config", &config, "--since", "1h", "--by", "process", "--json",
-        ],
-    )?;
-    let report: Value = serde_json::from_str(&out)?;
-    report["rows"]
-        .as_array()
-        .context("rows is an array")?
-        .iter()
-        .find(|row| row["pid"] == pid)
-        .cloned()
-        .with_context(|| format!("PID {pid} is not in the usage report: {report}"))
-}
-
-/// The running daemon's metrics: the address is the last one its log names (it listens on
-/// a port the system picks), the answer's body returned.
-fn scrape(log: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(log)?;
-    let address = text
-        .lines()
-        .rev()
-        .find_map(|line| line.split("metrics on http://").nth(1))
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .with_context(|| format!("the daemon's log names no metrics address:\n{text}"))?;
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("not an HTTP answer: {answer}"))?;
-    ensure!(
-        head.starts_with("HTTP/1.1 200"),
-        "the scrape answered {head}"
-    );
-    Ok(body.to_owned())
-}
-
 fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     let lab = Lab::new("usage-history", None)?;
-    let dir = tempfile::tempdir()?;
-    let config: PathBuf = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "interval = \"1s\"\ndatabase = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().join("usage.db").display()
-        ),
-    )?;
-    let log = dir.path().join("daemon.log");
-    let mut daemon = start_daemon(&lab, &config, &log)?;
+    let setup = DaemonSetup::new(Path::new(env!("CARGO_BIN_EXE_chadthrottle")), "1s")?;
+    let mut daemon = setup.start(&lab)?;
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut client = lab.client(&server, Proto::Tcp, None, None)?;
     let mut sent = 0;
@@ -158,15 +59,14 @@ fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     client.start_send(3.0, MAX_BYTES)?;
     std::thread::sleep(Duration::from_millis(1500));
     daemon.kill()?;
-    daemon.wait()?;
     std::thread::sleep(Duration::from_millis(700));
-    daemon = start_daemon(&lab, &config, &log)?;
+    daemon = setup.start(&lab)?;
     sent += client.finish_send()?.bytes;
     // downloads; the daemon is stopped and started again in the middle
     server.start_send(3.0, MAX_BYTES)?;
     std::thread::sleep(Duration::from_millis(1200));
-    stop_daemon(daemon)?;
-    daemon = start_daemon(&lab, &config, &log)?;
+    daemon.stop()?;
+    daemon = setup.start(&lab)?;
     received += server.finish_send()?.bytes;
     std::thread::sleep(Duration::from_millis(300));
     ensure!(
@@ -182,15 +82,12 @@ fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(2500));
     sent += client.send(2.0, MAX_BYTES)?.bytes;
     std::thread::sleep(Duration::from_millis(2500));
-    let metrics = scrape(&log)?;
-    stop_daemon(daemon)?;
+    let metrics = setup.scrape()?;
+    daemon.stop()?;
     let after = counted_by_datapath(&lab, client.pid())?;
-    println!(
-        "  daemon log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    println!("  daemon log:\n{}", setup.log_text());
 
-    let row = usage_of(&lab, &config, client.pid())?;
+    let row = setup.usage_of(&lab, client.pid(), "1h")?;
     let field = |name: &str| {
         row[name]
             .as_u64()
@@ -237,10 +134,119 @@ fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     Ok(())
 }
 
-const TESTS: &[(&str, Test)] = &[(
-    "usage_survives_a_kill_a_restart_and_a_reset",
-    usage_survives_a_kill_a_restart_and_a_reset,
-)];
+/// Sets `path`'s group to `gid` and its mode to `mode`, root keeping it.
+fn hand_to_group(path: &Path, gid: u32, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::os::unix::fs::chown(path, Some(0), Some(gid))
+        .with_context(|| format!("chown {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(())
+}
+
+/// `chadthrottle usage --json` with `config`, run as `nobody` with only `groups` (none:
+/// `--clear-groups`) by setpriv.
+fn usage_as_nobody(config: &Path, groups: Option<u32>) -> anyhow::Result<std::process::Output> {
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534"]);
+    match groups {
+        Some(gid) => command.arg(format!("--groups={gid}")),
+        None => command.arg("--clear-groups"),
+    };
+    command
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_chadthrottle"))
+        .args(["usage", "--since", "1d", "--json", "--config"])
+        .arg(config);
+    command.output().context("run setpriv")
+}
+
+fn usage_reads_for_members_of_the_database_group_only() -> anyhow::Result<()> {
+    use chadthrottle_core::ProcessRef;
+    use chadthrottle_core::tally::{Bytes, Checkpoint, Increment};
+    use chadthrottle_core::usage_history::Application;
+    use chadthrottle_store::{Sample, Store};
+    // a group no account has: a gid is a number, the machine needs no group for it
+    const GROUP: u32 = 64_917;
+    let data = tempfile::tempdir()?;
+    let database = data.path().join("usage.db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut store = Store::open(&database)?;
+    let sample = Sample {
+        increment: Increment {
+            process: ProcessRef {
+                pid: 7,
+                start_time: 1,
+            },
+            internet: Bytes {
+                rx_bytes: 4321,
+                tx_bytes: 12,
+            },
+            local: Bytes::default(),
+            rx_packets: 3,
+            tx_packets: 1,
+        },
+        name: "curl".into(),
+        application: Application::of(Some("/usr/bin/curl"), "curl", None),
+        user: "root".into(),
+    };
+    let checkpoint = Checkpoint {
+        epoch: "e".into(),
+        counters: std::collections::HashMap::new(),
+    };
+    store.record(now - 60, &[sample], &checkpoint)?;
+    // closed, as while the daemon is stopped: no write-ahead log left
+    drop(store);
+    hand_to_group(data.path(), GROUP, 0o750)?;
+    hand_to_group(&database, GROUP, 0o640)?;
+    // the configuration where anyone may read it, so that only the database is guarded
+    let settings = tempfile::tempdir()?;
+    let config = settings.path().join("config.toml");
+    std::fs::write(&config, format!("database = \"{}\"\n", database.display()))?;
+    hand_to_group(settings.path(), 0, 0o755)?;
+    hand_to_group(&config, 0, 0o644)?;
+
+    let member = usage_as_nobody(&config, Some(GROUP))?;
+    let stderr = String::from_utf8_lossy(&member.stderr);
+    ensure!(member.status.success(), "a member of the group: {stderr}");
+    let report: Value = serde_json::from_slice(&member.stdout)?;
+    let rows = report["rows"].as_array().context("rows is an array")?;
+    ensure!(
+        rows.len() == 1 && rows[0]["app"] == "/usr/bin/curl" && rows[0]["rx_bytes"] == 4321,
+        "a member of the group read {report}"
+    );
+    println!("  a member of group {GROUP} (uid 65534) read: {}", rows[0]);
+
+    let outsider = usage_as_nobody(&config, None)?;
+    let stderr = String::from_utf8_lossy(&outsider.stderr);
+    println!("  outside the group: {}", stderr.trim());
+    ensure!(
+        !outsider.status.success() && outsider.stdout.is_empty(),
+        "a caller outside the group was answered: {}",
+        String::from_utf8_lossy(&outsider.stdout)
+    );
+    ensure!(
+        stderr.lines().count() == 1
+            && stderr.contains(&database.display().to_string())
+            && stderr.contains("permission denied"),
+        "a caller outside the group is told in one line naming the database and why: \
+         {stderr:?}"
+    );
+    Ok(())
+}
+
+const TESTS: &[(&str, Test)] = &[
+    (
+        "usage_survives_a_kill_a_restart_and_a_reset",
+        usage_survives_a_kill_a_restart_and_a_reset,
+    ),
+    (
+        "usage_reads_for_members_of_the_database_group_only",
+        usage_reads_for_members_of_the_database_group_only,
+    ),
+];
 
 fn main() {
     common::main(TESTS);

@@ -11,6 +11,12 @@
 //! cargo build --release --workspace && sudo target/release/ct-bench --rule-budgets  # rules: accuracy, apply
 //!     (--apply-only: only `apply`'s time)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --metrics-scrape  # a metrics scrape (no root)
+//! cargo build --release --workspace && sudo target/release/ct-bench --daemon-cost  # the daemon's CPU
+//!     (1 000 processes holding a connection, a 1 Gbit/s flow, 60 s at 10 s sampling;
+//!      --processes N, --mbit M, --seconds S)
+//! cargo build --release --workspace && sudo target/release/ct-bench --usage-accuracy  # `usage` vs
+//!     the generator over 600 s (--seconds S) at 100 Mbit/s (--mbit M), the daemon restarted
+//!     twice and killed once
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # policer, shaping and peers
 //!     (one table: backend × RTT × CC × connections × direction × limit, 320 cases of 10 s,
 //!      each with a latency probe; the trickle rows need Debian's trickle, else "not installed")
@@ -62,6 +68,16 @@ struct Options {
     apply_only: bool,
     /// What the metrics endpoint's scrape and sample cost (no lab, no root).
     metrics_scrape: bool,
+    /// Whether `--seconds` was given (the daemon's runs have their own defaults).
+    seconds_given: bool,
+    /// The daemon's CPU while processes hold connections and a flow runs.
+    daemon_cost: bool,
+    /// `usage` against the generator over a long run.
+    usage_accuracy: bool,
+    /// Processes holding a connection in `--daemon-cost`.
+    processes: usize,
+    /// The flow's rate in the daemon's runs, Mbit/s (10^6).
+    mbit: Option<u64>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -81,6 +97,11 @@ fn options() -> anyhow::Result<Options> {
         rule_budgets: false,
         apply_only: false,
         metrics_scrape: false,
+        seconds_given: false,
+        daemon_cost: false,
+        usage_accuracy: false,
+        processes: 1000,
+        mbit: None,
     };
     let mut matrix = Matrix::default();
     let mut compare = false;
@@ -88,7 +109,14 @@ fn options() -> anyhow::Result<Options> {
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--seconds" => options.seconds = value()?.parse()?,
+            "--seconds" => {
+                options.seconds = value()?.parse()?;
+                options.seconds_given = true;
+            }
+            "--daemon-cost" => options.daemon_cost = true,
+            "--usage-accuracy" => options.usage_accuracy = true,
+            "--processes" => options.processes = value()?.parse()?,
+            "--mbit" => options.mbit = Some(value()?.parse()?),
             "--rtt" => options.rtts = filters::rtts(&value()?)?,
             "--cc" => options.ccs = filters::ccs(&value()?)?,
             "--compare" => compare = true,
@@ -469,8 +497,8 @@ fn rule_budgets(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn monitor(options: &Options) -> anyhow::Result<()> {
-    use chadthrottle_lab::bench_monitor;
+/// The `chadthrottle` binary built beside this one.
+fn chadthrottle_binary() -> anyhow::Result<std::path::PathBuf> {
     let chadthrottle = std::env::current_exe()?.with_file_name("chadthrottle");
     if !chadthrottle.exists() {
         bail!(
@@ -478,6 +506,119 @@ fn monitor(options: &Options) -> anyhow::Result<()> {
             chadthrottle.display()
         );
     }
+    Ok(chadthrottle)
+}
+
+/// The machine's load average (1, 5, 15 min), printed beside each figure of a shared
+/// machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|error| format!("unknown ({error})"))
+}
+
+fn daemon_cost(options: &Options) -> anyhow::Result<()> {
+    use chadthrottle_lab::bench_daemon;
+    let chadthrottle = chadthrottle_binary()?;
+    let seconds = if options.seconds_given {
+        options.seconds
+    } else {
+        60.0
+    };
+    let rate = options.mbit.unwrap_or(1000) * 1_000_000 / 8;
+    println!(
+        "## The daemon's CPU: {} processes holding a connection, a flow paced at {} Mbit/s, \
+         {seconds} s at 10 s sampling\n",
+        options.processes,
+        rate * 8 / 1_000_000
+    );
+    let load_before = load_average();
+    let cost =
+        bench_daemon::daemon_cost(&lab(0)?, &chadthrottle, options.processes, rate, seconds)?;
+    println!(
+        "{}",
+        header(&[
+            "processes",
+            "flow carried",
+            "window",
+            "daemon CPU (window)",
+            "daemon CPU (from its start)",
+            "samples written",
+            "load before",
+            "load after",
+        ])
+    );
+    row(&[
+        cost.processes.to_string(),
+        format!("{:.0} Mbit/s", cost.carried * 8.0 / 1e6),
+        format!("{:.1} s", cost.window.as_secs_f64()),
+        format!("{:.3} % of a core", cost.window_share * 100.0),
+        format!("{:.3} % of a core", cost.whole_share * 100.0),
+        format!("{:.0}", cost.samples_written),
+        load_before,
+        load_average(),
+    ]);
+    Ok(())
+}
+
+fn usage_accuracy(options: &Options) -> anyhow::Result<()> {
+    use chadthrottle_lab::bench_daemon;
+    let chadthrottle = chadthrottle_binary()?;
+    let seconds = if options.seconds_given {
+        options.seconds
+    } else {
+        600.0
+    };
+    let rate = options.mbit.unwrap_or(100) * 1_000_000 / 8;
+    println!(
+        "## `usage` against the generator: {seconds} s at {} Mbit/s, up and down in turn, \
+         10 s sampling\n",
+        rate * 8 / 1_000_000
+    );
+    let load_before = load_average();
+    let accuracy = bench_daemon::usage_accuracy(&lab(0)?, &chadthrottle, rate, seconds)?;
+    for (at, event) in &accuracy.events {
+        println!("- at {at:.0} s: {event}");
+    }
+    println!(
+        "\n{}",
+        header(&[
+            "direction",
+            "generator",
+            "usage",
+            "error",
+            "load before",
+            "load after"
+        ])
+    );
+    let load_after = load_average();
+    for (direction, generator, usage) in [
+        ("up", accuracy.sent, accuracy.usage_sent),
+        ("down", accuracy.received, accuracy.usage_received),
+    ] {
+        row(&[
+            direction.to_owned(),
+            format!("{generator} B"),
+            format!("{usage} B"),
+            format!(
+                "{:+.3} %",
+                stats::error(usage as f64, generator as f64) * 100.0
+            ),
+            load_before.clone(),
+            load_after.clone(),
+        ]);
+    }
+    Ok(())
+}
+
+fn monitor(options: &Options) -> anyhow::Result<()> {
+    use chadthrottle_lab::bench_monitor;
+    let chadthrottle = chadthrottle_binary()?;
     let lab = lab(0)?;
     println!(
         "## Datapath programs per packet (unthrottled TCP upload, 3 s, run-time statistics on)\n"
@@ -702,6 +843,10 @@ fn main() -> anyhow::Result<()> {
         comparison(matrix)
     } else if options.monitor {
         monitor(&options)
+    } else if options.daemon_cost {
+        daemon_cost(&options)
+    } else if options.usage_accuracy {
+        usage_accuracy(&options)
     } else if options.rules_cost {
         rules_cost(options.seconds.min(5.0))
     } else if options.rule_budgets {

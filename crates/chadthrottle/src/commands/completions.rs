@@ -2,6 +2,7 @@
 //! so that it offers every command and option there is.
 
 use crate::cli::Cli;
+use crate::commands::man_pages::visible_commands;
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 use std::io::Write;
@@ -16,15 +17,29 @@ pub fn run(shell: Shell, out: &mut dyn Write) -> anyhow::Result<()> {
 /// full disk or a closed pipe should be an error message like any other.
 pub fn script(shell: Shell) -> Vec<u8> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "chadthrottle", &mut script);
+    clap_complete::generate(shell, &mut offered(), "chadthrottle", &mut script);
     script
+}
+
+/// The grammar the scripts offer: `Cli`'s without its hidden commands (`man`, run when
+/// the package is built), which clap_complete would offer like any other.
+fn offered() -> clap::Command {
+    let full = Cli::command();
+    let mut command = clap::Command::new("chadthrottle")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .groups(full.get_groups().cloned())
+        .subcommands(visible_commands(&full).cloned());
+    if let Some(about) = full.get_about() {
+        command = command.about(about.clone());
+    }
+    command
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::SHELLS;
-    use crate::commands::man_pages::visible_commands;
     use std::process::Command;
 
     fn visible(command: &clap::Command) -> Vec<String> {
@@ -68,6 +83,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn no_shell_offers_a_hidden_command() {
+        let grammar = Cli::command();
+        let hidden: Vec<&str> = grammar
+            .get_subcommands()
+            .filter(|sub| sub.is_hide_set())
+            .map(clap::Command::get_name)
+            .collect();
+        assert!(hidden.contains(&"man"), "{hidden:?}");
+        for (name, shell) in SHELLS {
+            let text = String::from_utf8(script(shell)).expect("scripts are UTF-8");
+            let (command_form, _) = forms(shell);
+            // the form that offers a visible command does find one (the check can fail)
+            assert!(text.contains(&command_form.replace('@', "usage")), "{name}");
+            for command in &hidden {
+                assert!(
+                    !text.contains(&command_form.replace('@', command)),
+                    "{name} offers the hidden {command}"
+                );
+            }
+        }
+        let offered = bash_offers(&["chadthrottle", ""]);
+        assert!(offered.iter().any(|word| word == "usage"), "{offered:?}");
+        assert!(!offered.iter().any(|word| word == "man"), "{offered:?}");
+        let offered = bash_offers(&["chadthrottle", "help", ""]);
+        assert!(!offered.iter().any(|word| word == "man"), "{offered:?}");
     }
 
     /// What bash offers after `words` (the last one being completed), with the script

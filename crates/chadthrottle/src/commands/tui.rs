@@ -480,22 +480,21 @@ mod tests {
     use clap::Parser as _;
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-    /// Global options with the saved limits in a directory of this test's own, and the
-    /// rules file beside them.
-    fn global(test: &str) -> (Global, PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "chadthrottle-tui-test-{}-{test}",
-            std::process::id()
-        ));
-        let _fresh = std::fs::remove_dir_all(&dir);
-        let path = dir.join("saved-limits.json");
+    /// Global options with the saved limits in a directory of this test's own (removed when
+    /// the returned guard drops, even when the test fails), and the rules file beside them.
+    fn global(test: &str) -> (Global, tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("chadthrottle-tui-test-{test}-"))
+            .tempdir()
+            .expect("a temporary directory");
+        let path = dir.path().join("saved-limits.json");
         let cli = Cli::try_parse_from([
             "chadthrottle",
             "--saved-limits",
             path.to_str().expect("a UTF-8 temp path"),
         ])
         .expect("parses");
-        let rules = dir.join("rules.toml");
+        let rules = dir.path().join("rules.toml");
         (cli.global, dir, rules)
     }
 
@@ -541,7 +540,7 @@ mod tests {
 
     #[test]
     fn the_dialog_sets_and_lifts_a_pid_limit_in_one_request_and_saves_nothing() {
-        let (global, dir, rules) = global("dialog");
+        let (global, _dir, rules) = global("dialog");
         let files = files(&global, &rules);
         let mut system = machine();
         let text = set(&mut system, files, &global, Some(1 << 20), Some(2 << 20));
@@ -571,12 +570,11 @@ mod tests {
             Ok("curl (PID 4242): limit removed".into())
         );
         assert!(system.machine().limits.is_empty());
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_process_that_went_is_refused_in_the_status_bar() {
-        let (global, dir, rules) = global("gone");
+        let (global, _dir, rules) = global("gone");
         let mut system = machine();
         system.machine().exit(CURL);
         let effect = Effect::SetLimit {
@@ -590,12 +588,11 @@ mod tests {
             Err("limit failed: PID 4242 has exited".into())
         );
         assert_eq!(system.machine().requests, 0);
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn limits_saved_by_earlier_versions_come_back_for_the_same_processes_only() {
-        let (global, dir, rules) = global("restore");
+        let (global, _dir, rules) = global("restore");
         let mut system = machine();
         let mut file = SavedLimits::default();
         file.set(SavedLimit {
@@ -640,7 +637,6 @@ mod tests {
         };
         apply(&mut system, &global, files(&global, &rules), &clear).expect("lifted");
         assert!(saved(&system, &global).limits.is_empty());
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     fn key(code: KeyCode) -> Event {
@@ -711,7 +707,7 @@ mod tests {
 
     #[test]
     fn the_loop_applies_what_the_keys_ask_and_shows_the_outcome() {
-        let (global, dir, rules) = global("loop");
+        let (global, _dir, rules) = global("loop");
         let mut system = machine();
         let mut keys = vec![key(KeyCode::Char('t'))];
         keys.extend(chars("500K"));
@@ -735,7 +731,6 @@ mod tests {
             screen.contains("curl (PID 4242): down 500KB/s, up unlimited"),
             "the outcome is in the status bar: {screen}"
         );
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     /// A database written through the store: curl moved 30 MB an hour ago and 50 MB
@@ -791,8 +786,7 @@ mod tests {
         // 2026-11-30 12:00 UTC
         let now = 1_795_996_800 + 12 * 3600;
         system.machine().now_unix = now;
-        std::fs::create_dir_all(&dir).expect("the test's directory");
-        let config = usage_database(&dir, now);
+        let config = usage_database(dir.path(), now);
         let files = Files {
             config: Some(&config),
             ..files(&global, &rules)
@@ -814,8 +808,15 @@ mod tests {
             "{today}"
         );
         assert!(
-            line(&today, "/usr/bin/wget (rule downloads) ").contains(" 1.91MB "),
+            line(&today, "rule downloads ").contains(" 1.91MB "),
             "{today}"
+        );
+        // the application a rule holds is selected and charted like an executable
+        let rule_keys = vec![key(KeyCode::Char('u')), key(KeyCode::Down)];
+        let selected = drive_with(&mut system, &global, files, &processes, rule_keys);
+        assert!(
+            selected.contains("rule downloads: by UTC day"),
+            "{selected}"
         );
         keys.push(key(KeyCode::Tab));
         let week = drive_with(&mut system, &global, files, &processes, keys);
@@ -826,19 +827,17 @@ mod tests {
             "{week}"
         );
         assert!(week.contains("/usr/bin/curl: by UTC day"), "{week}");
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn the_history_view_says_where_the_database_is_missing() {
         let (global, dir, rules) = global("history-missing");
         let mut system = machine();
-        std::fs::create_dir_all(&dir).expect("the test's directory");
-        let config = dir.join("config.toml");
-        let database = dir.join("none.db");
+        let config = dir.path().join("config.toml");
+        let database = dir.path().join("none.db");
         let text = format!("database = \"{}\"\n", database.display());
         std::fs::write(&config, text).expect("write the configuration");
-        let gone = dir.join("gone.toml");
+        let gone = dir.path().join("gone.toml");
         let cases = [
             (
                 &config,
@@ -859,7 +858,6 @@ mod tests {
             let screen = drive_with(&mut system, &global, named, &[usage(CURL, "curl", 1)], keys);
             assert!(screen.contains(&said), "{screen}");
         }
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -872,7 +870,7 @@ mod tests {
         ];
         with_readings(&system, &processes);
         ok(&mut system, &["limit", "--name", "wget", "--up", "2M"]);
-        let (global, dir, _rules) = global("membership");
+        let (global, _dir, _rules) = global("membership");
         let (mut source, _) = system.usage(&global.datapath(), None);
         let reading = source.read().expect("reading");
         let mut known = HashMap::new();
@@ -916,7 +914,6 @@ mod tests {
             .collect();
         names.sort_unstable();
         assert_eq!(names, ["curl", "kthreadd", "name wget"]);
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -943,7 +940,7 @@ mod tests {
 
     #[test]
     fn the_dialog_limits_the_executable_saves_it_and_the_rules_view_lists_it() {
-        let (global, dir, rules) = global("exe");
+        let (global, _dir, rules) = global("exe");
         let mut system = machine();
         // the dialog offers this process, its tree, its executable: → → chooses the last
         let mut keys = vec![
@@ -979,6 +976,5 @@ mod tests {
             !path(&global).exists(),
             "no saved-limits file is made: the rule is in the rules file"
         );
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 }

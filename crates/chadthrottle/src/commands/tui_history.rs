@@ -1,15 +1,14 @@
 //! The TUI's History view read from the daemon's database: the report by application
-//! over the range and each application's executable by UTC day, through the store's
-//! report queries, the same `usage --by app` and `usage --by day --exe` ask. The database
-//! is the one the daemon's configuration names (`--config`, else the default file).
+//! over the range and each application by UTC day, through the store's report queries,
+//! the same `usage --by app` and `usage --by day --rule`/`--exe` ask. The database is the
+//! one the daemon's configuration names (`--config`, else the default file).
 
 use super::config_file;
 use chadthrottle_core::daemon_config::CONFIG_FILE;
-use chadthrottle_core::usage_history::{Grouping, UsageRow, since};
+use chadthrottle_core::usage_history::{Grouping, since};
 use chadthrottle_store::Store;
 use chadthrottle_store::report::Query;
 use chadthrottle_tui::history::{AppHistory, HistoryAnswer, HistoryRange};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// What the view shows for `range` at `now` (Unix seconds): the rows, or why there are
@@ -46,27 +45,18 @@ pub fn read(config: Option<&Path>, now: u64, range: HistoryRange) -> HistoryAnsw
 }
 
 fn report(store: &Store, now: u64, range: HistoryRange) -> anyhow::Result<HistoryAnswer> {
-    let query = |by, exe| Query {
+    let query = |by, app| Query {
         since: since(range.since(), now).unwrap_or(now),
         until: now,
         by,
-        exe,
+        exe: None,
+        app,
     };
     let by_app = store.report(&query(Grouping::App, None))?;
-    // an executable's days are asked once, however many rules it ran under
-    let mut days: HashMap<String, Vec<UsageRow>> = HashMap::new();
     let mut apps = Vec::with_capacity(by_app.rows.len());
     for totals in by_app.rows {
-        let exe = totals.app.clone().unwrap_or_default();
-        let rows = match days.get(&exe) {
-            Some(rows) => rows.clone(),
-            None => {
-                let rows = store.report(&query(Grouping::Day, Some(exe.clone())))?.rows;
-                days.insert(exe, rows.clone());
-                rows
-            }
-        };
-        apps.push(AppHistory { totals, days: rows });
+        let days = store.report(&query(Grouping::Day, totals.app_key()))?.rows;
+        apps.push(AppHistory { totals, days });
     }
     Ok(HistoryAnswer::Rows {
         range,

@@ -185,15 +185,13 @@ mod tests {
     use clap::Parser as _;
     use std::path::PathBuf;
 
-    /// A directory of the test's own (made afresh), and the rules file in it.
-    fn rules_file(test: &str) -> (PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "chadthrottle-tui-rules-{}-{test}",
-            std::process::id()
-        ));
-        let _fresh = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a test directory");
-        let file = dir.join("rules.toml");
+    /// A directory of the test's own, removed when the guard drops, and the rules file in it.
+    fn rules_file(test: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("chadthrottle-tui-rules-{test}-"))
+            .tempdir()
+            .expect("a test directory");
+        let file = dir.path().join("rules.toml");
         (dir, file)
     }
 
@@ -305,7 +303,7 @@ mod tests {
         );
         let from_tui = std::fs::read_to_string(&file).expect("written");
         let mut cli = rules_machine();
-        let by_cli = dir.join("by-cli.toml");
+        let by_cli = dir.path().join("by-cli.toml");
         ok(
             &mut cli,
             &[
@@ -329,7 +327,6 @@ mod tests {
                 1
             )]
         );
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -371,7 +368,7 @@ mod tests {
     #[test]
     fn emptying_a_saved_rule_removes_it_from_the_kernel_and_the_file() {
         let global = global();
-        let (dir, file) = rules_file("forget");
+        let (_dir, file) = rules_file("forget");
         let mut system = rules_machine();
         let steam = RuleTarget::Exe("/usr/bin/steam".into());
         let both = |system: &mut FakeSystem, rates, save| {
@@ -416,6 +413,5 @@ mod tests {
                 .starts_with("no rule for \"exe /usr/bin/steam\""),
             "{error}"
         );
-        let _cleanup = std::fs::remove_dir_all(dir);
     }
 }

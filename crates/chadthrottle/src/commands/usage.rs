@@ -4,6 +4,7 @@
 use super::config_file;
 use crate::cli::{UsageArgs, UsageBy};
 use crate::usage_view;
+use chadthrottle_core::application::{AppKey, KeyKind};
 use chadthrottle_core::system::System;
 use chadthrottle_core::usage_history::{Grouping, since};
 use chadthrottle_store::Store;
@@ -23,9 +24,24 @@ pub fn run<S: System>(system: &S, args: &UsageArgs, out: &mut dyn Write) -> anyh
             UsageBy::Day => Grouping::Day,
         },
         exe: args.exe.clone(),
+        app: args.rule.clone().map(|key| AppKey {
+            kind: KeyKind::Rule,
+            key,
+        }),
     };
     let store = Store::open_read_only(&config.database).map_err(|error| {
-        anyhow::anyhow!("{error} (is `chadthrottle daemon` running, with this database?)")
+        // the hint that helps: a caller outside the database's group needs the group, not
+        // a daemon (SQLite says only "unable to open database file" for both)
+        let refused = std::fs::File::open(&config.database)
+            .is_err_and(|open| open.kind() == std::io::ErrorKind::PermissionDenied);
+        if refused {
+            anyhow::anyhow!(
+                "{error}: permission denied (reading it takes membership of the group that \
+                 owns it, `chadthrottle` where the package installed it)"
+            )
+        } else {
+            anyhow::anyhow!("{error} (is `chadthrottle daemon` running, with this database?)")
+        }
     })?;
     let report = store.report(&query)?;
     if args.json {

@@ -121,8 +121,37 @@ fn a_rule_governing_a_process_is_part_of_its_application() {
         &mut system,
         &["usage", "--config", &config.display().to_string()],
     );
-    assert!(out.contains("/usr/bin/wget (rule name wget)"), "{out}");
-    assert!(out.contains("/usr/bin/curl\n"), "{out}");
+    // grouped as `top --by app` groups: the rule is the application
+    assert!(out.contains("  rule name wget\n"), "{out}");
+    assert!(out.contains("  /usr/bin/curl\n"), "{out}");
+    let json = ok(
+        &mut system,
+        &[
+            "usage",
+            "--config",
+            &config.display().to_string(),
+            "--rule",
+            "name wget",
+            "--by",
+            "process",
+            "--json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{json}");
+    for row in rows {
+        assert_eq!(
+            (&row["app"], &row["app_kind"], &row["exe"], &row["rule"]),
+            (
+                &serde_json::json!("name wget"),
+                &serde_json::json!("rule"),
+                &serde_json::json!("/usr/bin/wget"),
+                &serde_json::json!("name wget")
+            ),
+            "{json}"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,242 @@
+//! `chadthrottle daemon` run in a lab, as the usage-history test and the benchmark run it:
+//! a private configuration (its database, its log and a metrics port the system picks, in
+//! a temporary directory), started confined to the lab, stopped with SIGTERM as systemd
+//! stops it or killed with SIGKILL, its endpoint scraped, its `usage` read and its CPU
+//! time taken from /proc.
+
+use crate::Lab;
+use anyhow::{Context as _, bail, ensure};
+use serde_json::Value;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The daemon's first sample (installing the datapath, or resuming) is taken at once; this
+/// is long enough for it on a loaded machine.
+const FIRST_SAMPLE: Duration = Duration::from_millis(1500);
+
+/// A daemon's configuration and log, kept across its starts; removed on drop.
+pub struct DaemonSetup {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl DaemonSetup {
+    /// A configuration for `binary` (the `chadthrottle` executable) sampling every
+    /// `interval` (`"1s"`, `"10s"`) into a database of its own, metrics on 127.0.0.1.
+    pub fn new(binary: &Path, interval: &str) -> anyhow::Result<DaemonSetup> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "interval = \"{interval}\"\ndatabase = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+                dir.path().join("usage.db").display()
+            ),
+        )?;
+        Ok(DaemonSetup {
+            binary: binary.to_owned(),
+            log: dir.path().join("daemon.log"),
+            dir,
+            config,
+        })
+    }
+
+    /// Starts the daemon confined to `lab`, appending to the log, and waits for its first
+    /// sample.
+    pub fn start(&self, lab: &Lab) -> anyhow::Result<Daemon> {
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.binary)
+            .args(["daemon", "--config"])
+            .arg(&self.config)
+            .args(["--rules", "/nonexistent/rules.toml"])
+            .envs(lab.env())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start the daemon")?;
+        std::thread::sleep(FIRST_SAMPLE);
+        Ok(Daemon { child: Some(child) })
+    }
+
+    /// What the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The database's directory (the database and its WAL).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The running daemon's metrics: the address is the last one its log names (it listens
+    /// on a port the system picks); the answer's body.
+    pub fn scrape(&self) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(&self.log)?;
+        let address = text
+            .lines()
+            .rev()
+            .find_map(|line| line.split("metrics on http://").nth(1))
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .with_context(|| format!("the daemon's log names no metrics address:\n{text}"))?;
+        let mut stream = TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("not an HTTP answer: {answer}"))?;
+        ensure!(
+            head.starts_with("HTTP/1.1 200"),
+            "the scrape answered {head}"
+        );
+        Ok(body.to_owned())
+    }
+
+    /// The `usage --by process` row of `pid` over the last `since` (`"1h"`), read by the
+    /// binary as a user runs it.
+    pub fn usage_of(&self, lab: &Lab, pid: u32, since: &str) -> anyhow::Result<Value> {
+        let output = Command::new(&self.binary)
+            .arg("usage")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--since", since, "--by", "process", "--json"])
+            .envs(lab.env())
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "chadthrottle usage: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let report: Value = serde_json::from_slice(&output.stdout)?;
+        report["rows"]
+            .as_array()
+            .context("rows is an array")?
+            .iter()
+            .find(|row| row["pid"] == pid)
+            .cloned()
+            .with_context(|| format!("PID {pid} is not in the usage report: {report}"))
+    }
+}
+
+/// The value of the unlabelled metric `name` in a scrape's text.
+pub fn metric(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A running daemon; killed and reaped on drop if still running.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn child(&mut self) -> anyhow::Result<&mut Child> {
+        self.child.as_mut().context("the daemon was stopped")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the daemon with SIGTERM (as systemd does) and waits for it; it must exit
+    /// successfully within 10 s.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let child = self.child()?;
+        let pid = libc::pid_t::try_from(child.id())?;
+        // SAFETY: kill(2) on the PID of a child we started and have not reaped
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        ensure!(
+            sent == 0,
+            "SIGTERM to the daemon: {}",
+            std::io::Error::last_os_error()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                ensure!(status.success(), "the daemon exited with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("the daemon did not stop within 10 s of SIGTERM")
+    }
+
+    /// Kills the daemon with SIGKILL (`kill -9`) and reaps it.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        let child = self.child()?;
+        child.kill()?;
+        child.wait()?;
+        self.child = None;
+        Ok(())
+    }
+
+    /// The CPU time (user + system) the daemon used so far, from /proc/PID/stat.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self.pid().context("the daemon was stopped")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        cpu_time_of_stat(&stat).with_context(|| format!("cannot read /proc/{pid}/stat: {stat}"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _gone = child.kill();
+            let _reaped = child.wait();
+        }
+    }
+}
+
+/// utime + stime of a /proc/PID/stat line (fields 14 and 15, in clock ticks); the command
+/// name (field 2) may hold spaces and parentheses, so fields count from its last `)`.
+fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_counts_user_and_system_ticks_after_the_name() {
+        // a name with a space and a parenthesis; utime 250, stime 50 ticks
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 9 0 0";
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(
+            cpu_time_of_stat(stat),
+            Some(Duration::from_secs_f64(300.0 / ticks))
+        );
+        assert_eq!(cpu_time_of_stat("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn metric_reads_an_unlabelled_sample_only() {
+        let text = "# TYPE x counter\nx_total{a=\"b\"} 3\nx_total 7\nx_total_more 9\n";
+        assert_eq!(metric(text, "x_total"), Some(7.0));
+        assert_eq!(metric(text, "y_total"), None);
+    }
+}
