@@ -1,4 +1,4 @@
-//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's four backends
+//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's five backends
 //! beside what a user would reach for instead — a tc-htb script (wondershaper) and trickle
 //! — over round-trip time, congestion control, connections, direction and limit, with
 //! the latency an unlimited process sees during each limited transfer. One table, one
@@ -21,16 +21,19 @@ pub enum Backend {
     Htb,
     /// Downloads only.
     Ifb,
+    /// Uploads only.
+    Nftables,
     HtbScript,
     Trickle,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 7] = [
         Backend::Policer,
         Backend::Shaping,
         Backend::Htb,
         Backend::Ifb,
+        Backend::Nftables,
         Backend::HtbScript,
         Backend::Trickle,
     ];
@@ -42,6 +45,7 @@ impl Backend {
             Backend::Shaping => "shaping",
             Backend::Htb => "htb",
             Backend::Ifb => "ifb",
+            Backend::Nftables => "nftables",
             Backend::HtbScript => "tc-htb",
             Backend::Trickle => "trickle",
         }
@@ -62,15 +66,17 @@ impl Backend {
             Backend::Shaping => Some(Enforcement::Shaping),
             Backend::Htb => Some(Enforcement::Htb),
             Backend::Ifb => Some(Enforcement::Ifb),
+            Backend::Nftables => Some(Enforcement::Nftables),
             Backend::HtbScript | Backend::Trickle => None,
         }
     }
 
-    /// Whether it limits `direction` at all (the qdisc backends do one each).
+    /// Whether it limits `direction` at all (the qdisc backends do one each, nftables
+    /// uploads).
     pub const fn limits(self, direction: Direction) -> bool {
         !matches!(
             (self, direction),
-            (Backend::Htb, Direction::Down) | (Backend::Ifb, Direction::Up)
+            (Backend::Htb | Backend::Nftables, Direction::Down) | (Backend::Ifb, Direction::Up)
         )
     }
 }
@@ -311,7 +317,8 @@ mod tests {
                 &Backend::Policer,
                 &Backend::Shaping,
                 &Backend::Htb,
-                &Backend::Ifb
+                &Backend::Ifb,
+                &Backend::Nftables
             ]
         );
     }
@@ -330,6 +337,7 @@ mod tests {
         };
         assert_eq!(directions(Backend::Htb), [Direction::Up]);
         assert_eq!(directions(Backend::Ifb), [Direction::Down]);
+        assert_eq!(directions(Backend::Nftables), [Direction::Up]);
         assert_eq!(directions(Backend::Shaping), Direction::ALL);
     }
 }
