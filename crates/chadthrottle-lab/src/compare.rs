@@ -1,4 +1,4 @@
-//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's five backends
+//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's four backends
 //! beside what a user would reach for instead — a tc-htb script (wondershaper) and trickle
 //! — over round-trip time, congestion control, connections, direction and limit, with
 //! the latency an unlimited process sees during each limited transfer. One table, one
@@ -21,19 +21,16 @@ pub enum Backend {
     Htb,
     /// Downloads only.
     Ifb,
-    /// Uploads only.
-    Nftables,
     HtbScript,
     Trickle,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 7] = [
+    pub const ALL: [Backend; 6] = [
         Backend::Policer,
         Backend::Shaping,
         Backend::Htb,
         Backend::Ifb,
-        Backend::Nftables,
         Backend::HtbScript,
         Backend::Trickle,
     ];
@@ -45,7 +42,6 @@ impl Backend {
             Backend::Shaping => "shaping",
             Backend::Htb => "htb",
             Backend::Ifb => "ifb",
-            Backend::Nftables => "nftables",
             Backend::HtbScript => "tc-htb",
             Backend::Trickle => "trickle",
         }
@@ -66,17 +62,15 @@ impl Backend {
             Backend::Shaping => Some(Enforcement::Shaping),
             Backend::Htb => Some(Enforcement::Htb),
             Backend::Ifb => Some(Enforcement::Ifb),
-            Backend::Nftables => Some(Enforcement::Nftables),
             Backend::HtbScript | Backend::Trickle => None,
         }
     }
 
-    /// Whether it limits `direction` at all (the qdisc backends do one each, nftables
-    /// uploads).
+    /// Whether it limits `direction` at all (the qdisc backends do one each).
     pub const fn limits(self, direction: Direction) -> bool {
         !matches!(
             (self, direction),
-            (Backend::Htb | Backend::Nftables, Direction::Down) | (Backend::Ifb, Direction::Up)
+            (Backend::Htb, Direction::Down) | (Backend::Ifb, Direction::Up)
         )
     }
 }
@@ -317,8 +311,7 @@ mod tests {
                 &Backend::Policer,
                 &Backend::Shaping,
                 &Backend::Htb,
-                &Backend::Ifb,
-                &Backend::Nftables
+                &Backend::Ifb
             ]
         );
     }
@@ -337,7 +330,6 @@ mod tests {
         };
         assert_eq!(directions(Backend::Htb), [Direction::Up]);
         assert_eq!(directions(Backend::Ifb), [Direction::Down]);
-        assert_eq!(directions(Backend::Nftables), [Direction::Up]);
         assert_eq!(directions(Backend::Shaping), Direction::ALL);
     }
 }

@@ -73,7 +73,7 @@ pub fn backends(text: &str) -> anyhow::Result<Vec<Backend>> {
     list(
         "--backends",
         text,
-        "one of policer, shaping, htb, ifb, nftables, tc-htb, trickle",
+        "one of policer, shaping, tc-htb, trickle",
         |word| named(word, &Backend::ALL, Backend::word),
     )
 }
@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(connections("1, 8")?, [1, 8]);
         assert_eq!(rates("100K,1M,200M")?, [100 * 1024, 1 << 20, 200 << 20]);
         assert_eq!(
-            backends("policer,shaping,htb,ifb,nftables,tc-htb,trickle")?,
+            backends("policer,shaping,htb,ifb,tc-htb,trickle")?,
             Backend::ALL.to_vec()
         );
         Ok(())

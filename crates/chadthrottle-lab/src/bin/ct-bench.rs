@@ -17,7 +17,7 @@
 //! options: --seconds S (default 10), --rtt 0,20 (default both), --cc cubic,bbr (default both),
 //!          --bursts 50,100,… (sweep bursts, ms of the rate), --idle MS (sweep idle spell),
 //!          --overhead (only attached vs detached), --rounds N (its rounds, default 7)
-//! --compare filters (lists, default all): --backends policer,shaping,htb,ifb,nftables,tc-htb,trickle
+//! --compare filters (lists, default all): --backends policer,shaping,htb,ifb,tc-htb,trickle
 //!          --connections 1,8  --dirs up,down  --limits 100K,1M,10M,50M,200M (1024-based)
 //! ```
 //!
