@@ -486,10 +486,11 @@ impl System for FakeSystem {
                     Enforcement::Shaping => 20,
                     Enforcement::Htb | Enforcement::Ifb => 15,
                     Enforcement::Policer => 10,
+                    Enforcement::Nftables => 5,
                 },
                 directions: PerDirection {
                     up: enforcement != Enforcement::Ifb,
-                    down: enforcement != Enforcement::Htb,
+                    down: !matches!(enforcement, Enforcement::Htb | Enforcement::Nftables),
                 },
                 summary: "",
             })
@@ -654,7 +655,7 @@ impl RuleBackend for FakeBackend {
                 request.spec.name
             )));
         }
-        if let Some(qdisc) = set.iter().find(|l| l.enforcement.is_qdisc()) {
+        if let Some(qdisc) = set.iter().find(|l| l.enforcement.per_process_only()) {
             return Err(FakeError(format!(
                 "backend \"{}\" cannot hold a rule",
                 qdisc.enforcement.name()

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod metrics_fixtures;
 pub mod metrics_text;
 pub mod monitor;
+pub mod nft_limit;
 pub mod options;
 pub mod process;
 pub mod process_targets;

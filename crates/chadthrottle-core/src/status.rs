@@ -25,14 +25,19 @@ pub enum Enforcement {
     /// Downloads only: each interface's ingress redirected to an IFB device with an HTB
     /// class per process, the class picked by a tc classifier from the packet's socket.
     Ifb,
+    /// Uploads only: an nftables rule per process (`socket cgroupv2` of the process's own
+    /// cgroup, `limit rate over … drop`) in a table of ChadThrottle's own; the policer is
+    /// the backstop.
+    Nftables,
 }
 
 impl Enforcement {
-    pub const ALL: [Enforcement; 4] = [
+    pub const ALL: [Enforcement; 5] = [
         Enforcement::Shaping,
         Enforcement::Policer,
         Enforcement::Htb,
         Enforcement::Ifb,
+        Enforcement::Nftables,
     ];
 
     /// The backend name shown in `backends`, `status` and taken by `--upload-backend`.
@@ -42,12 +47,22 @@ impl Enforcement {
             Enforcement::Policer => "policer",
             Enforcement::Htb => "htb",
             Enforcement::Ifb => "ifb",
+            Enforcement::Nftables => "nftables",
         }
     }
 
     /// Whether an HTB qdisc holds the direction (the qdisc backends).
     pub const fn is_qdisc(self) -> bool {
         matches!(self, Enforcement::Htb | Enforcement::Ifb)
+    }
+
+    /// Whether the backend holds single processes only (an HTB class or an nftables rule
+    /// per process), so a rule cannot use it.
+    pub const fn per_process_only(self) -> bool {
+        matches!(
+            self,
+            Enforcement::Htb | Enforcement::Ifb | Enforcement::Nftables
+        )
     }
 
     pub fn from_name(name: &str) -> Option<Enforcement> {
@@ -75,6 +90,13 @@ pub fn held_by_qdisc(limits: &PerDirection<Option<DirectionLimit>>) -> bool {
     limits
         .iter()
         .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()))
+}
+
+/// Whether an nftables rule (backend nftables) holds either direction of `limits`.
+pub fn held_by_nftables(limits: &PerDirection<Option<DirectionLimit>>) -> bool {
+    limits
+        .iter()
+        .any(|(_, limit)| limit.is_some_and(|l| l.enforcement == Enforcement::Nftables))
 }
 
 /// Traffic counted for one direction of a limited process since the limit was set.

@@ -13,13 +13,14 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::install;
 use crate::layout::{
-    self, DIR_DOWN, DIR_UP, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, MatchKey, Member, Owner,
-    RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState, Stats,
+    self, DIR_DOWN, DIR_UP, LIMIT_NFT, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, MatchKey, Member,
+    Owner, RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState, Stats,
 };
 use crate::lock::{self, StateLock};
 use crate::names::{
     MAP_COUNTERS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_OWNER, MAP_RULES, MAP_STATS, MAP_TREE,
 };
+use crate::nft_sync::{self, NftLimit};
 use crate::pins::{PinnedMaps, open_pins};
 use crate::privileges::{self, Operation};
 use crate::procs;
@@ -30,8 +31,9 @@ use aya::maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuVa
 use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target};
 use chadthrottle_core::bucket;
 use chadthrottle_core::htb_class;
+use chadthrottle_core::nft_limit;
 use chadthrottle_core::status::{
-    ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_qdisc,
+    ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_nftables, held_by_qdisc,
 };
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use std::collections::BTreeSet;
@@ -79,15 +81,21 @@ fn new_entry(
     let (rate, burst) = limit.map_or((RATE_UNLIMITED, 0), |l| (l.rate, l.burst));
     let enforcement = limit.map(|l| l.enforcement);
     let qdisc = enforcement.is_some_and(Enforcement::is_qdisc);
+    // behind an nftables rule the policer must hold the rule's whole bucket
+    let bucket_burst = match enforcement {
+        Some(Enforcement::Nftables) => nft_limit::backstop_burst(rate, burst),
+        _ => burst,
+    };
     Limit {
         flags: match enforcement {
             Some(Enforcement::Shaping) => LIMIT_SHAPE,
             Some(Enforcement::Htb | Enforcement::Ifb) => LIMIT_QDISC,
+            Some(Enforcement::Nftables) => LIMIT_NFT,
             _ => 0,
         },
         class_id: if qdisc { class_id } else { 0 },
         start_time: target.process.start_time,
-        bucket: bucket::Bucket::new(rate, burst, now),
+        bucket: bucket::Bucket::new(rate, bucket_burst, now),
         burst,
         expires_at_ns: expires,
         comm: layout::comm_bytes(&target.name),
@@ -179,6 +187,32 @@ impl Datapath {
             }
         }
         classes
+    }
+
+    /// The nftables-held limits in force, of live processes.
+    fn nft_limits(&self) -> Vec<NftLimit> {
+        let mut held = Vec::new();
+        for key in self.process_keys() {
+            let Ok(Some(limit)) = self.entry(key.id, direction_of(key.dir)) else {
+                continue;
+            };
+            if limit.flags & LIMIT_NFT != 0
+                && limit.bucket.rate != RATE_UNLIMITED
+                && procs::is_alive(key.id, limit.start_time)
+            {
+                held.push(NftLimit {
+                    pid: key.id,
+                    rate: limit.bucket.rate,
+                    burst: limit.burst,
+                });
+            }
+        }
+        held
+    }
+
+    /// Brings the nftables backend's tables in line with the table of limits.
+    fn sync_nftables(&self, held: &StateLock) -> Result<(), Error> {
+        nft_sync::sync(held, &self.pin_dir, &self.nft_limits())
     }
 
     /// Brings the qdisc backends' interfaces in line with the table.
@@ -368,6 +402,7 @@ impl Datapath {
                         (flags, _) if flags & LIMIT_SHAPE != 0 => Enforcement::Shaping,
                         (flags, Direction::Up) if flags & LIMIT_QDISC != 0 => Enforcement::Htb,
                         (flags, Direction::Down) if flags & LIMIT_QDISC != 0 => Enforcement::Ifb,
+                        (flags, _) if flags & LIMIT_NFT != 0 => Enforcement::Nftables,
                         _ => Enforcement::Policer,
                     },
                 })
@@ -492,6 +527,15 @@ impl Backend for Datapath {
                 }
             }
         };
+        let nft_now = request.change.iter().any(|(_, change)| {
+            change
+                .limit()
+                .is_some_and(|l| l.enforcement == Enforcement::Nftables)
+        });
+        if nft_now {
+            // refused before anything changes
+            nft_sync::own_cgroup(process.pid)?;
+        }
         let result = self.apply_entries(&held, request).and_then(|limited| {
             if !limited {
                 self.back_to_rule(process.pid)?;
@@ -517,7 +561,13 @@ impl Backend for Datapath {
             .iter()
             .any(|(_, entry)| entry.is_some_and(|l| l.flags & LIMIT_QDISC != 0));
         let qdisc_now = request.sets_qdisc();
+        let nft_before = before
+            .iter()
+            .any(|(_, entry)| entry.is_some_and(|l| l.flags & LIMIT_NFT != 0));
         let result = result.and_then(|backfilled_sockets| {
+            if nft_before || nft_now {
+                self.sync_nftables(&held)?;
+            }
             if qdisc_before || qdisc_now {
                 self.sync_qdiscs(
                     &held,
@@ -540,6 +590,9 @@ impl Backend for Datapath {
                     // back to what the table says again (the refusal changed nothing)
                     let _best_effort = self.sync_qdiscs(&held, Reach::Shrink);
                 }
+                if nft_before || nft_now {
+                    let _best_effort = self.sync_nftables(&held);
+                }
                 self.reconcile(process.pid).ok();
                 Err(error)
             }
@@ -560,11 +613,15 @@ impl Backend for Datapath {
             .iter()
             .any(|(direction, set)| set.is_some() && !directions.get(direction));
         let qdisc_held = held_by_qdisc(&limit.limits);
+        let nft_held = held_by_nftables(&limit.limits);
         if !keeps_a_limit {
             self.delete(pid);
             self.back_to_rule(pid)?;
             if qdisc_held {
                 self.sync_qdiscs(&held, Reach::Shrink)?;
+            }
+            if nft_held {
+                self.sync_nftables(&held)?;
             }
             self.reconcile(pid)?;
             return Ok(Some(limit));
@@ -584,6 +641,9 @@ impl Backend for Datapath {
         }
         if qdisc_held {
             self.sync_qdiscs(&held, Reach::Shrink)?;
+        }
+        if nft_held {
+            self.sync_nftables(&held)?;
         }
         self.reconcile(pid)?;
         Ok(Some(limit))
@@ -609,6 +669,7 @@ impl Backend for Datapath {
         let now = clock::boottime_ns();
         let mut pruned = Vec::new();
         let mut qdisc_held = false;
+        let mut nft_held = false;
         for pid in self.pids() {
             let Some((limit, expires_at_ns)) = self.read(pid)? else {
                 continue;
@@ -616,12 +677,16 @@ impl Backend for Datapath {
             let expired = expires_at_ns != 0 && expires_at_ns <= now;
             if expired || !procs::is_alive(pid, limit.target.start_time) {
                 qdisc_held |= held_by_qdisc(&limit.limits);
+                nft_held |= held_by_nftables(&limit.limits);
                 self.delete(pid);
                 pruned.push(limit);
             }
         }
         if qdisc_held {
             self.sync_qdiscs(&held, Reach::Shrink)?;
+        }
+        if nft_held {
+            self.sync_nftables(&held)?;
         }
         Ok(pruned)
     }

@@ -141,6 +141,18 @@ pub enum Error {
     /// A qdisc backend cannot be installed as asked; nothing was changed.
     #[error("{0}")]
     QdiscRefused(String),
+
+    /// The nftables backend cannot take the process (the message says why and what to
+    /// do); nothing was changed.
+    #[error("{0}")]
+    NftablesRefused(String),
+
+    #[error("cannot {op}")]
+    Nftables {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {

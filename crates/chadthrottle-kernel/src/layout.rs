@@ -28,6 +28,8 @@ pub const AF_INET6: u16 = libc::AF_INET6 as u16;
 pub const LIMIT_SHAPE: u32 = 1;
 /// `ct_limit.flags`: an HTB class (`class_id`) holds the direction (backends htb, ifb).
 pub const LIMIT_QDISC: u32 = 2;
+/// `ct_limit.flags`: an nftables rule holds the direction (backend nftables).
+pub const LIMIT_NFT: u32 = 4;
 /// `ct_limit_key.scope`: the key's id is a tgid (a PID limit or an each-mode member).
 pub const SCOPE_PROCESS: u16 = 0;
 /// `ct_limit_key.scope`: the key's id is a rule id (a shared rule's budget).

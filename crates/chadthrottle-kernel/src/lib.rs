@@ -36,6 +36,8 @@ mod lock;
 pub mod mounts;
 pub mod names;
 mod netns;
+pub mod nft_netlink;
+mod nft_sync;
 mod object;
 mod object_check;
 mod pins;

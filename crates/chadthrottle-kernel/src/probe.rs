@@ -74,9 +74,24 @@ pub const IFB: BackendDescriptor = BackendDescriptor {
               whose HTB queues them, one class per process; other traffic is untouched",
 };
 
+/// An nftables rule per process, below the eBPF backends.
+pub const NFTABLES: BackendDescriptor = BackendDescriptor {
+    name: Enforcement::Nftables.name(),
+    priority: 5,
+    directions: PerDirection {
+        up: true,
+        down: false,
+    },
+    summary: "uploads only: a rule per process in ChadThrottle's own nftables table (inet \
+              chadthrottle, output hook) matches the packets of sockets made in the process's \
+              cgroup (socket cgroupv2) and drops what is over the rate (limit rate over); the \
+              process must be alone in a cgroup of its own; the policer is the backstop. \
+              Downloads: socket cgroupv2 does not match on input (not built)",
+};
+
 /// Every backend this build has.
 pub fn descriptors() -> Vec<BackendDescriptor> {
-    vec![SHAPING, POLICER, HTB, IFB]
+    vec![SHAPING, POLICER, HTB, IFB, NFTABLES]
 }
 
 /// Whether `backend` can work here, by trying.
@@ -108,7 +123,7 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
     let extra = match enforcement {
         Enforcement::Shaping => Some(PROG_ITER_TCP),
         Enforcement::Ifb => Some(PROG_TC_INGRESS),
-        Enforcement::Policer | Enforcement::Htb => None,
+        Enforcement::Policer | Enforcement::Htb | Enforcement::Nftables => None,
     };
     // the task iterator resolves rules, whatever the backend
     for program in PROGRAMS.into_iter().chain([PROG_ITER_TASK]).chain(extra) {
@@ -124,8 +139,32 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
             let raw = u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0);
             qdisc_support(Direction::Down, Some(raw))
         }
+        Enforcement::Nftables => nftables_support(),
         Enforcement::Shaping | Enforcement::Policer => Ok(()),
     }
+}
+
+/// Whether this kernel takes the nftables backend's table, chain and rule (nf_tables, its
+/// `inet` family, the `socket` and `limit` expressions), by trying in a network namespace
+/// of its own that vanishes with the thread.
+fn nftables_support() -> Result<(), String> {
+    let root = crate::mounts::cgroup2_root().map_err(|error| describe(&error))?;
+    let cgroup_id = crate::mounts::cgroup_id(&root).map_err(|error| describe(&error))?;
+    in_own_namespace(|| {
+        let rule = crate::nft_netlink::UploadRule {
+            cgroup_id,
+            level: 0,
+            rate: 1 << 20,
+            burst: 0,
+        };
+        crate::nft_netlink::replace(&[rule]).map_err(|error| {
+            format!(
+                "the kernel refused an nftables table with a socket cgroupv2 and a limit \
+                         rule (CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_SOCKET, \
+                         CONFIG_NFT_LIMIT): {error}"
+            )
+        })
+    })
 }
 
 /// Whether this kernel can carry the qdisc backend for `direction`, by trying in a network
@@ -133,6 +172,42 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
 /// class on it, and for downloads an ingress qdisc with the classifier `classifier_fd`
 /// behind a mirred redirect. Nothing outside that namespace is touched.
 fn qdisc_support(direction: Direction, classifier_fd: Option<u32>) -> Result<(), String> {
+    in_own_namespace(|| {
+        let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
+        let ifb = rtnl
+            .add_ifb("ct-probe", 10)
+            .map_err(|e| format!("cannot create an IFB device (CONFIG_IFB): {e}"))?;
+        rtnl.add_htb_root(ifb, QDISC_HANDLE)
+            .map_err(|e| format!("cannot add an HTB qdisc (CONFIG_NET_SCH_HTB): {e}"))?;
+        rtnl.set_class(
+            ifb,
+            QDISC_HANDLE,
+            htb_class::class_id(1),
+            1 << 20,
+            1 << 20,
+            1514,
+        )
+        .map_err(|e| format!("cannot add an HTB class: {e}"))?;
+        if direction == Direction::Down {
+            let fd = classifier_fd.ok_or("the classifier was not loaded")?;
+            rtnl.add_ingress(ifb).map_err(|e| {
+                format!("cannot add an ingress qdisc (CONFIG_NET_SCH_INGRESS): {e}")
+            })?;
+            rtnl.add_redirect_filter(ifb, false, fd, PROG_TC_INGRESS, ifb)
+                .map_err(|e| {
+                    format!(
+                        "cannot add a BPF filter with a mirred action \
+                                 (CONFIG_NET_CLS_BPF, CONFIG_NET_ACT_MIRRED): {e}"
+                    )
+                })?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `work` on a thread of its own in a new network namespace, which vanishes with the
+/// thread: what a probe builds there touches nothing outside.
+fn in_own_namespace(work: impl FnOnce() -> Result<(), String> + Send) -> Result<(), String> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -143,35 +218,7 @@ fn qdisc_support(direction: Direction, classifier_fd: Option<u32>) -> Result<(),
                         std::io::Error::last_os_error()
                     ));
                 }
-                let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
-                let ifb = rtnl
-                    .add_ifb("ct-probe", 10)
-                    .map_err(|e| format!("cannot create an IFB device (CONFIG_IFB): {e}"))?;
-                rtnl.add_htb_root(ifb, QDISC_HANDLE)
-                    .map_err(|e| format!("cannot add an HTB qdisc (CONFIG_NET_SCH_HTB): {e}"))?;
-                rtnl.set_class(
-                    ifb,
-                    QDISC_HANDLE,
-                    htb_class::class_id(1),
-                    1 << 20,
-                    1 << 20,
-                    1514,
-                )
-                .map_err(|e| format!("cannot add an HTB class: {e}"))?;
-                if direction == Direction::Down {
-                    let fd = classifier_fd.ok_or("the classifier was not loaded")?;
-                    rtnl.add_ingress(ifb).map_err(|e| {
-                        format!("cannot add an ingress qdisc (CONFIG_NET_SCH_INGRESS): {e}")
-                    })?;
-                    rtnl.add_redirect_filter(ifb, false, fd, PROG_TC_INGRESS, ifb)
-                        .map_err(|e| {
-                            format!(
-                                "cannot add a BPF filter with a mirred action \
-                                 (CONFIG_NET_CLS_BPF, CONFIG_NET_ACT_MIRRED): {e}"
-                            )
-                        })?;
-                }
-                Ok(())
+                work()
             })
             .join()
             .unwrap_or_else(|_| Err("the probe thread panicked".into()))

@@ -7,6 +7,7 @@ use crate::datapath::Datapath;
 use crate::error::Error;
 use crate::mounts;
 use crate::names::{MAPS, PROGRAMS, link_pin};
+use crate::nft_sync;
 use crate::pins::open_pins;
 use crate::privileges::{self, Operation};
 use crate::qdisc_sync::{self, Reach};
@@ -39,6 +40,8 @@ pub fn reset(pin_dir: &Path) -> Result<ResetReport, Error> {
     crate::rule_book::forget(&held, pin_dir)?;
     // every qdisc the htb and ifb backends installed goes, and what it replaced comes back
     qdisc_sync::sync(&held, pin_dir, &[], Reach::Shrink)?;
+    // and every table of the nftables backend
+    nft_sync::sync(&held, pin_dir, &[])?;
     let pins = PROGRAMS
         .into_iter()
         .rev()

@@ -523,13 +523,14 @@ fn check(rule: &RuleEntry) -> Result<(), Error> {
             rule.id, rule.rank
         )));
     }
-    let qdisc = rule
+    let single = rule
         .limits
         .iter()
-        .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()));
-    if qdisc {
+        .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.per_process_only()));
+    if single {
         return Err(Error::RuleTarget(
-            "the htb and ifb backends hold single processes; a rule uses shaping or the policer"
+            "the htb, ifb and nftables backends hold single processes; a rule uses shaping or \
+             the policer"
                 .into(),
         ));
     }
@@ -566,11 +567,14 @@ mod tests {
         assert!(check(&rule(RuleTarget::Tree(1), 1, Enforcement::Policer)).is_ok());
         let wrong_rank = check(&rule(name, 2, Enforcement::Shaping)).expect_err("rank");
         assert!(wrong_rank.to_string().contains("rank 2"), "{wrong_rank}");
-        let htb = check(&rule(name, 3, Enforcement::Htb)).expect_err("htb");
-        assert_eq!(
-            htb.to_string(),
-            "the htb and ifb backends hold single processes; a rule uses shaping or the policer"
-        );
+        for single in [Enforcement::Htb, Enforcement::Nftables] {
+            let refused = check(&rule(name, 3, single)).expect_err("single");
+            assert_eq!(
+                refused.to_string(),
+                "the htb, ifb and nftables backends hold single processes; a rule uses shaping \
+                 or the policer"
+            );
+        }
         let zero = RuleEntry {
             id: 0,
             ..rule(name, 3, Enforcement::Shaping)

@@ -733,7 +733,7 @@ fn backends_names_all_and_proves_they_work() -> anyhow::Result<()> {
         .map(|backend| &backend["name"])
         .collect();
     ensure!(
-        names == ["shaping", "policer", "htb", "ifb"],
+        names == ["shaping", "policer", "htb", "ifb", "nftables"],
         "backends: {listed}"
     );
     for backend in listed["backends"].as_array().into_iter().flatten() {
@@ -748,8 +748,14 @@ fn backends_names_all_and_proves_they_work() -> anyhow::Result<()> {
         )
     };
     ensure!(
-        directions(2) == (true, false) && directions(3) == (false, true),
-        "htb limits uploads, ifb downloads: {listed}"
+        directions(2) == (true, false)
+            && directions(3) == (false, true)
+            && directions(4) == (true, false),
+        "htb and nftables limit uploads, ifb downloads: {listed}"
+    );
+    ensure!(
+        listed["backends"][4]["priority"].as_u64() < listed["backends"][1]["priority"].as_u64(),
+        "nftables ranks below the eBPF backends: {listed}"
     );
     ensure!(
         listed["backends"][0]["priority"].as_u64() > listed["backends"][1]["priority"].as_u64(),

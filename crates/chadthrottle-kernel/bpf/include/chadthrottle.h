@@ -104,6 +104,9 @@ enum ct_limit_flags {
 	/* an HTB class holds the direction (backends htb and ifb): the datapath puts the
 	 * process's packets in class_id through skb->priority, the policer is the backstop */
 	CT_LIMIT_QDISC = 2,
+	/* an nftables rule (backend nftables) drops the direction's packets over the limit
+	 * before they reach the datapath; the policer is the backstop */
+	CT_LIMIT_NFT = 4,
 };
 
 /* Value of ct_limits: a bucket and whose it is. Userspace writes it whole with

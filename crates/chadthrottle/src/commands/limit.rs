@@ -223,7 +223,11 @@ mod tests {
         );
         assert_eq!(
             pick(Some("tc"), None),
-            Err("unknown backend \"tc\"; known backends: shaping, policer, htb, ifb".into())
+            Err(
+                "unknown backend \"tc\"; known backends: shaping, policer, htb, ifb, \
+                 nftables"
+                    .into()
+            )
         );
         assert_eq!(
             pick(None, Some("htb")),
@@ -247,14 +251,24 @@ mod tests {
             pick(Some("htb"), None),
             Err("backend \"htb\" is unavailable: no sch_htb".into())
         );
-        for name in ["policer", "ifb"] {
+        system.machine().unavailable.insert("policer", "off".into());
+        assert_eq!(
+            pick(None, None),
+            Ok(both(Enforcement::Nftables, Enforcement::Ifb)),
+            "nftables is the last resort for uploads"
+        );
+        assert_eq!(
+            pick(None, Some("nftables")),
+            Err("backend \"nftables\" cannot limit downloads".into())
+        );
+        for name in ["ifb", "nftables"] {
             system.machine().unavailable.insert(name, "off".into());
         }
         assert_eq!(
             pick(None, None),
             Err(
                 "no backend can limit uploads here: shaping: no iter/tcp; htb: no sch_htb; \
-                 policer: off"
+                 policer: off; nftables: off"
                     .into()
             )
         );
