@@ -16,6 +16,7 @@ pub mod fake;
 pub mod file_error;
 pub mod fnv;
 pub mod htb_class;
+pub mod kernel_floor;
 pub mod locality;
 pub mod meter;
 pub mod metrics;

@@ -20,8 +20,9 @@ struct ct_members_map ct_members SEC(".maps");
 struct ct_meta_map ct_meta SEC(".maps");
 struct ct_counters_map ct_counters SEC(".maps");
 
-/* Defaults; the loader sets both before the programs load (.rodata). */
+/* Defaults; the loader sets them before the programs load (.rodata). */
 const volatile __u64 ct_ns_per_tick = 10000000;
 const volatile __u32 ct_accounting = 1;
+const volatile __u32 ct_coarse_clock = 1;
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -119,8 +119,13 @@ static __always_inline void ct_flush(struct __sk_buff *skb, struct bpf_sock *sk,
 	if (sock->unreported_tx_packets || sock->unreported_rx_packets) {
 		acct = ct_proc_acct_of(&sock->owner);
 		if (acct) {
-			tx = __sync_lock_test_and_set(&sock->unreported_tx_packets, 0);
-			rx = __sync_lock_test_and_set(&sock->unreported_rx_packets, 0);
+			/* take what was read, not an exchange: a packet counted meanwhile stays
+			 * for the next copy, and an atomic add is all Linux 5.10 has (atomic
+			 * exchange is from 5.12: "BPF_STX uses reserved fields") */
+			tx = sock->unreported_tx_packets;
+			rx = sock->unreported_rx_packets;
+			__sync_fetch_and_add(&sock->unreported_tx_packets, -tx);
+			__sync_fetch_and_add(&sock->unreported_rx_packets, -rx);
 			/* per-CPU, but a preempted program can share its CPU: add atomically */
 			__sync_fetch_and_add(&acct->tx_packets, tx);
 			__sync_fetch_and_add(&acct->rx_packets, rx);
@@ -183,7 +188,7 @@ static __always_inline void ct_account(struct __sk_buff *skb, struct bpf_sock *s
 	/* the socket's counters are shared by the CPUs sending and receiving on it */
 	__sync_fetch_and_add(up ? &sock->acct.tx_bytes : &sock->acct.rx_bytes, payload);
 	__sync_fetch_and_add(up ? &sock->acct.tx_packets : &sock->acct.rx_packets, packets);
-	now = bpf_ktime_get_coarse_ns();
+	now = ct_coarse_clock ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
 	if (now - sock->flushed_ns > CT_CONN_FLUSH_NS ||
 	    (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_ESTABLISHED))
 		ct_flush(skb, sk, sock, now);

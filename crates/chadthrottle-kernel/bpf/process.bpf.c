@@ -5,6 +5,8 @@
  *   ct_sock_create   cgroup/sock_create          records the creating process in socket
  *                                                storage (and its name and command line,
  *                                                once); re-resolves its rule
+ *   ct_sock_owner    cgroup/sock_create          the same record without the rule, for
+ *                                                Linux 5.10 (no bpf_get_current_task_btf)
  *   ct_process_exec  tp_btf/sched_process_exec   resolves a process's rule with its new
  *                                                executable and name
  *   ct_process_fork  tp_btf/sched_process_fork   a child joins its parent's tree rule, then
@@ -28,6 +30,7 @@
  * reports its own to userspace instead.
  */
 #include <linux/bpf.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "chadthrottle.h"
 #include "maps.h"
@@ -147,12 +150,16 @@ static __always_inline __u64 ct_start_time(struct task_struct *task)
 }
 
 /* Name and command line of the process creating a socket, read once per process (the
- * first socket it creates), so that they outlive it in ct_proc_info. */
+ * first socket it creates), so that they outlive it in ct_proc_info. Every field is read
+ * with bpf_probe_read_kernel (CO-RE), so `task` may be a BTF pointer or, on 5.10, the
+ * plain address bpf_get_current_task gives. */
 static __always_inline void ct_record_process(struct ct_owner *owner, struct task_struct *task)
 {
 	static const struct ct_proc_info empty;
 	struct ct_proc_info *info;
+	struct task_struct *leader;
 	struct mm_struct *mm;
+	unsigned long arg_start, arg_end;
 	__u64 len;
 
 	if (bpf_map_lookup_elem(&ct_proc_info, owner))
@@ -162,14 +169,17 @@ static __always_inline void ct_record_process(struct ct_owner *owner, struct tas
 	info = bpf_map_lookup_elem(&ct_proc_info, owner);
 	if (!info)
 		return;
-	bpf_probe_read_kernel_str(info->comm, sizeof(info->comm), task->group_leader->comm);
-	mm = task->mm;
+	leader = BPF_CORE_READ(task, group_leader);
+	bpf_core_read_str(info->comm, sizeof(info->comm), &leader->comm);
+	mm = BPF_CORE_READ(task, mm);
 	if (!mm)
 		return;
-	len = mm->arg_end - mm->arg_start;
+	arg_start = BPF_CORE_READ(mm, arg_start);
+	arg_end = BPF_CORE_READ(mm, arg_end);
+	len = arg_end - arg_start;
 	if (len > CT_CMDLINE_LEN)
 		len = CT_CMDLINE_LEN;
-	if (len && !bpf_probe_read_user(info->cmdline, len, (void *)mm->arg_start))
+	if (len && !bpf_probe_read_user(info->cmdline, len, (void *)arg_start))
 		info->cmdline_len = len;
 }
 
@@ -472,6 +482,29 @@ int ct_sock_create(struct bpf_sock *sk)
 	meta = ct_get_meta();
 	if (meta && meta->rule_ranks)
 		ct_count_ungoverned(ct_resolve(task, meta));
+	return 1; /* never refuse a socket */
+}
+
+/* ct_sock_create for Linux 5.10, loaded in its place where bpf_get_current_task_btf (5.11)
+ * is missing: bpf_get_current_task gives the task as a plain address, read only through
+ * bpf_probe_read_kernel, so the owner and its start time are recorded but the rule is not
+ * re-resolved (the resolver walks the task with BTF pointers). A process that changed its
+ * name or uid follows its rule from its next exec or the next rule change instead. */
+SEC("cgroup/sock_create")
+int ct_sock_owner(struct bpf_sock *sk)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct ct_owner *owner;
+	__u64 start;
+
+	owner = bpf_sk_storage_get(&ct_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!owner)
+		return 1;
+	start = BPF_CORE_READ(task, group_leader, start_boottime);
+	owner->tgid = bpf_get_current_pid_tgid() >> 32;
+	owner->start_time = start / ct_ns_per_tick;
+	if (ct_accounting)
+		ct_record_process(owner, task);
 	return 1; /* never refuse a socket */
 }
 

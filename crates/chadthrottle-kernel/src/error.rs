@@ -17,11 +17,13 @@ pub enum Error {
         source: io::Error,
     },
 
-    #[error(
-        "the eBPF datapath cannot run on this kernel ({release}): it calls {helpers}, \
-         which this kernel does not have"
-    )]
-    MissingHelpers { helpers: String, release: String },
+    /// The verifier refused a helper this kernel does not give the program's hook: named,
+    /// not shown as the verifier's log.
+    #[error("cannot load {program}: {reason}")]
+    NeedsNewerKernel {
+        program: &'static str,
+        reason: String,
+    },
 
     #[error("cannot load the datapath into the kernel")]
     Load {

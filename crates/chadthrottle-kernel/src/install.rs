@@ -84,7 +84,6 @@ fn install_locked(_held: &StateLock, config: &Config) -> Result<PinnedMaps, Erro
         });
     }
 
-    helper_probe::check()?;
     let mut ebpf = loader::load(Some(config))?;
     failpoint("loaded");
     // the rules in the pinned maps stay, and so does the record of their kinds
@@ -132,7 +131,9 @@ fn attach(
     cgroup: &File,
     btf: &Btf,
 ) -> Result<FdLink, Error> {
-    load_program(ebpf, program, btf)?;
+    // the program attached as `program` on this kernel (the link's pin keeps `program`'s name)
+    let loaded = helper_probe::in_place_of(program);
+    load_program(ebpf, loaded, btf)?;
     // a cgroup *link* is always multi-attach: it coexists with other programs (systemd's,
     // firewalls') and the kernel refuses the BPF_F_ALLOW_MULTI flag on it (EINVAL)
     let mode = CgroupAttachMode::Single;
@@ -140,7 +141,7 @@ fn attach(
     let link_error = |source| Error::Link { program, source };
     match program {
         PROG_SOCK_CREATE => {
-            let prog = loader::program::<CgroupSock>(ebpf, program)?;
+            let prog = loader::program::<CgroupSock>(ebpf, loaded)?;
             let link = prog
                 .attach(cgroup, mode)
                 .and_then(|id| prog.take_link(id))

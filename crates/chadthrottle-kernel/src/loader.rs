@@ -8,42 +8,58 @@ use crate::config::{
 };
 use crate::error::Error;
 use crate::names::{
-    GLOBAL_ACCOUNTING, GLOBAL_NS_PER_TICK, ITER_TASK, ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_MATCH,
-    MAP_MEMBERS, MAP_PROC_ACCT, MAP_PROC_INFO, MAP_RULES, MAP_STATS, MAP_TREE, MAPS, PROG_EGRESS,
-    PROG_INGRESS, PROG_ITER_TASK, PROG_ITER_TCP, PROG_PROCESS_EXEC, PROG_PROCESS_EXIT,
-    PROG_PROCESS_FORK, PROG_SOCK_CREATE, PROG_SOCK_OPS, PROG_TC_INGRESS, TRACEPOINT_PROCESS_EXEC,
-    TRACEPOINT_PROCESS_EXIT, TRACEPOINT_PROCESS_FORK,
+    GLOBAL_ACCOUNTING, GLOBAL_COARSE_CLOCK, GLOBAL_NS_PER_TICK, ITER_TASK, ITER_TCP, MAP_CONNS,
+    MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_PROC_ACCT, MAP_PROC_INFO, MAP_RULES, MAP_STATS,
+    MAP_TREE, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TASK, PROG_ITER_TCP, PROG_PROCESS_EXEC,
+    PROG_PROCESS_EXIT, PROG_PROCESS_FORK, PROG_SOCK_CREATE, PROG_SOCK_OPS, PROG_SOCK_OWNER,
+    PROG_TC_INGRESS, TRACEPOINT_PROCESS_EXEC, TRACEPOINT_PROCESS_EXIT, TRACEPOINT_PROCESS_FORK,
+    hook_of,
 };
 use crate::object::OBJECT;
 use aya::programs::{
     BtfTracePoint, CgroupSkb, CgroupSock, Iter, Program, ProgramError, SchedClassifier, SockOps,
 };
 use aya::{Btf, Ebpf, EbpfLoader};
+use chadthrottle_core::kernel_floor::named_refusal;
 use std::path::{Path, PathBuf};
 
-/// Parses the object and creates (or, with `config`, reuses the pinned) maps. Programs
-/// are not loaded yet.
+/// Entries of each sized map created only to load programs against (no config).
+const PROBE_ENTRIES: u32 = 64;
+
+/// Parses the object and creates (or, with `config`, reuses the pinned) maps; without a
+/// config, small ones to try programs against. Programs are not loaded yet.
 pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
     let mut loader = EbpfLoader::new();
     let ns_per_tick = crate::clock::ns_per_tick();
     loader.override_global(GLOBAL_NS_PER_TICK, &ns_per_tick, true);
     let accounting = u32::from(config.is_none_or(|config| config.accounting));
     loader.override_global(GLOBAL_ACCOUNTING, &accounting, true);
+    let coarse_clock = u32::from(crate::helper_probe::coarse_clock());
+    loader.override_global(GLOBAL_COARSE_CLOCK, &coarse_clock, true);
+    // without a config the maps exist only for the verifier (`backends`, a backend's
+    // readiness): a few entries each, not the megabytes an install's take
+    let size = |entries: u32| {
+        if config.is_some() {
+            entries
+        } else {
+            PROBE_ENTRIES
+        }
+    };
     let max_limits = config.map_or(DEFAULT_MAX_LIMITS, |config| config.max_limits);
-    let entries = max_limits.saturating_mul(2);
+    let entries = size(max_limits.saturating_mul(2));
     loader.map_max_entries(MAP_LIMITS, entries);
     loader.map_max_entries(MAP_STATS, entries);
-    let max_rules = config.map_or(DEFAULT_MAX_RULES, |config| config.max_rules);
-    let max_members = config.map_or(DEFAULT_MAX_MEMBERS, |config| config.max_members);
+    let max_rules = size(config.map_or(DEFAULT_MAX_RULES, |config| config.max_rules));
+    let max_members = size(config.map_or(DEFAULT_MAX_MEMBERS, |config| config.max_members));
     loader.map_max_entries(MAP_RULES, max_rules);
     loader.map_max_entries(MAP_MATCH, max_rules);
     loader.map_max_entries(MAP_MEMBERS, max_members);
     loader.map_max_entries(MAP_TREE, max_members);
-    loader.map_max_entries(MAP_PROC_ACCT, MAX_ACCOUNTED_PROCESSES);
-    loader.map_max_entries(MAP_PROC_INFO, MAX_ACCOUNTED_PROCESSES);
+    loader.map_max_entries(MAP_PROC_ACCT, size(MAX_ACCOUNTED_PROCESSES));
+    loader.map_max_entries(MAP_PROC_INFO, size(MAX_ACCOUNTED_PROCESSES));
     loader.map_max_entries(
         MAP_CONNS,
-        config.map_or(DEFAULT_MAX_CONNECTIONS, |config| config.max_connections),
+        size(config.map_or(DEFAULT_MAX_CONNECTIONS, |config| config.max_connections)),
     );
     let pins: Vec<(&str, PathBuf)> = config
         .map(|config| {
@@ -98,7 +114,7 @@ where
 /// Loads `name` into the kernel (the verifier runs here).
 pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<(), Error> {
     let loaded = match name {
-        PROG_SOCK_CREATE => program::<CgroupSock>(ebpf, name)?.load(),
+        PROG_SOCK_CREATE | PROG_SOCK_OWNER => program::<CgroupSock>(ebpf, name)?.load(),
         PROG_EGRESS | PROG_INGRESS => program::<CgroupSkb>(ebpf, name)?.load(),
         PROG_SOCK_OPS => program::<SockOps>(ebpf, name)?.load(),
         PROG_ITER_TCP => program::<Iter>(ebpf, name)?.load(ITER_TCP, btf),
@@ -115,5 +131,20 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Re
         }
         _ => return Err(Error::program("find", name)(ProgramError::NotLoaded)),
     };
-    loaded.map_err(Error::program("load", name))
+    loaded.map_err(|source| {
+        let log = source.to_string();
+        match named_refusal(hook_of(name), &log, &osrelease()) {
+            Some(reason) => Error::NeedsNewerKernel {
+                program: name,
+                reason,
+            },
+            None => Error::program("load", name)(source),
+        }
+    })
+}
+
+/// This kernel's release (`uname -r`), for the reason a refusal gives.
+fn osrelease() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".to_owned(), |text| text.trim().to_owned())
 }

@@ -42,7 +42,12 @@ pub const MAPS: [&str; 12] = [
     MAP_META,
 ];
 
+/// Records each new socket's owner and re-resolves its rule; attached under its own link
+/// pin name whichever of it and [`PROG_SOCK_OWNER`] this kernel takes.
 pub const PROG_SOCK_CREATE: &str = "ct_sock_create";
+/// [`PROG_SOCK_CREATE`] for kernels without `bpf_get_current_task_btf` (5.10): the owner
+/// only (`helper_probe::sock_create_program` chooses).
+pub const PROG_SOCK_OWNER: &str = "ct_sock_owner";
 pub const PROG_EGRESS: &str = "ct_egress";
 pub const PROG_INGRESS: &str = "ct_ingress";
 pub const PROG_PROCESS_EXIT: &str = "ct_process_exit";
@@ -77,6 +82,26 @@ pub const TRACEPOINT_PROCESS_FORK: &str = "sched_process_fork";
 pub const GLOBAL_NS_PER_TICK: &str = "ct_ns_per_tick";
 /// Load-time setting in `.rodata`: 1 accounts every process and connection, 0 does not.
 pub const GLOBAL_ACCOUNTING: &str = "ct_accounting";
+/// Load-time setting in `.rodata`: 1 reads `bpf_ktime_get_coarse_ns`, 0 `bpf_ktime_get_ns`.
+pub const GLOBAL_COARSE_CLOCK: &str = "ct_coarse_clock";
+
+/// The hook of `program` as its ELF section names it (`iter/tcp`), for naming what a
+/// kernel refuses it; "" for a name that is no program.
+pub fn hook_of(program: &str) -> &'static str {
+    match program {
+        PROG_SOCK_CREATE | PROG_SOCK_OWNER => "cgroup/sock_create",
+        PROG_EGRESS => "cgroup_skb/egress",
+        PROG_INGRESS => "cgroup_skb/ingress",
+        PROG_PROCESS_EXIT => "tp_btf/sched_process_exit",
+        PROG_PROCESS_EXEC => "tp_btf/sched_process_exec",
+        PROG_PROCESS_FORK => "tp_btf/sched_process_fork",
+        PROG_SOCK_OPS => "sockops",
+        PROG_ITER_TCP => "iter/tcp",
+        PROG_ITER_TASK => "iter/task",
+        PROG_TC_INGRESS => "tc",
+        _ => "",
+    }
+}
 
 /// Pin file of the link that keeps `program` attached.
 pub fn link_pin(program: &str) -> String {

@@ -466,8 +466,16 @@ mod tests {
     fn every_program_the_loader_names_is_in_the_object_with_its_hook() {
         let object = object();
         type IsHook = fn(&ProgramSection) -> bool;
-        let is_hook: [(&str, IsHook); 10] = [
+        let is_hook: [(&str, IsHook); 11] = [
             (PROG_SOCK_CREATE, |s| {
+                matches!(
+                    s,
+                    ProgramSection::CgroupSock {
+                        attach_type: CgroupSockAttachType::SockCreate
+                    }
+                )
+            }),
+            (PROG_SOCK_OWNER, |s| {
                 matches!(
                     s,
                     ProgramSection::CgroupSock {

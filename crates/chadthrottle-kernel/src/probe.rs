@@ -19,6 +19,7 @@ use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::htb_class::{self, QDISC_HANDLE};
 use chadthrottle_core::status::Enforcement;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::OnceLock;
 
 /// Per-socket shaping by TCP itself, the policer behind it.
 pub const SHAPING: BackendDescriptor = BackendDescriptor {
@@ -108,6 +109,50 @@ pub fn availability(backend: &BackendDescriptor) -> Availability {
     }
 }
 
+/// The program `enforcement` needs beyond those every backend shares (and the task
+/// iterator): the one that tells whether this kernel can carry it.
+fn own_program(enforcement: Enforcement) -> Option<&'static str> {
+    match enforcement {
+        Enforcement::Shaping => Some(PROG_ITER_TCP),
+        Enforcement::Ifb => Some(PROG_TC_INGRESS),
+        Enforcement::Policer | Enforcement::Htb | Enforcement::Nftables => None,
+    }
+}
+
+/// Whether the program `backend` needs of its own loads here (the verifier runs, against
+/// small maps; nothing is attached): what `limit` asks before it chooses, so that a kernel
+/// that refuses it (shaping on 5.10: no socket storage nor `bpf_setsockopt` from the TCP
+/// iterator) makes it pick the next backend, with the refusal named, never shown as a
+/// verifier log. Asked of the kernel once per process and program: a command asks for
+/// each direction.
+pub fn ready(backend: &BackendDescriptor) -> Result<(), String> {
+    static TCP_ITERATOR: OnceLock<Result<(), String>> = OnceLock::new();
+    static CLASSIFIER: OnceLock<Result<(), String>> = OnceLock::new();
+    let Some(program) = Enforcement::from_name(backend.name).and_then(own_program) else {
+        return Ok(());
+    };
+    let cell = if program == PROG_ITER_TCP {
+        &TCP_ITERATOR
+    } else {
+        &CLASSIFIER
+    };
+    cell.get_or_init(|| {
+        let btf = Btf::from_sys_fs().map_err(|error| describe(&error))?;
+        let mut ebpf = load(None).map_err(|error| describe(&error))?;
+        load_program(&mut ebpf, program, &btf).map_err(|error| refusal(program, &error))
+    })
+    .clone()
+}
+
+/// Why the kernel refused `program`: the named reason for a helper it lacks, else the
+/// error with its verifier log.
+fn refusal(program: &'static str, error: &crate::Error) -> String {
+    match error {
+        crate::Error::NeedsNewerKernel { reason, .. } => reason.clone(),
+        other => format!("the kernel refused {program}: {}", describe(other)),
+    }
+}
+
 fn try_load(enforcement: Enforcement) -> Result<(), String> {
     privileges::check(Operation::Install { mount_bpffs: false })
         .map_err(|error| describe(&error))?;
@@ -118,17 +163,12 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
              is needed to read process start times and to hook process exit"
         )
     })?;
-    crate::helper_probe::check().map_err(|error| describe(&error))?;
     let mut ebpf = load(None).map_err(|error| describe(&error))?;
-    let extra = match enforcement {
-        Enforcement::Shaping => Some(PROG_ITER_TCP),
-        Enforcement::Ifb => Some(PROG_TC_INGRESS),
-        Enforcement::Policer | Enforcement::Htb | Enforcement::Nftables => None,
-    };
+    let extra = own_program(enforcement);
     // the task iterator resolves rules, whatever the backend
     for program in PROGRAMS.into_iter().chain([PROG_ITER_TASK]).chain(extra) {
-        load_program(&mut ebpf, program, &btf)
-            .map_err(|error| format!("the kernel refused {program}: {}", describe(&error)))?;
+        let program = crate::helper_probe::in_place_of(program);
+        load_program(&mut ebpf, program, &btf).map_err(|error| refusal(program, &error))?;
     }
     match enforcement {
         Enforcement::Htb => qdisc_support(Direction::Up, None),

@@ -172,7 +172,7 @@ impl System for Kernel {
         probe::availability(backend)
     }
 
-    fn ready(&self, _backend: &BackendDescriptor) -> Availability {
+    fn ready(&self, backend: &BackendDescriptor) -> Availability {
         // what every backend needs and a look can tell; what the kernel was built with
         // beyond that only loading tells, and installing the datapath loads it
         if !Path::new(VMLINUX_BTF).exists() {
@@ -181,9 +181,12 @@ impl System for Kernel {
                  read process start times and to hook process exit"
             ));
         }
-        match mounts::cgroup2_root() {
-            Ok(_) => Availability::Available,
-            Err(error) => Availability::Unavailable(crate::describe(&error)),
+        if let Err(error) = mounts::cgroup2_root() {
+            return Availability::Unavailable(crate::describe(&error));
+        }
+        match probe::ready(backend) {
+            Ok(()) => Availability::Available,
+            Err(reason) => Availability::Unavailable(reason),
         }
     }
 

@@ -135,4 +135,9 @@ extern const volatile __u64 ct_ns_per_tick;
  * benchmark measures what it costs); limits work either way. */
 extern const volatile __u32 ct_accounting;
 
+/* Load-time setting: 1 where the kernel has bpf_ktime_get_coarse_ns (Linux 5.11), which
+ * the accounting reads on every packet; 0 reads bpf_ktime_get_ns instead. The branch on it
+ * is decided by the verifier (.rodata is frozen), so an older kernel never sees the call. */
+extern const volatile __u32 ct_coarse_clock;
+
 #endif
