@@ -93,6 +93,19 @@ pub fn named_refusal(hook: &str, log: &str, osrelease: &str) -> Option<String> {
     ))
 }
 
+/// Why the nftables backend cannot run here, when the kernel refused its probe table with
+/// `Operation not supported` (the probe's only expression a kernel may not know is the
+/// socket expression's cgroupv2 key, which arrived in 5.13), else `None`.
+pub fn nft_socket_cgroup_refusal(os_error: Option<i32>, osrelease: &str) -> Option<String> {
+    const EOPNOTSUPP: i32 = 95;
+    (os_error == Some(EOPNOTSUPP)).then(|| {
+        format!(
+            "nftables matches a socket's cgroup (socket cgroupv2) from Linux 5.13 (this is {})",
+            release_line(osrelease)
+        )
+    })
+}
+
 fn version((major, minor): (u32, u32)) -> String {
     format!("{major}.{minor}")
 }
@@ -155,5 +168,17 @@ mod tests {
             named_refusal("iter/tcp", "back-edge from insn 3 to 1\n", "5.10"),
             None
         );
+    }
+
+    #[test]
+    fn an_unsupported_socket_cgroup_match_is_named_with_its_release() {
+        assert_eq!(
+            nft_socket_cgroup_refusal(Some(95), "5.10.0-32-amd64").as_deref(),
+            Some(
+                "nftables matches a socket's cgroup (socket cgroupv2) from Linux 5.13 (this is 5.10)"
+            )
+        );
+        assert_eq!(nft_socket_cgroup_refusal(Some(2), "5.10.0-32-amd64"), None);
+        assert_eq!(nft_socket_cgroup_refusal(None, "6.1.0-50-amd64"), None);
     }
 }

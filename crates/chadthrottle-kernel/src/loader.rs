@@ -144,7 +144,7 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Re
 }
 
 /// This kernel's release (`uname -r`), for the reason a refusal gives.
-fn osrelease() -> String {
+pub(crate) fn osrelease() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".to_owned(), |text| text.trim().to_owned())
 }

@@ -123,12 +123,19 @@ fn own_program(enforcement: Enforcement) -> Option<&'static str> {
 /// small maps; nothing is attached): what `limit` asks before it chooses, so that a kernel
 /// that refuses it (shaping on 5.10: no socket storage nor `bpf_setsockopt` from the TCP
 /// iterator) makes it pick the next backend, with the refusal named, never shown as a
-/// verifier log. Asked of the kernel once per process and program: a command asks for
+/// verifier log; for nftables, whether the kernel takes its table (5.10 has no socket
+/// cgroupv2 match). Asked of the kernel once per process and program: a command asks for
 /// each direction.
 pub fn ready(backend: &BackendDescriptor) -> Result<(), String> {
     static TCP_ITERATOR: OnceLock<Result<(), String>> = OnceLock::new();
     static CLASSIFIER: OnceLock<Result<(), String>> = OnceLock::new();
-    let Some(program) = Enforcement::from_name(backend.name).and_then(own_program) else {
+    static NFTABLES: OnceLock<Result<(), String>> = OnceLock::new();
+    let enforcement = Enforcement::from_name(backend.name);
+    if enforcement == Some(Enforcement::Nftables) {
+        // no program of its own: what it needs is the netfilter expressions
+        return NFTABLES.get_or_init(nftables_support).clone();
+    }
+    let Some(program) = enforcement.and_then(own_program) else {
         return Ok(());
     };
     let cell = if program == PROG_ITER_TCP {
@@ -198,11 +205,17 @@ fn nftables_support() -> Result<(), String> {
             burst: 0,
         };
         crate::nft_netlink::replace(&[rule]).map_err(|error| {
-            format!(
-                "the kernel refused an nftables table with a socket cgroupv2 and a limit \
-                         rule (CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_SOCKET, \
-                         CONFIG_NFT_LIMIT): {error}"
+            chadthrottle_core::kernel_floor::nft_socket_cgroup_refusal(
+                error.raw_os_error(),
+                &crate::loader::osrelease(),
             )
+            .unwrap_or_else(|| {
+                format!(
+                    "the kernel refused an nftables table with a socket cgroupv2 and a limit \
+                     rule (CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_SOCKET, \
+                     CONFIG_NFT_LIMIT): {error}"
+                )
+            })
         })
     })
 }
