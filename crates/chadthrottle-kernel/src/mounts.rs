@@ -113,6 +113,7 @@ pub fn prepare_pin_dir(pin_dir: &Path, plan: &PinDirPlan) -> Result<(), Error> {
     if let PinDirPlan::Mount { at } = plan {
         std::fs::create_dir_all(at).map_err(Error::io("create", at))?;
         mount_bpffs(at)?;
+        remember_bpffs(pin_dir, at)?;
     }
     // root's alone, like the pins in it
     let created = std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
@@ -158,11 +159,19 @@ pub fn release_bpffs(pin_dir: &Path) -> Result<bool, Error> {
     let Some(parent) = pin_dir.parent() else {
         return Ok(false);
     };
+    let record_path = crate::record::path(BPFFS_RECORD, pin_dir);
+    let mounted: MountedBpffs = crate::record::read(&record_path)?;
     let ours = mount_of(parent).is_some_and(|mount| {
         mount.fs_type == "bpf"
             && mount.point == parent
-            && mount.source.as_deref() == Some(BPFFS_SOURCE)
+            && (mount.source.as_deref() == Some(BPFFS_SOURCE)
+                || (mounted.point.as_deref() == Some(parent)
+                    && device_of(parent) == Some(mounted.device)))
     });
+    if !ours {
+        // gone, or no longer the one ChadThrottle mounted: nothing of ours to remember
+        crate::record::remove(&record_path)?;
+    }
     // a fresh bpffs is not quite empty: with CONFIG_BPF_PRELOAD the kernel puts its own
     // iterator files in it
     let empty = std::fs::read_dir(parent).is_ok_and(|entries| {
@@ -181,7 +190,37 @@ pub fn release_bpffs(pin_dir: &Path) -> Result<bool, Error> {
     if unsafe { libc::umount2(target.as_ptr(), 0) } != 0 {
         return Err(Error::io("unmount", parent)(std::io::Error::last_os_error()));
     }
+    crate::record::remove(&record_path)?;
     Ok(true)
+}
+
+/// The record kind of the bpffs ChadThrottle mounted above a pin directory.
+const BPFFS_RECORD: &str = "bpffs";
+
+/// The bpffs ChadThrottle mounted, as recorded when it did: Linux 5.10's bpffs does not
+/// keep a mount's source name ("none" in mountinfo, where later kernels show
+/// `BPFFS_SOURCE`), so the mount point and its device number are what tell it from
+/// anyone else's later.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct MountedBpffs {
+    point: Option<PathBuf>,
+    device: u64,
+}
+
+fn remember_bpffs(pin_dir: &Path, at: &Path) -> Result<(), Error> {
+    let device = device_of(at).ok_or_else(|| {
+        Error::io("inspect", at)(std::io::Error::from(std::io::ErrorKind::NotFound))
+    })?;
+    let record = MountedBpffs {
+        point: Some(at.to_owned()),
+        device,
+    };
+    crate::record::write(&crate::record::path(BPFFS_RECORD, pin_dir), &record, false)
+}
+
+fn device_of(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|meta| meta.dev())
 }
 
 /// The cgroup2 id of a cgroup directory: its inode number on the cgroup2 filesystem.

@@ -1,6 +1,7 @@
 //! The files ChadThrottle keeps beside its pinned maps in /run/chadthrottle, one per
 //! install (named by a hash of its pin directory): what the qdisc backends installed
-//! (`qdisc_sync`) and the rules as their users named them (`rule_book`). Root's alone
+//! (`qdisc_sync`), the rules as their users named them (`rule_book`), the bpffs it mounted
+//! (`mounts`). Root's alone
 //! (0600 in a 0700 directory), written whole by rename, gone with a reboot like the maps.
 
 use crate::error::Error;
