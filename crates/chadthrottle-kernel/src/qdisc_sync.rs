@@ -11,7 +11,7 @@
 //! enters it, like the TCP iterator's (`tcp_iterator.rs`). The caller holds the state
 //! lock from its first read of the limit table to the end of the sync.
 
-use crate::error::Error;
+use crate::error::{Error, describe};
 use crate::loader;
 use crate::lock::StateLock;
 use crate::names::{IFB_PREFIX, PROG_TC_INGRESS};
@@ -19,6 +19,7 @@ use crate::netns::{self, NetnsId};
 use crate::rtnetlink::{Link, Rtnl};
 use aya::programs::SchedClassifier;
 use chadthrottle_core::Direction;
+use chadthrottle_core::download_default::{Ingress, InterfaceIngress};
 use chadthrottle_core::htb_class::{self, ETHERNET_HEADER, QDISC_HANDLE};
 use chadthrottle_core::qdisc_plan::{
     self, InstalledInterface, NamespaceRecord, QdiscRecord, RootDecision, Wanted,
@@ -301,6 +302,58 @@ fn interfaces_in_use(
         }
     }
     Ok(wanted)
+}
+
+/// The interfaces `pid`'s downloads would arrive on under `ifb` (as [`sync`] would pick
+/// them, in the process's namespace) and what is on their ingress now, for choosing the
+/// default download backend. An ingress qdisc counts as ours only where the record for
+/// `pin_dir` says ChadThrottle created it; one it merely shares is someone else's.
+pub(crate) fn download_ingress(pin_dir: &Path, pid: u32) -> Result<Vec<InterfaceIngress>, String> {
+    let (id, file) = netns::of_pid(pid).ok_or_else(|| format!("PID {pid} is gone"))?;
+    let record: QdiscRecord =
+        crate::record::read(&record_path(pin_dir)).map_err(|e| describe(&e))?;
+    let created: BTreeSet<u32> = record
+        .namespaces
+        .iter()
+        .filter(|namespace| (namespace.dev, namespace.ino) == id)
+        .flat_map(|namespace| &namespace.interfaces)
+        .filter(|interface| interface.direction == Direction::Down && interface.created_ingress)
+        .map(|interface| interface.ifindex)
+        .collect();
+    let work = NamespaceWork {
+        classes: vec![ClassLimit {
+            pid,
+            direction: Direction::Down,
+            class_id: 0,
+            rate: 0,
+        }],
+        peers: BTreeMap::from([(Direction::Down, peers_of(pid))]),
+        installed: Vec::new(),
+        file,
+    };
+    netns::run_in(&work.file, || {
+        let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
+        let links = rtnl.links().map_err(|e| format!("list interfaces: {e}"))?;
+        let wanted = interfaces_in_use(&mut rtnl, &links, &work).map_err(|e| describe(&e))?;
+        let mut found = Vec::new();
+        for (index, _) in wanted {
+            let Some(link) = links.iter().find(|link| link.index == index) else {
+                continue;
+            };
+            let ingress = match rtnl.ingress_qdisc(index) {
+                Err(e) => return Err(format!("read the ingress qdisc of {}: {e}", link.name)),
+                Ok(None) => Ingress::Free,
+                Ok(Some(_)) if created.contains(&index) => Ingress::Ours,
+                Ok(Some(qdisc)) => Ingress::Foreign(qdisc.kind),
+            };
+            found.push(InterfaceIngress {
+                name: link.name.clone(),
+                ingress,
+            });
+        }
+        Ok(found)
+    })
+    .map_err(|e| format!("enter the network namespace of PID {pid}: {e}"))?
 }
 
 fn ifb_name(ifindex: u32) -> String {
