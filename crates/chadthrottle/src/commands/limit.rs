@@ -93,7 +93,13 @@ fn default_download<S: System>(
                 super::access::backend(caller, &backend).unwrap_or_else(|| system.ready(&backend))
             },
         );
-    let chosen = download_default::choose(&ifb, &system.download_ingress(options, pid));
+    // the interfaces are looked at only where ifb could use them
+    let interfaces = if ifb.is_available() {
+        system.download_ingress(options, pid)
+    } else {
+        Ok(Vec::new())
+    };
+    let chosen = download_default::choose(&ifb, &interfaces);
     if chosen.backend == Enforcement::Ifb {
         return Ok(chosen);
     }
@@ -398,6 +404,21 @@ mod tests {
         let (out, held) = down(&mut system);
         assert_eq!(held, Some(Enforcement::Shaping), "{out}");
         assert!(out.contains("eth0 has an ingress qdisc ChadThrottle did not add (clsact)"));
+        // ifb unavailable: its interfaces are not even looked at
+        system
+            .machine()
+            .unavailable
+            .insert("ifb", "no CONFIG_IFB".into());
+        system.machine().download_ingress = Err("must not be read".into());
+        let (out, held) = down(&mut system);
+        assert_eq!(held, Some(Enforcement::Shaping), "{out}");
+        assert!(
+            out.ends_with(
+                "download backend shaping: default: ifb is unavailable (no CONFIG_IFB)\n"
+            )
+        );
+        system.machine().unavailable.remove("ifb");
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Foreign("clsact".into()))]);
         // shaping unavailable: the fallback is the next best but ifb, which is not free
         system.machine().unavailable.insert("shaping", "off".into());
         let (_, held) = down(&mut system);
