@@ -3,8 +3,9 @@
 //! `ifb` holds a LAN download without drops where shaping can only police it, but it
 //! changes the interfaces the download arrives on. So it is the default only where it is
 //! free to install: it can work on this machine, the process's downloads arrive on at
-//! least one interface it can carry, and none of those interfaces has an ingress qdisc
-//! that ChadThrottle did not add (sharing one would put our filter beside someone else's).
+//! least one interface besides loopback, every such interface is Ethernet-framed (one it
+//! cannot carry would be left to the policer), and none has an ingress qdisc that
+//! ChadThrottle did not add (sharing one would put our filter beside someone else's).
 //! Otherwise the download keeps shaping, the default before, and the reason says why.
 
 use crate::backend::Availability;
@@ -20,6 +21,9 @@ pub enum Ingress {
     Ours,
     /// An ingress or clsact qdisc someone else added (its kind).
     Foreign(String),
+    /// No Ethernet framing (a WireGuard or other tunnel): ifb cannot carry it, and a
+    /// download arriving there would be left to the policer.
+    NotEthernet,
 }
 
 /// One interface a process's downloads arrive on, as looked at before its limit is set.
@@ -38,8 +42,10 @@ pub enum DefaultReason {
     IfbUnavailable(String),
     /// shaping: the interfaces could not be read.
     Unreadable(String),
-    /// shaping: no interface ifb can carry (loopback only, or not Ethernet).
+    /// shaping: no interface but loopback receives its downloads.
     NoInterface,
+    /// shaping: this interface has no Ethernet framing, so ifb cannot carry it.
+    NotEthernet(String),
     /// shaping: this interface has an ingress qdisc of another (its kind).
     Busy { interface: String, kind: String },
 }
@@ -62,9 +68,12 @@ impl fmt::Display for DefaultReason {
                     "default: the interfaces in use cannot be read ({reason})"
                 )
             }
-            DefaultReason::NoInterface => f.write_str(
-                "default: no interface ifb can carry receives its downloads \
-                 (loopback, or no Ethernet link)",
+            DefaultReason::NoInterface => {
+                f.write_str("default: no interface but loopback receives its downloads")
+            }
+            DefaultReason::NotEthernet(interface) => write!(
+                f,
+                "default: {interface} has no Ethernet framing, which ifb needs"
             ),
             DefaultReason::Busy { interface, kind } => write!(
                 f,
@@ -102,11 +111,18 @@ pub fn choose(
     if interfaces.is_empty() {
         return shaping(DefaultReason::NoInterface);
     }
-    if let Some((interface, kind)) = interfaces.iter().find_map(|i| match &i.ingress {
-        Ingress::Foreign(kind) => Some((i.name.clone(), kind.clone())),
-        Ingress::Free | Ingress::Ours => None,
-    }) {
-        return shaping(DefaultReason::Busy { interface, kind });
+    for interface in interfaces {
+        let name = interface.name.clone();
+        match &interface.ingress {
+            Ingress::Free | Ingress::Ours => {}
+            Ingress::NotEthernet => return shaping(DefaultReason::NotEthernet(name)),
+            Ingress::Foreign(kind) => {
+                return shaping(DefaultReason::Busy {
+                    interface: name,
+                    kind: kind.clone(),
+                });
+            }
+        }
     }
     DefaultDownload {
         backend: Enforcement::Ifb,
@@ -189,6 +205,18 @@ mod tests {
         let nowhere = choose(&Availability::Available, &Ok(Vec::new()));
         assert_eq!(nowhere.backend, Enforcement::Shaping);
         assert_eq!(nowhere.reason, DefaultReason::NoInterface);
+        let tunnel = choose(
+            &Availability::Available,
+            &Ok(vec![
+                interface("eth0", Ingress::Free),
+                interface("wg0", Ingress::NotEthernet),
+            ]),
+        );
+        assert_eq!(tunnel.backend, Enforcement::Shaping);
+        assert_eq!(
+            tunnel.reason.to_string(),
+            "default: wg0 has no Ethernet framing, which ifb needs"
+        );
     }
 
     #[test]

@@ -263,6 +263,25 @@ fn in_namespace(
     Ok(())
 }
 
+/// The interfaces of the default routes and of the routes to `peers`, by index, each
+/// once, loopback and IFB devices included.
+fn routed_interfaces(rtnl: &mut Rtnl, peers: &[IpAddr]) -> Result<BTreeSet<u32>, Error> {
+    let mut indexes: BTreeSet<u32> = rtnl
+        .default_route_interfaces()
+        .map_err(Error::tc("read the default routes"))?
+        .into_iter()
+        .collect();
+    for peer in peers {
+        if let Some(oif) = rtnl
+            .route_to(*peer)
+            .map_err(Error::tc(format!("look up the route to {peer}")))?
+        {
+            indexes.insert(oif);
+        }
+    }
+    Ok(indexes)
+}
+
 /// The interfaces the namespace's limited processes use, per direction: those their
 /// connected sockets route through and those of the default routes. Loopback, IFB
 /// devices, and (for downloads) links without Ethernet framing are left out.
@@ -273,23 +292,9 @@ fn interfaces_in_use(
 ) -> Result<Wanted, Error> {
     let mut wanted = Wanted::new();
     let directions: BTreeSet<Direction> = work.classes.iter().map(|c| c.direction).collect();
-    if directions.is_empty() {
-        return Ok(wanted);
-    }
-    let defaults = rtnl
-        .default_route_interfaces()
-        .map_err(Error::tc("read the default routes"))?;
     for direction in directions {
-        let mut indexes = defaults.clone();
-        for peer in work.peers.get(&direction).into_iter().flatten() {
-            if let Some(oif) = rtnl
-                .route_to(*peer)
-                .map_err(Error::tc(format!("look up the route to {peer}")))?
-            {
-                indexes.push(oif);
-            }
-        }
-        for index in indexes {
+        let peers = work.peers.get(&direction).map_or(&[][..], Vec::as_slice);
+        for index in routed_interfaces(rtnl, peers)? {
             let Some(link) = links.iter().find(|link| link.index == index) else {
                 continue;
             };
@@ -304,10 +309,12 @@ fn interfaces_in_use(
     Ok(wanted)
 }
 
-/// The interfaces `pid`'s downloads would arrive on under `ifb` (as [`sync`] would pick
-/// them, in the process's namespace) and what is on their ingress now, for choosing the
-/// default download backend. An ingress qdisc counts as ours only where the record for
-/// `pin_dir` says ChadThrottle created it; one it merely shares is someone else's.
+/// The interfaces `pid`'s downloads arrive on (the routes [`sync`] would follow, in the
+/// process's namespace; loopback and our IFBs left out) and what is on each one's ingress
+/// now, for choosing the default download backend. An interface without Ethernet framing
+/// is reported as such (ifb cannot carry it). An ingress qdisc counts as ours only where
+/// the record for `pin_dir` says ChadThrottle created it; one it merely shares is
+/// someone else's.
 pub(crate) fn download_ingress(pin_dir: &Path, pid: u32) -> Result<Vec<InterfaceIngress>, String> {
     let (id, file) = netns::of_pid(pid).ok_or_else(|| format!("PID {pid} is gone"))?;
     let record: QdiscRecord =
@@ -320,31 +327,27 @@ pub(crate) fn download_ingress(pin_dir: &Path, pid: u32) -> Result<Vec<Interface
         .filter(|interface| interface.direction == Direction::Down && interface.created_ingress)
         .map(|interface| interface.ifindex)
         .collect();
-    let work = NamespaceWork {
-        classes: vec![ClassLimit {
-            pid,
-            direction: Direction::Down,
-            class_id: 0,
-            rate: 0,
-        }],
-        peers: BTreeMap::from([(Direction::Down, peers_of(pid))]),
-        installed: Vec::new(),
-        file,
-    };
-    netns::run_in(&work.file, || {
+    let peers = peers_of(pid);
+    netns::run_in(&file, || {
         let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
         let links = rtnl.links().map_err(|e| format!("list interfaces: {e}"))?;
-        let wanted = interfaces_in_use(&mut rtnl, &links, &work).map_err(|e| describe(&e))?;
         let mut found = Vec::new();
-        for (index, _) in wanted {
+        for index in routed_interfaces(&mut rtnl, &peers).map_err(|e| describe(&e))? {
             let Some(link) = links.iter().find(|link| link.index == index) else {
                 continue;
             };
-            let ingress = match rtnl.ingress_qdisc(index) {
-                Err(e) => return Err(format!("read the ingress qdisc of {}: {e}", link.name)),
-                Ok(None) => Ingress::Free,
-                Ok(Some(_)) if created.contains(&index) => Ingress::Ours,
-                Ok(Some(qdisc)) => Ingress::Foreign(qdisc.kind),
+            if link.loopback || link.name.starts_with(IFB_PREFIX) {
+                continue;
+            }
+            let ingress = if link.ethernet {
+                match rtnl.ingress_qdisc(index) {
+                    Err(e) => return Err(format!("read the ingress qdisc of {}: {e}", link.name)),
+                    Ok(None) => Ingress::Free,
+                    Ok(Some(_)) if created.contains(&index) => Ingress::Ours,
+                    Ok(Some(qdisc)) => Ingress::Foreign(qdisc.kind),
+                }
+            } else {
+                Ingress::NotEthernet
             };
             found.push(InterfaceIngress {
                 name: link.name.clone(),

@@ -389,8 +389,8 @@ mod tests {
         let (out, held) = down(&mut system);
         assert_eq!(held, Some(Enforcement::Shaping), "loopback only: {out}");
         assert!(out.ends_with(
-            "download backend shaping: default: no interface ifb can carry receives its \
-             downloads (loopback, or no Ethernet link)\n"
+            "download backend shaping: default: no interface but loopback receives its \
+             downloads\n"
         ));
         let eth0 = |ingress| InterfaceIngress {
             name: "eth0".into(),
