@@ -12,6 +12,7 @@ use crate::backend::{
 };
 use crate::cgroup_names::{ContainerRecord, unit_cgroup};
 use crate::direction::{Direction, PerDirection};
+use crate::download_default::InterfaceIngress;
 use crate::process::Uids;
 use crate::process::{ProcessInfo, ProcessRef};
 use crate::resolution::{ResolveError, container_cgroup, resolve_tree};
@@ -114,6 +115,9 @@ pub struct FakeMachine {
     pub capacity: usize,
     /// Backends that are not available here, with the reason.
     pub unavailable: BTreeMap<&'static str, String>,
+    /// The interfaces every process's downloads arrive on, with their ingress; by default
+    /// none (loopback only), so a download left to the default keeps shaping.
+    pub download_ingress: Result<Vec<InterfaceIngress>, String>,
     /// Requests that reached the limit table (`apply` and `remove` calls): one per kernel
     /// round trip.
     pub requests: usize,
@@ -164,6 +168,7 @@ impl Default for FakeMachine {
             limits: BTreeMap::new(),
             capacity: 65_536,
             unavailable: BTreeMap::new(),
+            download_ingress: Ok(Vec::new()),
             requests: 0,
             sockets: BTreeMap::new(),
             readings: VecDeque::new(),
@@ -506,6 +511,14 @@ impl System for FakeSystem {
             Some(reason) => Availability::Unavailable(reason.clone()),
             None => Availability::Available,
         }
+    }
+
+    fn download_ingress(
+        &self,
+        _options: &DatapathOptions,
+        _pid: u32,
+    ) -> Result<Vec<InterfaceIngress>, String> {
+        self.machine().download_ingress.clone()
     }
 
     fn now_unix(&self) -> u64 {

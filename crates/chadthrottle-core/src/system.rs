@@ -7,6 +7,7 @@
 
 use crate::access::{HidePid, Requested};
 use crate::backend::{Availability, BackendDescriptor, RuleBackend};
+use crate::download_default::InterfaceIngress;
 pub use crate::options::DatapathOptions;
 use crate::process::{ProcessInfo, ProcessRef, Uids};
 use crate::rule_request::ResolvedTarget;
@@ -139,6 +140,15 @@ pub trait System: Processes {
     /// built with, what is mounted); installing the datapath proves the rest. For
     /// choosing a backend on every `limit`.
     fn ready(&self, backend: &BackendDescriptor) -> Availability;
+
+    /// The interfaces `pid`'s downloads arrive on (in its network namespace) and what is
+    /// on their ingress: what the default download backend is chosen from
+    /// ([`crate::download_default::choose`]). Err: why they could not be read.
+    fn download_ingress(
+        &self,
+        options: &DatapathOptions,
+        pid: u32,
+    ) -> Result<Vec<InterfaceIngress>, String>;
 
     /// Unix time now, in seconds (expiries are shown relative to it).
     fn now_unix(&self) -> u64;

@@ -11,7 +11,7 @@
 //! enters it, like the TCP iterator's (`tcp_iterator.rs`). The caller holds the state
 //! lock from its first read of the limit table to the end of the sync.
 
-use crate::error::Error;
+use crate::error::{Error, describe};
 use crate::loader;
 use crate::lock::StateLock;
 use crate::names::{IFB_PREFIX, PROG_TC_INGRESS};
@@ -19,6 +19,7 @@ use crate::netns::{self, NetnsId};
 use crate::rtnetlink::{Link, Rtnl};
 use aya::programs::SchedClassifier;
 use chadthrottle_core::Direction;
+use chadthrottle_core::download_default::{Ingress, InterfaceIngress};
 use chadthrottle_core::htb_class::{self, ETHERNET_HEADER, QDISC_HANDLE};
 use chadthrottle_core::qdisc_plan::{
     self, InstalledInterface, NamespaceRecord, QdiscRecord, RootDecision, Wanted,
@@ -262,6 +263,25 @@ fn in_namespace(
     Ok(())
 }
 
+/// The interfaces of the default routes and of the routes to `peers`, by index, each
+/// once, loopback and IFB devices included.
+fn routed_interfaces(rtnl: &mut Rtnl, peers: &[IpAddr]) -> Result<BTreeSet<u32>, Error> {
+    let mut indexes: BTreeSet<u32> = rtnl
+        .default_route_interfaces()
+        .map_err(Error::tc("read the default routes"))?
+        .into_iter()
+        .collect();
+    for peer in peers {
+        if let Some(oif) = rtnl
+            .route_to(*peer)
+            .map_err(Error::tc(format!("look up the route to {peer}")))?
+        {
+            indexes.insert(oif);
+        }
+    }
+    Ok(indexes)
+}
+
 /// The interfaces the namespace's limited processes use, per direction: those their
 /// connected sockets route through and those of the default routes. Loopback, IFB
 /// devices, and (for downloads) links without Ethernet framing are left out.
@@ -272,23 +292,9 @@ fn interfaces_in_use(
 ) -> Result<Wanted, Error> {
     let mut wanted = Wanted::new();
     let directions: BTreeSet<Direction> = work.classes.iter().map(|c| c.direction).collect();
-    if directions.is_empty() {
-        return Ok(wanted);
-    }
-    let defaults = rtnl
-        .default_route_interfaces()
-        .map_err(Error::tc("read the default routes"))?;
     for direction in directions {
-        let mut indexes = defaults.clone();
-        for peer in work.peers.get(&direction).into_iter().flatten() {
-            if let Some(oif) = rtnl
-                .route_to(*peer)
-                .map_err(Error::tc(format!("look up the route to {peer}")))?
-            {
-                indexes.push(oif);
-            }
-        }
-        for index in indexes {
+        let peers = work.peers.get(&direction).map_or(&[][..], Vec::as_slice);
+        for index in routed_interfaces(rtnl, peers)? {
             let Some(link) = links.iter().find(|link| link.index == index) else {
                 continue;
             };
@@ -301,6 +307,56 @@ fn interfaces_in_use(
         }
     }
     Ok(wanted)
+}
+
+/// The interfaces `pid`'s downloads arrive on (the routes [`sync`] would follow, in the
+/// process's namespace; loopback and our IFBs left out) and what is on each one's ingress
+/// now, for choosing the default download backend. An interface without Ethernet framing
+/// is reported as such (ifb cannot carry it). An ingress qdisc counts as ours only where
+/// the record for `pin_dir` says ChadThrottle created it; one it merely shares is
+/// someone else's.
+pub(crate) fn download_ingress(pin_dir: &Path, pid: u32) -> Result<Vec<InterfaceIngress>, String> {
+    let (id, file) = netns::of_pid(pid).ok_or_else(|| format!("PID {pid} is gone"))?;
+    let record: QdiscRecord =
+        crate::record::read(&record_path(pin_dir)).map_err(|e| describe(&e))?;
+    let created: BTreeSet<u32> = record
+        .namespaces
+        .iter()
+        .filter(|namespace| (namespace.dev, namespace.ino) == id)
+        .flat_map(|namespace| &namespace.interfaces)
+        .filter(|interface| interface.direction == Direction::Down && interface.created_ingress)
+        .map(|interface| interface.ifindex)
+        .collect();
+    let peers = peers_of(pid);
+    netns::run_in(&file, || {
+        let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
+        let links = rtnl.links().map_err(|e| format!("list interfaces: {e}"))?;
+        let mut found = Vec::new();
+        for index in routed_interfaces(&mut rtnl, &peers).map_err(|e| describe(&e))? {
+            let Some(link) = links.iter().find(|link| link.index == index) else {
+                continue;
+            };
+            if link.loopback || link.name.starts_with(IFB_PREFIX) {
+                continue;
+            }
+            let ingress = if link.ethernet {
+                match rtnl.ingress_qdisc(index) {
+                    Err(e) => return Err(format!("read the ingress qdisc of {}: {e}", link.name)),
+                    Ok(None) => Ingress::Free,
+                    Ok(Some(_)) if created.contains(&index) => Ingress::Ours,
+                    Ok(Some(qdisc)) => Ingress::Foreign(qdisc.kind),
+                }
+            } else {
+                Ingress::NotEthernet
+            };
+            found.push(InterfaceIngress {
+                name: link.name.clone(),
+                ingress,
+            });
+        }
+        Ok(found)
+    })
+    .map_err(|e| format!("enter the network namespace of PID {pid}: {e}"))?
 }
 
 fn ifb_name(ifindex: u32) -> String {

@@ -11,6 +11,7 @@ use crate::usage_source::KernelUsage;
 use crate::{Datapath, mounts, probe, procs};
 use chadthrottle_core::access::{HidePid, Installed, Requested};
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::download_default::InterfaceIngress;
 use chadthrottle_core::process::Uids;
 use chadthrottle_core::process::{ProcessInfo, ProcessRef};
 use chadthrottle_core::rule_request::ResolvedTarget;
@@ -188,6 +189,14 @@ impl System for Kernel {
             Ok(()) => Availability::Available,
             Err(reason) => Availability::Unavailable(reason),
         }
+    }
+
+    fn download_ingress(
+        &self,
+        options: &DatapathOptions,
+        pid: u32,
+    ) -> Result<Vec<InterfaceIngress>, String> {
+        crate::qdisc_sync::download_ingress(&pin_dir(options), pid)
     }
 
     fn as_caller<T: Send>(&self, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {

@@ -572,7 +572,16 @@ fn coexists_with_other_programs_on_the_cgroup() -> anyhow::Result<()> {
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
-    other(&["limit", "--pid", &pid(&client), "--down", "1M"])?;
+    // shaping named: the default's ifb would add a qdisc, not a cgroup program
+    other(&[
+        "limit",
+        "--pid",
+        &pid(&client),
+        "--down",
+        "1M",
+        "--download-backend",
+        "shaping",
+    ])?;
     run(&lab, &["limit", "--pid", &pid(&client), "--up", "512K"])?;
     ensure!(
         datapath_programs(&lab)?.len() == 8,

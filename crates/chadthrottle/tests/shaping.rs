@@ -151,7 +151,17 @@ fn a_download_at_20ms_is_held_by_the_window_and_the_clamp_is_given_back() -> any
     let server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut client = lab.client(&server, Proto::Tcp, None, None)?;
     let before = the_socket(client.pid())?;
-    run(&lab, &["limit", "--pid", &pid(&client), "--down", "1M"])?;
+    // named: with none, a download whose interface's ingress is free gets ifb
+    let limit = [
+        "limit",
+        "--pid",
+        &pid(&client),
+        "--down",
+        "1M",
+        "--download-backend",
+        "shaping",
+    ];
+    run(&lab, &limit)?;
     let during = the_socket(client.pid())?;
     // 1 MiB/s x 20 ms is about 21 KB. The first clamp is sized from the handshake's RTT
     // sample, which an emulated guest's scheduling stretches (74 KB, about 70 ms, in a 6.12

@@ -2,6 +2,8 @@
 
 use crate::render;
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
+use chadthrottle_core::download_default;
+use chadthrottle_core::status::Enforcement;
 use chadthrottle_core::system::System;
 use serde::Serialize;
 use std::io::Write;
@@ -31,6 +33,14 @@ pub fn proven<S: System>(system: &S) -> Vec<(BackendDescriptor, Availability)> {
 
 pub fn run<S: System>(system: &S, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let backends = proven(system);
+    let ifb = backends
+        .iter()
+        .find(|(backend, _)| backend.name == Enforcement::Ifb.name())
+        .map_or_else(
+            || Availability::Unavailable("not part of this build".into()),
+            |(_, availability)| availability.clone(),
+        );
+    let download_default = download_default::policy(&ifb);
     if json {
         let list: Vec<BackendJson> = backends
             .iter()
@@ -50,10 +60,13 @@ pub fn run<S: System>(system: &S, json: bool, out: &mut dyn Write) -> anyhow::Re
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "backends": list }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "backends": list, "download_default": download_default })
+            )?
         )?;
     } else {
         write!(out, "{}", render::backends_table(&backends))?;
+        writeln!(out, "\ndefault download backend: {download_default}")?;
     }
     Ok(())
 }
@@ -76,7 +89,22 @@ mod tests {
         assert_eq!(htb["available"], false);
         assert_eq!(htb["reason"], "sch_htb is not built");
         assert_eq!(json["backends"][0]["reason"], serde_json::Value::Null);
+        assert!(
+            json["download_default"]
+                .as_str()
+                .is_some_and(|text| text.starts_with("a process's download: ifb")),
+            "{json}"
+        );
         let table = ok(&mut system, &["--list-backends"]);
         assert!(table.contains("sch_htb is not built"), "{table}");
+        system
+            .machine()
+            .unavailable
+            .insert("ifb", "no CONFIG_IFB".into());
+        let table = ok(&mut system, &["backends"]);
+        assert!(
+            table.contains("default download backend: a download, a process's or a rule's: the best available backend (ifb is unavailable: no CONFIG_IFB)"),
+            "{table}"
+        );
     }
 }

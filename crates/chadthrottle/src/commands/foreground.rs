@@ -33,9 +33,13 @@ pub fn run<S: System>(
 ) -> anyhow::Result<()> {
     let change = limit::direction_limits(asked.upload, asked.download, None, None, None)
         .map(|_, limit| Change::set_or_keep(*limit));
-    let (mut backend, request, applied) =
-        limit::apply(system, global, asked.pid, change, asked.duration)?;
-    limit::print_applied(&backend, &request, applied, system.now_unix(), out)?;
+    let limited = limit::apply(system, global, asked.pid, change, asked.duration)?;
+    limit::print_applied(&limited, system.now_unix(), out)?;
+    let limit::Limited {
+        mut backend,
+        request,
+        ..
+    } = limited;
     out.flush()?;
     let until = asked.duration.map(|duration| Instant::now() + duration);
     let process = request.target.process;

@@ -8,9 +8,10 @@ use chadthrottle_core::backend::{
     Applied, Availability, Backend, BackendDescriptor, Change, LimitRequest, Target, choose,
 };
 use chadthrottle_core::bucket::default_burst;
+use chadthrottle_core::download_default::{self, DefaultDownload};
 use chadthrottle_core::process::validate_target;
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
-use chadthrottle_core::system::System;
+use chadthrottle_core::system::{DatapathOptions, System};
 use chadthrottle_core::{Direction, PerDirection, Rate, Size};
 use std::io::Write;
 use std::time::Duration;
@@ -73,17 +74,66 @@ pub fn choose_backend<S: System>(
         .with_context(|| format!("backend \"{}\" has no datapath", backend.name))
 }
 
+/// The download backend of `pid` when none is named: ifb where it is free to install
+/// (`download_default::choose`), else the best available other than ifb (which would
+/// share what is not free), as before.
+fn default_download<S: System>(
+    system: &S,
+    options: &DatapathOptions,
+    pid: u32,
+) -> anyhow::Result<DefaultDownload> {
+    let caller = system.caller();
+    let ifb = system
+        .backends()
+        .into_iter()
+        .find(|backend| backend.name == Enforcement::Ifb.name())
+        .map_or_else(
+            || Availability::Unavailable("not part of this build".into()),
+            |backend| {
+                super::access::backend(caller, &backend).unwrap_or_else(|| system.ready(&backend))
+            },
+        );
+    // the interfaces are looked at only where ifb could use them
+    let interfaces = if ifb.is_available() {
+        system.download_ingress(options, pid)
+    } else {
+        Ok(Vec::new())
+    };
+    let chosen = download_default::choose(&ifb, &interfaces);
+    if chosen.backend == Enforcement::Ifb {
+        return Ok(chosen);
+    }
+    let not_free = |backend: &BackendDescriptor| {
+        (backend.name == Enforcement::Ifb.name())
+            .then(|| Availability::Unavailable(chosen.reason.to_string()))
+    };
+    Ok(DefaultDownload {
+        backend: choose_backend(system, Direction::Down, None, not_free)?,
+        ..chosen
+    })
+}
+
+/// What [`apply`] did: the datapath, the request as sent, what it did to open sockets,
+/// and, for a download left to the default, the backend it got and why.
+pub struct Limited<B> {
+    pub backend: B,
+    pub request: LimitRequest,
+    pub applied: Applied,
+    pub download_default: Option<DefaultDownload>,
+}
+
 /// Sets the limit of `pid` as `change` says and returns the datapath and the request,
 /// for callers that keep going (the upstream foreground form, the TUI). Directions that
-/// are set get the backend `--upload-backend`/`--download-backend` chose. The target is
-/// checked first, then the backends, and only then is anything installed.
+/// are set get the backend `--upload-backend`/`--download-backend` chose; a download
+/// neither names gets ifb where that is free to install, else the best available. The
+/// target is checked first, then the backends, and only then is anything installed.
 pub fn apply<S: System>(
     system: &mut S,
     global: &Global,
     pid: u32,
     change: PerDirection<Change>,
     lasts: Option<Duration>,
-) -> anyhow::Result<(S::Backend, LimitRequest, Applied)> {
+) -> anyhow::Result<Limited<S::Backend>> {
     let options = global.datapath();
     let scope = system.scope(&options)?;
     let info = system.inspect(pid);
@@ -91,11 +141,18 @@ pub fn apply<S: System>(
     if let Some(info) = &info {
         super::access::target(system, info)?;
     }
-    let backends = choose_backends(
+    let mut backends = choose_backends(
         system,
         global.upload_backend.as_deref(),
         global.download_backend.as_deref(),
     )?;
+    let download_default = if global.download_backend.is_none() && change.down.limit().is_some() {
+        let chosen = default_download(system, &options, pid)?;
+        backends.down = chosen.backend;
+        Some(chosen)
+    } else {
+        None
+    };
     let change = change.map(|direction, change| match *change {
         Change::Set(limit) => Change::Set(DirectionLimit {
             enforcement: *backends.get(direction),
@@ -120,7 +177,12 @@ pub fn apply<S: System>(
         applied => applied,
     }
     .with_context(|| format!("cannot limit PID {pid}"))?;
-    Ok((backend, request, applied))
+    Ok(Limited {
+        backend,
+        request,
+        applied,
+        download_default,
+    })
 }
 
 /// `limit --pid PID` (a rule's target is `rule_change`'s).
@@ -139,18 +201,23 @@ pub fn run<S: System>(
         args.rates.burst_down,
     );
     let change = set.map(|_, limit| Change::set_or_keep(*limit));
-    let (backend, request, applied) = apply(system, global, pid, change, args.rates.lasts)?;
-    print_applied(&backend, &request, applied, system.now_unix(), out)
+    let limited = apply(system, global, pid, change, args.rates.lasts)?;
+    print_applied(&limited, system.now_unix(), out)
 }
 
-/// One line on the limit as it now is, and what setting it did to open sockets.
+/// One line on the limit as it now is, and what setting it did to open sockets; and
+/// for a download left to the default, the backend it got and why.
 pub fn print_applied<B: Backend>(
-    backend: &B,
-    request: &LimitRequest,
-    applied: Applied,
+    limited: &Limited<B>,
     now_unix: u64,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let Limited {
+        backend,
+        request,
+        applied,
+        download_default,
+    } = limited;
     let limit = backend
         .limits()?
         .into_iter()
@@ -171,6 +238,14 @@ pub fn print_applied<B: Backend>(
         applied.shaped_sockets,
         plural(applied.shaped_sockets),
     )?;
+    if let Some(chosen) = download_default {
+        writeln!(
+            out,
+            "download backend {}: {}",
+            chosen.backend.name(),
+            chosen.reason
+        )?;
+    }
     Ok(())
 }
 
@@ -178,6 +253,7 @@ pub fn print_applied<B: Backend>(
 mod tests {
     use super::super::testing::{CURL, WGET, machine, ok, refused};
     use super::*;
+    use chadthrottle_core::fake::FakeSystem;
 
     fn rate(text: &str) -> Option<Rate> {
         Some(text.parse().expect("valid rate"))
@@ -313,6 +389,79 @@ mod tests {
             limit.limits.down.map(|l| (l.rate, l.enforcement)),
             Some((0, Enforcement::Ifb))
         );
+    }
+
+    #[test]
+    fn a_download_left_to_the_default_gets_ifb_where_free_and_says_why() {
+        use chadthrottle_core::download_default::{Ingress, InterfaceIngress};
+        let mut system = machine();
+        let down = |system: &mut FakeSystem| {
+            let out = ok(system, &["limit", "--pid", "4242", "--down", "1M"]);
+            let held = system.machine().limits[&CURL].limits.down;
+            (out, held.map(|l| l.enforcement))
+        };
+        let (out, held) = down(&mut system);
+        assert_eq!(held, Some(Enforcement::Shaping), "loopback only: {out}");
+        assert!(out.ends_with(
+            "download backend shaping: default: no interface but loopback receives its \
+             downloads\n"
+        ));
+        let eth0 = |ingress| InterfaceIngress {
+            name: "eth0".into(),
+            ingress,
+        };
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Free)]);
+        let (out, held) = down(&mut system);
+        assert_eq!(held, Some(Enforcement::Ifb), "{out}");
+        assert!(out.contains("download backend ifb: default: the ingress of eth0 is free"));
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Foreign("clsact".into()))]);
+        let (out, held) = down(&mut system);
+        assert_eq!(held, Some(Enforcement::Shaping), "{out}");
+        assert!(out.contains("eth0 has an ingress qdisc ChadThrottle did not add (clsact)"));
+        // ifb unavailable: its interfaces are not even looked at
+        system
+            .machine()
+            .unavailable
+            .insert("ifb", "no CONFIG_IFB".into());
+        system.machine().download_ingress = Err("must not be read".into());
+        let (out, held) = down(&mut system);
+        assert_eq!(held, Some(Enforcement::Shaping), "{out}");
+        assert!(
+            out.ends_with(
+                "download backend shaping: default: ifb is unavailable (no CONFIG_IFB)\n"
+            )
+        );
+        system.machine().unavailable.remove("ifb");
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Foreign("clsact".into()))]);
+        // shaping unavailable: the fallback is the next best but ifb, which is not free
+        system.machine().unavailable.insert("shaping", "off".into());
+        let (_, held) = down(&mut system);
+        assert_eq!(held, Some(Enforcement::Policer));
+        // a named backend is taken as named, with no default line
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Free)]);
+        let out = ok(
+            &mut system,
+            &[
+                "--download-backend",
+                "policer",
+                "limit",
+                "--pid",
+                "4242",
+                "--down",
+                "1M",
+            ],
+        );
+        assert!(!out.contains("download backend"), "{out}");
+        assert_eq!(
+            system.machine().limits[&CURL]
+                .limits
+                .down
+                .map(|l| l.enforcement),
+            Some(Enforcement::Policer)
+        );
+        // an upload-only change leaves the download's backend alone and says nothing
+        let out = ok(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        assert!(!out.contains("download backend"), "{out}");
     }
 
     #[test]
