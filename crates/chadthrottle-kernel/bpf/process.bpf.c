@@ -23,9 +23,9 @@
  *
  * The hooks run for every process on the machine, so they first read which kinds of rule
  * exist (ct_meta.rule_ranks, one map lookup): with no rule they stop there, and the
- * resolver looks up only the kinds some rule has, none ranked below a rule it found. A
- * hook that finds a rule but cannot record the membership (a full table) counts it in
- * ct_counters; the task iterator reports its own to userspace instead.
+ * resolver looks up only the kinds some rule has. A hook that finds a rule but cannot
+ * record the membership (a full table) counts it in ct_counters; the task iterator
+ * reports its own to userspace instead.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -180,10 +180,6 @@ struct ct_pick {
 	__u32 _pad;
 };
 
-/* Whether a rule of rank `r` could still win over the pick (a lower rank wins; within
- * a rank, the order decides): the kinds of a worse rank are not looked up. */
-#define CT_CAN_BEAT(pick, r) (((pick).rank >> 32) >= (r))
-
 static __always_inline void ct_consider(struct ct_pick *pick, __u32 rule_id)
 {
 	struct ct_rule *rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
@@ -257,8 +253,7 @@ static __noinline int ct_exe_key(struct task_struct *task, struct ct_match_key *
  * entries of an each-mode rule made from its template (never over a PID limit), and
  * deletes the budget entries another rule had made for it. Returns 0, or the error of a
  * table that is full. */
-static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const char *comm,
-				int settle)
+static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const char *comm)
 {
 	static const struct ct_stats zero_stats;
 	struct ct_limit_key key = { .id = tgid, .scope = CT_SCOPE_PROCESS };
@@ -280,10 +275,6 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 			each = rule_id;
 	}
 	old = bpf_map_lookup_elem(&ct_members, &tgid);
-	/* a membership of a shared rule that did not change has no budgets to settle: they
-	 * went when it was written, or with the task iterator's `settle` after a rule change */
-	if (!settle && !each && old && old->rule == rule_id && old->start_time == start)
-		return 0;
 	/* a rule makes budgets only for a member, after its ct_members entry, and they go
 	 * with it: a process that was no member has none to delete */
 	if (!rule_id && !old)
@@ -363,9 +354,8 @@ static __always_inline void ct_count_ungoverned(int err)
  * name, uid, cgroup or a cgroup above), picks the lowest (rank, order) and makes the
  * process its member (ct_govern). Only processes inside the datapath's cgroup are
  * touched, and only the kinds of rule that exist are looked up (with none, a member is
- * released). `settle` (the task iterator, after a rule change) also settles the budgets of
- * a membership that did not change. Returns 0, or the error of a full table. */
-static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *meta, int settle)
+ * released). Returns 0, or the error of a full table. */
+static __noinline int ct_resolve(struct task_struct *task, struct ct_meta *meta)
 {
 	struct ct_pick pick = { .rank = ~0ULL };
 	struct ct_match_key key = {};
@@ -376,7 +366,7 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	char comm[CT_COMM_LEN];
 	__u32 tgid, i, ranks;
 	__u64 start, id, scope;
-	int in_scope = 0, named = 0;
+	int in_scope = 0;
 
 	scope = meta->cgroup_id;
 	ranks = meta->rule_ranks;
@@ -388,12 +378,8 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 		if (!cgroup)
 			break;
 		id = cgroup->kn->id;
-		if (id == scope) {
+		if (id == scope)
 			in_scope = 1;
-			/* with no cgroup rule, the cgroups above it would be looked at for nothing */
-			if (!CT_HAS_RANK(ranks, CT_RANK_CGROUP))
-				break;
-		}
 		if (CT_HAS_RANK(ranks, CT_RANK_CGROUP)) {
 			key.a = id;
 			ct_consider_match(&pick, &key);
@@ -414,20 +400,18 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 		if (tree && tree->start_time == start)
 			ct_consider(&pick, tree->rule);
 	}
-	if (CT_HAS_RANK(ranks, CT_RANK_EXE) && CT_CAN_BEAT(pick, CT_RANK_EXE) &&
-	    ct_exe_key(task, &key))
+	if (CT_HAS_RANK(ranks, CT_RANK_EXE) && ct_exe_key(task, &key))
 		ct_consider_match(&pick, &key);
 	__builtin_memset(comm, 0, sizeof(comm));
-	if (CT_HAS_RANK(ranks, CT_RANK_NAME) && CT_CAN_BEAT(pick, CT_RANK_NAME)) {
+	if (CT_HAS_RANK(ranks, CT_RANK_NAME)) {
 		bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
-		named = 1;
 		key.kind = CT_MATCH_NAME;
 		key.dev = 0;
 		__builtin_memcpy(&key.a, comm, 8);
 		__builtin_memcpy(&key.b, comm + 8, 8);
 		ct_consider_match(&pick, &key);
 	}
-	if (CT_HAS_RANK(ranks, CT_RANK_USER) && CT_CAN_BEAT(pick, CT_RANK_USER)) {
+	if (CT_HAS_RANK(ranks, CT_RANK_USER)) {
 		key.kind = CT_MATCH_UID;
 		key.dev = 0;
 		key.a = task->cred->uid.val;
@@ -435,15 +419,9 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 		ct_consider_match(&pick, &key);
 	}
 	/* an each-mode budget carries the member's name */
-	if (pick.rule && !named)
+	if (pick.rule && !CT_HAS_RANK(ranks, CT_RANK_NAME))
 		bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
-	return ct_govern(tgid, start, pick.rule, comm, settle);
-}
-
-/* The hooks' resolve: a membership that did not change is left as it is. */
-static __always_inline int ct_resolve(struct task_struct *task, struct ct_meta *meta)
-{
-	return ct_resolve_as(task, meta, 0);
+	return ct_govern(tgid, start, pick.rule, comm);
 }
 
 /* Whether a child can match no rule its parent does not: the same cgroup, and (where
@@ -609,7 +587,7 @@ int ct_iter_task(struct bpf_iter__task *ctx)
 	meta = ct_get_meta();
 	if (!meta)
 		return 0;
-	err = ct_resolve_as(task, meta, 1);
+	err = ct_resolve(task, meta);
 	if (err) {
 		record[0] = task->tgid;
 		record[1] = err;
