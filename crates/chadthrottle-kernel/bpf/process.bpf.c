@@ -263,7 +263,8 @@ static __noinline int ct_exe_key(struct task_struct *task, struct ct_match_key *
  * entries of an each-mode rule made from its template (never over a PID limit), and
  * deletes the budget entries another rule had made for it. Returns 0, or the error of a
  * table that is full. */
-static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const char *comm)
+static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const char *comm,
+				int settle)
 {
 	static const struct ct_stats zero_stats;
 	struct ct_limit_key key = { .id = tgid, .scope = CT_SCOPE_PROCESS };
@@ -285,6 +286,10 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 			each = rule_id;
 	}
 	old = bpf_map_lookup_elem(&ct_members, &tgid);
+	/* a membership of a shared rule that did not change has no budgets to settle: they
+	 * went when it was written, or with the task iterator's `settle` after a rule change */
+	if (!settle && !each && old && old->rule == rule_id && old->start_time == start)
+		return 0;
 	/* a rule makes budgets only for a member, after its ct_members entry, and they go
 	 * with it: a process that was no member has none to delete */
 	if (!rule_id && !old)
@@ -364,8 +369,9 @@ static __always_inline void ct_count_ungoverned(int err)
  * name, uid, cgroup or a cgroup above), picks the lowest (rank, order) and makes the
  * process its member (ct_govern). Only processes inside the datapath's cgroup are
  * touched, and only the kinds of rule that exist are looked up (with none, a member is
- * released). Returns 0, or the error of a full table. */
-static __noinline int ct_resolve(struct task_struct *task, struct ct_meta *meta)
+ * released). `settle` (the task iterator, after a rule change) also settles the budgets of
+ * a membership that did not change. Returns 0, or the error of a full table. */
+static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *meta, int settle)
 {
 	struct ct_pick pick = { .rank = ~0ULL };
 	struct ct_match_key key = {};
@@ -388,8 +394,12 @@ static __noinline int ct_resolve(struct task_struct *task, struct ct_meta *meta)
 		if (!cgroup)
 			break;
 		id = cgroup->kn->id;
-		if (id == scope)
+		if (id == scope) {
 			in_scope = 1;
+			/* with no cgroup rule, the cgroups above it would be looked at for nothing */
+			if (!CT_HAS_RANK(ranks, CT_RANK_CGROUP))
+				break;
+		}
 		if (CT_HAS_RANK(ranks, CT_RANK_CGROUP)) {
 			key.a = id;
 			ct_consider_match(&pick, &key);
@@ -431,7 +441,13 @@ static __noinline int ct_resolve(struct task_struct *task, struct ct_meta *meta)
 	/* an each-mode budget carries the member's name */
 	if (pick.rule && !CT_HAS_RANK(ranks, CT_RANK_NAME))
 		bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
-	return ct_govern(tgid, start, pick.rule, comm);
+	return ct_govern(tgid, start, pick.rule, comm, settle);
+}
+
+/* The hooks' resolve: a membership that did not change is left as it is. */
+static __always_inline int ct_resolve(struct task_struct *task, struct ct_meta *meta)
+{
+	return ct_resolve_as(task, meta, 0);
 }
 
 /* Whether a child can match no rule its parent does not: the same cgroup, and (where
@@ -620,7 +636,7 @@ int ct_iter_task(struct bpf_iter__task *ctx)
 	meta = ct_get_meta();
 	if (!meta)
 		return 0;
-	err = ct_resolve(task, meta);
+	err = ct_resolve_as(task, meta, 1);
 	if (err) {
 		record[0] = task->tgid;
 		record[1] = err;

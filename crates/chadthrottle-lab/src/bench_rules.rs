@@ -295,7 +295,10 @@ pub fn rules_cost(
         );
     }
     if filled > 0 {
-        fill_members(lab, filled)?;
+        // the entries beyond this row's sleepers (the previous row's may not all have
+        // exited yet) count towards the fill, so that the table does not overflow
+        let present = entries(lab, chadthrottle_kernel::names::MAP_MEMBERS)?;
+        fill_members(lab, filled.saturating_sub(present.saturating_sub(members)))?;
     }
     let member_entries = entries(lab, chadthrottle_kernel::names::MAP_MEMBERS)?;
     let egress = query::cgroup_programs(lab.cgroup())?
