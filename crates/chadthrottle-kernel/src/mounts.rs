@@ -207,7 +207,38 @@ struct MountedBpffs {
     device: u64,
 }
 
+/// Removes the records of bpffs mounts ChadThrottle made that are no longer there (one
+/// unmounted by someone else, a lab's own teardown): a record stands for a mount only
+/// while a bpffs with its device number is mounted at its point. Best effort: a record
+/// that cannot be read is left.
+pub fn forget_stale_bpffs() {
+    let prefix = format!("{BPFFS_RECORD}-");
+    let entries = std::fs::read_dir(crate::names::RUN_DIR)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(&prefix) && name.ends_with(".json"))
+        });
+    for entry in entries {
+        let Ok(mounted) = crate::record::read::<MountedBpffs>(&entry.path()) else {
+            continue;
+        };
+        let standing = mounted.point.as_deref().is_some_and(|point| {
+            mount_of(point).is_some_and(|mount| mount.fs_type == "bpf" && mount.point == point)
+                && device_of(point) == Some(mounted.device)
+        });
+        if !standing {
+            let _gone_already = crate::record::remove(&entry.path());
+        }
+    }
+}
+
 fn remember_bpffs(pin_dir: &Path, at: &Path) -> Result<(), Error> {
+    forget_stale_bpffs();
     let device = device_of(at).ok_or_else(|| {
         Error::io("inspect", at)(std::io::Error::from(std::io::ErrorKind::NotFound))
     })?;

@@ -78,6 +78,8 @@ fn remove_pin_base(base: &Path) {
     if !mounted() {
         let _best_effort = std::fs::remove_dir_all(base);
     }
+    // the record ChadThrottle kept of the bpffs it mounted there goes with the mount
+    chadthrottle_kernel::mounts::forget_stale_bpffs();
 }
 
 impl Drop for PinDir {
