@@ -164,10 +164,8 @@ pub fn release_bpffs(pin_dir: &Path) -> Result<bool, Error> {
     let ours = mount_of(parent).is_some_and(|mount| {
         mount.fs_type == "bpf"
             && mount.point == parent
-            && (mount.source.as_deref() == Some(BPFFS_SOURCE)
-                || (mounted.point.as_deref() == Some(parent)
-                    && device_of(parent) == Some(mounted.device)))
-    });
+            && mount.source.as_deref() == Some(BPFFS_SOURCE)
+    }) || mounted.stands_at(parent);
     if !ours {
         // gone, or no longer the one ChadThrottle mounted: nothing of ours to remember
         crate::record::remove(&record_path)?;
@@ -227,13 +225,23 @@ pub fn forget_stale_bpffs() {
         let Ok(mounted) = crate::record::read::<MountedBpffs>(&entry.path()) else {
             continue;
         };
-        let standing = mounted.point.as_deref().is_some_and(|point| {
-            mount_of(point).is_some_and(|mount| mount.fs_type == "bpf" && mount.point == point)
-                && device_of(point) == Some(mounted.device)
-        });
+        let standing = mounted
+            .point
+            .as_deref()
+            .is_some_and(|point| mounted.stands_at(point));
         if !standing {
             let _gone_already = crate::record::remove(&entry.path());
         }
+    }
+}
+
+impl MountedBpffs {
+    /// Whether this record is of the bpffs mounted at `point` now: the point it names,
+    /// with a bpffs on it of the device number it names.
+    fn stands_at(&self, point: &Path) -> bool {
+        self.point.as_deref() == Some(point)
+            && mount_of(point).is_some_and(|mount| mount.fs_type == "bpf" && mount.point == point)
+            && device_of(point) == Some(self.device)
     }
 }
 
