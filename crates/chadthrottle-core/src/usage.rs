@@ -153,7 +153,7 @@ pub struct ProcessDetails {
 }
 
 /// One process in a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProcessUsage {
     pub pid: u32,
     pub start_time: u64,

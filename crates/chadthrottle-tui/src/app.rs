@@ -268,7 +268,7 @@ impl App {
                 None => in_view(p, self.traffic),
             })
             .collect();
-        sort::sort(&mut rows, self.sort);
+        sort::sort(&mut rows, self.sort, &self.membership.rules);
         if let Some(frozen) = &self.frozen {
             sort::apply_frozen(&mut rows, frozen);
         }
