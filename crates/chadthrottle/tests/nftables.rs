@@ -12,9 +12,7 @@ pub mod common;
 use anyhow::{Context as _, ensure};
 use chadthrottle_kernel::nft_netlink::table_exists_in;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{
-    MAX_BYTES, MIB, Test, chadthrottle, listed, pid, policed, run, status_of, steady, within,
-};
+use common::{MAX_BYTES, MIB, Test, listed, pid, policed, refused, run, status_of, steady, within};
 
 const SECONDS: f64 = 10.0;
 
@@ -78,18 +76,6 @@ fn nftables_holds_an_upload_on_an_open_connection_and_leaves_no_table() -> anyho
     run(&lab, &["reset"])?;
     ensure!(!table(&client)?, "reset removes the table");
     ensure!(cgroup_of(&client)? == cgroup, "the process is where it was");
-    Ok(())
-}
-
-/// Runs `args`, which must fail with one line on stderr containing `expected`.
-fn refused(lab: &Lab, args: &[&str], expected: &str) -> anyhow::Result<()> {
-    let output = chadthrottle(lab, args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(!output.status.success(), "{args:?} was refused: {stderr}");
-    ensure!(
-        stderr.trim().lines().count() == 1 && stderr.contains(expected),
-        "{args:?} said in one line why ({expected}): {stderr}"
-    );
     Ok(())
 }
 

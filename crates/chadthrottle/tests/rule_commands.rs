@@ -6,9 +6,9 @@
 pub mod common;
 
 use anyhow::{Context as _, ensure};
+use chadthrottle_lab::programs::Programs;
 use chadthrottle_lab::{Family, Lab, Proto};
-use common::programs::Programs;
-use common::{KIB, MAX_BYTES, MIB, Test, chadthrottle, rules, run, status, steady, within};
+use common::{KIB, MAX_BYTES, MIB, Test, refused, rules, run, status, steady, within};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -22,24 +22,6 @@ fn member_pids(rule: &Value) -> anyhow::Result<Vec<u64>> {
         .collect::<anyhow::Result<Vec<u64>>>()?;
     pids.sort_unstable();
     Ok(pids)
-}
-
-/// Runs a command that must be refused: exit 1, one line on stderr naming `names`.
-fn refused(lab: &Lab, args: &[&str], names: &str) -> anyhow::Result<()> {
-    let output = chadthrottle(lab, args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(
-        output.status.code() == Some(1),
-        "chadthrottle {}: exit {:?}, stderr {stderr}",
-        args.join(" "),
-        output.status.code()
-    );
-    ensure!(
-        stderr.trim().lines().count() == 1 && stderr.contains(names),
-        "chadthrottle {}: one line naming {names:?} expected, got {stderr:?}",
-        args.join(" ")
-    );
-    Ok(())
 }
 
 /// `limit --exe` sets a rule over the running processes of a file and those started

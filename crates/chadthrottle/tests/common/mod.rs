@@ -6,7 +6,6 @@
 //! Each test binary declares it `pub mod common`: it uses only part of it, and public
 //! items of a binary's public module are not reported as unused.
 
-pub mod programs;
 pub mod users;
 
 use anyhow::{Context as _, ensure};
@@ -48,6 +47,25 @@ pub fn run(lab: &Lab, args: &[&str]) -> anyhow::Result<String> {
         stderr.trim()
     );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `chadthrottle args` and checks that it was refused: exit status 1 and one line
+/// on stderr that contains `names` (the bad value, or why).
+pub fn refused(lab: &Lab, args: &[&str], names: &str) -> anyhow::Result<()> {
+    let output = chadthrottle(lab, args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.code() == Some(1),
+        "chadthrottle {}: exit {:?}, stderr {stderr}",
+        args.join(" "),
+        output.status.code()
+    );
+    ensure!(
+        stderr.trim().lines().count() == 1 && stderr.contains(names),
+        "chadthrottle {}: one line naming {names:?} expected, got {stderr:?}",
+        args.join(" ")
+    );
+    Ok(())
 }
 
 pub fn pid(endpoint: &Endpoint) -> String {
