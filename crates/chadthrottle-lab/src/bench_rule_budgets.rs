@@ -4,6 +4,7 @@
 //! starts short-lived downloaders one after another; and `apply` of a large rules file,
 //! timed through the command line.
 
+use crate::programs::Programs;
 use crate::stats::{Summary, summarize};
 use crate::{Endpoint, Family, Lab, Proto};
 use anyhow::{Context as _, ensure};
@@ -13,36 +14,11 @@ use chadthrottle_kernel::Datapath;
 use chadthrottle_kernel::rule_keys::exe_key;
 use chadthrottle_kernel::rules::{RuleEntry, RuleTarget};
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MAX_BYTES: u64 = 64 << 30;
-
-/// A directory of the benchmark's own executables (copies of this binary), removed on
-/// drop: a rule by executable then names a file nothing else runs.
-pub struct Programs(PathBuf);
-
-impl Programs {
-    pub fn new() -> anyhow::Result<Programs> {
-        let dir = std::env::temp_dir().join(format!("ct-bench-programs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).context("create the programs' directory")?;
-        Ok(Programs(dir))
-    }
-
-    /// Copies this binary to `name`.
-    pub fn install(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let path = self.0.join(name);
-        std::fs::copy(std::env::current_exe()?, &path).context("copy the benchmark binary")?;
-        Ok(path)
-    }
-}
-
-impl Drop for Programs {
-    fn drop(&mut self) {
-        let _gone = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A budget's limit as the command line sets it by default for a rule: shaping, with the
 /// policer behind it.
@@ -392,8 +368,8 @@ pub fn exec_storm(
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<Storm> {
-    let source = programs.0.join("storm.c");
-    let program = programs.0.join("ct-storm");
+    let source = programs.path("storm.c");
+    let program = programs.path("ct-storm");
     std::fs::write(&source, STORM_C)?;
     let output = Command::new("cc")
         .args(["-O2", "-o"])

@@ -28,6 +28,7 @@ pub mod latency;
 pub mod limiter;
 pub mod net;
 pub mod netns;
+pub mod programs;
 pub mod protocol;
 pub mod spawn;
 pub mod stats;

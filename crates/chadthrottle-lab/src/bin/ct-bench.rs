@@ -365,14 +365,15 @@ fn apply_time(lab: &chadthrottle_lab::Lab) -> anyhow::Result<()> {
 }
 
 fn rule_budgets(options: &Options) -> anyhow::Result<()> {
-    use chadthrottle_lab::bench_rule_budgets::{self as budgets, Programs};
+    use chadthrottle_lab::bench_rule_budgets as budgets;
+    use chadthrottle_lab::programs::Programs;
     const RATE: u64 = 2 << 20;
     if options.apply_only {
         let lab = lab(0)?;
         let _datapath = lab_datapath::install(&lab)?;
         return apply_time(&lab);
     }
-    let programs = Programs::new()?;
+    let programs = Programs::new("bench")?;
     let app = programs.install("ct-bench-app")?;
     println!(
         "## Rules: four processes of one executable, 2 MiB/s ({} s, steady = after the warm-up)
