@@ -31,6 +31,7 @@ mod helper_probe;
 mod install;
 pub mod launch;
 mod layout;
+mod link_detach;
 mod loader;
 mod lock;
 pub mod mounts;

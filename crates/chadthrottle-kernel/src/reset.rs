@@ -1,6 +1,7 @@
 //! `reset`: taking everything out. Every limit is lifted and its shaped sockets get their
 //! own settings back, the qdisc backends come off every interface (what they replaced is
-//! put back), then the links are unpinned (which detaches them), the maps, the pin
+//! put back), then the links are detached (`BPF_LINK_DETACH`, at once) and unpinned, the
+//! maps, the pin
 //! directory, and the bpffs if ChadThrottle mounted it. One state lock for all of it.
 
 use crate::datapath::Datapath;
@@ -42,6 +43,16 @@ pub fn reset(pin_dir: &Path) -> Result<ResetReport, Error> {
     qdisc_sync::sync(&held, pin_dir, &[], Reach::Shrink)?;
     // and every table of the nftables backend
     nft_sync::sync(&held, pin_dir, &[])?;
+    // each link is detached before its pin goes: unpinned alone, it would be detached
+    // only after an RCU grace period and a work item, after `reset` returned
+    for name in PROGRAMS.into_iter().rev().map(link_pin) {
+        let path = pin_dir.join(&name);
+        match crate::link_detach::detach_pinned(&path) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(Error::io("detach the link pinned at", path)(error)),
+        }
+    }
     let pins = PROGRAMS
         .into_iter()
         .rev()
