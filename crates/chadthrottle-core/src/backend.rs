@@ -292,6 +292,7 @@ mod tests {
             rate,
             burst: 65_536,
             enforcement,
+            by_default: false,
         }
     }
 

@@ -851,6 +851,7 @@ mod tests {
         rate: 1024,
         burst: 65_536,
         enforcement: Enforcement::Shaping,
+        by_default: false,
     };
 
     #[test]

@@ -559,6 +559,7 @@ mod tests {
             burst_down: None,
             expires_at: None,
             backend: PerDirection::default(),
+            download_by_default: false,
             stats: drops(0, dropped),
         };
         let rule = |dropped: u64| RuleEntry {

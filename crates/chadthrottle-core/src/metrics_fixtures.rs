@@ -85,6 +85,7 @@ pub fn busy_machine(applications: u32, round: u64) -> (ApplicationSnapshot, Stat
                 burst_down: None,
                 expires_at: None,
                 backend: PerDirection::default(),
+                download_by_default: false,
                 stats: PerDirection {
                     up: DirStats::default(),
                     down: dropped(weight * 50),

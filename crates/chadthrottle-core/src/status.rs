@@ -83,6 +83,12 @@ pub struct DirectionLimit {
     /// Limits saved before backends could be chosen read as the default.
     #[serde(default)]
     pub enforcement: Enforcement,
+    /// The download default chose the backend (`download_default::choose`: ifb where the
+    /// ingress is free, else the best other), none being named; kept with the limit so
+    /// that `status` says so after the command. False for an upload, a rule, and what was
+    /// saved before it existed.
+    #[serde(default)]
+    pub by_default: bool,
 }
 
 /// Whether an HTB qdisc (backend htb or ifb) holds either direction of `limits`.
@@ -206,6 +212,10 @@ pub struct LimitStatus {
     pub expires_at: Option<u64>,
     /// The backend enforcing each direction; `null` where the direction is unlimited.
     pub backend: PerDirection<Option<String>>,
+    /// The download default chose `backend.down` (no backend was named; `limit` printed
+    /// why). False in a report from before it existed.
+    #[serde(default)]
+    pub download_by_default: bool,
     pub stats: PerDirection<DirStats>,
 }
 
@@ -227,6 +237,7 @@ impl LimitStatus {
             backend: limit
                 .limits
                 .map(|_, l| l.as_ref().map(|l| l.enforcement.name().to_owned())),
+            download_by_default: limit.limits.down.is_some_and(|l| l.by_default),
             stats: limit.stats,
         }
     }
@@ -249,6 +260,7 @@ mod tests {
                     rate: 1 << 20,
                     burst: 104_857,
                     enforcement: Enforcement::Policer,
+                    by_default: false,
                 }),
                 down: None,
             },
@@ -280,7 +292,7 @@ mod tests {
                 "pid": 4242, "start_time": 1234, "name": "curl",
                 "up": 1048576, "down": null, "burst_up": 104857, "burst_down": null,
                 "expires_at": null,
-                "backend": {"up": "policer", "down": null},
+                "backend": {"up": "policer", "down": null}, "download_by_default": false,
                 "stats": {
                     "up": {"bytes": 10, "packets": 1, "dropped_bytes": 0, "dropped_packets": 0},
                     "down": stats,

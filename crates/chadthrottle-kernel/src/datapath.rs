@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::install;
 use crate::layout::{
-    self, DIR_DOWN, DIR_UP, LIMIT_NFT, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, MatchKey, Member,
-    Owner, RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState, Stats,
+    self, DIR_DOWN, DIR_UP, LIMIT_BY_DEFAULT, LIMIT_NFT, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey,
+    MatchKey, Member, Owner, RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState, Stats,
 };
 use crate::lock::{self, StateLock};
 use crate::names::{
@@ -92,6 +92,10 @@ fn new_entry(
             Some(Enforcement::Htb | Enforcement::Ifb) => LIMIT_QDISC,
             Some(Enforcement::Nftables) => LIMIT_NFT,
             _ => 0,
+        } | if limit.is_some_and(|l| l.by_default) {
+            LIMIT_BY_DEFAULT
+        } else {
+            0
         },
         class_id: if qdisc { class_id } else { 0 },
         start_time: target.process.start_time,
@@ -405,6 +409,7 @@ impl Datapath {
                         (flags, _) if flags & LIMIT_NFT != 0 => Enforcement::Nftables,
                         _ => Enforcement::Policer,
                     },
+                    by_default: limit.flags & LIMIT_BY_DEFAULT != 0,
                 })
         });
         let stats = PerDirection {

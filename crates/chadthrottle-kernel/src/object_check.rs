@@ -114,6 +114,7 @@ mod tests {
             ("CT_LIMIT_SHAPE", LIMIT_SHAPE.into()),
             ("CT_LIMIT_QDISC", LIMIT_QDISC.into()),
             ("CT_LIMIT_NFT", LIMIT_NFT.into()),
+            ("CT_LIMIT_BY_DEFAULT", LIMIT_BY_DEFAULT.into()),
             ("CT_SCOPE_PROCESS", SCOPE_PROCESS.into()),
             ("CT_SCOPE_RULE", SCOPE_RULE.into()),
             ("CT_MATCH_EXE", MATCH_EXE.into()),

@@ -116,6 +116,7 @@ fn limit_of(dir: &RuleDir) -> Option<DirectionLimit> {
         } else {
             Enforcement::Policer
         },
+        by_default: false,
     })
 }
 
@@ -553,6 +554,7 @@ mod tests {
                     rate: 1 << 20,
                     burst: 1 << 20,
                     enforcement,
+                    by_default: false,
                 }),
                 down: None,
             },
@@ -588,6 +590,7 @@ mod tests {
             rate: 1 << 20,
             burst: 512 << 10,
             enforcement: Enforcement::Shaping,
+            by_default: false,
         };
         assert_eq!(limit_of(&template(Some(shaped))), Some(shaped));
         let policed = DirectionLimit {

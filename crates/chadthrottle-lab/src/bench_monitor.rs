@@ -137,6 +137,7 @@ pub fn top_costs(lab: &Lab, chadthrottle: &Path) -> anyhow::Result<Vec<TopCost>>
                 burst: chadthrottle_core::bucket::default_burst(gigabit).bytes(),
                 // the figures compare with the earlier, policer-only runs
                 enforcement: chadthrottle_core::status::Enforcement::Policer,
+                by_default: false,
             }),
             down: Change::Keep,
         },

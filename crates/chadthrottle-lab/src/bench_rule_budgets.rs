@@ -30,6 +30,7 @@ fn shaped(rate: u64) -> Option<DirectionLimit> {
         rate,
         burst,
         enforcement: Enforcement::Shaping,
+        by_default: false,
     })
 }
 

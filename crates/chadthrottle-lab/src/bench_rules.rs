@@ -216,6 +216,7 @@ fn rule(id: u32, rank: u8, target: RuleTarget, rate: u64) -> RuleEntry {
                 rate,
                 burst: rate,
                 enforcement: Enforcement::Policer,
+                by_default: false,
             }),
             down: None,
         },

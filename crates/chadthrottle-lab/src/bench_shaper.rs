@@ -52,6 +52,7 @@ pub fn shaper_cost(
             rate,
             burst: crate::lab_datapath::default_burst(rate),
             enforcement,
+            by_default: false,
         }),
     )?;
     let limit_ms = started.elapsed().as_secs_f64() * 1e3;

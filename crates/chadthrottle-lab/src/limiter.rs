@@ -81,6 +81,7 @@ impl<'a> Limiter<'a> {
                     rate: case.rate,
                     burst,
                     enforcement: case.enforcement,
+                    by_default: false,
                 };
                 lab_datapath::limit(datapath, &target, case.direction, Some(limit))?;
                 Applied::Datapath {

@@ -165,6 +165,7 @@ pub fn exe_rule(
                 rate: down,
                 burst: 65536,
                 enforcement: Default::default(),
+                by_default: false,
             }),
         },
         members: members

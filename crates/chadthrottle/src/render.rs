@@ -62,17 +62,28 @@ fn expiry(expires_at: Option<u64>, now_unix: u64) -> String {
     )
 }
 
+/// The backend holding one direction of a limit, marked where the download default chose
+/// it (the reason `limit` printed then).
+fn backend_name(limit: &DirectionLimit) -> String {
+    let name = limit.enforcement.name();
+    if limit.by_default {
+        format!("{name} (default)")
+    } else {
+        name.to_owned()
+    }
+}
+
 /// The backends enforcing a limit or rule, for its one-line summary: one name when both
 /// directions agree, else one per direction.
 fn backends(limits: &PerDirection<Option<DirectionLimit>>) -> String {
-    let names: Vec<(Direction, &str)> = limits
+    let names: Vec<(Direction, String)> = limits
         .iter()
-        .filter_map(|(dir, set)| set.map(|set| (dir, set.enforcement.name())))
+        .filter_map(|(dir, set)| set.as_ref().map(|set| (dir, backend_name(set))))
         .collect();
     match names.as_slice() {
         [] => "counting only".to_owned(),
-        [(_, one)] => (*one).to_owned(),
-        [(_, up), (_, down)] if up == down => (*up).to_owned(),
+        [(_, one)] => one.clone(),
+        [(_, up), (_, down)] if up == down => up.clone(),
         many => many
             .iter()
             .map(|(dir, name)| format!("{dir} {name}"))
@@ -218,8 +229,7 @@ pub fn status_table(limits: &[ActiveLimit], now_unix: u64) -> String {
                     format_bytes(stats.dropped_bytes),
                     stats.dropped_packets
                 ),
-                set.as_ref()
-                    .map_or_else(|| "-".to_owned(), |l| l.enforcement.name().to_owned()),
+                set.as_ref().map_or_else(|| "-".to_owned(), backend_name),
                 if first {
                     limit.expires_at.map_or_else(
                         || "never".to_owned(),
@@ -307,11 +317,13 @@ mod tests {
                     rate: 1 << 20,
                     burst: 104_857,
                     enforcement: Enforcement::Shaping,
+                    by_default: false,
                 }),
                 down: Some(DirectionLimit {
                     rate: 0,
                     burst: 65_536,
                     enforcement: Enforcement::Policer,
+                    by_default: false,
                 }),
             },
             expires_at: Some(1_090),

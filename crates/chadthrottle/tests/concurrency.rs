@@ -431,6 +431,7 @@ impl AtOnce for Threads {
                     rate,
                     burst: rate,
                     enforcement: Enforcement::from_name(backend).context("a backend")?,
+                    by_default: false,
                 }))
             };
             let process = ProcessRef {

@@ -223,7 +223,7 @@ fn the_default_download_is_ifb_where_free_and_shaping_beside_a_busy_ingress() ->
     let limit = ["limit", "--pid", &pid(&client), "--down", "4M"];
     let printed = run(&lab, &limit)?;
     ensure!(
-        printed.contains("[ifb]")
+        printed.contains("[ifb (default)]")
             && printed.contains(&format!(
                 "download backend ifb: default: the ingress of {DEVICE} is free"
             )),
@@ -256,9 +256,10 @@ fn the_default_download_is_ifb_where_free_and_shaping_beside_a_busy_ingress() ->
         "{} of {segments} segments retransmitted",
         report.retransmits
     );
+    let entry = listed(&lab, client.pid())?;
     ensure!(
-        listed(&lab, client.pid())?["backend"]["down"] == "ifb",
-        "status says ifb"
+        entry["backend"]["down"] == "ifb" && entry["download_by_default"] == true,
+        "status says ifb, chosen by default: {entry}"
     );
     run(&lab, &["unlimit", "--pid", &pid(&client)])?;
     ensure!(qdiscs(&client)? == before, "unlimit puts the ingress back");
@@ -269,7 +270,7 @@ fn the_default_download_is_ifb_where_free_and_shaping_beside_a_busy_ingress() ->
     let busy = qdiscs(&client)?;
     let printed = run(&lab, &limit)?;
     ensure!(
-        printed.contains("[shaping]")
+        printed.contains("[shaping (default)]")
             && printed.contains(&format!(
                 "download backend shaping: default: {DEVICE} has an ingress qdisc ChadThrottle \
                  did not add (clsact)"

@@ -29,6 +29,7 @@ fn policer(rate: u64, burst: u64) -> Option<DirectionLimit> {
         rate,
         burst,
         enforcement: Enforcement::Policer,
+        by_default: false,
     })
 }
 
@@ -164,6 +165,7 @@ fn a_shared_shaping_rule_paces_its_members_together() -> anyhow::Result<()> {
         rate: 2 << 20,
         burst: 2 << 20,
         enforcement: Enforcement::Shaping,
+        by_default: false,
     });
     let applied = datapath.set_rule(&rule(1, 2, RuleTarget::Match(exe_key(&app)?), shaped))?;
     ensure!(
@@ -711,6 +713,7 @@ fn remove_rule_and_reset_leave_no_entries() -> anyhow::Result<()> {
         rate: 256 << 10,
         burst: 256 << 10,
         enforcement: Enforcement::Shaping,
+        by_default: false,
     });
     let each = RuleEntry {
         each: true,

@@ -107,6 +107,9 @@ enum ct_limit_flags {
 	/* an nftables rule (backend nftables) drops the direction's packets over the limit
 	 * before they reach the datapath; the policer is the backstop */
 	CT_LIMIT_NFT = 4,
+	/* userspace's only: the download default chose the backend (no program reads it;
+	 * kept here so that `status` can say so after the command) */
+	CT_LIMIT_BY_DEFAULT = 8,
 };
 
 /* Value of ct_limits: a bucket and whose it is. Userspace writes it whole with

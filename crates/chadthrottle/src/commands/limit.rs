@@ -33,6 +33,7 @@ pub fn direction_limits(
                 .unwrap_or_else(|| default_burst(rate))
                 .bytes(),
             enforcement: Enforcement::default(),
+            by_default: false,
         })
     };
     PerDirection {
@@ -156,6 +157,7 @@ pub fn apply<S: System>(
     let change = change.map(|direction, change| match *change {
         Change::Set(limit) => Change::Set(DirectionLimit {
             enforcement: *backends.get(direction),
+            by_default: direction == Direction::Down && download_default.is_some(),
             ..limit
         }),
         other => other,
@@ -272,6 +274,7 @@ mod tests {
                 rate: 10 << 20,
                 burst: 4 << 20,
                 enforcement: Enforcement::Shaping,
+                by_default: false,
             })
         );
         assert_eq!(set.down, None);
@@ -414,6 +417,19 @@ mod tests {
         let (out, held) = down(&mut system);
         assert_eq!(held, Some(Enforcement::Ifb), "{out}");
         assert!(out.contains("download backend ifb: default: the ingress of eth0 is free"));
+        // the choice is kept with the limit: status says so after the command
+        let status = ok(&mut system, &["status"]);
+        let down_row = status.lines().find(|line| line.contains("down"));
+        assert!(
+            down_row.is_some_and(|row| row.contains("ifb (default)")),
+            "{status}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&mut system, &["status", "--json"])).expect("JSON");
+        assert_eq!(json["limits"][0]["download_by_default"], true, "{json}");
+        // an upload-only change keeps the download's choice as it was
+        let out = ok(&mut system, &["limit", "--pid", "4242", "--up", "1M"]);
+        assert!(out.contains("[up shaping, down ifb (default)]"), "{out}");
         system.machine().download_ingress = Ok(vec![eth0(Ingress::Foreign("clsact".into()))]);
         let (out, held) = down(&mut system);
         assert_eq!(held, Some(Enforcement::Shaping), "{out}");

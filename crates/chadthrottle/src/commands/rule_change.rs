@@ -68,6 +68,7 @@ pub fn chosen_limits<S: System>(
                 rate: limit.rate.bytes_per_sec(),
                 burst: limit.effective_burst().bytes(),
                 enforcement,
+                by_default: false,
             });
         }
     }

@@ -295,6 +295,7 @@ fn set_limit<S: System>(
             burst: default_burst(rate).bytes(),
             // the backends --upload-backend / --download-backend chose, as for `limit`
             enforcement: Default::default(),
+            by_default: false,
         })
     };
     let change = PerDirection {
