@@ -495,7 +495,7 @@ impl System for FakeSystem {
                 },
                 directions: PerDirection {
                     up: enforcement != Enforcement::Ifb,
-                    down: !matches!(enforcement, Enforcement::Htb | Enforcement::Nftables),
+                    down: enforcement != Enforcement::Htb,
                 },
                 summary: "",
             })

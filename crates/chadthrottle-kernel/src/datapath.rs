@@ -206,6 +206,7 @@ impl Datapath {
             {
                 held.push(NftLimit {
                     pid: key.id,
+                    direction: direction_of(key.dir),
                     rate: limit.bucket.rate,
                     burst: limit.burst,
                 });

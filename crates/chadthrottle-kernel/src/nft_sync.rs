@@ -1,11 +1,14 @@
-//! The nftables backend (uploads): brings ChadThrottle's nf_tables table in every network
-//! namespace with such a limit in line with the limit table, and removes it where the last
-//! one went.
+//! The nftables backend: brings ChadThrottle's nf_tables table in every network namespace
+//! with such a limit in line with the limit table, and removes it where the last one went.
 //!
 //! A rule matches a process's packets by the cgroup its sockets were created in (`socket
 //! cgroupv2`), so the backend takes a process only when it is alone in a cgroup of its own
 //! (not the root): then its open connections and new ones are matched, and nothing about
-//! the process is changed (no cgroup move, which systemd would see). [`sync`] is
+//! the process is changed (no cgroup move, which systemd would see). A download is matched
+//! through conntrack: the process's outgoing packets put its slot in the connection's mark,
+//! and arriving packets are limited by it (slots are given in PID order, per namespace, at
+//! each sync; a connection whose slot moved is marked again by its next packet out).
+//! [`sync`] is
 //! declarative like `qdisc_sync`: per namespace, the table is replaced whole in one
 //! transaction from the limits of the live processes in it; the record file lists the
 //! namespaces that have a table, so one whose last limited process exited is cleaned too.
@@ -14,17 +17,19 @@
 use crate::error::Error;
 use crate::lock::StateLock;
 use crate::netns::{self, NetnsId};
-use crate::nft_netlink::{self, UploadRule};
+use crate::nft_netlink::{self, DownloadRule, Rules, UploadRule};
+use chadthrottle_core::Direction;
 use chadthrottle_core::nft_limit;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// One process's upload limit held by an nftables rule.
+/// One direction of a process's limit held by an nftables rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NftLimit {
     pub pid: u32,
+    pub direction: Direction,
     /// Transport payload per second, as the limit counts it.
     pub rate: u64,
     pub burst: u64,
@@ -77,16 +82,41 @@ pub(crate) fn own_cgroup(pid: u32) -> Result<(PathBuf, u32), Error> {
     Ok((dir, level))
 }
 
-/// The rule for `limit`, from its process's cgroup now; `None` if it is no longer alone
-/// there or gone (its rule goes).
-fn rule_of(limit: &NftLimit) -> Option<UploadRule> {
+/// The cgroup `limit`'s process is alone in now, as (id, level); `None` if it is no
+/// longer alone there or gone (its rules go).
+fn cgroup_of(limit: &NftLimit) -> Option<(u64, u32)> {
     let (dir, level) = own_cgroup(limit.pid).ok()?;
-    Some(UploadRule {
-        cgroup_id: crate::mounts::cgroup_id(&dir).ok()?,
-        level,
-        rate: limit.rate,
-        burst: nft_limit::rule_burst(limit.burst),
-    })
+    Some((crate::mounts::cgroup_id(&dir).ok()?, level))
+}
+
+/// Adds `limit`'s rule to `rules` (a download takes the namespace's next mark slot).
+fn add_rule(rules: &mut Rules, limit: &NftLimit, cgroup_id: u64, level: u32) -> Result<(), Error> {
+    let burst = nft_limit::rule_burst(limit.burst);
+    match limit.direction {
+        Direction::Up => rules.up.push(UploadRule {
+            cgroup_id,
+            level,
+            rate: limit.rate,
+            burst,
+        }),
+        Direction::Down => {
+            let mark = nft_netlink::mark_of_slot(rules.down.len()).ok_or_else(|| {
+                Error::NftablesRefused(format!(
+                    "backend nftables tells at most {} download limits apart in one network                      namespace (by bits 16-23 of the conntrack mark): lift one or choose                      another backend for PID {}",
+                    nft_netlink::MARK_SLOTS,
+                    limit.pid
+                ))
+            })?;
+            rules.down.push(DownloadRule {
+                cgroup_id,
+                level,
+                mark,
+                rate: limit.rate,
+                burst,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Brings every namespace's table in line with `limits` (the nftables-held limits in force
@@ -97,21 +127,23 @@ pub(crate) fn sync(_held: &StateLock, pin_dir: &Path, limits: &[NftLimit]) -> Re
     if record.namespaces.is_empty() && limits.is_empty() {
         return Ok(());
     }
-    let mut work: BTreeMap<NetnsId, (File, Vec<UploadRule>)> = BTreeMap::new();
-    for limit in limits {
-        let (Some((id, file)), Some(rule)) = (netns::of_pid(limit.pid), rule_of(limit)) else {
+    let mut work: BTreeMap<NetnsId, (File, Rules)> = BTreeMap::new();
+    let mut limits = limits.to_vec();
+    limits.sort_by_key(|limit| limit.pid);
+    for limit in &limits {
+        let (Some((id, file)), Some((cgroup_id, level))) =
+            (netns::of_pid(limit.pid), cgroup_of(limit))
+        else {
             continue;
         };
-        work.entry(id)
-            .or_insert_with(|| (file, Vec::new()))
-            .1
-            .push(rule);
+        let rules = &mut work.entry(id).or_insert_with(|| (file, Rules::default())).1;
+        add_rule(rules, limit, cgroup_id, level)?;
     }
     for &id in &record.namespaces {
         if !work.contains_key(&id)
             && let Some(file) = netns::find(id)
         {
-            work.insert(id, (file, Vec::new()));
+            work.insert(id, (file, Rules::default()));
         }
         // a namespace that no longer exists took its table with it
     }

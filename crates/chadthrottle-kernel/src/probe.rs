@@ -81,13 +81,15 @@ pub const NFTABLES: BackendDescriptor = BackendDescriptor {
     priority: 5,
     directions: PerDirection {
         up: true,
-        down: false,
+        down: true,
     },
-    summary: "uploads only: a rule per process in ChadThrottle's own nftables table (inet \
-              chadthrottle, output hook) matches the packets of sockets made in the process's \
-              cgroup (socket cgroupv2) and drops what is over the rate (limit rate over); the \
-              process must be alone in a cgroup of its own; the policer is the backstop. \
-              Downloads: socket cgroupv2 does not match on input (not built)",
+    summary: "rules per process in ChadThrottle's own nftables table (inet chadthrottle) \
+              match the packets of sockets made in the process's cgroup (socket cgroupv2) \
+              and drop what is over the rate (limit rate over): uploads at the output hook; \
+              downloads at the input hook by the connection's conntrack mark, which its \
+              packets out set (bits 16-23; conntrack then tracks the namespace's \
+              connections); the process must be alone in a cgroup of its own; the policer \
+              is the backstop",
 };
 
 /// Every backend this build has.
@@ -192,27 +194,37 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
 }
 
 /// Whether this kernel takes the nftables backend's table, chain and rule (nf_tables, its
-/// `inet` family, the `socket` and `limit` expressions), by trying in a network namespace
+/// `inet` family, the `socket`, `ct` mark, `bitwise` and `limit` expressions), by trying in a network namespace
 /// of its own that vanishes with the thread.
 fn nftables_support() -> Result<(), String> {
     let root = crate::mounts::cgroup2_root().map_err(|error| describe(&error))?;
     let cgroup_id = crate::mounts::cgroup_id(&root).map_err(|error| describe(&error))?;
     in_own_namespace(|| {
-        let rule = crate::nft_netlink::UploadRule {
-            cgroup_id,
-            level: 0,
-            rate: 1 << 20,
-            burst: 0,
+        let rules = crate::nft_netlink::Rules {
+            up: vec![crate::nft_netlink::UploadRule {
+                cgroup_id,
+                level: 0,
+                rate: 1 << 20,
+                burst: 0,
+            }],
+            down: vec![crate::nft_netlink::DownloadRule {
+                cgroup_id,
+                level: 0,
+                mark: crate::nft_netlink::MARK_MASK,
+                rate: 1 << 20,
+                burst: 0,
+            }],
         };
-        crate::nft_netlink::replace(&[rule]).map_err(|error| {
+        crate::nft_netlink::replace(&rules).map_err(|error| {
             chadthrottle_core::kernel_floor::nft_socket_cgroup_refusal(
                 error.raw_os_error(),
                 &crate::loader::osrelease(),
             )
             .unwrap_or_else(|| {
                 format!(
-                    "the kernel refused an nftables table with a socket cgroupv2 and a limit \
-                     rule (CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_SOCKET, \
+                    "the kernel refused an nftables table with socket cgroupv2, conntrack mark \
+                     and limit rules (CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, \
+                     CONFIG_NFT_SOCKET, CONFIG_NFT_CT, CONFIG_NF_CONNTRACK_MARK, \
                      CONFIG_NFT_LIMIT): {error}"
                 )
             })

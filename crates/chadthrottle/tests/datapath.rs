@@ -839,8 +839,8 @@ fn backends_names_all_and_proves_they_work() -> anyhow::Result<()> {
     ensure!(
         directions(2) == (true, false)
             && directions(3) == (false, true)
-            && directions(4) == (true, false),
-        "htb and nftables limit uploads, ifb downloads: {listed}"
+            && directions(4) == (true, true),
+        "htb limits uploads, ifb downloads, nftables both: {listed}"
     );
     ensure!(
         listed["backends"][4]["priority"].as_u64() < listed["backends"][1]["priority"].as_u64(),
