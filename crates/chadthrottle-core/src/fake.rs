@@ -491,10 +491,10 @@ impl System for FakeSystem {
                     Enforcement::Shaping => 20,
                     Enforcement::Htb | Enforcement::Ifb => 15,
                     Enforcement::Policer => 10,
-                    Enforcement::Nftables => 5,
+                    Enforcement::Nftables | Enforcement::TcPolice => 5,
                 },
                 directions: PerDirection {
-                    up: enforcement != Enforcement::Ifb,
+                    up: !matches!(enforcement, Enforcement::Ifb | Enforcement::TcPolice),
                     down: !matches!(enforcement, Enforcement::Htb | Enforcement::Nftables),
                 },
                 summary: "",

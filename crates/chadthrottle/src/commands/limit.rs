@@ -301,7 +301,7 @@ mod tests {
             pick(Some("tc"), None),
             Err(
                 "unknown backend \"tc\"; known backends: shaping, policer, htb, ifb, \
-                 nftables"
+                 nftables, tc_police"
                     .into()
             )
         );
@@ -337,7 +337,17 @@ mod tests {
             pick(None, Some("nftables")),
             Err("backend \"nftables\" cannot limit downloads".into())
         );
-        for name in ["ifb", "nftables"] {
+        assert_eq!(
+            pick(Some("tc_police"), None),
+            Err("backend \"tc_police\" cannot limit uploads".into())
+        );
+        system.machine().unavailable.insert("ifb", "off".into());
+        assert_eq!(
+            pick(None, None),
+            Ok(both(Enforcement::Nftables, Enforcement::TcPolice)),
+            "tc_police is the last resort for downloads"
+        );
+        for name in ["nftables", "tc_police"] {
             system.machine().unavailable.insert(name, "off".into());
         }
         assert_eq!(
