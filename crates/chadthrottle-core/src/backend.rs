@@ -8,7 +8,7 @@
 use crate::direction::{Direction, PerDirection};
 use crate::process::ProcessRef;
 use crate::rule_request::{RuleApplied, RuleRequest, RuleStatus};
-use crate::status::{ActiveLimit, DirStats, DirectionLimit};
+use crate::status::{ActiveLimit, DirStats, DirectionLimit, Enforcement};
 use std::fmt;
 use std::time::Duration;
 
@@ -67,6 +67,15 @@ impl LimitRequest {
         self.change
             .iter()
             .any(|(_, change)| change.limit().is_some_and(|l| l.enforcement.is_qdisc()))
+    }
+
+    /// Whether any direction is set to be held by a police filter (backend tc_police).
+    pub fn sets_police(&self) -> bool {
+        self.change.iter().any(|(_, change)| {
+            change
+                .limit()
+                .is_some_and(|l| l.enforcement == Enforcement::TcPolice)
+        })
     }
 
     /// The directions as they will be after the request, given them as they are now.

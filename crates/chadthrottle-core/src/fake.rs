@@ -491,10 +491,11 @@ impl System for FakeSystem {
                     Enforcement::Shaping => 20,
                     Enforcement::Htb | Enforcement::Ifb => 15,
                     Enforcement::Policer => 10,
+                    Enforcement::TcPolice => 6,
                     Enforcement::Nftables => 5,
                 },
                 directions: PerDirection {
-                    up: enforcement != Enforcement::Ifb,
+                    up: !matches!(enforcement, Enforcement::Ifb | Enforcement::TcPolice),
                     down: enforcement != Enforcement::Htb,
                 },
                 summary: "",

@@ -26,6 +26,7 @@ pub mod metrics_text;
 pub mod monitor;
 pub mod nft_limit;
 pub mod options;
+pub mod police_limit;
 pub mod process;
 pub mod process_targets;
 pub mod qdisc_plan;

@@ -29,15 +29,21 @@ pub enum Enforcement {
     /// cgroup, `limit rate over … drop`) in a table of ChadThrottle's own; the policer is
     /// the backstop.
     Nftables,
+    /// Downloads only: a tc police action per process on the ingress of each interface in
+    /// use, its filter matching the process's packets by their socket's owner; the policer
+    /// is the backstop.
+    #[serde(rename = "tc_police")]
+    TcPolice,
 }
 
 impl Enforcement {
-    pub const ALL: [Enforcement; 5] = [
+    pub const ALL: [Enforcement; 6] = [
         Enforcement::Shaping,
         Enforcement::Policer,
         Enforcement::Htb,
         Enforcement::Ifb,
         Enforcement::Nftables,
+        Enforcement::TcPolice,
     ];
 
     /// The backend name shown in `backends`, `status` and taken by `--upload-backend`.
@@ -48,6 +54,7 @@ impl Enforcement {
             Enforcement::Htb => "htb",
             Enforcement::Ifb => "ifb",
             Enforcement::Nftables => "nftables",
+            Enforcement::TcPolice => "tc_police",
         }
     }
 
@@ -56,12 +63,12 @@ impl Enforcement {
         matches!(self, Enforcement::Htb | Enforcement::Ifb)
     }
 
-    /// Whether the backend holds single processes only (an HTB class or an nftables rule
-    /// per process), so a rule cannot use it.
+    /// Whether the backend holds single processes only (an HTB class, an nftables rule or
+    /// a police filter per process), so a rule cannot use it.
     pub const fn per_process_only(self) -> bool {
         matches!(
             self,
-            Enforcement::Htb | Enforcement::Ifb | Enforcement::Nftables
+            Enforcement::Htb | Enforcement::Ifb | Enforcement::Nftables | Enforcement::TcPolice
         )
     }
 
@@ -103,6 +110,13 @@ pub fn held_by_nftables(limits: &PerDirection<Option<DirectionLimit>>) -> bool {
     limits
         .iter()
         .any(|(_, limit)| limit.is_some_and(|l| l.enforcement == Enforcement::Nftables))
+}
+
+/// Whether a police filter (backend tc_police) holds either direction of `limits`.
+pub fn held_by_police(limits: &PerDirection<Option<DirectionLimit>>) -> bool {
+    limits
+        .iter()
+        .any(|(_, limit)| limit.is_some_and(|l| l.enforcement == Enforcement::TcPolice))
 }
 
 /// Traffic counted for one direction of a limited process since the limit was set.

@@ -24,5 +24,7 @@ struct ct_counters_map ct_counters SEC(".maps");
 const volatile __u64 ct_ns_per_tick = 10000000;
 const volatile __u32 ct_accounting = 1;
 const volatile __u32 ct_coarse_clock = 1;
+/* The slot ct_tc_police matches (CT_LIMIT_POLICE): set per filter, one load each. */
+const volatile __u32 ct_police_slot = 0;
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -233,11 +233,11 @@ static __always_inline int ct_verdict(struct __sk_buff *skb, struct bpf_sock *sk
 	if (limit->flags & CT_LIMIT_QDISC && dir == CT_DIR_UP)
 		skb->priority = limit->class_id;
 	/* The charge is the transport payload, the bytes the application sees (the limit is a
-	 * goodput). Behind a shaper, an HTB class or an nftables rule, a packet pays 15/16 of
+	 * goodput). Behind a shaper, an HTB class, an nftables rule or a tc police action, a packet pays 15/16 of
 	 * it and may use a second burst: the backstop sits 1/15 above the limit, out of reach
 	 * of the shaper's own small overshoots, and lets the first window of a shaped
 	 * download through. */
-	shaped = ct_shaped(sk, sock, dir) || (limit->flags & (CT_LIMIT_QDISC | CT_LIMIT_NFT));
+	shaped = ct_shaped(sk, sock, dir) || (limit->flags & (CT_LIMIT_QDISC | CT_LIMIT_NFT | CT_LIMIT_POLICE));
 	charge = shaped ? payload - payload / 16 : payload;
 	slack = shaped ? limit->bucket.tau_ns : 0;
 	/* An upload that HTB holds reaches this hook before the qdisc: each socket may keep

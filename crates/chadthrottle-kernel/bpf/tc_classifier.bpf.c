@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * The ifb backend's classifier:
+ * The download classifiers of the backends that work at an interface's ingress:
  *
  *   ct_tc_ingress  tc classifier (cls_bpf)  puts the downloads an HTB class holds in their
- *                                           class and hands them to the IFB device
+ *                                           class and hands them to the IFB device (ifb)
+ *   ct_tc_police   tc classifier (cls_bpf)  matches the downloads of the one process whose
+ *                                           slot it was loaded with (tc_police)
  *
  * At tc ingress there is no socket on the packet yet. ct_tc_ingress sits on the ingress of
  * each interface in use (cls_bpf, NOT direct-action: its filter carries a mirred action),
@@ -15,6 +17,10 @@
  * installer puts the filter on Ethernet interfaces only); IP options are skipped by
  * their length, IPv6 extension headers are not (such packets go on, and the policer
  * holds them).
+ *
+ * ct_tc_police finds the owner the same way; its filter (one per limited process and
+ * interface, also not direct-action) carries a police action, so a match is policed and
+ * everything else goes on to the next filter.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -33,10 +39,11 @@
 #define CT_IP_MF 0x2000
 #define CT_IP_OFFSET 0x1fff
 
-/* The socket `tuple` names, if it has an owner whose download an HTB class holds: that
- * class; else 0. Releases the socket it looked up. */
+/* The socket `tuple` names, if it has an owner whose download is held by a backend of
+ * `flag` (CT_LIMIT_QDISC: an HTB class; CT_LIMIT_POLICE: a police filter): the limit's
+ * class_id; else 0. Releases the socket it looked up. */
 static __always_inline __u32 ct_download_class(struct __sk_buff *skb, struct bpf_sock_tuple *tuple,
-					       __u32 tuple_len, int tcp)
+					       __u32 tuple_len, int tcp, __u32 flag)
 {
 	struct ct_limit_key key;
 	struct ct_limit *limit;
@@ -58,18 +65,19 @@ static __always_inline __u32 ct_download_class(struct __sk_buff *skb, struct bpf
 	owner = sock->owner;
 	bpf_sk_release(sk);
 	limit = ct_limit_of(&owner, CT_DIR_DOWN, &key);
-	if (!limit || !(limit->flags & CT_LIMIT_QDISC))
+	if (!limit || !(limit->flags & flag))
 		return 0;
 	return limit->class_id;
 }
 
-SEC("classifier")
-int ct_tc_ingress(struct __sk_buff *skb)
+/* The class_id of the limit of `flag` that holds the download `skb` carries; 0 for
+ * anything else. */
+static __always_inline __u32 ct_ingress_class(struct __sk_buff *skb, __u32 flag)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct bpf_sock_tuple tuple = {};
-	__u32 tuple_len, l3_len, l4_len, total, class_id;
+	__u32 tuple_len, l3_len, l4_len, total;
 	__u16 *ports;
 	__u8 proto;
 	int tcp;
@@ -131,9 +139,25 @@ int ct_tc_ingress(struct __sk_buff *skb)
 		tuple.ipv6.sport = ports[0];
 		tuple.ipv6.dport = ports[1];
 	}
-	class_id = ct_download_class(skb, &tuple, tuple_len, tcp);
+	return ct_download_class(skb, &tuple, tuple_len, tcp, flag);
+}
+
+SEC("classifier")
+int ct_tc_ingress(struct __sk_buff *skb)
+{
+	__u32 class_id = ct_ingress_class(skb, CT_LIMIT_QDISC);
+
 	if (!class_id)
 		return 0;
 	skb->priority = class_id;
 	return 1; /* a match: the filter's action redirects it to the IFB device */
+}
+
+SEC("classifier")
+int ct_tc_police(struct __sk_buff *skb)
+{
+	__u32 slot = ct_ingress_class(skb, CT_LIMIT_POLICE);
+
+	/* a match: the filter's police action decides; else the next filter looks */
+	return slot && slot == ct_police_slot;
 }

@@ -13,8 +13,9 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::install;
 use crate::layout::{
-    self, DIR_DOWN, DIR_UP, LIMIT_BY_DEFAULT, LIMIT_NFT, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey,
-    MatchKey, Member, Owner, RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState, Stats,
+    self, DIR_DOWN, DIR_UP, LIMIT_BY_DEFAULT, LIMIT_NFT, LIMIT_POLICE, LIMIT_QDISC, LIMIT_SHAPE,
+    Limit, LimitKey, MatchKey, Member, Owner, RATE_UNLIMITED, Rule, SCOPE_PROCESS, SockState,
+    Stats,
 };
 use crate::lock::{self, StateLock};
 use crate::names::{
@@ -22,6 +23,7 @@ use crate::names::{
 };
 use crate::nft_sync::{self, NftLimit};
 use crate::pins::{PinnedMaps, open_pins};
+use crate::police_sync::{self, PoliceLimit};
 use crate::privileges::{self, Operation};
 use crate::procs;
 use crate::qdisc_sync::{self, ClassLimit, Reach};
@@ -32,8 +34,10 @@ use chadthrottle_core::backend::{Applied, Backend, Change, LimitRequest, Target}
 use chadthrottle_core::bucket;
 use chadthrottle_core::htb_class;
 use chadthrottle_core::nft_limit;
+use chadthrottle_core::police_limit;
 use chadthrottle_core::status::{
-    ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_nftables, held_by_qdisc,
+    ActiveLimit, DirStats, DirectionLimit, Enforcement, held_by_nftables, held_by_police,
+    held_by_qdisc,
 };
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use std::collections::BTreeSet;
@@ -80,10 +84,12 @@ fn new_entry(
 ) -> Limit {
     let (rate, burst) = limit.map_or((RATE_UNLIMITED, 0), |l| (l.rate, l.burst));
     let enforcement = limit.map(|l| l.enforcement);
-    let qdisc = enforcement.is_some_and(Enforcement::is_qdisc);
+    // a police filter is named by a slot taken from the HTB classes' numbers
+    let slotted = enforcement.is_some_and(|e| e.is_qdisc() || e == Enforcement::TcPolice);
     // behind an nftables rule the policer must hold the rule's whole bucket
     let bucket_burst = match enforcement {
         Some(Enforcement::Nftables) => nft_limit::backstop_burst(rate, burst),
+        Some(Enforcement::TcPolice) => police_limit::backstop_burst(burst),
         _ => burst,
     };
     Limit {
@@ -91,13 +97,14 @@ fn new_entry(
             Some(Enforcement::Shaping) => LIMIT_SHAPE,
             Some(Enforcement::Htb | Enforcement::Ifb) => LIMIT_QDISC,
             Some(Enforcement::Nftables) => LIMIT_NFT,
+            Some(Enforcement::TcPolice) => LIMIT_POLICE,
             _ => 0,
         } | if limit.is_some_and(|l| l.by_default) {
             LIMIT_BY_DEFAULT
         } else {
             0
         },
-        class_id: if qdisc { class_id } else { 0 },
+        class_id: if slotted { class_id } else { 0 },
         start_time: target.process.start_time,
         bucket: bucket::Bucket::new(rate, bucket_burst, now),
         burst,
@@ -171,48 +178,66 @@ impl Datapath {
         self.scope = Some(scope);
     }
 
-    /// The qdisc-held limits in force, of live processes.
-    fn class_limits(&self) -> Vec<ClassLimit> {
-        let mut classes = Vec::new();
-        for key in self.process_keys() {
-            let Ok(Some(limit)) = self.entry(key.id, direction_of(key.dir)) else {
-                continue;
-            };
-            if limit.flags & LIMIT_QDISC != 0
-                && limit.bucket.rate != RATE_UNLIMITED
-                && procs::is_alive(key.id, limit.start_time)
-            {
-                classes.push(ClassLimit {
-                    pid: key.id,
-                    direction: direction_of(key.dir),
-                    class_id: limit.class_id,
-                    rate: limit.bucket.rate,
-                });
-            }
-        }
-        classes
-    }
-
-    /// The nftables-held limits in force, of live processes.
-    fn nft_limits(&self) -> Vec<NftLimit> {
+    /// The limits in force held by a backend of `flag` (`LIMIT_*`), of live processes,
+    /// with the PID and direction of each.
+    fn held_by(&self, flag: u32) -> Vec<(u32, Direction, Limit)> {
         let mut held = Vec::new();
         for key in self.process_keys() {
             let Ok(Some(limit)) = self.entry(key.id, direction_of(key.dir)) else {
                 continue;
             };
-            if limit.flags & LIMIT_NFT != 0
+            if limit.flags & flag != 0
                 && limit.bucket.rate != RATE_UNLIMITED
                 && procs::is_alive(key.id, limit.start_time)
             {
-                held.push(NftLimit {
-                    pid: key.id,
-                    direction: direction_of(key.dir),
-                    rate: limit.bucket.rate,
-                    burst: limit.burst,
-                });
+                held.push((key.id, direction_of(key.dir), limit));
             }
         }
         held
+    }
+
+    /// The qdisc-held limits in force, of live processes.
+    fn class_limits(&self) -> Vec<ClassLimit> {
+        self.held_by(LIMIT_QDISC)
+            .into_iter()
+            .map(|(pid, direction, limit)| ClassLimit {
+                pid,
+                direction,
+                class_id: limit.class_id,
+                rate: limit.bucket.rate,
+            })
+            .collect()
+    }
+
+    /// The nftables-held limits in force, of live processes.
+    fn nft_limits(&self) -> Vec<NftLimit> {
+        self.held_by(LIMIT_NFT)
+            .into_iter()
+            .map(|(pid, direction, limit)| NftLimit {
+                pid,
+                direction,
+                rate: limit.bucket.rate,
+                burst: limit.burst,
+            })
+            .collect()
+    }
+
+    /// The police-held limits in force, of live processes.
+    fn police_limits(&self) -> Vec<PoliceLimit> {
+        self.held_by(LIMIT_POLICE)
+            .into_iter()
+            .map(|(pid, _, limit)| PoliceLimit {
+                pid,
+                slot: limit.class_id,
+                rate: limit.bucket.rate,
+                burst: limit.burst,
+            })
+            .collect()
+    }
+
+    /// Brings the tc_police backend's filters in line with the table of limits.
+    fn sync_police(&self, held: &StateLock, grow: bool) -> Result<(), Error> {
+        police_sync::sync(held, &self.pin_dir, &self.police_limits(), grow)
     }
 
     /// Brings the nftables backend's tables in line with the table of limits.
@@ -408,6 +433,7 @@ impl Datapath {
                         (flags, Direction::Up) if flags & LIMIT_QDISC != 0 => Enforcement::Htb,
                         (flags, Direction::Down) if flags & LIMIT_QDISC != 0 => Enforcement::Ifb,
                         (flags, _) if flags & LIMIT_NFT != 0 => Enforcement::Nftables,
+                        (flags, _) if flags & LIMIT_POLICE != 0 => Enforcement::TcPolice,
                         _ => Enforcement::Policer,
                     },
                     by_default: limit.flags & LIMIT_BY_DEFAULT != 0,
@@ -475,7 +501,7 @@ impl Datapath {
             self.delete(process.pid);
             return Ok(false);
         }
-        let class_id = if request.sets_qdisc() {
+        let class_id = if request.sets_qdisc() || request.sets_police() {
             self.class_for(held, process.pid)?
         } else {
             0
@@ -570,9 +596,16 @@ impl Backend for Datapath {
         let nft_before = before
             .iter()
             .any(|(_, entry)| entry.is_some_and(|l| l.flags & LIMIT_NFT != 0));
+        let police_before = before
+            .iter()
+            .any(|(_, entry)| entry.is_some_and(|l| l.flags & LIMIT_POLICE != 0));
+        let police_now = request.sets_police();
         let result = result.and_then(|backfilled_sockets| {
             if nft_before || nft_now {
                 self.sync_nftables(&held)?;
+            }
+            if police_before || police_now {
+                self.sync_police(&held, true)?;
             }
             if qdisc_before || qdisc_now {
                 self.sync_qdiscs(
@@ -599,6 +632,9 @@ impl Backend for Datapath {
                 if nft_before || nft_now {
                     let _best_effort = self.sync_nftables(&held);
                 }
+                if police_before || police_now {
+                    let _best_effort = self.sync_police(&held, false);
+                }
                 self.reconcile(process.pid).ok();
                 Err(error)
             }
@@ -620,6 +656,7 @@ impl Backend for Datapath {
             .any(|(direction, set)| set.is_some() && !directions.get(direction));
         let qdisc_held = held_by_qdisc(&limit.limits);
         let nft_held = held_by_nftables(&limit.limits);
+        let police_held = held_by_police(&limit.limits);
         if !keeps_a_limit {
             self.delete(pid);
             self.back_to_rule(pid)?;
@@ -628,6 +665,9 @@ impl Backend for Datapath {
             }
             if nft_held {
                 self.sync_nftables(&held)?;
+            }
+            if police_held {
+                self.sync_police(&held, false)?;
             }
             self.reconcile(pid)?;
             return Ok(Some(limit));
@@ -650,6 +690,9 @@ impl Backend for Datapath {
         }
         if nft_held {
             self.sync_nftables(&held)?;
+        }
+        if police_held {
+            self.sync_police(&held, false)?;
         }
         self.reconcile(pid)?;
         Ok(Some(limit))
@@ -676,6 +719,7 @@ impl Backend for Datapath {
         let mut pruned = Vec::new();
         let mut qdisc_held = false;
         let mut nft_held = false;
+        let mut police_held = false;
         for pid in self.pids() {
             let Some((limit, expires_at_ns)) = self.read(pid)? else {
                 continue;
@@ -684,6 +728,7 @@ impl Backend for Datapath {
             if expired || !procs::is_alive(pid, limit.target.start_time) {
                 qdisc_held |= held_by_qdisc(&limit.limits);
                 nft_held |= held_by_nftables(&limit.limits);
+                police_held |= held_by_police(&limit.limits);
                 self.delete(pid);
                 pruned.push(limit);
             }
@@ -693,6 +738,9 @@ impl Backend for Datapath {
         }
         if nft_held {
             self.sync_nftables(&held)?;
+        }
+        if police_held {
+            self.sync_police(&held, false)?;
         }
         Ok(pruned)
     }

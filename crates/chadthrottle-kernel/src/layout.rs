@@ -30,8 +30,11 @@ pub const LIMIT_SHAPE: u32 = 1;
 pub const LIMIT_QDISC: u32 = 2;
 /// `ct_limit.flags`: an nftables rule holds the direction (backend nftables).
 pub const LIMIT_NFT: u32 = 4;
+/// `ct_limit.flags`: a tc police filter (its slot in `class_id`) holds the direction
+/// (backend tc_police).
+pub const LIMIT_POLICE: u32 = 8;
 /// `ct_limit.flags`, read by no program: the download default chose the backend.
-pub const LIMIT_BY_DEFAULT: u32 = 8;
+pub const LIMIT_BY_DEFAULT: u32 = 16;
 /// `ct_limit_key.scope`: the key's id is a tgid (a PID limit or an each-mode member).
 pub const SCOPE_PROCESS: u16 = 0;
 /// `ct_limit_key.scope`: the key's id is a rule id (a shared rule's budget).

@@ -42,6 +42,7 @@ mod nft_sync;
 mod object;
 mod object_check;
 mod pins;
+pub mod police_sync;
 pub mod privileges;
 pub mod probe;
 pub mod procs;

@@ -8,12 +8,12 @@ use crate::config::{
 };
 use crate::error::Error;
 use crate::names::{
-    GLOBAL_ACCOUNTING, GLOBAL_COARSE_CLOCK, GLOBAL_NS_PER_TICK, ITER_TASK, ITER_TCP, MAP_CONNS,
-    MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_PROC_ACCT, MAP_PROC_INFO, MAP_RULES, MAP_STATS,
-    MAP_TREE, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TASK, PROG_ITER_TCP, PROG_PROCESS_EXEC,
-    PROG_PROCESS_EXIT, PROG_PROCESS_FORK, PROG_SOCK_CREATE, PROG_SOCK_OPS, PROG_SOCK_OWNER,
-    PROG_TC_INGRESS, TRACEPOINT_PROCESS_EXEC, TRACEPOINT_PROCESS_EXIT, TRACEPOINT_PROCESS_FORK,
-    hook_of,
+    GLOBAL_ACCOUNTING, GLOBAL_COARSE_CLOCK, GLOBAL_NS_PER_TICK, GLOBAL_POLICE_SLOT, ITER_TASK,
+    ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_PROC_ACCT, MAP_PROC_INFO,
+    MAP_RULES, MAP_STATS, MAP_TREE, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TASK, PROG_ITER_TCP,
+    PROG_PROCESS_EXEC, PROG_PROCESS_EXIT, PROG_PROCESS_FORK, PROG_SOCK_CREATE, PROG_SOCK_OPS,
+    PROG_SOCK_OWNER, PROG_TC_INGRESS, PROG_TC_POLICE, TRACEPOINT_PROCESS_EXEC,
+    TRACEPOINT_PROCESS_EXIT, TRACEPOINT_PROCESS_FORK, hook_of,
 };
 use crate::object::OBJECT;
 use aya::programs::{
@@ -29,7 +29,13 @@ const PROBE_ENTRIES: u32 = 64;
 /// Parses the object and creates (or, with `config`, reuses the pinned) maps; without a
 /// config, small ones to try programs against. Programs are not loaded yet.
 pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
+    load_for_slot(config, 0)
+}
+
+/// [`load`], with `police_slot` as the slot [`PROG_TC_POLICE`] matches.
+fn load_for_slot(config: Option<&Config>, police_slot: u32) -> Result<Ebpf, Error> {
     let mut loader = EbpfLoader::new();
+    loader.override_global(GLOBAL_POLICE_SLOT, &police_slot, true);
     let ns_per_tick = crate::clock::ns_per_tick();
     loader.override_global(GLOBAL_NS_PER_TICK, &ns_per_tick, true);
     let accounting = u32::from(config.is_none_or(|config| config.accounting));
@@ -78,7 +84,22 @@ pub(crate) fn load(config: Option<&Config>) -> Result<Ebpf, Error> {
 /// the programs run or attached on demand (the TCP iterator, the tc classifier). The
 /// pinned maps are reused as they are, sizes included; the cgroup is not used.
 pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Ebpf, Error> {
-    let config = Config {
+    let mut ebpf = load_for_slot(Some(&pinned_config(pin_dir)), 0)?;
+    load_program(&mut ebpf, program, &btf()?)?;
+    Ok(ebpf)
+}
+
+/// The object with the maps pinned at `pin_dir` and [`PROG_TC_POLICE`] loaded, matching
+/// the process of `slot`: each police filter holds a program of its own.
+pub(crate) fn load_police(pin_dir: &Path, slot: u32) -> Result<Ebpf, Error> {
+    let mut ebpf = load_for_slot(Some(&pinned_config(pin_dir)), slot)?;
+    load_program(&mut ebpf, PROG_TC_POLICE, &btf()?)?;
+    Ok(ebpf)
+}
+
+/// The configuration under which the maps pinned at `pin_dir` are reused as they are.
+fn pinned_config(pin_dir: &Path) -> Config {
+    Config {
         cgroup: PathBuf::new(),
         pin_dir: pin_dir.to_owned(),
         max_limits: DEFAULT_MAX_LIMITS,
@@ -86,10 +107,7 @@ pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Eb
         max_rules: DEFAULT_MAX_RULES,
         max_members: DEFAULT_MAX_MEMBERS,
         accounting: true,
-    };
-    let mut ebpf = load(Some(&config))?;
-    load_program(&mut ebpf, program, &btf()?)?;
-    Ok(ebpf)
+    }
 }
 
 /// The kernel's own type information, which the iterator and the tracepoint load against.
@@ -119,7 +137,7 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Re
         PROG_SOCK_OPS => program::<SockOps>(ebpf, name)?.load(),
         PROG_ITER_TCP => program::<Iter>(ebpf, name)?.load(ITER_TCP, btf),
         PROG_ITER_TASK => program::<Iter>(ebpf, name)?.load(ITER_TASK, btf),
-        PROG_TC_INGRESS => program::<SchedClassifier>(ebpf, name)?.load(),
+        PROG_TC_INGRESS | PROG_TC_POLICE => program::<SchedClassifier>(ebpf, name)?.load(),
         PROG_PROCESS_EXIT => {
             program::<BtfTracePoint>(ebpf, name)?.load(TRACEPOINT_PROCESS_EXIT, btf)
         }

@@ -64,6 +64,9 @@ pub const PROG_ITER_TCP: &str = "ct_iter_tcp";
 pub const PROG_ITER_TASK: &str = "ct_iter_task";
 /// The ifb backend's tc classifier; loaded when a filter is added, held by the filter.
 pub const PROG_TC_INGRESS: &str = "ct_tc_ingress";
+/// The tc_police backend's classifier; loaded once per filter (each with its own
+/// [`GLOBAL_POLICE_SLOT`]), held by the filter.
+pub const PROG_TC_POLICE: &str = "ct_tc_police";
 /// Name prefix of the IFB devices the ifb backend creates (one per interface).
 pub const IFB_PREFIX: &str = "ct-ifb";
 /// The kernel iterator [`PROG_ITER_TCP`] is for.
@@ -84,6 +87,8 @@ pub const GLOBAL_NS_PER_TICK: &str = "ct_ns_per_tick";
 pub const GLOBAL_ACCOUNTING: &str = "ct_accounting";
 /// Load-time setting in `.rodata`: 1 reads `bpf_ktime_get_coarse_ns`, 0 `bpf_ktime_get_ns`.
 pub const GLOBAL_COARSE_CLOCK: &str = "ct_coarse_clock";
+/// Load-time setting in `.rodata`, of [`PROG_TC_POLICE`]: the slot its filter matches.
+pub const GLOBAL_POLICE_SLOT: &str = "ct_police_slot";
 
 /// The hook of `program` as its ELF section names it (`iter/tcp`), for naming what a
 /// kernel refuses it; "" for a name that is no program.
@@ -98,7 +103,7 @@ pub fn hook_of(program: &str) -> &'static str {
         PROG_SOCK_OPS => "sockops",
         PROG_ITER_TCP => "iter/tcp",
         PROG_ITER_TASK => "iter/task",
-        PROG_TC_INGRESS => "tc",
+        PROG_TC_INGRESS | PROG_TC_POLICE => "tc",
         _ => "",
     }
 }

@@ -114,6 +114,7 @@ mod tests {
             ("CT_LIMIT_SHAPE", LIMIT_SHAPE.into()),
             ("CT_LIMIT_QDISC", LIMIT_QDISC.into()),
             ("CT_LIMIT_NFT", LIMIT_NFT.into()),
+            ("CT_LIMIT_POLICE", LIMIT_POLICE.into()),
             ("CT_LIMIT_BY_DEFAULT", LIMIT_BY_DEFAULT.into()),
             ("CT_SCOPE_PROCESS", SCOPE_PROCESS.into()),
             ("CT_SCOPE_RULE", SCOPE_RULE.into()),
@@ -467,7 +468,7 @@ mod tests {
     fn every_program_the_loader_names_is_in_the_object_with_its_hook() {
         let object = object();
         type IsHook = fn(&ProgramSection) -> bool;
-        let is_hook: [(&str, IsHook); 11] = [
+        let is_hook: [(&str, IsHook); 12] = [
             (PROG_SOCK_CREATE, |s| {
                 matches!(
                     s,
@@ -517,6 +518,9 @@ mod tests {
                 matches!(s, ProgramSection::Iter { sleepable: false })
             }),
             (PROG_TC_INGRESS, |s| {
+                matches!(s, ProgramSection::SchedClassifier)
+            }),
+            (PROG_TC_POLICE, |s| {
                 matches!(s, ProgramSection::SchedClassifier)
             }),
         ];

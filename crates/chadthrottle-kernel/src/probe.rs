@@ -8,7 +8,7 @@
 
 use crate::error::describe;
 use crate::loader::{self, load, load_program};
-use crate::names::{PROG_ITER_TASK, PROG_ITER_TCP, PROG_TC_INGRESS, PROGRAMS};
+use crate::names::{PROG_ITER_TASK, PROG_ITER_TCP, PROG_TC_INGRESS, PROG_TC_POLICE, PROGRAMS};
 use crate::privileges::{self, Operation};
 use crate::rtnetlink::Rtnl;
 use aya::Btf;
@@ -92,9 +92,24 @@ pub const NFTABLES: BackendDescriptor = BackendDescriptor {
               is the backstop",
 };
 
+/// A tc police action per process at the ingress, below the eBPF backends; above
+/// nftables for downloads, as it needs neither a cgroup of the process's own nor conntrack.
+pub const TC_POLICE: BackendDescriptor = BackendDescriptor {
+    name: Enforcement::TcPolice.name(),
+    priority: 6,
+    directions: PerDirection {
+        up: false,
+        down: true,
+    },
+    summary: "downloads only: on the ingress of each interface in use, one filter per limited \
+              process (a tc classifier that finds each packet's socket and owner, matching \
+              only that process's) with a police action that drops what is over the rate; \
+              other traffic goes on untouched; the policer is the backstop",
+};
+
 /// Every backend this build has.
 pub fn descriptors() -> Vec<BackendDescriptor> {
-    vec![SHAPING, POLICER, HTB, IFB, NFTABLES]
+    vec![SHAPING, POLICER, HTB, IFB, NFTABLES, TC_POLICE]
 }
 
 /// Whether `backend` can work here, by trying.
@@ -117,6 +132,7 @@ fn own_program(enforcement: Enforcement) -> Option<&'static str> {
     match enforcement {
         Enforcement::Shaping => Some(PROG_ITER_TCP),
         Enforcement::Ifb => Some(PROG_TC_INGRESS),
+        Enforcement::TcPolice => Some(PROG_TC_POLICE),
         Enforcement::Policer | Enforcement::Htb | Enforcement::Nftables => None,
     }
 }
@@ -132,7 +148,14 @@ pub fn ready(backend: &BackendDescriptor) -> Result<(), String> {
     static TCP_ITERATOR: OnceLock<Result<(), String>> = OnceLock::new();
     static CLASSIFIER: OnceLock<Result<(), String>> = OnceLock::new();
     static NFTABLES: OnceLock<Result<(), String>> = OnceLock::new();
+    static TC_POLICE: OnceLock<Result<(), String>> = OnceLock::new();
     let enforcement = Enforcement::from_name(backend.name);
+    if enforcement == Some(Enforcement::TcPolice) {
+        // its program and the police action: the kernel's tc may lack the action alone
+        return TC_POLICE
+            .get_or_init(|| try_load(Enforcement::TcPolice))
+            .clone();
+    }
     if enforcement == Some(Enforcement::Nftables) {
         // no program of its own: what it needs is the netfilter expressions
         return NFTABLES.get_or_init(nftables_support).clone();
@@ -189,6 +212,12 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
             qdisc_support(Direction::Down, Some(raw))
         }
         Enforcement::Nftables => nftables_support(),
+        Enforcement::TcPolice => {
+            let classifier = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_POLICE)
+                .map_err(|error| describe(&error))?;
+            let fd = classifier.fd().map_err(|error| describe(&error))?;
+            police_support(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
+        }
         Enforcement::Shaping | Enforcement::Policer => Ok(()),
     }
 }
@@ -267,6 +296,37 @@ fn qdisc_support(direction: Direction, classifier_fd: Option<u32>) -> Result<(),
                 })?;
         }
         Ok(())
+    })
+}
+
+/// Whether this kernel takes the tc_police backend's filter (an ingress qdisc, the
+/// classifier `classifier_fd` with a police action), by trying on the loopback of a network
+/// namespace of its own that vanishes with the thread.
+fn police_support(classifier_fd: u32) -> Result<(), String> {
+    in_own_namespace(|| {
+        let mut rtnl = Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?;
+        let links = rtnl.links().map_err(|e| format!("list interfaces: {e}"))?;
+        let lo = links
+            .iter()
+            .find(|link| link.loopback)
+            .ok_or("a new network namespace has no loopback")?;
+        rtnl.add_ingress(lo.index)
+            .map_err(|e| format!("cannot add an ingress qdisc (CONFIG_NET_SCH_INGRESS): {e}"))?;
+        rtnl.set_police_filter(
+            lo.index,
+            false,
+            1,
+            (classifier_fd, PROG_TC_POLICE),
+            1 << 20,
+            1 << 20,
+        )
+        .map_err(|e| {
+            format!(
+                "the kernel has no tc police action (CONFIG_NET_ACT_POLICE) or no BPF \
+                 classifier (CONFIG_NET_CLS_BPF): adding a BPF filter with a police action \
+                 failed: {e}"
+            )
+        })
     })
 }
 

@@ -49,7 +49,7 @@ pub(crate) fn record_path(pin_dir: &Path) -> PathBuf {
 }
 
 /// The remote addresses of `pid`'s connected TCP and UDP sockets, read in its namespace.
-fn peers_of(pid: u32) -> Vec<IpAddr> {
+pub(crate) fn peers_of(pid: u32) -> Vec<IpAddr> {
     let Ok(process) = procfs::process::Process::new(i32::try_from(pid).unwrap_or(i32::MAX)) else {
         return Vec::new();
     };
@@ -265,7 +265,7 @@ fn in_namespace(
 
 /// The interfaces of the default routes and of the routes to `peers`, by index, each
 /// once, loopback and IFB devices included.
-fn routed_interfaces(rtnl: &mut Rtnl, peers: &[IpAddr]) -> Result<BTreeSet<u32>, Error> {
+pub(crate) fn routed_interfaces(rtnl: &mut Rtnl, peers: &[IpAddr]) -> Result<BTreeSet<u32>, Error> {
     let mut indexes: BTreeSet<u32> = rtnl
         .default_route_interfaces()
         .map_err(Error::tc("read the default routes"))?

@@ -10,6 +10,7 @@ use crate::mounts;
 use crate::names::{MAPS, PROGRAMS, link_pin};
 use crate::nft_sync;
 use crate::pins::open_pins;
+use crate::police_sync;
 use crate::privileges::{self, Operation};
 use crate::qdisc_sync::{self, Reach};
 use std::path::Path;
@@ -43,6 +44,8 @@ pub fn reset(pin_dir: &Path) -> Result<ResetReport, Error> {
     qdisc_sync::sync(&held, pin_dir, &[], Reach::Shrink)?;
     // and every table of the nftables backend
     nft_sync::sync(&held, pin_dir, &[])?;
+    // and every police filter of the tc_police backend, with the ingress qdiscs it added
+    police_sync::sync(&held, pin_dir, &[], false)?;
     // each link is detached before its pin goes: unpinned alone, it would be detached
     // only after an RCU grace period and a work item, after `reset` returned
     for name in PROGRAMS.into_iter().rev().map(link_pin) {

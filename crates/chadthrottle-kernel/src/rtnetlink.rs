@@ -1,9 +1,12 @@
 //! Traffic control and links through rtnetlink, in the network namespace of the calling
 //! thread: the few requests the qdisc backends make (HTB qdiscs and classes, the ingress
 //! qdisc and its BPF filter with a mirred action, IFB devices, route lookups). Messages are
-//! built with `netlink-packet-route`; HTB's options, which it does not model, are its
-//! kernel structs laid out here (`struct tc_htb_glob`, `struct tc_htb_opt`).
+//! built with `netlink-packet-route`; HTB's and the police action's options, which it does
+//! not model, are their kernel structs laid out here (`struct tc_htb_glob`, `struct
+//! tc_htb_opt`, `struct tc_police`); the tc_police backend's filters are cls_bpf filters
+//! with a police action.
 
+use chadthrottle_core::police_limit::{self, POLICE_MTU};
 use chadthrottle_core::qdisc_plan::SavedQdisc;
 use netlink_packet_core::{
     DefaultNla, Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
@@ -37,6 +40,17 @@ const INGRESS_HANDLE: u32 = 0xffff_0000;
 const CLSACT_INGRESS_PARENT: u32 = 0xffff_fff2;
 /// Priority of ChadThrottle's ingress filter: `tc` numbers its own from 49152 down.
 pub const FILTER_PRIORITY: u16 = 0x00c7;
+/// Priority of the tc_police backend's filters, one per limited process (by handle),
+/// looked at before the ifb backend's.
+pub const POLICE_PRIORITY: u16 = 0x00c6;
+const TCA_POLICE_TBF: u16 = 1;
+const TCA_POLICE_RATE: u16 = 2;
+const TCA_POLICE_RESULT: u16 = 5;
+const TCA_POLICE_RATE64: u16 = 8;
+/// `TC_ACT_UNSPEC`: a conforming packet goes on to the next filter, as if ours were not
+/// there.
+const TC_ACT_UNSPEC: i32 = -1;
+const TC_ACT_SHOT: i32 = 2;
 
 /// An rtnetlink socket in the namespace of the thread that opened it.
 pub struct Rtnl {
@@ -78,6 +92,60 @@ fn ratespec(rate: u64) -> [u8; 12] {
     let low = u32::try_from(rate).unwrap_or(u32::MAX);
     spec[8..12].copy_from_slice(&low.to_ne_bytes());
     spec
+}
+
+/// The options of a police action at `rate` bytes a second with a bucket of `burst` bytes:
+/// `struct tc_police` (over the limit: drop), the rate table the kernel insists on, the
+/// conform result (go on), and above 4 GB/s the 64-bit rate.
+fn police_options(rate: u64, burst: u64) -> Vec<TcActionOption> {
+    let mut spec = [0u8; 12];
+    spec[0] = police_limit::cell_log();
+    spec[1] = TC_LINKLAYER_ETHERNET;
+    spec[8..12].copy_from_slice(&u32::try_from(rate).unwrap_or(u32::MAX).to_ne_bytes());
+    let mut parms = Vec::with_capacity(56);
+    parms.extend_from_slice(&0u32.to_ne_bytes()); // index: the kernel picks one
+    parms.extend_from_slice(&TC_ACT_SHOT.to_ne_bytes()); // action: over the limit
+    parms.extend_from_slice(&0u32.to_ne_bytes()); // limit
+    parms.extend_from_slice(&police_limit::burst_ticks(rate, burst).to_ne_bytes());
+    parms.extend_from_slice(&POLICE_MTU.to_ne_bytes());
+    parms.extend_from_slice(&spec); // rate
+    parms.extend_from_slice(&[0u8; 12]); // peakrate: none
+    parms.extend_from_slice(&[0u8; 12]); // refcnt, bindcnt, capab
+    let table: Vec<u8> = police_limit::rate_table(rate)
+        .iter()
+        .flat_map(|entry| entry.to_ne_bytes())
+        .collect();
+    let mut options = vec![
+        TcActionOption::Other(DefaultNla::new(TCA_POLICE_TBF, parms)),
+        TcActionOption::Other(DefaultNla::new(TCA_POLICE_RATE, table)),
+        TcActionOption::Other(DefaultNla::new(
+            TCA_POLICE_RESULT,
+            TC_ACT_UNSPEC.to_ne_bytes().to_vec(),
+        )),
+    ];
+    if rate > u64::from(u32::MAX) {
+        options.push(TcActionOption::Other(DefaultNla::new(
+            TCA_POLICE_RATE64,
+            rate.to_ne_bytes().to_vec(),
+        )));
+    }
+    options
+}
+
+/// The attributes of a cls_bpf filter (not direct-action) running `program_fd` with
+/// `action` on a match.
+fn bpf_filter(program_fd: u32, program_name: &str, action: TcAction) -> Vec<TcAttribute> {
+    let actions = [action];
+    let mut encoded = vec![0; actions.as_slice().buffer_len()];
+    actions.as_slice().emit(&mut encoded);
+    vec![
+        TcAttribute::Kind("bpf".into()),
+        TcAttribute::Options(vec![
+            TcOption::Bpf(TcFilterBpfOption::ProgFd(program_fd)),
+            TcOption::Bpf(TcFilterBpfOption::ProgName(program_name.into())),
+            TcOption::Other(DefaultNla::new(TCA_BPF_ACT, encoded)),
+        ]),
+    ]
 }
 
 /// `TCA_OPTIONS` of an HTB class: `struct tc_htb_opt` and, above 4 GB/s, the 64-bit rates.
@@ -453,21 +521,73 @@ impl Rtnl {
                 mirror,
             ))]),
         ];
-        let actions = [action];
-        let mut encoded = vec![0; actions.as_slice().buffer_len()];
-        actions.as_slice().emit(&mut encoded);
-        message.attributes = vec![
-            TcAttribute::Kind("bpf".into()),
-            TcAttribute::Options(vec![
-                TcOption::Bpf(TcFilterBpfOption::ProgFd(program_fd)),
-                TcOption::Bpf(TcFilterBpfOption::ProgName(program_name.into())),
-                TcOption::Other(DefaultNla::new(TCA_BPF_ACT, encoded)),
-            ]),
-        ];
+        message.attributes = bpf_filter(program_fd, program_name, action);
         self.request(
             RouteNetlinkMessage::NewTrafficFilter(message),
             NLM_F_CREATE | NLM_F_EXCL,
         )?;
+        Ok(())
+    }
+
+    /// Adds (or replaces) the police filter `handle` on the ingress of `ifindex`: the
+    /// classifier `program_fd` (not direct-action) picks one process's packets, and its
+    /// police action holds them to `rate` with a bucket of `burst` bytes.
+    pub fn set_police_filter(
+        &mut self,
+        ifindex: u32,
+        clsact: bool,
+        handle: u32,
+        program: (u32, &str),
+        rate: u64,
+        burst: u64,
+    ) -> io::Result<()> {
+        let info = (u32::from(POLICE_PRIORITY) << 16) | u32::from(ETH_P_ALL.to_be());
+        let mut message = tc_message(ifindex, handle, Self::ingress_parent(clsact), info);
+        let mut action = TcAction::default();
+        action.tab = 1;
+        action.attributes = vec![
+            TcActionAttribute::Kind("police".into()),
+            TcActionAttribute::Options(police_options(rate, burst)),
+        ];
+        message.attributes = bpf_filter(program.0, program.1, action);
+        self.request(
+            RouteNetlinkMessage::NewTrafficFilter(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+
+    /// Every filter on the ingress of `ifindex`, as (priority, handle).
+    pub fn ingress_filters(&mut self, ifindex: u32, clsact: bool) -> io::Result<Vec<(u16, u32)>> {
+        let message = tc_message(ifindex, 0, Self::ingress_parent(clsact), 0);
+        let answers = self.request(RouteNetlinkMessage::GetTrafficFilter(message), NLM_F_DUMP)?;
+        let mut handles: Vec<(u16, u32)> = answers
+            .into_iter()
+            .filter_map(|answer| match answer {
+                RouteNetlinkMessage::NewTrafficFilter(filter) => Some((
+                    u16::try_from(filter.header.info >> 16).unwrap_or(u16::MAX),
+                    u32::from(filter.header.handle),
+                )),
+                _ => None,
+            })
+            .filter(|&(_, handle)| handle != 0)
+            .collect();
+        handles.sort_unstable();
+        handles.dedup();
+        Ok(handles)
+    }
+
+    /// Deletes the police filter `handle` from the ingress of `ifindex`.
+    pub fn delete_police_filter(
+        &mut self,
+        ifindex: u32,
+        clsact: bool,
+        handle: u32,
+    ) -> io::Result<()> {
+        let info = (u32::from(POLICE_PRIORITY) << 16) | u32::from(ETH_P_ALL.to_be());
+        let mut message = tc_message(ifindex, handle, Self::ingress_parent(clsact), info);
+        message.attributes = vec![TcAttribute::Kind("bpf".into())];
+        self.request(RouteNetlinkMessage::DelTrafficFilter(message), 0)?;
         Ok(())
     }
 
@@ -541,6 +661,52 @@ mod tests {
         assert_eq!(value[32..36], 1514u32.to_ne_bytes(), "quantum");
         let fast = htb_class_options(5_000_000_000, 1, 1514);
         assert_eq!(fast.len(), 3, "64-bit rate and ceil added");
+    }
+
+    #[test]
+    fn police_options_are_the_kernel_struct() {
+        let options = police_options(1_000_000, 1_000_000);
+        let [
+            TcActionOption::Other(parms),
+            TcActionOption::Other(table),
+            TcActionOption::Other(result),
+        ] = options.as_slice()
+        else {
+            panic!("three attributes below 4 GB/s: {options:?}");
+        };
+        assert_eq!(parms.kind(), TCA_POLICE_TBF);
+        assert_eq!(parms.value_len(), 56, "sizeof(struct tc_police)");
+        let mut value = vec![0; 56];
+        parms.emit_value(&mut value);
+        assert_eq!(
+            value[4..8],
+            TC_ACT_SHOT.to_ne_bytes(),
+            "over the limit: drop"
+        );
+        assert_eq!(
+            value[12..16],
+            15_625_000u32.to_ne_bytes(),
+            "a second, in ticks"
+        );
+        assert_eq!(value[16..20], u32::MAX.to_ne_bytes(), "no mtu");
+        assert_eq!(value[20], 3, "cell_log");
+        assert_eq!(value[21], TC_LINKLAYER_ETHERNET);
+        assert_eq!(value[28..32], 1_000_000u32.to_ne_bytes(), "rate");
+        assert!(value[32..].iter().all(|&byte| byte == 0), "no peak rate");
+        assert_eq!((table.kind(), table.value_len()), (TCA_POLICE_RATE, 1024));
+        let mut conform = vec![0; 4];
+        result.emit_value(&mut conform);
+        assert_eq!(result.kind(), TCA_POLICE_RESULT);
+        assert_eq!(
+            conform,
+            TC_ACT_UNSPEC.to_ne_bytes(),
+            "conforming: next filter"
+        );
+        assert_eq!(
+            police_options(5_000_000_000, 1).len(),
+            4,
+            "64-bit rate added"
+        );
     }
 
     #[test]

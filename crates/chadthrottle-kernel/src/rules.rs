@@ -530,7 +530,7 @@ fn check(rule: &RuleEntry) -> Result<(), Error> {
         .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.per_process_only()));
     if single {
         return Err(Error::RuleTarget(
-            "the htb, ifb and nftables backends hold single processes; a rule uses shaping or \
+            "the htb, ifb, nftables and tc_police backends hold single processes; a rule uses shaping or \
              the policer"
                 .into(),
         ));
@@ -573,7 +573,7 @@ mod tests {
             let refused = check(&rule(name, 3, single)).expect_err("single");
             assert_eq!(
                 refused.to_string(),
-                "the htb, ifb and nftables backends hold single processes; a rule uses shaping \
+                "the htb, ifb, nftables and tc_police backends hold single processes; a rule uses shaping \
                  or the policer"
             );
         }

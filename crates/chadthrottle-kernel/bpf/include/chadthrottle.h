@@ -107,9 +107,13 @@ enum ct_limit_flags {
 	/* an nftables rule (backend nftables) drops the direction's packets over the limit
 	 * before they reach the datapath; the policer is the backstop */
 	CT_LIMIT_NFT = 4,
+	/* a tc police action (backend tc_police) drops the direction's packets over the
+	 * limit at the interface's ingress: class_id names the process's filter there; the
+	 * policer is the backstop */
+	CT_LIMIT_POLICE = 8,
 	/* userspace's only: the download default chose the backend (no program reads it;
 	 * kept here so that `status` can say so after the command) */
-	CT_LIMIT_BY_DEFAULT = 8,
+	CT_LIMIT_BY_DEFAULT = 16,
 };
 
 /* Value of ct_limits: a bucket and whose it is. Userspace writes it whole with
@@ -124,7 +128,8 @@ struct ct_limit {
 	__u64 expires_at_ns; /* CLOCK_BOOTTIME; 0: never */
 	char comm[CT_COMM_LEN];
 	struct ct_share share;
-	__u32 class_id; /* CT_LIMIT_QDISC: the HTB class, major:minor as skb->priority */
+	__u32 class_id; /* CT_LIMIT_QDISC: the HTB class, major:minor as skb->priority;
+			  * CT_LIMIT_POLICE: the slot of the process's police filter */
 	/* CT_SCOPE_PROCESS: 0 for a PID limit (never overwritten by a rule), else the
 	 * each-mode rule that created this member's budget */
 	__u32 rule;

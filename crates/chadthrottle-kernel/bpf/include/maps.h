@@ -140,4 +140,8 @@ extern const volatile __u32 ct_accounting;
  * is decided by the verifier (.rodata is frozen), so an older kernel never sees the call. */
 extern const volatile __u32 ct_coarse_clock;
 
+/* Load-time setting of ct_tc_police only: the slot (ct_limit.class_id) of the process
+ * whose downloads its filter polices; each filter loads the program with its own. */
+extern const volatile __u32 ct_police_slot;
+
 #endif

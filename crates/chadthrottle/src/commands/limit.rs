@@ -304,7 +304,7 @@ mod tests {
             pick(Some("tc"), None),
             Err(
                 "unknown backend \"tc\"; known backends: shaping, policer, htb, ifb, \
-                 nftables"
+                 nftables, tc_police"
                     .into()
             )
         );
@@ -341,7 +341,23 @@ mod tests {
             Ok(both(Enforcement::Nftables, Enforcement::Nftables)),
             "nftables takes downloads too"
         );
-        for name in ["ifb", "nftables"] {
+        assert_eq!(
+            pick(Some("tc_police"), None),
+            Err("backend \"tc_police\" cannot limit uploads".into())
+        );
+        system.machine().unavailable.insert("ifb", "off".into());
+        assert_eq!(
+            pick(None, None),
+            Ok(both(Enforcement::Nftables, Enforcement::TcPolice)),
+            "tc_police before nftables for downloads"
+        );
+        system.machine().unavailable.insert("tc_police", "off".into());
+        assert_eq!(
+            pick(None, None),
+            Ok(both(Enforcement::Nftables, Enforcement::Nftables)),
+            "nftables is the last resort for downloads"
+        );
+        for name in ["nftables", "tc_police"] {
             system.machine().unavailable.insert(name, "off".into());
         }
         assert_eq!(
