@@ -191,17 +191,23 @@ static __always_inline void ct_restore_dir(void *ctx, struct ct_sock *sock, __u3
 	}
 }
 
-/* Starts shaping a direction of a socket: joins the division, applies the first cap. */
+/* Starts shaping a direction of a socket: joins the division, applies the first cap. A
+ * socket that gets no callbacks (`silent`) would never report, so the cap it joined with
+ * would hold for good (the second socket of a process kept half the budget after the first
+ * went idle): it stays out of the division and is capped at the whole budget, and the
+ * policer behind it holds the process's sum. */
 static __always_inline void ct_join_dir(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
-					__u32 dir, struct ct_limit *limit, __u64 now)
+					__u32 dir, struct ct_limit *limit, __u64 now, int silent)
 {
 	struct ct_shape *shape = dir == CT_DIR_UP ? &sock->shape[0] : &sock->shape[1];
 	__u32 epoch = 0;
-	__u64 cap;
+	__u64 cap = limit->bucket.rate;
 
-	bpf_spin_lock(&limit->lock);
-	cap = ct_share_join(&limit->share, limit->bucket.rate, now, &epoch);
-	bpf_spin_unlock(&limit->lock);
+	if (!silent) {
+		bpf_spin_lock(&limit->lock);
+		cap = ct_share_join(&limit->share, limit->bucket.rate, now, &epoch);
+		bpf_spin_unlock(&limit->lock);
+	}
 	shape->epoch = epoch;
 	shape->cap = ct_cap_u32(cap);
 	shape->mark_bytes = dir == CT_DIR_UP ? view->acked : view->received;
@@ -216,12 +222,12 @@ static __always_inline void ct_join_dir(void *ctx, struct ct_sock *sock, struct 
  * should not, and asks for the callbacks that keep the caps current. Returns 1 if it
  * changed anything. */
 static __always_inline int ct_reconcile(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
-					__u64 now)
+					__u64 now, int in_sock_ops)
 {
 	struct ct_limit *up = ct_shaping_limit(&sock->owner, CT_DIR_UP);
 	struct ct_limit *down = ct_shaping_limit(&sock->owner, CT_DIR_DOWN);
 	__u32 before = sock->shaped, flags, want, added, wanted = 0;
-	int value;
+	int value, ok;
 
 	/* kept as opaque bits: the compiler would otherwise test the two pointers by ORing
 	 * them, which the verifier refuses */
@@ -230,15 +236,6 @@ static __always_inline int ct_reconcile(void *ctx, struct ct_sock *sock, struct 
 	if (down)
 		wanted |= 1 << CT_DIR_DOWN;
 	asm volatile("" : "+r"(wanted));
-
-	if (up && !sock->shape[0].cap)
-		ct_join_dir(ctx, sock, view, CT_DIR_UP, up, now);
-	else if (!up && sock->shape[0].cap)
-		ct_restore_dir(ctx, sock, CT_DIR_UP);
-	if (down && !sock->shape[1].cap)
-		ct_join_dir(ctx, sock, view, CT_DIR_DOWN, down, now);
-	else if (!down && sock->shape[1].cap)
-		ct_restore_dir(ctx, sock, CT_DIR_DOWN);
 
 	/* Only the callback bits this install added are ever taken away again: another
 	 * program (or another ChadThrottle install on the same cgroup) may want the same
@@ -252,8 +249,15 @@ static __always_inline int ct_reconcile(void *ctx, struct ct_sock *sock, struct 
 	flags = (view->cb_flags | want) & ~(added & ~want);
 	if (flags != view->cb_flags) {
 		value = flags;
-		if (!bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_BPF_SOCK_OPS_CB_FLAGS, &value,
-				    sizeof(value))) {
+		/* bpf_setsockopt takes TCP_BPF_SOCK_OPS_CB_FLAGS from Linux 6.12 only; in
+		 * sock_ops the helper has done it since 4.16. Before 6.12 the iterator cannot ask
+		 * for an open socket's callbacks: that socket is shaped silent (ct_join_dir). */
+		if (in_sock_ops)
+			ok = !bpf_sock_ops_cb_flags_set(ctx, value);
+		else
+			ok = !bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_BPF_SOCK_OPS_CB_FLAGS, &value,
+					     sizeof(value));
+		if (ok) {
 			sock->added_cb_flags = (added | (want & ~view->cb_flags)) & want;
 			view->cb_flags = flags;
 		}
@@ -262,6 +266,17 @@ static __always_inline int ct_reconcile(void *ctx, struct ct_sock *sock, struct 
 		sock->shaped |= CT_SHAPED_CB_FLAGS;
 	else
 		sock->shaped &= ~CT_SHAPED_CB_FLAGS;
+
+	if (up && !sock->shape[0].cap)
+		ct_join_dir(ctx, sock, view, CT_DIR_UP, up, now,
+			    !(view->cb_flags & BPF_SOCK_OPS_RTT_CB_FLAG));
+	else if (!up && sock->shape[0].cap)
+		ct_restore_dir(ctx, sock, CT_DIR_UP);
+	if (down && !sock->shape[1].cap)
+		ct_join_dir(ctx, sock, view, CT_DIR_DOWN, down, now,
+			    !(view->cb_flags & BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG));
+	else if (!down && sock->shape[1].cap)
+		ct_restore_dir(ctx, sock, CT_DIR_DOWN);
 	return sock->shaped != before;
 }
 
@@ -280,7 +295,7 @@ static __always_inline void ct_shape_tick(void *ctx, struct ct_sock *sock, struc
 	shape->check_ns = now;
 	limit = ct_shaping_limit(&sock->owner, dir);
 	if (!limit || !shape->cap) {
-		ct_reconcile(ctx, sock, view, now);
+		ct_reconcile(ctx, sock, view, now, 1);
 		return;
 	}
 	bytes = dir == CT_DIR_UP ? view->acked : view->received;
@@ -350,7 +365,7 @@ int ct_sock_ops(struct bpf_sock_ops *ops)
 		ct_hold_clamp(ops, tp, sock);
 		ct_shape_tick(ops, sock, &view, CT_DIR_DOWN);
 	} else {
-		ct_reconcile(ops, sock, &view, bpf_ktime_get_ns());
+		ct_reconcile(ops, sock, &view, bpf_ktime_get_ns(), 1);
 	}
 	return 1;
 }
@@ -382,7 +397,7 @@ int ct_iter_tcp(struct bpf_iter__tcp *ctx)
 	view.rcv_rtt_us = tp->rcv_rtt_est.rtt_us >> 3;
 	view.mss = tp->mss_cache;
 	view.cb_flags = tp->bpf_sock_ops_cb_flags;
-	if (ct_reconcile(tp, sock, &view, bpf_ktime_get_ns())) {
+	if (ct_reconcile(tp, sock, &view, bpf_ktime_get_ns(), 0)) {
 		/* one record per socket changed: userspace counts them */
 		changed = sock->shaped;
 		bpf_seq_write(ctx->meta->seq, &changed, sizeof(changed));

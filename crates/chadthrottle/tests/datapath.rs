@@ -101,7 +101,10 @@ fn open_and_new_connections_are_limited_both_ways() -> anyhow::Result<()> {
 /// for each direction the available backend of highest priority that `backends` lists
 /// (shaping here on 6.x; on 5.10, where the TCP iterator lacks socket storage and
 /// `bpf_setsockopt`, htb up and ifb down), and that holds 2 MiB/s each way on a
-/// connection that was open before the limit.
+/// connection that was open before the limit. The process holds a second, idle connection
+/// opened before it, as iperf3 holds its control connection: before Linux 6.12 the TCP
+/// iterator cannot ask for an open socket's callbacks, and the busy socket kept the half
+/// of the budget it joined with (−51 % on 6.1) until such sockets were capped at the whole.
 fn the_default_holds_an_open_connection_both_ways() -> anyhow::Result<()> {
     let lab = Lab::new("default", None)?;
     let listed: Value = serde_json::from_str(&run(&lab, &["backends", "--json"])?)?;
@@ -130,6 +133,8 @@ fn the_default_holds_an_open_connection_both_ways() -> anyhow::Result<()> {
     };
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut client = lab.client(&server, Proto::Tcp, None, None)?;
+    // the first connection stays idle; the sends below use the second
+    client.open()?;
     let printed = run(
         &lab,
         &[
