@@ -110,7 +110,7 @@ fn install_locked(_held: &StateLock, config: &Config) -> Result<PinnedMaps, Erro
     let cgroup = File::open(&config.cgroup).map_err(Error::io("open", &config.cgroup))?;
     let btf = loader::btf()?;
     for program in missing {
-        let link = attach(&mut ebpf, program, &cgroup, &btf)?;
+        let link = attach(&mut ebpf, program, &cgroup, btf)?;
         let path = config.pin_dir.join(link_pin(program));
         link.pin(&path)
             .map_err(|source| Error::Pin { path, source })?;

@@ -22,6 +22,7 @@ use aya::programs::{
 use aya::{Btf, Ebpf, EbpfLoader};
 use chadthrottle_core::kernel_floor::named_refusal;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Entries of each sized map created only to load programs against (no config).
 const PROBE_ENTRIES: u32 = 64;
@@ -85,7 +86,7 @@ fn load_for_slot(config: Option<&Config>, police_slot: u32) -> Result<Ebpf, Erro
 /// pinned maps are reused as they are, sizes included; the cgroup is not used.
 pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Ebpf, Error> {
     let mut ebpf = load_for_slot(Some(&pinned_config(pin_dir)), 0)?;
-    load_program(&mut ebpf, program, &btf()?)?;
+    load_program(&mut ebpf, program, btf()?)?;
     Ok(ebpf)
 }
 
@@ -93,7 +94,7 @@ pub(crate) fn load_with_pins(pin_dir: &Path, program: &'static str) -> Result<Eb
 /// the process of `slot`: each police filter holds a program of its own.
 pub(crate) fn load_police(pin_dir: &Path, slot: u32) -> Result<Ebpf, Error> {
     let mut ebpf = load_for_slot(Some(&pinned_config(pin_dir)), slot)?;
-    load_program(&mut ebpf, PROG_TC_POLICE, &btf()?)?;
+    load_program(&mut ebpf, PROG_TC_POLICE, btf()?)?;
     Ok(ebpf)
 }
 
@@ -110,11 +111,20 @@ fn pinned_config(pin_dir: &Path) -> Config {
     }
 }
 
-/// The kernel's own type information, which the iterator and the tracepoint load against.
-pub(crate) fn btf() -> Result<Btf, Error> {
-    Btf::from_sys_fs().map_err(|source| Error::Load {
+/// The kernel's own type information, which the iterators and the tracepoints load
+/// against; parsed once per process (a command loads programs from several objects, and in
+/// an emulated guest one parse of /sys/kernel/btf/vmlinux took 7–11 s; aya's loader
+/// parses its own copy for each object, which cannot be avoided). A failure is not kept:
+/// the next call tries again.
+pub(crate) fn btf() -> Result<&'static Btf, Error> {
+    static KERNEL_BTF: OnceLock<Btf> = OnceLock::new();
+    if let Some(btf) = KERNEL_BTF.get() {
+        return Ok(btf);
+    }
+    let parsed = Btf::from_sys_fs().map_err(|source| Error::Load {
         source: aya::EbpfError::BtfError(source),
-    })
+    })?;
+    Ok(KERNEL_BTF.get_or_init(|| parsed))
 }
 
 /// The program `name` of `ebpf` as the kind `P` it is loaded and attached as; the error

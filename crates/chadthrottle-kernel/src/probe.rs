@@ -1,17 +1,17 @@
 //! `chadthrottle backends`: what enforces limits here, and why not where it cannot.
 //!
 //! A backend proves it is available by trying: every program it needs is loaded into the
-//! kernel (the verifier runs) without attaching or pinning anything, and the qdisc
-//! backends build their qdiscs, classes and filter in a network namespace of their own that
-//! vanishes with the probe; so the answer is the kernel's, and nothing is left behind. All
-//! backends run with the one datapath: its policer is behind whichever is chosen.
+//! kernel (the verifier runs; the programs all backends share once per process, for all of
+//! them) without attaching or pinning anything, and the qdisc backends build their qdiscs,
+//! classes and filter in a network namespace of their own that vanishes with the probe; so
+//! the answer is the kernel's, and nothing is left behind. All backends run with the one
+//! datapath: its policer is behind whichever is chosen.
 
 use crate::error::describe;
 use crate::loader::{self, load, load_program};
 use crate::names::{PROG_ITER_TASK, PROG_ITER_TCP, PROG_TC_INGRESS, PROG_TC_POLICE, PROGRAMS};
 use crate::privileges::{self, Operation};
 use crate::rtnetlink::Rtnl;
-use aya::Btf;
 use aya::programs::SchedClassifier;
 use chadthrottle_core::Direction;
 use chadthrottle_core::PerDirection;
@@ -143,35 +143,39 @@ fn own_program(enforcement: Enforcement) -> Option<&'static str> {
 /// iterator) makes it pick the next backend, with the refusal named, never shown as a
 /// verifier log; for nftables, whether the kernel takes its table (5.10 has no socket
 /// cgroupv2 match). Asked of the kernel once per process and program: a command asks for
-/// each direction.
+/// each direction, and `backends` for each backend.
 pub fn ready(backend: &BackendDescriptor) -> Result<(), String> {
-    static TCP_ITERATOR: OnceLock<Result<(), String>> = OnceLock::new();
-    static CLASSIFIER: OnceLock<Result<(), String>> = OnceLock::new();
     static NFTABLES: OnceLock<Result<(), String>> = OnceLock::new();
     static TC_POLICE: OnceLock<Result<(), String>> = OnceLock::new();
     let enforcement = Enforcement::from_name(backend.name);
     if enforcement == Some(Enforcement::TcPolice) {
         // its program and the police action: the kernel's tc may lack the action alone
-        return TC_POLICE
-            .get_or_init(|| try_load(Enforcement::TcPolice))
-            .clone();
+        return TC_POLICE.get_or_init(police_verdict).clone();
     }
     if enforcement == Some(Enforcement::Nftables) {
         // no program of its own: what it needs is the netfilter expressions
         return NFTABLES.get_or_init(nftables_support).clone();
     }
-    let Some(program) = enforcement.and_then(own_program) else {
-        return Ok(());
-    };
+    match enforcement.and_then(own_program) {
+        Some(program) => own_verdict(program),
+        None => Ok(()),
+    }
+}
+
+/// The kernel's verdict on `program` (the TCP iterator or the tc classifier), loaded alone
+/// against small maps; once per process and program.
+fn own_verdict(program: &'static str) -> Result<(), String> {
+    static TCP_ITERATOR: OnceLock<Result<(), String>> = OnceLock::new();
+    static CLASSIFIER: OnceLock<Result<(), String>> = OnceLock::new();
     let cell = if program == PROG_ITER_TCP {
         &TCP_ITERATOR
     } else {
         &CLASSIFIER
     };
     cell.get_or_init(|| {
-        let btf = Btf::from_sys_fs().map_err(|error| describe(&error))?;
+        let btf = loader::btf().map_err(|error| describe(&error))?;
         let mut ebpf = load(None).map_err(|error| describe(&error))?;
-        load_program(&mut ebpf, program, &btf).map_err(|error| refusal(program, &error))
+        load_program(&mut ebpf, program, btf).map_err(|error| refusal(program, &error))
     })
     .clone()
 }
@@ -185,26 +189,23 @@ fn refusal(program: &'static str, error: &crate::Error) -> String {
     }
 }
 
+/// Whether `enforcement` works here: the programs every backend shares (their verdict is
+/// the kernel's, asked once per process: `backends` proves five backends, and each would
+/// otherwise have the verifier go through the same programs again, which under an
+/// emulated 6.1 took most of a minute per backend), then what the backend needs of its
+/// own: its program, its qdiscs or its nftables table, tried each time.
 fn try_load(enforcement: Enforcement) -> Result<(), String> {
-    privileges::check(Operation::Install { mount_bpffs: false })
-        .map_err(|error| describe(&error))?;
-    crate::mounts::cgroup2_root().map_err(|error| describe(&error))?;
-    let btf = Btf::from_sys_fs().map_err(|error| {
-        format!(
-            "the kernel has no BTF (/sys/kernel/btf/vmlinux: {error}); CONFIG_DEBUG_INFO_BTF \
-             is needed to read process start times and to hook process exit"
-        )
-    })?;
-    let mut ebpf = load(None).map_err(|error| describe(&error))?;
-    let extra = own_program(enforcement);
-    // the task iterator resolves rules, whatever the backend
-    for program in PROGRAMS.into_iter().chain([PROG_ITER_TASK]).chain(extra) {
-        let program = crate::helper_probe::in_place_of(program);
-        load_program(&mut ebpf, program, &btf).map_err(|error| refusal(program, &error))?;
-    }
+    static SHARED: OnceLock<Result<(), String>> = OnceLock::new();
+    SHARED.get_or_init(load_shared).clone()?;
     match enforcement {
+        Enforcement::Shaping => own_verdict(PROG_ITER_TCP),
         Enforcement::Htb => qdisc_support(Direction::Up, None),
         Enforcement::Ifb => {
+            // the qdisc test needs the classifier's descriptor: loaded here, not cached
+            let btf = loader::btf().map_err(|error| describe(&error))?;
+            let mut ebpf = load(None).map_err(|error| describe(&error))?;
+            load_program(&mut ebpf, PROG_TC_INGRESS, btf)
+                .map_err(|error| refusal(PROG_TC_INGRESS, &error))?;
             let classifier = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_INGRESS)
                 .map_err(|error| describe(&error))?;
             let fd = classifier.fd().map_err(|error| describe(&error))?;
@@ -212,14 +213,45 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
             qdisc_support(Direction::Down, Some(raw))
         }
         Enforcement::Nftables => nftables_support(),
-        Enforcement::TcPolice => {
-            let classifier = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_POLICE)
-                .map_err(|error| describe(&error))?;
-            let fd = classifier.fd().map_err(|error| describe(&error))?;
-            police_support(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
-        }
-        Enforcement::Shaping | Enforcement::Policer => Ok(()),
+        Enforcement::TcPolice => police_verdict(),
+        Enforcement::Policer => Ok(()),
     }
+}
+
+/// Whether the tc_police backend works here: its program loads (the verifier runs) and a
+/// filter with it and a police action is taken (the kernel's tc may lack the action
+/// alone), tried in a namespace of its own.
+fn police_verdict() -> Result<(), String> {
+    // the filter test needs the program's descriptor: loaded here, not cached
+    let btf = loader::btf().map_err(|error| describe(&error))?;
+    let mut ebpf = load(None).map_err(|error| describe(&error))?;
+    load_program(&mut ebpf, PROG_TC_POLICE, btf)
+        .map_err(|error| refusal(PROG_TC_POLICE, &error))?;
+    let classifier = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_POLICE)
+        .map_err(|error| describe(&error))?;
+    let fd = classifier.fd().map_err(|error| describe(&error))?;
+    police_support(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
+}
+
+/// Loads every program all backends run with (the task iterator too: it resolves rules,
+/// whatever the backend) into one object against small maps.
+fn load_shared() -> Result<(), String> {
+    privileges::check(Operation::Install { mount_bpffs: false })
+        .map_err(|error| describe(&error))?;
+    crate::mounts::cgroup2_root().map_err(|error| describe(&error))?;
+    let btf = loader::btf().map_err(|error| {
+        format!(
+            "the kernel has no BTF ({}); CONFIG_DEBUG_INFO_BTF is needed to read process \
+             start times and to hook process exit",
+            describe(&error)
+        )
+    })?;
+    let mut ebpf = load(None).map_err(|error| describe(&error))?;
+    for program in PROGRAMS.into_iter().chain([PROG_ITER_TASK]) {
+        let program = crate::helper_probe::in_place_of(program);
+        load_program(&mut ebpf, program, btf).map_err(|error| refusal(program, &error))?;
+    }
+    Ok(())
 }
 
 /// Whether this kernel takes the nftables backend's table, chain and rule (nf_tables, its

@@ -351,7 +351,10 @@ mod tests {
             Ok(both(Enforcement::Nftables, Enforcement::TcPolice)),
             "tc_police before nftables for downloads"
         );
-        system.machine().unavailable.insert("tc_police", "off".into());
+        system
+            .machine()
+            .unavailable
+            .insert("tc_police", "off".into());
         assert_eq!(
             pick(None, None),
             Ok(both(Enforcement::Nftables, Enforcement::Nftables)),
