@@ -200,18 +200,9 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
     match enforcement {
         Enforcement::Shaping => own_verdict(PROG_ITER_TCP),
         Enforcement::Htb => qdisc_support(Direction::Up, None),
-        Enforcement::Ifb => {
-            // the qdisc test needs the classifier's descriptor: loaded here, not cached
-            let btf = loader::btf().map_err(|error| describe(&error))?;
-            let mut ebpf = load(None).map_err(|error| describe(&error))?;
-            load_program(&mut ebpf, PROG_TC_INGRESS, btf)
-                .map_err(|error| refusal(PROG_TC_INGRESS, &error))?;
-            let classifier = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_INGRESS)
-                .map_err(|error| describe(&error))?;
-            let fd = classifier.fd().map_err(|error| describe(&error))?;
-            let raw = u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0);
-            qdisc_support(Direction::Down, Some(raw))
-        }
+        Enforcement::Ifb => with_classifier(PROG_TC_INGRESS, |fd| {
+            qdisc_support(Direction::Down, Some(fd))
+        }),
         Enforcement::Nftables => nftables_support(),
         Enforcement::TcPolice => police_verdict(),
         Enforcement::Policer => Ok(()),
@@ -222,15 +213,23 @@ fn try_load(enforcement: Enforcement) -> Result<(), String> {
 /// filter with it and a police action is taken (the kernel's tc may lack the action
 /// alone), tried in a namespace of its own.
 fn police_verdict() -> Result<(), String> {
-    // the filter test needs the program's descriptor: loaded here, not cached
+    with_classifier(PROG_TC_POLICE, police_support)
+}
+
+/// Loads the tc classifier `program` alone (the verifier runs) and hands its descriptor to
+/// `test`, which builds what uses it: the descriptor is needed there, so the program is
+/// loaded each time, not cached.
+fn with_classifier(
+    program: &'static str,
+    test: impl FnOnce(u32) -> Result<(), String>,
+) -> Result<(), String> {
     let btf = loader::btf().map_err(|error| describe(&error))?;
     let mut ebpf = load(None).map_err(|error| describe(&error))?;
-    load_program(&mut ebpf, PROG_TC_POLICE, btf)
-        .map_err(|error| refusal(PROG_TC_POLICE, &error))?;
-    let classifier = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_POLICE)
-        .map_err(|error| describe(&error))?;
+    load_program(&mut ebpf, program, btf).map_err(|error| refusal(program, &error))?;
+    let classifier =
+        loader::program::<SchedClassifier>(&mut ebpf, program).map_err(|error| describe(&error))?;
     let fd = classifier.fd().map_err(|error| describe(&error))?;
-    police_support(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
+    test(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
 }
 
 /// Loads every program all backends run with (the task iterator too: it resolves rules,
