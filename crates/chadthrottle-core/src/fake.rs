@@ -115,6 +115,8 @@ pub struct FakeMachine {
     pub capacity: usize,
     /// Backends that are not available here, with the reason.
     pub unavailable: BTreeMap<&'static str, String>,
+    /// What the kernel makes the datapath do without (nothing by default: a new kernel).
+    pub degraded: crate::kernel_floor::Degraded,
     /// The interfaces every process's downloads arrive on, with their ingress; by default
     /// none (loopback only), so a download left to the default keeps shaping.
     pub download_ingress: Result<Vec<InterfaceIngress>, String>,
@@ -168,6 +170,10 @@ impl Default for FakeMachine {
             limits: BTreeMap::new(),
             capacity: 65_536,
             unavailable: BTreeMap::new(),
+            degraded: crate::kernel_floor::Degraded {
+                release: "6.18".to_owned(),
+                without: Vec::new(),
+            },
             download_ingress: Ok(Vec::new()),
             requests: 0,
             sockets: BTreeMap::new(),
@@ -505,6 +511,10 @@ impl System for FakeSystem {
 
     fn prove(&self, backend: &BackendDescriptor) -> Availability {
         self.ready(backend)
+    }
+
+    fn degraded(&self) -> crate::kernel_floor::Degraded {
+        self.machine().degraded.clone()
     }
 
     fn ready(&self, backend: &BackendDescriptor) -> Availability {

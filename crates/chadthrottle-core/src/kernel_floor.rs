@@ -1,6 +1,7 @@
 //! The helpers the datapath calls that some program types got only after Linux 5.10, and
 //! the reason a backend gives when this kernel's verifier refuses one: the helper, the hook
-//! and the release, never the verifier's log.
+//! and the release, never the verifier's log; and the helpers the datapath does without
+//! where they are missing, named for `backends`.
 
 /// A helper a program type may call only from a later release on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,73 @@ pub fn nft_socket_cgroup_refusal(os_error: Option<i32>, osrelease: &str) -> Opti
     })
 }
 
+/// A helper the datapath does without where the kernel lacks it (5.10), and what a user
+/// notices then: `backends` lists these, so a missing feature is named even where no
+/// backend is refused for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoneWithout {
+    pub helper: &'static str,
+    /// The first release that has it.
+    pub since: (u32, u32),
+    /// What changes without it.
+    pub effect: &'static str,
+}
+
+/// `bpf_get_current_task_btf`, which the socket hook walks the task with.
+pub const WITHOUT_TASK_BTF: DoneWithout = DoneWithout {
+    helper: "bpf_get_current_task_btf",
+    since: (5, 11),
+    effect: "a new socket records its owner only (ct_sock_owner): a process that changes \
+             its name or uid follows its rule from its next exec or the next rule change, \
+             not from its next socket",
+};
+
+/// `bpf_ktime_get_coarse_ns`, the accounting's clock.
+pub const WITHOUT_COARSE_CLOCK: DoneWithout = DoneWithout {
+    helper: "bpf_ktime_get_coarse_ns",
+    since: (5, 11),
+    effect: "the accounting reads the precise clock (bpf_ktime_get_ns) on every packet",
+};
+
+impl DoneWithout {
+    /// "bpf_ktime_get_coarse_ns (Linux 5.11): the accounting reads …".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (Linux {}): {}",
+            self.helper,
+            version(self.since),
+            self.effect
+        )
+    }
+}
+
+/// What this kernel makes the datapath do without, and the kernel's release line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Degraded {
+    /// "5.10" (see [`release_line`]).
+    pub release: String,
+    pub without: Vec<DoneWithout>,
+}
+
+impl Degraded {
+    /// The lines `backends` prints; empty when nothing is missing.
+    pub fn describe(&self) -> String {
+        if self.without.is_empty() {
+            return String::new();
+        }
+        let mut text = format!(
+            "on this kernel ({}) the datapath does without:\n",
+            self.release
+        );
+        for without in &self.without {
+            text.push_str("  ");
+            text.push_str(&without.describe());
+            text.push('\n');
+        }
+        text
+    }
+}
+
 fn version((major, minor): (u32, u32)) -> String {
     format!("{major}.{minor}")
 }
@@ -168,6 +236,33 @@ mod tests {
             named_refusal("iter/tcp", "back-edge from insn 3 to 1\n", "5.10"),
             None
         );
+    }
+
+    #[test]
+    fn what_the_datapath_does_without_is_named_with_its_release() {
+        let degraded = Degraded {
+            release: release_line("5.10.0-32-amd64").to_owned(),
+            without: vec![WITHOUT_TASK_BTF, WITHOUT_COARSE_CLOCK],
+        };
+        let text = degraded.describe();
+        assert!(
+            text.starts_with("on this kernel (5.10) the datapath does without:\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  bpf_get_current_task_btf (Linux 5.11): a new socket records"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  bpf_ktime_get_coarse_ns (Linux 5.11): the accounting reads"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let complete = Degraded {
+            release: "6.18".into(),
+            without: Vec::new(),
+        };
+        assert_eq!(complete.describe(), "");
     }
 
     #[test]

@@ -136,6 +136,10 @@ pub trait System: Processes {
     /// qdiscs in a throwaway namespace). For `backends`.
     fn prove(&self, backend: &BackendDescriptor) -> Availability;
 
+    /// What this kernel makes the datapath do without (helpers newer than it), for
+    /// `backends`.
+    fn degraded(&self) -> crate::kernel_floor::Degraded;
+
     /// Whether `backend` can work here as far as a quick look tells (what the kernel was
     /// built with, what is mounted); installing the datapath proves the rest. For
     /// choosing a backend on every `limit`.

@@ -7,6 +7,7 @@
 use crate::names::{PROG_SOCK_CREATE, PROG_SOCK_OWNER};
 use aya::programs::ProgramType;
 use aya::sys::{BpfHelper, is_helper_supported};
+use chadthrottle_core::kernel_floor::{DoneWithout, WITHOUT_COARSE_CLOCK, WITHOUT_TASK_BTF};
 
 /// A helper newer than 5.10 and the program type the datapath calls it from (a kernel
 /// allows each helper to some program types only, so the probe asks for the one that
@@ -14,6 +15,8 @@ use aya::sys::{BpfHelper, is_helper_supported};
 pub(crate) struct NewerHelper {
     pub(crate) helper: BpfHelper,
     pub(crate) called_from: ProgramType,
+    /// What the datapath does without it, as `backends` names it.
+    pub(crate) without: DoneWithout,
 }
 
 /// `bpf_get_current_task_btf` (Linux 5.11), `ct_sock_create`'s: the task the resolver
@@ -23,6 +26,7 @@ pub(crate) struct NewerHelper {
 const TASK_BTF: NewerHelper = NewerHelper {
     helper: BpfHelper::BPF_FUNC_get_current_task_btf,
     called_from: ProgramType::CgroupSock,
+    without: WITHOUT_TASK_BTF,
 };
 
 /// `bpf_ktime_get_coarse_ns` (Linux 5.11), the accounting's clock, read on every packet.
@@ -30,11 +34,11 @@ const TASK_BTF: NewerHelper = NewerHelper {
 const COARSE_CLOCK: NewerHelper = NewerHelper {
     helper: BpfHelper::BPF_FUNC_ktime_get_coarse_ns,
     called_from: ProgramType::CgroupSkb,
+    without: WITHOUT_COARSE_CLOCK,
 };
 
-/// Every helper the object calls that 5.10 lacks. The tests below read the object's calls
-/// and fail on one that is missing here.
-#[cfg(test)]
+/// Every helper the object calls that 5.10 lacks (`backends` names the missing ones). The
+/// tests below read the object's calls and fail on one that is missing here.
 const NEWER_HELPERS: [NewerHelper; 2] = [TASK_BTF, COARSE_CLOCK];
 
 /// Whether this kernel has `needed`. A probe that cannot tell (an unexpected error) counts
@@ -54,6 +58,15 @@ pub(crate) fn in_place_of(program: &'static str) -> &'static str {
     } else {
         program
     }
+}
+
+/// What the datapath does without on this kernel, for `backends`.
+pub(crate) fn done_without() -> Vec<DoneWithout> {
+    NEWER_HELPERS
+        .iter()
+        .filter(|needed| !present(needed))
+        .map(|needed| needed.without)
+        .collect()
 }
 
 /// Whether the accounting may read the coarse clock (the load-time `ct_coarse_clock`).

@@ -173,6 +173,14 @@ impl System for Kernel {
         probe::availability(backend)
     }
 
+    fn degraded(&self) -> chadthrottle_core::kernel_floor::Degraded {
+        chadthrottle_core::kernel_floor::Degraded {
+            release: chadthrottle_core::kernel_floor::release_line(&crate::loader::osrelease())
+                .to_owned(),
+            without: crate::helper_probe::done_without(),
+        }
+    }
+
     fn ready(&self, backend: &BackendDescriptor) -> Availability {
         // what every backend needs and a look can tell; what the kernel was built with
         // beyond that only loading tells, and installing the datapath loads it

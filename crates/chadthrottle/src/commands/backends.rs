@@ -41,6 +41,7 @@ pub fn run<S: System>(system: &S, json: bool, out: &mut dyn Write) -> anyhow::Re
             |(_, availability)| availability.clone(),
         );
     let download_default = download_default::policy(&ifb);
+    let degraded = system.degraded();
     if json {
         let list: Vec<BackendJson> = backends
             .iter()
@@ -60,12 +61,23 @@ pub fn run<S: System>(system: &S, json: bool, out: &mut dyn Write) -> anyhow::Re
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "backends": list, "download_default": download_default })
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "backends": list,
+                "download_default": download_default,
+                "kernel": degraded.release,
+                "done_without": degraded.without.iter().map(|without| serde_json::json!({
+                    "helper": without.helper,
+                    "since": format!("{}.{}", without.since.0, without.since.1),
+                    "effect": without.effect,
+                })).collect::<Vec<_>>(),
+            }))?
         )?;
     } else {
         write!(out, "{}", render::backends_table(&backends))?;
+        let degraded = degraded.describe();
+        if !degraded.is_empty() {
+            write!(out, "\n{degraded}")?;
+        }
         writeln!(out, "\ndefault download backend: {download_default}")?;
     }
     Ok(())
@@ -106,5 +118,39 @@ mod tests {
             table.contains("default download backend: a download, a process's or a rule's: the best available backend (ifb is unavailable: no CONFIG_IFB)"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn backends_name_what_an_older_kernel_makes_the_datapath_do_without() {
+        use chadthrottle_core::kernel_floor::{Degraded, WITHOUT_COARSE_CLOCK, WITHOUT_TASK_BTF};
+        let mut system = machine();
+        let table = ok(&mut system, &["backends"]);
+        assert!(!table.contains("does without"), "{table}");
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&mut system, &["backends", "--json"])).expect("JSON");
+        assert_eq!(json["done_without"], serde_json::json!([]), "{json}");
+        system.machine().degraded = Degraded {
+            release: "5.10".into(),
+            without: vec![WITHOUT_TASK_BTF, WITHOUT_COARSE_CLOCK],
+        };
+        let table = ok(&mut system, &["backends"]);
+        assert!(
+            table.contains(
+                "on this kernel (5.10) the datapath does without:\n  bpf_get_current_task_btf (Linux 5.11): "
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("\n  bpf_ktime_get_coarse_ns (Linux 5.11): "),
+            "{table}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&mut system, &["backends", "--json"])).expect("JSON");
+        assert_eq!(json["kernel"], "5.10");
+        assert_eq!(
+            json["done_without"][0]["helper"],
+            "bpf_get_current_task_btf"
+        );
+        assert_eq!(json["done_without"][1]["since"], "5.11");
     }
 }
