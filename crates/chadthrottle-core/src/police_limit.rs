@@ -7,6 +7,13 @@
 //! as is, like the nftables rule's: at most the header share below the limit. A packet
 //! bigger than the bucket never conforms, so the bucket holds at least one packet of the
 //! largest size GRO builds.
+//!
+//! A filter is set again only when it is missing or its figures changed: replacing a
+//! police action refills its bucket, so re-setting every filter on each change would hand
+//! every other limited process a fresh burst.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Nanoseconds per psched tick (`PSCHED_TICKS2NS`).
 const NS_PER_TICK: u128 = 64;
@@ -63,9 +70,62 @@ pub fn backstop_burst(burst: u64) -> u64 {
     police_burst(burst)
 }
 
+/// One police filter on an interface's ingress: its handle and what its action was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoliceFilter {
+    pub handle: u32,
+    /// Bytes per second.
+    pub rate: u64,
+    /// The bucket's depth in bytes ([`police_burst`] of the limit's burst).
+    pub bucket: u64,
+}
+
+/// Which of `wanted` must be set on an interface whose ingress holds the police filters
+/// `present` (handles, as the kernel lists them) and, as last set, `recorded`: those not
+/// there, and those set with other figures. The rest are left alone with their tokens.
+pub fn filters_to_set(
+    wanted: &[PoliceFilter],
+    recorded: &[PoliceFilter],
+    present: &BTreeSet<u32>,
+) -> Vec<PoliceFilter> {
+    wanted
+        .iter()
+        .filter(|filter| !present.contains(&filter.handle) || !recorded.contains(filter))
+        .copied()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_missing_or_changed_filter_is_set() {
+        let filter = |handle, rate| PoliceFilter {
+            handle,
+            rate,
+            bucket: 1 << 20,
+        };
+        let recorded = [filter(1, 1_000_000), filter(2, 2_000_000), filter(3, 500)];
+        let present = BTreeSet::from([1, 2]);
+        let wanted = [
+            filter(1, 1_000_000), // unchanged: kept with its tokens
+            filter(2, 3_000_000), // re-rated
+            filter(3, 500),       // recorded but gone from the interface
+            filter(4, 700),       // new
+        ];
+        assert_eq!(
+            filters_to_set(&wanted, &recorded, &present),
+            vec![filter(2, 3_000_000), filter(3, 500), filter(4, 700)]
+        );
+        // a deeper bucket for the same rate is a change too
+        let deeper = PoliceFilter {
+            bucket: 2 << 20,
+            ..filter(1, 1_000_000)
+        };
+        assert_eq!(filters_to_set(&[deeper], &recorded, &present), vec![deeper]);
+        assert!(filters_to_set(&wanted[..1], &recorded, &present).is_empty());
+    }
 
     #[test]
     fn the_bucket_holds_the_largest_packet() {

@@ -73,6 +73,9 @@ pub struct InstalledInterface {
     /// Down: the IFB device created for this interface.
     #[serde(default)]
     pub ifb: Option<String>,
+    /// Down, tc_police: the police filters set on this interface's ingress, as set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub police: Vec<crate::police_limit::PoliceFilter>,
 }
 
 /// Every interface ChadThrottle installed on in one network namespace.
@@ -174,6 +177,7 @@ mod tests {
             previous: None,
             created_ingress: false,
             ifb: None,
+            police: Vec::new(),
         };
         let now = [installed(2, Direction::Up), installed(3, Direction::Down)];
         let wanted: Wanted = [(2, Direction::Up), (2, Direction::Down)].into();
@@ -203,6 +207,7 @@ mod tests {
                     }),
                     created_ingress: false,
                     ifb: None,
+                    police: Vec::new(),
                 }],
             }],
         };

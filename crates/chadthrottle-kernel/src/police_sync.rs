@@ -22,7 +22,7 @@ use crate::rtnetlink::{Link, POLICE_PRIORITY, Rtnl};
 use aya::Ebpf;
 use aya::programs::SchedClassifier;
 use chadthrottle_core::Direction;
-use chadthrottle_core::police_limit;
+use chadthrottle_core::police_limit::{self, PoliceFilter};
 use chadthrottle_core::qdisc_plan::{
     self, InstalledInterface, NamespaceRecord, QdiscRecord, Wanted,
 };
@@ -52,6 +52,29 @@ pub(crate) fn record_path(pin_dir: &Path) -> PathBuf {
 /// The filter handle of `slot`.
 const fn handle_of(slot: u32) -> u32 {
     slot & 0xffff
+}
+
+/// The classifiers loaded so far, by slot, with their descriptors.
+struct Programs<'a> {
+    pin_dir: &'a Path,
+    loaded: BTreeMap<u32, (Ebpf, u32)>,
+}
+
+impl Programs<'_> {
+    /// The descriptor of `slot`'s classifier, loaded the first time it is asked for (a
+    /// filter left as it is needs none, and loading verifies the program).
+    fn fd(&mut self, slot: u32) -> Result<u32, Error> {
+        if let Some(&(_, fd)) = self.loaded.get(&slot) {
+            return Ok(fd);
+        }
+        let mut ebpf = loader::load_police(self.pin_dir, slot)?;
+        let fd = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_POLICE)?
+            .fd()
+            .map_err(Error::program("find", PROG_TC_POLICE))?;
+        let raw = u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0);
+        self.loaded.insert(slot, (ebpf, raw));
+        Ok(raw)
+    }
 }
 
 struct NamespaceWork {
@@ -105,33 +128,18 @@ pub(crate) fn sync(
             );
         }
     }
-    // one classifier per limited process, loaded with its slot; each filter holds its own
-    // reference, so these go at the end
-    let mut programs: BTreeMap<u32, (Ebpf, u32)> = BTreeMap::new();
-    if grow {
-        for limit in work.values().flat_map(|entry| &entry.limits) {
-            if programs.contains_key(&limit.slot) {
-                continue;
-            }
-            let mut ebpf = loader::load_police(pin_dir, limit.slot)?;
-            let fd = loader::program::<SchedClassifier>(&mut ebpf, PROG_TC_POLICE)?
-                .fd()
-                .map_err(Error::program("find", PROG_TC_POLICE))?;
-            let raw = u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0);
-            programs.insert(limit.slot, (ebpf, raw));
-        }
-    }
-    let fds: BTreeMap<u32, u32> = programs
-        .iter()
-        .map(|(&slot, &(_, fd))| (slot, fd))
-        .collect();
-
+    // one classifier per process whose filter is set now, loaded with its slot; each
+    // filter holds its own reference, so these go at the end
+    let mut programs = Programs {
+        pin_dir,
+        loaded: BTreeMap::new(),
+    };
     let mut new_record = QdiscRecord::default();
     let mut first_error = None;
     for (id, entry) in work {
         let mut interfaces = entry.installed.clone();
         let result = netns::run_in(&entry.file, || {
-            in_namespace(&entry, &fds, grow, &mut interfaces)
+            in_namespace(&entry, &mut programs, grow, &mut interfaces)
         })
         .map_err(Error::tc("change police filters in a network namespace"))
         .and_then(|changed| changed);
@@ -166,7 +174,7 @@ fn is_clsact(rtnl: &mut Rtnl, link: &Link) -> Result<bool, Error> {
 /// follows every change made.
 fn in_namespace(
     work: &NamespaceWork,
-    fds: &BTreeMap<u32, u32>,
+    programs: &mut Programs<'_>,
     grow: bool,
     interfaces: &mut Vec<InstalledInterface>,
 ) -> Result<(), Error> {
@@ -193,7 +201,7 @@ fn in_namespace(
     let link = |index: u32| links.iter().find(|link| link.index == index);
     for interface in plan.remove {
         if let Some(link) = link(interface.ifindex) {
-            uninstall(&mut rtnl, link, interface.created_ingress)?;
+            uninstall(&mut rtnl, link, programs, interface.created_ingress)?;
         }
         interfaces.retain(|i| i != &interface);
     }
@@ -215,66 +223,111 @@ fn in_namespace(
             previous: None,
             created_ingress,
             ifb: None,
+            police: Vec::new(),
         });
     }
-    for interface in interfaces.iter() {
+    for interface in interfaces.iter_mut() {
         let Some(link) = link(interface.ifindex) else {
             continue;
         };
-        set_filters(&mut rtnl, link, &work.limits, fds, grow)?;
+        let set = Filters {
+            limits: &work.limits,
+            programs: &mut *programs,
+            grow,
+        };
+        set_filters(&mut rtnl, link, set, &mut interface.police)?;
     }
     Ok(())
 }
 
-/// Gives the ingress of `link` one police filter per limit (when `grow`; each replaced
-/// whole, at the limit's rate now) and removes the police filters of no limit.
+/// What [`set_filters`] brings an interface to.
+struct Filters<'l, 'p, 'a> {
+    limits: &'l [PoliceLimit],
+    programs: &'p mut Programs<'a>,
+    /// Whether filters may be added or re-rated (not when limits are only lifted).
+    grow: bool,
+}
+
+/// Gives the ingress of `link` one police filter per limit (when `grow`; a filter is set
+/// only where it is missing or its figures changed, so the others keep their tokens) and
+/// removes the police filters of no limit. `recorded` is what the record says was set
+/// here, and follows every change made.
 fn set_filters(
     rtnl: &mut Rtnl,
     link: &Link,
-    limits: &[PoliceLimit],
-    fds: &BTreeMap<u32, u32>,
-    grow: bool,
+    filters: Filters<'_, '_, '_>,
+    recorded: &mut Vec<PoliceFilter>,
 ) -> Result<(), Error> {
     let clsact = is_clsact(rtnl, link)?;
-    let mut kept = BTreeSet::new();
-    for limit in limits {
-        let handle = handle_of(limit.slot);
-        kept.insert(handle);
-        let Some(&fd) = fds.get(&limit.slot).filter(|_| grow) else {
-            continue;
-        };
-        rtnl.set_police_filter(
-            link.index,
-            clsact,
-            handle,
-            (fd, PROG_TC_POLICE),
-            limit.rate,
-            police_limit::police_burst(limit.burst),
-        )
-        .map_err(Error::tc(format!(
-            "set the police filter {handle} on {}",
-            link.name
-        )))?;
-    }
-    for (priority, handle) in rtnl
+    let present: BTreeSet<u32> = rtnl
         .ingress_filters(link.index, clsact)
         .map_err(Error::tc(format!("list the filters of {}", link.name)))?
-    {
-        if priority == POLICE_PRIORITY && !kept.contains(&handle) {
-            rtnl.delete_police_filter(link.index, clsact, handle)
-                .map_err(Error::tc(format!(
-                    "remove the police filter {handle} of {}",
-                    link.name
-                )))?;
+        .into_iter()
+        .filter(|&(priority, _)| priority == POLICE_PRIORITY)
+        .map(|(_, handle)| handle)
+        .collect();
+    let wanted: Vec<(PoliceFilter, u32)> = filters
+        .limits
+        .iter()
+        .map(|limit| {
+            let filter = PoliceFilter {
+                handle: handle_of(limit.slot),
+                rate: limit.rate,
+                bucket: police_limit::police_burst(limit.burst),
+            };
+            (filter, limit.slot)
+        })
+        .collect();
+    let kept: BTreeSet<u32> = wanted.iter().map(|(filter, _)| filter.handle).collect();
+    if filters.grow {
+        let wanted_filters: Vec<PoliceFilter> = wanted.iter().map(|&(filter, _)| filter).collect();
+        for filter in police_limit::filters_to_set(&wanted_filters, recorded, &present) {
+            let Some(&(_, slot)) = wanted.iter().find(|(w, _)| w.handle == filter.handle) else {
+                continue;
+            };
+            let fd = filters.programs.fd(slot)?;
+            rtnl.set_police_filter(
+                link.index,
+                clsact,
+                filter.handle,
+                (fd, PROG_TC_POLICE),
+                filter.rate,
+                filter.bucket,
+            )
+            .map_err(Error::tc(format!(
+                "set the police filter {} on {}",
+                filter.handle, link.name
+            )))?;
+            recorded.retain(|old| old.handle != filter.handle);
+            recorded.push(filter);
         }
     }
+    for &handle in present.iter().filter(|handle| !kept.contains(handle)) {
+        rtnl.delete_police_filter(link.index, clsact, handle)
+            .map_err(Error::tc(format!(
+                "remove the police filter {handle} of {}",
+                link.name
+            )))?;
+    }
+    recorded.retain(|filter| kept.contains(&filter.handle));
+    recorded.sort_unstable_by_key(|filter| filter.handle);
     Ok(())
 }
 
 /// Takes every police filter off `link`'s ingress, and the ingress qdisc too if the
 /// backend added it and no other filter is on it.
-fn uninstall(rtnl: &mut Rtnl, link: &Link, created_ingress: bool) -> Result<(), Error> {
-    set_filters(rtnl, link, &[], &BTreeMap::new(), false)?;
+fn uninstall(
+    rtnl: &mut Rtnl,
+    link: &Link,
+    programs: &mut Programs<'_>,
+    created_ingress: bool,
+) -> Result<(), Error> {
+    let none = Filters {
+        limits: &[],
+        programs,
+        grow: false,
+    };
+    set_filters(rtnl, link, none, &mut Vec::new())?;
     let clsact = is_clsact(rtnl, link)?;
     let others = rtnl
         .ingress_filters(link.index, clsact)
@@ -301,6 +354,9 @@ pub struct IngressState {
     pub qdisc: Option<String>,
     /// The handles of the police filters on it.
     pub police_filters: Vec<u32>,
+    /// The police filters as (handle, id of the program the filter runs): a filter set
+    /// again runs a new program.
+    pub police_programs: Vec<(u32, u32)>,
 }
 
 /// The ingress of every interface in the network namespace of `pid`, read through
@@ -313,19 +369,24 @@ pub fn ingress_of(pid: u32) -> std::io::Result<Vec<IngressState>> {
         let mut found = Vec::new();
         for link in rtnl.links()? {
             let qdisc = rtnl.ingress_qdisc(link.index)?.map(|q| q.kind);
-            let police_filters = match &qdisc {
-                None => Vec::new(),
-                Some(kind) => rtnl
-                    .ingress_filters(link.index, kind == "clsact")?
-                    .into_iter()
-                    .filter(|&(priority, _)| priority == POLICE_PRIORITY)
-                    .map(|(_, handle)| handle)
-                    .collect(),
+            let (police_filters, police_programs) = match &qdisc {
+                None => (Vec::new(), Vec::new()),
+                Some(kind) => {
+                    let clsact = kind == "clsact";
+                    let handles = rtnl
+                        .ingress_filters(link.index, clsact)?
+                        .into_iter()
+                        .filter(|&(priority, _)| priority == POLICE_PRIORITY)
+                        .map(|(_, handle)| handle)
+                        .collect();
+                    (handles, rtnl.police_programs(link.index, clsact)?)
+                }
             };
             found.push(IngressState {
                 interface: link.name,
                 qdisc,
                 police_filters,
+                police_programs,
             });
         }
         Ok(found)

@@ -247,6 +247,7 @@ fn in_namespace(
                     previous,
                     created_ingress: false,
                     ifb: None,
+                    police: Vec::new(),
                 }
             }
             Direction::Down => {
@@ -418,6 +419,7 @@ fn install_ifb(
         previous: None,
         created_ingress,
         ifb: Some(name),
+        police: Vec::new(),
     })
 }
 

@@ -557,24 +557,66 @@ impl Rtnl {
         Ok(())
     }
 
-    /// Every filter on the ingress of `ifindex`, as (priority, handle).
-    pub fn ingress_filters(&mut self, ifindex: u32, clsact: bool) -> io::Result<Vec<(u16, u32)>> {
+    /// Every filter on the ingress of `ifindex` (the dump's per-priority heads, handle 0,
+    /// left out).
+    fn ingress_dump(&mut self, ifindex: u32, clsact: bool) -> io::Result<Vec<TcMessage>> {
         let message = tc_message(ifindex, 0, Self::ingress_parent(clsact), 0);
         let answers = self.request(RouteNetlinkMessage::GetTrafficFilter(message), NLM_F_DUMP)?;
-        let mut handles: Vec<(u16, u32)> = answers
+        Ok(answers
             .into_iter()
             .filter_map(|answer| match answer {
-                RouteNetlinkMessage::NewTrafficFilter(filter) => Some((
-                    u16::try_from(filter.header.info >> 16).unwrap_or(u16::MAX),
-                    u32::from(filter.header.handle),
-                )),
+                RouteNetlinkMessage::NewTrafficFilter(filter) => Some(filter),
                 _ => None,
             })
-            .filter(|&(_, handle)| handle != 0)
+            .filter(|filter| u32::from(filter.header.handle) != 0)
+            .collect())
+    }
+
+    /// Every filter on the ingress of `ifindex`, as (priority, handle).
+    pub fn ingress_filters(&mut self, ifindex: u32, clsact: bool) -> io::Result<Vec<(u16, u32)>> {
+        let mut handles: Vec<(u16, u32)> = self
+            .ingress_dump(ifindex, clsact)?
+            .iter()
+            .map(|filter| {
+                (
+                    u16::try_from(filter.header.info >> 16).unwrap_or(u16::MAX),
+                    u32::from(filter.header.handle),
+                )
+            })
             .collect();
         handles.sort_unstable();
         handles.dedup();
         Ok(handles)
+    }
+
+    /// The police filters on the ingress of `ifindex`, as (handle, the id of the program
+    /// it runs): a filter set again gets a program of its own, so its id tells whether it
+    /// was replaced.
+    pub fn police_programs(&mut self, ifindex: u32, clsact: bool) -> io::Result<Vec<(u32, u32)>> {
+        let mut programs: Vec<(u32, u32)> = self
+            .ingress_dump(ifindex, clsact)?
+            .iter()
+            .filter(|filter| filter.header.info >> 16 == u32::from(POLICE_PRIORITY))
+            .filter_map(|filter| {
+                filter
+                    .attributes
+                    .iter()
+                    .find_map(|attribute| match attribute {
+                        TcAttribute::Options(options) => {
+                            options.iter().find_map(|option| match option {
+                                TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => {
+                                    Some((u32::from(filter.header.handle), *id))
+                                }
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    })
+            })
+            .collect();
+        programs.sort_unstable();
+        programs.dedup();
+        Ok(programs)
     }
 
     /// Deletes the police filter `handle` from the ingress of `ifindex`.

@@ -133,6 +133,58 @@ fn tc_police_holds_a_download_on_an_open_connection_and_puts_the_ingress_back() 
     ensure!(entry["backend"]["down"] == "tc_police", "status: {entry}");
     ensure!(entry["down"] == 1 << 20, "status: {entry}");
 
+    // another process limited, then re-rated: a filter is set again only when its own
+    // figures change (a replaced action would refill its bucket), which the id of the
+    // program each filter runs shows
+    let programs = |client: &Endpoint| -> anyhow::Result<Vec<(u32, u32)>> {
+        Ok(ingress(client)?
+            .into_iter()
+            .flat_map(|state| state.police_programs)
+            .collect())
+    };
+    let first = programs(&client)?;
+    ensure!(
+        !first.is_empty() && first.len() == police_filters(&client)?,
+        "every police filter names its program: {first:?}"
+    );
+    let other_server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let other = lab.client(&other_server, Proto::Tcp, None, None)?;
+    let mut other_args = limit_args(&other);
+    other_args[4] = "2M".to_owned();
+    run(
+        &lab,
+        &other_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    let both = programs(&client)?;
+    let others: Vec<(u32, u32)> = both
+        .iter()
+        .filter(|filter| !first.contains(filter))
+        .copied()
+        .collect();
+    ensure!(
+        first.iter().all(|filter| both.contains(filter)) && !others.is_empty(),
+        "the other process got filters of its own and this one's were left alone: \
+         before {first:?}, after {both:?}"
+    );
+    other_args[4] = "3M".to_owned();
+    run(
+        &lab,
+        &other_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    let rerated = programs(&client)?;
+    ensure!(
+        rerated.len() == both.len()
+            && first.iter().all(|filter| rerated.contains(filter))
+            && others.iter().all(|filter| !rerated.contains(filter)),
+        "re-rating the other process set its filters again and left this one's: before \
+         {both:?}, after {rerated:?}"
+    );
+    run(&lab, &["unlimit", "--pid", &pid(&other)])?;
+    ensure!(
+        programs(&client)? == first,
+        "unlimiting the other took its filters only"
+    );
+
     run(&lab, &["unlimit", "--pid", &pid(&client)])?;
     ensure!(ingress(&client)? == before, "unlimit puts the ingress back");
     ensure!(
