@@ -113,6 +113,8 @@ pub struct FakeMachine {
     pub limits: BTreeMap<u32, ActiveLimit>,
     /// How many processes the table holds at most.
     pub capacity: usize,
+    /// How many rules the rule table holds at most.
+    pub rule_capacity: usize,
     /// Backends that are not available here, with the reason.
     pub unavailable: BTreeMap<&'static str, String>,
     /// What the kernel makes the datapath do without (nothing by default: a new kernel).
@@ -169,6 +171,7 @@ impl Default for FakeMachine {
             install_error: None,
             limits: BTreeMap::new(),
             capacity: 65_536,
+            rule_capacity: 4_096,
             unavailable: BTreeMap::new(),
             degraded: crate::kernel_floor::Degraded {
                 release: "6.18".to_owned(),
@@ -710,6 +713,12 @@ impl RuleBackend for FakeBackend {
             Some(index) => {
                 machine.rules[index] = rule;
                 index
+            }
+            None if machine.rules.len() >= machine.rule_capacity => {
+                return Err(FakeError(format!(
+                    "the rule table is full ({} rules)",
+                    machine.rule_capacity
+                )));
             }
             None => {
                 machine.rules.push(rule);

@@ -8,7 +8,7 @@ use crate::cli::Global;
 use anyhow::Context as _;
 use chadthrottle_core::PerDirection;
 use chadthrottle_core::access;
-use chadthrottle_core::backend::RuleBackend as _;
+use chadthrottle_core::backend::RuleBackend;
 use chadthrottle_core::rule_plan::{RuleChange, plan};
 use chadthrottle_core::rule_request::{RuleRequest, RuleStatus};
 use chadthrottle_core::rule_target::RuleSpec;
@@ -77,19 +77,24 @@ pub fn run<S: System>(
             None => anyhow::bail!("no datapath is installed to remove rules from"),
         };
         // removals one by one, then the changes and additions in one change: the kernel
-        // resolves every process once for all of them, not once a rule
-        let (setting, others): (Vec<&RuleChange>, Vec<&RuleChange>) = changes
+        // resolves every process once for all of them, not once a rule; a failure on the
+        // way puts back what was done (`undo`), so the kernel holds the rules it held
+        let (setting, removing): (Vec<&RuleChange>, Vec<&RuleChange>) = changes
             .iter()
             .copied()
             .partition(|change| matches!(change, RuleChange::Add(_) | RuleChange::Change(..)));
-        for change in others {
-            let name = &change.rule().name;
-            if let RuleChange::Remove(_) = change {
-                backend.remove_rule(name).with_context(|| {
-                    format!("apply stopped at rule \"{name}\"; the changes printed above were made")
-                })?;
+        let mut removed: Vec<&str> = Vec::new();
+        for change in removing {
+            let name = change.rule().name.as_str();
+            if let Err(error) = backend.remove_rule(name) {
+                let undone = undo(&mut backend, &removed, &[], &held);
+                return Err(stopped(
+                    &format!("removing rule \"{name}\""),
+                    &error,
+                    &undone,
+                ));
             }
-            writeln!(out, "{change}")?;
+            removed.push(name);
         }
         if !setting.is_empty() {
             let batch = setting
@@ -102,16 +107,17 @@ pub fn run<S: System>(
                         .with_context(|| format!("rule \"{name}\" has no request (a bug in apply)"))
                 })
                 .collect::<anyhow::Result<Vec<RuleRequest>>>()?;
-            backend.set_rules(&batch).with_context(|| {
-                format!(
-                    "apply stopped while setting the {} rules to add or change; the changes \
-                     printed above were made (`chadthrottle rules` lists what is held)",
-                    batch.len()
-                )
-            })?;
-            for change in setting {
-                writeln!(out, "{change}")?;
+            if let Err(error) = backend.set_rules(&batch) {
+                let undone = undo(&mut backend, &removed, &setting, &held);
+                return Err(stopped(
+                    &format!("setting the {} rules to add or change", batch.len()),
+                    &error,
+                    &undone,
+                ));
             }
+        }
+        for change in &changes {
+            writeln!(out, "{change}")?;
         }
     } else {
         for change in &changes {
@@ -129,6 +135,75 @@ pub fn run<S: System>(
         "{added} added, {changed} changed, {removed} removed, {unchanged} unchanged{dry}"
     )?;
     Ok(())
+}
+
+/// Puts the file's rules back as `held` had them after `apply` failed part-way: the rules
+/// `setting` added are removed, and those it changed and those `removed` are set again as
+/// they were (same order, limits and backends). Err: what could not be put back.
+fn undo<B: RuleBackend>(
+    backend: &mut B,
+    removed: &[&str],
+    setting: &[&RuleChange],
+    held: &[RuleStatus],
+) -> Result<(), String> {
+    let mut failures = Vec::new();
+    for change in setting {
+        if let RuleChange::Add(rule) = change
+            && let Err(error) = backend.remove_rule(&rule.name)
+        {
+            failures.push(format!(
+                "removing the added rule \"{}\": {error}",
+                rule.name
+            ));
+        }
+    }
+    let again: Vec<RuleRequest> = held
+        .iter()
+        .filter(|rule| {
+            removed.contains(&rule.spec.name.as_str())
+                || setting.iter().any(|change| {
+                    matches!(change, RuleChange::Change(..)) && change.rule().name == rule.spec.name
+                })
+        })
+        .map(|rule| RuleRequest {
+            spec: rule.spec.clone(),
+            resolved: rule.resolved.clone(),
+            limits: rule.limits,
+            lasts: None,
+        })
+        .collect();
+    if !again.is_empty()
+        && let Err(error) = backend.set_rules(&again)
+    {
+        let names: Vec<&str> = again.iter().map(|rule| rule.spec.name.as_str()).collect();
+        failures.push(format!(
+            "setting rules {} again as they were: {error}",
+            names.join(", ")
+        ));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// The error of an apply that failed at `step` with `error`, saying whether what it had
+/// done was put back.
+fn stopped(
+    step: &str,
+    error: &dyn std::fmt::Display,
+    undone: &Result<(), String>,
+) -> anyhow::Error {
+    match undone {
+        Ok(()) => anyhow::anyhow!(
+            "apply failed {step}: {error}; what it had changed was put back, the rules held are as before"
+        ),
+        Err(left) => anyhow::anyhow!(
+            "apply failed {step}: {error}; putting back what it had changed failed too ({left}): \
+             `chadthrottle rules` lists what is held"
+        ),
+    }
 }
 
 /// Index into the summary's counts: added, changed, removed, unchanged.
@@ -280,6 +355,70 @@ mode = "each"
         let mut args = vec!["apply", file];
         args.extend_from_slice(extra);
         ok(system, &args)
+    }
+
+    #[test]
+    fn an_apply_that_fails_part_way_puts_back_what_it_changed() {
+        let mut system = rules_machine();
+        let (_scratch, file) = rules_file("undo", THREE);
+        apply(&mut system, &file, &[]);
+        let before = held(&system);
+        let limits = |system: &FakeSystem| -> std::collections::BTreeMap<String, _> {
+            system
+                .machine()
+                .rules
+                .iter()
+                .map(|rule| (rule.request.spec.name.clone(), rule.request.limits))
+                .collect()
+        };
+        let limits_before = limits(&system);
+        // removes "sync", changes "steam", adds two: one more rule than the table holds
+        system.machine().rule_capacity = 3;
+        std::fs::write(
+            &file,
+            r#"[[rule]]
+name = "steam"
+exe = "/usr/bin/steam"
+down = "7M"
+
+[[rule]]
+name = "alice"
+user = "alice"
+down = "20M"
+mode = "each"
+
+[[rule]]
+name = "web"
+process_name = "firefox"
+down = "2M"
+
+[[rule]]
+name = "wget"
+exe = "/usr/bin/wget"
+up = "1M"
+"#,
+        )
+        .expect("rules file written");
+        let (out, result) =
+            super::super::testing::run(&mut system, &["apply", file.to_str().expect("UTF-8")]);
+        let error = result.expect_err("the table is too small for the file");
+        assert!(
+            error.contains("the rule table is full (3 rules)")
+                && error.contains("what it had changed was put back"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+        assert_eq!(out, "", "nothing is reported as changed");
+        let mut after = held(&system);
+        let mut expected = before.clone();
+        after.sort();
+        expected.sort();
+        assert_eq!(after, expected, "the same rules, with their order");
+        assert_eq!(limits(&system), limits_before, "with their old limits");
+        // with room, the same file goes through
+        system.machine().rule_capacity = 4;
+        apply(&mut system, &file, &[]);
+        assert_eq!(held(&system).len(), 4);
     }
 
     #[test]
