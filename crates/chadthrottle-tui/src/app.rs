@@ -83,6 +83,8 @@ pub struct App {
     /// What /proc said about the process in the detail view.
     pub details: Option<ProcessDetails>,
     pub backends: Vec<(BackendDescriptor, Availability)>,
+    /// What the kernel makes the datapath do without, shown under the backends.
+    pub degraded: chadthrottle_core::kernel_floor::Degraded,
     /// What groups the processes into applications, as the runner last said.
     pub membership: Membership,
     /// `a`: the table grouped by application; `None` lists processes.
@@ -180,6 +182,7 @@ impl App {
             detail_offset: 0,
             details: None,
             backends: Vec::new(),
+            degraded: chadthrottle_core::kernel_floor::Degraded::default(),
             membership: Membership::default(),
             grouping: None,
             rules: Vec::new(),

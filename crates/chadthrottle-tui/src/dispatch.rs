@@ -23,6 +23,7 @@ impl App {
             Event::Membership(membership) => self.take_membership(membership),
             Event::Details(details) => self.details = details,
             Event::Backends(backends) => self.backends = backends,
+            Event::Degraded(degraded) => self.degraded = degraded,
             Event::Done(Ok(text)) => self.say(text, false),
             Event::Done(Err(text)) => self.say(text, true),
             Event::Targets { process, offers } => rules_keys::offered(self, process, offers),

@@ -32,6 +32,8 @@ pub enum Event {
     Details(Option<ProcessDetails>),
     /// The backends and whether each can work here (sent once at start).
     Backends(Vec<(BackendDescriptor, Availability)>),
+    /// What this kernel makes the datapath do without (sent once at start, with `Backends`).
+    Degraded(chadthrottle_core::kernel_floor::Degraded),
     /// The answer to [`Effect::OfferTargets`]: the rule targets `process` falls under.
     Targets {
         process: ProcessRef,

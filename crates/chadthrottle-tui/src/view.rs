@@ -351,6 +351,25 @@ mod tests {
     }
 
     #[test]
+    fn backends_screen_names_what_an_older_kernel_lacks() {
+        use chadthrottle_core::kernel_floor::{Degraded, WITHOUT_COARSE_CLOCK};
+        let mut app = app_with(vec![usage(4242, "curl", 1 << 20)]);
+        press(&mut app, "b");
+        let text = screen(&mut app, 160, 12);
+        assert!(!text.contains("does without"), "{text}");
+        app.handle(Event::Degraded(Degraded {
+            release: "5.10".into(),
+            without: vec![WITHOUT_COARSE_CLOCK],
+        }));
+        let text = screen(&mut app, 160, 12);
+        assert!(
+            text.contains("on this kernel (5.10) the datapath does without:")
+                && text.contains("bpf_ktime_get_coarse_ns (Linux 5.11): the accounting reads"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_connection_list_starts_at_its_scroll() {
         let mut app = crate::fixtures::app_with_connections();
         app.handle(Event::Key(key(KeyCode::Enter)));

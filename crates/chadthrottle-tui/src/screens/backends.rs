@@ -1,5 +1,5 @@
 //! The backends popup: each way of limiting, the directions it covers, and whether it
-//! works here or why not.
+//! works here or why not; then what this kernel makes the datapath do without.
 
 use crate::app::App;
 use crate::layout::popup;
@@ -34,6 +34,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             Span::styled(state, style),
         ]));
         lines.push(Line::from(format!("           {}", backend.summary)));
+    }
+    for text in app.degraded.describe().lines() {
+        lines.push(Line::from(text.to_owned()));
     }
     // wrapped lines take more rows: count them at the popup's inner width
     let inner_width = 88usize

@@ -422,8 +422,10 @@ fn prepare<S: System>(
     (app, source)
 }
 
-/// Proves every backend (slow: it loads programs) and sends the answers once.
+/// Proves every backend (slow: it loads programs) and sends the answers once, with what
+/// the kernel makes the datapath do without.
 fn probe_backends<S: System>(system: &S, events: &Sender<Event>) {
+    let _app_gone = events.send(Event::Degraded(system.degraded()));
     let _app_gone = events.send(Event::Backends(super::backends::proven(system)));
 }
 
