@@ -1,17 +1,22 @@
 //! The benchmark's cases and measurements (the `ct-bench` binary prints them).
 //!
-//! A case is one limited flow: a fresh client process in the lab's cgroup with one or more
-//! connections, limited in one direction, sending or receiving on all of them for a fixed
-//! time against a fresh server. Goodput is read at the receiver in 100 ms bins. What
+//! A case is one limited flow: a fresh client process in the lab's cgroup (for nftables,
+//! in a cgroup of its own below it) with one or more connections, limited in one
+//! direction, sending or receiving on all of them for a fixed time against a fresh server. Goodput is read at the receiver in 100 ms bins. What
 //! limits it is a [`Limiter`]: ChadThrottle's datapath, or a peer for comparison.
 
 use crate::case::{Case, Outcome};
+use crate::cgroup::TestCgroup;
 use crate::latency::{self, Probe};
 use crate::limiter::Limiter;
+use crate::protocol::{EndpointArgs, Role};
+use crate::spawn::Placement;
 use crate::stats::summarize;
-use crate::{Family, Lab, Proto};
+use crate::{Endpoint, Family, Lab, Proto};
 use chadthrottle_core::Direction;
+use chadthrottle_core::status::Enforcement;
 use chadthrottle_kernel::Datapath;
+use std::path::Path;
 use std::time::Duration;
 
 /// Steady state begins this long after the transfer starts (see [`warmup_ns`]).
@@ -53,7 +58,16 @@ pub fn run_limited(
 ) -> anyhow::Result<Outcome> {
     let mut server = lab.server(Proto::Tcp, family, Some(case.cc))?;
     let wrapper = limiter.wrapper(case);
-    let mut client = lab.client_under(&server, Proto::Tcp, Some(case.cc), &wrapper)?;
+    // nftables takes a process only alone in a cgroup (its rule matches the cgroup), as a
+    // user would run it under `systemd-run --scope`; the probe's client is in the lab's
+    let own_cgroup = (case.enforcement == Enforcement::Nftables
+        && matches!(limiter, Limiter::Datapath(_)))
+    .then(|| TestCgroup::under(lab.cgroup(), "limited"))
+    .transpose()?;
+    let mut client = match &own_cgroup {
+        Some(cgroup) => client_in(lab, &server, case.cc, cgroup.path())?,
+        None => lab.client_under(&server, Proto::Tcp, Some(case.cc), &wrapper)?,
+    };
     for _ in 1..case.connections {
         client.open()?;
     }
@@ -96,6 +110,23 @@ pub fn run_limited(
     );
     limiter.verify(&outcome, case)?;
     Ok(outcome)
+}
+
+/// A TCP client of `server` in the lab's client namespace and in `cgroup` (below the
+/// lab's), with congestion control `cc`.
+fn client_in(lab: &Lab, server: &Endpoint, cc: &str, cgroup: &Path) -> anyhow::Result<Endpoint> {
+    let args = EndpointArgs {
+        role: Role::Connect,
+        proto: Proto::Tcp,
+        addr: server.ready.addr,
+        cc: Some(cc.to_owned()),
+    };
+    let placement = Placement {
+        netns: Some(&lab.client_ns),
+        cgroup: Some(cgroup),
+        ..Placement::default()
+    };
+    Endpoint::start(&args, &placement)
 }
 
 /// Throughput of one unlimited TCP upload for `seconds`, bytes per second.

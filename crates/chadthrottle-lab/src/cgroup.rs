@@ -1,5 +1,6 @@
 //! A private cgroup2 directory per lab: the lab's client processes are started inside it
-//! and the datapath attaches to it, so nothing else on the machine is ever policed.
+//! (or in a directory below it, for a process that needs a cgroup of its own) and the
+//! datapath attaches to it, so nothing else on the machine is ever policed.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,13 @@ impl TestCgroup {
     pub fn new(name: &str) -> io::Result<TestCgroup> {
         let root = chadthrottle_kernel::mounts::cgroup2_root()
             .map_err(|error| io::Error::other(error.to_string()))?;
-        let path = root.join(name);
+        TestCgroup::under(&root, name)
+    }
+
+    /// Creates `<parent>/<name>`: a lab client alone in a cgroup below the lab's (the
+    /// datapath attached there holds it too).
+    pub fn under(parent: &Path, name: &str) -> io::Result<TestCgroup> {
+        let path = parent.join(name);
         std::fs::create_dir(&path)?;
         Ok(TestCgroup { path })
     }
@@ -36,10 +43,18 @@ fn pids(path: &Path) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Ends the processes in the lab cgroup `path` and removes it. Only the lab starts
-/// processes in such a directory (created empty under a unique name), so whatever is left
-/// there is the lab's to end.
+/// Ends the processes in the lab cgroup `path` and removes it, the directories below it
+/// first (a directory with children cannot go). Only the lab starts processes in such a
+/// directory (created empty under a unique name), so whatever is left there is the lab's
+/// to end.
 pub fn remove(path: &Path) {
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                remove(&entry.path());
+            }
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let pids = pids(path);

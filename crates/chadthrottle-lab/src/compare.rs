@@ -1,13 +1,14 @@
-//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's four backends
-//! beside what a user would reach for instead — a tc-htb script (wondershaper) and trickle
-//! — over round-trip time, congestion control, connections, direction and limit, with
-//! the latency an unlimited process sees during each limited transfer. One table, one
-//! row per case, in the order of [`Matrix`]'s fields.
+//! The comparison of issue 5 (`ct-bench --compare`): ChadThrottle's backends (the four
+//! eBPF ones and the nftables and tc_police fallbacks) beside what a user would reach for
+//! instead — a tc-htb script (wondershaper) and trickle — over round-trip time, congestion
+//! control, connections, direction and limit, with the latency an unlimited process sees
+//! during each limited transfer. One table, one row per case, in the order of [`Matrix`]'s
+//! fields; a backend the kernel refuses gets one row with the kernel's reason.
 
 use crate::bench;
 use crate::case::{Case, Outcome};
 use crate::limiter::{Limiter, NotApplicable};
-use crate::{Family, table, trickle};
+use crate::{Family, lab_datapath, table, trickle};
 use chadthrottle_core::rate::format_rate;
 use chadthrottle_core::status::Enforcement;
 use chadthrottle_core::{Direction, PerDirection};
@@ -21,16 +22,23 @@ pub enum Backend {
     Htb,
     /// Downloads only.
     Ifb,
+    /// Both directions; the limited client runs in a cgroup of its own (the backend
+    /// matches a process by its cgroup).
+    Nftables,
+    /// Downloads only.
+    TcPolice,
     HtbScript,
     Trickle,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 8] = [
         Backend::Policer,
         Backend::Shaping,
         Backend::Htb,
         Backend::Ifb,
+        Backend::Nftables,
+        Backend::TcPolice,
         Backend::HtbScript,
         Backend::Trickle,
     ];
@@ -42,6 +50,8 @@ impl Backend {
             Backend::Shaping => "shaping",
             Backend::Htb => "htb",
             Backend::Ifb => "ifb",
+            Backend::Nftables => "nftables",
+            Backend::TcPolice => "tc_police",
             Backend::HtbScript => "tc-htb",
             Backend::Trickle => "trickle",
         }
@@ -62,15 +72,18 @@ impl Backend {
             Backend::Shaping => Some(Enforcement::Shaping),
             Backend::Htb => Some(Enforcement::Htb),
             Backend::Ifb => Some(Enforcement::Ifb),
+            Backend::Nftables => Some(Enforcement::Nftables),
+            Backend::TcPolice => Some(Enforcement::TcPolice),
             Backend::HtbScript | Backend::Trickle => None,
         }
     }
 
-    /// Whether it limits `direction` at all (the qdisc backends do one each).
+    /// Whether it limits `direction` at all (htb, ifb and tc_police do one only, as
+    /// `chadthrottle backends` lists them).
     pub const fn limits(self, direction: Direction) -> bool {
         !matches!(
             (self, direction),
-            (Backend::Htb, Direction::Down) | (Backend::Ifb, Direction::Up)
+            (Backend::Htb, Direction::Down) | (Backend::Ifb | Backend::TcPolice, Direction::Up)
         )
     }
 }
@@ -89,7 +102,8 @@ pub struct Matrix {
 }
 
 impl Default for Matrix {
-    /// The full table: 4 × 2 × 2 × 2 × 2 × 5 = 320 cases of 10 s.
+    /// The full table: every backend × 2 RTTs × 2 CCs × 2 connection counts × its
+    /// directions × 5 limits, cases of 10 s.
     fn default() -> Matrix {
         Matrix {
             backends: Backend::ALL.to_vec(),
@@ -154,6 +168,14 @@ pub fn case_row(
     }
 }
 
+/// The one row of a backend the kernel refuses (none of its cases can run).
+pub fn refused_row(backend: Backend, reason: &str) -> String {
+    row(
+        vec![backend.name().to_owned()],
+        [format!("n/a: the kernel refuses it: {reason}")],
+    )
+}
+
 /// The cases of one backend at one round-trip time, in table order.
 fn cases(matrix: &Matrix, backend: Backend) -> Vec<Case> {
     let mut cases = Vec::new();
@@ -197,12 +219,16 @@ pub fn run(matrix: &Matrix, mut emit: impl FnMut(String)) -> anyhow::Result<()> 
             },
             _ => None,
         };
+        if let Some(reason) = backend.enforcement().and_then(lab_datapath::refusal) {
+            emit(refused_row(backend, &reason));
+            continue;
+        }
         let mut not_applicable = PerDirection::<bool>::default();
         for &rtt_ms in &matrix.rtts_ms {
             let lab = bench::lab(rtt_ms)?;
             let mut datapath = backend
                 .enforcement()
-                .map(|_| crate::lab_datapath::install(&lab))
+                .map(|_| lab_datapath::install(&lab))
                 .transpose()?;
             for case in cases(matrix, backend) {
                 let result = if *not_applicable.get(case.direction) {
@@ -311,8 +337,43 @@ mod tests {
                 &Backend::Policer,
                 &Backend::Shaping,
                 &Backend::Htb,
-                &Backend::Ifb
+                &Backend::Ifb,
+                &Backend::Nftables,
+                &Backend::TcPolice
             ]
+        );
+    }
+
+    #[test]
+    fn a_datapath_backend_is_named_and_directed_as_chadthrottle_backends_lists_it() {
+        let descriptors = chadthrottle_kernel::probe::descriptors();
+        for backend in Backend::ALL {
+            let Some(enforcement) = backend.enforcement() else {
+                continue;
+            };
+            assert_eq!(backend.word(), enforcement.name());
+            let descriptor = descriptors
+                .iter()
+                .find(|descriptor| descriptor.name == enforcement.name())
+                .unwrap_or_else(|| panic!("{} has no descriptor", backend.word()));
+            for direction in Direction::ALL {
+                assert_eq!(
+                    backend.limits(direction),
+                    *descriptor.directions.get(direction),
+                    "{} {direction}",
+                    backend.word()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_backend_is_one_row_with_the_kernel_s_reason() {
+        let line = refused_row(Backend::TcPolice, "no act_police");
+        assert_eq!(line.matches(" | ").count(), width() - 1);
+        assert!(
+            line.starts_with("| tc_police | n/a: the kernel refuses it: no act_police |"),
+            "{line}"
         );
     }
 
@@ -330,6 +391,8 @@ mod tests {
         };
         assert_eq!(directions(Backend::Htb), [Direction::Up]);
         assert_eq!(directions(Backend::Ifb), [Direction::Down]);
+        assert_eq!(directions(Backend::TcPolice), [Direction::Down]);
+        assert_eq!(directions(Backend::Nftables), Direction::ALL);
         assert_eq!(directions(Backend::Shaping), Direction::ALL);
     }
 }

@@ -73,7 +73,7 @@ pub fn backends(text: &str) -> anyhow::Result<Vec<Backend>> {
     list(
         "--backends",
         text,
-        "one of policer, shaping, tc-htb, trickle",
+        "one of policer, shaping, htb, ifb, nftables, tc_police, tc-htb, trickle",
         |word| named(word, &Backend::ALL, Backend::word),
     )
 }
@@ -90,8 +90,12 @@ mod tests {
         assert_eq!(connections("1, 8")?, [1, 8]);
         assert_eq!(rates("100K,1M,200M")?, [100 * 1024, 1 << 20, 200 << 20]);
         assert_eq!(
-            backends("policer,shaping,htb,ifb,tc-htb,trickle")?,
+            backends("policer,shaping,htb,ifb,nftables,tc_police,tc-htb,trickle")?,
             Backend::ALL.to_vec()
+        );
+        assert_eq!(
+            backends("policer,nftables,tc_police")?,
+            [Backend::Policer, Backend::Nftables, Backend::TcPolice]
         );
         Ok(())
     }
@@ -110,6 +114,8 @@ mod tests {
         assert!(rates("0").is_err());
         assert!(rates("fast").is_err());
         assert!(backends("wondershaper").is_err());
+        // the backend's own name, as `--download-backend` takes it
+        assert!(backends("tc-police").is_err());
         assert!(ccs("reno").is_err());
     }
 }

@@ -5,7 +5,7 @@ use crate::{Endpoint, Lab};
 use anyhow::Context as _;
 use chadthrottle_core::backend::{Backend, Change, LimitRequest, Target};
 use chadthrottle_core::process::validate_target;
-use chadthrottle_core::status::DirectionLimit;
+use chadthrottle_core::status::{DirectionLimit, Enforcement};
 use chadthrottle_core::{Direction, PerDirection, ProcessRef};
 use chadthrottle_kernel::Datapath;
 
@@ -46,6 +46,23 @@ pub fn dropped(datapath: &Datapath, process: ProcessRef, direction: Direction) -
         .ok()
         .flatten()
         .map_or(0, |stats| stats.dropped_packets)
+}
+
+/// Why the kernel cannot carry `enforcement`, if it cannot: what `chadthrottle limit`
+/// asks before it takes a backend (its own program or what it needs of tc or netfilter;
+/// tc_police where the kernel lacks act_police), so that the benchmark names the refusal
+/// rather than failing each case on it.
+pub fn refusal(enforcement: Enforcement) -> Option<String> {
+    let Some(backend) = chadthrottle_kernel::probe::descriptors()
+        .into_iter()
+        .find(|backend| backend.name == enforcement.name())
+    else {
+        return Some(format!(
+            "\"{}\" is not part of this build",
+            enforcement.name()
+        ));
+    };
+    chadthrottle_kernel::probe::ready(&backend).err()
 }
 
 /// The burst `chadthrottle limit` gives `rate` by default, in bytes.

@@ -17,13 +17,16 @@
 //! cargo build --release --workspace && sudo target/release/ct-bench --usage-accuracy  # `usage` vs
 //!     the generator over 600 s (--seconds S) at 100 Mbit/s (--mbit M), the daemon restarted
 //!     twice and killed once
-//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # policer, shaping and peers
-//!     (one table: backend × RTT × CC × connections × direction × limit, 320 cases of 10 s,
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # backends and peers
+//!     (one table: backend × RTT × CC × connections × direction × limit, cases of 10 s,
 //!      each with a latency probe; the trickle rows need Debian's trickle, else "not installed")
 //! options: --seconds S (default 10), --rtt 0,20 (default both), --cc cubic,bbr (default both),
 //!          --bursts 50,100,… (sweep bursts, ms of the rate), --idle MS (sweep idle spell),
 //!          --overhead (only attached vs detached), --rounds N (its rounds, default 7)
-//! --compare filters (lists, default all): --backends policer,shaping,htb,ifb,tc-htb,trickle
+//! --compare filters (lists, default all):
+//!          --backends policer,shaping,htb,ifb,nftables,tc_police,tc-htb,trickle
+//!          (a backend the kernel refuses gets one row with the reason, e.g. tc_police
+//!           without act_police)
 //!          --connections 1,8  --dirs up,down  --limits 100K,1M,10M,50M,200M (1024-based)
 //! ```
 //!
@@ -821,7 +824,7 @@ fn comparison(matrix: &Matrix) -> anyhow::Result<()> {
     let command: Vec<String> = std::env::args().collect();
     println!("```\n{}\n```\n", command.join(" "));
     println!(
-        "## Policer, shaping and peers ({} s transfers, steady = after {:.1} s; latency: an \
+        "## ChadThrottle's backends and peers ({} s transfers, steady = after {:.1} s; latency: an \
          unlimited process pair's 64 B round trips every 5 ms, alone for 1 s before the \
          transfer vs during its steady state)\n",
         matrix.seconds,
