@@ -175,7 +175,7 @@ fn requests<S: System>(
             ))
             .into());
         }
-        let limits = chosen_limits(system, &rule.limits, named)
+        let limits = chosen_limits(system, &rule.limits, named, rule.mode)
             .map_err(|error| at(format!("rule \"{}\": {error:#}", rule.name)))?;
         let request = RuleRequest {
             spec: rule.clone(),

@@ -15,18 +15,25 @@ use chadthrottle_core::system::System;
 use chadthrottle_core::{Direction, PerDirection};
 use std::io::Write;
 
-/// The qdisc backends hold one HTB class per process: a rule's shared budget has no class,
-/// and its future processes none either.
-fn not_for_rules(backend: &BackendDescriptor) -> Option<Availability> {
-    Enforcement::from_name(backend.name)
-        .is_some_and(Enforcement::is_qdisc)
-        .then(|| {
+/// Refuses the backends that cannot hold a rule's `direction` (`each`: a budget per
+/// member), for the reason `Enforcement::refused_for_rule` gives; and ifb unless it is
+/// `named` (a rule's download gets it only when asked for).
+fn not_for_rules(
+    direction: Direction,
+    each: bool,
+    named: bool,
+) -> impl Fn(&BackendDescriptor) -> Option<Availability> {
+    move |backend| {
+        let enforcement = Enforcement::from_name(backend.name)?;
+        if let Some(why) = enforcement.refused_for_rule(direction, each) {
+            return Some(Availability::Unavailable(why.to_owned()));
+        }
+        (enforcement == Enforcement::Ifb && !named).then(|| {
             Availability::Unavailable(
-                "it holds one HTB class per process, so it cannot hold a rule: use shaping or \
-                 policer"
-                    .to_owned(),
+                "a rule's download gets it when named (--download-backend ifb)".to_owned(),
             )
         })
+    }
 }
 
 /// The held rule `target` names: the one set with that target, else the one whose target
@@ -55,6 +62,7 @@ pub fn chosen_limits<S: System>(
     system: &S,
     limits: &PerDirection<Option<RuleLimit>>,
     named: PerDirection<Option<&str>>,
+    mode: Mode,
 ) -> anyhow::Result<PerDirection<Option<DirectionLimit>>> {
     let mut chosen = PerDirection::default();
     for direction in Direction::ALL {
@@ -63,7 +71,12 @@ pub fn chosen_limits<S: System>(
                 .backend
                 .map(Enforcement::name)
                 .or(*named.get(direction));
-            let enforcement = choose_backend(system, direction, requested, not_for_rules)?;
+            let enforcement = choose_backend(
+                system,
+                direction,
+                requested,
+                not_for_rules(direction, mode == Mode::Each, requested.is_some()),
+            )?;
             *chosen.get_mut(direction) = Some(DirectionLimit {
                 rate: limit.rate.bytes_per_sec(),
                 burst: limit.effective_burst().bytes(),
@@ -117,7 +130,8 @@ pub fn set<S: System>(
             backend: named.get(direction).and_then(Enforcement::from_name),
         })
     });
-    let asked = chosen_limits(system, &asked_spec, named)?;
+    let mode = if args.each { Mode::Each } else { Mode::Shared };
+    let asked = chosen_limits(system, &asked_spec, named, mode)?;
 
     super::access::datapath(system, global)?;
     let mut backend = system.install(&global.datapath())?;
@@ -151,7 +165,7 @@ pub fn set<S: System>(
                     .get(direction)
                     .or_else(|| replaced.and_then(|r| *r.spec.limits.get(direction)))
             }),
-            mode: if args.each { Mode::Each } else { Mode::Shared },
+            mode,
             order,
             enabled: true,
         },
@@ -496,8 +510,9 @@ mod tests {
                     "wget",
                     "--down",
                     "1M",
+                    "--each",
                 ],
-                "backend \"ifb\" is unavailable: it holds one HTB class per process",
+                "backend \"ifb\" is unavailable: it holds a rule's download in one HTB class, and an each-mode rule",
             ),
             (
                 &["unlimit", "--exe", "/usr/bin/steam"],
@@ -605,5 +620,25 @@ mod tests {
                 path: "/usr/bin/steam".into()
             }
         );
+        drop(machine);
+        // named, ifb holds a shared rule's download
+        let out = ok(
+            &mut system,
+            &[
+                "--download-backend",
+                "ifb",
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "1M",
+            ],
+        );
+        let machine = system.machine();
+        assert_eq!(
+            machine.rules[0].request.limits.down.map(|l| l.enforcement),
+            Some(Enforcement::Ifb)
+        );
+        assert!(out.contains("down ifb]"), "{out}");
     }
 }
