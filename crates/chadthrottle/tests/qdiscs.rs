@@ -225,6 +225,8 @@ fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> 
 /// A shared rule's download held by ifb: two processes of one executable, at the lab's
 /// round trip (RTT 0), share one HTB class on one IFB device and are held together within
 /// the process test's bounds; unlimit and reset take the class, filter and device away.
+/// Left to the default, the rule gets ifb as a process would (the members' ingress is
+/// free).
 fn ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> {
     let lab = Lab::new("ifb-rule", None)?;
     let programs = Programs::new("ifb-rule")?;
@@ -286,8 +288,16 @@ fn ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind() -> anyhow
     );
     ensure!(qdiscs(&clients[0])? == before, "and the ingress qdisc");
 
+    // left to the default, the rule gets ifb too (its members' ingress is free), and
     // reset takes the rule's class, filter and device away
-    run(&lab, &limit)?;
+    let printed = run(&lab, &limit[..5])?;
+    ensure!(
+        printed.contains("[ifb (default)]")
+            && printed.contains(&format!(
+                "download backend ifb: default: the ingress of {DEVICE} is free"
+            )),
+        "limit said: {printed}"
+    );
     ensure!(ifb_devices(&clients[0])?.len() == 1, "the rule's IFB again");
     run(&lab, &["reset"])?;
     ensure!(

@@ -581,7 +581,8 @@ mode = "each"
         );
         assert!(
             out.starts_with(
-                "rule \"exe-steam\": exe /usr/bin/steam ↓5MB/s (shared), until removed [shaping]; "
+                "rule \"exe-steam\": exe /usr/bin/steam ↓5MB/s (shared), until removed \
+                 [shaping (default)]; "
             ),
             "{out}"
         );
