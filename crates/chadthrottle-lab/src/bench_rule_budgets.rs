@@ -69,18 +69,35 @@ pub struct AppCase {
     pub aggregate: Summary,
 }
 
+/// The exe rule of an [`AppCase`].
+#[derive(Debug, Clone, Copy)]
+pub struct AppRule {
+    /// The direction it limits, which the four processes move data in.
+    pub direction: Direction,
+    /// A budget per process instead of one shared.
+    pub each: bool,
+    /// What holds it (the policer behind).
+    pub backend: Enforcement,
+    /// Bytes per second.
+    pub rate: u64,
+}
+
 /// Four clients of `app` (each with a server of its own, so that each one's goodput is
-/// read apart), two started before an exe rule of `rate` (shared, or `each`) and two
-/// after, all moving data in `direction` for `seconds`.
+/// read apart), two started before the exe rule `app_rule` and two after, all moving data
+/// in its direction for `seconds`.
 pub fn app_case(
     lab: &Lab,
     datapath: &mut Datapath,
     app: &Path,
-    direction: Direction,
-    each: bool,
-    rate: u64,
+    app_rule: AppRule,
     seconds: f64,
 ) -> anyhow::Result<AppCase> {
+    let AppRule {
+        direction,
+        each,
+        backend,
+        rate,
+    } = app_rule;
     let mut servers = Vec::new();
     for _ in 0..4 {
         servers.push(lab.server(Proto::Tcp, Family::V4, None)?);
@@ -90,7 +107,9 @@ pub fn app_case(
         clients.push(lab.client_program(server, Proto::Tcp, app)?);
     }
     let target = RuleTarget::Match(exe_key(app)?);
-    datapath.set_rule(&rule(1, 2, target, each, direction, rate))?;
+    let mut limit = rule(1, 2, target, each, direction, rate);
+    *limit.limits.get_mut(direction) = held_by(backend, rate);
+    datapath.set_rule(&limit)?;
     for server in &servers[2..] {
         clients.push(lab.client_program(server, Proto::Tcp, app)?);
     }

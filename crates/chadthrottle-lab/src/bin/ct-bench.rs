@@ -424,6 +424,7 @@ fn tree_table(
 }
 
 fn rule_budgets(options: &Options) -> anyhow::Result<()> {
+    use chadthrottle_core::status::Enforcement;
     use chadthrottle_lab::bench_rule_budgets as budgets;
     use chadthrottle_lab::programs::Programs;
     const RATE: u64 = 2 << 20;
@@ -460,44 +461,52 @@ fn rule_budgets(options: &Options) -> anyhow::Result<()> {
     for &rtt in &options.rtts {
         let lab = lab(rtt)?;
         let mut datapath = lab_datapath::install(&lab)?;
-        for each in [false, true] {
-            for direction in Direction::ALL {
-                let case = budgets::app_case(
-                    &lab,
-                    &mut datapath,
-                    &app,
-                    direction,
-                    each,
-                    RATE,
-                    options.seconds,
-                )?;
-                let (budget, share) = if each {
-                    (4.0 * RATE as f64, RATE as f64)
-                } else {
-                    (RATE as f64, RATE as f64 / 4.0)
-                };
-                let split: Vec<String> = case
-                    .each_rate
-                    .iter()
-                    .map(|&rate| {
-                        format!(
-                            "{} ({})",
-                            format_rate(rate as u64),
-                            percent(stats::error(rate, share))
-                        )
-                    })
-                    .collect();
-                row(&[
-                    format!("{rtt} ms"),
-                    if each { "each" } else { "shared" }.to_owned(),
-                    format!("{direction:?}").to_lowercase(),
-                    format_rate(budget as u64),
-                    format_rate(case.aggregate.rate as u64),
-                    percent(stats::error(case.aggregate.rate, budget)),
-                    format!("{:.1} %", case.aggregate.cv * 100.0),
-                    split.join(", "),
-                ]);
-            }
+        // a shared rule's download once more, held by ifb
+        let cases = [
+            (false, Direction::Up, Enforcement::Shaping),
+            (false, Direction::Down, Enforcement::Shaping),
+            (false, Direction::Down, Enforcement::Ifb),
+            (true, Direction::Up, Enforcement::Shaping),
+            (true, Direction::Down, Enforcement::Shaping),
+        ];
+        for (each, direction, backend) in cases {
+            let app_rule = budgets::AppRule {
+                direction,
+                each,
+                backend,
+                rate: RATE,
+            };
+            let case = budgets::app_case(&lab, &mut datapath, &app, app_rule, options.seconds)?;
+            let (budget, share) = if each {
+                (4.0 * RATE as f64, RATE as f64)
+            } else {
+                (RATE as f64, RATE as f64 / 4.0)
+            };
+            let split: Vec<String> = case
+                .each_rate
+                .iter()
+                .map(|&rate| {
+                    format!(
+                        "{} ({})",
+                        format_rate(rate as u64),
+                        percent(stats::error(rate, share))
+                    )
+                })
+                .collect();
+            row(&[
+                format!("{rtt} ms"),
+                match (each, backend) {
+                    (true, _) => "each".to_owned(),
+                    (false, Enforcement::Shaping) => "shared".to_owned(),
+                    (false, other) => format!("shared, {}", other.name()),
+                },
+                format!("{direction:?}").to_lowercase(),
+                format_rate(budget as u64),
+                format_rate(case.aggregate.rate as u64),
+                percent(stats::error(case.aggregate.rate, budget)),
+                format!("{:.1} %", case.aggregate.cv * 100.0),
+                split.join(", "),
+            ]);
         }
     }
     {
