@@ -263,8 +263,19 @@ fn ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind() -> anyhow
             == 1,
         "one class for the rule: {classes:?}"
     );
-    let rules = run(&lab, &["rules", "--json"])?;
-    ensure!(rules.contains("\"ifb\""), "rules says ifb: {rules}");
+    let rules: Value = serde_json::from_str(&run(&lab, &["rules", "--json"])?)?;
+    ensure!(
+        rules["rules"][0]["backend"]["down"] == "ifb",
+        "rules --json says ifb: {rules}"
+    );
+    let table = run(&lab, &["rules"])?;
+    ensure!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.contains("  ifb  ")),
+        "the rules table says ifb: {table}"
+    );
 
     server.start_send_all(SECONDS, MAX_BYTES, clients.len())?;
     let report = server.finish_send()?;

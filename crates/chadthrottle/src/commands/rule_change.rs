@@ -408,7 +408,9 @@ mod tests {
         assert!(
             table.lines().any(|line| line.starts_with("tree 5000 ")
                 && line.contains(" tree PID 5000 ")
-                && line.contains(" shared  ⚡ ↓2MB/s ↑-  2: 5000, 5001  ↓0B ↑0B  ↓0B ↑0B  never")),
+                && line.contains(
+                    " shared  ⚡ ↓2MB/s ↑-  shaping (default)  2: 5000, 5001  ↓0B ↑0B  ↓0B ↑0B  never"
+                )),
             "{table}"
         );
 
