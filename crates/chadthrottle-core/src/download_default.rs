@@ -1,4 +1,5 @@
-//! The backend a process's download gets when none is named, and the reason shown for it.
+//! The backend a download gets when none is named (a process's, or a shared rule's from
+//! its members' interfaces), and the reason shown for it.
 //!
 //! `ifb` holds a LAN download without drops where shaping can only police it, but it
 //! changes the interfaces the download arrives on. So it is the default only where it is
@@ -44,6 +45,8 @@ pub enum DefaultReason {
     Unreadable(String),
     /// shaping: no interface but loopback receives its downloads.
     NoInterface,
+    /// shaping: a rule that governs no process now (no interface is known to hold).
+    NoMember,
     /// shaping: this interface has no Ethernet framing, so ifb cannot carry it.
     NotEthernet(String),
     /// shaping: this interface has an ingress qdisc of another (its kind).
@@ -71,6 +74,10 @@ impl fmt::Display for DefaultReason {
             DefaultReason::NoInterface => {
                 f.write_str("default: no interface but loopback receives its downloads")
             }
+            DefaultReason::NoMember => f.write_str(
+                "default: the rule governs no process now, so no interface is known to \
+                 receive its downloads",
+            ),
             DefaultReason::NotEthernet(interface) => write!(
                 f,
                 "default: {interface} has no Ethernet framing, which ifb needs"
@@ -134,10 +141,10 @@ pub fn choose(
 /// works here.
 pub fn policy(ifb: &Availability) -> String {
     match ifb {
-        Availability::Available => "a process's download: ifb where the ingress of every \
-                                    interface it arrives on is free, else the best available \
-                                    backend; a rule's: the best available (ifb cannot hold \
-                                    rules)"
+        Availability::Available => "a download, a process's or a shared rule's: ifb where \
+                                    the ingress of every interface it arrives on (a rule's: \
+                                    its members' now) is free, else the best available \
+                                    backend; an each-mode rule's: the best available but ifb"
             .to_owned(),
         Availability::Unavailable(reason) => format!(
             "a download, a process's or a rule's: the best available backend (ifb is \
@@ -221,7 +228,10 @@ mod tests {
 
     #[test]
     fn the_policy_names_ifb_only_where_it_works() {
-        assert!(policy(&Availability::Available).starts_with("a process's download: ifb"));
+        assert!(
+            policy(&Availability::Available)
+                .starts_with("a download, a process's or a shared rule's: ifb where")
+        );
         let off = policy(&Availability::Unavailable("no CONFIG_IFB".into()));
         assert!(off.contains("best available") && off.contains("no CONFIG_IFB"));
     }

@@ -682,11 +682,16 @@ impl RuleBackend for FakeBackend {
                 request.spec.name
             )));
         }
-        if let Some(qdisc) = set.iter().find(|l| l.enforcement.per_process_only()) {
-            return Err(FakeError(format!(
-                "backend \"{}\" cannot hold a rule",
-                qdisc.enforcement.name()
-            )));
+        let each = request.spec.mode == crate::rule_target::Mode::Each;
+        for (direction, limit) in request.limits.iter() {
+            if let Some(limit) = limit
+                && let Some(why) = limit.enforcement.refused_for_rule(direction, each)
+            {
+                return Err(FakeError(format!(
+                    "backend \"{}\" cannot hold this rule: {why}",
+                    limit.enforcement.name()
+                )));
+            }
         }
         // as the kernel's match table: one rule per target
         if let Some(other) = machine.rules.iter().find(|r| {

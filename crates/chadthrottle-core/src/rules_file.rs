@@ -331,13 +331,19 @@ pub fn file_rule_name(target: &RuleTarget, taken: &[&str]) -> String {
     candidate
 }
 
-/// Rules are enforced per rule, not per process: the qdisc backends, which hold one HTB
-/// class per process, are not offered.
+/// The backends a rule can name for `direction`: shaping and the policer, and ifb for a
+/// download (whether the rule's mode allows it is checked with the mode, when applied).
 fn rule_backend(name: &str, direction: Direction) -> Result<Enforcement, String> {
     match Enforcement::from_name(name) {
         Some(found @ (Enforcement::Shaping | Enforcement::Policer)) => Ok(found),
+        Some(Enforcement::Ifb) if direction == Direction::Down => Ok(Enforcement::Ifb),
         _ => Err(format!(
-            "{direction} backend \"{name}\" is not one for rules: shaping or policer"
+            "{direction} backend \"{name}\" is not one for rules: shaping or policer{}",
+            if direction == Direction::Down {
+                ", or ifb"
+            } else {
+                ""
+            }
         )),
     }
 }
@@ -872,6 +878,20 @@ up = "1M"
         assert_eq!(
             message,
             "5:18: up backend \"htb\" is not one for rules: shaping or policer"
+        );
+        let message = refusal(
+            "[[rule]]\nname = \"s\"\nexe = \"/bin/s\"\ndown = \"1M\"\ndownload_backend = \"nftables\"\n",
+        );
+        assert_eq!(
+            message,
+            "5:20: down backend \"nftables\" is not one for rules: shaping or policer, or ifb"
+        );
+        let held = rules(
+            "[[rule]]\nname = \"s\"\nexe = \"/bin/s\"\ndown = \"1M\"\ndownload_backend = \"ifb\"\n",
+        );
+        assert_eq!(
+            held[0].limits.down.and_then(|limit| limit.backend),
+            Some(Enforcement::Ifb)
         );
     }
 

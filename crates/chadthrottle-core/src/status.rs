@@ -63,13 +63,27 @@ impl Enforcement {
         matches!(self, Enforcement::Htb | Enforcement::Ifb)
     }
 
-    /// Whether the backend holds single processes only (an HTB class, an nftables rule or
-    /// a police filter per process), so a rule cannot use it.
-    pub const fn per_process_only(self) -> bool {
-        matches!(
-            self,
-            Enforcement::Htb | Enforcement::Ifb | Enforcement::Nftables | Enforcement::TcPolice
-        )
+    /// Why a rule cannot have this backend hold its `direction` (`each`: a budget per
+    /// member), or `None` if it can. A shared rule's download is one budget the classifier
+    /// finds like a process's, so one HTB class holds it; everything else these backends
+    /// hold is keyed by process.
+    pub const fn refused_for_rule(self, direction: Direction, each: bool) -> Option<&'static str> {
+        match (self, direction, each) {
+            (Enforcement::Shaping | Enforcement::Policer, _, _)
+            | (Enforcement::Ifb, Direction::Down, false) => None,
+            (Enforcement::Ifb, _, true) => Some(
+                "it holds a rule's download in one HTB class, and an each-mode rule gives every \
+                 process a budget of its own, made in the kernel as the process starts: use \
+                 shaping or policer, or a shared rule",
+            ),
+            (Enforcement::Htb | Enforcement::Ifb, _, _) => Some(
+                "it holds one HTB class per process, so it cannot hold a rule: use shaping or \
+                 policer",
+            ),
+            (Enforcement::Nftables | Enforcement::TcPolice, _, _) => {
+                Some("it holds single processes, so it cannot hold a rule: use shaping or policer")
+            }
+        }
     }
 
     pub fn from_name(name: &str) -> Option<Enforcement> {
@@ -261,6 +275,41 @@ impl LimitStatus {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_rule_takes_ifb_for_a_shared_download_only() {
+        let down = Direction::Down;
+        assert_eq!(Enforcement::Ifb.refused_for_rule(down, false), None);
+        assert_eq!(Enforcement::Shaping.refused_for_rule(down, true), None);
+        assert_eq!(
+            Enforcement::Policer.refused_for_rule(Direction::Up, true),
+            None
+        );
+        let each = Enforcement::Ifb
+            .refused_for_rule(down, true)
+            .unwrap_or_default();
+        assert!(each.contains("each-mode"), "{each}");
+        for refused in [
+            Enforcement::Htb,
+            Enforcement::Nftables,
+            Enforcement::TcPolice,
+        ] {
+            for each in [false, true] {
+                let why = refused
+                    .refused_for_rule(Direction::Up, each)
+                    .unwrap_or_default();
+                assert!(
+                    why.ends_with("use shaping or policer"),
+                    "{refused:?}: {why}"
+                );
+            }
+        }
+        assert!(
+            Enforcement::TcPolice
+                .refused_for_rule(down, false)
+                .is_some()
+        );
+    }
 
     fn sample() -> ActiveLimit {
         ActiveLimit {

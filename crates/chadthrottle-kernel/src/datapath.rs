@@ -126,7 +126,7 @@ pub struct Datapath {
     pub(crate) counters: PerCpuArray<MapData, u64>,
     pub(crate) capacity: u32,
     pub(crate) pin_dir: PathBuf,
-    force_qdisc: bool,
+    pub(crate) force_qdisc: bool,
     /// The cgroup the programs are attached to, where the caller knows it (a cgroup
     /// rule must lie inside it); `None`: the whole cgroup2 tree.
     pub(crate) scope: Option<PathBuf>,
@@ -196,7 +196,8 @@ impl Datapath {
         held
     }
 
-    /// The qdisc-held limits in force, of live processes.
+    /// The qdisc-held limits in force: of live processes, and of the shared rules a class
+    /// holds (one entry per live member).
     fn class_limits(&self) -> Vec<ClassLimit> {
         self.held_by(LIMIT_QDISC)
             .into_iter()
@@ -206,6 +207,7 @@ impl Datapath {
                 class_id: limit.class_id,
                 rate: limit.bucket.rate,
             })
+            .chain(self.rule_class_limits())
             .collect()
     }
 
@@ -246,24 +248,33 @@ impl Datapath {
     }
 
     /// Brings the qdisc backends' interfaces in line with the table.
-    fn sync_qdiscs(&self, held: &StateLock, reach: Reach) -> Result<(), Error> {
+    pub(crate) fn sync_qdiscs(&self, held: &StateLock, reach: Reach) -> Result<(), Error> {
         qdisc_sync::sync(held, &self.pin_dir, &self.class_limits(), reach)
     }
 
     /// The HTB class for `pid`: the one its other direction has, or the lowest free one.
     /// Free until written, so the caller holds the lock until the entry is in the table.
-    fn class_for(&self, _held: &StateLock, pid: u32) -> Result<u32, Error> {
-        let mut used = BTreeSet::new();
-        for key in self.process_keys() {
-            if let Ok(Some(limit)) = self.entry(key.id, direction_of(key.dir))
+    fn class_for(&self, held: &StateLock, pid: u32) -> Result<u32, Error> {
+        for direction in Direction::ALL {
+            if let Ok(Some(limit)) = self.entry(pid, direction)
                 && limit.class_id != 0
             {
-                if key.id == pid {
-                    return Ok(limit.class_id);
-                }
-                used.insert(u16::try_from(limit.class_id & 0xffff).unwrap_or(0));
+                return Ok(limit.class_id);
             }
         }
+        self.unused_class(held)
+    }
+
+    /// The lowest HTB class (or police slot) no budget has, of a process or of a rule.
+    /// Free until written, so the caller holds the lock until the budget is in the table.
+    pub(crate) fn unused_class(&self, _held: &StateLock) -> Result<u32, Error> {
+        let used: BTreeSet<u16> = self
+            .limits
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, limit)| limit.class_id != 0)
+            .map(|(_, limit)| u16::try_from(limit.class_id & 0xffff).unwrap_or(0))
+            .collect();
         htb_class::free_minor(&used)
             .map(htb_class::class_id)
             .ok_or(Error::TableFull { capacity: 0xfffe })

@@ -4,7 +4,8 @@
 //!
 //! [`sync`] is declarative. From the limits it is given it works out, per namespace, the
 //! interfaces in use (the routes of the processes' connected sockets and the namespace's
-//! default routes) and one HTB class per process on each; the record file says what was
+//! default routes) and one HTB class per process limit and per shared rule on each (a
+//! rule's class goes where its members' namespaces are); the record file says what was
 //! installed before and what it replaced. It first checks every root qdisc it would
 //! replace, and refuses (changing nothing) one it did not create unless forced; then it
 //! installs, re-rates and removes. Each namespace is worked on from a short thread that
@@ -33,7 +34,8 @@ use std::path::{Path, PathBuf};
 /// Packets an IFB device queues per class (its `txqueuelen`, which HTB's leaves take).
 const IFB_QUEUE: u32 = 1000;
 
-/// One process's limit held by an HTB class.
+/// One process's limit held by an HTB class, or one member of a shared rule whose class
+/// holds the rule's budget (every member of the rule names the same class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClassLimit {
     pub pid: u32,
@@ -505,6 +507,10 @@ fn set_classes(
         .iter()
         .filter(|c| c.direction == interface.direction)
     {
+        // a rule's members share one class
+        if kept.contains(&class.class_id) {
+            continue;
+        }
         let rate = htb_class::wire_rate(class.rate, link.mtu, header);
         rtnl.set_class(
             carrier.index,

@@ -14,13 +14,14 @@ use crate::clock;
 use crate::datapath::{BPF_F_LOCK, Datapath, dir_code};
 use crate::error::Error;
 use crate::layout::{
-    LIMIT_SHAPE, Limit, LimitKey, MATCH_CGROUP, MATCH_EXE, MATCH_NAME, MATCH_UID, MatchKey, Member,
-    Owner, RANK_CGROUP, RANK_EXE, RANK_NAME, RANK_TREE, RANK_USER, RATE_UNLIMITED, RULE_EACH, Rule,
-    RuleDir, SCOPE_RULE, rank_bit,
+    LIMIT_BY_DEFAULT, LIMIT_QDISC, LIMIT_SHAPE, Limit, LimitKey, MATCH_CGROUP, MATCH_EXE,
+    MATCH_NAME, MATCH_UID, MatchKey, Member, Owner, RANK_CGROUP, RANK_EXE, RANK_NAME, RANK_TREE,
+    RANK_USER, RATE_UNLIMITED, RULE_EACH, Rule, RuleDir, SCOPE_RULE, rank_bit,
 };
 use crate::lock::{self, StateLock};
 use crate::names::{MAP_LIMITS, MAP_MATCH, MAP_RULES, MAP_TREE};
 use crate::procs;
+use crate::qdisc_sync::{ClassLimit, Reach};
 use crate::task_iterator::{self, Unresolved};
 use crate::tcp_iterator;
 use aya::maps::MapError;
@@ -101,23 +102,35 @@ fn template(limit: Option<DirectionLimit>) -> RuleDir {
         burst,
         flags: match limit.map(|l| l.enforcement) {
             Some(Enforcement::Shaping) => LIMIT_SHAPE,
+            Some(Enforcement::Ifb | Enforcement::Htb) => LIMIT_QDISC,
             _ => 0,
+        } | if limit.is_some_and(|l| l.by_default) {
+            LIMIT_BY_DEFAULT
+        } else {
+            0
         },
         _pad: 0,
     }
 }
 
-fn limit_of(dir: &RuleDir) -> Option<DirectionLimit> {
+fn limit_of(dir: &RuleDir, direction: Direction) -> Option<DirectionLimit> {
     (dir.bucket.rate != RATE_UNLIMITED).then_some(DirectionLimit {
         rate: dir.bucket.rate,
         burst: dir.burst,
-        enforcement: if dir.flags & LIMIT_SHAPE != 0 {
-            Enforcement::Shaping
-        } else {
-            Enforcement::Policer
+        enforcement: match (dir.flags, direction) {
+            (flags, _) if flags & LIMIT_SHAPE != 0 => Enforcement::Shaping,
+            (flags, Direction::Down) if flags & LIMIT_QDISC != 0 => Enforcement::Ifb,
+            (flags, Direction::Up) if flags & LIMIT_QDISC != 0 => Enforcement::Htb,
+            _ => Enforcement::Policer,
         },
-        by_default: false,
+        by_default: dir.flags & LIMIT_BY_DEFAULT != 0,
     })
+}
+
+/// Whether `rule`'s shared budget in some direction is held by an HTB class.
+const fn held_by_class(rule: &Rule) -> bool {
+    rule.flags & RULE_EACH == 0
+        && (rule.dir[0].flags & LIMIT_QDISC != 0 || rule.dir[1].flags & LIMIT_QDISC != 0)
 }
 
 const fn rule_key(id: u32, direction: Direction) -> LimitKey {
@@ -200,12 +213,32 @@ impl Datapath {
             .iter()
             .fold(0, |ranks, rule| ranks | rank_bit(u32::from(rule.rank)));
         self.publish_ranks(adding)?;
+        let classes = rules.iter().any(|rule| {
+            !rule.each
+                && rule
+                    .limits
+                    .iter()
+                    .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.is_qdisc()))
+        });
         let result = rules
             .iter()
-            .try_for_each(|rule| self.write_rule(rule))
-            .and_then(|()| self.bring_in(held, ids));
+            .try_for_each(|rule| self.write_rule(held, rule))
+            .and_then(|()| self.bring_in(held, ids))
+            .and_then(|applied| {
+                // the classes go on the interfaces of the members' namespaces known now
+                if classes {
+                    self.sync_qdiscs(
+                        held,
+                        Reach::Grow {
+                            force: self.force_qdisc,
+                        },
+                    )?;
+                }
+                Ok(applied)
+            });
         if result.is_err() {
-            // nothing half-set stays: the rules, their targets and budgets go again
+            // nothing half-set stays: the rules, their targets and budgets go again (and
+            // with them the classes, which the removal syncs away)
             let ids: Vec<u32> = ids.iter().copied().collect();
             let _best_effort = self.remove_rules_locked(held, &ids);
         }
@@ -301,8 +334,8 @@ impl Datapath {
                 rank: u8::try_from(rule.rank).unwrap_or(u8::MAX),
                 each,
                 limits: PerDirection {
-                    up: limit_of(&rule.dir[0]),
-                    down: limit_of(&rule.dir[1]),
+                    up: limit_of(&rule.dir[0], Direction::Up),
+                    down: limit_of(&rule.dir[1], Direction::Down),
                 },
                 members,
                 stats,
@@ -313,9 +346,53 @@ impl Datapath {
         Ok(rules)
     }
 
+    /// The HTB classes of the shared rules whose budget a class holds, one entry per live
+    /// member (the sync installs a class where a member's downloads arrive; several
+    /// members of a rule name the same class). A lapsed rule holds nothing.
+    pub(crate) fn rule_class_limits(&self) -> Vec<ClassLimit> {
+        let now = clock::boottime_ns();
+        let rules: Vec<(u32, Rule)> = self
+            .rules
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, rule)| held_by_class(rule))
+            .filter(|(_, rule)| rule.expires_at_ns == 0 || rule.expires_at_ns > now)
+            .collect();
+        if rules.is_empty() {
+            return Vec::new();
+        }
+        let members: Vec<(u32, Member)> = self.members.iter().filter_map(Result::ok).collect();
+        let mut classes = Vec::new();
+        for (id, rule) in rules {
+            for direction in Direction::ALL {
+                let template = rule.dir[usize::from(dir_code(direction))];
+                if template.flags & LIMIT_QDISC == 0 || template.bucket.rate == RATE_UNLIMITED {
+                    continue;
+                }
+                let Ok(budget) = self.limits.get(&rule_key(id, direction), 0) else {
+                    continue;
+                };
+                classes.extend(
+                    members
+                        .iter()
+                        .filter(|(pid, member)| {
+                            member.rule == id && procs::is_alive(*pid, member.start_time)
+                        })
+                        .map(|(pid, _)| ClassLimit {
+                            pid: *pid,
+                            direction,
+                            class_id: budget.class_id,
+                            rate: template.bucket.rate,
+                        }),
+                );
+            }
+        }
+        classes
+    }
+
     /// The rule, its shared budgets and its target, in that order: the target last, so
     /// that the resolver never finds a rule without its budget.
-    fn write_rule(&mut self, rule: &RuleEntry) -> Result<(), Error> {
+    fn write_rule(&mut self, held: &StateLock, rule: &RuleEntry) -> Result<(), Error> {
         let value = Rule {
             rank: u32::from(rule.rank),
             order: rule.order,
@@ -333,10 +410,21 @@ impl Datapath {
         })?;
         if !rule.each {
             let now = clock::monotonic_ns();
+            // one class for the rule, whose budget the classifier finds for every member
+            let class_id = if held_by_class(&value) {
+                self.unused_class(held)?
+            } else {
+                0
+            };
             for direction in Direction::ALL {
                 let template = value.dir[usize::from(dir_code(direction))];
                 let budget = Limit {
                     flags: template.flags,
+                    class_id: if template.flags & LIMIT_QDISC != 0 {
+                        class_id
+                    } else {
+                        0
+                    },
                     bucket: Bucket::new(template.bucket.rate, template.burst, now),
                     burst: template.burst,
                     expires_at_ns: rule.expires_at_ns,
@@ -460,10 +548,13 @@ impl Datapath {
     /// to the next rule they match), then the shared budgets and the members' sockets.
     pub(crate) fn remove_rules_locked(
         &mut self,
-        _held: &StateLock,
+        held: &StateLock,
         ids: &[u32],
     ) -> Result<(), Error> {
         let ids: BTreeSet<u32> = ids.iter().copied().collect();
+        let classes = ids
+            .iter()
+            .any(|id| self.rules.get(id, 0).is_ok_and(|rule| held_by_class(&rule)));
         let matches: Vec<MatchKey> = self
             .matches
             .iter()
@@ -499,6 +590,10 @@ impl Datapath {
         }
         let pids: Vec<u32> = members.iter().map(|member| member.pid).collect();
         tcp_iterator::reconcile(&self.pin_dir, &pids)?;
+        if classes {
+            // their classes go, and the filters and IFB devices no other limit needs
+            self.sync_qdiscs(held, Reach::Shrink)?;
+        }
         if let Some(Unresolved { pid, error }) = unresolved.first() {
             return Err(Error::io("resolve the rule of", format!("PID {pid}"))(
                 std::io::Error::from_raw_os_error(-error),
@@ -524,16 +619,16 @@ fn check(rule: &RuleEntry) -> Result<(), Error> {
             rule.id, rule.rank
         )));
     }
-    let single = rule
-        .limits
-        .iter()
-        .any(|(_, limit)| limit.is_some_and(|l| l.enforcement.per_process_only()));
-    if single {
-        return Err(Error::RuleTarget(
-            "the htb, ifb, nftables and tc_police backends hold single processes; a rule uses shaping or \
-             the policer"
-                .into(),
-        ));
+    for (direction, limit) in rule.limits.iter() {
+        if let Some(limit) = limit
+            && let Some(why) = limit.enforcement.refused_for_rule(direction, rule.each)
+        {
+            return Err(Error::RuleTarget(format!(
+                "rule {}: backend \"{}\" {direction}: {why}",
+                rule.id,
+                limit.enforcement.name()
+            )));
+        }
     }
     Ok(())
 }
@@ -571,12 +666,29 @@ mod tests {
         assert!(wrong_rank.to_string().contains("rank 2"), "{wrong_rank}");
         for single in [Enforcement::Htb, Enforcement::Nftables] {
             let refused = check(&rule(name, 3, single)).expect_err("single");
-            assert_eq!(
-                refused.to_string(),
-                "the htb, ifb, nftables and tc_police backends hold single processes; a rule uses shaping \
-                 or the policer"
+            assert!(
+                refused
+                    .to_string()
+                    .ends_with("so it cannot hold a rule: use shaping or policer"),
+                "{refused}"
             );
         }
+        let ifb_down = |each| RuleEntry {
+            each,
+            limits: PerDirection {
+                up: None,
+                down: Some(DirectionLimit {
+                    rate: 1 << 20,
+                    burst: 1 << 20,
+                    enforcement: Enforcement::Ifb,
+                    by_default: false,
+                }),
+            },
+            ..rule(name, 3, Enforcement::Shaping)
+        };
+        assert!(check(&ifb_down(false)).is_ok(), "a shared rule's download");
+        let each = check(&ifb_down(true)).expect_err("each");
+        assert!(each.to_string().contains("each-mode"), "{each}");
         let zero = RuleEntry {
             id: 0,
             ..rule(name, 3, Enforcement::Shaping)
@@ -592,12 +704,24 @@ mod tests {
             enforcement: Enforcement::Shaping,
             by_default: false,
         };
-        assert_eq!(limit_of(&template(Some(shaped))), Some(shaped));
+        assert_eq!(
+            limit_of(&template(Some(shaped)), Direction::Up),
+            Some(shaped)
+        );
         let policed = DirectionLimit {
             enforcement: Enforcement::Policer,
             ..shaped
         };
-        assert_eq!(limit_of(&template(Some(policed))), Some(policed));
-        assert_eq!(limit_of(&template(None)), None);
+        assert_eq!(
+            limit_of(&template(Some(policed)), Direction::Up),
+            Some(policed)
+        );
+        let ifb = DirectionLimit {
+            enforcement: Enforcement::Ifb,
+            by_default: true,
+            ..shaped
+        };
+        assert_eq!(limit_of(&template(Some(ifb)), Direction::Down), Some(ifb));
+        assert_eq!(limit_of(&template(None), Direction::Down), None);
     }
 }

@@ -20,18 +20,23 @@ use std::time::{Duration, Instant};
 
 const MAX_BYTES: u64 = 64 << 30;
 
-/// A budget's limit as the command line sets it by default for a rule: shaping, with the
-/// policer behind it.
-fn shaped(rate: u64) -> Option<DirectionLimit> {
+/// A budget's limit with the command line's default burst, held by `enforcement` (with
+/// the policer behind it).
+fn held_by(enforcement: Enforcement, rate: u64) -> Option<DirectionLimit> {
     let burst = chadthrottle_core::rate::Rate::new(rate).map_or(rate, |rate| {
         chadthrottle_core::bucket::default_burst(rate).bytes()
     });
     Some(DirectionLimit {
         rate,
         burst,
-        enforcement: Enforcement::Shaping,
+        enforcement,
         by_default: false,
     })
+}
+
+/// A budget's limit as the command line sets it by default for a rule: shaping.
+fn shaped(rate: u64) -> Option<DirectionLimit> {
+    held_by(Enforcement::Shaping, rate)
 }
 
 fn rule(
@@ -64,18 +69,35 @@ pub struct AppCase {
     pub aggregate: Summary,
 }
 
+/// The exe rule of an [`AppCase`].
+#[derive(Debug, Clone, Copy)]
+pub struct AppRule {
+    /// The direction it limits, which the four processes move data in.
+    pub direction: Direction,
+    /// A budget per process instead of one shared.
+    pub each: bool,
+    /// What holds it (the policer behind).
+    pub backend: Enforcement,
+    /// Bytes per second.
+    pub rate: u64,
+}
+
 /// Four clients of `app` (each with a server of its own, so that each one's goodput is
-/// read apart), two started before an exe rule of `rate` (shared, or `each`) and two
-/// after, all moving data in `direction` for `seconds`.
+/// read apart), two started before the exe rule `app_rule` and two after, all moving data
+/// in its direction for `seconds`.
 pub fn app_case(
     lab: &Lab,
     datapath: &mut Datapath,
     app: &Path,
-    direction: Direction,
-    each: bool,
-    rate: u64,
+    app_rule: AppRule,
     seconds: f64,
 ) -> anyhow::Result<AppCase> {
+    let AppRule {
+        direction,
+        each,
+        backend,
+        rate,
+    } = app_rule;
     let mut servers = Vec::new();
     for _ in 0..4 {
         servers.push(lab.server(Proto::Tcp, Family::V4, None)?);
@@ -85,7 +107,9 @@ pub fn app_case(
         clients.push(lab.client_program(server, Proto::Tcp, app)?);
     }
     let target = RuleTarget::Match(exe_key(app)?);
-    datapath.set_rule(&rule(1, 2, target, each, direction, rate))?;
+    let mut limit = rule(1, 2, target, each, direction, rate);
+    *limit.limits.get_mut(direction) = held_by(backend, rate);
+    datapath.set_rule(&limit)?;
     for server in &servers[2..] {
         clients.push(lab.client_program(server, Proto::Tcp, app)?);
     }
@@ -183,13 +207,21 @@ pub struct TreeCase {
     /// Bytes the rule's budget passed (IP bytes, `skb->len`): about `bytes` if every
     /// downloader was charged to it.
     pub rule_bytes: u64,
+    /// Packets the policer behind dropped.
+    pub dropped_packets: u64,
 }
 
-/// A tree rule of `rate` (download) over a shell that runs `downloads` downloaders one
-/// after another, each reading `each_bytes` from its own connection and exiting.
+/// A tree rule of `rate` (download, held by `backend`: shaping or ifb) over a shell that
+/// runs `downloads` downloaders one after another, each reading `each_bytes` from its own
+/// connection and exiting.
+///
+/// The client namespace gets a default route through its interface first, as a machine's
+/// downloads arrive on its default route's: the shell has no connection when its rule is
+/// set, and ifb puts its class where the members' sockets and default routes lead.
 pub fn tree_case(
     lab: &Lab,
     datapath: &mut Datapath,
+    backend: Enforcement,
     rate: u64,
     downloads: u32,
     each_bytes: u64,
@@ -198,6 +230,14 @@ pub fn tree_case(
     let anchor_server = lab.server(Proto::Tcp, Family::V4, None)?;
     let anchor_client = lab.client(&anchor_server, Proto::Tcp, None, None)?;
     let server_ip = lab.server_ip(Family::V4).to_string();
+    let route = in_netns_of(
+        anchor_client.pid(),
+        "ip",
+        &["route", "replace", "default", "dev", lab.client_device()],
+    )
+    .status()
+    .context("run ip route in the client namespace")?;
+    ensure!(route.success(), "ip route replace default: {route}");
     let mut source = Started(
         in_netns_of(anchor_server.pid(), "python3", &["-c", SOURCE, &server_ip])
             .stdout(Stdio::piped())
@@ -222,24 +262,31 @@ pub fn tree_case(
     );
     std::fs::write(lab.cgroup().join("cgroup.procs"), shell.0.id().to_string())
         .context("move bash into the lab's cgroup")?;
-    let limit = rule(
-        1,
-        1,
-        RuleTarget::Tree(shell.0.id()),
-        false,
-        Direction::Down,
-        rate,
-    );
+    let limit = RuleEntry {
+        limits: PerDirection {
+            up: None,
+            down: held_by(backend, rate),
+        },
+        ..rule(
+            1,
+            1,
+            RuleTarget::Tree(shell.0.id()),
+            false,
+            Direction::Down,
+            rate,
+        )
+    };
     datapath.set_rule(&limit)?;
     let started = Instant::now();
     writeln!(shell.0.stdin.as_mut().context("stdin")?, "go")?;
     let status = shell.0.wait()?;
     let seconds = started.elapsed().as_secs_f64();
     ensure!(status.success(), "the downloaders' shell failed: {status}");
-    let rule_bytes = datapath
+    let down = datapath
         .rules()?
         .first()
-        .map_or(0, |rule| rule.stats.down.bytes);
+        .map(|rule| rule.stats.down)
+        .unwrap_or_default();
     datapath.remove_rule(1)?;
     drop(source);
     let _gone = (anchor_client.quit(), anchor_server.quit());
@@ -248,7 +295,8 @@ pub fn tree_case(
         bytes: u64::from(downloads) * each_bytes,
         burst: limit.limits.down.map_or(0, |l| l.burst),
         seconds,
-        rule_bytes,
+        rule_bytes: down.bytes,
+        dropped_packets: down.dropped_packets,
     })
 }
 

@@ -157,7 +157,7 @@ pub fn rules_table(rules: &[RuleStatus], now_unix: u64) -> String {
     }
     let mut rows = vec![
         [
-            "NAME", "TARGET", "MODE", "LIMIT", "MEMBERS", "PASSED", "DROPPED", "EXPIRES",
+            "NAME", "TARGET", "MODE", "LIMIT", "BACKEND", "MEMBERS", "PASSED", "DROPPED", "EXPIRES",
         ]
         .map(str::to_owned),
     ];
@@ -179,6 +179,7 @@ pub fn rules_table(rules: &[RuleStatus], now_unix: u64) -> String {
                 down: rate(Direction::Down),
             }
             .to_string(),
+            backends(&rule.limits),
             members(&rule.members),
             both(rule, |s| s.bytes),
             both(rule, |s| s.dropped_bytes),
@@ -396,8 +397,8 @@ PID   NAME  DIR   LIMIT    BURST    BYTES  PACKETS  DROPPED         BACKEND  EXP
             expires_at: Some(1_090),
         };
         let expected = "\
-NAME        TARGET    MODE  LIMIT        MEMBERS        PASSED    DROPPED   EXPIRES
-user alice  uid 1000  each  ⚡ ↓- ↑1MB/s  5: 1, 2, 3, …  ↓0B ↑3MB  ↓0B ↑1MB  in 1m 30s
+NAME        TARGET    MODE  LIMIT        BACKEND  MEMBERS        PASSED    DROPPED   EXPIRES
+user alice  uid 1000  each  ⚡ ↓- ↑1MB/s  shaping  5: 1, 2, 3, …  ↓0B ↑3MB  ↓0B ↑1MB  in 1m 30s
 ";
         assert_eq!(rules_table(std::slice::from_ref(&rule), 1_000), expected);
         assert_eq!(rules_table(&[], 0), "no rules\n");

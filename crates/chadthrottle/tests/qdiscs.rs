@@ -12,8 +12,13 @@ pub mod common;
 pub mod iproute;
 
 use anyhow::ensure;
+use chadthrottle_lab::programs::Programs;
+use chadthrottle_lab::protocol::SendReport;
+use chadthrottle_lab::stats::summarize;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{MAX_BYTES, MIB, Test, listed, pid, policed, run, status_of, steady, within};
+use common::{
+    MAX_BYTES, MIB, Test, WARMUP_NS, listed, pid, policed, run, status_of, steady, within,
+};
 use iproute::{DEVICE, ifb_devices, iproute};
 use serde_json::Value;
 
@@ -26,6 +31,21 @@ fn qdiscs(inside: &Endpoint) -> anyhow::Result<Value> {
         "tc",
         &["-j", "qdisc", "show", "dev", DEVICE],
     )?)?)
+}
+
+/// Prints how many of the transfer's segments were retransmitted; more than 1 % fails.
+fn at_most_one_percent_retransmitted(report: &SendReport) -> anyhow::Result<()> {
+    let segments = report.bytes / 1448 + 1;
+    println!(
+        "  {} of {segments} segments retransmitted",
+        report.retransmits
+    );
+    ensure!(
+        report.retransmits * 100 <= segments,
+        "{} of {segments} segments retransmitted",
+        report.retransmits
+    );
+    Ok(())
 }
 
 fn kinds(qdiscs: &Value) -> Vec<String> {
@@ -179,16 +199,7 @@ fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> 
     steady(&mut client, &report)?.held_smoothly("ifb download", 2.0 * MIB, 0.05)?;
     let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["down"] == "ifb", "status: {entry}");
-    let segments = report.bytes / 1448 + 1;
-    println!(
-        "  {} of {segments} segments retransmitted",
-        report.retransmits
-    );
-    ensure!(
-        report.retransmits * 100 <= segments,
-        "{} of {segments} segments retransmitted",
-        report.retransmits
-    );
+    at_most_one_percent_retransmitted(&report)?;
 
     run(&lab, &["unlimit", "--pid", &pid(&client)])?;
     ensure!(ifb_devices(&client)?.is_empty(), "unlimit removes the IFB");
@@ -207,6 +218,107 @@ fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> 
         qdiscs(&client)? == before,
         "reset puts every qdisc back: {:?}",
         kinds(&qdiscs(&client)?)
+    );
+    Ok(())
+}
+
+/// A shared rule's download held by ifb: two processes of one executable, at the lab's
+/// round trip (RTT 0), share one HTB class on one IFB device and are held together within
+/// the process test's bounds; unlimit and reset take the class, filter and device away.
+/// Left to the default, the rule gets ifb as a process would (the members' ingress is
+/// free).
+fn ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> {
+    let lab = Lab::new("ifb-rule", None)?;
+    let programs = Programs::new("ifb-rule")?;
+    let app = programs.install("ct-ifb-rule")?;
+    let app_text = app.to_string_lossy().into_owned();
+    let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut clients = [
+        lab.client_program(&server, Proto::Tcp, &app)?,
+        lab.client_program(&server, Proto::Tcp, &app)?,
+    ];
+    let before = qdiscs(&clients[0])?;
+    let limit = [
+        "limit",
+        "--exe",
+        &app_text,
+        "--down",
+        "2M",
+        "--download-backend",
+        "ifb",
+    ];
+    let printed = run(&lab, &limit)?;
+    ensure!(
+        printed.contains("[ifb]") && printed.contains("2 processes now"),
+        "limit said: {printed}"
+    );
+    let devices = ifb_devices(&clients[0])?;
+    ensure!(devices.len() == 1, "one IFB device: {devices:?}");
+    let classes = iproute(&clients[0], "tc", &["class", "show", "dev", &devices[0]])?;
+    ensure!(
+        classes
+            .lines()
+            .filter(|line| line.starts_with("class htb"))
+            .count()
+            == 1,
+        "one class for the rule: {classes:?}"
+    );
+    let rules: Value = serde_json::from_str(&run(&lab, &["rules", "--json"])?)?;
+    ensure!(
+        rules["rules"][0]["backend"]["down"] == "ifb",
+        "rules --json says ifb: {rules}"
+    );
+    let table = run(&lab, &["rules"])?;
+    ensure!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.contains("  ifb  ")),
+        "the rules table says ifb: {table}"
+    );
+
+    server.start_send_all(SECONDS, MAX_BYTES, clients.len())?;
+    let report = server.finish_send()?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (start, end) = (report.start_ns + WARMUP_NS, report.end_ns);
+    let mut sum: Vec<u64> = Vec::new();
+    for client in &mut clients {
+        let bins = client.bins()?.between(start, end);
+        sum.resize(sum.len().max(bins.len()), 0);
+        for (total, bytes) in sum.iter_mut().zip(bins) {
+            *total += bytes;
+        }
+    }
+    summarize(&sum).held_smoothly("a shared rule's ifb download", 2.0 * MIB, 0.05)?;
+    at_most_one_percent_retransmitted(&report)?;
+
+    run(&lab, &["unlimit", "--exe", &app_text])?;
+    ensure!(
+        ifb_devices(&clients[0])?.is_empty(),
+        "unlimit removes the IFB"
+    );
+    ensure!(qdiscs(&clients[0])? == before, "and the ingress qdisc");
+
+    // left to the default, the rule gets ifb too (its members' ingress is free), and
+    // reset takes the rule's class, filter and device away
+    let printed = run(&lab, &limit[..5])?;
+    ensure!(
+        printed.contains("[ifb (default)]")
+            && printed.contains(&format!(
+                "download backend ifb: default: the ingress of {DEVICE} is free"
+            )),
+        "limit said: {printed}"
+    );
+    ensure!(ifb_devices(&clients[0])?.len() == 1, "the rule's IFB again");
+    run(&lab, &["reset"])?;
+    ensure!(
+        ifb_devices(&clients[0])?.is_empty(),
+        "reset removes the IFB"
+    );
+    ensure!(
+        qdiscs(&clients[0])? == before,
+        "reset puts every qdisc back: {:?}",
+        kinds(&qdiscs(&clients[0])?)
     );
     Ok(())
 }
@@ -304,6 +416,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "ifb_holds_a_download_and_reset_leaves_nothing_behind",
         ifb_holds_a_download_and_reset_leaves_nothing_behind,
+    ),
+    (
+        "ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind",
+        ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind,
     ),
     (
         "the_default_download_is_ifb_where_free_and_shaping_beside_a_busy_ingress",

@@ -9,7 +9,8 @@
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --shaper-cost  # the shaper's CPU per 1 000 sockets
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --rules-cost  # rules: per packet, per exec
 //! cargo build --release --workspace && sudo target/release/ct-bench --rule-budgets  # rules: accuracy, apply
-//!     (--apply-only: only `apply`'s time)
+//!     (--apply-only: only `apply`'s time; --tree-only: only the tree of short downloaders,
+//!      its rule's download held by shaping, then by ifb)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --metrics-scrape  # a metrics scrape (no root)
 //! cargo build --release --workspace && sudo target/release/ct-bench --daemon-cost  # the daemon's CPU
 //!     (1 000 processes holding a connection, a 1 Gbit/s flow, 60 s at 10 s sampling;
@@ -69,6 +70,8 @@ struct Options {
     rule_budgets: bool,
     /// Of those, `apply`'s time only.
     apply_only: bool,
+    /// Of those, the tree of short downloaders only.
+    tree_only: bool,
     /// What the metrics endpoint's scrape and sample cost (no lab, no root).
     metrics_scrape: bool,
     /// Whether `--seconds` was given (the daemon's runs have their own defaults).
@@ -99,6 +102,7 @@ fn options() -> anyhow::Result<Options> {
         rules_cost: false,
         rule_budgets: false,
         apply_only: false,
+        tree_only: false,
         metrics_scrape: false,
         seconds_given: false,
         daemon_cost: false,
@@ -141,6 +145,7 @@ fn options() -> anyhow::Result<Options> {
             "--rules-cost" => options.rules_cost = true,
             "--rule-budgets" => options.rule_budgets = true,
             "--apply-only" => options.apply_only = true,
+            "--tree-only" => options.tree_only = true,
             "--metrics-scrape" => options.metrics_scrape = true,
             "--rounds" => options.overhead_rounds = value()?.parse()?,
             other => bail!(
@@ -367,7 +372,62 @@ fn apply_time(lab: &chadthrottle_lab::Lab) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A tree rule of 1 MiB/s over 20 short downloaders at RTT 0, its download held by
+/// shaping (a rule's default) and by ifb.
+fn tree_table(
+    lab: &chadthrottle_lab::Lab,
+    datapath: &mut chadthrottle_kernel::Datapath,
+) -> anyhow::Result<()> {
+    use chadthrottle_core::status::Enforcement;
+    println!("\n## Rules: a tree rule over a shell that runs 20 downloaders one after another\n");
+    println!(
+        "{}",
+        header(&[
+            "backend",
+            "budget",
+            "burst",
+            "downloads",
+            "bytes",
+            "wall time",
+            "bytes / time",
+            "(bytes − burst) / time, error",
+            "the rule's budget passed",
+            "dropped by the policer",
+        ])
+    );
+    let rate = 1 << 20;
+    for backend in [Enforcement::Shaping, Enforcement::Ifb] {
+        let tree = chadthrottle_lab::bench_rule_budgets::tree_case(
+            lab,
+            datapath,
+            backend,
+            rate,
+            20,
+            512 << 10,
+        )?;
+        let past_burst = tree.bytes.saturating_sub(tree.burst) as f64 / tree.seconds;
+        row(&[
+            backend.name().to_owned(),
+            format_rate(rate),
+            format!("{} KiB", tree.burst >> 10),
+            tree.downloads.to_string(),
+            format!("{} KiB", tree.bytes >> 10),
+            format!("{:.2} s", tree.seconds),
+            format_rate((tree.bytes as f64 / tree.seconds) as u64),
+            format!(
+                "{} ({})",
+                format_rate(past_burst as u64),
+                percent(stats::error(past_burst, rate as f64))
+            ),
+            format!("{} KiB", tree.rule_bytes >> 10),
+            format!("{} packets", tree.dropped_packets),
+        ]);
+    }
+    Ok(())
+}
+
 fn rule_budgets(options: &Options) -> anyhow::Result<()> {
+    use chadthrottle_core::status::Enforcement;
     use chadthrottle_lab::bench_rule_budgets as budgets;
     use chadthrottle_lab::programs::Programs;
     const RATE: u64 = 2 << 20;
@@ -375,6 +435,11 @@ fn rule_budgets(options: &Options) -> anyhow::Result<()> {
         let lab = lab(0)?;
         let _datapath = lab_datapath::install(&lab)?;
         return apply_time(&lab);
+    }
+    if options.tree_only {
+        let lab = lab(0)?;
+        let mut datapath = lab_datapath::install(&lab)?;
+        return tree_table(&lab, &mut datapath);
     }
     let programs = Programs::new("bench")?;
     let app = programs.install("ct-bench-app")?;
@@ -399,80 +464,58 @@ fn rule_budgets(options: &Options) -> anyhow::Result<()> {
     for &rtt in &options.rtts {
         let lab = lab(rtt)?;
         let mut datapath = lab_datapath::install(&lab)?;
-        for each in [false, true] {
-            for direction in Direction::ALL {
-                let case = budgets::app_case(
-                    &lab,
-                    &mut datapath,
-                    &app,
-                    direction,
-                    each,
-                    RATE,
-                    options.seconds,
-                )?;
-                let (budget, share) = if each {
-                    (4.0 * RATE as f64, RATE as f64)
-                } else {
-                    (RATE as f64, RATE as f64 / 4.0)
-                };
-                let split: Vec<String> = case
-                    .each_rate
-                    .iter()
-                    .map(|&rate| {
-                        format!(
-                            "{} ({})",
-                            format_rate(rate as u64),
-                            percent(stats::error(rate, share))
-                        )
-                    })
-                    .collect();
-                row(&[
-                    format!("{rtt} ms"),
-                    if each { "each" } else { "shared" }.to_owned(),
-                    format!("{direction:?}").to_lowercase(),
-                    format_rate(budget as u64),
-                    format_rate(case.aggregate.rate as u64),
-                    percent(stats::error(case.aggregate.rate, budget)),
-                    format!("{:.1} %", case.aggregate.cv * 100.0),
-                    split.join(", "),
-                ]);
-            }
+        // a shared rule's download once more, held by ifb
+        let cases = [
+            (false, Direction::Up, Enforcement::Shaping),
+            (false, Direction::Down, Enforcement::Shaping),
+            (false, Direction::Down, Enforcement::Ifb),
+            (true, Direction::Up, Enforcement::Shaping),
+            (true, Direction::Down, Enforcement::Shaping),
+        ];
+        for (each, direction, backend) in cases {
+            let app_rule = budgets::AppRule {
+                direction,
+                each,
+                backend,
+                rate: RATE,
+            };
+            let case = budgets::app_case(&lab, &mut datapath, &app, app_rule, options.seconds)?;
+            let (budget, share) = if each {
+                (4.0 * RATE as f64, RATE as f64)
+            } else {
+                (RATE as f64, RATE as f64 / 4.0)
+            };
+            let split: Vec<String> = case
+                .each_rate
+                .iter()
+                .map(|&rate| {
+                    format!(
+                        "{} ({})",
+                        format_rate(rate as u64),
+                        percent(stats::error(rate, share))
+                    )
+                })
+                .collect();
+            row(&[
+                format!("{rtt} ms"),
+                match (each, backend) {
+                    (true, _) => "each".to_owned(),
+                    (false, Enforcement::Shaping) => "shared".to_owned(),
+                    (false, other) => format!("shared, {}", other.name()),
+                },
+                format!("{direction:?}").to_lowercase(),
+                format_rate(budget as u64),
+                format_rate(case.aggregate.rate as u64),
+                percent(stats::error(case.aggregate.rate, budget)),
+                format!("{:.1} %", case.aggregate.cv * 100.0),
+                split.join(", "),
+            ]);
         }
     }
-    println!("\n## Rules: a tree rule over a shell that runs 20 downloaders one after another\n");
-    println!(
-        "{}",
-        header(&[
-            "budget",
-            "burst",
-            "downloads",
-            "bytes",
-            "wall time",
-            "bytes / time",
-            "(bytes − burst) / time, error",
-            "the rule's budget passed",
-        ])
-    );
     {
         let lab = lab(0)?;
         let mut datapath = lab_datapath::install(&lab)?;
-        let rate = 1 << 20;
-        let tree = budgets::tree_case(&lab, &mut datapath, rate, 20, 512 << 10)?;
-        let past_burst = tree.bytes.saturating_sub(tree.burst) as f64 / tree.seconds;
-        row(&[
-            format_rate(rate),
-            format!("{} KiB", tree.burst >> 10),
-            tree.downloads.to_string(),
-            format!("{} KiB", tree.bytes >> 10),
-            format!("{:.2} s", tree.seconds),
-            format_rate((tree.bytes as f64 / tree.seconds) as u64),
-            format!(
-                "{} ({})",
-                format_rate(past_burst as u64),
-                percent(stats::error(past_burst, rate as f64))
-            ),
-            format!("{} KiB", tree.rule_bytes >> 10),
-        ]);
+        tree_table(&lab, &mut datapath)?;
         println!("\n## Rules: an exec storm under an exe rule (each process sends one datagram)\n");
         println!(
             "{}",

@@ -250,7 +250,7 @@ fn requests<S: System>(
             ))
             .into());
         }
-        let limits = chosen_limits(system, &rule.limits, named)
+        let limits = chosen_limits(system, &rule.limits, named, rule.mode)
             .map_err(|error| at(format!("rule \"{}\": {error:#}", rule.name)))?;
         let request = RuleRequest {
             spec: rule.clone(),
@@ -720,7 +720,8 @@ up = "1M"
         );
         assert!(
             out.starts_with(
-                "rule \"exe-steam\": exe /usr/bin/steam ↓5MB/s (shared), until removed [shaping]; "
+                "rule \"exe-steam\": exe /usr/bin/steam ↓5MB/s (shared), until removed \
+                 [shaping (default)]; "
             ),
             "{out}"
         );

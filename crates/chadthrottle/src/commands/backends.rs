@@ -102,9 +102,9 @@ mod tests {
         assert_eq!(htb["reason"], "sch_htb is not built");
         assert_eq!(json["backends"][0]["reason"], serde_json::Value::Null);
         assert!(
-            json["download_default"]
-                .as_str()
-                .is_some_and(|text| text.starts_with("a process's download: ifb")),
+            json["download_default"].as_str().is_some_and(
+                |text| text.starts_with("a download, a process's or a shared rule's: ifb")
+            ),
             "{json}"
         );
         let table = ok(&mut system, &["--list-backends"]);

@@ -8,7 +8,7 @@ use chadthrottle_core::backend::{
     Applied, Availability, Backend, BackendDescriptor, Change, LimitRequest, Target, choose,
 };
 use chadthrottle_core::bucket::default_burst;
-use chadthrottle_core::download_default::{self, DefaultDownload};
+use chadthrottle_core::download_default::{self, DefaultDownload, DefaultReason, InterfaceIngress};
 use chadthrottle_core::process::validate_target;
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
 use chadthrottle_core::system::{DatapathOptions, System};
@@ -75,13 +75,16 @@ pub fn choose_backend<S: System>(
         .with_context(|| format!("backend \"{}\" has no datapath", backend.name))
 }
 
-/// The download backend of `pid` when none is named: ifb where it is free to install
-/// (`download_default::choose`), else the best available other than ifb (which would
-/// share what is not free), as before.
-fn default_download<S: System>(
+/// The download backend when none is named, for the processes `pids` (one process, or
+/// a shared rule's members now; none: a rule without members): ifb where it is free to
+/// install on every interface their downloads arrive on (`download_default::choose`),
+/// else the best available other than ifb (which would share what is not free) that
+/// `refuse` leaves.
+pub fn default_download<S: System>(
     system: &S,
     options: &DatapathOptions,
-    pid: u32,
+    pids: &[u32],
+    refuse: impl Fn(&BackendDescriptor) -> Option<Availability>,
 ) -> anyhow::Result<DefaultDownload> {
     let caller = system.caller();
     let ifb = system
@@ -94,24 +97,50 @@ fn default_download<S: System>(
                 super::access::backend(caller, &backend).unwrap_or_else(|| system.ready(&backend))
             },
         );
-    // the interfaces are looked at only where ifb could use them
-    let interfaces = if ifb.is_available() {
-        system.download_ingress(options, pid)
+    let chosen = if ifb.is_available() && pids.is_empty() {
+        DefaultDownload {
+            backend: Enforcement::Shaping,
+            reason: DefaultReason::NoMember,
+        }
     } else {
-        Ok(Vec::new())
+        // the interfaces are looked at only where ifb could use them
+        let interfaces = if ifb.is_available() {
+            ingress_of(system, options, pids)
+        } else {
+            Ok(Vec::new())
+        };
+        download_default::choose(&ifb, &interfaces)
     };
-    let chosen = download_default::choose(&ifb, &interfaces);
     if chosen.backend == Enforcement::Ifb {
         return Ok(chosen);
     }
     let not_free = |backend: &BackendDescriptor| {
         (backend.name == Enforcement::Ifb.name())
             .then(|| Availability::Unavailable(chosen.reason.to_string()))
+            .or_else(|| refuse(backend))
     };
     Ok(DefaultDownload {
         backend: choose_backend(system, Direction::Down, None, not_free)?,
         ..chosen
     })
+}
+
+/// The interfaces the downloads of `pids` arrive on, each once; the first that cannot be
+/// read is the error.
+fn ingress_of<S: System>(
+    system: &S,
+    options: &DatapathOptions,
+    pids: &[u32],
+) -> Result<Vec<InterfaceIngress>, String> {
+    let mut all: Vec<InterfaceIngress> = Vec::new();
+    for &pid in pids {
+        for interface in system.download_ingress(options, pid)? {
+            if !all.contains(&interface) {
+                all.push(interface);
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// What [`apply`] did: the datapath, the request as sent, what it did to open sockets,
@@ -148,7 +177,7 @@ pub fn apply<S: System>(
         global.download_backend.as_deref(),
     )?;
     let download_default = if global.download_backend.is_none() && change.down.limit().is_some() {
-        let chosen = default_download(system, &options, pid)?;
+        let chosen = default_download(system, &options, &[pid], |_| None)?;
         backends.down = chosen.backend;
         Some(chosen)
     } else {
@@ -241,13 +270,20 @@ pub fn print_applied<B: Backend>(
         plural(applied.shaped_sockets),
     )?;
     if let Some(chosen) = download_default {
-        writeln!(
-            out,
-            "download backend {}: {}",
-            chosen.backend.name(),
-            chosen.reason
-        )?;
+        print_default(chosen, out)?;
     }
+    Ok(())
+}
+
+/// The line under a limit or rule whose download was left to the default: the backend
+/// it got and why.
+pub fn print_default(chosen: &DefaultDownload, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "download backend {}: {}",
+        chosen.backend.name(),
+        chosen.reason
+    )?;
     Ok(())
 }
 

@@ -15,18 +15,25 @@ use chadthrottle_core::system::System;
 use chadthrottle_core::{Direction, PerDirection};
 use std::io::Write;
 
-/// The qdisc backends hold one HTB class per process: a rule's shared budget has no class,
-/// and its future processes none either.
-fn not_for_rules(backend: &BackendDescriptor) -> Option<Availability> {
-    Enforcement::from_name(backend.name)
-        .is_some_and(Enforcement::is_qdisc)
-        .then(|| {
+/// Refuses the backends that cannot hold a rule's `direction` (`each`: a budget per
+/// member), for the reason `Enforcement::refused_for_rule` gives; and ifb unless it is
+/// `named` (a rule's download gets it only when asked for).
+fn not_for_rules(
+    direction: Direction,
+    each: bool,
+    named: bool,
+) -> impl Fn(&BackendDescriptor) -> Option<Availability> {
+    move |backend| {
+        let enforcement = Enforcement::from_name(backend.name)?;
+        if let Some(why) = enforcement.refused_for_rule(direction, each) {
+            return Some(Availability::Unavailable(why.to_owned()));
+        }
+        (enforcement == Enforcement::Ifb && !named).then(|| {
             Availability::Unavailable(
-                "it holds one HTB class per process, so it cannot hold a rule: use shaping or \
-                 policer"
-                    .to_owned(),
+                "a rule's download gets it when named (--download-backend ifb)".to_owned(),
             )
         })
+    }
 }
 
 /// The held rule `target` names: the one set with that target, else the one whose target
@@ -55,6 +62,7 @@ pub fn chosen_limits<S: System>(
     system: &S,
     limits: &PerDirection<Option<RuleLimit>>,
     named: PerDirection<Option<&str>>,
+    mode: Mode,
 ) -> anyhow::Result<PerDirection<Option<DirectionLimit>>> {
     let mut chosen = PerDirection::default();
     for direction in Direction::ALL {
@@ -63,7 +71,12 @@ pub fn chosen_limits<S: System>(
                 .backend
                 .map(Enforcement::name)
                 .or(*named.get(direction));
-            let enforcement = choose_backend(system, direction, requested, not_for_rules)?;
+            let enforcement = choose_backend(
+                system,
+                direction,
+                requested,
+                not_for_rules(direction, mode == Mode::Each, requested.is_some()),
+            )?;
             *chosen.get_mut(direction) = Some(DirectionLimit {
                 rate: limit.rate.bytes_per_sec(),
                 burst: limit.effective_burst().bytes(),
@@ -117,7 +130,14 @@ pub fn set<S: System>(
             backend: named.get(direction).and_then(Enforcement::from_name),
         })
     });
-    let asked = chosen_limits(system, &asked_spec, named)?;
+    let mode = if args.each { Mode::Each } else { Mode::Shared };
+    let mut asked = chosen_limits(system, &asked_spec, named, mode)?;
+    // a shared rule's download left to the default: the fallback first, then ifb if its
+    // members' interfaces are free (they are known once the rule is set)
+    let to_default = rates.down.is_some() && named.down.is_none() && mode == Mode::Shared;
+    if let Some(down) = asked.down.as_mut().filter(|_| to_default) {
+        down.by_default = true;
+    }
 
     super::access::datapath(system, global)?;
     let mut backend = system.install(&global.datapath())?;
@@ -151,7 +171,7 @@ pub fn set<S: System>(
                     .get(direction)
                     .or_else(|| replaced.and_then(|r| *r.spec.limits.get(direction)))
             }),
-            mode: if args.each { Mode::Each } else { Mode::Shared },
+            mode,
             order,
             enabled: true,
         },
@@ -185,11 +205,54 @@ pub fn set<S: System>(
             };
         }
     };
-    let now = backend
-        .rules()?
-        .into_iter()
-        .find(|rule| rule.spec.name == name)
-        .with_context(|| format!("rule \"{name}\" is not held after it was set"))?;
+    let held_now = |backend: &mut S::Backend| -> anyhow::Result<RuleStatus> {
+        backend
+            .rules()?
+            .into_iter()
+            .find(|rule| rule.spec.name == name)
+            .with_context(|| format!("rule \"{name}\" is not held after it was set"))
+    };
+    let mut now = held_now(&mut backend)?;
+    let mut applied = applied;
+    let download_default =
+        if to_default {
+            let members: Vec<u32> = now.members.iter().map(|member| member.pid).collect();
+            let chosen = super::limit::default_download(
+                system,
+                &global.datapath(),
+                &members,
+                not_for_rules(Direction::Down, false, false),
+            )?;
+            if chosen.backend == Enforcement::Ifb {
+                let held_by_ifb = RuleRequest {
+                    limits: PerDirection {
+                        down: request.limits.down.map(|limit| DirectionLimit {
+                            enforcement: Enforcement::Ifb,
+                            ..limit
+                        }),
+                        ..request.limits
+                    },
+                    ..request.clone()
+                };
+                match backend.set_rule(&held_by_ifb) {
+                    Ok(by_ifb) => applied = by_ifb,
+                    Err(error) => {
+                        // the rule stays as first set, and the error says why ifb did not
+                        let error = anyhow::Error::from(error)
+                            .context(format!("cannot hold rule \"{name}\"'s download with ifb"));
+                        return match backend.set_rule(&request) {
+                            Ok(_) => Err(error),
+                            Err(lost) => Err(error
+                                .context(format!("rule \"{name}\" cannot be set again: {lost}"))),
+                        };
+                    }
+                }
+                now = held_now(&mut backend)?;
+            }
+            Some(chosen)
+        } else {
+            None
+        };
     let plural = |n: usize| if n == 1 { "" } else { "es" };
     let sockets = |n: usize| if n == 1 { "" } else { "s" };
     writeln!(
@@ -203,6 +266,9 @@ pub fn set<S: System>(
         applied.shaped_sockets,
         sockets(applied.shaped_sockets),
     )?;
+    if let Some(chosen) = &download_default {
+        super::limit::print_default(chosen, out)?;
+    }
     Ok(request.spec)
 }
 
@@ -321,7 +387,7 @@ mod tests {
             let out = ok(&mut system, &args);
             assert!(
                 out.starts_with(&format!(
-                    "rule {name} ↓2MB/s (shared), until removed [shaping]; "
+                    "rule {name} ↓2MB/s (shared), until removed [shaping (default)]; "
                 )),
                 "{out}"
             );
@@ -342,7 +408,9 @@ mod tests {
         assert!(
             table.lines().any(|line| line.starts_with("tree 5000 ")
                 && line.contains(" tree PID 5000 ")
-                && line.contains(" shared  ⚡ ↓2MB/s ↑-  2: 5000, 5001  ↓0B ↑0B  ↓0B ↑0B  never")),
+                && line.contains(
+                    " shared  ⚡ ↓2MB/s ↑-  shaping (default)  2: 5000, 5001  ↓0B ↑0B  ↓0B ↑0B  never"
+                )),
             "{table}"
         );
 
@@ -381,8 +449,9 @@ mod tests {
         );
         assert_eq!(
             out,
-            "rule exe /usr/bin/steam ↓5MB/s (shared), expires in 10m [shaping]; 1 process now, \
-             2 open sockets attributed, 0 TCP sockets shaped\n"
+            "rule exe /usr/bin/steam ↓5MB/s (shared), expires in 10m [shaping (default)]; 1 \
+             process now, 2 open sockets attributed, 0 TCP sockets shaped\ndownload backend \
+             shaping: default: no interface but loopback receives its downloads\n"
         );
         let out = ok(
             &mut system,
@@ -398,7 +467,7 @@ mod tests {
             ],
         );
         assert!(
-            out.starts_with("rule exe /usr/bin/steam ↓5MB/s ↑1MB/s policer (each), until removed [up policer, down shaping]"),
+            out.starts_with("rule exe /usr/bin/steam ↓5MB/s ↑1MB/s policer (each), until removed [up policer, down shaping (default)]"),
             "the direction not named is kept: {out}"
         );
         let machine = system.machine();
@@ -496,8 +565,9 @@ mod tests {
                     "wget",
                     "--down",
                     "1M",
+                    "--each",
                 ],
-                "backend \"ifb\" is unavailable: it holds one HTB class per process",
+                "backend \"ifb\" is unavailable: it holds a rule's download in one HTB class, and an each-mode rule",
             ),
             (
                 &["unlimit", "--exe", "/usr/bin/steam"],
@@ -569,6 +639,66 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_rules_download_left_to_the_default_gets_ifb_where_its_members_ingress_is_free() {
+        use chadthrottle_core::download_default::{Ingress, InterfaceIngress};
+        let mut system = rules_machine();
+        let held = |system: &mut FakeSystem, name: &str| {
+            let machine = system.machine();
+            let rule = machine.rules.iter().find(|r| r.request.spec.name == name);
+            rule.and_then(|r| r.request.limits.down)
+                .map(|l| (l.enforcement, l.by_default))
+        };
+        // no member yet: no interface to look at, so the fallback, and why
+        let out = ok(&mut system, &["limit", "--name", "ct-none", "--down", "1M"]);
+        assert_eq!(
+            held(&mut system, "name ct-none"),
+            Some((Enforcement::Shaping, true))
+        );
+        assert!(
+            out.ends_with(
+                "download backend shaping: default: the rule governs no process now, so no \
+                 interface is known to receive its downloads\n"
+            ),
+            "{out}"
+        );
+        let eth0 = |ingress| InterfaceIngress {
+            name: "eth0".into(),
+            ingress,
+        };
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Free)]);
+        let steam = ["limit", "--exe", "/usr/bin/steam", "--down", "1M"];
+        let out = ok(&mut system, &steam);
+        assert_eq!(
+            held(&mut system, "exe /usr/bin/steam"),
+            Some((Enforcement::Ifb, true)),
+            "{out}"
+        );
+        assert!(
+            out.contains("[ifb (default)]")
+                && out.contains("download backend ifb: default: the ingress of eth0 is free"),
+            "{out}"
+        );
+        // someone's clsact: the fallback, named
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Foreign("clsact".into()))]);
+        let out = ok(&mut system, &steam);
+        assert_eq!(
+            held(&mut system, "exe /usr/bin/steam"),
+            Some((Enforcement::Shaping, true))
+        );
+        assert!(out.contains("eth0 has an ingress qdisc ChadThrottle did not add"));
+        // each-mode never gets ifb, and no default line: there is no choice to explain
+        system.machine().download_ingress = Ok(vec![eth0(Ingress::Free)]);
+        let mut each = steam.to_vec();
+        each.push("--each");
+        let out = ok(&mut system, &each);
+        assert_eq!(
+            held(&mut system, "exe /usr/bin/steam").map(|(backend, _)| backend),
+            Some(Enforcement::Shaping)
+        );
+        assert!(!out.contains("download backend"), "{out}");
+    }
+
+    #[test]
     fn a_rule_passes_the_qdisc_backends_by() {
         let mut system = rules_machine();
         system
@@ -605,5 +735,25 @@ mod tests {
                 path: "/usr/bin/steam".into()
             }
         );
+        drop(machine);
+        // named, ifb holds a shared rule's download
+        let out = ok(
+            &mut system,
+            &[
+                "--download-backend",
+                "ifb",
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "1M",
+            ],
+        );
+        let machine = system.machine();
+        assert_eq!(
+            machine.rules[0].request.limits.down.map(|l| l.enforcement),
+            Some(Enforcement::Ifb)
+        );
+        assert!(out.contains("down ifb]"), "{out}");
     }
 }

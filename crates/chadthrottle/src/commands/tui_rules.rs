@@ -294,7 +294,7 @@ mod tests {
         assert!(
             text.starts_with(
                 "rule \"exe-steam\": exe /usr/bin/steam ↓2MB/s (shared), until removed \
-                 [shaping]; 1 process now"
+                 [shaping (default)]; 1 process now"
             ) && text.ends_with(&format!(
                 "; saved as rule \"exe-steam\" in {}",
                 file.display()
