@@ -227,7 +227,7 @@ fn lab_lock() -> anyhow::Result<LabLock> {
 pub struct Lab {
     pub name: String,
     // dropped in this order: pins (detaches the datapath), cgroup (ends its processes),
-    // the delay line, then the namespaces
+    // the delayed link, then the namespaces
     pins: PinDir,
     cgroup: TestCgroup,
     delay: Option<Delay>,
@@ -310,7 +310,7 @@ impl Lab {
             .filter(|kind| !kind.is_empty())
     }
 
-    /// The server address traffic uses: across the delay line if the lab has one.
+    /// The server address traffic uses: across the delayed link if the lab has one.
     pub fn server_ip(&self, family: Family) -> IpAddr {
         let (v4, v6) = if self.delay.is_some() {
             DELAY_SERVER
