@@ -34,7 +34,15 @@ pub fn warmup_ns(seconds: f64) -> u64 {
 /// A lab for a round-trip time of `rtt_ms` (0: the plain veth pair).
 pub fn lab(rtt_ms: u64) -> anyhow::Result<Lab> {
     let delay = (rtt_ms > 0).then(|| Duration::from_millis(rtt_ms));
-    Lab::new(&format!("bench-rtt{rtt_ms}"), delay)
+    let lab = Lab::new(&format!("bench-rtt{rtt_ms}"), delay)?;
+    // what a table was measured over belongs in the report beside it
+    if let Some(kind) = lab.delay_kind() {
+        eprintln!("lab: a {rtt_ms} ms round trip over {kind}");
+    }
+    if let Some(qdisc) = lab.client_qdisc() {
+        eprintln!("lab: {qdisc} is the root qdisc of the client's interface");
+    }
+    Ok(lab)
 }
 
 /// Runs one case in `lab` with the installed `datapath`.

@@ -1,11 +1,14 @@
 //! One lab: two network namespaces (a client side, whose processes are limited, and a
-//! server side), joined by a veth pair and optionally by a delayed TAP link, a private
-//! cgroup2 directory for the client side, and a private pin directory. Everything has a
-//! unique name and is removed on drop, also when the test fails.
+//! server side), joined by a veth pair and optionally by a delayed link (netem where the
+//! kernel has it, else a TAP pair and a userspace delay line), a private cgroup2 directory
+//! for the client side, and a private pin directory. Everything has a unique name and is
+//! removed on drop, also when the test fails.
 
 use crate::cgroup::TestCgroup;
 use crate::delay::{DelayLine, End};
 use crate::endpoint::Endpoint;
+use crate::net::Added;
+use crate::netem;
 use crate::netns::NetNs;
 use crate::protocol::{EndpointArgs, Proto, Role};
 use crate::spawn::Placement;
@@ -43,6 +46,82 @@ const DELAY_SERVER: (Ipv4Addr, Ipv6Addr) = (
 
 const VETH_CLIENT_NAME: &str = "veth-c";
 const TAP_CLIENT: &str = "tap-c";
+const NETEM_CLIENT: &str = "dly-c";
+const NETEM_SERVER: &str = "dly-s";
+
+/// Names a qdisc kind (one that needs no options, such as `fq`) that every lab puts as
+/// the root of the client side's interface to the server, in place of veth's default
+/// (no queue): for measuring what a qdisc on the sender's interface changes (BENCHMARKS.md,
+/// "sch_fq in a 6.1 guest"). Unset, the interface keeps its default.
+pub const CLIENT_QDISC_ENV: &str = "CHADTHROTTLE_LAB_CLIENT_QDISC";
+
+/// What delays the lab's delayed link, so that a report can say what it measured over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayKind {
+    /// A second veth pair whose server end holds every packet for the whole round trip in
+    /// a netem qdisc: the kernel's timers, no userspace hop, and the client side's
+    /// interface as bare as the plain veth's (the qdisc backends install theirs there).
+    Netem,
+    /// A TAP pair joined by threads that hold each frame for half the round trip each way
+    /// (`delay`): for kernels without netem, such as this host's.
+    Userspace,
+}
+
+impl std::fmt::Display for DelayKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DelayKind::Netem => "netem (the kernel's qdisc on the server side's egress)",
+            DelayKind::Userspace => "the userspace TAP delay line (no netem in this kernel)",
+        })
+    }
+}
+
+/// The delayed link a lab holds.
+enum Delay {
+    /// The veth pair and its qdisc go with the namespaces.
+    Netem,
+    Line(DelayLine),
+}
+
+impl Delay {
+    fn kind(&self) -> DelayKind {
+        match self {
+            Delay::Netem => DelayKind::Netem,
+            Delay::Line(_) => DelayKind::Userspace,
+        }
+    }
+}
+
+/// A link between the lab's namespaces whose round trip takes `rtt`: netem if the kernel
+/// has it, else the userspace delay line.
+fn delayed_link(client_ns: &NetNs, server_ns: &NetNs, rtt: Duration) -> anyhow::Result<Delay> {
+    let server_fd = server_ns.as_fd().as_raw_fd();
+    client_ns.run(|| crate::net::add_veth(NETEM_CLIENT, NETEM_SERVER, server_fd))??;
+    match server_ns.run(|| netem::add_root(NETEM_SERVER, rtt))?? {
+        Added::Added => {
+            client_ns.run(|| crate::net::configure(NETEM_CLIENT, &addresses(DELAY_CLIENT)))??;
+            server_ns.run(|| crate::net::configure(NETEM_SERVER, &addresses(DELAY_SERVER)))??;
+            Ok(Delay::Netem)
+        }
+        Added::Missing => {
+            client_ns.run(|| crate::net::delete_link(NETEM_CLIENT))??;
+            let line = DelayLine::new(
+                &End {
+                    netns: client_ns,
+                    name: TAP_CLIENT,
+                    addresses: &addresses(DELAY_CLIENT),
+                },
+                &End {
+                    netns: server_ns,
+                    name: "tap-s",
+                    addresses: &addresses(DELAY_SERVER),
+                },
+                rtt / 2,
+            )?;
+            Ok(Delay::Line(line))
+        }
+    }
+}
 
 fn addresses((v4, v6): (Ipv4Addr, Ipv6Addr)) -> [(IpAddr, u8); 2] {
     [(IpAddr::V4(v4), 24), (IpAddr::V6(v6), 64)]
@@ -148,10 +227,10 @@ fn lab_lock() -> anyhow::Result<LabLock> {
 pub struct Lab {
     pub name: String,
     // dropped in this order: pins (detaches the datapath), cgroup (ends its processes),
-    // the delay line, then the namespaces
+    // the delayed link, then the namespaces
     pins: PinDir,
     cgroup: TestCgroup,
-    delay: Option<DelayLine>,
+    delay: Option<Delay>,
     pub client_ns: NetNs,
     pub server_ns: NetNs,
     _lock: LabLock,
@@ -199,24 +278,10 @@ impl Lab {
         client_ns.run(|| crate::net::configure(VETH_CLIENT_NAME, &addresses(VETH_CLIENT)))??;
         server_ns.run(|| crate::net::configure("veth-s", &addresses(VETH_SERVER)))??;
         let delay = delay
-            .map(|rtt| {
-                DelayLine::new(
-                    &End {
-                        netns: &client_ns,
-                        name: TAP_CLIENT,
-                        addresses: &addresses(DELAY_CLIENT),
-                    },
-                    &End {
-                        netns: &server_ns,
-                        name: "tap-s",
-                        addresses: &addresses(DELAY_SERVER),
-                    },
-                    rtt / 2,
-                )
-            })
+            .map(|rtt| delayed_link(&client_ns, &server_ns, rtt))
             .transpose()
-            .context("cannot create the delay line")?;
-        Ok(Lab {
+            .context("cannot create the delayed link")?;
+        let lab = Lab {
             name,
             pins,
             cgroup,
@@ -224,10 +289,28 @@ impl Lab {
             client_ns,
             server_ns,
             _lock: lock,
-        })
+        };
+        if let Some(kind) = lab.client_qdisc() {
+            let device = lab.client_device();
+            let added = lab
+                .client_ns
+                .run(|| crate::net::add_root_qdisc(device, &kind, None))??;
+            anyhow::ensure!(
+                added == Added::Added,
+                "{CLIENT_QDISC_ENV}={kind}: this kernel has no such qdisc"
+            );
+        }
+        Ok(lab)
     }
 
-    /// The server address traffic uses: across the delay line if the lab has one.
+    /// The root qdisc [`CLIENT_QDISC_ENV`] asks for on the client side's interface.
+    pub fn client_qdisc(&self) -> Option<String> {
+        std::env::var(CLIENT_QDISC_ENV)
+            .ok()
+            .filter(|kind| !kind.is_empty())
+    }
+
+    /// The server address traffic uses: across the delayed link if the lab has one.
     pub fn server_ip(&self, family: Family) -> IpAddr {
         let (v4, v6) = if self.delay.is_some() {
             DELAY_SERVER
@@ -240,9 +323,18 @@ impl Lab {
         }
     }
 
-    /// Frames the delay line lost so far (0 without one).
+    /// Frames the userspace delay line lost so far (0 without one; netem's limit holds
+    /// the fastest lab flow for the whole delay, see `netem::packet_limit`).
     pub fn delay_losses(&self) -> u64 {
-        self.delay.as_ref().map_or(0, DelayLine::lost_frames)
+        match &self.delay {
+            Some(Delay::Line(line)) => line.lost_frames(),
+            Some(Delay::Netem) | None => 0,
+        }
+    }
+
+    /// What delays the delayed link, if the lab has one.
+    pub fn delay_kind(&self) -> Option<DelayKind> {
+        self.delay.as_ref().map(Delay::kind)
     }
 
     /// The cgroup the datapath attaches to and the client processes live in.
@@ -391,10 +483,10 @@ impl Lab {
 
     /// The client namespace's interface that traffic to [`Lab::server_ip`] leaves by.
     pub fn client_device(&self) -> &'static str {
-        if self.delay.is_some() {
-            TAP_CLIENT
-        } else {
-            VETH_CLIENT_NAME
+        match self.delay {
+            Some(Delay::Netem) => NETEM_CLIENT,
+            Some(Delay::Line(_)) => TAP_CLIENT,
+            None => VETH_CLIENT_NAME,
         }
     }
 }

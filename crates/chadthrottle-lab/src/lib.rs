@@ -1,11 +1,11 @@
 //! ChadThrottle's network lab, used by the kernel tests and the benchmark.
 //!
 //! A [`Lab`] is two private network namespaces joined by veth (and, for real round-trip
-//! times, a userspace TAP delay line, as this kernel has no netem), a private cgroup2
-//! directory and a private bpffs pin directory. Traffic comes from lab endpoints: this
-//! same executable re-started as a traffic generator (`generator`), which counts goodput
-//! in 100 ms bins, driven through an [`Endpoint`] handle (`endpoint`) by the commands in
-//! `protocol`. Every binary using the lab must call [`run_if_endpoint`] first.
+//! times, a delayed link: netem where the kernel has it, else a userspace TAP delay line),
+//! a private cgroup2 directory and a private bpffs pin directory. Traffic comes from lab
+//! endpoints: this same executable re-started as a traffic generator (`generator`), which
+//! counts goodput in 100 ms bins, driven through an [`Endpoint`] handle (`endpoint`) by
+//! the commands in `protocol`. Every binary using the lab must call [`run_if_endpoint`] first.
 
 pub mod bench;
 pub mod bench_daemon;
@@ -27,6 +27,7 @@ pub mod lab_datapath;
 pub mod latency;
 pub mod limiter;
 pub mod net;
+pub mod netem;
 pub mod netns;
 pub mod programs;
 pub mod protocol;
@@ -37,7 +38,7 @@ pub mod trickle;
 
 pub use endpoint::Endpoint;
 pub use generator::run_if_endpoint;
-pub use lab::{Family, Lab, unavailable};
+pub use lab::{DelayKind, Family, Lab, unavailable};
 pub use protocol::Proto;
 
 /// CLOCK_MONOTONIC in ns: the clock of every bin and report, shared by all namespaces.

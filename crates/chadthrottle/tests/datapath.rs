@@ -863,11 +863,8 @@ fn backends_names_all_and_proves_they_work() -> anyhow::Result<()> {
         listed["backends"][0]["priority"].as_u64() > listed["backends"][1]["priority"].as_u64(),
         "shaping is preferred: {listed}"
     );
-    let table = run(&lab, &["--list-backends"])?;
-    ensure!(
-        table.contains("shaping") && table.contains("policer") && table.contains("PRIORITY"),
-        "--list-backends: {table}"
-    );
+    // `--list-backends` prints the same probe as a table: its dispatch and rendering are
+    // checked on the fake system (commands/backends.rs), so the kernel's probe runs once
     Ok(())
 }
 

@@ -109,6 +109,10 @@ mod tests {
         );
         let table = ok(&mut system, &["--list-backends"]);
         assert!(table.contains("sch_htb is not built"), "{table}");
+        assert!(
+            table.contains("shaping") && table.contains("policer") && table.contains("PRIORITY"),
+            "--list-backends: {table}"
+        );
         system
             .machine()
             .unavailable
