@@ -205,6 +205,7 @@ fn cases(matrix: &Matrix, backend: Backend) -> Vec<Case> {
 pub fn run(matrix: &Matrix, mut emit: impl FnMut(String)) -> anyhow::Result<()> {
     emit(header());
     let mut delay_losses = 0;
+    let mut delay_kind = None;
     for &backend in &matrix.backends {
         let trickle_binary = match backend {
             Backend::Trickle => match trickle::find() {
@@ -254,12 +255,11 @@ pub fn run(matrix: &Matrix, mut emit: impl FnMut(String)) -> anyhow::Result<()> 
             }
             drop(datapath);
             delay_losses += lab.delay_losses();
+            delay_kind = lab.delay_kind().or(delay_kind);
         }
     }
-    if matrix.rtts_ms.iter().any(|&rtt| rtt > 0) {
-        emit(format!(
-            "\n(delay line: {delay_losses} frames lost by the lab itself)"
-        ));
+    if let Some(note) = crate::Lab::delay_note(delay_kind, delay_losses) {
+        emit(format!("\n{note}"));
     }
     Ok(())
 }

@@ -337,6 +337,18 @@ impl Lab {
         self.delay.as_ref().map(Delay::kind)
     }
 
+    /// The line a benchmark prints under rows over the delayed link: what the link was,
+    /// and for the userspace line the frames it lost (`lost`, summed over the labs of a
+    /// run); `None` without a delayed link.
+    pub fn delay_note(kind: Option<DelayKind>, lost: u64) -> Option<String> {
+        match kind? {
+            DelayKind::Userspace => Some(format!(
+                "(delayed link: the userspace line; {lost} frames lost by the lab itself)"
+            )),
+            DelayKind::Netem => Some("(delayed link: netem on the server side's egress)".into()),
+        }
+    }
+
     /// The cgroup the datapath attaches to and the client processes live in.
     pub fn cgroup(&self) -> &Path {
         self.cgroup.path()

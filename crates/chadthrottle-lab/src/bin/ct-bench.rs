@@ -200,11 +200,9 @@ fn baseline(options: &Options) -> anyhow::Result<()> {
             }
         }
         drop(datapath);
-        if rtt > 0 {
-            println!(
-                "\n(delay line: {} frames lost by the lab itself)\n",
-                lab.delay_losses()
-            );
+        if let Some(note) = chadthrottle_lab::Lab::delay_note(lab.delay_kind(), lab.delay_losses())
+        {
+            println!("\n{note}\n");
         }
     }
     overhead(options.overhead_rounds)
