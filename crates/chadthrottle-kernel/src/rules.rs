@@ -361,7 +361,14 @@ impl Datapath {
         if rules.is_empty() {
             return Vec::new();
         }
-        let members: Vec<(u32, Member)> = self.members.iter().filter_map(Result::ok).collect();
+        // each member's liveness read once, whatever directions its rule's class holds
+        let live: Vec<(u32, u32)> = self
+            .members
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(pid, member)| procs::is_alive(*pid, member.start_time))
+            .map(|(pid, member)| (pid, member.rule))
+            .collect();
         let mut classes = Vec::new();
         for (id, rule) in rules {
             for direction in Direction::ALL {
@@ -372,19 +379,14 @@ impl Datapath {
                 let Ok(budget) = self.limits.get(&rule_key(id, direction), 0) else {
                     continue;
                 };
-                classes.extend(
-                    members
-                        .iter()
-                        .filter(|(pid, member)| {
-                            member.rule == id && procs::is_alive(*pid, member.start_time)
-                        })
-                        .map(|(pid, _)| ClassLimit {
-                            pid: *pid,
-                            direction,
-                            class_id: budget.class_id,
-                            rate: template.bucket.rate,
-                        }),
-                );
+                classes.extend(live.iter().filter(|(_, rule)| *rule == id).map(|(pid, _)| {
+                    ClassLimit {
+                        pid: *pid,
+                        direction,
+                        class_id: budget.class_id,
+                        rate: template.bucket.rate,
+                    }
+                }));
             }
         }
         classes
