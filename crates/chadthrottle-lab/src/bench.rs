@@ -2,7 +2,8 @@
 //!
 //! A case is one limited flow: a fresh client process in the lab's cgroup (for nftables,
 //! in a cgroup of its own below it) with one or more connections, limited in one
-//! direction, sending or receiving on all of them for a fixed time against a fresh server. Goodput is read at the receiver in 100 ms bins. What
+//! direction, sending or receiving on all of them for a fixed time against a fresh
+//! server. Goodput is read at the receiver in 100 ms bins. What
 //! limits it is a [`Limiter`]: ChadThrottle's datapath, or a peer for comparison.
 
 use crate::case::{Case, Outcome};
