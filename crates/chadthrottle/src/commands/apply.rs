@@ -3,16 +3,18 @@
 //! chosen before anything changes, so a broken file changes nothing. The file owns only the
 //! rules named as a file names them (no space): rules set with `limit` stay.
 
-use super::rule_change::chosen_limits;
+use super::rule_change::{chosen_limits, default_download, held_by_ifb};
 use crate::cli::Global;
 use anyhow::Context as _;
 use chadthrottle_core::PerDirection;
 use chadthrottle_core::access;
 use chadthrottle_core::backend::RuleBackend;
+use chadthrottle_core::download_default::DefaultDownload;
 use chadthrottle_core::rule_plan::{RuleChange, plan};
 use chadthrottle_core::rule_request::{RuleRequest, RuleStatus};
-use chadthrottle_core::rule_target::RuleSpec;
+use chadthrottle_core::rule_target::{Mode, RuleSpec};
 use chadthrottle_core::rules_file::{RulesFileError, parse_rules, rule_error};
+use chadthrottle_core::status::Enforcement;
 use chadthrottle_core::system::System;
 use std::collections::HashMap;
 use std::io::Write;
@@ -63,6 +65,7 @@ pub fn run<S: System>(
         counts[kind(change)] += 1;
     }
     let changes: Vec<&RuleChange> = plan.in_apply_order().collect();
+    let mut defaults = Vec::new();
     if !dry_run && !changes.is_empty() {
         let installing = changes
             .iter()
@@ -115,9 +118,26 @@ pub fn run<S: System>(
                     &undone,
                 ));
             }
+            match downloads_by_default(system, global, &mut backend, &batch) {
+                Ok(chosen) => defaults = chosen,
+                Err(error) => {
+                    let undone = undo(&mut backend, &removed, &setting, &held);
+                    return Err(stopped(
+                        "choosing the default download backends",
+                        &format!("{error:#}"),
+                        &undone,
+                    ));
+                }
+            }
         }
         for change in &changes {
             writeln!(out, "{change}")?;
+            // under the rule it was chosen for, as `limit` prints it under its own
+            let name = change.rule().name.as_str();
+            if let Some((_, chosen)) = defaults.iter().find(|(rule, _)| rule == name) {
+                write!(out, "  ")?;
+                super::limit::print_default(chosen, out)?;
+            }
         }
     } else {
         for change in &changes {
@@ -135,6 +155,46 @@ pub fn run<S: System>(
         "{added} added, {changed} changed, {removed} removed, {unchanged} unchanged{dry}"
     )?;
     Ok(())
+}
+
+/// The rules of `batch` (just set) whose download is left to the default, each with the
+/// backend it gets: those whose members' ingress is free are set again with ifb, in one
+/// change. A rule with no member yet keeps the fallback until it is set again, as with
+/// `limit`.
+fn downloads_by_default<S: System>(
+    system: &S,
+    global: &Global,
+    backend: &mut S::Backend,
+    batch: &[RuleRequest],
+) -> anyhow::Result<Vec<(String, DefaultDownload)>> {
+    let defaulted: Vec<&RuleRequest> = batch
+        .iter()
+        .filter(|request| request.limits.down.is_some_and(|limit| limit.by_default))
+        .collect();
+    if defaulted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = backend.rules()?;
+    let mut chosen = Vec::new();
+    let mut by_ifb = Vec::new();
+    for request in defaulted {
+        let name = &request.spec.name;
+        let now = held
+            .iter()
+            .find(|rule| rule.spec.name == *name)
+            .with_context(|| format!("rule \"{name}\" is not held after it was set"))?;
+        let download = default_download(system, global, now)?;
+        if download.backend == Enforcement::Ifb {
+            by_ifb.push(held_by_ifb(request));
+        }
+        chosen.push((name.clone(), download));
+    }
+    if !by_ifb.is_empty() {
+        backend
+            .set_rules(&by_ifb)
+            .context("holding the rules' downloads with ifb")?;
+    }
+    Ok(chosen)
 }
 
 /// Puts the file's rules back as `held` had them after `apply` failed part-way: the rules
@@ -250,8 +310,19 @@ fn requests<S: System>(
             ))
             .into());
         }
-        let limits = chosen_limits(system, &rule.limits, named, rule.mode)
+        let mut limits = chosen_limits(system, &rule.limits, named, rule.mode)
             .map_err(|error| at(format!("rule \"{}\": {error:#}", rule.name)))?;
+        // a shared download the rule and the command line leave to the default: the
+        // fallback first, then ifb where the members' ingress is free, as `limit` does
+        let to_default = rule.mode == Mode::Shared
+            && named.down.is_none()
+            && rule
+                .limits
+                .down
+                .is_some_and(|limit| limit.backend.is_none());
+        if let Some(down) = limits.down.as_mut().filter(|_| to_default) {
+            down.by_default = true;
+        }
         let request = RuleRequest {
             spec: rule.clone(),
             resolved,
@@ -428,7 +499,8 @@ up = "1M"
         let (_scratch, file) = rules_file("adds", THREE);
         assert_eq!(
             apply(&mut system, &file, &[]),
-            "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n\
+            "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n  \
+             download backend shaping: default: no interface but loopback receives its downloads\n\
              + sync: unit syncthing.service ↑1MB/s (shared)\n\
              + alice: user alice ↓20MB/s (each)\n\
              3 added, 0 changed, 0 removed, 0 unchanged\n"
@@ -470,8 +542,10 @@ up = "1M"
         assert_eq!(
             apply(&mut system, &file, &[]),
             "- sync\n\
-             ~ steam: ↓5MB/s → ↓2MB/s, ↑unlimited → ↑1MB/s policer\n\
-             + web: container web ↓3MB/s (shared)\n\
+             ~ steam: ↓5MB/s → ↓2MB/s, ↑unlimited → ↑1MB/s policer\n  \
+             download backend shaping: default: no interface but loopback receives its downloads\n\
+             + web: container web ↓3MB/s (shared)\n  \
+             download backend shaping: default: no interface but loopback receives its downloads\n\
              1 added, 1 changed, 1 removed, 1 unchanged\n"
         );
         let names: Vec<String> = held(&system).into_iter().map(|(name, ..)| name).collect();
@@ -496,6 +570,60 @@ up = "1M"
         );
         let names: Vec<String> = held(&system).into_iter().map(|(name, ..)| name).collect();
         assert_eq!(names, ["name wget"]);
+    }
+
+    #[test]
+    fn a_file_rules_download_left_to_the_default_gets_ifb_where_its_members_ingress_is_free() {
+        use chadthrottle_core::download_default::{Ingress, InterfaceIngress};
+        use chadthrottle_core::status::Enforcement;
+        let mut system = rules_machine();
+        system.machine().download_ingress = Ok(vec![InterfaceIngress {
+            name: "eth0".into(),
+            ingress: Ingress::Free,
+        }]);
+        let text = THREE.to_owned()
+            + "\n[[rule]]\nname = \"named\"\ncontainer = \"web\"\ndown = \"1M\"\n\
+               download_backend = \"shaping\"\n\
+               \n[[rule]]\nname = \"absent\"\nexe = \"/usr/bin/aria2c\"\ndown = \"1M\"\n";
+        let (_scratch, file) = rules_file("ifb", &text);
+        let out = apply(&mut system, &file, &[]);
+        let down = |system: &FakeSystem, name: &str| {
+            let machine = system.machine();
+            let rule = machine.rules.iter().find(|r| r.request.spec.name == name);
+            rule.and_then(|r| r.request.limits.down)
+                .map(|l| (l.enforcement, l.by_default))
+        };
+        // steam's two processes arrive on a free ingress: ifb, as `limit --exe` gives it
+        assert_eq!(
+            down(&system, "steam"),
+            Some((Enforcement::Ifb, true)),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n  download backend ifb: default: \
+                 the ingress of eth0 is free"
+            ),
+            "{out}"
+        );
+        // no process runs aria2c yet: no interface is known, so the fallback, and why
+        assert_eq!(down(&system, "absent"), Some((Enforcement::Shaping, true)));
+        assert!(out.contains("the rule governs no process now"), "{out}");
+        // a backend the file names, and an each-mode rule: no default, no line
+        assert_eq!(down(&system, "named"), Some((Enforcement::Shaping, false)));
+        assert_eq!(
+            down(&system, "alice").map(|(_, by_default)| by_default),
+            Some(false)
+        );
+        assert_eq!(out.matches("download backend").count(), 2, "{out}");
+        // twice: nothing changes, and the download stays with ifb
+        let requests = system.machine().requests;
+        assert_eq!(
+            apply(&mut system, &file, &[]),
+            "0 added, 0 changed, 0 removed, 5 unchanged\n"
+        );
+        assert_eq!(system.machine().requests, requests);
+        assert_eq!(down(&system, "steam"), Some((Enforcement::Ifb, true)));
     }
 
     #[test]
@@ -605,7 +733,8 @@ up = "1M"
         let (_scratch, file) = rules_file("example", example);
         assert_eq!(
             apply(&mut system, &file, &[]),
-            "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n\
+            "+ steam: exe /usr/bin/steam ↓5MB/s (shared)\n  \
+             download backend shaping: default: no interface but loopback receives its downloads\n\
              + wget: name wget ↓1MB/s ↑1MB/s (each)\n\
              + sync: unit syncthing.service ↑500KB/s burst 1MB policer (shared)\n\
              + web: container web ↑10MB/s (shared)\n\

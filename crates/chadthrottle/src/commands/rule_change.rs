@@ -6,6 +6,7 @@ use crate::cli::{Global, LimitArgs};
 use crate::render;
 use anyhow::Context as _;
 use chadthrottle_core::backend::{Availability, BackendDescriptor, RuleBackend as _};
+use chadthrottle_core::download_default::DefaultDownload;
 use chadthrottle_core::rule_request::{
     ResolvedTarget, RuleRequest, RuleStatus, command_line_rule_name,
 };
@@ -216,25 +217,9 @@ pub fn set<S: System>(
     let mut applied = applied;
     let download_default =
         if to_default {
-            let members: Vec<u32> = now.members.iter().map(|member| member.pid).collect();
-            let chosen = super::limit::default_download(
-                system,
-                &global.datapath(),
-                &members,
-                not_for_rules(Direction::Down, false, false),
-            )?;
+            let chosen = default_download(system, global, &now)?;
             if chosen.backend == Enforcement::Ifb {
-                let held_by_ifb = RuleRequest {
-                    limits: PerDirection {
-                        down: request.limits.down.map(|limit| DirectionLimit {
-                            enforcement: Enforcement::Ifb,
-                            ..limit
-                        }),
-                        ..request.limits
-                    },
-                    ..request.clone()
-                };
-                match backend.set_rule(&held_by_ifb) {
+                match backend.set_rule(&held_by_ifb(&request)) {
                     Ok(by_ifb) => applied = by_ifb,
                     Err(error) => {
                         // the rule stays as first set, and the error says why ifb did not
@@ -270,6 +255,36 @@ pub fn set<S: System>(
         super::limit::print_default(chosen, out)?;
     }
     Ok(request.spec)
+}
+
+/// The download backend a shared rule left to the default gets, from its members now:
+/// ifb where their ingress is free, else the best one for rules, with the reason.
+pub fn default_download<S: System>(
+    system: &S,
+    global: &Global,
+    held: &RuleStatus,
+) -> anyhow::Result<DefaultDownload> {
+    let members: Vec<u32> = held.members.iter().map(|member| member.pid).collect();
+    super::limit::default_download(
+        system,
+        &global.datapath(),
+        &members,
+        not_for_rules(Direction::Down, false, false),
+    )
+}
+
+/// `request` with its download held by ifb, the rest as it is.
+pub fn held_by_ifb(request: &RuleRequest) -> RuleRequest {
+    RuleRequest {
+        limits: PerDirection {
+            down: request.limits.down.map(|limit| DirectionLimit {
+                enforcement: Enforcement::Ifb,
+                ..limit
+            }),
+            ..request.limits
+        },
+        ..request.clone()
+    }
 }
 
 /// The request that sets `held` again as it is, for the time it has left.
