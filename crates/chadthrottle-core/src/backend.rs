@@ -125,6 +125,14 @@ pub trait Backend {
     /// Drops the limits of processes that are gone or whose `--for` ran out; returns them.
     fn prune(&mut self) -> Result<Vec<ActiveLimit>, Self::Error>;
 
+    /// Puts the backends that work per interface (htb, ifb, tc_police) on the interfaces
+    /// the limited processes and the rules' members use now but did not when their
+    /// limits were set — a VPN come up, a second link, a namespace made later — as the
+    /// next change of a limit would; until then the policer behind holds them there.
+    /// Replaces no qdisc ChadThrottle did not create (that is an error, as without
+    /// `--force`) and changes nothing a limit did not ask for. The daemon calls it.
+    fn follow(&mut self) -> Result<(), Self::Error>;
+
     /// Counters of one direction of one limited process.
     fn stats(
         &self,

@@ -125,6 +125,9 @@ pub struct FakeMachine {
     /// Requests that reached the limit table (`apply` and `remove` calls): one per kernel
     /// round trip.
     pub requests: usize,
+    /// `Backend::follow` calls, and the error they answer with (`None`: they succeed).
+    pub follows: usize,
+    pub follow_error: Option<String>,
     /// Open sockets per PID, attributed when a limit is set.
     pub sockets: BTreeMap<u32, usize>,
     /// Readings the usage source returns, oldest first; the last one repeats.
@@ -178,6 +181,8 @@ impl Default for FakeMachine {
                 without: Vec::new(),
             },
             download_ingress: Ok(Vec::new()),
+            follows: 0,
+            follow_error: None,
             requests: 0,
             sockets: BTreeMap::new(),
             readings: VecDeque::new(),
@@ -634,6 +639,15 @@ impl Backend for FakeBackend {
 
     fn limits(&self) -> Result<Vec<ActiveLimit>, FakeError> {
         Ok(lock(&self.machine).limits.values().cloned().collect())
+    }
+
+    fn follow(&mut self) -> Result<(), FakeError> {
+        let mut machine = lock(&self.machine);
+        machine.follows += 1;
+        machine
+            .follow_error
+            .clone()
+            .map_or(Ok(()), |error| Err(FakeError(error)))
     }
 
     fn prune(&mut self) -> Result<Vec<ActiveLimit>, FakeError> {

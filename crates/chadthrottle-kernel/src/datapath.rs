@@ -722,6 +722,20 @@ impl Backend for Datapath {
         Ok(limits)
     }
 
+    /// Only grows: a namespace's qdiscs are installed where now wanted and re-rated (HTB
+    /// keeps a changed class's tokens), tc_police's filters set where missing; nothing is
+    /// removed here that `prune` or a change would not remove.
+    fn follow(&mut self) -> Result<(), Error> {
+        let held = lock::lock()?;
+        if !self.class_limits().is_empty() {
+            self.sync_qdiscs(&held, Reach::Grow { force: false })?;
+        }
+        if !self.police_limits().is_empty() {
+            self.sync_police(&held, true)?;
+        }
+        Ok(())
+    }
+
     /// Deletes entries whose process is gone or whose `--for` has run out (the datapath
     /// and the exit hook delete most of them first). Returns the limits removed.
     fn prune(&mut self) -> Result<Vec<ActiveLimit>, Error> {

@@ -151,10 +151,20 @@ pub(crate) fn sync(
         }
         // a namespace that no longer exists took its interfaces (and our qdiscs) with it
     }
-    let needs_classifier = matches!(reach, Reach::Grow { .. })
-        && work
-            .values()
-            .any(|entry| entry.classes.iter().any(|c| c.direction == Direction::Down));
+    // the classifier is loaded (and verified) only where a download's interface is new:
+    // `follow` grows every few seconds and almost always finds nothing to install
+    let mut needs_classifier = false;
+    if matches!(reach, Reach::Grow { .. }) {
+        for entry in work.values() {
+            if entry.classes.iter().any(|c| c.direction == Direction::Down)
+                && netns::run_in(&entry.file, || installs_a_download(entry))
+                    .map_err(Error::tc("look at a network namespace's interfaces"))??
+            {
+                needs_classifier = true;
+                break;
+            }
+        }
+    }
     let mut ebpf = None;
     let classifier_fd = if needs_classifier {
         let loaded = ebpf.insert(loader::load_with_pins(pin_dir, PROG_TC_INGRESS)?);
@@ -190,6 +200,18 @@ pub(crate) fn sync(
     drop(ebpf);
     crate::record::write(&path, &new_record, new_record.namespaces.is_empty())?;
     first_error.map_or(Ok(()), Err)
+}
+
+/// Whether bringing the current thread's namespace in line would put ifb on an interface.
+fn installs_a_download(work: &NamespaceWork) -> Result<bool, Error> {
+    let mut rtnl = Rtnl::open().map_err(Error::tc("open rtnetlink"))?;
+    let links = rtnl.links().map_err(Error::tc("list interfaces"))?;
+    let wanted = interfaces_in_use(&mut rtnl, &links, work)?;
+    let plan = qdisc_plan::plan_interfaces(&work.installed, &wanted);
+    Ok(plan
+        .install
+        .iter()
+        .any(|&(_, direction)| direction == Direction::Down))
 }
 
 /// Brings the current thread's namespace in line. `interfaces` starts as the record and

@@ -12,6 +12,8 @@ pub mod common;
 pub mod iproute;
 
 use anyhow::ensure;
+use chadthrottle_core::backend::Backend as _;
+use chadthrottle_kernel::Datapath;
 use chadthrottle_lab::programs::Programs;
 use chadthrottle_lab::protocol::SendReport;
 use chadthrottle_lab::stats::summarize;
@@ -173,15 +175,8 @@ fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> 
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut client = lab.client(&server, Proto::Tcp, None, None)?;
     let before = qdiscs(&client)?;
-    let limit = [
-        "limit",
-        "--pid",
-        &pid(&client),
-        "--down",
-        "2M",
-        "--download-backend",
-        "ifb",
-    ];
+    let client_pid = pid(&client);
+    let limit = ifb_download(&client_pid);
     let printed = run(&lab, &limit)?;
     ensure!(printed.contains("[ifb]"), "limit said: {printed}");
     ensure!(
@@ -323,6 +318,89 @@ fn ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind() -> anyhow
     Ok(())
 }
 
+/// `limit` of the process `pid` to 2 MiB/s down, held by ifb.
+fn ifb_download(pid: &str) -> [&str; 7] {
+    [
+        "limit",
+        "--pid",
+        pid,
+        "--down",
+        "2M",
+        "--download-backend",
+        "ifb",
+    ]
+}
+
+/// Every qdisc of `device` in the namespace of `inside`, as kinds and handles.
+fn kinds_on(inside: &Endpoint, device: &str) -> anyhow::Result<Vec<String>> {
+    let listed: Value = serde_json::from_str(&iproute(
+        inside,
+        "tc",
+        &["-j", "qdisc", "show", "dev", device],
+    )?)?;
+    Ok(kinds(&listed))
+}
+
+/// An interface that comes up after a process's limit (a VPN, a second link) carries its
+/// downloads with only the policer behind them until `Backend::follow` — the daemon's,
+/// once a sample — puts ifb there too; a second follow changes nothing, and unlimit takes
+/// both away.
+fn follow_puts_ifb_on_an_interface_that_came_up_after_the_limit() -> anyhow::Result<()> {
+    const VPN: &str = "ct-vpn0";
+    let lab = Lab::new("ifb-follow", None)?;
+    let server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let client = lab.client(&server, Proto::Tcp, None, None)?;
+    run(&lab, &ifb_download(&pid(&client)))?;
+    ensure!(ifb_devices(&client)?.len() == 1, "one IFB device");
+    // a link with the default route, in the lab's client namespace (gone with it)
+    iproute(
+        &client,
+        "ip",
+        &[
+            "link", "add", VPN, "type", "veth", "peer", "name", "ct-vpn1",
+        ],
+    )?;
+    iproute(&client, "ip", &["link", "set", VPN, "up"])?;
+    iproute(&client, "ip", &["link", "set", "ct-vpn1", "up"])?;
+    iproute(&client, "ip", &["route", "add", "default", "dev", VPN])?;
+    let ingress = "ingress \"ffff:\"".to_owned();
+    ensure!(
+        !kinds_on(&client, VPN)?.contains(&ingress),
+        "nothing on {VPN} before a follow: {:?}",
+        kinds_on(&client, VPN)?
+    );
+    let mut datapath =
+        Datapath::open(lab.pin_dir())?.ok_or_else(|| anyhow::anyhow!("no datapath installed"))?;
+    datapath.follow()?;
+    ensure!(
+        kinds_on(&client, VPN)?.contains(&ingress),
+        "an ingress qdisc on {VPN} after a follow: {:?}",
+        kinds_on(&client, VPN)?
+    );
+    let devices = ifb_devices(&client)?;
+    ensure!(
+        devices.len() == 2,
+        "an IFB device for each link: {devices:?}"
+    );
+    datapath.follow()?;
+    ensure!(
+        ifb_devices(&client)? == devices,
+        "a second follow changes nothing: {:?}",
+        ifb_devices(&client)?
+    );
+    run(&lab, &["unlimit", "--pid", &pid(&client)])?;
+    ensure!(
+        ifb_devices(&client)?.is_empty(),
+        "unlimit removes both IFBs"
+    );
+    ensure!(
+        !kinds_on(&client, VPN)?.contains(&ingress),
+        "and {VPN}'s ingress qdisc: {:?}",
+        kinds_on(&client, VPN)?
+    );
+    Ok(())
+}
+
 /// No backend named: a LAN download gets ifb (its ingress is free) and is held without
 /// stalls or retransmissions; with someone's clsact on the interface it keeps shaping,
 /// says why, and leaves that qdisc as it was.
@@ -424,6 +502,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "the_default_download_is_ifb_where_free_and_shaping_beside_a_busy_ingress",
         the_default_download_is_ifb_where_free_and_shaping_beside_a_busy_ingress,
+    ),
+    (
+        "follow_puts_ifb_on_an_interface_that_came_up_after_the_limit",
+        follow_puts_ifb_on_an_interface_that_came_up_after_the_limit,
     ),
 ];
 

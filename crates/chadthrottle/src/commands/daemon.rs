@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use chadthrottle_core::ProcessRef;
 use chadthrottle_core::access;
 use chadthrottle_core::application;
+use chadthrottle_core::backend::Backend as _;
 use chadthrottle_core::daemon_config::DaemonConfig;
 use chadthrottle_core::monitor::Monitor;
 use chadthrottle_core::system::{Processes, System, UsageSource};
@@ -76,6 +77,7 @@ pub fn run<S: System>(
     };
     let mut rules = RulesFile::new(args.rules.clone());
     let mut history = History::new(config);
+    let mut follower = Follower::default();
     let mut samples = 0;
     loop {
         if !current(&mut source, out) {
@@ -93,6 +95,7 @@ pub fn run<S: System>(
             rules.forget();
         }
         rules.apply_if_changed(system, global, out);
+        follower.follow(system, global, out);
         history.sample(system, &mut source, out);
         if let (Some(metrics), Some(sampled)) = (&mut metrics, history.last_sample.take()) {
             if let Err(error) = metrics.record(system, global, &mut source, sampled, &history) {
@@ -183,6 +186,47 @@ fn wait(stop: &AtomicBool, interval: Duration) -> bool {
         waited += step;
     }
     stop.load(Ordering::Relaxed)
+}
+
+/// Puts the per-interface backends on the interfaces limited processes started using
+/// since their limits were set (`Backend::follow`), once a sample: a VPN that comes up is
+/// held by ifb or htb within an interval, not only by the policer until the next `limit`.
+#[derive(Default)]
+struct Follower {
+    /// The last failure, logged once until it changes or ends.
+    failing: Option<String>,
+}
+
+impl Follower {
+    fn follow<S: System>(&mut self, system: &mut S, global: &Global, out: &mut dyn Write) {
+        let followed = system
+            .open(&global.datapath())
+            .map_err(anyhow::Error::from)
+            .and_then(|backend| match backend {
+                Some(mut backend) => backend.follow().map_err(anyhow::Error::from),
+                None => Ok(()),
+            });
+        match followed {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    log(out, "the limits follow their processes' interfaces again");
+                }
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                if self.failing.as_ref() != Some(&error) {
+                    log(
+                        out,
+                        &format!(
+                            "cannot put the limits on new interfaces: {error}; the policer \
+                             holds them there"
+                        ),
+                    );
+                    self.failing = Some(error);
+                }
+            }
+        }
+    }
 }
 
 /// The database, the tally and what is known of each process, across samples.

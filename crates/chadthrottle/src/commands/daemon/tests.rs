@@ -358,3 +358,36 @@ fn the_metrics_endpoint_starts_with_the_daemon_and_a_busy_address_refuses_the_st
     );
     assert!(!database.exists(), "nothing was written");
 }
+
+#[test]
+fn each_sample_follows_the_limits_onto_new_interfaces_and_a_failure_is_logged_once() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config(dir.path());
+    let mut system = machine();
+    readings_at(&system, &[10, 20, 30]);
+    // no datapath installed: nothing to follow
+    daemon(&mut system, &config, 1);
+    assert_eq!(system.machine().follows, 0);
+    ok(
+        &mut system,
+        &["limit", "--pid", &CURL.to_string(), "--down", "1M"],
+    );
+    system.machine().follow_error = Some("interface wg0 has a root qdisc (cake)".into());
+    readings_at(&system, &[10, 20, 30]);
+    let log = daemon(&mut system, &config, 2);
+    assert_eq!(system.machine().follows, 2, "once a sample: {log}");
+    assert_eq!(
+        log.matches(
+            "cannot put the limits on new interfaces: interface wg0 has a root qdisc (cake); \
+             the policer holds them there"
+        )
+        .count(),
+        1,
+        "logged once: {log}"
+    );
+    system.machine().follow_error = None;
+    readings_at(&system, &[10, 20, 30]);
+    let log = daemon(&mut system, &config, 1);
+    assert_eq!(system.machine().follows, 3);
+    assert!(!log.contains("cannot put the limits"), "{log}");
+}
