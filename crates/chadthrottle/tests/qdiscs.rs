@@ -371,7 +371,12 @@ fn follow_puts_ifb_on_an_interface_that_came_up_after_the_limit() -> anyhow::Res
     );
     let mut datapath =
         Datapath::open(lab.pin_dir())?.ok_or_else(|| anyhow::anyhow!("no datapath installed"))?;
+    let started = std::time::Instant::now();
     datapath.follow()?;
+    println!(
+        "  a follow that installs ifb on {VPN}: {:?}",
+        started.elapsed()
+    );
     ensure!(
         kinds_on(&client, VPN)?.contains(&ingress),
         "an ingress qdisc on {VPN} after a follow: {:?}",
@@ -382,7 +387,9 @@ fn follow_puts_ifb_on_an_interface_that_came_up_after_the_limit() -> anyhow::Res
         devices.len() == 2,
         "an IFB device for each link: {devices:?}"
     );
+    let started = std::time::Instant::now();
     datapath.follow()?;
+    println!("  a follow that finds nothing new: {:?}", started.elapsed());
     ensure!(
         ifb_devices(&client)? == devices,
         "a second follow changes nothing: {:?}",
