@@ -191,7 +191,7 @@ fn ifb_holds_a_download_and_reset_leaves_nothing_behind() -> anyhow::Result<()> 
     );
 
     let report = server.send(SECONDS, MAX_BYTES)?;
-    steady(&mut client, &report)?.held_smoothly("ifb download", 2.0 * MIB, 0.05)?;
+    steady(&mut client, &report)?.held_without_stalls("ifb download", 2.0 * MIB, 0.05)?;
     let entry = listed(&lab, client.pid())?;
     ensure!(entry["backend"]["down"] == "ifb", "status: {entry}");
     at_most_one_percent_retransmitted(&report)?;
@@ -284,7 +284,7 @@ fn ifb_holds_a_shared_rules_download_and_reset_leaves_nothing_behind() -> anyhow
             *total += bytes;
         }
     }
-    summarize(&sum).held_smoothly("a shared rule's ifb download", 2.0 * MIB, 0.05)?;
+    summarize(&sum).held_without_stalls("a shared rule's ifb download", 2.0 * MIB, 0.05)?;
     at_most_one_percent_retransmitted(&report)?;
 
     run(&lab, &["unlimit", "--exe", &app_text])?;
