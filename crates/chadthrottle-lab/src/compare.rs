@@ -16,6 +16,9 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// What `chadthrottle limit` chooses with no backend named, per direction
+    /// (`lab_datapath::default_enforcement`); the rows name the choice.
+    Default,
     Policer,
     Shaping,
     /// Uploads only.
@@ -43,9 +46,23 @@ impl Backend {
         Backend::Trickle,
     ];
 
+    /// Every word `--backends` takes: the default and each of [`Backend::ALL`].
+    pub const CHOOSABLE: [Backend; 9] = [
+        Backend::Default,
+        Backend::Policer,
+        Backend::Shaping,
+        Backend::Htb,
+        Backend::Ifb,
+        Backend::Nftables,
+        Backend::TcPolice,
+        Backend::HtbScript,
+        Backend::Trickle,
+    ];
+
     /// As `--backends` takes it.
     pub const fn word(self) -> &'static str {
         match self {
+            Backend::Default => "default",
             Backend::Policer => "policer",
             Backend::Shaping => "shaping",
             Backend::Htb => "htb",
@@ -74,8 +91,32 @@ impl Backend {
             Backend::Ifb => Some(Enforcement::Ifb),
             Backend::Nftables => Some(Enforcement::Nftables),
             Backend::TcPolice => Some(Enforcement::TcPolice),
-            Backend::HtbScript | Backend::Trickle => None,
+            Backend::Default | Backend::HtbScript | Backend::Trickle => None,
         }
+    }
+
+    /// Whether the datapath limits the flow (every backend of ChadThrottle's, the
+    /// default's choice included, but not the peers).
+    pub const fn uses_datapath(self) -> bool {
+        self.enforcement().is_some() || matches!(self, Backend::Default)
+    }
+
+    /// The enforcement of each direction's cases: the backend's own, or the default's
+    /// choice on this kernel.
+    fn enforcements(self) -> anyhow::Result<PerDirection<Enforcement>> {
+        Ok(match (self, self.enforcement()) {
+            (Backend::Default, _) => PerDirection {
+                up: lab_datapath::default_enforcement(Direction::Up)?,
+                down: lab_datapath::default_enforcement(Direction::Down)?,
+            },
+            (_, enforcement) => {
+                let enforcement = enforcement.unwrap_or_default();
+                PerDirection {
+                    up: enforcement,
+                    down: enforcement,
+                }
+            }
+        })
     }
 
     /// Whether it limits `direction` at all (htb, ifb and tc_police do one only, as
@@ -106,7 +147,7 @@ impl Default for Matrix {
     /// directions × 5 limits, cases of 10 s.
     fn default() -> Matrix {
         Matrix {
-            backends: Backend::ALL.to_vec(),
+            backends: Backend::CHOOSABLE.to_vec(),
             rtts_ms: vec![0, 20],
             ccs: vec!["cubic", "bbr"],
             connections: vec![1, 8],
@@ -146,8 +187,12 @@ pub fn case_row(
     case: &Case,
     result: &anyhow::Result<Outcome>,
 ) -> String {
+    let name = match backend {
+        Backend::Default => format!("default ({})", case.enforcement.name()),
+        other => other.name().to_owned(),
+    };
     let first = vec![
-        backend.name().to_owned(),
+        name,
         format!("{rtt_ms} ms"),
         case.cc.to_owned(),
         case.connections.to_string(),
@@ -177,7 +222,7 @@ pub fn refused_row(backend: Backend, reason: &str) -> String {
 }
 
 /// The cases of one backend at one round-trip time, in table order.
-fn cases(matrix: &Matrix, backend: Backend) -> Vec<Case> {
+fn cases(matrix: &Matrix, backend: Backend, enforcements: PerDirection<Enforcement>) -> Vec<Case> {
     let mut cases = Vec::new();
     for &cc in &matrix.ccs {
         for &connections in &matrix.connections {
@@ -189,7 +234,7 @@ fn cases(matrix: &Matrix, backend: Backend) -> Vec<Case> {
                     cc,
                     seconds: matrix.seconds,
                     idle: Duration::ZERO,
-                    enforcement: backend.enforcement().unwrap_or_default(),
+                    enforcement: *enforcements.get(direction),
                     connections,
                 }));
             }
@@ -224,14 +269,15 @@ pub fn run(matrix: &Matrix, mut emit: impl FnMut(String)) -> anyhow::Result<()> 
             emit(refused_row(backend, &reason));
             continue;
         }
+        let enforcements = backend.enforcements()?;
         let mut not_applicable = PerDirection::<bool>::default();
         for &rtt_ms in &matrix.rtts_ms {
             let lab = bench::lab(rtt_ms)?;
             let mut datapath = backend
-                .enforcement()
-                .map(|_| lab_datapath::install(&lab))
+                .uses_datapath()
+                .then(|| lab_datapath::install(&lab))
                 .transpose()?;
-            for case in cases(matrix, backend) {
+            for case in cases(matrix, backend, enforcements) {
                 let result = if *not_applicable.get(case.direction) {
                     Err(
                         NotApplicable(format!("as in the first {} case above", case.direction))
@@ -311,7 +357,11 @@ mod tests {
             rates: vec![1 << 20, 10 << 20],
             ..Matrix::default()
         };
-        let cases = cases(&matrix, Backend::Policer);
+        let policer = PerDirection {
+            up: Enforcement::Policer,
+            down: Enforcement::Policer,
+        };
+        let cases = cases(&matrix, Backend::Policer, policer);
         assert_eq!(cases.len(), 2 * 2 * 2 * 2);
         let key = |case: &Case| (case.cc, case.connections, case.direction, case.rate);
         assert_eq!(key(&cases[0]), ("cubic", 1, Direction::Up, 1 << 20));
@@ -377,10 +427,40 @@ mod tests {
         );
     }
 
+    fn shaped() -> PerDirection<Enforcement> {
+        PerDirection {
+            up: Enforcement::Shaping,
+            down: Enforcement::Shaping,
+        }
+    }
+
+    #[test]
+    fn the_default_runs_both_directions_each_with_its_choice_named() {
+        let chosen = PerDirection {
+            up: Enforcement::Shaping,
+            down: Enforcement::Ifb,
+        };
+        let cases = cases(&Matrix::default(), Backend::Default, chosen);
+        assert!(cases.iter().any(|case| case.direction == Direction::Up));
+        for case in &cases {
+            assert_eq!(case.enforcement, *chosen.get(case.direction));
+        }
+        assert!(Backend::Default.uses_datapath());
+        assert!(!Backend::HtbScript.uses_datapath());
+        let failed: anyhow::Result<Outcome> = Err(anyhow::anyhow!("lab gone"));
+        let down = cases
+            .iter()
+            .find(|case| case.direction == Direction::Down)
+            .expect("a download case");
+        assert!(
+            case_row(Backend::Default, 0, down, &failed).starts_with("| default (ifb) | 0 ms |")
+        );
+    }
+
     #[test]
     fn the_qdisc_backends_run_their_own_direction_only() {
         let directions = |backend| {
-            let mut found: Vec<Direction> = cases(&Matrix::default(), backend)
+            let mut found: Vec<Direction> = cases(&Matrix::default(), backend, shaped())
                 .iter()
                 .map(|case| case.direction)
                 .collect();

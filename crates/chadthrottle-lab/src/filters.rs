@@ -73,8 +73,8 @@ pub fn backends(text: &str) -> anyhow::Result<Vec<Backend>> {
     list(
         "--backends",
         text,
-        "one of policer, shaping, htb, ifb, nftables, tc_police, tc-htb, trickle",
-        |word| named(word, &Backend::ALL, Backend::word),
+        "one of default, policer, shaping, htb, ifb, nftables, tc_police, tc-htb, trickle",
+        |word| named(word, &Backend::CHOOSABLE, Backend::word),
     )
 }
 
@@ -92,6 +92,10 @@ mod tests {
         assert_eq!(
             backends("policer,shaping,htb,ifb,nftables,tc_police,tc-htb,trickle")?,
             Backend::ALL.to_vec()
+        );
+        assert_eq!(
+            backends("default,tc-htb")?,
+            [Backend::Default, Backend::HtbScript]
         );
         assert_eq!(
             backends("policer,nftables,tc_police")?,

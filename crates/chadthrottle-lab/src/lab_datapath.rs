@@ -65,6 +65,32 @@ pub fn refusal(enforcement: Enforcement) -> Option<String> {
     chadthrottle_kernel::probe::ready(&backend).err()
 }
 
+/// The backend `chadthrottle limit` gives `direction` when none is named, on this kernel:
+/// for a download ifb where it works (the lab's ingress is always free, so
+/// `core::download_default` would choose it), else — and for an upload — the available
+/// backend of the highest priority but ifb, as `limit`'s `choose_backend` finds it.
+pub fn default_enforcement(direction: Direction) -> anyhow::Result<Enforcement> {
+    use chadthrottle_core::backend::{Availability, BackendDescriptor, choose};
+    let ready = |backend: &BackendDescriptor| match chadthrottle_kernel::probe::ready(backend) {
+        Ok(()) => Availability::Available,
+        Err(reason) => Availability::Unavailable(reason),
+    };
+    let descriptors = chadthrottle_kernel::probe::descriptors();
+    let ifb = Enforcement::Ifb.name();
+    if direction == Direction::Down && refusal(Enforcement::Ifb).is_none() {
+        return Ok(Enforcement::Ifb);
+    }
+    let chosen = choose(&descriptors, direction, None, |backend| {
+        if backend.name == ifb {
+            Availability::Unavailable("not the fallback".to_owned())
+        } else {
+            ready(backend)
+        }
+    })?;
+    Enforcement::from_name(chosen.name)
+        .with_context(|| format!("backend {} has no enforcement", chosen.name))
+}
+
 /// The burst `chadthrottle limit` gives `rate` by default, in bytes.
 pub fn default_burst(rate: u64) -> u64 {
     chadthrottle_core::bucket::default_burst(

@@ -25,7 +25,7 @@
 //!          --bursts 50,100,… (sweep bursts, ms of the rate), --idle MS (sweep idle spell),
 //!          --overhead (only attached vs detached), --rounds N (its rounds, default 7)
 //! --compare filters (lists, default all):
-//!          --backends policer,shaping,htb,ifb,nftables,tc_police,tc-htb,trickle
+//!          --backends default,policer,shaping,htb,ifb,nftables,tc_police,tc-htb,trickle
 //!          (a backend the kernel refuses gets one row with the reason, e.g. tc_police
 //!           without act_police)
 //!          --connections 1,8  --dirs up,down  --limits 100K,1M,10M,50M,200M (1024-based)
