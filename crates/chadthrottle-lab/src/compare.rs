@@ -47,17 +47,15 @@ impl Backend {
     ];
 
     /// Every word `--backends` takes: the default and each of [`Backend::ALL`].
-    pub const CHOOSABLE: [Backend; 9] = [
-        Backend::Default,
-        Backend::Policer,
-        Backend::Shaping,
-        Backend::Htb,
-        Backend::Ifb,
-        Backend::Nftables,
-        Backend::TcPolice,
-        Backend::HtbScript,
-        Backend::Trickle,
-    ];
+    pub const CHOOSABLE: [Backend; 9] = {
+        let mut choosable = [Backend::Default; 9];
+        let mut index = 0;
+        while index < Backend::ALL.len() {
+            choosable[index + 1] = Backend::ALL[index];
+            index += 1;
+        }
+        choosable
+    };
 
     /// As `--backends` takes it.
     pub const fn word(self) -> &'static str {
