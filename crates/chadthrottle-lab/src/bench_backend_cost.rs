@@ -42,6 +42,9 @@ pub enum Subject {
     /// No limit: the client paces each connection to its share of the rate, so that it
     /// carries the same bytes as a limited one.
     Unlimited,
+    /// No limit and no pacing: the transport's own cost per byte at full speed, since
+    /// pacing itself costs (smaller packets, a timer per burst).
+    Unpaced,
     Backend(Backend),
 }
 
@@ -49,6 +52,7 @@ impl Subject {
     pub fn name(self) -> &'static str {
         match self {
             Subject::Unlimited => "unlimited (paced)",
+            Subject::Unpaced => "unlimited (unpaced)",
             Subject::Backend(backend) => backend.name(),
         }
     }
@@ -206,7 +210,7 @@ pub fn run(lab: &Lab, subject: Subject, rate: u64, window: Duration) -> anyhow::
         let call_start = crate::now_ns();
         let started = Instant::now();
         let called = match subject {
-            Subject::Unlimited => Ok(None),
+            Subject::Unlimited | Subject::Unpaced => Ok(None),
             Subject::Backend(_) => call(lab, subject, &mut applied, rate)
                 .map(|()| Some(started.elapsed().as_secs_f64() * 1e3)),
         };
@@ -215,12 +219,15 @@ pub fn run(lab: &Lab, subject: Subject, rate: u64, window: Duration) -> anyhow::
             .map_err(|_| anyhow::anyhow!("the poller panicked"))?;
         anyhow::Ok((polls?, call_start, called?))
     })?;
-    let effect_ns = time_to_effect(
-        &polls,
-        call_start,
-        EFFECT_CEILING * rate as f64,
-        EFFECT_HOLD,
-    );
+    // an unlimited row has no limit to take hold
+    let effect_ns = call_ms.and_then(|_| {
+        time_to_effect(
+            &polls,
+            call_start,
+            EFFECT_CEILING * rate as f64,
+            EFFECT_HOLD,
+        )
+    });
     std::thread::sleep(SETTLE);
     let pids = [client.pid(), server.pid()];
     let processes = || -> anyhow::Result<f64> {
@@ -297,7 +304,8 @@ fn figures(
         processes_cpu_per_gb: machine_cpu::per_gigabyte(processes_seconds, bytes),
         call_ms,
         effect_ms: effect_ns.map(|ns| ns as f64 / 1e6),
-        effect_seen: subject == Subject::Unlimited || effect_ns.is_some(),
+        effect_seen: matches!(subject, Subject::Unlimited | Subject::Unpaced)
+            || effect_ns.is_some(),
         load_1min,
     })
 }
@@ -371,6 +379,7 @@ pub fn summary_row(subject: Subject, rate: u64, runs: &[Run]) -> String {
         subject.direction().to_string(),
         match subject {
             Subject::Unlimited => format!("paced to {}", decimal_rate(rate as f64)),
+            Subject::Unpaced => "as fast as it goes".to_owned(),
             Subject::Backend(_) => format!("limit {}", decimal_rate(rate as f64)),
         },
         min_median(&carried).map_or("—".to_owned(), |(_, median)| {
@@ -458,7 +467,7 @@ pub fn measure(
     mut emit: impl FnMut(String),
 ) -> anyhow::Result<()> {
     let mut refused = Vec::new();
-    let mut subjects = vec![Subject::Unlimited];
+    let mut subjects = vec![Subject::Unpaced, Subject::Unlimited];
     for &backend in backends
         .iter()
         .filter(|&&backend| backend != Backend::Trickle)
