@@ -3,7 +3,8 @@
 //! unlimited client paced to the same rate, and how fast a limit takes hold of flows that
 //! were running unlimited — the limit call's own time (the library path `chadthrottle
 //! limit` takes; the tc-htb script's commands) and the time until the receiver's rate,
-//! polled every 10 ms, stays within 1.2× the limit. One run per backend and rate per round;
+//! polled every 10 ms, stays within 1.2× the limit. An unpaced unlimited client gives the
+//! transport's own cost per byte at full speed. One run per backend and rate per round;
 //! rounds alternate the backends so that the shared machine's drifts hit them all alike.
 
 use crate::bench::client_in;
@@ -109,8 +110,8 @@ enum Applied<'a> {
     Script(htb_script::Installed<'a>),
 }
 
-/// Sets `subject`'s limit of `rate` on `client` (installed before the clock starts:
-/// the datapath is loaded by `chadthrottle daemon`/the first `limit` once, not per limit).
+/// What `subject`'s limit call needs in place before the clock starts: the datapath, which
+/// the daemon or the first `limit` loads once, not every limit.
 fn prepare<'a>(lab: &'a Lab, subject: Subject, client: &Endpoint) -> anyhow::Result<Applied<'a>> {
     Ok(match subject {
         Subject::Backend(backend) if backend.enforcement().is_some() => Applied::Datapath {
