@@ -355,6 +355,9 @@ pub fn summary_row(subject: Subject, rate: u64, runs: &[Run]) -> String {
     let carried = pick(|run| Some(run.carried));
     let loads = pick(|run| Some(run.load_1min));
     let mut notes = Vec::new();
+    if runs.is_empty() {
+        notes.push("no run worked (their lines above say why)".to_owned());
+    }
     if let Some((_, median)) = min_median(&carried)
         && median < 0.9 * rate as f64
     {
@@ -564,6 +567,13 @@ mod tests {
         let line = summary_row(Subject::Unlimited, 400_000_000, &[run(1.0, None, None)]);
         assert!(line.contains("reached only 31 % of the target"), "{line}");
         assert!(line.contains("| — | — |"), "{line}");
+    }
+
+    #[test]
+    fn a_row_without_runs_says_so() {
+        let line = summary_row(Subject::Backend(Backend::Htb), 125_000_000, &[]);
+        assert_eq!(line.matches(" | ").count(), COLUMNS.len() - 1, "{line}");
+        assert!(line.contains("| no run worked"), "{line}");
     }
 
     #[test]
