@@ -123,7 +123,12 @@ pub fn run_limited(
 
 /// A TCP client of `server` in the lab's client namespace and in `cgroup` (below the
 /// lab's), with congestion control `cc`.
-fn client_in(lab: &Lab, server: &Endpoint, cc: &str, cgroup: &Path) -> anyhow::Result<Endpoint> {
+pub fn client_in(
+    lab: &Lab,
+    server: &Endpoint,
+    cc: &str,
+    cgroup: &Path,
+) -> anyhow::Result<Endpoint> {
     let args = EndpointArgs {
         role: Role::Connect,
         proto: Proto::Tcp,

@@ -8,6 +8,7 @@
 //! the commands in `protocol`. Every binary using the lab must call [`run_if_endpoint`] first.
 
 pub mod bench;
+pub mod bench_backend_cost;
 pub mod bench_daemon;
 pub mod bench_monitor;
 pub mod bench_rule_budgets;
@@ -26,6 +27,7 @@ pub mod lab;
 pub mod lab_datapath;
 pub mod latency;
 pub mod limiter;
+pub mod machine_cpu;
 pub mod net;
 pub mod netem;
 pub mod netns;
@@ -34,6 +36,7 @@ pub mod protocol;
 pub mod spawn;
 pub mod stats;
 pub mod table;
+pub mod taking_effect;
 pub mod trickle;
 
 pub use endpoint::Endpoint;

@@ -18,6 +18,9 @@
 //! cargo build --release --workspace && sudo target/release/ct-bench --usage-accuracy  # `usage` vs
 //!     the generator over 600 s (--seconds S) at 100 Mbit/s (--mbit M), the daemon restarted
 //!     twice and killed once
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --backend-cost  # each backend's CPU
+//!     per GB and time to take hold (8 connections at 1 and 1.6 Gbit/s, or --mbit M; --rounds N,
+//!     --seconds S of CPU window (default 4), --backends as for --compare)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --compare  # backends and peers
 //!     (one table: backend × RTT × CC × connections × direction × limit, cases of 10 s,
 //!      each with a latency probe; the trickle rows need Debian's trickle, else "not installed")
@@ -62,6 +65,8 @@ struct Options {
     monitor: bool,
     /// The comparison table, with these cases.
     compare: Option<Matrix>,
+    /// Each of these backends' CPU cost and time to take hold.
+    backend_cost: Option<Vec<compare::Backend>>,
     /// The shaping backend's control loop cost.
     shaper_cost: bool,
     /// What rules cost per packet and per exec.
@@ -98,6 +103,7 @@ fn options() -> anyhow::Result<Options> {
         overhead_rounds: 7,
         monitor: false,
         compare: None,
+        backend_cost: None,
         shaper_cost: false,
         rules_cost: false,
         rule_budgets: false,
@@ -112,6 +118,7 @@ fn options() -> anyhow::Result<Options> {
     };
     let mut matrix = Matrix::default();
     let mut compare = false;
+    let mut backend_cost = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -127,6 +134,7 @@ fn options() -> anyhow::Result<Options> {
             "--rtt" => options.rtts = filters::rtts(&value()?)?,
             "--cc" => options.ccs = filters::ccs(&value()?)?,
             "--compare" => compare = true,
+            "--backend-cost" => backend_cost = true,
             "--backends" => matrix.backends = filters::backends(&value()?)?,
             "--connections" => matrix.connections = filters::connections(&value()?)?,
             "--dirs" => matrix.directions = filters::directions(&value()?)?,
@@ -152,6 +160,9 @@ fn options() -> anyhow::Result<Options> {
                 "unknown argument {other:?}; see the header of crates/chadthrottle-lab/src/bin/ct-bench.rs"
             ),
         }
+    }
+    if backend_cost {
+        options.backend_cost = Some(matrix.backends.clone());
     }
     if compare {
         options.compare = Some(Matrix {
@@ -874,6 +885,37 @@ fn comparison(matrix: &Matrix) -> anyhow::Result<()> {
     compare::run(matrix, |line| println!("{line}"))
 }
 
+/// Issue 16: each backend's CPU per GB and time to take hold, beside an unlimited flow.
+fn backend_cost(options: &Options, backends: &[compare::Backend]) -> anyhow::Result<()> {
+    use chadthrottle_lab::bench_backend_cost::{self, CONNECTIONS};
+    let rates = match options.mbit {
+        Some(mbit) => vec![mbit * 1_000_000 / 8],
+        None => vec![125_000_000, 200_000_000],
+    };
+    let window = if options.seconds_given {
+        options.seconds
+    } else {
+        4.0
+    };
+    let command: Vec<String> = std::env::args().collect();
+    println!("```\n{}\n```\n", command.join(" "));
+    println!(
+        "## What a limit costs: the whole machine's CPU over {window} s while one client's \
+         {CONNECTIONS} TCP connections carry the target, and how fast a limit takes hold \
+         ({} rounds, the backends in turn; min / median over the rounds)\n",
+        options.overhead_rounds
+    );
+    let lab = lab(0)?;
+    bench_backend_cost::measure(
+        &lab,
+        backends,
+        &rates,
+        options.overhead_rounds,
+        Duration::from_secs_f64(window),
+        |line| println!("{line}"),
+    )
+}
+
 fn main() -> anyhow::Result<()> {
     chadthrottle_lab::run_if_endpoint();
     let options = options()?;
@@ -886,6 +928,8 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(matrix) = &options.compare {
         comparison(matrix)
+    } else if let Some(backends) = &options.backend_cost {
+        backend_cost(&options, backends)
     } else if options.monitor {
         monitor(&options)
     } else if options.daemon_cost {
