@@ -58,6 +58,48 @@ pub fn buffer_ticks(rate: u64, frame: u32) -> u32 {
     u32::try_from(ns / u128::from(NS_PER_TICK)).unwrap_or(u32::MAX)
 }
 
+/// How many times the class's rate the segmenting leaf (a `tbf` under each download
+/// class on an IFB) may pass: high enough that it never holds the class back, so only
+/// HTB shapes. A download arrives GRO-merged, up to 64 KB a packet, and HTB sends each
+/// packet whole: at 1 MB/s that is 64 ms of the rate at once, so 100 ms windows saw one
+/// packet or two (cv 13–30 %). The leaf cuts every packet longer than
+/// [`segment_above`] into its segments as it is queued.
+pub const SEGMENTER_RATE_FACTOR: u64 = 64;
+
+/// The leaf's rate for a class at `rate`.
+pub fn segmenter_rate(rate: u64) -> u64 {
+    rate.saturating_mul(SEGMENTER_RATE_FACTOR)
+}
+
+/// How much of the class's rate a packet the leaf queues whole may be: 2 ms.
+pub const SEGMENT_ABOVE_NS: u64 = 2_000_000;
+
+/// The longest packet the leaf queues whole (its bucket, which `tbf` also takes as the
+/// longest packet it passes): [`SEGMENT_ABOVE_NS`] of `rate`, never under two frames.
+/// Only where a GRO packet is a large part of a 100 ms window is it cut (at 1 MB/s into
+/// frames; at 50 MB/s, where cutting costs the neighbours latency, not at all).
+pub fn segment_above(rate: u64, frame: u32) -> u32 {
+    let bytes = u128::from(rate) * u128::from(SEGMENT_ABOVE_NS) / 1_000_000_000;
+    u32::try_from(bytes)
+        .unwrap_or(u32::MAX)
+        .max(frame.saturating_mul(2))
+}
+
+/// How long the leaf's queue is at the class's rate: three seconds. Counted in bytes,
+/// since the IFB's own 1 000 *packets* were anything from 1.5 MB to 64 MB by how GRO
+/// merged; one second dropped eight connections at 1 MB/s (cv 29–113 %, BENCHMARKS.md).
+pub const LEAF_QUEUE_NS: u64 = 3_000_000_000;
+
+/// The smallest leaf queue in bytes (one whole GRO packet), whatever the rate.
+const LEAF_QUEUE_MIN: u32 = 64 * 1024;
+
+/// The leaf's queue for a class at `rate`, in bytes: [`LEAF_QUEUE_NS`] of it, never under
+/// 64 KiB, never over 4 GiB.
+pub fn leaf_queue_bytes(rate: u64) -> u32 {
+    let bytes = u128::from(rate) * u128::from(LEAF_QUEUE_NS) / 1_000_000_000;
+    u32::try_from(bytes).unwrap_or(u32::MAX).max(LEAF_QUEUE_MIN)
+}
+
 /// The lowest class number not in `used` (1 to 0xfffe), if any is left.
 pub fn free_minor(used: &BTreeSet<u16>) -> Option<u16> {
     (1..=0xfffe).find(|minor| !used.contains(minor))
@@ -88,6 +130,24 @@ mod tests {
         // at 100 KB/s two frames take 30 ms
         assert_eq!(buffer_ticks(100_000, 1514), 30_280_000 / 64);
         assert_eq!(buffer_ticks(0, 1514), u32::MAX);
+    }
+
+    #[test]
+    fn the_leaf_cuts_packets_over_2_ms_of_the_rate_and_never_holds_the_class() {
+        assert_eq!(segment_above(1_045_000, 1514), 3028);
+        assert_eq!(segment_above(10_450_000, 1514), 20_900);
+        assert_eq!(segment_above(52_250_000, 1514), 104_500);
+        assert_eq!(segment_above(u64::MAX, 1514), u32::MAX);
+        assert_eq!(segmenter_rate(1_000_000), 64_000_000);
+        assert_eq!(segmenter_rate(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn the_leaf_queue_is_three_seconds_of_the_rate_at_least_64_kib() {
+        assert_eq!(leaf_queue_bytes(1_045_000), 3_135_000);
+        assert_eq!(leaf_queue_bytes(52_250_000), 156_750_000);
+        assert_eq!(leaf_queue_bytes(20_000), 65_536);
+        assert_eq!(leaf_queue_bytes(u64::MAX), u32::MAX);
     }
 
     #[test]

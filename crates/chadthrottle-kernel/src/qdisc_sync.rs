@@ -31,7 +31,8 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
-/// Packets an IFB device queues per class (its `txqueuelen`, which HTB's leaves take).
+/// The IFB device's `txqueuelen` (what HTB's default leaves would take; each download
+/// class gets a leaf of its own, `set_segmenting_leaf`).
 const IFB_QUEUE: u32 = 1000;
 
 /// One process's limit held by an HTB class, or one member of a shared rule whose class
@@ -504,6 +505,34 @@ fn uninstall(rtnl: &mut Rtnl, interface: &InstalledInterface, links: &[Link]) ->
     Ok(())
 }
 
+/// Puts a `tbf` under a download class on an IFB that cuts GRO packets into their
+/// segments and queues [`htb_class::leaf_queue_bytes`] (numbers in `htb_class`). A kernel
+/// without `tbf` keeps HTB's default leaf: the class holds the rate all the same, in
+/// coarser steps.
+fn set_segmenting_leaf(
+    rtnl: &mut Rtnl,
+    carrier: &Link,
+    class_id: u32,
+    rate: u64,
+    frame: u32,
+) -> Result<(), Error> {
+    match rtnl.set_leaf_tbf(
+        carrier.index,
+        class_id,
+        htb_class::segmenter_rate(rate),
+        htb_class::segment_above(rate, frame),
+        htb_class::leaf_queue_bytes(rate),
+    ) {
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        result => result.map_err(Error::tc(format!(
+            "set the leaf queue of class {:x}:{:x} on {}",
+            class_id >> 16,
+            class_id & 0xffff,
+            carrier.name
+        ))),
+    }
+}
+
 /// Gives the HTB carrying `interface` one class per limit of its direction, at the
 /// limit's rate compensated for the headers HTB charges, and removes other classes.
 fn set_classes(
@@ -548,6 +577,9 @@ fn set_classes(
             class.class_id & 0xffff,
             carrier.name
         )))?;
+        if interface.direction == Direction::Down {
+            set_segmenting_leaf(rtnl, carrier, class.class_id, rate, frame)?;
+        }
         kept.insert(class.class_id);
     }
     let present = rtnl

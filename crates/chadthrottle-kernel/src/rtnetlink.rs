@@ -32,6 +32,9 @@ const TCA_HTB_INIT: u16 = 2;
 const TCA_HTB_RATE64: u16 = 6;
 const TCA_HTB_CEIL64: u16 = 7;
 const TCA_BPF_ACT: u16 = 1;
+const TCA_TBF_PARMS: u16 = 1;
+const TCA_TBF_RATE64: u16 = 4;
+const TCA_TBF_BURST: u16 = 6;
 const TC_LINKLAYER_ETHERNET: u8 = 1;
 const ETH_P_ALL: u16 = 0x0003;
 /// Handle of an `ingress` or `clsact` qdisc (`ffff:`).
@@ -446,6 +449,52 @@ impl Rtnl {
             TcAttribute::Options(htb_class_options(rate, buffer_ticks, quantum)),
         ];
         self.request(RouteNetlinkMessage::NewTrafficClass(message), NLM_F_CREATE)?;
+        Ok(())
+    }
+
+    /// Makes the leaf of the class `class_id` on `ifindex` a `tbf` at `rate` whose
+    /// bucket is `max_size` bytes and whose queue holds `limit` bytes: a GSO packet
+    /// longer than `max_size` is cut into its segments as it is queued.
+    pub fn set_leaf_tbf(
+        &mut self,
+        ifindex: u32,
+        class_id: u32,
+        rate: u64,
+        max_size: u32,
+        limit: u32,
+    ) -> io::Result<()> {
+        let handle = match self.qdisc_at(ifindex, class_id)? {
+            Some(leaf) if leaf.kind == "tbf" => leaf.handle,
+            _ => 0,
+        };
+        let mut parms = Vec::with_capacity(36);
+        parms.extend_from_slice(&ratespec(rate));
+        parms.extend_from_slice(&[0u8; 12]); // no peak rate
+        parms.extend_from_slice(&limit.to_ne_bytes());
+        parms.extend_from_slice(&0u32.to_ne_bytes()); // buffer: from TCA_TBF_BURST
+        parms.extend_from_slice(&0u32.to_ne_bytes()); // mtu: no peak rate
+        let mut options = vec![
+            TcOption::Other(DefaultNla::new(TCA_TBF_PARMS, parms)),
+            TcOption::Other(DefaultNla::new(
+                TCA_TBF_BURST,
+                max_size.to_ne_bytes().to_vec(),
+            )),
+        ];
+        if rate > u64::from(u32::MAX) {
+            options.push(TcOption::Other(DefaultNla::new(
+                TCA_TBF_RATE64,
+                rate.to_ne_bytes().to_vec(),
+            )));
+        }
+        let mut message = tc_message(ifindex, handle, class_id, 0);
+        message.attributes = vec![
+            TcAttribute::Kind("tbf".into()),
+            TcAttribute::Options(options),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewQueueDiscipline(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
         Ok(())
     }
 

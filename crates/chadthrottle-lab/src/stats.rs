@@ -81,10 +81,10 @@ impl Summary {
     }
 
     /// Checks the flow as [`Summary::held_smoothly`] does but for its cv, which is printed,
-    /// not bounded: where the limiter releases whole 64 KB segments (an HTB on an IFB, at a
-    /// few MB/s) a loaded machine moves cv across any fixed bound (one ifb download at
-    /// 2 MiB/s: 17.3 % at load 2–3 with other lab runs queued, 2.8 % to 7.3 % otherwise),
-    /// while a stall — what a user sees — shows as empty bins.
+    /// not bounded: a loaded machine moved an ifb download's cv across any fixed bound
+    /// (2 MiB/s: 17.3 % at load 2–3 with other lab runs queued, 2.8 % to 7.3 % otherwise,
+    /// while HTB released whole 64 KB GRO packets; 0.2 % since its segmenting leaf), while
+    /// a stall — what a user sees — shows as empty bins.
     pub fn held_without_stalls(
         &self,
         what: &str,
