@@ -17,6 +17,7 @@ struct ct_rules_map ct_rules SEC(".maps");
 struct ct_match_map ct_match SEC(".maps");
 struct ct_tree_map ct_tree SEC(".maps");
 struct ct_members_map ct_members SEC(".maps");
+struct ct_marks_map ct_marks SEC(".maps");
 struct ct_meta_map ct_meta SEC(".maps");
 struct ct_counters_map ct_counters SEC(".maps");
 

@@ -149,6 +149,34 @@ static __always_inline __u64 ct_start_time(struct task_struct *task)
 	return task->group_leader->start_boottime / ct_ns_per_tick;
 }
 
+/* The byte of ct_marks for `tgid`, or NULL for a tgid past the map's end (pid_max raised
+ * after the load): such a process may be anything. */
+static __always_inline __u8 *ct_mark_of(__u32 tgid)
+{
+	__u32 word = tgid / 8;
+	__u8 *marks = bpf_map_lookup_elem(&ct_marks, &word);
+
+	return marks ? marks + (tgid & 7) : NULL;
+}
+
+/* Whether `tgid` may have a ct_members entry, or a ct_tree entry a hook has seen: false
+ * only where its mark is clear. */
+static __always_inline int ct_may_be_held(__u32 tgid)
+{
+	__u8 *mark = ct_mark_of(tgid);
+
+	return !mark || *mark;
+}
+
+/* Marks `tgid`: before a ct_members or ct_tree entry of it is written. */
+static __always_inline void ct_mark(__u32 tgid)
+{
+	__u8 *mark = ct_mark_of(tgid);
+
+	if (mark && !*mark)
+		*mark = 1;
+}
+
 /* Name and command line of the process creating a socket, read once per process (the
  * first socket it creates), so that they outlive it in ct_proc_info. Every field is read
  * with bpf_probe_read_kernel (CO-RE), so `task` may be a BTF pointer or, on 5.10, the
@@ -259,12 +287,17 @@ static __noinline int ct_exe_key(struct task_struct *task, struct ct_match_key *
 	return 1;
 }
 
+/* ct_govern's `how` (one argument: a BPF call takes five at most). */
+#define CT_GOVERN_SETTLE 1 /* settle the budgets of a membership that did not change */
+#define CT_GOVERN_MARKED 2 /* the ct_marks byte is set: there may be an entry to look up */
+
 /* Makes `tgid` a member of rule `rule_id` (0: of none): its ct_members entry, the budget
  * entries of an each-mode rule made from its template (never over a PID limit), and
- * deletes the budget entries another rule had made for it. Returns 0, or the error of a
- * table that is full. */
+ * deletes the budget entries another rule had made for it. Without CT_GOVERN_MARKED its
+ * ct_marks byte is clear, so it has no ct_members entry to look up. Returns 0, or the
+ * error of a table that is full. */
 static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const char *comm,
-				int settle)
+				int how)
 {
 	static const struct ct_stats zero_stats;
 	struct ct_limit_key key = { .id = tgid, .scope = CT_SCOPE_PROCESS };
@@ -285,10 +318,10 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 		else if (rule->flags & CT_RULE_EACH)
 			each = rule_id;
 	}
-	old = bpf_map_lookup_elem(&ct_members, &tgid);
+	old = how & CT_GOVERN_MARKED ? bpf_map_lookup_elem(&ct_members, &tgid) : NULL;
 	/* a membership of a shared rule that did not change has no budgets to settle: they
 	 * went when it was written, or with the task iterator's `settle` after a rule change */
-	if (!settle && !each && old && old->rule == rule_id && old->start_time == start)
+	if (!(how & CT_GOVERN_SETTLE) && !each && old && old->rule == rule_id && old->start_time == start)
 		return 0;
 	/* a rule makes budgets only for a member, after its ct_members entry, and they go
 	 * with it: a process that was no member has none to delete */
@@ -309,6 +342,7 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 		return 0;
 	}
 	if (!old || old->start_time != start || old->rule != rule_id) {
+		ct_mark(tgid);
 		err = bpf_map_update_elem(&ct_members, &tgid, &member, BPF_ANY);
 		if (err)
 			return err;
@@ -370,7 +404,10 @@ static __always_inline void ct_count_ungoverned(int err)
  * process its member (ct_govern). Only processes inside the datapath's cgroup are
  * touched, and only the kinds of rule that exist are looked up (with none, a member is
  * released). `settle` (the task iterator, after a rule change) also settles the budgets of
- * a membership that did not change. Returns 0, or the error of a full table. */
+ * a membership that did not change, and looks up the tree and the membership of a process
+ * whose ct_marks byte is clear: a tree entry userspace wrote is marked here, so a hook
+ * skips them until then (set_rule returns after the iterator). Returns 0, or the error of
+ * a full table. */
 static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *meta, int settle)
 {
 	struct ct_pick pick = { .rank = ~0ULL };
@@ -382,7 +419,7 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	char comm[CT_COMM_LEN];
 	__u32 tgid, i, ranks;
 	__u64 start, id, scope;
-	int in_scope = 0;
+	int in_scope = 0, marked;
 
 	scope = meta->cgroup_id;
 	ranks = meta->rule_ranks;
@@ -415,10 +452,13 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	leader = task->group_leader;
 	tgid = leader->tgid;
 	start = ct_start_time(task);
-	if (CT_HAS_RANK(ranks, CT_RANK_TREE)) {
+	marked = settle || ct_may_be_held(tgid);
+	if (CT_HAS_RANK(ranks, CT_RANK_TREE) && marked) {
 		tree = bpf_map_lookup_elem(&ct_tree, &tgid);
-		if (tree && tree->start_time == start)
+		if (tree && tree->start_time == start) {
+			ct_mark(tgid);
 			ct_consider(&pick, tree->rule);
+		}
 	}
 	if (CT_HAS_RANK(ranks, CT_RANK_EXE) && ct_exe_key(task, &key))
 		ct_consider_match(&pick, &key);
@@ -441,7 +481,8 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	/* an each-mode budget carries the member's name */
 	if (pick.rule && !CT_HAS_RANK(ranks, CT_RANK_NAME))
 		bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
-	return ct_govern(tgid, start, pick.rule, comm, settle);
+	return ct_govern(tgid, start, pick.rule, comm,
+			 (settle ? CT_GOVERN_SETTLE : 0) | (marked ? CT_GOVERN_MARKED : 0));
 }
 
 /* The hooks' resolve: a membership that did not change is left as it is. */
@@ -538,7 +579,9 @@ int ct_process_exec(__u64 *ctx)
 /* A new process (not a thread) joins its parent's tree rule, then is resolved like any:
  * a rule it matches better, or a PID limit, still wins. A child whose parent no rule
  * governs, and that is like its parent (ct_like_parent), matches nothing either: it is
- * left alone, which is what makes a fork cheap on a machine with rules. (A parent that
+ * left alone, which is what makes a fork cheap on a machine with rules. The parent's tree
+ * entry is looked up whatever its mark (one userspace wrote is marked only when the task
+ * iterator reaches it), its membership only if marked. (A parent that
  * changed its name or uid since it was last resolved is resolved again at its next
  * socket, and so is such a child: a socket's owner is resolved when it is created.) */
 SEC("tp_btf/sched_process_fork")
@@ -567,9 +610,10 @@ int ct_process_fork(__u64 *ctx)
 		joined.start_time = ct_start_time(child);
 		joined.rule = tree->rule;
 		joined._pad = 0;
+		ct_mark(tgid);
 		bpf_map_update_elem(&ct_tree, &tgid, &joined, BPF_ANY);
 	} else {
-		member = bpf_map_lookup_elem(&ct_members, &ptgid);
+		member = ct_may_be_held(ptgid) ? bpf_map_lookup_elem(&ct_members, &ptgid) : NULL;
 		if (!(member && member->start_time == parent_start) &&
 		    ct_like_parent(parent, child, ranks))
 			return 0;
@@ -581,7 +625,9 @@ int ct_process_fork(__u64 *ctx)
 /* A process's limits end with it: when the last thread exits, delete its entries (if
  * they are really its own, not a newer process's with the same PID) — its budgets, its
  * membership and its place in a tree — and note the exit time beside its accounting,
- * which stays for the monitor. */
+ * which stays for the monitor. Its ct_marks byte is cleared when it has neither entry left
+ * (an entry of an older process with its tgid keeps it). The tree is looked up whatever
+ * the mark: userspace writes tree entries unmarked. */
 SEC("tp_btf/sched_process_exit")
 int ct_process_exit(__u64 *ctx)
 {
@@ -593,6 +639,8 @@ int ct_process_exit(__u64 *ctx)
 	__u64 start_time;
 	struct ct_limit *limit;
 	__u32 dir, tgid;
+	__u8 *mark;
+	int held = 0;
 
 	if (task->signal->live.counter != 0)
 		return 0; /* other threads still run */
@@ -611,12 +659,19 @@ int ct_process_exit(__u64 *ctx)
 		}
 	}
 	tgid = task->tgid;
-	member = bpf_map_lookup_elem(&ct_members, &tgid);
+	mark = ct_mark_of(tgid);
+	member = !mark || *mark ? bpf_map_lookup_elem(&ct_members, &tgid) : NULL;
 	if (member && member->start_time == start_time)
 		bpf_map_delete_elem(&ct_members, &tgid);
+	else if (member)
+		held = 1;
 	member = bpf_map_lookup_elem(&ct_tree, &tgid);
 	if (member && member->start_time == start_time)
 		bpf_map_delete_elem(&ct_tree, &tgid);
+	else if (member)
+		held = 1;
+	if (mark && *mark && !held)
+		*mark = 0;
 	return 0;
 }
 

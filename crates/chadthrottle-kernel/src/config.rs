@@ -10,6 +10,8 @@ pub const DEFAULT_MAX_RULES: u32 = 4_096;
 pub const DEFAULT_MAX_MEMBERS: u32 = 65_536;
 /// Processes whose accounting is kept (least recently active ones are evicted beyond).
 pub const MAX_ACCOUNTED_PROCESSES: u32 = 16_384;
+/// The kernel's ceiling for pid_max on 64-bit machines (`PID_MAX_LIMIT`, 2^22).
+pub const PID_MAX_LIMIT: u32 = 1 << 22;
 
 /// Where the datapath is attached and pinned, and how large its tables are.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;

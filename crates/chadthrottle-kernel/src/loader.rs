@@ -4,15 +4,15 @@
 
 use crate::config::{
     Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LIMITS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RULES,
-    MAX_ACCOUNTED_PROCESSES,
+    MAX_ACCOUNTED_PROCESSES, PID_MAX_LIMIT,
 };
 use crate::error::Error;
 use crate::names::{
     GLOBAL_ACCOUNTING, GLOBAL_COARSE_CLOCK, GLOBAL_NS_PER_TICK, GLOBAL_POLICE_SLOT, ITER_TASK,
-    ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_PROC_ACCT, MAP_PROC_INFO,
-    MAP_RULES, MAP_STATS, MAP_TREE, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TASK, PROG_ITER_TCP,
-    PROG_PROCESS_EXEC, PROG_PROCESS_EXIT, PROG_PROCESS_FORK, PROG_SOCK_CREATE, PROG_SOCK_OPS,
-    PROG_SOCK_OWNER, PROG_TC_INGRESS, PROG_TC_POLICE, TRACEPOINT_PROCESS_EXEC,
+    ITER_TCP, MAP_CONNS, MAP_LIMITS, MAP_MARKS, MAP_MATCH, MAP_MEMBERS, MAP_PROC_ACCT,
+    MAP_PROC_INFO, MAP_RULES, MAP_STATS, MAP_TREE, MAPS, PROG_EGRESS, PROG_INGRESS, PROG_ITER_TASK,
+    PROG_ITER_TCP, PROG_PROCESS_EXEC, PROG_PROCESS_EXIT, PROG_PROCESS_FORK, PROG_SOCK_CREATE,
+    PROG_SOCK_OPS, PROG_SOCK_OWNER, PROG_TC_INGRESS, PROG_TC_POLICE, TRACEPOINT_PROCESS_EXEC,
     TRACEPOINT_PROCESS_EXIT, TRACEPOINT_PROCESS_FORK, hook_of,
 };
 use crate::object::OBJECT;
@@ -62,6 +62,7 @@ fn load_for_slot(config: Option<&Config>, police_slot: u32) -> Result<Ebpf, Erro
     loader.map_max_entries(MAP_MATCH, max_rules);
     loader.map_max_entries(MAP_MEMBERS, max_members);
     loader.map_max_entries(MAP_TREE, max_members);
+    loader.map_max_entries(MAP_MARKS, size(mark_values(crate::procs::pid_max())));
     loader.map_max_entries(MAP_PROC_ACCT, size(MAX_ACCOUNTED_PROCESSES));
     loader.map_max_entries(MAP_PROC_INFO, size(MAX_ACCOUNTED_PROCESSES));
     loader.map_max_entries(
@@ -79,6 +80,14 @@ fn load_for_slot(config: Option<&Config>, police_slot: u32) -> Result<Ebpf, Erro
         loader.map_pin_path(name, path.as_path());
     }
     loader.load(OBJECT).map_err(|source| Error::Load { source })
+}
+
+/// Values of `ct_marks` for tgids below `pid_max`: one byte per tgid, eight to a value (an
+/// array's value takes 8 bytes at least), so `pid_max` bytes in all — 4 MiB at the kernel's
+/// `PID_MAX_LIMIT` (2^22). A tgid past them (pid_max raised after the install) is resolved
+/// as if marked: it costs the lookups the mark saves, nothing else.
+fn mark_values(pid_max: u32) -> u32 {
+    pid_max.min(PID_MAX_LIMIT).div_ceil(8).max(1)
 }
 
 /// The object with the maps pinned at `pin_dir` and `program` loaded into the kernel: for
@@ -175,4 +184,19 @@ pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Re
 pub(crate) fn osrelease() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".to_owned(), |text| text.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marks_hold_a_byte_for_every_pid_below_pid_max_and_no_more_than_the_limit() {
+        // Debian's default (systemd raises it to the limit), then the limit and past it
+        assert_eq!(mark_values(32_768), 4_096);
+        assert_eq!(mark_values(32_769), 4_097);
+        assert_eq!(mark_values(PID_MAX_LIMIT), 524_288);
+        assert_eq!(mark_values(u32::MAX), 524_288);
+        assert_eq!(mark_values(0), 1);
+    }
 }

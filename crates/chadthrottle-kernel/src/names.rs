@@ -23,15 +23,20 @@ pub const MAP_MATCH: &str = "ct_match";
 pub const MAP_TREE: &str = "ct_tree";
 /// The rule governing each process, by tgid (written only by the datapath's resolver).
 pub const MAP_MEMBERS: &str = "ct_members";
+/// One byte per tgid, nonzero where the process may have a [`MAP_MEMBERS`] or
+/// [`MAP_TREE`] entry: an exec of a process with a clear byte skips those lookups. Only the
+/// datapath reads and writes it; pinned so that every load of the object shares it.
+pub const MAP_MARKS: &str = "ct_marks";
 /// Per-CPU counters of events userspace reports (`COUNTER_*` in `layout`).
 pub const MAP_COUNTERS: &str = "ct_counters";
 
 /// Every map, in the order `reset` removes them.
-pub const MAPS: [&str; 12] = [
+pub const MAPS: [&str; 13] = [
     MAP_RULES,
     MAP_MATCH,
     MAP_TREE,
     MAP_MEMBERS,
+    MAP_MARKS,
     MAP_LIMITS,
     MAP_STATS,
     MAP_PROC_ACCT,

@@ -392,6 +392,7 @@ mod tests {
             (MAP_MATCH, (expect::<MatchKey>(), expect::<u32>())),
             (MAP_TREE, (expect::<u32>(), expect::<Member>())),
             (MAP_MEMBERS, (expect::<u32>(), expect::<Member>())),
+            (MAP_MARKS, (expect::<u32>(), expect::<u64>())),
             (MAP_COUNTERS, (expect::<u32>(), expect::<u64>())),
         ]);
         assert_eq!(

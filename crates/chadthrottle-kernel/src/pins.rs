@@ -7,7 +7,7 @@ use crate::layout::{
     Stats,
 };
 use crate::names::{
-    MAP_CONNS, MAP_COUNTERS, MAP_LIMITS, MAP_MATCH, MAP_MEMBERS, MAP_META, MAP_OWNER,
+    MAP_CONNS, MAP_COUNTERS, MAP_LIMITS, MAP_MARKS, MAP_MATCH, MAP_MEMBERS, MAP_META, MAP_OWNER,
     MAP_PROC_ACCT, MAP_PROC_INFO, MAP_RULES, MAP_STATS, MAP_TREE,
 };
 use aya::maps::{Array, MapData};
@@ -66,6 +66,8 @@ pub(crate) fn open_pins(pin_dir: &Path) -> Result<Option<PinnedMaps>, Error> {
     layout::check_map::<u32, Member>(MAP_TREE, &tree)?;
     layout::check_map::<u32, Member>(MAP_MEMBERS, &members)?;
     layout::check_map::<u32, u64>(MAP_COUNTERS, &counters)?;
+    // only the datapath uses the marks; checked so that a map of another shape is refused
+    layout::check_map::<u32, u64>(MAP_MARKS, &open(MAP_MARKS)?)?;
     Ok(Some(PinnedMaps {
         limits,
         stats,

@@ -148,3 +148,12 @@ pub fn parents() -> Vec<(u32, u32, u64)> {
         })
         .collect()
 }
+
+/// The kernel's pid_max: every PID is below it. Its ceiling, `PID_MAX_LIMIT`, if the file
+/// cannot be read.
+pub fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(crate::config::PID_MAX_LIMIT)
+}

@@ -21,7 +21,7 @@
 #include <linux/types.h>
 
 enum ct_layout {
-	CT_LAYOUT_VERSION = 10,
+	CT_LAYOUT_VERSION = 11,
 };
 
 /* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */

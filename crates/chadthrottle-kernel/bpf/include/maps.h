@@ -109,6 +109,19 @@ struct ct_members_map {
 };
 extern struct ct_members_map ct_members;
 
+/* One byte per tgid, eight to a value (an array's value takes 8 bytes at least): nonzero
+ * where the process may have a ct_members entry, or a ct_tree entry a hook or the task
+ * iterator has seen. Set before such an entry is written, cleared by the exit hook when
+ * none is left; a clear byte lets an exec skip those lookups (process.bpf.c). Plain byte
+ * stores: 5.10 has no atomic OR. */
+struct ct_marks_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 524288); /* set at load time: the running pid_max / 8 */
+	__type(key, __u32);
+	__type(value, __u64);
+};
+extern struct ct_marks_map ct_marks;
+
 /* Which install the pinned maps belong to. */
 struct ct_meta_map {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
