@@ -458,9 +458,10 @@ pub fn run_line(round: usize, subject: Subject, rate: u64, run: &anyhow::Result<
     }
 }
 
-/// Every backend of `backends` (trickle has no limit call and is left out) and the
-/// unlimited baseline at every one of `rates`, `rounds` times in turn; `emit` gets each
-/// run's line as it comes, then the summary table. A failed run gets its line and the rest
+/// Every backend of `backends` (trickle, with no limit call, and the default, which is
+/// shaping up and ifb down, are left out) and the unlimited baseline at every one of
+/// `rates`, `rounds` times in turn; `emit` gets each run's line as it comes, then the
+/// summary table. A failed run gets its line and the rest
 /// go on; the summary counts the runs that worked.
 pub fn measure(
     lab: &Lab,
@@ -472,9 +473,10 @@ pub fn measure(
 ) -> anyhow::Result<()> {
     let mut refused = Vec::new();
     let mut subjects = vec![Subject::Unpaced, Subject::Unlimited];
+    // trickle has no limit call; the default is the shaping row up and the ifb row down
     for &backend in backends
         .iter()
-        .filter(|&&backend| backend != Backend::Trickle)
+        .filter(|&&backend| !matches!(backend, Backend::Trickle | Backend::Default))
     {
         match backend.enforcement().and_then(lab_datapath::refusal) {
             Some(reason) => refused.push((backend, reason)),
