@@ -727,11 +727,13 @@ impl Backend for Datapath {
     /// removed here that `prune` or a change would not remove.
     fn follow(&mut self) -> Result<(), Error> {
         let held = lock::lock()?;
-        if !self.class_limits().is_empty() {
-            self.sync_qdiscs(&held, Reach::Grow { force: false })?;
+        let classes = self.class_limits();
+        if !classes.is_empty() {
+            qdisc_sync::sync(&held, &self.pin_dir, &classes, Reach::Grow { force: false })?;
         }
-        if !self.police_limits().is_empty() {
-            self.sync_police(&held, true)?;
+        let police = self.police_limits();
+        if !police.is_empty() {
+            police_sync::sync(&held, &self.pin_dir, &police, true)?;
         }
         Ok(())
     }

@@ -30,6 +30,7 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The IFB device's `txqueuelen` (what HTB's default leaves would take; each download
 /// class gets a leaf of its own, `set_segmenting_leaf`).
@@ -152,29 +153,20 @@ pub(crate) fn sync(
         }
         // a namespace that no longer exists took its interfaces (and our qdiscs) with it
     }
-    // the classifier is loaded (and verified) only where a download's interface is new:
-    // `follow` grows every few seconds and almost always finds nothing to install
-    let mut needs_classifier = false;
-    if matches!(reach, Reach::Grow { .. }) {
-        for entry in work.values() {
-            if entry.classes.iter().any(|c| c.direction == Direction::Down)
-                && netns::run_in(&entry.file, || installs_a_download(entry))
-                    .map_err(Error::tc("look at a network namespace's interfaces"))??
-            {
-                needs_classifier = true;
-                break;
-            }
+    // the classifier is loaded (and verified) the first time a download's interface is
+    // installed, not on every sync: `follow` grows every sample and almost always finds
+    // nothing new
+    let classifier: OnceLock<(aya::Ebpf, u32)> = OnceLock::new();
+    let classifier_fd = || -> Result<u32, Error> {
+        if let Some((_, fd)) = classifier.get() {
+            return Ok(*fd);
         }
-    }
-    let mut ebpf = None;
-    let classifier_fd = if needs_classifier {
-        let loaded = ebpf.insert(loader::load_with_pins(pin_dir, PROG_TC_INGRESS)?);
-        let fd = loader::program::<SchedClassifier>(loaded, PROG_TC_INGRESS)?
+        let mut loaded = loader::load_with_pins(pin_dir, PROG_TC_INGRESS)?;
+        let fd = loader::program::<SchedClassifier>(&mut loaded, PROG_TC_INGRESS)?
             .fd()
             .map_err(Error::program("find", PROG_TC_INGRESS))?;
-        Some(u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0))
-    } else {
-        None
+        let fd = u32::try_from(fd.as_fd().as_raw_fd()).unwrap_or(0);
+        Ok(classifier.get_or_init(|| (loaded, fd)).1)
     };
 
     let mut new_record = QdiscRecord::default();
@@ -183,7 +175,7 @@ pub(crate) fn sync(
         // what is installed, kept true step by step, so that an error records the truth
         let mut interfaces = entry.installed.clone();
         let result = netns::run_in(&entry.file, || {
-            in_namespace(&entry, classifier_fd, reach, &mut interfaces)
+            in_namespace(&entry, &classifier_fd, reach, &mut interfaces)
         })
         .map_err(Error::tc("change qdiscs in a network namespace"))
         .and_then(|changed| changed);
@@ -198,28 +190,16 @@ pub(crate) fn sync(
             });
         }
     }
-    drop(ebpf);
+    drop(classifier);
     crate::record::write(&path, &new_record, new_record.namespaces.is_empty())?;
     first_error.map_or(Ok(()), Err)
-}
-
-/// Whether bringing the current thread's namespace in line would put ifb on an interface.
-fn installs_a_download(work: &NamespaceWork) -> Result<bool, Error> {
-    let mut rtnl = Rtnl::open().map_err(Error::tc("open rtnetlink"))?;
-    let links = rtnl.links().map_err(Error::tc("list interfaces"))?;
-    let wanted = interfaces_in_use(&mut rtnl, &links, work)?;
-    let plan = qdisc_plan::plan_interfaces(&work.installed, &wanted);
-    Ok(plan
-        .install
-        .iter()
-        .any(|&(_, direction)| direction == Direction::Down))
 }
 
 /// Brings the current thread's namespace in line. `interfaces` starts as the record and
 /// follows every change made.
 fn in_namespace(
     work: &NamespaceWork,
-    classifier_fd: Option<u32>,
+    classifier_fd: &(dyn Fn() -> Result<u32, Error> + Sync),
     reach: Reach,
     interfaces: &mut Vec<InstalledInterface>,
 ) -> Result<(), Error> {
@@ -275,10 +255,7 @@ fn in_namespace(
                     police: Vec::new(),
                 }
             }
-            Direction::Down => {
-                let Some(fd) = classifier_fd else { continue };
-                install_ifb(&mut rtnl, link, fd)?
-            }
+            Direction::Down => install_ifb(&mut rtnl, link, classifier_fd()?)?,
         };
         interfaces.push(installed);
     }

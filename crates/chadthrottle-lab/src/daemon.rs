@@ -188,8 +188,9 @@ impl Daemon {
     /// The CPU time (user + system) the daemon used so far, from /proc/PID/stat.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         let pid = self.pid().context("the daemon was stopped")?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        cpu_time_of_stat(&stat).with_context(|| format!("cannot read /proc/{pid}/stat: {stat}"))
+        Ok(Duration::from_secs_f64(
+            crate::machine_cpu::process_seconds(pid)?,
+        ))
     }
 }
 
@@ -202,36 +203,9 @@ impl Drop for Daemon {
     }
 }
 
-/// utime + stime of a /proc/PID/stat line (fields 14 and 15, in clock ticks); the command
-/// name (field 2) may hold spaces and parentheses, so fields count from its last `)`.
-fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
-    Some(Duration::from_secs_f64(
-        (utime + stime) as f64 / ticks as f64,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_time_counts_user_and_system_ticks_after_the_name() {
-        // a name with a space and a parenthesis; utime 250, stime 50 ticks
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 9 0 0";
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        assert_eq!(
-            cpu_time_of_stat(stat),
-            Some(Duration::from_secs_f64(300.0 / ticks))
-        );
-        assert_eq!(cpu_time_of_stat("42 (x) S 1"), None);
-    }
 
     #[test]
     fn metric_reads_an_unlabelled_sample_only() {

@@ -254,6 +254,10 @@ mod tests {
         assert!((parse_process(stat).expect("parses") - 3.8).abs() < 1e-9);
         assert!(parse_process("4242 (cut short) S 1 2").is_err());
         assert!(parse_process("no name at all").is_err());
+        // a name with a space and a parenthesis; utime 250, stime 50 ticks
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 9 0 0";
+        assert!((parse_process(stat).expect("parses") - 300.0 / USER_HZ).abs() < 1e-9);
+        assert!(parse_process("42 (x) S 1").is_err());
     }
 
     #[test]
