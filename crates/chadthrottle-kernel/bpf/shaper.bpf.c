@@ -5,7 +5,9 @@
  *   ct_sock_ops   sockops    at connection setup, shapes the sockets of limited processes;
  *                            then, on the socket's own events, re-divides the budget (share.h)
  *                            and updates its cap:
- *                              upload:   SO_MAX_PACING_RATE, on every RTT sample (RTT_CB)
+ *                              upload:   SO_MAX_PACING_RATE, on every RTT sample (RTT_CB),
+ *                                        and on a LAN a congestion window clamp that
+ *                                        bounds its bursts (share.h)
  *                              download: TCP_WINDOW_CLAMP = cap x RTT (the receiver's
  *                                        own estimate), on every segment the socket
  *                                        sends (HDR_OPT_LEN_CB: its ACKs)
@@ -56,6 +58,7 @@ struct tcp_sock {
 	__u64 bytes_received;
 	__u64 bytes_acked;
 	__u32 window_clamp;
+	__u32 snd_cwnd_clamp;
 	__u8 bpf_sock_ops_cb_flags;
 	struct {
 		__u32 rtt_us; /* the receiver's round trip estimate, x 8; 0: none yet */
@@ -79,6 +82,7 @@ struct ct_tcp_view {
 	__u32 rcv_rtt_us; /* the receiver's round trip estimate, in microseconds; 0: none */
 	__u32 mss;
 	__u32 cb_flags; /* sock_ops callbacks the socket asks for now */
+	__u32 cwnd_clamp; /* its congestion window clamp now, in segments; 0: unknown */
 };
 
 /* The budget of `owner` in `dir` if it asks for shaping and is in force, else NULL. A
@@ -103,11 +107,52 @@ static __always_inline __u32 ct_cap_u32(__u64 cap)
 	return cap >= 0xfffffffeULL ? 0xfffffffeU : (__u32)cap;
 }
 
-/* Gives the socket its own pacing cap back. */
+/* Gives the socket its own congestion window clamp back. (The kernel sets the slow start
+ * threshold to any clamp set, so the socket leaves with the threshold at its own clamp:
+ * unbounded, for a socket no route metric clamped.) */
+static __always_inline void ct_restore_burst(void *ctx, struct ct_sock *sock)
+{
+	int value = sock->orig_cwnd_clamp > 0x7fffffff ? 0x7fffffff : sock->orig_cwnd_clamp;
+
+	sock->cwnd_clamp = 0;
+	if (!(sock->shaped & CT_SHAPED_CWND))
+		return;
+	bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_BPF_SNDCWND_CLAMP, &value, sizeof(value));
+	sock->shaped &= ~CT_SHAPED_CWND;
+}
+
+/* Bounds an upload's bursts at `cap` on a LAN (ct_share_burst_segs), or lifts the bound
+ * where none is needed. A socket whose own clamp is already as tight is left as it is. */
+static __always_inline void ct_set_burst(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
+					 __u64 cap)
+{
+	__u32 segs = ct_share_burst_segs(cap, view->srtt_us, view->mss);
+	__u32 own = sock->shaped & CT_SHAPED_CWND ? sock->orig_cwnd_clamp : view->cwnd_clamp;
+	int value;
+
+	if (!own || segs >= own)
+		segs = 0;
+	if (segs == sock->cwnd_clamp)
+		return;
+	if (!segs) {
+		ct_restore_burst(ctx, sock);
+		return;
+	}
+	if (!(sock->shaped & CT_SHAPED_CWND)) {
+		sock->orig_cwnd_clamp = own;
+		sock->shaped |= CT_SHAPED_CWND;
+	}
+	value = segs;
+	if (!bpf_setsockopt(ctx, CT_SOL_TCP, CT_TCP_BPF_SNDCWND_CLAMP, &value, sizeof(value)))
+		sock->cwnd_clamp = segs;
+}
+
+/* Gives the socket its own pacing cap back, and its bursts. */
 static __always_inline void ct_restore_pacing(void *ctx, struct ct_sock *sock)
 {
 	int value = sock->orig_pacing;
 
+	ct_restore_burst(ctx, sock);
 	if (!(sock->shaped & CT_SHAPED_PACING))
 		return;
 	bpf_setsockopt(ctx, CT_SOL_SOCKET, CT_SO_MAX_PACING_RATE, &value, sizeof(value));
@@ -216,6 +261,9 @@ static __always_inline void ct_join_dir(void *ctx, struct ct_sock *sock, struct 
 	if (dir == CT_DIR_DOWN)
 		shape->window = 0;
 	ct_apply_cap(ctx, sock, view, dir, cap, 0);
+	/* a silent socket's clamp could never follow its round trip */
+	if (dir == CT_DIR_UP && !silent)
+		ct_set_burst(ctx, sock, view, cap);
 }
 
 /* Brings a socket in line with its owner's limits: shapes what should be, restores what
@@ -316,6 +364,9 @@ static __always_inline void ct_shape_tick(void *ctx, struct ct_sock *sock, struc
 		shape->cap = ct_cap_u32(cap);
 		ct_apply_cap(ctx, sock, view, dir, cap, rate);
 	}
+	/* the bursts' bound follows the round trip as well as the cap */
+	if (dir == CT_DIR_UP)
+		ct_set_burst(ctx, sock, view, shape->cap);
 }
 
 /* Receive-buffer autotuning raises a socket's window clamp as it grows the buffer; before
@@ -357,6 +408,7 @@ int ct_sock_ops(struct bpf_sock_ops *ops)
 	/* not in the sock_ops context: read from the socket itself */
 	tp = bpf_skc_to_tcp_sock(sk);
 	view.rcv_rtt_us = tp ? tp->rcv_rtt_est.rtt_us >> 3 : 0;
+	view.cwnd_clamp = tp ? tp->snd_cwnd_clamp : 0;
 	view.mss = ops->mss_cache;
 	view.cb_flags = ops->bpf_sock_ops_cb_flags;
 	if (op == BPF_SOCK_OPS_RTT_CB) {
@@ -395,6 +447,7 @@ int ct_iter_tcp(struct bpf_iter__tcp *ctx)
 	view.received = tp->bytes_received;
 	view.srtt_us = tp->srtt_us >> 3;
 	view.rcv_rtt_us = tp->rcv_rtt_est.rtt_us >> 3;
+	view.cwnd_clamp = tp->snd_cwnd_clamp;
 	view.mss = tp->mss_cache;
 	view.cb_flags = tp->bpf_sock_ops_cb_flags;
 	if (ct_reconcile(tp, sock, &view, bpf_ktime_get_ns(), 0)) {

@@ -12,7 +12,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 11;
+pub const LAYOUT_VERSION: u32 = 12;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -103,6 +103,8 @@ pub struct SockState {
     pub orig_clamp: u32,
     pub added_cb_flags: u32,
     pub shaped: u32,
+    pub orig_cwnd_clamp: u32,
+    pub cwnd_clamp: u32,
 }
 
 /// `struct ct_share`: how a limited process's budget is divided among its sockets.
@@ -260,7 +262,7 @@ pub struct Meta {
 }
 
 const _: () = assert!(size_of::<Owner>() == 16);
-const _: () = assert!(size_of::<SockState>() == 168);
+const _: () = assert!(size_of::<SockState>() == 176);
 const _: () = assert!(size_of::<Shape>() == 40);
 const _: () = assert!(size_of::<Share>() == 72);
 const _: () = assert!(size_of::<LimitKey>() == 8);

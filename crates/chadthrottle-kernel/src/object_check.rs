@@ -81,7 +81,7 @@ mod tests {
             mirror!("ct_shape" => Shape { mark_bytes, mark_ns, check_ns, epoch, cap, window, _pad }),
             mirror!("ct_sock" => SockState {
                 owner, acct, flushed_ns, unreported_tx_packets, unreported_rx_packets, shape,
-                orig_pacing, orig_clamp, added_cb_flags, shaped
+                orig_pacing, orig_clamp, added_cb_flags, shaped, orig_cwnd_clamp, cwnd_clamp
             }),
             mirror!("ct_proc_info" => ProcInfo { comm, exit_ns, cmdline_len, _pad, cmdline }),
             mirror!("ct_conn" => Conn {
@@ -97,6 +97,8 @@ mod tests {
     /// `TCP_BPF_SOCK_OPS_CB_FLAGS`, from the kernel's `include/uapi/linux/bpf.h`: neither
     /// libc nor this machine's kernel headers (linux-libc-dev 6.1) have it.
     const TCP_BPF_SOCK_OPS_CB_FLAGS: i32 = 1008;
+    /// `TCP_BPF_SNDCWND_CLAMP`, from the same header (BPF only: not in libc either).
+    const TCP_BPF_SNDCWND_CLAMP: i32 = 1002;
 
     /// Every constant the datapath shares: its C name and the value the Rust side uses
     /// (from `layout`, the core's bucket model, or libc for the kernel's own numbers).
@@ -136,6 +138,7 @@ mod tests {
             ("CT_SOL_TCP", libc::SOL_TCP.into()),
             ("CT_SO_MAX_PACING_RATE", libc::SO_MAX_PACING_RATE.into()),
             ("CT_TCP_WINDOW_CLAMP", libc::TCP_WINDOW_CLAMP.into()),
+            ("CT_TCP_BPF_SNDCWND_CLAMP", TCP_BPF_SNDCWND_CLAMP.into()),
             (
                 "CT_TCP_BPF_SOCK_OPS_CB_FLAGS",
                 TCP_BPF_SOCK_OPS_CB_FLAGS.into(),

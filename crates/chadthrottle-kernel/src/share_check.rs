@@ -21,6 +21,7 @@ mod tests {
         ) -> u64;
         fn ct_host_share_window(rate: u64, rtt_us: u32, mss: u32) -> u32;
         fn ct_host_share_down_rtt(rcv_rtt_us: u32, srtt_us: u32) -> u32;
+        fn ct_host_share_burst_segs(cap: u64, srtt_us: u32, mss: u32) -> u32;
         fn ct_host_share_next_window(
             window: u32,
             cap: u64,
@@ -297,6 +298,21 @@ mod tests {
         );
         assert_eq!(window(72_400, 20_000, 1448), 1448);
         assert_eq!(window(u64::MAX / 1_000_000, 1_000_000, 1448), 0x7fff_ffff);
+    }
+
+    #[test]
+    fn an_upload_on_a_lan_sends_bursts_of_four_ms_of_its_cap() {
+        // SAFETY: a pure function of its arguments.
+        let segs = |cap, srtt_us, mss| unsafe { ct_host_share_burst_segs(cap, srtt_us, mss) };
+        assert_eq!(segs(MB / 8, 40, 1448), 4, "at least four segments");
+        assert_eq!(segs(10 * MB, 40, 1448), 27, "4 ms of 10 MB/s");
+        // at the largest round trip clamped, the clamp still lets the cap through
+        let clamp = segs(10 * MB, 999, 1448);
+        assert!(u64::from(clamp) * 1448 * 1_000_000 / 999 >= 10 * MB);
+        assert_eq!(segs(50 * MB, 40, 1448), 0, "a clamp allowing 64 KB is none");
+        assert_eq!(segs(MB, 1000, 1448), 0, "a millisecond: not a LAN");
+        assert_eq!(segs(MB, 0, 1448), 0, "no round trip yet");
+        assert_eq!(segs(MB, 40, 0), 0, "no segment size yet");
     }
 
     #[test]

@@ -28,3 +28,8 @@ __u32 ct_host_share_next_window(__u32 window, __u64 cap, __u64 measured, __u32 r
 {
 	return ct_share_next_window(window, cap, measured, rtt_us, mss);
 }
+
+__u32 ct_host_share_burst_segs(__u64 cap, __u32 srtt_us, __u32 mss)
+{
+	return ct_share_burst_segs(cap, srtt_us, mss);
+}

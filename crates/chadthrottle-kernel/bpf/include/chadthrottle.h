@@ -21,7 +21,7 @@
 #include <linux/types.h>
 
 enum ct_layout {
-	CT_LAYOUT_VERSION = 11,
+	CT_LAYOUT_VERSION = 12,
 };
 
 /* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */
@@ -178,6 +178,7 @@ _Static_assert(sizeof(struct ct_shape) == 40, "ct_shape layout");
 /* the shaper holds the direction now (the policer behind it is a backstop) */
 #define CT_SHAPED_UP_ACTIVE 8
 #define CT_SHAPED_DOWN_ACTIVE 16
+#define CT_SHAPED_CWND 32    /* TCP_BPF_SNDCWND_CLAMP (an upload's bursts, share.h) */
 
 /* Socket storage (map ct_owner): the process a socket belongs to and the socket's own
  * counters. The owner is written by cgroup/sock_create for new sockets (cloned to
@@ -198,8 +199,10 @@ struct ct_sock {
 	__u32 orig_clamp;         /* TCP_WINDOW_CLAMP before */
 	__u32 added_cb_flags;     /* sock_ops callback flags ChadThrottle set (others stay) */
 	__u32 shaped;             /* CT_SHAPED_* */
+	__u32 orig_cwnd_clamp;    /* the congestion window clamp before (segments) */
+	__u32 cwnd_clamp;         /* upload: the congestion window clamp applied; 0: none */
 };
-_Static_assert(sizeof(struct ct_sock) == 168, "ct_sock layout");
+_Static_assert(sizeof(struct ct_sock) == 176, "ct_sock layout");
 
 /* How often a socket's counters are copied to its ct_conns entry. */
 #define CT_CONN_FLUSH_NS 100000000ULL

@@ -154,6 +154,39 @@ static __always_inline __u64 ct_share_rate(__u64 bytes, __u64 ns)
 	return us ? bytes * 1000000 / us : 0;
 }
 
+/* An upload's bursts. Under a millisecond of minimum round trip the kernel sizes a TSO
+ * packet up to 64 KB whatever the pacing rate (tcp_tso_autosize adds gso_max_size >>
+ * (min_rtt >> tcp_tso_rtt_log), 9 by default), and paces only between packets: a socket
+ * capped at 128 KB/s sends one 64 KB packet every half second, and a few such sockets
+ * leave whole 100 ms bins empty. Clamping the congestion window bounds the packet (a
+ * TSO packet is at most the window's free segments) without limiting the rate: a clamp of
+ * cap x CT_SHARE_BURST_US lets the cap through at any round trip up to CT_SHARE_BURST_US,
+ * four times the largest one it is applied at. */
+#define CT_SHARE_BURST_RTT_US 1000
+#define CT_SHARE_BURST_US 4000
+/* A burst of at least four segments: a receiver acknowledges every second full segment at
+ * once, so the window never waits for a delayed ACK. */
+#define CT_SHARE_BURST_MIN_SEGS 4
+/* The largest TSO packet: a clamp that allows it changes nothing. */
+#define CT_SHARE_BURST_MAX_BYTES 65536
+
+/* The congestion window clamp, in segments, that bounds the bursts of an upload capped at
+ * `cap` on a path of smoothed round trip `srtt_us`; 0: none (a longer path, whose TSO
+ * packets the pacing rate already sizes, or a clamp that would allow 64 KB anyway). */
+static __always_inline __u32 ct_share_burst_segs(__u64 cap, __u32 srtt_us, __u32 mss)
+{
+	__u64 segs;
+
+	if (!mss || !srtt_us || srtt_us >= CT_SHARE_BURST_RTT_US)
+		return 0;
+	segs = cap * CT_SHARE_BURST_US / 1000000 / mss;
+	if (segs < CT_SHARE_BURST_MIN_SEGS)
+		segs = CT_SHARE_BURST_MIN_SEGS;
+	if (segs * mss >= CT_SHARE_BURST_MAX_BYTES)
+		return 0;
+	return (__u32)segs;
+}
+
 /* Round trips below this are left to the policer (see ct_share_window). */
 #define CT_SHARE_MIN_RTT_US 1000
 

@@ -13,6 +13,7 @@ enum ct_sockopt {
 	CT_SOL_TCP = 6,
 	CT_SO_MAX_PACING_RATE = 47,         /* level CT_SOL_SOCKET */
 	CT_TCP_WINDOW_CLAMP = 10,           /* level CT_SOL_TCP */
+	CT_TCP_BPF_SNDCWND_CLAMP = 1002,     /* level CT_SOL_TCP, BPF only */
 	CT_TCP_BPF_SOCK_OPS_CB_FLAGS = 1008, /* level CT_SOL_TCP, BPF only */
 };
 
