@@ -26,6 +26,8 @@ const SECONDS: f64 = 6.0;
 const TOLERANCE: f64 = 0.10;
 /// The container's name (each test's storage is its own: no other container sees it).
 const NAME: &str = "ct-web";
+/// A container podman creates and never starts.
+const IDLE: &str = "ct-idle";
 
 /// The absolute path of `program` on `PATH`, if it is installed.
 fn installed(program: &str) -> Option<PathBuf> {
@@ -165,6 +167,22 @@ impl Podman {
         lab.client_under(server, Proto::Tcp, None, &wrapper)
     }
 
+    /// Creates container [`IDLE`] without starting it: podman lists it, and it has no
+    /// cgroup.
+    fn create_idle(&self) -> anyhow::Result<String> {
+        let rootfs = self.dir.join("rootfs").display().to_string();
+        self.run(&[
+            "create",
+            "--name",
+            IDLE,
+            "--network",
+            "none",
+            "--rootfs",
+            &rootfs,
+            "/nothing",
+        ])
+    }
+
     /// `podman inspect --format FORMAT` of the container.
     fn inspect(&self, format: &str) -> anyhow::Result<String> {
         self.run(&["inspect", "--format", format, NAME])
@@ -200,7 +218,7 @@ impl Podman {
     /// and its monitor (conmon leaves its own a moment after the container is gone: they
     /// are retried for 5 s); says which are left, if any.
     fn remove(&self) -> anyhow::Result<()> {
-        self.run(&["rm", "--force", "--time", "0", "--ignore", NAME])?;
+        self.run(&["rm", "--force", "--time", "0", "--ignore", NAME, IDLE])?;
         let relative = self.parent.trim_start_matches('/');
         ensure!(!relative.is_empty(), "the lab's cgroup is the root");
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -238,7 +256,7 @@ impl Drop for Podman {
 /// directory below the lab's; `limit --container NAME --up` holds its upload and
 /// `limit --container ID-PREFIX --down` its download, each to the rate; `rules` lists the
 /// container's process as the rule's member; `unlimit` takes each away; a container podman
-/// does not know is refused in one line.
+/// does not know, and one it created but never started, are refused in one line each.
 fn limit_container_holds_a_podman_containers_rate() -> anyhow::Result<()> {
     let lab = Lab::new("container", None)?;
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
@@ -332,6 +350,24 @@ fn limit_container_holds_a_podman_containers_rate() -> anyhow::Result<()> {
             && stderr.trim().lines().count() == 1
             && stderr.contains("container \"ct-nope\" is not running"),
         "an unknown container is refused in one line: {stderr:?}"
+    );
+    // a container podman lists but that has no cgroup2 directory: on a host with cgroup
+    // v1 beside cgroup2 the line says its runtime may have left it in v1 only
+    let idle = podman.create_idle()?;
+    let output = chadthrottle_with(&lab, env, &["limit", "--container", IDLE, "--up", "1M"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hybrid = !chadthrottle_kernel::mounts::cgroup_v1_mounts().is_empty();
+    let why = if hybrid {
+        "has no cgroup2 directory of its own: it is stopped, or its runtime put it in cgroup v1 hierarchies only"
+    } else {
+        "is not running: it has no cgroup"
+    };
+    println!("  {}", stderr.trim());
+    ensure!(
+        output.status.code() == Some(1)
+            && stderr.trim().lines().count() == 1
+            && stderr.contains(&format!("container \"{IDLE}\" ({}) {why}", &idle[..12])),
+        "a container without a cgroup2 directory is refused in one line saying why: {stderr:?}"
     );
     // what the guard does on failure too, here with its errors
     drop(client);
