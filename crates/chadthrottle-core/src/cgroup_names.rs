@@ -44,6 +44,8 @@ pub enum CgroupError {
     },
     #[error("{file}: not a container record: {problem}")]
     Record { file: String, problem: String },
+    #[error("{file}: not a storage.conf podman reads: {problem}")]
+    StorageConf { file: String, problem: String },
 }
 
 /// The cgroup2 path in `/proc/PID/cgroup`'s `contents` (read from `file`, named in the
@@ -100,8 +102,9 @@ pub struct ContainerCgroup {
 }
 
 /// The innermost container whose cgroup `path` is in, if any: docker (systemd driver
-/// `docker-ID.scope`, cgroupfs driver `/docker/ID`), podman rootful or rootless
-/// (`libpod-ID.scope`, not its monitor's `libpod-conmon-ID.scope`), containerd's CRI
+/// `docker-ID.scope`, cgroupfs driver `/docker/ID`), podman rootful or rootless (systemd
+/// driver `libpod-ID.scope`, not its monitor's `libpod-conmon-ID.scope`; cgroupfs driver
+/// `PARENT/libpod-ID`, its monitor in `PARENT/conmon`), containerd's CRI
 /// (`cri-containerd-ID.scope`).
 pub fn container_in_cgroup(path: &str) -> Option<ContainerCgroup> {
     let components: Vec<&str> = path.split('/').collect();
@@ -134,6 +137,12 @@ fn container_component<'a>(
         .find_map(|(prefix, runtime)| {
             let id = component.strip_prefix(prefix)?.strip_suffix(".scope")?;
             Some((runtime, id))
+        })
+        .or_else(|| {
+            // podman's cgroupfs driver (hosts without systemd) names the cgroup without
+            // the `.scope` systemd would give it
+            let id = component.strip_prefix("libpod-")?;
+            Some((Runtime::Podman, id))
         })
         .or_else(|| (previous == Some("docker")).then_some((Runtime::Docker, component)))?;
     is_full_id(id).then_some((runtime, id))
@@ -194,6 +203,41 @@ pub fn podman_records(file: &str, json: &str) -> Result<Vec<ContainerRecord>, Cg
             valid_record(file, found)
         })
         .collect()
+}
+
+/// podman's graph root when no storage.conf names one (a rootful podman's; ChadThrottle
+/// runs as root).
+pub const PODMAN_DEFAULT_GRAPHROOT: &str = "/var/lib/containers/storage";
+
+/// What podman's graph root holds its container list in, per storage driver:
+/// `overlay-containers/containers.json`, `vfs-containers/containers.json`, …
+pub const PODMAN_CONTAINERS_DIR_SUFFIX: &str = "-containers";
+
+#[derive(Deserialize)]
+struct StorageConf {
+    #[serde(default)]
+    storage: Option<StorageSection>,
+}
+
+#[derive(Deserialize)]
+struct StorageSection {
+    graphroot: Option<String>,
+}
+
+/// The graph root a `storage.conf` (`file`, named in errors) gives podman — `[storage]`'s
+/// `graphroot`, else [`PODMAN_DEFAULT_GRAPHROOT`] — so that a container kept in a storage
+/// of its own is found where podman itself finds it.
+pub fn podman_graphroot(file: &str, toml_text: &str) -> Result<String, CgroupError> {
+    let conf: StorageConf =
+        toml::from_str(toml_text).map_err(|error| CgroupError::StorageConf {
+            file: file.to_owned(),
+            problem: error.message().to_owned(),
+        })?;
+    Ok(conf
+        .storage
+        .and_then(|storage| storage.graphroot)
+        .filter(|root| !root.is_empty())
+        .unwrap_or_else(|| PODMAN_DEFAULT_GRAPHROOT.to_owned()))
 }
 
 fn record(file: &str, problem: impl ToString) -> CgroupError {
@@ -382,10 +426,88 @@ mod tests {
         }
     }
 
+    /// Recorded on a Debian 12 host without systemd whose cgroups are a v1+v2 hybrid
+    /// (cgroup2 at /sys/fs/cgroup/unified): podman 4.3.1, `--cgroup-manager=cgroupfs
+    /// --runtime runc --cgroup-parent=/ct-podman-exp`. runc (1.1.5) gives the container a
+    /// cgroup2 directory of its own beside its v1 ones; its monitor, conmon, has v1
+    /// directories only and stays in podman's cgroup2 (here the root).
+    const PODMAN_RUNC_HYBRID: &str = "9:name=systemd:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+8:pids:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+7:blkio:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+6:freezer:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+5:devices:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+4:memory:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+3:cpuset:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+2:cpuacct:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+1:cpu:/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+0::/ct-podman-exp/libpod-8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d
+";
+    const CONMON_HYBRID: &str = "9:name=systemd:/
+8:pids:/ct-podman-exp/conmon
+7:blkio:/ct-podman-exp/conmon
+6:freezer:/ct-podman-exp/conmon
+5:devices:/ct-podman-exp/conmon
+4:memory:/ct-podman-exp/conmon
+3:cpuset:/ct-podman-exp/conmon
+2:cpuacct:/ct-podman-exp/conmon
+1:cpu:/ct-podman-exp/conmon
+0::/
+";
+
+    #[test]
+    fn a_podman_container_on_a_hybrid_host_is_found_in_its_cgroup2_line() {
+        let id = "8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d";
+        let path = cgroup2_path("/proc/18165/cgroup", PODMAN_RUNC_HYBRID).expect("a 0:: line");
+        assert_eq!(path, format!("/ct-podman-exp/libpod-{id}"));
+        assert_eq!(
+            found(&path),
+            Some((Runtime::Podman, id.to_owned(), path.clone()))
+        );
+        let conmon = cgroup2_path("/proc/18153/cgroup", CONMON_HYBRID).expect("a 0:: line");
+        assert_eq!(conmon, "/");
+        assert_eq!(found(&conmon), None, "the monitor is not the container");
+        assert_eq!(found("/ct-podman-exp/conmon"), None);
+        // the default parent of podman's cgroupfs driver
+        assert_eq!(
+            found(&format!("/libpod_parent/libpod-{ID_B}")).map(|f| f.1),
+            Some(ID_B.to_owned())
+        );
+    }
+
+    #[test]
+    fn podmans_graph_root_is_its_storage_confs() {
+        let conf = "[storage]\ndriver = \"vfs\"\ngraphroot = \"/tmp/ct/graph\"\nrunroot = \"/tmp/ct/run\"\n";
+        assert_eq!(
+            podman_graphroot("storage.conf", conf).as_deref(),
+            Ok("/tmp/ct/graph")
+        );
+        for defaulted in [
+            "",
+            "[storage]\ndriver = \"overlay\"\n",
+            "[storage]\ngraphroot = \"\"\n",
+        ] {
+            assert_eq!(
+                podman_graphroot("storage.conf", defaulted).as_deref(),
+                Ok(PODMAN_DEFAULT_GRAPHROOT),
+                "{defaulted:?}"
+            );
+        }
+        let message = podman_graphroot("/etc/containers/storage.conf", "[storage\n")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("/etc/containers/storage.conf: not a storage.conf podman reads: "),
+            "{message}"
+        );
+    }
+
     #[test]
     fn what_is_not_a_container_is_not_taken_for_one() {
         for path in [
             format!("/machine.slice/libpod-conmon-{ID_B}.scope"),
+            format!("/libpod_parent/libpod-{ID_B}.service"),
+            "/libpod_parent/libpod-abc".to_owned(),
             "/system.slice/docker.service".to_owned(),
             "/system.slice/docker-abc.scope".to_owned(),
             format!("/system.slice/docker-{ID_A}.service"),

@@ -15,7 +15,7 @@ use crate::direction::{Direction, PerDirection};
 use crate::download_default::InterfaceIngress;
 use crate::process::Uids;
 use crate::process::{ProcessInfo, ProcessRef};
-use crate::resolution::{ResolveError, container_cgroup, resolve_tree};
+use crate::resolution::{CgroupLayout, ResolveError, container_cgroup, resolve_tree};
 use crate::rule_request::{ProcessFacts, ResolvedTarget, RuleApplied, RuleRequest, RuleStatus};
 use crate::rule_target::{Candidate, RuleTarget, UserSpec, governing};
 use crate::saved::Running;
@@ -316,7 +316,12 @@ impl FakeMachine {
                 path: unit_cgroup(unit, &self.cgroup_dirs())?,
             },
             RuleTarget::Container(spec) => ResolvedTarget::Cgroup {
-                path: container_cgroup(spec, &self.cgroup_dirs(), &self.containers)?,
+                path: container_cgroup(
+                    spec,
+                    &self.cgroup_dirs(),
+                    &self.containers,
+                    CgroupLayout::Unified,
+                )?,
             },
             RuleTarget::User(UserSpec::Uid(uid)) => ResolvedTarget::Uid(*uid),
             RuleTarget::User(UserSpec::Name(name)) => self

@@ -29,6 +29,10 @@ pub enum ResolveError {
         "container \"{spec}\" ({id}) is not running: it has no cgroup; start it, then set the rule"
     )]
     ContainerStopped { spec: String, id: String },
+    #[error(
+        "container \"{spec}\" ({id}) has no cgroup2 directory of its own: it is stopped, or its runtime put it in cgroup v1 hierarchies only, which this machine mounts beside cgroup2 and ChadThrottle does not match; start it with a runtime that creates its cgroup2 directory on such a host (runc does; crun refuses), or boot with cgroup2 alone (systemd.unified_cgroup_hierarchy=1)"
+    )]
+    ContainerNoCgroup2 { spec: String, id: String },
     #[error("{what}: {problem}")]
     Read { what: String, problem: String },
 }
@@ -58,6 +62,16 @@ pub fn resolve_tree(pid: u32, info: Option<ProcessInfo>) -> Result<ResolvedTarge
     })
 }
 
+/// How the machine mounts cgroups: what a container without a cgroup2 directory may mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// cgroup2 alone: a container without a cgroup2 directory is not running.
+    Unified,
+    /// cgroup v1 hierarchies beside cgroup2 (systemd's "hybrid", or a host without
+    /// systemd that mounts both): a running container may have v1 directories only.
+    Hybrid,
+}
+
 /// The cgroup of container `spec` (a name, an id or an id prefix): the runtimes' `records`
 /// give names, the cgroup2 directories `dirs` (relative to the mount) say which containers
 /// run. A container only the cgroups show (containerd's) is found by id.
@@ -65,6 +79,7 @@ pub fn container_cgroup<S: AsRef<str>>(
     spec: &str,
     dirs: &[S],
     records: &[ContainerRecord],
+    layout: CgroupLayout,
 ) -> Result<String, ResolveError> {
     let running: Vec<(String, String)> = dirs
         .iter()
@@ -85,9 +100,13 @@ pub fn container_cgroup<S: AsRef<str>>(
         .into_iter()
         .find(|(id, _)| *id == record.id)
         .map(|(_, cgroup)| cgroup)
-        .ok_or_else(|| ResolveError::ContainerStopped {
-            spec: spec.to_owned(),
-            id: record.id.get(..12).unwrap_or(&record.id).to_owned(),
+        .ok_or_else(|| {
+            let spec = spec.to_owned();
+            let id = record.id.get(..12).unwrap_or(&record.id).to_owned();
+            match layout {
+                CgroupLayout::Unified => ResolveError::ContainerStopped { spec, id },
+                CgroupLayout::Hybrid => ResolveError::ContainerNoCgroup2 { spec, id },
+            }
         })
 }
 
@@ -152,17 +171,28 @@ mod tests {
         let web = format!("/system.slice/docker-{WEB}.scope");
         let cri = format!("/kubepods.slice/cri-containerd-{CRI}.scope");
         let dirs = ["/system.slice".to_owned(), web.clone(), cri.clone()];
-        assert_eq!(container_cgroup("web", &dirs, &records()), Ok(web.clone()));
-        assert_eq!(container_cgroup("3f4e8a", &dirs, &records()), Ok(web));
-        assert_eq!(container_cgroup("99999", &dirs, &records()), Ok(cri));
-        let stopped = container_cgroup("db", &dirs, &records())
-            .expect_err("stopped")
-            .to_string();
+        let found = |spec| container_cgroup(spec, &dirs, &records(), CgroupLayout::Unified);
+        assert_eq!(found("web"), Ok(web.clone()));
+        assert_eq!(found("3f4e8a"), Ok(web));
+        assert_eq!(found("99999"), Ok(cri));
+        let stopped = found("db").expect_err("stopped").to_string();
         assert_eq!(
             stopped,
             "container \"db\" (0a1b2c3d4e5f) is not running: it has no cgroup; start it, then set the rule"
         );
-        let unknown = container_cgroup("cache", &dirs, &records())
+        // on a hybrid host the container may run with v1 directories only: the line says
+        // so, and what to do, instead of calling it stopped
+        let hybrid = container_cgroup("db", &dirs, &records(), CgroupLayout::Hybrid)
+            .expect_err("no cgroup2 directory")
+            .to_string();
+        assert!(
+            hybrid.starts_with(
+                "container \"db\" (0a1b2c3d4e5f) has no cgroup2 directory of its own: it is stopped, or its runtime put it in cgroup v1 hierarchies only"
+            ) && hybrid.contains("runc")
+                && !hybrid.contains('\n'),
+            "{hybrid}"
+        );
+        let unknown = container_cgroup("cache", &dirs, &records(), CgroupLayout::Unified)
             .expect_err("unknown")
             .to_string();
         assert!(

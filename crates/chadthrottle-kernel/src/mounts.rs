@@ -50,6 +50,16 @@ pub fn proc_hidepid() -> chadthrottle_core::access::HidePid {
         .unwrap_or_default()
 }
 
+/// Where cgroup v1 hierarchies are mounted (none on a cgroup2-only machine; a hybrid one
+/// mounts them beside cgroup2).
+pub fn cgroup_v1_mounts() -> Vec<PathBuf> {
+    mounts()
+        .into_iter()
+        .filter(|mount| mount.fs_type == "cgroup")
+        .map(|mount| mount.point)
+        .collect()
+}
+
 /// The root of the cgroup2 tree (the first cgroup2 mount in /proc/self/mountinfo).
 pub fn cgroup2_root() -> Result<PathBuf, Error> {
     mounts()

@@ -6,9 +6,10 @@
 
 use crate::{mounts, procs};
 use chadthrottle_core::cgroup_names::{
-    ContainerRecord, docker_record, podman_records, unit_cgroup,
+    CgroupError, ContainerRecord, PODMAN_CONTAINERS_DIR_SUFFIX, PODMAN_DEFAULT_GRAPHROOT,
+    docker_record, podman_graphroot, podman_records, unit_cgroup,
 };
-use chadthrottle_core::resolution::{ResolveError, container_cgroup, resolve_tree};
+use chadthrottle_core::resolution::{CgroupLayout, ResolveError, container_cgroup, resolve_tree};
 use chadthrottle_core::rule_request::ResolvedTarget;
 use chadthrottle_core::rule_target::{RuleTarget, UserSpec};
 use std::ffi::CString;
@@ -23,18 +24,34 @@ const CGROUP_DEPTH: usize = 10;
 pub struct Places {
     /// The cgroup2 mount; `None` when there is none (only cgroup kinds need it).
     pub cgroup2: Option<PathBuf>,
+    /// Whether cgroup v1 hierarchies are mounted beside it.
+    pub layout: CgroupLayout,
     /// docker's per-container directories, each with a `config.v2.json`.
     pub docker: PathBuf,
-    /// podman's (rootful) container list.
-    pub podman: PathBuf,
+    /// podman's (rootful) graph root, whose `DRIVER-containers/containers.json` lists its
+    /// containers; or why the storage.conf that names it cannot be read.
+    pub podman: Result<PathBuf, CgroupError>,
 }
+
+/// The storage.conf podman reads, in containers/storage's order: the file
+/// `CONTAINERS_STORAGE_CONF` names, else the administrator's, else the distribution's.
+const STORAGE_CONF_ENV: &str = "CONTAINERS_STORAGE_CONF";
+const STORAGE_CONFS: [&str; 2] = [
+    "/etc/containers/storage.conf",
+    "/usr/share/containers/storage.conf",
+];
 
 impl Places {
     pub fn here() -> Places {
         Places {
             cgroup2: mounts::cgroup2_root().ok(),
+            layout: if mounts::cgroup_v1_mounts().is_empty() {
+                CgroupLayout::Unified
+            } else {
+                CgroupLayout::Hybrid
+            },
             docker: PathBuf::from("/var/lib/docker/containers"),
-            podman: PathBuf::from("/var/lib/containers/storage/overlay-containers/containers.json"),
+            podman: podman_graph_root(),
         }
     }
 
@@ -72,9 +89,10 @@ pub fn resolve_in(places: &Places, target: &RuleTarget) -> Result<ResolvedTarget
         },
         RuleTarget::Container(spec) => {
             let dirs = cgroup_dirs(places.cgroup2()?, CGROUP_DEPTH);
-            let records = container_records(&places.docker, &places.podman);
+            let podman = places.podman.clone()?;
+            let records = container_records(&places.docker, &podman);
             ResolvedTarget::Cgroup {
-                path: container_cgroup(spec, &dirs, &records)?,
+                path: container_cgroup(spec, &dirs, &records, places.layout)?,
             }
         }
         RuleTarget::User(UserSpec::Uid(uid)) => ResolvedTarget::Uid(*uid),
@@ -170,8 +188,36 @@ pub fn cgroup_dirs(root: &Path, depth: usize) -> Vec<String> {
     found
 }
 
-/// The containers docker's and podman's files list. A file that cannot be read or is
-/// not a record is passed over: one broken container does not hide the others.
+/// podman's graph root as the storage.conf it reads names it (see [`STORAGE_CONFS`]); the
+/// default when there is no such file.
+fn podman_graph_root() -> Result<PathBuf, CgroupError> {
+    let named = std::env::var_os(STORAGE_CONF_ENV).filter(|value| !value.is_empty());
+    let conf = named.map(PathBuf::from).or_else(|| {
+        STORAGE_CONFS
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file())
+    });
+    let Some(conf) = conf else {
+        return Ok(PathBuf::from(PODMAN_DEFAULT_GRAPHROOT));
+    };
+    match std::fs::read_to_string(&conf) {
+        Ok(text) => podman_graphroot(&conf.display().to_string(), &text).map(PathBuf::from),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(PathBuf::from(PODMAN_DEFAULT_GRAPHROOT))
+        }
+        Err(error) => Err(CgroupError::StorageConf {
+            file: conf.display().to_string(),
+            problem: error.to_string(),
+        }),
+    }
+}
+
+/// The containers docker's and podman's files list: docker's `ID/config.v2.json` under
+/// `docker`, podman's `DRIVER-containers/containers.json` under its graph root `podman`
+/// (the directory is named after the storage driver: `overlay-containers`,
+/// `vfs-containers`, …). A file that cannot be read or is not a record is passed over:
+/// one broken container does not hide the others.
 pub fn container_records(docker: &Path, podman: &Path) -> Vec<ContainerRecord> {
     let mut records = Vec::new();
     if let Ok(entries) = std::fs::read_dir(docker) {
@@ -182,13 +228,28 @@ pub fn container_records(docker: &Path, podman: &Path) -> Vec<ContainerRecord> {
             }
         }
     }
-    if let Ok(json) = std::fs::read_to_string(podman) {
-        records.extend(
-            podman_records(&podman.display().to_string(), &json)
-                .ok()
-                .into_iter()
-                .flatten(),
-        );
+    let mut lists: Vec<PathBuf> = std::fs::read_dir(podman)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.ends_with(PODMAN_CONTAINERS_DIR_SUFFIX))
+        })
+        .map(|entry| entry.path().join("containers.json"))
+        .collect();
+    lists.sort();
+    for list in lists {
+        if let Ok(json) = std::fs::read_to_string(&list) {
+            records.extend(
+                podman_records(&list.display().to_string(), &json)
+                    .ok()
+                    .into_iter()
+                    .flatten(),
+            );
+        }
     }
     records
 }
@@ -213,8 +274,9 @@ mod tests {
         fn places(&self) -> Places {
             Places {
                 cgroup2: Some(self.0.join("cgroup")),
+                layout: CgroupLayout::Unified,
                 docker: self.0.join("docker"),
-                podman: self.0.join("podman/containers.json"),
+                podman: Ok(self.0.join("podman")),
             }
         }
 
@@ -239,6 +301,7 @@ mod tests {
 
     const WEB: &str = "3f4e8a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789ab";
     const DB: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef";
+    const CACHE: &str = "8f6c45ff1f65faa8cd237a88e1eb5e4e3c1cbe0f74463ca2e7b3c0afb615ce2d";
 
     #[test]
     fn executables_resolve_to_their_real_path_even_before_they_exist() {
@@ -331,10 +394,62 @@ mod tests {
         );
         scratch.write("docker/broken/config.v2.json", "{");
         scratch.write(
-            "podman/containers.json",
+            "podman/overlay-containers/containers.json",
             &format!(r#"[{{"id": "{DB}", "names": ["db"]}}]"#),
         );
+        // a second storage driver's list, as podman 4.3.1 writes it (`vfs`), of a
+        // container run by podman's cgroupfs driver
+        scratch.write(
+            "podman/vfs-containers/containers.json",
+            &format!(
+                r#"[{{"id":"{CACHE}","names":["cache"],"image":"","layer":"8888a16a2b4465f34cbd2f71dd1a54e7eb53b62f8b53dab035f9cf84b3192e04","metadata":"{{\"image-name\":\"\",\"image-id\":\"\",\"name\":\"cache\",\"created-at\":1796091165}}","created":"2026-12-01T02:12:45.977849127Z","flags":{{"MountLabel":"","ProcessLabel":""}}}}]"#
+            ),
+        );
+        // only the `DRIVER-containers` directories hold containers
+        scratch.write(
+            "podman/vfs-layers/containers.json",
+            &format!(r#"[{{"id": "{WEB}", "names": ["a-layer"]}}]"#),
+        );
+        scratch.mkdir(&format!("cgroup/libpod_parent/libpod-{CACHE}"));
         let places = scratch.places();
+        assert_eq!(
+            resolve_in(&places, &RuleTarget::Container("cache".into())),
+            Ok(ResolvedTarget::Cgroup {
+                path: format!("/libpod_parent/libpod-{CACHE}")
+            })
+        );
+        assert_eq!(
+            resolve_in(&places, &RuleTarget::Container(CACHE[..6].into())),
+            Ok(ResolvedTarget::Cgroup {
+                path: format!("/libpod_parent/libpod-{CACHE}")
+            }),
+            "by id prefix"
+        );
+        let hybrid = Places {
+            layout: CgroupLayout::Hybrid,
+            ..scratch.places()
+        };
+        let no_cgroup2 = resolve_in(&hybrid, &RuleTarget::Container("db".into()))
+            .expect_err("no cgroup2 directory")
+            .to_string();
+        assert!(
+            no_cgroup2.starts_with("container \"db\" (0a1b2c3d4e5f) has no cgroup2 directory"),
+            "{no_cgroup2}"
+        );
+        let broken = Places {
+            podman: Err(CgroupError::StorageConf {
+                file: "/etc/containers/storage.conf".into(),
+                problem: "invalid table header".into(),
+            }),
+            ..scratch.places()
+        };
+        let unread = resolve_in(&broken, &RuleTarget::Container("web".into()))
+            .expect_err("storage.conf unread")
+            .to_string();
+        assert!(
+            unread.starts_with("/etc/containers/storage.conf: not a storage.conf"),
+            "{unread}"
+        );
         assert_eq!(
             resolve_in(&places, &RuleTarget::Container("web".into())),
             Ok(ResolvedTarget::Cgroup {
@@ -348,10 +463,10 @@ mod tests {
             stopped.starts_with("container \"db\" (0a1b2c3d4e5f) is not running"),
             "{stopped}"
         );
-        let records = container_records(&places.docker, &places.podman);
+        let records = container_records(&places.docker, &scratch.0.join("podman"));
         assert_eq!(
             records.len(),
-            2,
+            3,
             "the broken record is passed over: {records:?}"
         );
     }
@@ -360,8 +475,9 @@ mod tests {
     fn users_come_from_the_passwd_database() {
         let places = Places {
             cgroup2: None,
+            layout: CgroupLayout::Unified,
             docker: PathBuf::new(),
-            podman: PathBuf::new(),
+            podman: Ok(PathBuf::new()),
         };
         let user = |name: &str| resolve_in(&places, &RuleTarget::User(UserSpec::Name(name.into())));
         // root is uid 0 wherever there is a passwd database

@@ -14,6 +14,7 @@ use chadthrottle_lab::stats::Summary;
 use chadthrottle_lab::{Endpoint, Lab};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::process::{Command, Output};
 
 pub type Test = fn() -> anyhow::Result<()>;
@@ -26,11 +27,20 @@ pub const WARMUP_NS: u64 = 2_000_000_000;
 /// Every transfer is bounded in bytes as well as in seconds.
 pub const MAX_BYTES: u64 = 20 << 30;
 
+/// Variables a test adds to the confined binary's environment (`NAME`, value).
+pub type Env<'a> = &'a [(&'a str, &'a OsStr)];
+
 /// Runs `chadthrottle args` confined to `lab` (its cgroup and pin dir).
 pub fn chadthrottle(lab: &Lab, args: &[&str]) -> Output {
+    chadthrottle_with(lab, &[], args)
+}
+
+/// [`chadthrottle`] with `env` added to its environment.
+pub fn chadthrottle_with(lab: &Lab, env: Env<'_>, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chadthrottle"))
         .args(args)
         .envs(lab.env())
+        .envs(env.iter().copied())
         .env_remove("CHADTHROTTLE_FAILPOINT")
         .output()
         .expect("the chadthrottle binary runs")
@@ -38,7 +48,12 @@ pub fn chadthrottle(lab: &Lab, args: &[&str]) -> Output {
 
 /// Runs `chadthrottle args` and returns its stdout, failing with its stderr.
 pub fn run(lab: &Lab, args: &[&str]) -> anyhow::Result<String> {
-    let output = chadthrottle(lab, args);
+    run_with(lab, &[], args)
+}
+
+/// [`run`] with `env` added to the binary's environment.
+pub fn run_with(lab: &Lab, env: Env<'_>, args: &[&str]) -> anyhow::Result<String> {
+    let output = chadthrottle_with(lab, env, args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(
         output.status.success(),
@@ -79,7 +94,12 @@ pub fn status(lab: &Lab) -> anyhow::Result<Value> {
 
 /// `rules --json`'s rules.
 pub fn rules(lab: &Lab) -> anyhow::Result<Vec<Value>> {
-    let report: Value = serde_json::from_str(&run(lab, &["rules", "--json"])?)?;
+    rules_with(lab, &[])
+}
+
+/// [`rules`] with `env` added to the binary's environment.
+pub fn rules_with(lab: &Lab, env: Env<'_>) -> anyhow::Result<Vec<Value>> {
+    let report: Value = serde_json::from_str(&run_with(lab, env, &["rules", "--json"])?)?;
     Ok(report["rules"]
         .as_array()
         .context("rules --json has a rules array")?
@@ -162,10 +182,16 @@ pub fn counted_within(
 /// The test binary's `main`: serves as a lab endpoint when re-executed as one, else runs
 /// `tests` one at a time (measurements on a 2-core machine must not overlap).
 pub fn main(tests: &[(&'static str, Test)]) {
+    main_unless(tests, None);
+}
+
+/// [`main`] for tests that need more than the lab: they are ignored, with `missing`
+/// printed, when it says what this machine lacks.
+pub fn main_unless(tests: &[(&'static str, Test)], missing: Option<String>) {
     chadthrottle_lab::run_if_endpoint();
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let skip = chadthrottle_lab::unavailable();
+    let skip = chadthrottle_lab::unavailable().or(missing);
     if let Some(reason) = &skip {
         println!("kernel tests skipped: {reason}");
     }
