@@ -7,7 +7,7 @@
 //! the limits are the kernel's whatever happens here. Unless `[metrics] enabled = false`,
 //! it serves the Prometheus endpoint (`metrics_server`) and feeds it each sample.
 
-use super::config_file;
+use super::{config_file, rule_change};
 use crate::cli::{DaemonArgs, Global};
 use crate::metrics_server::{self, MetricsFeed, MetricsServer};
 use anyhow::Context as _;
@@ -191,6 +191,9 @@ fn wait(stop: &AtomicBool, interval: Duration) -> bool {
 /// Puts the per-interface backends on the interfaces limited processes started using
 /// since their limits were set (`Backend::follow`), once a sample: a VPN that comes up is
 /// held by ifb or htb within an interval, not only by the policer until the next `limit`.
+/// Then gives ifb to the shared rules' downloads left to the default that got the
+/// fallback for want of a member (`rule_change::default_downloads_again`): a rules file
+/// applied at boot, before its programs run, gets what `limit` would choose once they do.
 #[derive(Default)]
 struct Follower {
     /// The last failure, logged once until it changes or ends.
@@ -203,13 +206,22 @@ impl Follower {
             .open(&global.datapath())
             .map_err(anyhow::Error::from)
             .and_then(|backend| match backend {
-                Some(mut backend) => backend.follow().map_err(anyhow::Error::from),
-                None => Ok(()),
+                Some(mut backend) => {
+                    backend.follow().map_err(anyhow::Error::from)?;
+                    rule_change::default_downloads_again(system, global, &mut backend)
+                }
+                None => Ok(Vec::new()),
             });
         match followed {
-            Ok(()) => {
+            Ok(switched) => {
                 if self.failing.take().is_some() {
                     log(out, "the limits follow their processes' interfaces again");
+                }
+                for (rule, chosen) in switched {
+                    log(
+                        out,
+                        &format!("rule \"{rule}\": download backend ifb: {}", chosen.reason),
+                    );
                 }
             }
             Err(error) => {

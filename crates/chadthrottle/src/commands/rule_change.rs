@@ -287,6 +287,41 @@ pub fn held_by_ifb(request: &RuleRequest) -> RuleRequest {
     }
 }
 
+/// The held rules whose download was left to the default and got the fallback when they
+/// were set — no member yet (a rules file applied at boot, before its program runs), or
+/// an ingress that was not free then — set again with ifb where their members' ingress is
+/// free now, in one change. Returns each rule switched with the choice's reason; rules
+/// that keep the fallback are left as they are and not listed.
+pub fn default_downloads_again<S: System>(
+    system: &S,
+    global: &Global,
+    backend: &mut S::Backend,
+) -> anyhow::Result<Vec<(String, DefaultDownload)>> {
+    let now_unix = system.now_unix();
+    let mut switched = Vec::new();
+    let mut again = Vec::new();
+    for held in backend.rules()? {
+        let waiting = held
+            .limits
+            .down
+            .is_some_and(|limit| limit.by_default && limit.enforcement != Enforcement::Ifb);
+        if !waiting || held.members.is_empty() {
+            continue;
+        }
+        let download = default_download(system, global, &held)?;
+        if download.backend == Enforcement::Ifb {
+            again.push(held_by_ifb(&as_requested(&held, now_unix)));
+            switched.push((held.spec.name.clone(), download));
+        }
+    }
+    if !again.is_empty() {
+        backend
+            .set_rules(&again)
+            .context("holding the rules' downloads with ifb")?;
+    }
+    Ok(switched)
+}
+
 /// The request that sets `held` again as it is, for the time it has left.
 fn as_requested(held: &RuleStatus, now_unix: u64) -> RuleRequest {
     RuleRequest {

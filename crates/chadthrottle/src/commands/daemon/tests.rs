@@ -391,3 +391,69 @@ fn each_sample_follows_the_limits_onto_new_interfaces_and_a_failure_is_logged_on
     assert_eq!(system.machine().follows, 3);
     assert!(!log.contains("cannot put the limits"), "{log}");
 }
+
+#[test]
+fn a_rule_set_before_its_program_ran_gets_ifb_for_its_download_once_a_member_runs() {
+    use chadthrottle_core::download_default::{Ingress, InterfaceIngress};
+    use chadthrottle_core::fake::FakeProcess;
+    use chadthrottle_core::status::Enforcement;
+    const ARIA: u32 = 6000;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config(dir.path());
+    let mut system = rules_machine();
+    system.machine().download_ingress = Ok(vec![InterfaceIngress {
+        name: "eth0".into(),
+        ingress: Ingress::Free,
+    }]);
+    // as a rules file applied at boot sets it: aria2c does not run yet
+    ok(
+        &mut system,
+        &["limit", "--exe", "/usr/bin/aria2c", "--down", "1M"],
+    );
+    let down = |system: &FakeSystem| {
+        let machine = system.machine();
+        let rule = machine.rules.iter().find(|rule| {
+            rule.request
+                .limits
+                .down
+                .is_some_and(|limit| limit.rate == 1 << 20)
+        });
+        rule.and_then(|rule| rule.request.limits.down)
+            .map(|limit| (limit.enforcement, limit.by_default))
+    };
+    assert_eq!(down(&system), Some((Enforcement::Shaping, true)));
+    readings_at(&system, &[10, 20, 30]);
+    let log = daemon(&mut system, &config, 1);
+    assert_eq!(
+        down(&system),
+        Some((Enforcement::Shaping, true)),
+        "no member: no interface to look at yet: {log}"
+    );
+    assert!(!log.contains("download backend"), "{log}");
+
+    system.machine().spawn(FakeProcess::new(ARIA, 40, "aria2c"));
+    readings_at(&system, &[10, 20, 30]);
+    let log = daemon(&mut system, &config, 1);
+    assert_eq!(down(&system), Some((Enforcement::Ifb, true)), "{log}");
+    assert_eq!(
+        log.matches("download backend ifb: default: the ingress of eth0 is free")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        system.machine().rules.len(),
+        1,
+        "set again in its place, not added"
+    );
+
+    let requests = system.machine().requests;
+    readings_at(&system, &[10, 20, 30]);
+    let log = daemon(&mut system, &config, 1);
+    assert_eq!(
+        system.machine().requests,
+        requests,
+        "nothing left to do: {log}"
+    );
+    assert!(!log.contains("download backend"), "{log}");
+}
