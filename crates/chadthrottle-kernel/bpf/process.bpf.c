@@ -214,7 +214,6 @@ static __always_inline void ct_record_process(struct ct_owner *owner, struct tas
 /* The best rule so far: lowest (rank, order). */
 struct ct_pick {
 	__u64 rank; /* rank << 32 | order; ~0: none */
-	struct ct_rule *found; /* its ct_rules value, handed to ct_govern */
 	__u32 rule;
 	__u32 _pad;
 };
@@ -235,7 +234,6 @@ static __always_inline void ct_consider(struct ct_pick *pick, __u32 rule_id)
 	rank = ((__u64)rule->rank << 32) | rule->order;
 	if (rank < pick->rank) {
 		pick->rank = rank;
-		pick->found = rule;
 		pick->rule = rule_id;
 	}
 }
@@ -296,14 +294,13 @@ static __noinline int ct_exe_key(struct task_struct *task, struct ct_match_key *
 #define CT_GOVERN_SETTLE 1 /* settle the budgets of a membership that did not change */
 #define CT_GOVERN_MARKED 2 /* the ct_marks byte is set: there may be an entry to look up */
 
-/* Makes `task`'s process a member of rule `rule_id` (0 or a NULL `rule`, its ct_rules value
- * as the caller looked it up: of none): its ct_members entry, the budget entries of an
- * each-mode rule made from its template (never over a PID limit), and deletes the budget
- * entries another rule had made for it. Without CT_GOVERN_MARKED its ct_marks byte is
- * clear, so it has no ct_members entry to look up. Returns 0, or the error of a table that
- * is full. */
-static __noinline int ct_govern(struct task_struct *task, __u32 rule_id, struct ct_rule *rule,
-				int how)
+/* Makes `task`'s process a member of rule `rule_id` (0: of none): its ct_members entry,
+ * the budget entries of an each-mode rule made from its template (never over a PID limit),
+ * and deletes the budget entries another rule had made for it. Without CT_GOVERN_MARKED
+ * its ct_marks byte is clear, so it has no ct_members entry to look up. Returns 0, or the
+ * error of a table that is full. (The rule is looked up here, not handed over by the
+ * caller: a map value pointer as an argument multiplied the verifier's states by four.) */
+static __noinline int ct_govern(struct task_struct *task, __u32 rule_id, int how)
 {
 	static const struct ct_stats zero_stats;
 	struct task_struct *leader = task->group_leader;
@@ -311,6 +308,7 @@ static __noinline int ct_govern(struct task_struct *task, __u32 rule_id, struct 
 	__u64 start = ct_start_time(task);
 	struct ct_limit_key key = { .id = tgid, .scope = CT_SCOPE_PROCESS };
 	struct ct_member member = { .start_time = start, .rule = rule_id };
+	struct ct_rule *rule = NULL;
 	struct ct_rule_dir *template;
 	struct ct_member *old;
 	struct ct_limit *limit;
@@ -319,12 +317,13 @@ static __noinline int ct_govern(struct task_struct *task, __u32 rule_id, struct 
 	__u64 now;
 	int err;
 
-	if (!rule)
-		rule_id = 0;
-	else if (!rule_id)
-		rule = NULL;
-	else if (rule->flags & CT_RULE_EACH)
-		each = rule_id;
+	if (rule_id) {
+		rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
+		if (!rule)
+			rule_id = 0;
+		else if (rule->flags & CT_RULE_EACH)
+			each = rule_id;
+	}
 	old = how & CT_GOVERN_MARKED ? bpf_map_lookup_elem(&ct_members, &tgid) : NULL;
 	/* a membership of a shared rule that did not change has no budgets to settle: they
 	 * went when it was written, or with the task iterator's `settle` after a rule change */
@@ -418,7 +417,7 @@ static __always_inline void ct_count_ungoverned(int err)
  * a full table. */
 static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *meta, int settle)
 {
-	struct ct_pick pick = { .rank = ~0ULL, .found = NULL };
+	struct ct_pick pick = { .rank = ~0ULL };
 	struct ct_match_key key = {};
 	struct task_struct *leader;
 	struct ct_member *tree;
@@ -486,7 +485,7 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 		key.b = 0;
 		ct_consider_match(&pick, &key);
 	}
-	return ct_govern(task, pick.rule, pick.found,
+	return ct_govern(task, pick.rule,
 			 (settle ? CT_GOVERN_SETTLE : 0) | (marked ? CT_GOVERN_MARKED : 0));
 }
 
@@ -635,7 +634,7 @@ int ct_process_fork(__u64 *ctx)
 			rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
 			if (rule && rule->rank != CT_RANK_TREE && !ct_lapsed(rule)) {
 				tgid = child->tgid;
-				ct_count_ungoverned(ct_govern(child, rule_id, rule,
+				ct_count_ungoverned(ct_govern(child, rule_id,
 							      ct_may_be_held(tgid) ? CT_GOVERN_MARKED : 0));
 				return 0;
 			}
