@@ -218,15 +218,18 @@ struct ct_pick {
 	__u32 _pad;
 };
 
+/* A lapsed rule governs nobody; its entries go at the next rule change. */
+static __always_inline int ct_lapsed(const struct ct_rule *rule)
+{
+	return rule->expires_at_ns && bpf_ktime_get_boot_ns() >= rule->expires_at_ns;
+}
+
 static __always_inline void ct_consider(struct ct_pick *pick, __u32 rule_id)
 {
 	struct ct_rule *rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
 	__u64 rank;
 
-	if (!rule)
-		return;
-	/* a lapsed rule governs nobody; its entries go at the next rule change */
-	if (rule->expires_at_ns && bpf_ktime_get_boot_ns() >= rule->expires_at_ns)
+	if (!rule || ct_lapsed(rule))
 		return;
 	rank = ((__u64)rule->rank << 32) | rule->order;
 	if (rank < pick->rank) {
@@ -291,15 +294,18 @@ static __noinline int ct_exe_key(struct task_struct *task, struct ct_match_key *
 #define CT_GOVERN_SETTLE 1 /* settle the budgets of a membership that did not change */
 #define CT_GOVERN_MARKED 2 /* the ct_marks byte is set: there may be an entry to look up */
 
-/* Makes `tgid` a member of rule `rule_id` (0: of none): its ct_members entry, the budget
- * entries of an each-mode rule made from its template (never over a PID limit), and
- * deletes the budget entries another rule had made for it. Without CT_GOVERN_MARKED its
- * ct_marks byte is clear, so it has no ct_members entry to look up. Returns 0, or the
- * error of a table that is full. */
-static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const char *comm,
-				int how)
+/* Makes `task`'s process a member of rule `rule_id` (0: of none): its ct_members entry,
+ * the budget entries of an each-mode rule made from its template (never over a PID limit),
+ * and deletes the budget entries another rule had made for it. Without CT_GOVERN_MARKED
+ * its ct_marks byte is clear, so it has no ct_members entry to look up. Returns 0, or the
+ * error of a table that is full. (The rule is looked up here, not handed over by the
+ * caller: a map value pointer as an argument multiplied the verifier's states by four.) */
+static __noinline int ct_govern(struct task_struct *task, __u32 rule_id, int how)
 {
 	static const struct ct_stats zero_stats;
+	struct task_struct *leader = task->group_leader;
+	__u32 tgid = leader->tgid;
+	__u64 start = ct_start_time(task);
 	struct ct_limit_key key = { .id = tgid, .scope = CT_SCOPE_PROCESS };
 	struct ct_member member = { .start_time = start, .rule = rule_id };
 	struct ct_rule *rule = NULL;
@@ -365,7 +371,8 @@ static __noinline int ct_govern(__u32 tgid, __u64 start, __u32 rule_id, const ch
 		fresh.bucket.last_ns = now;
 		fresh.burst = template->burst;
 		fresh.expires_at_ns = rule->expires_at_ns;
-		__builtin_memcpy(fresh.comm, comm, CT_COMM_LEN);
+		/* an each-mode budget carries the member's name */
+		bpf_probe_read_kernel(fresh.comm, sizeof(fresh.comm), leader->comm);
 		fresh.rule = rule_id;
 		bpf_map_delete_elem(&ct_stats, &key);
 		err = bpf_map_update_elem(&ct_limits, &key, &fresh, BPF_ANY);
@@ -478,10 +485,7 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 		key.b = 0;
 		ct_consider_match(&pick, &key);
 	}
-	/* an each-mode budget carries the member's name */
-	if (pick.rule && !CT_HAS_RANK(ranks, CT_RANK_NAME))
-		bpf_probe_read_kernel(comm, sizeof(comm), leader->comm);
-	return ct_govern(tgid, start, pick.rule, comm,
+	return ct_govern(task, pick.rule,
 			 (settle ? CT_GOVERN_SETTLE : 0) | (marked ? CT_GOVERN_MARKED : 0));
 }
 
@@ -577,21 +581,25 @@ int ct_process_exec(__u64 *ctx)
 }
 
 /* A new process (not a thread) joins its parent's tree rule, then is resolved like any:
- * a rule it matches better, or a PID limit, still wins. A child whose parent no rule
- * governs, and that is like its parent (ct_like_parent), matches nothing either: it is
- * left alone, which is what makes a fork cheap on a machine with rules. The parent's tree
+ * a rule it matches better, or a PID limit, still wins. A child like its parent
+ * (ct_like_parent) matches what its parent matched: if no rule governs the parent it is
+ * left alone, which is what makes a fork cheap on a machine with rules, and if one does
+ * the child is made a member of the same rule without looking the others up (ct_govern
+ * still makes an each-mode rule's budgets and defers to a PID limit). The parent's tree
  * entry is looked up whatever its mark (one userspace wrote is marked only when the task
- * iterator reaches it), its membership only if marked. (A parent that
- * changed its name or uid since it was last resolved is resolved again at its next
- * socket, and so is such a child: a socket's owner is resolved when it is created.) */
+ * iterator reaches it), its membership only if marked. (A parent that changed its name,
+ * uid or cgroup since it was last resolved is resolved again at its next socket, and so is
+ * such a child, which has its parent's membership or none until then: a socket's owner is
+ * resolved when it is created.) */
 SEC("tp_btf/sched_process_fork")
 int ct_process_fork(__u64 *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx[0];
 	struct task_struct *child = (struct task_struct *)ctx[1];
 	struct ct_member *tree, *member, joined;
+	struct ct_rule *rule;
 	struct ct_meta *meta;
-	__u32 ptgid, tgid, ranks;
+	__u32 ptgid, tgid, ranks, rule_id;
 	__u64 parent_start;
 
 	if (child->pid != child->tgid)
@@ -614,9 +622,23 @@ int ct_process_fork(__u64 *ctx)
 		bpf_map_update_elem(&ct_tree, &tgid, &joined, BPF_ANY);
 	} else {
 		member = ct_may_be_held(ptgid) ? bpf_map_lookup_elem(&ct_members, &ptgid) : NULL;
-		if (!(member && member->start_time == parent_start) &&
-		    ct_like_parent(parent, child, ranks))
-			return 0;
+		if (member && member->start_time != parent_start)
+			member = NULL;
+		if (ct_like_parent(parent, child, ranks)) {
+			if (!member)
+				return 0;
+			/* what its resolve would pick: the parent's rule, if still one it can
+			 * pick (not lapsed; a tree rule's member is resolved, as it should have
+			 * a tree entry) */
+			rule_id = member->rule;
+			rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
+			if (rule && rule->rank != CT_RANK_TREE && !ct_lapsed(rule)) {
+				tgid = child->tgid;
+				ct_count_ungoverned(ct_govern(child, rule_id,
+							      ct_may_be_held(tgid) ? CT_GOVERN_MARKED : 0));
+				return 0;
+			}
+		}
 	}
 	ct_count_ungoverned(ct_resolve(child, meta));
 	return 0;

@@ -628,6 +628,42 @@ fn a_members_child_is_a_member_from_its_fork() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The child of an each-mode rule's member, like its parent, is given the parent's rule at
+/// fork without a resolve, and with it a budget of its own: two entries in ct_limits.
+fn an_each_members_child_has_its_own_budget_from_its_fork() -> anyhow::Result<()> {
+    let lab = Lab::new("rules-fork-each", None)?;
+    let mut parent = Forker::running(&lab, "read line; (read more; true); sleep 60")?;
+    let mut datapath = install(&lab)?;
+    let each = RuleEntry {
+        each: true,
+        ..rule(
+            1,
+            5,
+            RuleTarget::Match(uid_key(0)),
+            policer(MIB as u64, 512 << 10),
+        )
+    };
+    datapath.set_rule(&each)?;
+    ensure!(
+        members(&datapath, 1)? == [parent.0.id()],
+        "the shell of root alone is a member: {:?}",
+        members(&datapath, 1)?
+    );
+    let before = entries(&lab, "ct_limits")?;
+    ensure!(
+        before == 2,
+        "ct_limits has {before} entries, not the shell's two"
+    );
+    let child = parent.fork()?;
+    await_member(&datapath, 1, child, true)?;
+    let after = entries(&lab, "ct_limits")?;
+    ensure!(
+        after == 4,
+        "ct_limits has {after} entries, not the shell's two and its child's two"
+    );
+    Ok(())
+}
+
 /// A PID limit beats the rule its process matches: its packets are charged to the PID
 /// limit, the rule's budget counts none of them.
 fn a_pid_limit_beats_a_rule() -> anyhow::Result<()> {
@@ -850,6 +886,10 @@ fn main() {
         (
             "a_members_child_is_a_member_from_its_fork",
             a_members_child_is_a_member_from_its_fork,
+        ),
+        (
+            "an_each_members_child_has_its_own_budget_from_its_fork",
+            an_each_members_child_has_its_own_budget_from_its_fork,
         ),
         ("a_pid_limit_beats_a_rule", a_pid_limit_beats_a_rule),
         (
