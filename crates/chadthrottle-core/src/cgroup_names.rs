@@ -46,6 +46,8 @@ pub enum CgroupError {
     Record { file: String, problem: String },
     #[error("{file}: not a storage.conf podman reads: {problem}")]
     StorageConf { file: String, problem: String },
+    #[error("{file}: not a daemon.json docker reads: {problem}")]
+    DaemonJson { file: String, problem: String },
 }
 
 /// The cgroup2 path in `/proc/PID/cgroup`'s `contents` (read from `file`, named in the
@@ -174,8 +176,9 @@ struct PodmanContainer {
     names: Vec<String>,
 }
 
-/// One docker container from its `/var/lib/docker/containers/ID/config.v2.json` (`file`,
-/// named in errors): `"ID"`, and `"Name"` without docker's leading `/`.
+/// One docker container from its `DATA-ROOT/containers/ID/config.v2.json` (`file`, named
+/// in errors; the data root is /var/lib/docker unless dockerd is told otherwise, see
+/// `docker_root`): `"ID"`, and `"Name"` without docker's leading `/`.
 pub fn docker_record(file: &str, json: &str) -> Result<ContainerRecord, CgroupError> {
     let config: DockerConfig = serde_json::from_str(json).map_err(|error| record(file, error))?;
     let name = config.name.strip_prefix('/').unwrap_or(&config.name);

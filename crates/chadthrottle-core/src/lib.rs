@@ -11,6 +11,7 @@ pub mod bucket;
 pub mod cgroup_names;
 pub mod daemon_config;
 pub mod direction;
+pub mod docker_root;
 pub mod download_default;
 pub mod duration;
 pub mod fake;

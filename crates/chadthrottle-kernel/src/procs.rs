@@ -131,6 +131,20 @@ pub fn running() -> Vec<Running> {
         .collect()
 }
 
+/// The command lines (program first) of the processes named `name` (their `comm`, at most
+/// 15 bytes), as /proc/PID/cmdline gives them; a process that cannot be read is passed over.
+pub fn command_lines_of(name: &str) -> Vec<Vec<String>> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .filter_map(Result::ok)
+        .filter(|process| process.stat().is_ok_and(|stat| stat.comm == name))
+        .filter_map(|process| process.cmdline().ok())
+        .filter(|args| !args.is_empty())
+        .collect()
+}
+
 /// Every process now with its parent: (PID, parent PID, start time).
 pub fn parents() -> Vec<(u32, u32, u64)> {
     let Ok(processes) = procfs::process::all_processes() else {

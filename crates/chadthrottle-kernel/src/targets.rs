@@ -9,6 +9,9 @@ use chadthrottle_core::cgroup_names::{
     CgroupError, ContainerRecord, PODMAN_CONTAINERS_DIR_SUFFIX, PODMAN_DEFAULT_GRAPHROOT,
     docker_record, podman_graphroot, podman_records, unit_cgroup,
 };
+use chadthrottle_core::docker_root::{
+    DOCKER_CONTAINERS_DIR, DOCKER_DEFAULT_CONFIG, DockerdFlags, docker_data_root, dockerd_flags,
+};
 use chadthrottle_core::resolution::{CgroupLayout, ResolveError, container_cgroup, resolve_tree};
 use chadthrottle_core::rule_request::ResolvedTarget;
 use chadthrottle_core::rule_target::{RuleTarget, UserSpec};
@@ -26,8 +29,10 @@ pub struct Places {
     pub cgroup2: Option<PathBuf>,
     /// Whether cgroup v1 hierarchies are mounted beside it.
     pub layout: CgroupLayout,
-    /// docker's per-container directories, each with a `config.v2.json`.
-    pub docker: PathBuf,
+    /// The directories that hold docker's per-container directories (each with a
+    /// `config.v2.json`): one per data root (see [`docker_containers_dirs`]); or why a
+    /// daemon.json that names one cannot be read.
+    pub docker: Result<Vec<PathBuf>, CgroupError>,
     /// podman's (rootful) graph root, whose `DRIVER-containers/containers.json` lists its
     /// containers; or why the storage.conf that names it cannot be read.
     pub podman: Result<PathBuf, CgroupError>,
@@ -50,7 +55,7 @@ impl Places {
             } else {
                 CgroupLayout::Hybrid
             },
-            docker: PathBuf::from("/var/lib/docker/containers"),
+            docker: docker_containers_dirs(),
             podman: podman_graph_root(),
         }
     }
@@ -89,8 +94,9 @@ pub fn resolve_in(places: &Places, target: &RuleTarget) -> Result<ResolvedTarget
         },
         RuleTarget::Container(spec) => {
             let dirs = cgroup_dirs(places.cgroup2()?, CGROUP_DEPTH);
+            let docker = places.docker.clone()?;
             let podman = places.podman.clone()?;
-            let records = container_records(&places.docker, &podman);
+            let records = container_records(&docker, &podman);
             ResolvedTarget::Cgroup {
                 path: container_cgroup(spec, &dirs, &records, places.layout)?,
             }
@@ -213,14 +219,59 @@ fn podman_graph_root() -> Result<PathBuf, CgroupError> {
     }
 }
 
+/// docker's containers directories, one per data root: each running dockerd's, as it
+/// settled it (its `--data-root`, else its daemon.json's `"data-root"`, see
+/// `docker_root`), so that a daemon started with a data root of its own is read where it
+/// writes; with no dockerd running, the one /etc/docker/daemon.json gives (a stopped
+/// container is then still named, and said to be stopped).
+fn docker_containers_dirs() -> Result<Vec<PathBuf>, CgroupError> {
+    let mut flags: Vec<DockerdFlags> = procs::command_lines_of("dockerd")
+        .iter()
+        .map(|args| dockerd_flags(args))
+        .collect();
+    if flags.is_empty() {
+        flags.push(DockerdFlags::default());
+    }
+    let mut dirs = Vec::new();
+    for flags in &flags {
+        let dir = Path::new(&docker_data_root_of(flags)?).join(DOCKER_CONTAINERS_DIR);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    Ok(dirs)
+}
+
+/// The data root of a dockerd with `flags`, reading the daemon.json it reads if needed.
+fn docker_data_root_of(flags: &DockerdFlags) -> Result<String, CgroupError> {
+    if flags.data_root.is_some() {
+        return docker_data_root(flags, None);
+    }
+    let file = flags
+        .config_file
+        .as_deref()
+        .unwrap_or(DOCKER_DEFAULT_CONFIG);
+    match std::fs::read_to_string(file) {
+        Ok(text) => docker_data_root(flags, Some((file, &text))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => docker_data_root(flags, None),
+        Err(error) => Err(CgroupError::DaemonJson {
+            file: file.to_owned(),
+            problem: error.to_string(),
+        }),
+    }
+}
+
 /// The containers docker's and podman's files list: docker's `ID/config.v2.json` under
-/// `docker`, podman's `DRIVER-containers/containers.json` under its graph root `podman`
+/// each of the `docker` directories, podman's `DRIVER-containers/containers.json` under its graph root `podman`
 /// (the directory is named after the storage driver: `overlay-containers`,
 /// `vfs-containers`, …). A file that cannot be read or is not a record is passed over:
 /// one broken container does not hide the others.
-pub fn container_records(docker: &Path, podman: &Path) -> Vec<ContainerRecord> {
+pub fn container_records(docker: &[PathBuf], podman: &Path) -> Vec<ContainerRecord> {
     let mut records = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(docker) {
+    for dir in docker {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for entry in entries.filter_map(Result::ok) {
             let file = entry.path().join("config.v2.json");
             if let Ok(json) = std::fs::read_to_string(&file) {
@@ -275,7 +326,7 @@ mod tests {
             Places {
                 cgroup2: Some(self.0.join("cgroup")),
                 layout: CgroupLayout::Unified,
-                docker: self.0.join("docker"),
+                docker: Ok(vec![self.0.join("docker")]),
                 podman: Ok(self.0.join("podman")),
             }
         }
@@ -463,7 +514,8 @@ mod tests {
             stopped.starts_with("container \"db\" (0a1b2c3d4e5f) is not running"),
             "{stopped}"
         );
-        let records = container_records(&places.docker, &scratch.0.join("podman"));
+        let docker = places.docker.clone().expect("docker's directories");
+        let records = container_records(&docker, &scratch.0.join("podman"));
         assert_eq!(
             records.len(),
             3,
@@ -472,11 +524,59 @@ mod tests {
     }
 
     #[test]
+    fn every_docker_data_root_is_read() {
+        let scratch = Scratch::new("docker-roots");
+        scratch.mkdir(&format!("cgroup/docker/{WEB}"));
+        scratch.mkdir(&format!("cgroup/ct-lab/docker/{DB}"));
+        scratch.write(
+            &format!("default/containers/{WEB}/config.v2.json"),
+            &format!(r#"{{"ID": "{WEB}", "Name": "/web"}}"#),
+        );
+        scratch.write(
+            &format!("private/containers/{DB}/config.v2.json"),
+            &format!(r#"{{"ID": "{DB}", "Name": "/db"}}"#),
+        );
+        let places = Places {
+            docker: Ok(vec![
+                scratch.0.join("default/containers"),
+                scratch.0.join("private/containers"),
+                scratch.0.join("missing/containers"),
+            ]),
+            ..scratch.places()
+        };
+        for (spec, path) in [
+            ("web", format!("/docker/{WEB}")),
+            ("db", format!("/ct-lab/docker/{DB}")),
+            (&DB[..12], format!("/ct-lab/docker/{DB}")),
+        ] {
+            assert_eq!(
+                resolve_in(&places, &RuleTarget::Container(spec.into())),
+                Ok(ResolvedTarget::Cgroup { path }),
+                "{spec}"
+            );
+        }
+        let broken = Places {
+            docker: Err(CgroupError::DaemonJson {
+                file: "/etc/docker/daemon.json".into(),
+                problem: "EOF while parsing an object".into(),
+            }),
+            ..scratch.places()
+        };
+        let unread = resolve_in(&broken, &RuleTarget::Container("web".into()))
+            .expect_err("daemon.json unread")
+            .to_string();
+        assert_eq!(
+            unread,
+            "/etc/docker/daemon.json: not a daemon.json docker reads: EOF while parsing an object"
+        );
+    }
+
+    #[test]
     fn users_come_from_the_passwd_database() {
         let places = Places {
             cgroup2: None,
             layout: CgroupLayout::Unified,
-            docker: PathBuf::new(),
+            docker: Ok(Vec::new()),
             podman: Ok(PathBuf::new()),
         };
         let user = |name: &str| resolve_in(&places, &RuleTarget::User(UserSpec::Name(name.into())));

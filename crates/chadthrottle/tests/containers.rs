@@ -10,32 +10,19 @@
 
 pub mod common;
 
-use anyhow::{Context as _, ensure};
-use chadthrottle_core::cgroup_names::{cgroup2_path, container_in_cgroup};
+use anyhow::Context as _;
+use chadthrottle_core::cgroup_names::Runtime;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
-use common::{Env, MAX_BYTES, MIB, Test, chadthrottle_with, rules_with, run_with, steady, within};
-use std::os::fd::{AsFd as _, AsRawFd as _};
-use std::os::unix::fs::MetadataExt as _;
+use common::containers::{
+    Container, check_idle_refused, check_limits, check_placement, endpoint_run_args, installed,
+    remove_v1_below, run_words,
+};
+use common::{Env, Test};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-/// A policed transfer long enough for a steady state after the warm-up, short enough for
-/// the suite: 6 s, of which the last 4 are measured, ±10 % as the rule tests.
-const SECONDS: f64 = 6.0;
-const TOLERANCE: f64 = 0.10;
 /// The container's name (each test's storage is its own: no other container sees it).
 const NAME: &str = "ct-web";
 /// A container podman creates and never starts.
 const IDLE: &str = "ct-idle";
-
-/// The absolute path of `program` on `PATH`, if it is installed.
-fn installed(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
 
 /// Why the container test cannot run here, if it cannot.
 fn podman_missing() -> Option<String> {
@@ -111,18 +98,7 @@ impl Podman {
 
     /// Runs podman `args` and returns its stdout, failing with its stderr.
     fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let words = self.words(args);
-        let output = Command::new(&words[0])
-            .args(&words[1..])
-            .output()
-            .context("run podman")?;
-        ensure!(
-            output.status.success(),
-            "podman {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        run_words(&self.words(args), "podman", args)
     }
 
     /// A lab client endpoint in container [`NAME`]: this test binary, bind-mounted into an
@@ -133,38 +109,22 @@ impl Podman {
     /// is refused there: runc takes it for the host's and will not set podman's network
     /// sysctls in it).
     fn client(&self, lab: &Lab, server: &Endpoint) -> anyhow::Result<Endpoint> {
-        let exe = std::env::current_exe()?.display().to_string();
         let rootfs = self.dir.join("rootfs").display().to_string();
-        let binary = format!("{exe}:{exe}:ro");
         // podman asks for 1048576 open files and 32768 processes, which a caller without
         // CAP_SYS_RESOURCE (this machine's root) cannot raise its limits to
         let files = format!("nofile={0}:{0}", own_limit(libc::RLIMIT_NOFILE));
         let processes = format!("nproc={0}:{0}", own_limit(libc::RLIMIT_NPROC));
-        let wrapper = self.words(&[
-            "run",
-            "-i",
-            "--name",
-            NAME,
-            "--network",
-            "host",
-            "--cgroup-parent",
-            &self.parent,
-            "--ulimit",
-            &files,
-            "--ulimit",
-            &processes,
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-            "-v",
-            &binary,
-            "--rootfs",
-            &rootfs,
+        let mut args = vec!["run".to_owned()];
+        args.extend(endpoint_run_args(NAME, &self.parent)?);
+        args.extend([
+            "--ulimit".to_owned(),
+            files,
+            "--ulimit".to_owned(),
+            processes,
         ]);
-        lab.client_under(server, Proto::Tcp, None, &wrapper)
+        args.extend(["--rootfs".to_owned(), rootfs]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.client_under(server, Proto::Tcp, None, &self.words(&args))
     }
 
     /// Creates container [`IDLE`] without starting it: podman lists it, and it has no
@@ -200,46 +160,12 @@ fn own_limit(resource: libc::__rlimit_resource_t) -> u64 {
     if read { limit.rlim_cur.min(4096) } else { 1024 }
 }
 
-/// Removes the directory `path` of a cgroup v1 hierarchy and those below it (empty of
-/// processes once the container is gone: cgroup directories are removed with rmdir).
-fn remove_v1(path: &Path) {
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                remove_v1(&entry.path());
-            }
-        }
-    }
-    let _already_gone = std::fs::remove_dir(path);
-}
-
 impl Podman {
     /// Removes the container, then the cgroup v1 directories runc and podman made for it
-    /// and its monitor (conmon leaves its own a moment after the container is gone: they
-    /// are retried for 5 s); says which are left, if any.
+    /// and its monitor (conmon leaves its own a moment after the container is gone).
     fn remove(&self) -> anyhow::Result<()> {
         self.run(&["rm", "--force", "--time", "0", "--ignore", NAME, IDLE])?;
-        let relative = self.parent.trim_start_matches('/');
-        ensure!(!relative.is_empty(), "the lab's cgroup is the root");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left: Vec<PathBuf> = chadthrottle_kernel::mounts::cgroup_v1_mounts()
-                .into_iter()
-                .map(|hierarchy| hierarchy.join(relative))
-                .filter(|dir| dir.is_dir())
-                .collect();
-            for dir in &left {
-                remove_v1(dir);
-            }
-            if left.iter().all(|dir| !dir.exists()) {
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "cgroup v1 directories left: {left:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        remove_v1_below(&self.parent)
     }
 }
 
@@ -264,111 +190,19 @@ fn limit_container_holds_a_podman_containers_rate() -> anyhow::Result<()> {
     // chadthrottle reads podman's storage from the storage.conf podman reads
     let conf = podman.storage_conf();
     let env: Env<'_> = &[("CONTAINERS_STORAGE_CONF", conf.as_os_str())];
-    let run = |args: &[&str]| run_with(&lab, env, args);
-    let rules = || rules_with(&lab, env);
     let mut client = podman.client(&lab, &server)?;
     let pid: u32 = podman.inspect("{{.State.Pid}}")?.parse()?;
     let id = podman.inspect("{{.Id}}")?;
-    let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
-    println!("  container {NAME} {id}, PID {pid}; /proc/{pid}/cgroup:");
-    for line in lines.lines() {
-        println!("    {line}");
-    }
-    let cgroup = cgroup2_path(&format!("/proc/{pid}/cgroup"), &lines)?;
-    let own = format!("{}/libpod-{id}", podman.parent);
-    ensure!(
-        cgroup == own,
-        "the container's cgroup2 directory is {cgroup}, not its own below the lab's ({own})"
-    );
-    let found = container_in_cgroup(&cgroup).context("the cgroup is taken for a container")?;
-    ensure!(found.id == id, "the cgroup names {found:?}");
-    let netns = |path: String| std::fs::metadata(path).map(|meta| meta.ino());
-    let lab_netns = format!("/proc/self/fd/{}", lab.client_ns.as_fd().as_raw_fd());
-    ensure!(
-        netns(format!("/proc/{pid}/ns/net"))? == netns(lab_netns)?,
-        "the container is not in the lab's client namespace"
-    );
-
-    let said = run(&[
-        "limit",
-        "--container",
-        NAME,
-        "--up",
-        "1M",
-        "--upload-backend",
-        "policer",
-    ])?;
-    println!("  {}", said.trim());
-    let listed = rules()?;
-    ensure!(
-        listed.len() == 1 && listed[0]["name"] == format!("container {NAME}"),
-        "one rule for the container: {listed:?}"
-    );
-    let members: Vec<u64> = listed[0]["members"]
-        .as_array()
-        .context("members is an array")?
-        .iter()
-        .filter_map(|member| member["pid"].as_u64())
-        .collect();
-    ensure!(
-        members == [u64::from(pid)],
-        "the container's process {pid} is the member: {members:?}"
-    );
-    client.start_send(SECONDS, MAX_BYTES)?;
-    let report = client.finish_send()?;
-    within(
-        "the container's upload under --container NAME --up 1M",
-        &steady(&mut server, &report)?,
-        MIB,
-        TOLERANCE,
-    )?;
-    run(&["unlimit", "--container", NAME])?;
-    ensure!(rules()?.is_empty(), "unlimit removed the rule");
-
-    let prefix = &id[..12];
-    let said = run(&["limit", "--container", prefix, "--down", "1M"])?;
-    println!("  {}", said.trim());
-    server.start_send_all(SECONDS, MAX_BYTES, 1)?;
-    let report = server.finish_send()?;
-    within(
-        "the container's download under --container ID-PREFIX --down 1M",
-        &client.received_steady(&report, common::WARMUP_NS)?,
-        MIB,
-        TOLERANCE,
-    )?;
-    run(&["unlimit", "--container", prefix])?;
-    ensure!(rules()?.is_empty(), "unlimit removed the rule");
-
-    let output = chadthrottle_with(
-        &lab,
-        env,
-        &["limit", "--container", "ct-nope", "--up", "1M"],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(
-        output.status.code() == Some(1)
-            && stderr.trim().lines().count() == 1
-            && stderr.contains("container \"ct-nope\" is not running"),
-        "an unknown container is refused in one line: {stderr:?}"
-    );
-    // a container podman lists but that has no cgroup2 directory: on a host with cgroup
-    // v1 beside cgroup2 the line says its runtime may have left it in v1 only
-    let idle = podman.create_idle()?;
-    let output = chadthrottle_with(&lab, env, &["limit", "--container", IDLE, "--up", "1M"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let hybrid = !chadthrottle_kernel::mounts::cgroup_v1_mounts().is_empty();
-    let why = if hybrid {
-        "has no cgroup2 directory of its own: it is stopped, or its runtime put it in cgroup v1 hierarchies only"
-    } else {
-        "is not running: it has no cgroup"
+    let container = Container {
+        name: NAME,
+        id: &id,
+        pid,
     };
-    println!("  {}", stderr.trim());
-    ensure!(
-        output.status.code() == Some(1)
-            && stderr.trim().lines().count() == 1
-            && stderr.contains(&format!("container \"{IDLE}\" ({}) {why}", &idle[..12])),
-        "a container without a cgroup2 directory is refused in one line saying why: {stderr:?}"
-    );
+    let own = format!("{}/libpod-{id}", podman.parent);
+    check_placement(&lab, &container, &own, Runtime::Podman)?;
+    check_limits(&lab, env, &mut server, &mut client, &container)?;
+    let idle = podman.create_idle()?;
+    check_idle_refused(&lab, env, IDLE, &idle)?;
     // what the guard does on failure too, here with its errors
     drop(client);
     podman.remove()

@@ -6,6 +6,7 @@
 //! Each test binary declares it `pub mod common`: it uses only part of it, and public
 //! items of a binary's public module are not reported as unused.
 
+pub mod containers;
 pub mod users;
 
 use anyhow::{Context as _, ensure};
