@@ -90,11 +90,19 @@ pub fn segment_above(rate: u64, frame: u32) -> u32 {
 /// merged; one second dropped eight connections at 1 MB/s (cv 29–113 %, BENCHMARKS.md).
 pub const LEAF_QUEUE_NS: u64 = 3_000_000_000;
 
-/// The smallest leaf queue in bytes (one whole GRO packet), whatever the rate.
-const LEAF_QUEUE_MIN: u32 = 64 * 1024;
+/// The smallest leaf queue in bytes, whatever the rate: the receive windows a download's
+/// connections open with (64 KiB each) arrive at once at any rate, and 1 MiB holds
+/// sixteen. Three seconds of 100 KB/s (300 KB) held one connection but not eight: the
+/// leaf dropped, and with seconds of queue before each retransmission the rate fell by
+/// up to half (BENCHMARKS.md). The windows keep growing (receive autotuning follows the
+/// round trip the queue lengthens), so eight downloads at 100 KB/s still fill 1 MiB after
+/// 17–25 s: the floor puts the overflow off, it does not remove it. It applies below
+/// 350 KB/s, where it is more than three seconds of the rate: there a full queue delays
+/// the limited flows themselves by up to 10 s at 100 KB/s (their neighbours pass it by).
+const LEAF_QUEUE_MIN: u32 = 1024 * 1024;
 
 /// The leaf's queue for a class at `rate`, in bytes: [`LEAF_QUEUE_NS`] of it, never under
-/// 64 KiB, never over 4 GiB.
+/// 1 MiB, never over 4 GiB.
 pub fn leaf_queue_bytes(rate: u64) -> u32 {
     let bytes = u128::from(rate) * u128::from(LEAF_QUEUE_NS) / 1_000_000_000;
     u32::try_from(bytes).unwrap_or(u32::MAX).max(LEAF_QUEUE_MIN)
@@ -143,10 +151,14 @@ mod tests {
     }
 
     #[test]
-    fn the_leaf_queue_is_three_seconds_of_the_rate_at_least_64_kib() {
+    fn the_leaf_queue_is_three_seconds_of_the_rate_at_least_1_mib() {
         assert_eq!(leaf_queue_bytes(1_045_000), 3_135_000);
         assert_eq!(leaf_queue_bytes(52_250_000), 156_750_000);
-        assert_eq!(leaf_queue_bytes(20_000), 65_536);
+        // `100K` (102 400 B/s of payload, 107 069 charged): eight 64 KiB windows fit
+        assert_eq!(leaf_queue_bytes(107_069), 1_048_576);
+        assert_eq!(leaf_queue_bytes(20_000), 1_048_576);
+        // where three seconds of the rate pass the floor
+        assert_eq!(leaf_queue_bytes(350_000), 1_050_000);
         assert_eq!(leaf_queue_bytes(u64::MAX), u32::MAX);
     }
 
