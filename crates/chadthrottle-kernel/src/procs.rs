@@ -131,15 +131,23 @@ pub fn running() -> Vec<Running> {
         .collect()
 }
 
-/// The command lines (program first) of the processes named `name` (their `comm`, at most
-/// 15 bytes), as /proc/PID/cmdline gives them; a process that cannot be read is passed over.
-pub fn command_lines_of(name: &str) -> Vec<Vec<String>> {
+/// The command lines (program first) of root's processes named `name` (their `comm`, at
+/// most 15 bytes), as /proc/PID/cmdline gives them; a process that cannot be read is passed
+/// over. Only root's: a process any user can start under that name must not steer what a
+/// root command reads (a `dockerd` of a user's own, naming a data root of made-up
+/// containers, could make `--container NAME` name another cgroup).
+pub fn root_command_lines_of(name: &str) -> Vec<Vec<String>> {
     let Ok(processes) = procfs::process::all_processes() else {
         return Vec::new();
     };
     processes
         .filter_map(Result::ok)
         .filter(|process| process.stat().is_ok_and(|stat| stat.comm == name))
+        .filter(|process| {
+            process
+                .status()
+                .is_ok_and(|status| status.ruid == 0 && status.euid == 0)
+        })
         .filter_map(|process| process.cmdline().ok())
         .filter(|args| !args.is_empty())
         .collect()

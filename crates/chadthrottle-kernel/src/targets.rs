@@ -219,13 +219,13 @@ fn podman_graph_root() -> Result<PathBuf, CgroupError> {
     }
 }
 
-/// docker's containers directories, one per data root: each running dockerd's, as it
+/// docker's containers directories, one per data root: each dockerd's running as root, as it
 /// settled it (its `--data-root`, else its daemon.json's `"data-root"`, see
 /// `docker_root`), so that a daemon started with a data root of its own is read where it
 /// writes; with no dockerd running, the one /etc/docker/daemon.json gives (a stopped
 /// container is then still named, and said to be stopped).
 fn docker_containers_dirs() -> Result<Vec<PathBuf>, CgroupError> {
-    let mut flags: Vec<DockerdFlags> = procs::command_lines_of("dockerd")
+    let mut flags: Vec<DockerdFlags> = procs::root_command_lines_of("dockerd")
         .iter()
         .map(|args| dockerd_flags(args))
         .collect();
