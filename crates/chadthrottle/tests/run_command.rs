@@ -326,8 +326,11 @@ fn run_lets_go_of_its_rule_early() -> anyhow::Result<()> {
     );
     no_rule_left(&lab, "unlimit")?;
 
-    let mut child = script_in_lab(&lab, "sleep 3 </dev/null >/dev/null 2>&1 & exit 0")?.spawn()?;
-    std::thread::sleep(Duration::from_millis(1000));
+    let mut child = script_in_lab(&lab, "sleep 30 </dev/null >/dev/null 2>&1 & exit 0")?.spawn()?;
+    // the command has run once its shell is gone and its sleep is left: a signal before
+    // that (the rule still being set: seconds on a slow machine) ends run before the
+    // command ran, with the signal's status — not what this part tests
+    let sleep = left_with_the_sleep(&lab)?;
     let waiting = rules(&lab)?;
     ensure!(
         waiting.len() == 1 && child.try_wait()?.is_none(),
@@ -341,21 +344,60 @@ fn run_lets_go_of_its_rule_early() -> anyhow::Result<()> {
     let status = child.wait()?;
     let took = signalled.elapsed();
     println!("  SIGTERM while run waits for the tree: exit {status} after {took:?}");
+    // stopping the wait means not waiting for the sleep's 30 s: run is gone while the sleep
+    // still runs (lifting the rule takes a task iterator's load, up to a second or more on
+    // a slow or busy machine, which is no wait for the tree)
+    let sleeping = std::fs::read_to_string(format!("/proc/{sleep}/comm"))
+        .is_ok_and(|comm| comm.trim() == "sleep");
     ensure!(
-        status.success() && took < Duration::from_millis(1000),
-        "run stopped waiting at once and exits with the command's status: {status}, {took:?}"
+        status.success() && sleeping && took < Duration::from_secs(15),
+        "run stopped waiting for the tree at once and exits with the command's status: \
+         {status}, after {took:?}, the sleep still running: {sleeping}"
     );
     no_rule_left(&lab, "a signal while run waits")?;
-    // the leftover sleep ends on its own before the lab's cgroup goes
+    // the leftover sleep, started by this test's command, is ended by its PID before the
+    // lab's cgroup goes
+    // SAFETY: kill has no memory preconditions; the PID is the sleep seen in the lab's cgroup.
+    unsafe {
+        libc::kill(i32::try_from(sleep)?, libc::SIGKILL);
+    }
     let procs = lab.cgroup().join("cgroup.procs");
+    let killed = Instant::now();
     while !std::fs::read_to_string(&procs)?.trim().is_empty() {
         ensure!(
-            signalled.elapsed() < Duration::from_secs(5),
+            killed.elapsed() < Duration::from_secs(5),
             "the sleep lingers"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+/// Waits (at most 20 s) until the lab's cgroup holds a `sleep` and no `sh`: the script
+/// `run` started has exited, leaving its background sleep, whose PID is returned.
+fn left_with_the_sleep(lab: &Lab) -> anyhow::Result<u32> {
+    let procs = lab.cgroup().join("cgroup.procs");
+    let started = Instant::now();
+    loop {
+        let named: Vec<(u32, String)> = std::fs::read_to_string(&procs)?
+            .split_whitespace()
+            .filter_map(|pid| {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+                Some((pid.parse().ok()?, comm.trim().to_owned()))
+            })
+            .collect();
+        let sleep = named.iter().find(|(_, name)| name == "sleep");
+        if let Some((pid, _)) = sleep
+            && !named.iter().any(|(_, name)| name == "sh")
+        {
+            return Ok(*pid);
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "the script did not run to its end: the lab's cgroup holds {named:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Set in the environment of this binary run as a command that counts the SIGINTs it gets.
