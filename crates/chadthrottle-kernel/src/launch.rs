@@ -259,24 +259,28 @@ impl Held {
 
 /// Waits for `child`, passing the signals `signals` receives on to it, except those the
 /// kernel sent (a terminal's Ctrl+C, Ctrl+\, hang-up): those went to the whole foreground
-/// process group, the command too, which must not get them twice.
+/// process group, the command too, which must not get them twice. A signal that comes once
+/// the child has ended is left pending in `signals` for the caller (`run` then stops
+/// waiting for the rest of the tree): the child is looked at before the signals are, so a
+/// signal is passed on only to a child still running when it was last seen, not to one that
+/// ended in the poll interval before it.
 pub fn wait_forwarding(
     child: &mut Child,
     signals: &mut SignalsInfo<WithOrigin>,
 ) -> io::Result<ExitStatus> {
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
     loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
         for origin in signals.pending() {
             if origin.cause != Cause::Kernel {
                 // SAFETY: kill has no memory preconditions; the child is not reaped
-                // yet (try_wait below has not seen it end), so the PID is its own.
+                // yet (try_wait above has not seen it end), so the PID is its own.
                 unsafe {
                     libc::kill(pid, origin.signal);
                 }
             }
-        }
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -318,6 +322,34 @@ mod tests {
         assert!(status.success());
         assert!(marker.exists(), "did not run once released");
         std::fs::remove_file(&marker).expect("remove marker");
+    }
+
+    #[test]
+    fn a_signal_after_the_command_ended_is_left_for_the_caller() {
+        let mut signals = forwarded_signals().expect("signals");
+        let held = Held::start(&["true".into()], None).expect("start");
+        let mut child = held.release().expect("release");
+        // the command has ended (a zombie, not reaped) before the signal comes
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+        {
+            assert!(std::time::Instant::now() < deadline, "true did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: kill has no memory preconditions; the signal is caught by `signals`.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGHUP);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let status = wait_forwarding(&mut child, &mut signals).expect("wait");
+        assert!(status.success());
+        let left: Vec<i32> = signals.pending().map(|origin| origin.signal).collect();
+        assert_eq!(
+            left,
+            vec![libc::SIGHUP],
+            "the signal was passed to the ended command"
+        );
     }
 
     #[test]
