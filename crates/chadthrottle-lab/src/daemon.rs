@@ -13,9 +13,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The daemon's first sample (installing the datapath, or resuming) is taken at once; this
-/// is long enough for it on a loaded machine.
-const FIRST_SAMPLE: Duration = Duration::from_millis(1500);
+/// What the daemon logs once its datapath is installed (or found installed), before its
+/// first sample.
+const STARTED: &str = "chadthrottle daemon: sampling every ";
+
+/// What the daemon logs once it has installed the datapath again after a `reset`.
+pub const INSTALLED_AGAIN: &str = "chadthrottle daemon: the datapath is installed again (";
+
+/// The first sample follows the install at once; this is long enough for it.
+const FIRST_SAMPLE: Duration = Duration::from_millis(500);
+
+/// How long installing the datapath may take on a loaded machine (it took over a second on
+/// a slow one, and CI runs other work beside the tests).
+const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// A daemon's configuration and log, kept across its starts; removed on drop.
 pub struct DaemonSetup {
@@ -46,9 +56,10 @@ impl DaemonSetup {
         })
     }
 
-    /// Starts the daemon confined to `lab`, appending to the log, and waits for its first
-    /// sample.
+    /// Starts the daemon confined to `lab`, appending to the log, and waits until it has
+    /// the datapath installed (its log says so) and for its first sample.
     pub fn start(&self, lab: &Lab) -> anyhow::Result<Daemon> {
+        let earlier = logged(&self.log_text(), STARTED);
         let output = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -63,8 +74,37 @@ impl DaemonSetup {
             .stdin(Stdio::null())
             .spawn()
             .context("start the daemon")?;
+        let mut daemon = Daemon { child: Some(child) };
+        self.wait_for_log(&mut daemon, STARTED, earlier + 1)?;
         std::thread::sleep(FIRST_SAMPLE);
-        Ok(Daemon { child: Some(child) })
+        Ok(daemon)
+    }
+
+    /// Waits until the log holds `line` (the start of a log line) `count` times, while
+    /// `daemon` runs; fails with the log if it exits or takes longer than a loaded machine
+    /// needs.
+    pub fn wait_for_log(
+        &self,
+        daemon: &mut Daemon,
+        line: &str,
+        count: usize,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let text = self.log_text();
+            if logged(&text, line) >= count {
+                return Ok(());
+            }
+            if let Some(status) = daemon.child()?.try_wait()? {
+                daemon.child = None;
+                bail!("the daemon exited with {status} before logging {line:?}:\n{text}");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the daemon did not log {line:?} within {READY_WITHIN:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// What the daemon logged so far.
@@ -129,6 +169,13 @@ impl DaemonSetup {
             .cloned()
             .with_context(|| format!("PID {pid} is not in the usage report: {report}"))
     }
+}
+
+/// How many lines of the log `text` start with `line`.
+fn logged(text: &str, line: &str) -> usize {
+    text.lines()
+        .filter(|logged| logged.starts_with(line))
+        .count()
 }
 
 /// The value of the unlabelled metric `name` in a scrape's text.

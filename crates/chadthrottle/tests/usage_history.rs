@@ -10,7 +10,7 @@
 pub mod common;
 
 use anyhow::{Context as _, ensure};
-use chadthrottle_lab::daemon::DaemonSetup;
+use chadthrottle_lab::daemon::{DaemonSetup, INSTALLED_AGAIN};
 use chadthrottle_lab::{Family, Lab, Proto};
 use common::{MAX_BYTES, Test, counted_within, run};
 use serde_json::Value;
@@ -79,8 +79,16 @@ fn usage_survives_a_kill_a_restart_and_a_reset() -> anyhow::Result<()> {
     // a reset while the daemon runs: it installs the datapath again, which adopts the
     // open sockets, and follows the new counters; more uploads then
     run(&lab, &["reset"])?;
-    std::thread::sleep(Duration::from_millis(2500));
+    // the uploads start once it counts again (what is sent between a reset and the
+    // reinstall is in no counter, and the reinstall took over a second on a slow machine)
+    setup.wait_for_log(&mut daemon, INSTALLED_AGAIN, 1)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let sent_before_reset = sent;
     sent += client.send(2.0, MAX_BYTES)?.bytes;
+    println!(
+        "  the generator sent {sent_before_reset} B before the reset, {} B after it",
+        sent - sent_before_reset
+    );
     std::thread::sleep(Duration::from_millis(2500));
     let metrics = setup.scrape()?;
     daemon.stop()?;

@@ -87,10 +87,20 @@ pub fn run<S: System>(
                 out,
                 "the datapath was reset: installing it again, reading its new counters",
             );
+            let started = std::time::Instant::now();
             let (reopened, note) = system.usage(&global.datapath(), None);
             source = reopened;
             if let Some(note) = note {
                 log(out, &format!("{NO_EBPF}: {note}"));
+            } else {
+                // what was sent between the reset and now is in no counter: say how long
+                log(
+                    out,
+                    &format!(
+                        "the datapath is installed again ({} ms): counting",
+                        started.elapsed().as_millis()
+                    ),
+                );
             }
             rules.forget();
         }

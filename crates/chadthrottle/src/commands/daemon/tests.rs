@@ -308,6 +308,11 @@ fn a_reset_while_the_daemon_runs_is_followed_by_the_new_counters() {
     let log = daemon(&mut system, &config, 3);
     resetter.join().expect("the reset happened");
     assert_eq!(log.matches("the datapath was reset").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("the datapath is installed again (").count(),
+        1,
+        "{log}"
+    );
     // 20 s of counters before the reset, 3 s after it
     assert_eq!(
         downloads(&mut system, &config, "app"),
