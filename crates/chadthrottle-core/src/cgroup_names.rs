@@ -159,6 +159,21 @@ fn is_full_id(id: &str) -> bool {
 pub struct ContainerRecord {
     pub id: String,
     pub names: Vec<String>,
+    /// The cgroup parent the runtime was given for this container, if its record keeps
+    /// one: docker's `hostconfig.json` `"CgroupParent"` (`--cgroup-parent`,
+    /// docker-compose's `cgroup_parent`). podman's containers.json keeps none.
+    pub cgroup_parent: Option<String>,
+}
+
+impl ContainerRecord {
+    /// A record with no cgroup parent of its own.
+    pub fn new(id: impl Into<String>, names: Vec<String>) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            names,
+            cgroup_parent: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -182,13 +197,34 @@ struct PodmanContainer {
 pub fn docker_record(file: &str, json: &str) -> Result<ContainerRecord, CgroupError> {
     let config: DockerConfig = serde_json::from_str(json).map_err(|error| record(file, error))?;
     let name = config.name.strip_prefix('/').unwrap_or(&config.name);
-    valid_record(
-        file,
-        ContainerRecord {
-            id: config.id,
-            names: vec![name.to_owned()],
-        },
-    )
+    valid_record(file, ContainerRecord::new(config.id, vec![name.to_owned()]))
+}
+
+#[derive(Deserialize)]
+struct DockerHostConfig {
+    #[serde(rename = "CgroupParent", default)]
+    cgroup_parent: Option<String>,
+}
+
+/// The cgroup parent docker was given for one container, from its
+/// `DATA-ROOT/containers/ID/hostconfig.json` (`file`, named in errors: docker keeps the
+/// host's part of a container's settings there, beside config.v2.json): `"CgroupParent"`,
+/// `None` when empty or absent (the daemon's parent then, `/docker` by default).
+pub fn docker_cgroup_parent(file: &str, json: &str) -> Result<Option<String>, CgroupError> {
+    let config: DockerHostConfig =
+        serde_json::from_str(json).map_err(|error| record(file, error))?;
+    Ok(config.cgroup_parent.filter(|parent| !parent.is_empty()))
+}
+
+/// Whether a cgroup directory named `component` (its last path component) is container
+/// `id`'s as a runtime names it: the bare id (docker's and containerd's cgroupfs drivers,
+/// under whatever parent they were given), `docker-ID.scope`, `libpod-ID`,
+/// `libpod-ID.scope` or `cri-containerd-ID.scope`.
+pub fn names_container(component: &str, id: &str) -> bool {
+    if !is_full_id(id) {
+        return false;
+    }
+    component == id || container_component(component, None).is_some_and(|(_, named)| named == id)
 }
 
 /// Every podman container in `/var/lib/containers/storage/overlay-containers/containers.json`
@@ -198,13 +234,7 @@ pub fn podman_records(file: &str, json: &str) -> Result<Vec<ContainerRecord>, Cg
         serde_json::from_str(json).map_err(|error| record(file, error))?;
     containers
         .into_iter()
-        .map(|c| {
-            let found = ContainerRecord {
-                id: c.id,
-                names: c.names,
-            };
-            valid_record(file, found)
-        })
+        .map(|c| valid_record(file, ContainerRecord::new(c.id, c.names)))
         .collect()
 }
 
@@ -495,14 +525,16 @@ mod tests {
                 "{defaulted:?}"
             );
         }
-        let message = podman_graphroot("/etc/containers/storage.conf", "[storage\n")
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.starts_with("/etc/containers/storage.conf: not a storage.conf podman reads: "),
-            "{message}"
+        refused_with(
+            podman_graphroot("/etc/containers/storage.conf", "[storage\n"),
+            "/etc/containers/storage.conf: not a storage.conf podman reads: ",
         );
+    }
+
+    /// Checks that `result` is an error whose line starts with `start`.
+    fn refused_with<T: std::fmt::Debug>(result: Result<T, CgroupError>, start: &str) {
+        let message = result.expect_err("refused").to_string();
+        assert!(message.starts_with(start), "{message}");
     }
 
     #[test]
@@ -537,10 +569,7 @@ mod tests {
         );
         assert_eq!(
             docker_record("config.v2.json", &docker),
-            Ok(ContainerRecord {
-                id: ID_A.into(),
-                names: vec!["web".into()],
-            })
+            Ok(ContainerRecord::new(ID_A, vec!["web".into()]))
         );
         let podman = format!(
             r#"[{{"id":"{ID_B}","names":["db","db-alias"],"image":"abc","layer":"def","metadata":"{{}}","created":"2026-11-30T05:00:00Z"}},
@@ -549,14 +578,8 @@ mod tests {
         assert_eq!(
             podman_records("containers.json", &podman),
             Ok(vec![
-                ContainerRecord {
-                    id: ID_B.into(),
-                    names: vec!["db".into(), "db-alias".into()],
-                },
-                ContainerRecord {
-                    id: ID_C.into(),
-                    names: vec!["cache".into()],
-                },
+                ContainerRecord::new(ID_B, vec!["db".into(), "db-alias".into()]),
+                ContainerRecord::new(ID_C, vec!["cache".into()]),
             ])
         );
         assert_eq!(podman_records("containers.json", "[]"), Ok(Vec::new()));
@@ -580,21 +603,65 @@ mod tests {
         }
     }
 
+    #[test]
+    fn dockers_hostconfig_gives_the_cgroup_parent() {
+        // The hostconfig.json docker 20.10.24 wrote for `docker run --cgroup-parent
+        // /ct-test-4397-0-docker/apps` (tests/docker.rs; the test binary's path shortened).
+        // config.v2.json beside it has no "HostConfig": docker keeps it apart.
+        let given = r#"{"Binds":["/usr:/usr:ro","/lib:/lib:ro","/lib64:/lib64:ro","/ct/docker-test:/ct/docker-test:ro"],"ContainerIDFile":"","LogConfig":{"Type":"json-file","Config":{}},"NetworkMode":"host","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":false,"VolumeDriver":"","VolumesFrom":null,"CapAdd":null,"CapDrop":null,"CgroupnsMode":"host","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"private","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":67108864,"Runtime":"runc","ConsoleSize":[0,0],"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"/ct-test-4397-0-docker/apps","BlkioWeight":0,"BlkioWeightDevice":[],"BlkioDeviceReadBps":null,"BlkioDeviceWriteBps":null,"BlkioDeviceReadIOps":null,"BlkioDeviceWriteIOps":null,"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"KernelMemory":0,"KernelMemoryTCP":0,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":null,"OomKillDisable":false,"PidsLimit":null,"Ulimits":null,"CpuCount":0,"CpuPercent":0,"IOMaximumIOps":0,"IOMaximumBandwidth":0,"MaskedPaths":["/proc/asound","/proc/acpi","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware"],"ReadonlyPaths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]}"#;
+        assert_eq!(
+            docker_cgroup_parent("hostconfig.json", given),
+            Ok(Some("/ct-test-4397-0-docker/apps".to_owned()))
+        );
+        for default in [
+            r#"{"NetworkMode":"none","CgroupParent":""}"#,
+            r#"{"NetworkMode":"none"}"#,
+            r#"{"CgroupParent":null}"#,
+        ] {
+            assert_eq!(
+                docker_cgroup_parent("hostconfig.json", default),
+                Ok(None),
+                "{default}"
+            );
+        }
+        refused_with(
+            docker_cgroup_parent("/d/containers/x/hostconfig.json", "[1]"),
+            "/d/containers/x/hostconfig.json: not a container record: ",
+        );
+    }
+
+    #[test]
+    fn a_directory_names_a_container_by_its_full_id_as_a_runtime_lays_it_out() {
+        for named in [
+            ID_A.to_owned(),
+            format!("docker-{ID_A}.scope"),
+            format!("libpod-{ID_A}"),
+            format!("libpod-{ID_A}.scope"),
+            format!("cri-containerd-{ID_A}.scope"),
+        ] {
+            assert!(names_container(&named, ID_A), "{named}");
+            assert!(!names_container(&named, ID_B), "{named} is not {ID_B}");
+        }
+        for other in [
+            ID_A[..63].to_owned(),
+            format!("{ID_A}0"),
+            format!("libpod-conmon-{ID_A}.scope"),
+            format!("docker-{ID_A}.service"),
+            format!("x{ID_A}"),
+            "docker".to_owned(),
+        ] {
+            assert!(!names_container(&other, ID_A), "{other}");
+        }
+        // the id itself must be one: a short one names nothing
+        assert!(!names_container("3f4e", "3f4e"));
+    }
+
     fn records() -> Vec<ContainerRecord> {
         vec![
-            ContainerRecord {
-                id: ID_A.into(),
-                names: vec!["web".into()],
-            },
-            ContainerRecord {
-                id: ID_B.into(),
-                names: vec!["db".into()],
-            },
-            ContainerRecord {
-                id: ID_C.into(),
-                // A name that is also another container's id prefix: the name wins.
-                names: vec!["3f4e".into()],
-            },
+            ContainerRecord::new(ID_A, vec!["web".into()]),
+            ContainerRecord::new(ID_B, vec!["db".into()]),
+            // A name that is also another container's id prefix: the name wins.
+            ContainerRecord::new(ID_C, vec!["3f4e".into()]),
         ]
     }
 

@@ -321,6 +321,8 @@ impl FakeMachine {
                     &self.cgroup_dirs(),
                     &self.containers,
                     CgroupLayout::Unified,
+                    // the fake's cgroups are all the machine's
+                    |_| true,
                 )?,
             },
             RuleTarget::User(UserSpec::Uid(uid)) => ResolvedTarget::Uid(*uid),

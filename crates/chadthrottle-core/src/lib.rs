@@ -16,6 +16,7 @@ pub mod download_default;
 pub mod duration;
 pub mod fake;
 pub mod file_error;
+pub mod file_trust;
 pub mod fnv;
 pub mod htb_class;
 pub mod kernel_floor;

@@ -7,15 +7,17 @@
 use crate::{mounts, procs};
 use chadthrottle_core::cgroup_names::{
     CgroupError, ContainerRecord, PODMAN_CONTAINERS_DIR_SUFFIX, PODMAN_DEFAULT_GRAPHROOT,
-    docker_record, podman_graphroot, podman_records, unit_cgroup,
+    docker_cgroup_parent, docker_record, podman_graphroot, podman_records, unit_cgroup,
 };
 use chadthrottle_core::docker_root::{
     DOCKER_CONTAINERS_DIR, DOCKER_DEFAULT_CONFIG, DockerdFlags, docker_data_root, dockerd_flags,
 };
+use chadthrottle_core::file_trust::{Entry, written_only_by};
 use chadthrottle_core::resolution::{CgroupLayout, ResolveError, container_cgroup, resolve_tree};
 use chadthrottle_core::rule_request::ResolvedTarget;
 use chadthrottle_core::rule_target::{RuleTarget, UserSpec};
 use std::ffi::CString;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// How deep below the cgroup2 mount units and containers are looked for: a user's app
@@ -93,12 +95,19 @@ pub fn resolve_in(places: &Places, target: &RuleTarget) -> Result<ResolvedTarget
             path: unit_cgroup(unit, &cgroup_dirs(places.cgroup2()?, CGROUP_DEPTH))?,
         },
         RuleTarget::Container(spec) => {
-            let dirs = cgroup_dirs(places.cgroup2()?, CGROUP_DEPTH);
+            let mount = places.cgroup2()?;
+            let dirs = cgroup_dirs(mount, CGROUP_DEPTH);
             let docker = places.docker.clone()?;
             let podman = places.podman.clone()?;
             let records = container_records(&docker, &podman);
+            // a cgroup no user could have made: cgroup2 directories are owned by who made
+            // them (a delegated subtree's user), and cannot be moved to another parent
+            let machines = |dir: &str| {
+                std::fs::symlink_metadata(mount.join(dir.trim_start_matches('/')))
+                    .is_ok_and(|meta| [0, reader()].contains(&meta.uid()))
+            };
             ResolvedTarget::Cgroup {
-                path: container_cgroup(spec, &dirs, &records, places.layout)?,
+                path: container_cgroup(spec, &dirs, &records, places.layout, machines)?,
             }
         }
         RuleTarget::User(UserSpec::Uid(uid)) => ResolvedTarget::Uid(*uid),
@@ -261,11 +270,46 @@ fn docker_data_root_of(flags: &DockerdFlags) -> Result<String, CgroupError> {
     }
 }
 
+/// The user this command runs as.
+fn reader() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether `file` can only have been written by root or by the user reading it: it and
+/// every directory above it (see `file_trust`).
+fn believed(file: &Path) -> bool {
+    let Ok(real) = file.canonicalize() else {
+        return false;
+    };
+    let entries: Option<Vec<Entry>> = real
+        .ancestors()
+        .map(|path| {
+            let meta = std::fs::symlink_metadata(path).ok()?;
+            Some(Entry {
+                uid: meta.uid(),
+                mode: meta.permissions().mode() & 0o7777,
+                directory: meta.is_dir(),
+            })
+        })
+        .collect();
+    entries.is_some_and(|entries| written_only_by(&entries, reader()))
+}
+
+/// `file`'s text if it exists and is [`believed`].
+fn read_believed(file: &Path) -> Option<String> {
+    believed(file)
+        .then(|| std::fs::read_to_string(file).ok())
+        .flatten()
+}
+
 /// The containers docker's and podman's files list: docker's `ID/config.v2.json` under
-/// each of the `docker` directories, podman's `DRIVER-containers/containers.json` under its graph root `podman`
+/// each of the `docker` directories with the cgroup parent of the `ID/hostconfig.json`
+/// beside it, podman's `DRIVER-containers/containers.json` under its graph root `podman`
 /// (the directory is named after the storage driver: `overlay-containers`,
 /// `vfs-containers`, …). A file that cannot be read or is not a record is passed over:
-/// one broken container does not hide the others.
+/// one broken container does not hide the others; so is one that a user other than root
+/// (or the reader) could have written ([`believed`]).
 pub fn container_records(docker: &[PathBuf], podman: &Path) -> Vec<ContainerRecord> {
     let mut records = Vec::new();
     for dir in docker {
@@ -274,9 +318,17 @@ pub fn container_records(docker: &[PathBuf], podman: &Path) -> Vec<ContainerReco
         };
         for entry in entries.filter_map(Result::ok) {
             let file = entry.path().join("config.v2.json");
-            if let Ok(json) = std::fs::read_to_string(&file) {
-                records.extend(docker_record(&file.display().to_string(), &json).ok());
-            }
+            let Some(json) = read_believed(&file) else {
+                continue;
+            };
+            let Ok(mut record) = docker_record(&file.display().to_string(), &json) else {
+                continue;
+            };
+            let host = entry.path().join("hostconfig.json");
+            record.cgroup_parent = read_believed(&host)
+                .and_then(|json| docker_cgroup_parent(&host.display().to_string(), &json).ok())
+                .flatten();
+            records.push(record);
         }
     }
     let mut lists: Vec<PathBuf> = std::fs::read_dir(podman)
@@ -293,7 +345,7 @@ pub fn container_records(docker: &[PathBuf], podman: &Path) -> Vec<ContainerReco
         .collect();
     lists.sort();
     for list in lists {
-        if let Ok(json) = std::fs::read_to_string(&list) {
+        if let Some(json) = read_believed(&list) {
             records.extend(
                 podman_records(&list.display().to_string(), &json)
                     .ok()
@@ -319,7 +371,22 @@ mod tests {
                 std::env::temp_dir().join(format!("ct-targets-{}-{name}", std::process::id()));
             let _ = fs::remove_dir_all(&path);
             fs::create_dir_all(&path).expect("scratch directory");
-            Scratch(path)
+            let scratch = Scratch(path);
+            scratch.settle(&scratch.0);
+            scratch
+        }
+
+        /// Gives `path` and the directories between it and the scratch directory the
+        /// modes a runtime's files have (0755, a file 0644), whatever the umask: the
+        /// records are read only if no one else can write them.
+        fn settle(&self, path: &Path) {
+            for step in path
+                .ancestors()
+                .take_while(|step| step.starts_with(&self.0))
+            {
+                let mode = if step.is_dir() { 0o755 } else { 0o644 };
+                fs::set_permissions(step, fs::Permissions::from_mode(mode)).expect("chmod");
+            }
         }
 
         fn places(&self) -> Places {
@@ -334,13 +401,21 @@ mod tests {
         fn mkdir(&self, relative: &str) -> PathBuf {
             let path = self.0.join(relative);
             fs::create_dir_all(&path).expect("mkdir");
+            self.settle(&path);
             path
+        }
+
+        /// docker's record of container `id` named `name` under `containers`.
+        fn docker_record(&self, containers: &str, id: &str, name: &str) {
+            let json = format!(r#"{{"ID": "{id}", "Name": "/{name}"}}"#);
+            self.write(&format!("{containers}/{id}/config.v2.json"), &json);
         }
 
         fn write(&self, relative: &str, text: &str) {
             let path = self.0.join(relative);
             fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-            fs::write(path, text).expect("write");
+            fs::write(&path, text).expect("write");
+            self.settle(&path);
         }
     }
 
@@ -528,14 +603,8 @@ mod tests {
         let scratch = Scratch::new("docker-roots");
         scratch.mkdir(&format!("cgroup/docker/{WEB}"));
         scratch.mkdir(&format!("cgroup/ct-lab/docker/{DB}"));
-        scratch.write(
-            &format!("default/containers/{WEB}/config.v2.json"),
-            &format!(r#"{{"ID": "{WEB}", "Name": "/web"}}"#),
-        );
-        scratch.write(
-            &format!("private/containers/{DB}/config.v2.json"),
-            &format!(r#"{{"ID": "{DB}", "Name": "/db"}}"#),
-        );
+        scratch.docker_record("default/containers", WEB, "web");
+        scratch.docker_record("private/containers", DB, "db");
         let places = Places {
             docker: Ok(vec![
                 scratch.0.join("default/containers"),
@@ -569,6 +638,82 @@ mod tests {
             unread,
             "/etc/docker/daemon.json: not a daemon.json docker reads: EOF while parsing an object"
         );
+    }
+
+    /// docker's cgroupfs driver under `--cgroup-parent /ct-lab/apps`: `PARENT/ID`, found
+    /// from the record (its hostconfig.json's parent), not from the path.
+    #[test]
+    fn a_docker_container_under_any_parent_is_found_from_its_record() {
+        let scratch = Scratch::new("parent");
+        let apps = format!("/ct-lab/apps/{WEB}");
+        scratch.mkdir(&format!("cgroup{apps}"));
+        scratch.mkdir(&format!("cgroup/ct-old/{WEB}"));
+        scratch.docker_record("docker", WEB, "web");
+        scratch.write(
+            &format!("docker/{WEB}/hostconfig.json"),
+            r#"{"NetworkMode": "host", "CgroupParent": "/ct-lab/apps"}"#,
+        );
+        let places = scratch.places();
+        let web = || resolve_in(&places, &RuleTarget::Container("web".into()));
+        let at = |path: &str| {
+            Ok(ResolvedTarget::Cgroup {
+                path: path.to_owned(),
+            })
+        };
+        // the parent the record keeps settles which of the two directories
+        assert_eq!(web(), at(&apps));
+        let records = container_records(&places.docker.clone().expect("dirs"), Path::new("/-"));
+        assert_eq!(
+            records[0].cgroup_parent.as_deref(),
+            Some("/ct-lab/apps"),
+            "{records:?}"
+        );
+        // a hostconfig.json others may write is not read: two directories, refused
+        let host = scratch.0.join(format!("docker/{WEB}/hostconfig.json"));
+        fs::set_permissions(&host, fs::Permissions::from_mode(0o666)).expect("chmod");
+        let several = web().expect_err("two directories").to_string();
+        assert!(
+            several.starts_with(
+                "container \"web\" (3f4e8a1b2c3d) has several cgroups named by its id: "
+            ) && several.ends_with("; give one with --cgroup-path"),
+            "{several}"
+        );
+        fs::remove_dir(scratch.0.join(format!("cgroup/ct-old/{WEB}"))).expect("rmdir");
+        assert_eq!(web(), at(&apps), "the one directory named by the id");
+        // nor is a config.v2.json others may write: no container named so
+        let config = scratch.0.join(format!("docker/{WEB}/config.v2.json"));
+        for mode in [0o664, 0o646] {
+            fs::set_permissions(&config, fs::Permissions::from_mode(mode)).expect("chmod");
+            let unknown = web().expect_err("record not read").to_string();
+            assert!(
+                unknown.starts_with("container \"web\" is not running"),
+                "{unknown}"
+            );
+        }
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(web(), at(&apps));
+        // nor a record in a directory others may write
+        let dir = scratch.0.join(format!("docker/{WEB}"));
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(web().is_err(), "a directory others may write in");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+        assert_eq!(web(), at(&apps));
+        if reader() != 0 {
+            println!("not root: a cgroup directory of another user's is not made");
+            return;
+        }
+        // a directory another user made (a delegated cgroup's) is not the container's
+        let nobody = 65_534;
+        std::os::unix::fs::chown(scratch.0.join(format!("cgroup{apps}")), Some(nobody), None)
+            .expect("chown");
+        let theirs = web().expect_err("a user's directory").to_string();
+        assert!(
+            theirs.starts_with("container \"web\" (3f4e8a1b2c3d) is not running"),
+            "{theirs}"
+        );
+        let records_file = scratch.0.join(format!("docker/{WEB}/config.v2.json"));
+        std::os::unix::fs::chown(&records_file, Some(nobody), None).expect("chown");
+        assert!(!believed(&records_file), "a record another user owns");
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Podman {
         for sub in ["graph", "run", "tmp", "rootfs"] {
             std::fs::create_dir_all(dir.join(sub)).context("the podman storage directories")?;
         }
+        // whatever the umask: ChadThrottle reads no record another user could write
+        for sub in ["", "graph", "run", "tmp", "rootfs"] {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            std::fs::set_permissions(dir.join(sub), mode)?;
+        }
         let guard = Podman {
             podman,
             dir,
@@ -199,7 +204,7 @@ fn limit_container_holds_a_podman_containers_rate() -> anyhow::Result<()> {
         pid,
     };
     let own = format!("{}/libpod-{id}", podman.parent);
-    check_placement(&lab, &container, &own, Runtime::Podman)?;
+    check_placement(&lab, &container, &own, Some(Runtime::Podman))?;
     check_limits(&lab, env, &mut server, &mut client, &container)?;
     let idle = podman.create_idle()?;
     check_idle_refused(&lab, env, IDLE, &idle)?;

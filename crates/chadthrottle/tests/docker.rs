@@ -20,7 +20,7 @@
 pub mod common;
 
 use anyhow::{Context as _, bail, ensure};
-use chadthrottle_core::cgroup_names::Runtime;
+use chadthrottle_core::cgroup_names::{Runtime, docker_cgroup_parent};
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
 use common::Test;
 use common::containers::{
@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 
 /// The container's name (the test's dockerd knows no other containers).
 const NAME: &str = "ct-web";
+/// A second container, under a cgroup parent whose last component is not `docker`
+/// ([`APPS_LEAF`]), as docker-compose's `cgroup_parent` or a CI runner's puts one.
+const APP: &str = "ct-app";
 /// A container docker creates and never starts.
 const IDLE: &str = "ct-idle";
 /// The image, imported from an empty archive: the container's programs are the host's,
@@ -47,6 +50,8 @@ const DAEMON_WAIT: Duration = Duration::from_secs(60);
 /// docker puts a container's cgroup at `PARENT/ID`; a parent whose last component is
 /// `docker` keeps the layout of docker's own default (`/docker/ID`).
 const PARENT_LEAF: &str = "docker";
+/// [`APP`]'s parent's last component: `PARENT/ID` then names no container by its path.
+const APPS_LEAF: &str = "apps";
 /// Directories docker makes outside the places it is given, deepest first: dockerd looks
 /// for plugins in /run/docker/plugins, containerd's shim puts its socket in
 /// /run/containerd/s; /opt/containerd is containerd's `opt` plugin's default (the test's
@@ -87,6 +92,8 @@ struct Docker {
     dir: PathBuf,
     /// `--cgroup-parent`: below the lab's cgroup, relative to the cgroup2 mount.
     parent: String,
+    /// [`APP`]'s `--cgroup-parent`, below the lab's cgroup too.
+    apps: String,
     /// The lab's cgroup relative to the mount: the path runc also makes in cgroup v1.
     lab_cgroup: String,
     daemon: Option<Child>,
@@ -118,9 +125,15 @@ impl Docker {
         for sub in ["data", "exec", "client"] {
             std::fs::create_dir_all(dir.join(sub)).context("the docker directories")?;
         }
+        // whatever the umask: ChadThrottle reads no record another user could write
+        for sub in ["", "data", "exec", "client"] {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            std::fs::set_permissions(dir.join(sub), mode)?;
+        }
         let mut guard = Docker {
             docker,
             parent: format!("{lab_cgroup}/{PARENT_LEAF}"),
+            apps: format!("{lab_cgroup}/{APPS_LEAF}"),
             lab_cgroup,
             daemon: None,
             containerd: None,
@@ -289,13 +302,19 @@ impl Docker {
         run_words(&self.words(args), "docker", args)
     }
 
-    /// A lab client endpoint in container [`NAME`]: this test binary, bind-mounted into
+    /// A lab client endpoint in container `name`: this test binary, bind-mounted into
     /// the empty image with the host's /usr, /lib and /lib64 (read-only) for its
     /// libraries; `--network host` is dockerd's namespace, the lab's client one; its
-    /// cgroup below the lab's.
-    fn client(&self, lab: &Lab, server: &Endpoint) -> anyhow::Result<Endpoint> {
+    /// cgroup under `parent`, below the lab's.
+    fn client(
+        &self,
+        lab: &Lab,
+        server: &Endpoint,
+        name: &str,
+        parent: &str,
+    ) -> anyhow::Result<Endpoint> {
         let mut args = vec!["run".to_owned()];
-        args.extend(endpoint_run_args(NAME, &self.parent)?);
+        args.extend(endpoint_run_args(name, parent)?);
         args.push(IMAGE.to_owned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         lab.client_under(server, Proto::Tcp, None, &self.words(&args))
@@ -303,9 +322,9 @@ impl Docker {
                 // what docker knows of the container, if it got that far
                 let state = "{{.State.Status}} exit {{.State.ExitCode}} {{.State.Error}}";
                 let known = self
-                    .inspect(state)
+                    .inspect(name, state)
                     .unwrap_or_else(|error| format!("{error:#}"));
-                format!("container {NAME}: {known}")
+                format!("container {name}: {known}")
             })
     }
 
@@ -323,8 +342,26 @@ impl Docker {
         ])
     }
 
-    fn inspect(&self, format: &str) -> anyhow::Result<String> {
-        self.run(&["inspect", "--format", format, NAME])
+    fn inspect(&self, name: &str, format: &str) -> anyhow::Result<String> {
+        self.run(&["inspect", "--format", format, name])
+    }
+
+    /// Container `name` as docker reports it, its endpoint's process `pid` among them.
+    fn container(&self, name: &str) -> anyhow::Result<(String, u32)> {
+        let pid = self.inspect(name, "{{.State.Pid}}")?.parse()?;
+        Ok((self.inspect(name, "{{.Id}}")?, pid))
+    }
+
+    /// The cgroup parent docker keeps for container `id` in its data root, as ChadThrottle
+    /// reads it (`DATA-ROOT/containers/ID/hostconfig.json`).
+    fn recorded_parent(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let file = self
+            .dir
+            .join("data/containers")
+            .join(id)
+            .join("hostconfig.json");
+        let json = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+        Ok(docker_cgroup_parent(&file.display().to_string(), &json)?)
     }
 
     /// Undoes everything (see [`Docker`]); says what could not be undone, and what was
@@ -566,21 +603,23 @@ fn unmount(point: &str) -> std::io::Result<()> {
 /// and `limit --container ID-PREFIX --down` its download, each to the rate, ChadThrottle
 /// finding the container in the data root of the running dockerd; a container docker does
 /// not know, and one it created but never started, are refused in one line each and
-/// leave no rule.
+/// leave no rule. A second container under a parent whose last component is not `docker`
+/// (`LAB/apps/ID`, which no runtime's name marks as a container) is found from docker's
+/// record of it and held the same; once docker has removed them, neither container's
+/// cgroup is left.
 fn limit_container_holds_a_docker_containers_rate() -> anyhow::Result<()> {
     let lab = Lab::new("docker", None)?;
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut docker = Docker::start(&lab)?;
-    let mut client = docker.client(&lab, &server)?;
-    let pid: u32 = docker.inspect("{{.State.Pid}}")?.parse()?;
-    let id = docker.inspect("{{.Id}}")?;
+    let mut client = docker.client(&lab, &server, NAME, &docker.parent)?;
+    let (id, pid) = docker.container(NAME)?;
     let container = Container {
         name: NAME,
         id: &id,
         pid,
     };
     let own = format!("{}/{id}", docker.parent);
-    check_placement(&lab, &container, &own, Runtime::Docker)?;
+    check_placement(&lab, &container, &own, Some(Runtime::Docker))?;
     let sockets: Vec<String> = std::fs::read_dir(SHIM_SOCKETS)
         .into_iter()
         .flatten()
@@ -593,9 +632,40 @@ fn limit_container_holds_a_docker_containers_rate() -> anyhow::Result<()> {
     check_limits(&lab, &[], &mut server, &mut client, &container)?;
     let idle = docker.create_idle()?;
     check_idle_refused(&lab, &[], IDLE, &idle)?;
+
+    // the same under a parent of another name: found through docker's record alone
+    let mut app_server = lab.server(Proto::Tcp, Family::V4, None)?;
+    let mut app_client = docker.client(&lab, &app_server, APP, &docker.apps)?;
+    let (app_id, app_pid) = docker.container(APP)?;
+    let app = Container {
+        name: APP,
+        id: &app_id,
+        pid: app_pid,
+    };
+    let app_own = format!("{}/{app_id}", docker.apps);
+    check_placement(&lab, &app, &app_own, None)?;
+    let recorded = docker.recorded_parent(&app_id)?;
+    println!("  {APP}'s hostconfig.json: CgroupParent {recorded:?}");
+    ensure!(
+        recorded.as_deref() == Some(docker.apps.as_str()),
+        "docker's record keeps the parent it was given ({}): {recorded:?}",
+        docker.apps
+    );
+    check_limits(&lab, &[], &mut app_server, &mut app_client, &app)?;
     // what the guard does on failure too, here with its errors
     drop(client);
-    docker.remove()
+    drop(app_client);
+    docker.remove()?;
+    let mount = chadthrottle_kernel::mounts::cgroup2_root()?;
+    for own in [&own, &app_own] {
+        let dir = mount.join(own.trim_start_matches('/'));
+        ensure!(
+            !dir.exists(),
+            "{} is left once docker is gone",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn main() {

@@ -64,10 +64,9 @@ pub fn rules_machine() -> FakeSystem {
             FakeProcess::new(NGINX, 13, "nginx")
                 .in_cgroup(&format!("/system.slice/docker-{WEB_ID}.scope")),
         );
-        machine.containers.push(ContainerRecord {
-            id: WEB_ID.into(),
-            names: vec!["web".into()],
-        });
+        machine
+            .containers
+            .push(ContainerRecord::new(WEB_ID, vec!["web".into()]));
         machine.directories.insert("/opt/steam".into());
         machine.sockets.insert(STEAM, 2);
     }

@@ -120,12 +120,14 @@ pub struct Container<'a> {
 
 /// Checks that `container` is where its runtime was told to put it: its cgroup2 directory
 /// is `own` (printed with every line of /proc/PID/cgroup) and is taken for the container
-/// of `runtime`; its network is the lab's client namespace.
+/// of `runtime` from its path alone — or, `None`, is not (a parent not laid out as the
+/// runtime's default: only the runtime's record says it is a container); its network is
+/// the lab's client namespace.
 pub fn check_placement(
     lab: &Lab,
     container: &Container<'_>,
     own: &str,
-    runtime: Runtime,
+    runtime: Option<Runtime>,
 ) -> anyhow::Result<()> {
     let Container { name, id, pid } = *container;
     let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
@@ -138,11 +140,20 @@ pub fn check_placement(
         cgroup == own,
         "the container's cgroup2 directory is {cgroup}, not its own below the lab's ({own})"
     );
-    let found = container_in_cgroup(&cgroup).context("the cgroup is taken for a container")?;
-    ensure!(
-        found.id == id && found.runtime == runtime,
-        "the cgroup names {found:?}"
-    );
+    let found = container_in_cgroup(&cgroup);
+    match runtime {
+        Some(runtime) => {
+            let found = found.context("the cgroup is taken for a container")?;
+            ensure!(
+                found.id == id && found.runtime == runtime,
+                "the cgroup names {found:?}"
+            );
+        }
+        None => ensure!(
+            found.is_none(),
+            "the path alone is not taken for a container: {found:?}"
+        ),
+    }
     let netns = |path: String| std::fs::metadata(path).map(|meta| meta.ino());
     let lab_netns = format!("/proc/self/fd/{}", lab.client_ns.as_fd().as_raw_fd());
     ensure!(
