@@ -11,6 +11,9 @@
  *                              download: TCP_WINDOW_CLAMP = cap x RTT (the receiver's
  *                                        own estimate), on every segment the socket
  *                                        sends (HDR_OPT_LEN_CB: its ACKs)
+ *                            and bounds the queue of downloads an HTB class holds (ifb):
+ *                            TCP_WINDOW_CLAMP = cap x (least RTT + a queue target), the
+ *                            same way; HTB holds the rate (share.h)
  *   ct_iter_tcp   iter/tcp   run by `limit`, `unlimit` and `reset` over the TCP sockets of a
  *                            network namespace: shapes the already open sockets of limited
  *                            processes, restores those whose limit went
@@ -85,14 +88,23 @@ struct ct_tcp_view {
 	__u32 cwnd_clamp; /* its congestion window clamp now, in segments; 0: unknown */
 };
 
-/* The budget of `owner` in `dir` if it asks for shaping and is in force, else NULL. A
- * shared rule's budget is divided among the sockets of all its members. */
+/* Whether `limit` is a download an HTB class holds (ifb), whose sockets' windows only
+ * bound the queue in front of the class (share.h), rather than a shaped one. */
+static __always_inline int ct_queue_bound(struct ct_limit *limit, __u32 dir)
+{
+	return dir == CT_DIR_DOWN && !(limit->flags & CT_LIMIT_SHAPE) &&
+	       (limit->flags & CT_LIMIT_QDISC);
+}
+
+/* The budget of `owner` in `dir` if it asks for shaping, or is a download an HTB class
+ * holds, and is in force, else NULL. A shared rule's budget is divided among the sockets
+ * of all its members. */
 static __always_inline struct ct_limit *ct_shaping_limit(struct ct_owner *owner, __u32 dir)
 {
 	struct ct_limit_key key;
 	struct ct_limit *limit = ct_limit_of(owner, dir, &key);
 
-	if (!limit || !(limit->flags & CT_LIMIT_SHAPE))
+	if (!limit || !((limit->flags & CT_LIMIT_SHAPE) || ct_queue_bound(limit, dir)))
 		return NULL;
 	if (limit->bucket.rate == 0 || limit->bucket.rate == CT_RATE_UNLIMITED)
 		return NULL; /* blocking and counting are the policer's */
@@ -211,13 +223,19 @@ static __always_inline void ct_set_clamp(void *ctx, struct ct_sock *sock, __u32 
 }
 
 /* Applies a direction's cap: the pacing rate (upload) or the window for it (download),
- * given the rate the socket `measured` since its last report (0: none yet). */
+ * given the rate the socket `measured` since its last report (0: none yet); a download
+ * an HTB class holds (`queue`) gets the window that bounds its queue. */
 static __always_inline void ct_apply_cap(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
-					 __u32 dir, __u64 cap, __u64 measured)
+					 __u32 dir, __u64 cap, __u64 measured, int queue)
 {
-	if (dir == CT_DIR_UP)
+	if (dir == CT_DIR_UP) {
 		ct_set_pacing(ctx, sock, ct_cap_u32(cap));
-	else
+	} else if (queue) {
+		sock->shape[1].min_rtt_us =
+			ct_share_min_rtt(sock->shape[1].min_rtt_us, view->rcv_rtt_us, view->srtt_us);
+		ct_set_clamp(ctx, sock,
+			     ct_share_queue_window(cap, sock->shape[1].min_rtt_us, view->mss));
+	} else
 		ct_set_clamp(ctx, sock,
 			     ct_share_next_window(sock->shape[1].window, cap, measured,
 						  ct_share_down_rtt(view->rcv_rtt_us, view->srtt_us),
@@ -240,14 +258,18 @@ static __always_inline void ct_restore_dir(void *ctx, struct ct_sock *sock, __u3
  * socket that gets no callbacks (`silent`) would never report, so the cap it joined with
  * would hold for good (the second socket of a process kept half the budget after the first
  * went idle): it stays out of the division and is capped at the whole budget, and the
- * policer behind it holds the process's sum. */
+ * policer behind it holds the process's sum. A silent download an HTB class holds is left
+ * alone: receive autotuning would raise a clamp no callback puts back. */
 static __always_inline void ct_join_dir(void *ctx, struct ct_sock *sock, struct ct_tcp_view *view,
 					__u32 dir, struct ct_limit *limit, __u64 now, int silent)
 {
 	struct ct_shape *shape = dir == CT_DIR_UP ? &sock->shape[0] : &sock->shape[1];
 	__u32 epoch = 0;
 	__u64 cap = limit->bucket.rate;
+	int queue = ct_queue_bound(limit, dir);
 
+	if (silent && queue)
+		return;
 	if (!silent) {
 		bpf_spin_lock(&limit->lock);
 		cap = ct_share_join(&limit->share, limit->bucket.rate, now, &epoch);
@@ -258,9 +280,11 @@ static __always_inline void ct_join_dir(void *ctx, struct ct_sock *sock, struct 
 	shape->mark_bytes = dir == CT_DIR_UP ? view->acked : view->received;
 	shape->mark_ns = now;
 	shape->check_ns = now;
-	if (dir == CT_DIR_DOWN)
+	if (dir == CT_DIR_DOWN) {
 		shape->window = 0;
-	ct_apply_cap(ctx, sock, view, dir, cap, 0);
+		shape->min_rtt_us = 0;
+	}
+	ct_apply_cap(ctx, sock, view, dir, cap, 0, queue);
 	/* a silent socket's clamp could never follow its round trip */
 	if (dir == CT_DIR_UP && !silent)
 		ct_set_burst(ctx, sock, view, cap);
@@ -362,7 +386,7 @@ static __always_inline void ct_shape_tick(void *ctx, struct ct_sock *sock, struc
 	if (dir == CT_DIR_DOWN || cap > old + old / CT_SHAPE_HYSTERESIS ||
 	    cap + old / CT_SHAPE_HYSTERESIS < old) {
 		shape->cap = ct_cap_u32(cap);
-		ct_apply_cap(ctx, sock, view, dir, cap, rate);
+		ct_apply_cap(ctx, sock, view, dir, cap, rate, ct_queue_bound(limit, dir));
 	}
 	/* the bursts' bound follows the round trip as well as the cap */
 	if (dir == CT_DIR_UP)

@@ -12,7 +12,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 12;
+pub const LAYOUT_VERSION: u32 = 13;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -85,7 +85,8 @@ pub struct Shape {
     pub epoch: u32,
     pub cap: u32,
     pub window: u32,
-    pub _pad: u32,
+    /// An ifb-held download: the least round trip seen (µs) its queue bound is sized on.
+    pub min_rtt_us: u32,
 }
 
 /// `struct ct_sock`: the socket storage value — owner, the socket's own counters, and the

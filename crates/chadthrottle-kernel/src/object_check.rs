@@ -78,7 +78,7 @@ mod tests {
             mirror!("ct_member" => Member { start_time, rule, _pad }),
             mirror!("ct_stats" => Stats { bytes, packets, dropped_bytes, dropped_packets }),
             mirror!("ct_acct" => Acct { tx_bytes, tx_packets, rx_bytes, rx_packets }),
-            mirror!("ct_shape" => Shape { mark_bytes, mark_ns, check_ns, epoch, cap, window, _pad }),
+            mirror!("ct_shape" => Shape { mark_bytes, mark_ns, check_ns, epoch, cap, window, min_rtt_us }),
             mirror!("ct_sock" => SockState {
                 owner, acct, flushed_ns, unreported_tx_packets, unreported_rx_packets, shape,
                 orig_pacing, orig_clamp, added_cb_flags, shaped, orig_cwnd_clamp, cwnd_clamp

@@ -22,6 +22,8 @@ mod tests {
         fn ct_host_share_window(rate: u64, rtt_us: u32, mss: u32) -> u32;
         fn ct_host_share_down_rtt(rcv_rtt_us: u32, srtt_us: u32) -> u32;
         fn ct_host_share_burst_segs(cap: u64, srtt_us: u32, mss: u32) -> u32;
+        fn ct_host_share_min_rtt(min_rtt_us: u32, rcv_rtt_us: u32, srtt_us: u32) -> u32;
+        fn ct_host_share_queue_window(cap: u64, min_rtt_us: u32, mss: u32) -> u32;
         fn ct_host_share_next_window(
             window: u32,
             cap: u64,
@@ -328,6 +330,91 @@ mod tests {
         );
         assert_eq!(rtt(20_000, 500), 500, "LAN by the handshake: the policer's");
         assert_eq!(rtt(600, 40_000), 600, "LAN by the receiver: the policer's");
+    }
+
+    #[test]
+    fn an_ifb_download_window_is_its_share_over_the_least_round_trip_and_the_target() {
+        // SAFETY: pure functions of their arguments.
+        let window =
+            |cap, min_rtt_us, mss| unsafe { ct_host_share_queue_window(cap, min_rtt_us, mss) };
+        // SAFETY: as above.
+        let least = |min, rcv, srtt| unsafe { ct_host_share_min_rtt(min, rcv, srtt) };
+        // 1 MB/s x (20 ms + 150 ms) + four segments
+        assert_eq!(window(MB, 20_000, 1448), 170_000 + 4 * 1448);
+        assert_eq!(window(MB / 8, 40, 1448), 18_755 + 4 * 1448, "LAN: never 0");
+        assert_eq!(window(u64::MAX / 1_000_000, 1_000_000, 1448), 0x7fff_ffff);
+        assert_eq!(
+            least(0, 0, 20_000),
+            20_000,
+            "the handshake's before any other"
+        );
+        assert_eq!(
+            least(20_000, 25_000, 40_000),
+            20_000,
+            "a longer one is not the least"
+        );
+        assert_eq!(least(20_000, 18_000, 40_000), 18_000);
+        assert_eq!(least(20_000, 0, 0), 20_000, "no estimate keeps the least");
+    }
+
+    /// Eight (or one) downloads through an HTB class of `rate` on a path of `base_us`:
+    /// each keeps its window in flight, so what the class queues is the sum of the windows
+    /// less what the path holds, and the receiver's round trip is the path's plus the
+    /// queue's delay, smoothed by 1/8 per round trip as the kernel's estimate is. Returns
+    /// the queue's delay (µs) after `rounds` round trips, with the windows sized as
+    /// `window_of(min_rtt, smoothed_rtt)` says.
+    fn ifb_queue_delay_us(
+        rate: u64,
+        sockets: u64,
+        base_us: u64,
+        rounds: usize,
+        window_of: impl Fn(u64, u32, u32) -> u32,
+    ) -> u64 {
+        let (mut queue, mut smoothed, mut least) = (0_u64, u32::try_from(base_us).unwrap_or(0), 0);
+        for _ in 0..rounds {
+            let rtt_now = base_us + queue * 1_000_000 / rate;
+            let sample = u32::try_from(rtt_now).unwrap_or(u32::MAX);
+            smoothed = smoothed - smoothed / 8 + sample / 8;
+            // SAFETY: a pure function of its arguments.
+            least = unsafe { ct_host_share_min_rtt(least, smoothed, smoothed) };
+            let windows = sockets * u64::from(window_of(rate / sockets, least, smoothed));
+            queue = windows.saturating_sub(rate * base_us / 1_000_000);
+        }
+        queue * 1_000_000 / rate
+    }
+
+    #[test]
+    fn an_ifb_queue_stays_near_the_target_on_the_least_round_trip_and_grows_on_the_smoothed() {
+        // SAFETY: a pure function of its arguments.
+        let sized = |cap, rtt, _smoothed| unsafe { ct_host_share_queue_window(cap, rtt, 1448) };
+        // SAFETY: as above.
+        let on_smoothed =
+            |cap, _least, smoothed| unsafe { ct_host_share_queue_window(cap, smoothed, 1448) };
+        for (rate, sockets, base_us) in [
+            // the lab's veth: 50 µs
+            (100 * 1024, 8, 50),
+            (100 * 1024, 8, 20_000),
+            (2 * MB, 1, 50),
+            (2 * MB, 1, 20_000),
+            (10 * MB, 8, 20_000),
+        ] {
+            let delay = ifb_queue_delay_us(rate, sockets, base_us, 2000, sized);
+            // the target and each socket's four segments
+            let bound = 150_000 + sockets * 4 * 1448 * 1_000_000 / rate + 1000;
+            assert!(
+                delay <= bound,
+                "{rate} B/s x {sockets}, {base_us} µs: {delay} µs"
+            );
+            assert!(
+                delay >= 149_000,
+                "the windows leave the class a queue: {delay} µs"
+            );
+            let growing = ifb_queue_delay_us(rate, sockets, base_us, 2000, on_smoothed);
+            assert!(
+                growing > 10 * bound,
+                "on the smoothed round trip: {growing} µs"
+            );
+        }
     }
 
     /// A download held by its receive window alone: each millisecond it moves the window

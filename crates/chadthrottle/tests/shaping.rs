@@ -12,86 +12,14 @@ pub mod common;
 
 use anyhow::ensure;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
+use common::sockets::{SocketSettings, check, each_tcp_socket, socket_settings};
 use common::{MAX_BYTES, MIB, Test, listed, pid, policed, run, steady};
-use std::os::fd::AsRawFd;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 const SECONDS: f64 = 8.0;
 /// What `getsockopt(SO_MAX_PACING_RATE)` says of a socket without a cap.
 const NO_PACING_CAP: u64 = u64::MAX;
-
-/// The pacing cap and receive window clamp of a process's established TCP sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SocketSettings {
-    max_pacing_rate: u64,
-    window_clamp: u32,
-}
-
-fn check(result: libc::c_long, what: &str) -> anyhow::Result<libc::c_long> {
-    ensure!(result >= 0, "{what}: {}", std::io::Error::last_os_error());
-    Ok(result)
-}
-
-fn getsockopt<T: Default>(fd: RawFd, level: i32, name: i32) -> anyhow::Result<T> {
-    let mut value = T::default();
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: value is a live T and len its size; the kernel writes at most len bytes.
-    let result = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) };
-    check(result.into(), "getsockopt")?;
-    Ok(value)
-}
-
-/// Calls `read` with a copy of every TCP socket `pid` holds that is not listening (once per
-/// socket, however many descriptors it has).
-fn each_tcp_socket(
-    pid: u32,
-    mut read: impl FnMut(RawFd) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    // SAFETY: plain syscalls; the returned descriptors are owned at once.
-    let pidfd = check(
-        unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) },
-        "pidfd_open",
-    )?;
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-    let mut seen = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
-        let entry = entry?;
-        let link = std::fs::read_link(entry.path()).unwrap_or_default();
-        let link = link.to_string_lossy().into_owned();
-        if !link.starts_with("socket:") || !seen.insert(link) {
-            continue;
-        }
-        let fd: i32 = entry.file_name().to_string_lossy().parse()?;
-        // SAFETY: as above.
-        let copy = check(
-            unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) },
-            "pidfd_getfd",
-        )?;
-        let socket = unsafe { OwnedFd::from_raw_fd(copy as RawFd) };
-        let raw = socket.as_raw_fd();
-        let protocol: i32 = getsockopt(raw, libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
-        let listening: i32 = getsockopt(raw, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)?;
-        if protocol != libc::IPPROTO_TCP || listening != 0 {
-            continue;
-        }
-        read(raw)?;
-    }
-    Ok(())
-}
-
-/// The settings of every TCP socket `pid` holds that is not listening.
-fn socket_settings(pid: u32) -> anyhow::Result<Vec<SocketSettings>> {
-    let mut settings = Vec::new();
-    each_tcp_socket(pid, |raw| {
-        settings.push(SocketSettings {
-            max_pacing_rate: getsockopt(raw, libc::SOL_SOCKET, libc::SO_MAX_PACING_RATE)?,
-            window_clamp: getsockopt::<i32>(raw, libc::IPPROTO_TCP, libc::TCP_WINDOW_CLAMP)? as u32,
-        });
-        Ok(())
-    })?;
-    Ok(settings)
-}
 
 /// `TCP_INFO` of a socket.
 fn tcp_info(raw: RawFd) -> anyhow::Result<libc::tcp_info> {

@@ -33,3 +33,13 @@ __u32 ct_host_share_burst_segs(__u64 cap, __u32 srtt_us, __u32 mss)
 {
 	return ct_share_burst_segs(cap, srtt_us, mss);
 }
+
+__u32 ct_host_share_min_rtt(__u32 min_rtt_us, __u32 rcv_rtt_us, __u32 srtt_us)
+{
+	return ct_share_min_rtt(min_rtt_us, rcv_rtt_us, srtt_us);
+}
+
+__u32 ct_host_share_queue_window(__u64 cap, __u32 min_rtt_us, __u32 mss)
+{
+	return ct_share_queue_window(cap, min_rtt_us, mss);
+}

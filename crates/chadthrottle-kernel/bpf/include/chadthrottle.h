@@ -21,7 +21,7 @@
 #include <linux/types.h>
 
 enum ct_layout {
-	CT_LAYOUT_VERSION = 12,
+	CT_LAYOUT_VERSION = 13,
 };
 
 /* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */
@@ -166,7 +166,9 @@ struct ct_shape {
 	__u32 epoch;      /* the share epoch it last reported in */
 	__u32 cap;        /* bytes per second it may move; 0: not shaped */
 	__u32 window;     /* download: the receive window clamp applied; 0: none */
-	__u32 _pad;
+	/* download an HTB class holds (ifb): the least round trip the receiver has seen, in
+	 * microseconds, that its queue bound is sized on (share.h); 0: none yet */
+	__u32 min_rtt_us;
 };
 _Static_assert(sizeof(struct ct_shape) == 40, "ct_shape layout");
 

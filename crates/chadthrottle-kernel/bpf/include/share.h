@@ -256,4 +256,40 @@ static __always_inline __u32 ct_share_next_window(__u32 window, __u64 cap, __u64
 	return next > 0x7fffffff ? 0x7fffffff : (__u32)next;
 }
 
+
+/* A download an HTB class holds (the ifb backend). HTB holds the rate; what grows without
+ * a bound is the queue in front of the class: receive autotuning follows the round trip,
+ * which the queue itself lengthens, so the windows and the queue grow together until the
+ * class's leaf is full and drops (8 downloads at 100 KB/s filled its 1 MiB in 17-25 s,
+ * BENCHMARKS.md). The window is clamped to what the socket's share moves in its least
+ * round trip plus CT_QUEUE_TARGET_US, and a few segments: the sum of the windows keeps
+ * the queue near the target, and while the queue is shorter no window limits the rate.
+ * The least round trip, not the smoothed one: that includes the queue, and a window sized
+ * on it would hold the queue where it is. */
+#define CT_QUEUE_TARGET_US 150000
+/* A window never under four segments: the receiver acknowledges every second one at once,
+ * so the sender never waits for a delayed ACK. */
+#define CT_QUEUE_SEGS 4
+
+/* The least round trip of an ifb-held download so far (`min_rtt_us`, 0: none yet), given
+ * its receiver's estimate and smoothed RTT now (as ct_share_down_rtt takes them). */
+static __always_inline __u32 ct_share_min_rtt(__u32 min_rtt_us, __u32 rcv_rtt_us, __u32 srtt_us)
+{
+	__u32 now = ct_share_down_rtt(rcv_rtt_us, srtt_us);
+
+	if (!now)
+		return min_rtt_us;
+	return min_rtt_us && min_rtt_us < now ? min_rtt_us : now;
+}
+
+/* The receive window clamp of an ifb-held download whose share of the budget is `cap`:
+ * cap x (least round trip + queue target) + CT_QUEUE_SEGS segments. */
+static __always_inline __u32 ct_share_queue_window(__u64 cap, __u32 min_rtt_us, __u32 mss)
+{
+	__u64 window = cap * ((__u64)min_rtt_us + CT_QUEUE_TARGET_US) / 1000000 +
+		       (__u64)CT_QUEUE_SEGS * mss;
+
+	return window > 0x7fffffff ? 0x7fffffff : (__u32)window;
+}
+
 #endif

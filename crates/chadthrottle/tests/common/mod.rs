@@ -7,6 +7,7 @@
 //! items of a binary's public module are not reported as unused.
 
 pub mod containers;
+pub mod sockets;
 pub mod users;
 
 use anyhow::{Context as _, ensure};
