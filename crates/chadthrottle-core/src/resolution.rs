@@ -116,13 +116,9 @@ pub fn container_cgroup<S: AsRef<str>>(
     if let Some((_, cgroup)) = running.into_iter().find(|(id, _)| *id == record.id) {
         return Ok(cgroup);
     }
-    let from_record = records.iter().any(|listed| listed.id == record.id);
-    let placed = if from_record {
-        placed_by_record(record, dirs, trusted)
-    } else {
-        Placed::Nowhere
-    };
-    match placed {
+    // not running under a default name: `record` is one of `records` (every id only the
+    // cgroups show was found running just above)
+    match placed_by_record(record, dirs, trusted) {
         Placed::At(cgroup) => Ok(cgroup),
         Placed::Several(paths) => Err(ResolveError::ContainerCgroupAmbiguous {
             spec: spec.to_owned(),
