@@ -117,6 +117,18 @@ pub enum Error {
     },
 
     #[error(
+        "--pin-dir \"{}\" is not on a bpffs, and its parent \"{}\" holds files (\"{entry}\" among \
+         them) that a bpffs mounted there would hide; pick a --pin-dir whose parent is empty \
+         or missing (e.g. /run/NAME/bpf/pins) or under /sys/fs/bpf",
+        pin_dir.display(), parent.display()
+    )]
+    BpffsWouldHide {
+        pin_dir: PathBuf,
+        parent: PathBuf,
+        entry: String,
+    },
+
+    #[error(
         "the limit table is full: {capacity} processes are limited already; unlimit some, \
          or `chadthrottle reset` and set a larger --max-limits"
     )]

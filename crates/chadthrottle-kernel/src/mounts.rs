@@ -107,14 +107,47 @@ pub enum PinDirPlan {
 pub fn plan_pin_dir(pin_dir: &Path) -> Result<PinDirPlan, Error> {
     let parent = pin_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
     let holder = mount_of(&parent);
+    let held = first_entry(&parent);
+    plan_for(pin_dir, &parent, holder, held)
+}
+
+/// One entry of `dir`, if it holds any (a directory that is missing or unreadable holds
+/// none that a mount would hide from anyone).
+fn first_entry(dir: &Path) -> Option<String> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .next()
+}
+
+/// [`plan_pin_dir`]'s decision: `holder` is the mount that holds `parent`, `held` one
+/// entry `parent` holds. A bpffs is mounted on the parent only where it hides nothing:
+/// over `/run` or `/tmp` it would hide every file and socket under them from the whole
+/// machine until it was unmounted.
+fn plan_for(
+    pin_dir: &Path,
+    parent: &Path,
+    holder: Option<Mount>,
+    held: Option<String>,
+) -> Result<PinDirPlan, Error> {
     match holder {
         Some(mount) if mount.fs_type == "bpf" => Ok(PinDirPlan::Ready),
         Some(mount) if mount.point == parent => Err(Error::NoBpffs {
             pin_dir: pin_dir.to_owned(),
-            parent,
+            parent: parent.to_owned(),
             fs_type: mount.fs_type,
         }),
-        _ => Ok(PinDirPlan::Mount { at: parent }),
+        _ => match held {
+            Some(entry) => Err(Error::BpffsWouldHide {
+                pin_dir: pin_dir.to_owned(),
+                parent: parent.to_owned(),
+                entry,
+            }),
+            None => Ok(PinDirPlan::Mount {
+                at: parent.to_owned(),
+            }),
+        },
     }
 }
 
@@ -123,7 +156,11 @@ pub fn prepare_pin_dir(pin_dir: &Path, plan: &PinDirPlan) -> Result<(), Error> {
     if let PinDirPlan::Mount { at } = plan {
         std::fs::create_dir_all(at).map_err(Error::io("create", at))?;
         mount_bpffs(at)?;
-        remember_bpffs(pin_dir, at)?;
+        if let Err(error) = remember_bpffs(pin_dir, at) {
+            // unrecorded, no later reset would know the mount for its own: undone now
+            unmount(at)?;
+            return Err(error);
+        }
     }
     // root's alone, like the pins in it
     let created = std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
@@ -193,13 +230,18 @@ pub fn release_bpffs(pin_dir: &Path) -> Result<bool, Error> {
     if !(ours && empty) {
         return Ok(false);
     }
-    let target = c_path(parent)?;
-    // SAFETY: target is a valid NUL-terminated path.
-    if unsafe { libc::umount2(target.as_ptr(), 0) } != 0 {
-        return Err(Error::io("unmount", parent)(std::io::Error::last_os_error()));
-    }
+    unmount(parent)?;
     crate::record::remove(&record_path)?;
     Ok(true)
+}
+
+fn unmount(point: &Path) -> Result<(), Error> {
+    let target = c_path(point)?;
+    // SAFETY: target is a valid NUL-terminated path.
+    if unsafe { libc::umount2(target.as_ptr(), 0) } != 0 {
+        return Err(Error::io("unmount", point)(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// The record kind of the bpffs ChadThrottle mounted above a pin directory.
@@ -278,4 +320,65 @@ pub fn cgroup_id(path: &Path) -> Result<u64, Error> {
     std::fs::metadata(path)
         .map(|meta| meta.ino())
         .map_err(Error::io("inspect", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(point: &str, fs_type: &str) -> Option<Mount> {
+        Some(Mount {
+            point: PathBuf::from(point),
+            fs_type: fs_type.to_owned(),
+            source: None,
+        })
+    }
+
+    fn plan(pin_dir: &str, holder: Option<Mount>, held: Option<&str>) -> Result<PinDirPlan, Error> {
+        let pin_dir = Path::new(pin_dir);
+        let parent = pin_dir.parent().unwrap_or(Path::new("/"));
+        plan_for(pin_dir, parent, holder, held.map(str::to_owned))
+    }
+
+    #[test]
+    fn a_parent_on_a_bpffs_is_ready_whatever_it_holds() {
+        let ready = plan(
+            "/sys/fs/bpf/chadthrottle",
+            mount("/sys/fs/bpf", "bpf"),
+            Some("x"),
+        );
+        assert_eq!(ready.ok(), Some(PinDirPlan::Ready));
+    }
+
+    #[test]
+    fn an_empty_or_missing_parent_gets_a_bpffs() {
+        let at = PathBuf::from("/sys/fs/bpf");
+        let empty = plan("/sys/fs/bpf/chadthrottle", mount("/sys", "sysfs"), None);
+        assert_eq!(empty.ok(), Some(PinDirPlan::Mount { at }));
+        let missing = plan("/tmp/ct-lab/bpf/pins", mount("/", "ext4"), None);
+        let at = PathBuf::from("/tmp/ct-lab/bpf");
+        assert_eq!(missing.ok(), Some(PinDirPlan::Mount { at }));
+    }
+
+    #[test]
+    fn a_parent_that_holds_files_is_never_mounted_over() {
+        for pin_dir in ["/run/pins", "/tmp/pins", "/home/alice/pins"] {
+            let refused = plan(pin_dir, mount("/", "ext4"), Some("systemd"));
+            let message = refused.expect_err(pin_dir).to_string();
+            let parent = Path::new(pin_dir).parent().unwrap().display().to_string();
+            assert!(
+                message.contains(&format!("\"{parent}\""))
+                    && message.contains("\"systemd\"")
+                    && message.contains("/sys/fs/bpf")
+                    && !message.contains('\n'),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_parent_that_is_another_mount_point_is_refused_by_its_kind() {
+        let refused = plan("/run/pins", mount("/run", "tmpfs"), None);
+        assert!(matches!(refused, Err(Error::NoBpffs { fs_type, .. }) if fs_type == "tmpfs"));
+    }
 }

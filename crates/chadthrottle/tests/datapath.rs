@@ -13,7 +13,8 @@ use anyhow::{Context as _, bail, ensure};
 use chadthrottle_lab::stats::summarize;
 use chadthrottle_lab::{Endpoint, Family, Lab, Proto};
 use common::{
-    KIB, MAX_BYTES, MIB, Test, chadthrottle, pid, run, status, status_of, steady, within,
+    KIB, MAX_BYTES, MIB, Test, chadthrottle, chadthrottle_with, pid, run, status, status_of,
+    steady, within,
 };
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -506,6 +507,30 @@ fn bad_input_is_refused_and_changes_nothing() -> anyhow::Result<()> {
             "--pid {bad_pid} said: {stderr}"
         );
     }
+    // a pin dir whose parent holds files: a bpffs mounted there would hide them
+    let holder = tempfile::Builder::new().prefix("ct-hide-").tempdir()?;
+    std::fs::write(holder.path().join("keep"), "kept")?;
+    let hidden_pins = holder.path().join("pins");
+    let output = chadthrottle_with(
+        &lab,
+        &[("CHADTHROTTLE_PIN_DIR", hidden_pins.as_os_str())],
+        &["limit", "--pid", &client_pid, "--up", "1M"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.code() == Some(1)
+            && stderr.lines().count() == 1
+            && stderr.contains("would hide"),
+        "a pin dir over a parent with files: exit {:?}, said: {stderr}",
+        output.status.code()
+    );
+    ensure!(
+        chadthrottle_kernel::mounts::mount_of(holder.path())
+            .is_none_or(|mount| mount.fs_type != "bpf")
+            && std::fs::read_to_string(holder.path().join("keep"))? == "kept"
+            && !hidden_pins.exists(),
+        "a refused --pin-dir mounted a bpffs over its parent or created the pin dir"
+    );
     ensure!(
         !lab.pin_dir().exists(),
         "a refused command created the pin dir"
