@@ -61,6 +61,7 @@ mod targets;
 mod task_iterator;
 mod tcp_iterator;
 pub mod usage_source;
+mod verdicts;
 
 pub use accounting::Accounting;
 pub use config::{

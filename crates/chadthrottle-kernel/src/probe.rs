@@ -143,7 +143,9 @@ fn own_program(enforcement: Enforcement) -> Option<&'static str> {
 /// iterator) makes it pick the next backend, with the refusal named, never shown as a
 /// verifier log; for nftables, whether the kernel takes its table (5.10 has no socket
 /// cgroupv2 match). Asked of the kernel once per process and program: a command asks for
-/// each direction, and `backends` for each backend.
+/// each direction, and `backends` for each backend; an acceptance of the TCP iterator or
+/// the ingress classifier is remembered for the boot (`verdicts`), so that the next
+/// command need not ask again.
 pub fn ready(backend: &BackendDescriptor) -> Result<(), String> {
     static NFTABLES: OnceLock<Result<(), String>> = OnceLock::new();
     static TC_POLICE: OnceLock<Result<(), String>> = OnceLock::new();
@@ -157,9 +159,21 @@ pub fn ready(backend: &BackendDescriptor) -> Result<(), String> {
         return NFTABLES.get_or_init(nftables_support).clone();
     }
     match enforcement.and_then(own_program) {
-        Some(program) => own_verdict(program),
+        Some(program) => remembered_verdict(program),
         None => Ok(()),
     }
+}
+
+/// [`own_verdict`], or this boot's acceptance of `program` where one is recorded.
+fn remembered_verdict(program: &'static str) -> Result<(), String> {
+    if crate::verdicts::accepted(program) {
+        return Ok(());
+    }
+    let verdict = own_verdict(program);
+    if verdict.is_ok() {
+        crate::verdicts::remember(program);
+    }
+    verdict
 }
 
 /// The kernel's verdict on `program` (the TCP iterator or the tc classifier), loaded alone
