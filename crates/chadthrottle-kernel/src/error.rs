@@ -117,7 +117,7 @@ pub enum Error {
     },
 
     #[error(
-        "--pin-dir \"{}\" is not on a bpffs, and its parent \"{}\" holds files (\"{entry}\" among \
+        "--pin-dir \"{}\" is not on a bpffs, and its parent \"{}\" holds files ({entry:?} among \
          them) that a bpffs mounted there would hide; pick a --pin-dir inside a bpffs (e.g. \
          under /sys/fs/bpf) or one whose parent is empty or missing (e.g. /run/NAME/bpf/pins)",
         pin_dir.display(), parent.display()
