@@ -24,9 +24,6 @@ use chadthrottle_core::usage::{
 use std::collections::HashMap as StdHashMap;
 use std::path::PathBuf;
 
-/// A random id the kernel draws at each boot.
-const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-
 /// Update flag: only create, never overwrite.
 const BPF_NOEXIST: u64 = 1;
 
@@ -72,9 +69,9 @@ impl Accounting {
             .info()
             .map_err(Error::map("read the id of", MAP_PROC_ACCT))?
             .id();
-        let boot_id = std::fs::read_to_string(BOOT_ID).map_err(Error::io("read", BOOT_ID))?;
+        let boot_id = clock::boot_id().map_err(Error::io("read", clock::BOOT_ID))?;
         Ok(Accounting {
-            epoch: format!("{}/{map_id}", boot_id.trim()),
+            epoch: format!("{boot_id}/{map_id}"),
             map_id,
             pin,
             proc_acct: layout::typed(MAP_PROC_ACCT, pins.proc_acct)?,

@@ -37,3 +37,12 @@ pub fn ns_per_tick() -> u64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     1_000_000_000 / u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
+
+/// The random id the kernel draws at each boot (`/proc/sys/kernel/random/boot_id`),
+/// trimmed: what tells this boot's records from an earlier boot's.
+pub fn boot_id() -> std::io::Result<String> {
+    std::fs::read_to_string(BOOT_ID).map(|id| id.trim().to_owned())
+}
+
+/// Where the kernel gives its boot id.
+pub const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";

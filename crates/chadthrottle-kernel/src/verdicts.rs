@@ -10,7 +10,6 @@
 use crate::names::RUN_DIR;
 use std::path::{Path, PathBuf};
 
-const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 const FILE: &str = "verdicts.json";
 
 /// What the file holds: the programs this boot's kernel took from this object.
@@ -50,10 +49,7 @@ fn path() -> PathBuf {
 }
 
 fn boot() -> Option<String> {
-    std::fs::read_to_string(BOOT_ID)
-        .ok()
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
+    crate::clock::boot_id().ok().filter(|id| !id.is_empty())
 }
 
 fn object() -> u64 {
