@@ -648,8 +648,13 @@ int ct_process_fork(__u64 *ctx)
  * they are really its own, not a newer process's with the same PID) — its budgets, its
  * membership and its place in a tree — and note the exit time beside its accounting,
  * which stays for the monitor. Its ct_marks byte is cleared when it has neither entry left
- * (an entry of an older process with its tgid keeps it). The tree is looked up whatever
- * the mark: userspace writes tree entries unmarked. */
+ * (an entry of an older process with its tgid keeps it).
+ *
+ * It runs for every process exit on the machine, so it looks up only what may exist: a
+ * process whose mark is clear has no entry a hook wrote, so its budgets are looked up only
+ * while a PID limit may exist (ct_meta.pid_limits) and its tree entry only while a tree rule
+ * does (userspace writes tree entries unmarked; the task iterator marks them). Without a
+ * meta (before the install writes it) everything is looked up. */
 SEC("tp_btf/sched_process_exit")
 int ct_process_exit(__u64 *ctx)
 {
@@ -658,11 +663,12 @@ int ct_process_exit(__u64 *ctx)
 	struct ct_owner owner = {};
 	struct ct_proc_info *info;
 	struct ct_member *member;
+	struct ct_meta *meta;
 	__u64 start_time;
 	struct ct_limit *limit;
 	__u32 dir, tgid;
 	__u8 *mark;
-	int held = 0;
+	int held = 0, marked, budgets, trees;
 
 	if (task->signal->live.counter != 0)
 		return 0; /* other threads still run */
@@ -672,7 +678,13 @@ int ct_process_exit(__u64 *ctx)
 	info = bpf_map_lookup_elem(&ct_proc_info, &owner);
 	if (info)
 		info->exit_ns = bpf_ktime_get_ns();
-	for (dir = CT_DIR_UP; dir <= CT_DIR_DOWN; dir++) {
+	tgid = task->tgid;
+	mark = ct_mark_of(tgid);
+	marked = !mark || *mark;
+	meta = ct_get_meta();
+	budgets = marked || !meta || meta->pid_limits;
+	trees = marked || !meta || CT_HAS_RANK(meta->rule_ranks, CT_RANK_TREE);
+	for (dir = CT_DIR_UP; budgets && dir <= CT_DIR_DOWN; dir++) {
 		key.dir = dir;
 		limit = bpf_map_lookup_elem(&ct_limits, &key);
 		if (limit && limit->start_time == start_time) {
@@ -680,14 +692,12 @@ int ct_process_exit(__u64 *ctx)
 			bpf_map_delete_elem(&ct_stats, &key);
 		}
 	}
-	tgid = task->tgid;
-	mark = ct_mark_of(tgid);
-	member = !mark || *mark ? bpf_map_lookup_elem(&ct_members, &tgid) : NULL;
+	member = marked ? bpf_map_lookup_elem(&ct_members, &tgid) : NULL;
 	if (member && member->start_time == start_time)
 		bpf_map_delete_elem(&ct_members, &tgid);
 	else if (member)
 		held = 1;
-	member = bpf_map_lookup_elem(&ct_tree, &tgid);
+	member = trees ? bpf_map_lookup_elem(&ct_tree, &tgid) : NULL;
 	if (member && member->start_time == start_time)
 		bpf_map_delete_elem(&ct_tree, &tgid);
 	else if (member)

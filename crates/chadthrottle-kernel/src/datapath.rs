@@ -358,6 +358,8 @@ impl Datapath {
     }
 
     fn write(&mut self, pid: u32, direction: Direction, limit: Limit) -> Result<(), Error> {
+        // before the entry: the exit hook must look for it when the process exits
+        crate::pins::write_pid_limits(&self.pin_dir, true)?;
         self.limits
             .insert(key(pid, direction), limit, BPF_F_LOCK)
             .map_err(|error| self.table_error(error, MAP_LIMITS))
@@ -392,6 +394,17 @@ impl Datapath {
             }
             Err(error) => Err(self.table_error(error, MAP_STATS)),
         }
+    }
+
+    /// Tells the exit hook whether any PID limit is left, after limits were deleted: with
+    /// none, an exit no rule touched looks up no budget.
+    fn publish_pid_limits(&self) -> Result<(), Error> {
+        let any = self.process_keys().iter().any(|key| {
+            self.limits
+                .get(key, BPF_F_LOCK)
+                .is_ok_and(|limit| limit.rule == 0)
+        });
+        crate::pins::write_pid_limits(&self.pin_dir, any)
     }
 
     /// Deletes `pid`'s PID limit (a rule member's budget stays: the rule governs it).
@@ -510,6 +523,7 @@ impl Datapath {
             });
         if !left_limited {
             self.delete(process.pid);
+            self.publish_pid_limits()?;
             return Ok(false);
         }
         let class_id = if request.sets_qdisc() || request.sets_police() {
@@ -670,6 +684,7 @@ impl Backend for Datapath {
         let police_held = held_by_police(&limit.limits);
         if !keeps_a_limit {
             self.delete(pid);
+            self.publish_pid_limits()?;
             self.back_to_rule(pid)?;
             if qdisc_held {
                 self.sync_qdiscs(&held, Reach::Shrink)?;
@@ -759,6 +774,9 @@ impl Backend for Datapath {
                 self.delete(pid);
                 pruned.push(limit);
             }
+        }
+        if !pruned.is_empty() {
+            self.publish_pid_limits()?;
         }
         if qdisc_held {
             self.sync_qdiscs(&held, Reach::Shrink)?;

@@ -88,6 +88,7 @@ fn install_locked(_held: &StateLock, config: &Config) -> Result<PinnedMaps, Erro
     failpoint("loaded");
     // the rules in the pinned maps stay, and so does the record of their kinds
     let rule_ranks = existing.as_ref().map_or(0, |pins| pins.meta.rule_ranks);
+    let pid_limits = existing.as_ref().map_or(0, |pins| pins.meta.pid_limits);
     let max_limits = existing.as_ref().map_or(config.max_limits, |pins| {
         if pins.meta.max_limits == 0 {
             config.max_limits
@@ -103,7 +104,7 @@ fn install_locked(_held: &StateLock, config: &Config) -> Result<PinnedMaps, Erro
             cgroup_id,
             object_id: object_id(),
             rule_ranks,
-            _pad: 0,
+            pid_limits,
         },
     )?;
     failpoint("meta");

@@ -12,7 +12,7 @@ use aya::maps::{Map, MapData, MapError};
 use std::mem::size_of;
 
 /// Bump together with `CT_LAYOUT_VERSION` in the C header.
-pub const LAYOUT_VERSION: u32 = 13;
+pub const LAYOUT_VERSION: u32 = 14;
 
 pub const DIR_UP: u32 = 0;
 pub const DIR_DOWN: u32 = 1;
@@ -259,7 +259,10 @@ pub struct Meta {
     pub object_id: u64,
     /// `rank_bit` of every rank some rule has (the hooks look up only those kinds).
     pub rule_ranks: u32,
-    pub _pad: u32,
+    /// Nonzero while a PID limit may exist (the exit hook looks up the budgets of a
+    /// process whose mark is clear only then): set before one is written, cleared when
+    /// none is left (`pins::write_pid_limits`).
+    pub pid_limits: u32,
 }
 
 const _: () = assert!(size_of::<Owner>() == 16);

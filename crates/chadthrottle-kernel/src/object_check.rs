@@ -89,7 +89,7 @@ mod tests {
                 state, _pad, last_ns
             }),
             mirror!("ct_meta" => Meta {
-                layout_version, max_limits, cgroup_id, object_id, rule_ranks, _pad
+                layout_version, max_limits, cgroup_id, object_id, rule_ranks, pid_limits
             }),
         ]
     }

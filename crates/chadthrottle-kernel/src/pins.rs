@@ -129,3 +129,16 @@ pub(crate) fn write_rule_ranks(pin_dir: &Path, rule_ranks: u32) -> Result<(), Er
     };
     write_meta(pin_dir, meta)
 }
+
+/// Records whether a PID limit may exist (`Meta::pid_limits`), keeping the rest of the
+/// meta; written only when it changes. Under the state lock, like the ranks.
+pub(crate) fn write_pid_limits(pin_dir: &Path, may_exist: bool) -> Result<(), Error> {
+    let map =
+        MapData::from_pin(pin_dir.join(MAP_META)).map_err(Error::map("open pinned", MAP_META))?;
+    let meta = read_meta(&map)?;
+    let pid_limits = u32::from(may_exist);
+    if meta.pid_limits == pid_limits {
+        return Ok(());
+    }
+    write_meta(pin_dir, Meta { pid_limits, ..meta })
+}

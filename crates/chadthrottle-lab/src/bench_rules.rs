@@ -1,6 +1,6 @@
 //! What rules cost, from the kernel's run-time statistics: the policer program's time per
 //! packet of an unlimited process and of a rule member, with no rule and with many (most
-//! matching nothing, one governing many sleeping processes), and the exec and fork
+//! matching nothing, one governing many sleeping processes), and the exec, fork and exit
 //! hooks' time per run while a shell starts short processes (a shell no rule governs, and
 //! one a rule governs); and how long `set_rule` takes (it runs the task iterator over
 //! every process each time) and one `set_rules` of the many. Optionally the member table
@@ -13,7 +13,9 @@ use anyhow::{Context as _, ensure};
 use chadthrottle_core::PerDirection;
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
 use chadthrottle_kernel::Datapath;
-use chadthrottle_kernel::names::{PROG_EGRESS, PROG_PROCESS_EXEC, PROG_PROCESS_FORK, link_pin};
+use chadthrottle_kernel::names::{
+    PROG_EGRESS, PROG_PROCESS_EXEC, PROG_PROCESS_EXIT, PROG_PROCESS_FORK, link_pin,
+};
 use chadthrottle_kernel::query;
 use chadthrottle_kernel::rule_keys::{name_key, uid_key};
 use chadthrottle_kernel::rules::{RuleEntry, RuleTarget};
@@ -50,6 +52,10 @@ pub struct RulesCost {
     /// The hooks while a shell that the user rule governs (with rules) starts processes.
     pub member_exec_ns: f64,
     pub member_fork_ns: f64,
+    /// The exit hook per run: the shell no rule governs (its 500 processes and itself),
+    /// and the member shell.
+    pub exit_ns: f64,
+    pub member_exit_ns: f64,
 }
 
 /// No process has a tgid this high (PID_MAX_LIMIT on 64-bit kernels is 2^22).
@@ -111,13 +117,13 @@ fn starter(lab: &Lab, uid: Option<u32>) -> anyhow::Result<Gated> {
     Gated::start(lab, "for i in $(seq 500); do /bin/true; done", uid)
 }
 
-/// (exec, fork) hooks' (runs, ns per run) while `starter` runs.
-fn hooks(exec: u32, fork: u32, mut starter: Gated) -> anyhow::Result<[(u64, f64); 2]> {
+/// The (exec, fork, exit) hooks' (runs, ns per run) while `starter` runs.
+fn hooks(programs: [u32; 3], mut starter: Gated) -> anyhow::Result<[(u64, f64); 3]> {
     let stats = query::enable_run_time_stats()?;
-    let before = query::program_run_times(&[exec, fork]);
+    let before = query::program_run_times(&programs);
     starter.go()?;
     let status = starter.0.wait()?;
-    let after = query::program_run_times(&[exec, fork]);
+    let after = query::program_run_times(&programs);
     drop(stats);
     ensure!(
         status.success(),
@@ -134,7 +140,7 @@ fn hooks(exec: u32, fork: u32, mut starter: Gated) -> anyhow::Result<[(u64, f64)
             _ => (0, 0.0),
         }
     };
-    Ok([per_run(exec), per_run(fork)])
+    Ok(programs.map(per_run))
 }
 
 /// A shell in the lab's cgroup that runs `script` when told to (a line on its stdin);
@@ -309,10 +315,18 @@ pub fn rules_cost(
         .id;
     let (_, unlimited_ns) = timed(egress, || unlimited.send(seconds, u64::MAX).map(drop))?;
     let (_, member_ns) = timed(egress, || member.send(seconds, u64::MAX).map(drop))?;
-    let exec = linked_program(lab, PROG_PROCESS_EXEC)?;
-    let fork = linked_program(lab, PROG_PROCESS_FORK)?;
-    let [(exec_runs, exec_ns), (fork_runs, fork_ns)] = hooks(exec, fork, starter(lab, None)?)?;
-    let [(_, member_exec_ns), (_, member_fork_ns)] = hooks(exec, fork, member_starter)?;
+    let programs = [
+        linked_program(lab, PROG_PROCESS_EXEC)?,
+        linked_program(lab, PROG_PROCESS_FORK)?,
+        linked_program(lab, PROG_PROCESS_EXIT)?,
+    ];
+    let [(exec_runs, exec_ns), (fork_runs, fork_ns), (_, exit_ns)] =
+        hooks(programs, starter(lab, None)?)?;
+    let [
+        (_, member_exec_ns),
+        (_, member_fork_ns),
+        (_, member_exit_ns),
+    ] = hooks(programs, member_starter)?;
     drop(sleepers);
     server.quit()?;
     Ok(RulesCost {
@@ -332,7 +346,9 @@ pub fn rules_cost(
         exec_runs,
         fork_ns,
         fork_runs,
+        exit_ns,
         member_exec_ns,
         member_fork_ns,
+        member_exit_ns,
     })
 }

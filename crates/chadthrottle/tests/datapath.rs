@@ -344,6 +344,12 @@ fn exit_removes_the_entries_and_a_reused_pid_is_free() -> anyhow::Result<()> {
     let mut first = lab.client(&server, Proto::Tcp, None, None)?;
     let reused = first.pid();
     run(&lab, &["limit", "--pid", &pid(&first), "--up", "256K"])?;
+    // another PID limit set and lifted: the exit hook must still look for the first one
+    // (it skips budgets only while no PID limit is left)
+    let other = lab.client(&server, Proto::Tcp, None, None)?;
+    run(&lab, &["limit", "--pid", &pid(&other), "--down", "1M"])?;
+    run(&lab, &["unlimit", "--pid", &pid(&other)])?;
+    other.quit()?;
     let in_kernel = |lab: &Lab| -> anyhow::Result<bool> {
         // read the table directly: `status` would prune dead entries itself, and this test
         // is about the kernel's exit hook

@@ -21,7 +21,7 @@
 #include <linux/types.h>
 
 enum ct_layout {
-	CT_LAYOUT_VERSION = 13,
+	CT_LAYOUT_VERSION = 14,
 };
 
 /* Directions, as seen from the limited process: ct_limit_key.dir, ct_sock.shape[]. */
@@ -318,7 +318,11 @@ struct ct_meta {
 	 * written, cleared after the last one is taken out): the hooks skip the lookups of
 	 * kinds no rule has, and do nothing at all while it is 0 */
 	__u32 rule_ranks;
-	__u32 _pad;
+	/* nonzero while a PID limit (a ct_limits entry of a process that no rule made) may
+	 * exist: set before userspace writes one, cleared when it finds none left. The exit
+	 * hook looks up a process's budgets only then, or when its ct_marks byte is set (a
+	 * rule's budgets are written for members only) */
+	__u32 pid_limits;
 };
 _Static_assert(sizeof(struct ct_meta) == 32, "ct_meta layout");
 

@@ -7,7 +7,7 @@
 //!     (--monitor runs target/release/chadthrottle: `cargo build --release --workspace` first;
 //!      install Debian's nethogs to measure it side by side)
 //! cargo run --release -p chadthrottle-lab --bin ct-bench -- --shaper-cost  # the shaper's CPU per 1 000 sockets
-//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --rules-cost  # rules: per packet, per exec
+//! cargo run --release -p chadthrottle-lab --bin ct-bench -- --rules-cost  # rules: per packet, per exec, fork, exit
 //! cargo build --release --workspace && sudo target/release/ct-bench --rule-budgets  # rules: accuracy, apply
 //!     (--apply-only: only `apply`'s time; --tree-only: only the tree of short downloaders,
 //!      its rule's download held by shaping, then by ifb)
@@ -323,7 +323,7 @@ fn shaper_cost(seconds: f64) -> anyhow::Result<()> {
 }
 
 /// What rules cost: the policer's time per packet with no rule and with 4 096 (one of
-/// them governing 1 000 sleeping processes), and the exec and fork hooks' time per run.
+/// them governing 1 000 sleeping processes), and the exec, fork and exit hooks' time per run.
 fn rules_cost(seconds: f64) -> anyhow::Result<()> {
     use chadthrottle_lab::bench_rules;
     let lab = lab(0)?;
@@ -341,8 +341,10 @@ fn rules_cost(seconds: f64) -> anyhow::Result<()> {
             "ct_egress, member",
             "ct_process_exec",
             "ct_process_fork",
+            "ct_process_exit",
             "exec, member shell",
             "fork, member shell",
+            "exit, member shell",
         ])
     );
     // the last row fills the member table (65 536 by default) to about 65 000 entries: the
@@ -361,8 +363,10 @@ fn rules_cost(seconds: f64) -> anyhow::Result<()> {
             format!("{:.0} ns", cost.member_ns),
             format!("{:.0} ns ({} runs)", cost.exec_ns, cost.exec_runs),
             format!("{:.0} ns ({} runs)", cost.fork_ns, cost.fork_runs),
+            format!("{:.0} ns", cost.exit_ns),
             format!("{:.0} ns", cost.member_exec_ns),
             format!("{:.0} ns", cost.member_fork_ns),
+            format!("{:.0} ns", cost.member_exit_ns),
         ]);
     }
     Ok(())
