@@ -423,10 +423,11 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	struct ct_member *tree;
 	struct cgroup_subsys_state *parent;
 	struct cgroup *cgroup;
+	struct ct_rule *rule;
 	char comm[CT_COMM_LEN];
-	__u32 tgid, i, ranks;
+	__u32 tgid, i, ranks, member_rule;
 	__u64 start, id, scope;
-	int in_scope = 0, marked;
+	int in_scope = 0, marked, trees;
 
 	scope = meta->cgroup_id;
 	ranks = meta->rule_ranks;
@@ -460,7 +461,24 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	tgid = leader->tgid;
 	start = ct_start_time(task);
 	marked = settle || ct_may_be_held(tgid);
-	if (CT_HAS_RANK(ranks, CT_RANK_TREE) && marked) {
+	trees = CT_HAS_RANK(ranks, CT_RANK_TREE) && marked;
+	/* A hook's shortcut by the membership: a member of a tree rule stays one (no rank is
+	 * better, and its tree entry goes only with the rule or the process), and a member of
+	 * another rule is in no tree — but for a tree entry that userspace wrote and the task
+	 * iterator has not reached yet, which the iterator settles (set_rule returns after it). */
+	if (trees && !settle) {
+		tree = bpf_map_lookup_elem(&ct_members, &tgid);
+		if (tree && tree->start_time == start) {
+			member_rule = tree->rule;
+			rule = bpf_map_lookup_elem(&ct_rules, &member_rule);
+			if (rule && !ct_lapsed(rule)) {
+				if (rule->rank == CT_RANK_TREE)
+					return ct_govern(task, member_rule, CT_GOVERN_MARKED);
+				trees = 0;
+			}
+		}
+	}
+	if (trees) {
 		tree = bpf_map_lookup_elem(&ct_tree, &tgid);
 		if (tree && tree->start_time == start) {
 			ct_mark(tgid);
@@ -620,6 +638,19 @@ int ct_process_fork(__u64 *ctx)
 		joined._pad = 0;
 		ct_mark(tgid);
 		bpf_map_update_elem(&ct_tree, &tgid, &joined, BPF_ANY);
+		/* the tree rule governs the child as it governs the parent (a member of it, so in
+		 * the datapath's cgroup), unless the child went to another cgroup: no rank is
+		 * better, so nothing else is looked up */
+		rule_id = joined.rule;
+		member = bpf_map_lookup_elem(&ct_members, &ptgid);
+		if (member && member->start_time == parent_start && member->rule == rule_id &&
+		    child->cgroups->dfl_cgrp->kn->id == parent->cgroups->dfl_cgrp->kn->id) {
+			rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
+			if (rule && !ct_lapsed(rule)) {
+				ct_count_ungoverned(ct_govern(child, rule_id, CT_GOVERN_MARKED));
+				return 0;
+			}
+		}
 	} else {
 		member = ct_may_be_held(ptgid) ? bpf_map_lookup_elem(&ct_members, &ptgid) : NULL;
 		if (member && member->start_time != parent_start)
