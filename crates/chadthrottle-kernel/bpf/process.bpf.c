@@ -684,8 +684,12 @@ int ct_process_fork(__u64 *ctx)
  * It runs for every process exit on the machine, so it looks up only what may exist: a
  * process whose mark is clear has no entry a hook wrote, so its budgets are looked up only
  * while a PID limit may exist (ct_meta.pid_limits) and its tree entry only while a tree rule
- * does (userspace writes tree entries unmarked; the task iterator marks them). Without a
- * meta (before the install writes it) everything is looked up. */
+ * does (userspace writes tree entries unmarked; the task iterator marks them), and a member
+ * of a shared rule's budgets only while a PID limit may exist. Without a meta (before the
+ * install writes it) everything is looked up. (A rule changed from each-mode to shared
+ * settles its members' budgets in the task iterator that follows: a member exiting between
+ * the two leaves its old budget entries, which are its own by start time and match no
+ * other process.) */
 SEC("tp_btf/sched_process_exit")
 int ct_process_exit(__u64 *ctx)
 {
@@ -697,7 +701,8 @@ int ct_process_exit(__u64 *ctx)
 	struct ct_meta *meta;
 	__u64 start_time;
 	struct ct_limit *limit;
-	__u32 dir, tgid;
+	struct ct_rule *rule;
+	__u32 dir, tgid, rule_id;
 	__u8 *mark;
 	int held = 0, marked, budgets, trees;
 
@@ -715,6 +720,15 @@ int ct_process_exit(__u64 *ctx)
 	meta = ct_get_meta();
 	budgets = marked || !meta || meta->pid_limits;
 	trees = marked || !meta || CT_HAS_RANK(meta->rule_ranks, CT_RANK_TREE);
+	member = marked ? bpf_map_lookup_elem(&ct_members, &tgid) : NULL;
+	/* a member of a shared rule has no budget a rule made (writing its membership took
+	 * out an each-mode rule's), so without a PID limit it has none */
+	if (member && member->start_time == start_time && meta && !meta->pid_limits) {
+		rule_id = member->rule;
+		rule = bpf_map_lookup_elem(&ct_rules, &rule_id);
+		if (rule && !(rule->flags & CT_RULE_EACH))
+			budgets = 0;
+	}
 	for (dir = CT_DIR_UP; budgets && dir <= CT_DIR_DOWN; dir++) {
 		key.dir = dir;
 		limit = bpf_map_lookup_elem(&ct_limits, &key);
@@ -723,7 +737,6 @@ int ct_process_exit(__u64 *ctx)
 			bpf_map_delete_elem(&ct_stats, &key);
 		}
 	}
-	member = marked ? bpf_map_lookup_elem(&ct_members, &tgid) : NULL;
 	if (member && member->start_time == start_time)
 		bpf_map_delete_elem(&ct_members, &tgid);
 	else if (member)

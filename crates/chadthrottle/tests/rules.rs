@@ -632,7 +632,7 @@ fn a_members_child_is_a_member_from_its_fork() -> anyhow::Result<()> {
 /// fork without a resolve, and with it a budget of its own: two entries in ct_limits.
 fn an_each_members_child_has_its_own_budget_from_its_fork() -> anyhow::Result<()> {
     let lab = Lab::new("rules-fork-each", None)?;
-    let mut parent = Forker::running(&lab, "read line; (read more; true); sleep 60")?;
+    let mut parent = Forker::running(&lab, "read line; (read more; true); read last")?;
     let mut datapath = install(&lab)?;
     let each = RuleEntry {
         each: true,
@@ -661,6 +661,24 @@ fn an_each_members_child_has_its_own_budget_from_its_fork() -> anyhow::Result<()
         after == 4,
         "ct_limits has {after} entries, not the shell's two and its child's two"
     );
+    // the child's exit takes its budgets with it (the exit hook looks them up for a
+    // member of an each-mode rule, and skips them for a shared rule's)
+    {
+        use std::io::Write as _;
+        writeln!(parent.0.stdin.as_mut().context("stdin")?, "more")?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = entries(&lab, "ct_limits")?;
+        if left == 2 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "ct_limits has {left} entries after the child exited, not the shell's two"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
 
