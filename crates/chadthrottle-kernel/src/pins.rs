@@ -117,28 +117,28 @@ pub(crate) fn write_meta(pin_dir: &Path, meta: Meta) -> Result<(), Error> {
     array.set(0, meta, 0).map_err(Error::map("write", MAP_META))
 }
 
-/// Records which ranks of rule exist (`Meta::rule_ranks`), keeping the rest of the meta.
-/// Only userspace writes the meta, under the state lock, so the read and the write do not
-/// race with anything.
-pub(crate) fn write_rule_ranks(pin_dir: &Path, rule_ranks: u32) -> Result<(), Error> {
+/// Changes the meta through `change`, keeping what it leaves alone; written only when it
+/// changed. Only userspace writes the meta, under the state lock, so the read and the write
+/// race with nothing.
+fn update_meta(pin_dir: &Path, change: impl FnOnce(&mut Meta)) -> Result<(), Error> {
     let map =
         MapData::from_pin(pin_dir.join(MAP_META)).map_err(Error::map("open pinned", MAP_META))?;
-    let meta = Meta {
-        rule_ranks,
-        ..read_meta(&map)?
-    };
-    write_meta(pin_dir, meta)
-}
-
-/// Records whether a PID limit may exist (`Meta::pid_limits`), keeping the rest of the
-/// meta; written only when it changes. Under the state lock, like the ranks.
-pub(crate) fn write_pid_limits(pin_dir: &Path, may_exist: bool) -> Result<(), Error> {
-    let map =
-        MapData::from_pin(pin_dir.join(MAP_META)).map_err(Error::map("open pinned", MAP_META))?;
-    let meta = read_meta(&map)?;
-    let pid_limits = u32::from(may_exist);
-    if meta.pid_limits == pid_limits {
+    let mut array: Array<MapData, Meta> = layout::typed(MAP_META, map)?;
+    let before = array.get(&0, 0).map_err(Error::map("read", MAP_META))?;
+    let mut meta = before;
+    change(&mut meta);
+    if meta == before {
         return Ok(());
     }
-    write_meta(pin_dir, Meta { pid_limits, ..meta })
+    array.set(0, meta, 0).map_err(Error::map("write", MAP_META))
+}
+
+/// Records which ranks of rule exist (`Meta::rule_ranks`).
+pub(crate) fn write_rule_ranks(pin_dir: &Path, rule_ranks: u32) -> Result<(), Error> {
+    update_meta(pin_dir, |meta| meta.rule_ranks = rule_ranks)
+}
+
+/// Records whether a PID limit may exist (`Meta::pid_limits`).
+pub(crate) fn write_pid_limits(pin_dir: &Path, may_exist: bool) -> Result<(), Error> {
+    update_meta(pin_dir, |meta| meta.pid_limits = u32::from(may_exist))
 }

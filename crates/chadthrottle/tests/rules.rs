@@ -98,6 +98,23 @@ fn entries(lab: &Lab, name: &str) -> anyhow::Result<usize> {
     Ok(dump.as_array().context("a dump is an array")?.len())
 }
 
+/// Waits (at most 2 s) until the pinned map `name` holds `wanted` entries; `after` says
+/// what should have brought them there.
+fn await_entries(lab: &Lab, name: &str, wanted: usize, after: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = entries(lab, name)?;
+        if now == wanted {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{name} has {now} entries {after}, not {wanted}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Four clients of one executable, two started before the rule and two after, share one
 /// budget: together they move what it allows, and no more.
 fn a_shared_exe_rule_holds_four_processes_to_one_budget() -> anyhow::Result<()> {
@@ -667,18 +684,12 @@ fn an_each_members_child_has_its_own_budget_from_its_fork() -> anyhow::Result<()
         use std::io::Write as _;
         writeln!(parent.0.stdin.as_mut().context("stdin")?, "more")?;
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let left = entries(&lab, "ct_limits")?;
-        if left == 2 {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "ct_limits has {left} entries after the child exited, not the shell's two"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_entries(
+        &lab,
+        "ct_limits",
+        2,
+        "after the child exited (the shell's two)",
+    )?;
     Ok(())
 }
 
