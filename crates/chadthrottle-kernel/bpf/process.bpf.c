@@ -246,6 +246,30 @@ static __always_inline void ct_consider_match(struct ct_pick *pick, struct ct_ma
 		ct_consider(pick, *rule);
 }
 
+/* `best`, or the cgroup rule of cgroup `id` if it is in force and comes first (a lower
+ * order), each as (order << 32 | rule id); ~0 is none. A global function, which the
+ * verifier checks once on its own: the resolver's walk up the cgroup tree then carries one
+ * number it knows nothing of from level to level. With the lookups and the comparison
+ * inlined, the walk's states multiplied on the verifiers of 5.10 and 6.1 (630 000 to
+ * 760 000 instructions processed per resolving program, of the 1 000 000 they allow). */
+__noinline __u64 ct_cgroup_better(__u64 id, __u64 best)
+{
+	struct ct_match_key key = { .kind = CT_MATCH_CGROUP, .a = id };
+	struct ct_rule *rule;
+	__u32 *rule_id, found;
+	__u64 order;
+
+	rule_id = bpf_map_lookup_elem(&ct_match, &key);
+	if (!rule_id)
+		return best;
+	found = *rule_id;
+	rule = bpf_map_lookup_elem(&ct_rules, &found);
+	if (!rule || rule->rank != CT_RANK_CGROUP || ct_lapsed(rule))
+		return best;
+	order = ((__u64)rule->order << 32) | found;
+	return order < best ? order : best;
+}
+
 /* The exe rule key of the task's executable: its directory's device (the kernel's s_dev)
  * and inode, and the hash of its name. Returns 0 if it has none (a kernel thread, an
  * exiting process). */
@@ -420,13 +444,13 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	struct ct_pick pick = { .rank = ~0ULL };
 	struct ct_match_key key = {};
 	struct task_struct *leader;
-	struct ct_member *tree;
+	struct ct_member *tree, *member;
 	struct cgroup_subsys_state *parent;
 	struct cgroup *cgroup;
 	struct ct_rule *rule;
 	char comm[CT_COMM_LEN];
 	__u32 tgid, i, ranks, member_rule;
-	__u64 start, id, scope;
+	__u64 start, id, scope, cgroup_rule = ~0ULL;
 	int in_scope = 0, marked, trees;
 
 	scope = meta->cgroup_id;
@@ -434,7 +458,6 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	if (!scope)
 		return 0;
 	cgroup = task->cgroups->dfl_cgrp;
-	key.kind = CT_MATCH_CGROUP;
 	for (i = 0; i < CT_CGROUP_DEPTH; i++) {
 		if (!cgroup)
 			break;
@@ -445,10 +468,8 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 			if (!CT_HAS_RANK(ranks, CT_RANK_CGROUP))
 				break;
 		}
-		if (CT_HAS_RANK(ranks, CT_RANK_CGROUP)) {
-			key.a = id;
-			ct_consider_match(&pick, &key);
-		}
+		if (CT_HAS_RANK(ranks, CT_RANK_CGROUP))
+			cgroup_rule = ct_cgroup_better(id, cgroup_rule);
 		parent = cgroup->self.parent;
 		if (!parent)
 			break;
@@ -456,6 +477,10 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	}
 	if (!in_scope)
 		return 0;
+	if (cgroup_rule != ~0ULL) {
+		pick.rank = ((__u64)CT_RANK_CGROUP << 32) | (cgroup_rule >> 32);
+		pick.rule = (__u32)cgroup_rule;
+	}
 
 	leader = task->group_leader;
 	tgid = leader->tgid;
@@ -467,9 +492,9 @@ static __noinline int ct_resolve_as(struct task_struct *task, struct ct_meta *me
 	 * another rule is in no tree — but for a tree entry that userspace wrote and the task
 	 * iterator has not reached yet, which the iterator settles (set_rule returns after it). */
 	if (trees && !settle) {
-		tree = bpf_map_lookup_elem(&ct_members, &tgid);
-		if (tree && tree->start_time == start) {
-			member_rule = tree->rule;
+		member = bpf_map_lookup_elem(&ct_members, &tgid);
+		if (member && member->start_time == start) {
+			member_rule = member->rule;
 			rule = bpf_map_lookup_elem(&ct_rules, &member_rule);
 			if (rule && !ct_lapsed(rule)) {
 				if (rule->rank == CT_RANK_TREE)

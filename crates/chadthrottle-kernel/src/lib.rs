@@ -62,6 +62,7 @@ mod task_iterator;
 mod tcp_iterator;
 pub mod usage_source;
 mod verdicts;
+pub mod verifier_work;
 
 pub use accounting::Accounting;
 pub use config::{

@@ -51,7 +51,7 @@ pub const MAPS: [&str; 13] = [
 /// pin name whichever of it and [`PROG_SOCK_OWNER`] this kernel takes.
 pub const PROG_SOCK_CREATE: &str = "ct_sock_create";
 /// [`PROG_SOCK_CREATE`] for kernels without `bpf_get_current_task_btf` (5.10): the owner
-/// only (`helper_probe::sock_create_program` chooses).
+/// only (`helper_probe::in_place_of` chooses).
 pub const PROG_SOCK_OWNER: &str = "ct_sock_owner";
 pub const PROG_EGRESS: &str = "ct_egress";
 pub const PROG_INGRESS: &str = "ct_ingress";

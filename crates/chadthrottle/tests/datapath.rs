@@ -395,6 +395,54 @@ fn exit_removes_the_entries_and_a_reused_pid_is_free() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The verifier's work on every program the datapath attaches, and on the task
+/// iterator, stays far below its limit of 1 000 000 processed instructions: the
+/// resolver's walk up the cgroup tree once took 5.10's and 6.1's verifiers 630 000 to
+/// 760 000 per program (ARCHITECTURE.md, `ct_cgroup_better`), where a change that doubled
+/// it would have failed to load there. Kernels report the count from 5.16.
+fn every_program_leaves_the_verifier_room() -> anyhow::Result<()> {
+    /// A fifth of the verifier's limit.
+    const ROOM: u32 = 200_000;
+    let lab = Lab::new("verifier", None)?;
+    let _datapath =
+        chadthrottle_kernel::Datapath::install(&lab.config()).context("install the datapath")?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let release = release.trim();
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || numbers.next().and_then(|n| n.parse::<u32>().ok());
+    let version = (
+        next().context("a major version")?,
+        next().context("a minor version")?,
+    );
+    let reports = version >= (5, 16);
+    let work = chadthrottle_kernel::verifier_work::verifier_work(lab.pin_dir())?;
+    for program in &work {
+        match program.instructions {
+            Some(count) => println!("  {}: {count} instructions processed", program.program),
+            None => println!(
+                "  {}: loaded (no count from Linux {release})",
+                program.program
+            ),
+        }
+    }
+    for program in &work {
+        match program.instructions {
+            Some(count) => ensure!(
+                count < ROOM,
+                "the verifier processed {count} instructions of {}, over {ROOM} (a fifth of its limit)",
+                program.program
+            ),
+            None => ensure!(
+                !reports,
+                "Linux {release} reports no verified instruction count for {}",
+                program.program
+            ),
+        }
+    }
+    ensure!(work.len() == 8, "{} programs counted, not 8", work.len());
+    Ok(())
+}
+
 /// The programs attached to the lab's cgroup, as `hook:program`. `ct_sock_owner` is listed
 /// as the `ct_sock_create` it stands in for on a kernel without `bpf_get_current_task_btf`
 /// (5.10): the same hook and link pin, one or the other.
@@ -952,6 +1000,10 @@ const TESTS: &[(&str, Test)] = &[
         exit_removes_the_entries_and_a_reused_pid_is_free,
     ),
     ("reset_leaves_nothing_behind", reset_leaves_nothing_behind),
+    (
+        "every_program_leaves_the_verifier_room",
+        every_program_leaves_the_verifier_room,
+    ),
     (
         "bad_input_is_refused_and_changes_nothing",
         bad_input_is_refused_and_changes_nothing,
