@@ -111,10 +111,7 @@ fn read_meta(map: &MapData) -> Result<Meta, Error> {
 }
 
 pub(crate) fn write_meta(pin_dir: &Path, meta: Meta) -> Result<(), Error> {
-    let map =
-        MapData::from_pin(pin_dir.join(MAP_META)).map_err(Error::map("open pinned", MAP_META))?;
-    let mut array: Array<MapData, Meta> = layout::typed(MAP_META, map)?;
-    array.set(0, meta, 0).map_err(Error::map("write", MAP_META))
+    update_meta(pin_dir, |current| *current = meta)
 }
 
 /// Changes the meta through `change`, keeping what it leaves alone; written only when it

@@ -406,15 +406,9 @@ fn every_program_leaves_the_verifier_room() -> anyhow::Result<()> {
     let lab = Lab::new("verifier", None)?;
     let _datapath =
         chadthrottle_kernel::Datapath::install(&lab.config()).context("install the datapath")?;
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
-    let release = release.trim();
-    let mut numbers = release.split(|c: char| !c.is_ascii_digit());
-    let mut next = || numbers.next().and_then(|n| n.parse::<u32>().ok());
-    let version = (
-        next().context("a major version")?,
-        next().context("a minor version")?,
-    );
-    let reports = version >= (5, 16);
+    let (major, minor) = kernel_line()?;
+    let release = format!("{major}.{minor}");
+    let reports = (major, minor) >= (5, 16);
     let work = chadthrottle_kernel::verifier_work::verifier_work(lab.pin_dir())?;
     for program in &work {
         match program.instructions {
@@ -441,6 +435,16 @@ fn every_program_leaves_the_verifier_room() -> anyhow::Result<()> {
     }
     ensure!(work.len() == 8, "{} programs counted, not 8", work.len());
     Ok(())
+}
+
+/// The running kernel's release line as (major, minor): (5, 10) of "5.10.0-32-amd64".
+fn kernel_line() -> anyhow::Result<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let mut parts = release.trim().split(['.', '-']).map(str::parse::<u32>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => Ok((major, minor)),
+        _ => bail!("kernel release {release:?}"),
+    }
 }
 
 /// The programs attached to the lab's cgroup, as `hook:program`. `ct_sock_owner` is listed
@@ -912,29 +916,23 @@ fn backends_names_all_and_proves_they_work() -> anyhow::Result<()> {
     // what an older kernel makes the datapath do without is named (5.10: two helpers of
     // 5.11); the message leaves the backends out, so on 5.10 a failure here is not taken
     // for the known one below
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
-    let line: Vec<u32> = release
-        .trim()
-        .split(['.', '-'])
-        .take(2)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("kernel release {release:?}"))?;
+    let line = kernel_line()?;
     let without: Vec<&str> = listed["done_without"]
         .as_array()
         .context("done_without is an array")?
         .iter()
         .filter_map(|entry| entry["helper"].as_str())
         .collect();
-    let expected: &[&str] = if line < vec![5, 11] {
+    let expected: &[&str] = if line < (5, 11) {
         &["bpf_get_current_task_btf", "bpf_ktime_get_coarse_ns"]
     } else {
         &[]
     };
     ensure!(
         without == expected,
-        "on {} the datapath does without {without:?}, expected {expected:?}",
-        release.trim()
+        "on {}.{} the datapath does without {without:?}, expected {expected:?}",
+        line.0,
+        line.1
     );
     for backend in listed["backends"].as_array().into_iter().flatten() {
         // on this 6.18 kernel every one must work (programs load, and the qdisc backends
