@@ -106,8 +106,11 @@ pub enum PinDirPlan {
 /// anything: the caller checks privileges in between.
 pub fn plan_pin_dir(pin_dir: &Path) -> Result<PinDirPlan, Error> {
     let parent = pin_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let holder = mount_of(&parent);
+    // the entries before the mounts: another command may mount a bpffs on the parent and
+    // pin into it meanwhile, and entries read after its mount with the mounts read before
+    // it would look like files the mount hides (32 first `limit`s at once failed so once)
     let held = first_entry(&parent);
+    let holder = mount_of(&parent);
     plan_for(pin_dir, &parent, holder, held)
 }
 
