@@ -9,7 +9,8 @@ use std::time::Duration;
 
 /// `PSCHED_SHIFT`: `struct tc_netem_qopt` gives its latency in ticks of 64 ns.
 const PSCHED_SHIFT: u32 = 6;
-/// The fastest flow a lab carries (the neighbour test's 64 MiB/s).
+/// The fastest flow a delayed lab link is sized for (64 MiB/s; the fastest paced flow a
+/// test asks for, the neighbour test's, is 16 MiB/s).
 const LAB_MAX_RATE: u64 = 64 << 20;
 /// The smallest data packet that counts against netem's limit when segments are not
 /// coalesced: a full Ethernet frame's payload. ACKs are smaller but far fewer than a
