@@ -106,12 +106,37 @@ pub enum PinDirPlan {
 /// anything: the caller checks privileges in between.
 pub fn plan_pin_dir(pin_dir: &Path) -> Result<PinDirPlan, Error> {
     let parent = pin_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
-    // the entries before the mounts: another command may mount a bpffs on the parent and
-    // pin into it meanwhile, and entries read after its mount with the mounts read before
-    // it would look like files the mount hides (32 first `limit`s at once failed so once)
-    let held = first_entry(&parent);
-    let holder = mount_of(&parent);
-    plan_for(pin_dir, &parent, holder, held)
+    plan_settled(pin_dir, &parent, first_entry, mount_of)
+}
+
+/// How many times [`plan_settled`] reads the parent again when it changed under it.
+const PLAN_READS: usize = 4;
+
+/// [`plan_for`] on reads of `parent` that another command did not change in between:
+/// `entry` reads one entry of a directory, `holder` the mount that holds a path. The
+/// entries are read before the mounts: another command may mount a bpffs on the parent and
+/// pin into it meanwhile, and entries read after its mount with the mounts read before it
+/// would look like files the mount hides (32 first `limit`s at once failed so once). A
+/// refusal for hidden files reads the entries once more: a `reset` that unmounted the
+/// bpffs between the reads took the entries with it, and the parent is planned again.
+fn plan_settled(
+    pin_dir: &Path,
+    parent: &Path,
+    entry: impl Fn(&Path) -> Option<String>,
+    holder: impl Fn(&Path) -> Option<Mount>,
+) -> Result<PinDirPlan, Error> {
+    let mut reads = 1;
+    loop {
+        let held = entry(parent);
+        let plan = plan_for(pin_dir, parent, holder(parent), held.clone());
+        if !matches!(plan, Err(Error::BpffsWouldHide { .. }))
+            || reads == PLAN_READS
+            || entry(parent) == held
+        {
+            return plan;
+        }
+        reads += 1;
+    }
 }
 
 /// One entry of `dir`, if it holds any (a directory that is missing or unreadable holds
@@ -377,6 +402,67 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    /// Answers with `answers` in turn, the last one for good.
+    fn in_turn<T: Clone>(answers: Vec<T>) -> impl Fn(&Path) -> T {
+        let next = std::cell::Cell::new(0);
+        move |_| {
+            let at = next.get();
+            next.set(at + 1);
+            answers[at.min(answers.len() - 1)].clone()
+        }
+    }
+
+    /// A reader of entries that answers `entry(n)` at its n-th read and counts in `reads`.
+    fn counted<'a>(
+        reads: &'a std::cell::Cell<usize>,
+        entry: impl Fn(usize) -> Option<String> + 'a,
+    ) -> impl Fn(&Path) -> Option<String> + 'a {
+        move |_| {
+            reads.set(reads.get() + 1);
+            entry(reads.get())
+        }
+    }
+
+    #[test]
+    fn a_bpffs_unmounted_between_the_reads_is_planned_again() {
+        // a reset's unmount after the entries (its pins) were read and before the mounts
+        let pin_dir = Path::new("/run/ct-lab/bpf/pins");
+        let parent = pin_dir.parent().unwrap();
+        let entries = in_turn(vec![Some("pins".to_owned()), None]);
+        let holders = in_turn(vec![mount("/run", "tmpfs")]);
+        let plan = plan_settled(pin_dir, parent, entries, holders);
+        let at = parent.to_owned();
+        assert_eq!(plan.ok(), Some(PinDirPlan::Mount { at }));
+    }
+
+    #[test]
+    fn files_that_stay_are_refused_after_one_more_read() {
+        let pin_dir = Path::new("/run/pins");
+        let reads = std::cell::Cell::new(0);
+        let entries = counted(&reads, |_| Some("systemd".to_owned()));
+        let plan = plan_settled(pin_dir, Path::new("/run"), entries, |_| mount("/", "ext4"));
+        assert!(
+            matches!(plan, Err(Error::BpffsWouldHide { .. })),
+            "{plan:?}"
+        );
+        assert_eq!(reads.get(), 2);
+    }
+
+    #[test]
+    fn a_parent_that_keeps_changing_is_read_a_bounded_number_of_times() {
+        let pin_dir = Path::new("/run/ct-lab/bpf/pins");
+        let reads = std::cell::Cell::new(0);
+        let entries = counted(&reads, |n| Some(format!("pin{n}")));
+        let plan = plan_settled(pin_dir, pin_dir.parent().unwrap(), entries, |_| {
+            mount("/run", "tmpfs")
+        });
+        assert!(
+            matches!(plan, Err(Error::BpffsWouldHide { .. })),
+            "{plan:?}"
+        );
+        assert_eq!(reads.get(), 2 * PLAN_READS - 1);
     }
 
     #[test]
