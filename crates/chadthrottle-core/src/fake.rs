@@ -137,6 +137,9 @@ pub struct FakeMachine {
     pub accounting_epoch: u64,
     /// Unix time (seconds) as the fake's clock reads it.
     pub now_unix: u64,
+    /// Seconds the clock moves on while a limit or a rule is set: a machine too busy to
+    /// set it at once.
+    pub setting_takes: u64,
     pub own_pid: u32,
     /// The cgroup2 path the datapath attaches to.
     pub scope: String,
@@ -188,6 +191,7 @@ impl Default for FakeMachine {
             readings: VecDeque::new(),
             accounting_epoch: 1,
             now_unix: 1_700_000_000,
+            setting_takes: 0,
             own_pid: 1,
             scope: "/".to_owned(),
             caller: Uids::of(0),
@@ -617,6 +621,7 @@ impl Backend for FakeBackend {
                 stats: PerDirection::default(),
             },
         );
+        machine.now_unix += machine.setting_takes;
         Ok(Applied {
             backfilled_sockets: machine.sockets.get(&process.pid).copied().unwrap_or(0),
             shaped_sockets: 0,
@@ -645,7 +650,15 @@ impl Backend for FakeBackend {
     }
 
     fn limits(&self) -> Result<Vec<ActiveLimit>, FakeError> {
-        Ok(lock(&self.machine).limits.values().cloned().collect())
+        let machine = lock(&self.machine);
+        let now = machine.now_unix;
+        // as the kernel's table reads: a limit whose `--for` ran out is not listed
+        Ok(machine
+            .limits
+            .values()
+            .filter(|limit| limit.expires_at.is_none_or(|at| at > now))
+            .cloned()
+            .collect())
     }
 
     fn follow(&mut self) -> Result<(), FakeError> {
@@ -757,6 +770,7 @@ impl RuleBackend for FakeBackend {
             .filter(|(_, rule)| *rule == index)
             .map(|(pid, _)| pid)
             .collect();
+        machine.now_unix += machine.setting_takes;
         Ok(RuleApplied {
             members: members.len(),
             backfilled_sockets: members

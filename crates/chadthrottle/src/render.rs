@@ -3,6 +3,7 @@
 use chadthrottle_core::backend::{Availability, BackendDescriptor};
 use chadthrottle_core::rate::format_bytes;
 use chadthrottle_core::rule_request::RuleStatus;
+use chadthrottle_core::rule_target::RuleSpec;
 use chadthrottle_core::status::{ActiveLimit, DirStats, DirectionLimit};
 use chadthrottle_core::usage::LimitRates;
 use chadthrottle_core::{Direction, PerDirection, ProcessRef, Rate};
@@ -35,6 +36,22 @@ fn direction(direction: Direction, limit: Option<&DirectionLimit>) -> String {
 
 /// `in 4m 10s`, from seconds.
 pub fn remaining(seconds: u64) -> String {
+    match span(seconds) {
+        span if span.is_empty() => "now".to_owned(),
+        span => format!("in {span}"),
+    }
+}
+
+/// A `--for` as given: `500ms`, `1s`, `1m 30s`.
+pub fn lasting(lasts: std::time::Duration) -> String {
+    match lasts.as_secs() {
+        0 => format!("{}ms", lasts.as_millis()),
+        seconds => span(seconds),
+    }
+}
+
+/// `1m 30s`, `2d 3h`: the two largest units of `seconds`; empty for 0.
+pub fn span(seconds: u64) -> String {
     let (d, h, m, s) = (
         seconds / 86_400,
         seconds / 3600 % 24,
@@ -48,11 +65,7 @@ pub fn remaining(seconds: u64) -> String {
         .filter(|(value, _)| *value != 0)
         .map(|(value, unit)| format!("{value}{unit}"))
         .collect();
-    if parts.is_empty() {
-        "now".to_owned()
-    } else {
-        format!("in {}", parts.join(" "))
-    }
+    parts.join(" ")
 }
 
 fn expiry(expires_at: Option<u64>, now_unix: u64) -> String {
@@ -108,17 +121,23 @@ pub fn limit_summary(limit: &ActiveLimit, now_unix: u64) -> String {
 /// One line for a rule `limit` set: `rule exe /usr/bin/steam ↓5MB/s (shared), until
 /// removed [shaping]`, its name in quotes first when it is not its target.
 pub fn rule_summary(rule: &RuleStatus, now_unix: u64) -> String {
-    let summary = rule.spec.summary();
-    let named = if rule.spec.name == rule.spec.target.to_string() {
-        String::new()
-    } else {
-        format!("\"{}\": ", rule.spec.name)
-    };
     format!(
-        "rule {named}{summary}, {} [{}]",
+        "{}, {} [{}]",
+        rule_heading(&rule.spec),
         expiry(rule.expires_at, now_unix),
         backends(&rule.limits)
     )
+}
+
+/// `rule "steam": exe /usr/bin/steam ↓5MB/s (shared)`; the name only where it is not the
+/// target.
+pub fn rule_heading(spec: &RuleSpec) -> String {
+    let named = if spec.name == spec.target.to_string() {
+        String::new()
+    } else {
+        format!("\"{}\": ", spec.name)
+    };
+    format!("rule {named}{}", spec.summary())
 }
 
 /// How many processes, and the first PIDs: `3: 4242, 4343, 4444`, `5: 1, 2, 3, …`.

@@ -34,7 +34,7 @@ pub fn run<S: System>(
     let change = limit::direction_limits(asked.upload, asked.download, None, None, None)
         .map(|_, limit| Change::set_or_keep(*limit));
     let limited = limit::apply(system, global, asked.pid, change, asked.duration)?;
-    limit::print_applied(&limited, system.now_unix(), out)?;
+    limit::print_applied(&limited, system, out)?;
     let limit::Limited {
         mut backend,
         request,

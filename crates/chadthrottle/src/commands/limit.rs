@@ -233,14 +233,14 @@ pub fn run<S: System>(
     );
     let change = set.map(|_, limit| Change::set_or_keep(*limit));
     let limited = apply(system, global, pid, change, args.rates.lasts)?;
-    print_applied(&limited, system.now_unix(), out)
+    print_applied(&limited, system, out)
 }
 
 /// One line on the limit as it now is, and what setting it did to open sockets; and
 /// for a download left to the default, the backend it got and why.
-pub fn print_applied<B: Backend>(
-    limited: &Limited<B>,
-    now_unix: u64,
+pub fn print_applied<S: System>(
+    limited: &Limited<S::Backend>,
+    system: &S,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let Limited {
@@ -249,16 +249,27 @@ pub fn print_applied<B: Backend>(
         applied,
         download_default,
     } = limited;
-    let limit = backend
+    let process = request.target.process;
+    let Some(limit) = backend
         .limits()?
         .into_iter()
-        .find(|limit| limit.target == request.target.process)
-        .with_context(|| {
-            format!(
-                "PID {} exited as its limit was set",
-                request.target.process.pid
-            )
-        })?;
+        .find(|limit| limit.target == process)
+    else {
+        // a limit set `--for` less time than the setting took (a busy machine, the first
+        // install) has lapsed by the time it is read back: said, and not an error
+        let lasts = request.lasts.filter(|_| system.is_alive(process));
+        let lasts =
+            lasts.with_context(|| format!("PID {} exited as its limit was set", process.pid))?;
+        writeln!(
+            out,
+            "PID {} ({}): the limit, set for {}, lapsed already: setting it took longer than that",
+            process.pid,
+            request.target.name,
+            render::lasting(lasts)
+        )?;
+        return Ok(());
+    };
+    let now_unix = system.now_unix();
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     writeln!(
         out,
@@ -447,6 +458,30 @@ mod tests {
         assert_eq!(
             limit.limits.down.map(|l| (l.rate, l.enforcement)),
             Some((0, Enforcement::Ifb))
+        );
+    }
+
+    #[test]
+    fn a_limit_that_lapses_as_it_is_set_is_said_and_no_error() {
+        let mut system = machine();
+        system.machine().setting_takes = 2;
+        let args = |lasts| ["limit", "--pid", "4242", "--up", "1M", "--for", lasts];
+        assert_eq!(
+            ok(&mut system, &args("1s")),
+            "PID 4242 (curl): the limit, set for 1s, lapsed already: setting it took longer \
+             than that\n"
+        );
+        assert_eq!(
+            ok(&mut system, &args("500ms")),
+            "PID 4242 (curl): the limit, set for 500ms, lapsed already: setting it took \
+             longer than that\n"
+        );
+        let out = ok(&mut system, &args("10s"));
+        assert!(
+            out.starts_with(
+                "PID 4242 (curl): up 1MB/s (burst 409.6KB), down unlimited, expires in 8s"
+            ),
+            "{out}"
         );
     }
 

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chadthrottle_core::backend::{Availability, BackendDescriptor, RuleBackend as _};
 use chadthrottle_core::download_default::DefaultDownload;
 use chadthrottle_core::rule_request::{
-    ResolvedTarget, RuleRequest, RuleStatus, command_line_rule_name,
+    ResolvedTarget, RuleApplied, RuleRequest, RuleStatus, command_line_rule_name,
 };
 use chadthrottle_core::rule_target::{Mode, RuleLimit, RuleSpec, RuleTarget};
 use chadthrottle_core::status::{DirectionLimit, Enforcement};
@@ -206,14 +206,24 @@ pub fn set<S: System>(
             };
         }
     };
-    let held_now = |backend: &mut S::Backend| -> anyhow::Result<RuleStatus> {
-        backend
+    // a rule set `--for` a time shorter than the setting took (a busy machine, the first
+    // install) has lapsed by the time it is read back: said, and not an error — `run`
+    // still starts its command
+    let held_now = |backend: &mut S::Backend| -> anyhow::Result<Option<RuleStatus>> {
+        let now = backend
             .rules()?
             .into_iter()
-            .find(|rule| rule.spec.name == name)
-            .with_context(|| format!("rule \"{name}\" is not held after it was set"))
+            .find(|rule| rule.spec.name == name);
+        match (now, request.lasts) {
+            (Some(now), _) => Ok(Some(now)),
+            (None, Some(_)) => Ok(None),
+            (None, None) => anyhow::bail!("rule \"{name}\" is not held after it was set"),
+        }
     };
-    let mut now = held_now(&mut backend)?;
+    let Some(mut now) = held_now(&mut backend)? else {
+        print_lapsed(&request, &applied, out)?;
+        return Ok(request.spec);
+    };
     let mut applied = applied;
     let download_default =
         if to_default {
@@ -232,7 +242,11 @@ pub fn set<S: System>(
                         };
                     }
                 }
-                now = held_now(&mut backend)?;
+                let Some(by_ifb) = held_now(&mut backend)? else {
+                    print_lapsed(&request, &applied, out)?;
+                    return Ok(request.spec);
+                };
+                now = by_ifb;
             }
             Some(chosen)
         } else {
@@ -255,6 +269,26 @@ pub fn set<S: System>(
         super::limit::print_default(chosen, out)?;
     }
     Ok(request.spec)
+}
+
+/// The line for a rule set `--for` less time than setting it took: it lapsed before it
+/// could be read back.
+fn print_lapsed(
+    request: &RuleRequest,
+    applied: &RuleApplied,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let plural = |n: usize| if n == 1 { "" } else { "es" };
+    writeln!(
+        out,
+        "{}, set for {}, lapsed already: setting it took longer than that; it governed {} \
+         process{} as it was set",
+        render::rule_heading(&request.spec),
+        render::lasting(request.lasts.unwrap_or_default()),
+        applied.members,
+        plural(applied.members),
+    )?;
+    Ok(())
 }
 
 /// The download backend a shared rule left to the default gets, from its members now:
@@ -533,6 +567,34 @@ mod tests {
         assert_eq!(
             steam.request.limits.up.map(|l| (l.rate, l.enforcement)),
             Some((1 << 20, Enforcement::Policer))
+        );
+    }
+
+    #[test]
+    fn a_rule_that_lapses_as_it_is_set_is_said_and_no_error() {
+        let mut system = rules_machine();
+        system.machine().setting_takes = 2;
+        let args = |lasts| {
+            [
+                "limit",
+                "--exe",
+                "/usr/bin/steam",
+                "--down",
+                "5M",
+                "--for",
+                lasts,
+            ]
+        };
+        assert_eq!(
+            ok(&mut system, &args("1s")),
+            "rule exe /usr/bin/steam ↓5MB/s (shared), set for 1s, lapsed already: setting it \
+             took longer than that; it governed 1 process as it was set\n"
+        );
+        assert_eq!(ok(&mut system, &["rules"]), "no rules\n");
+        let out = ok(&mut system, &args("1m"));
+        assert!(
+            out.starts_with("rule exe /usr/bin/steam ↓5MB/s (shared), expires in 58s"),
+            "{out}"
         );
     }
 
