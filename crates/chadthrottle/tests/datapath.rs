@@ -723,6 +723,12 @@ fn coexists_with_other_programs_on_the_cgroup() -> anyhow::Result<()> {
 }
 
 fn a_limit_for_a_duration_lapses_in_the_kernel() -> anyhow::Result<()> {
+    const LASTS: Duration = Duration::from_millis(6500);
+    // a send measured before the lapse, from its first second on, and what is left
+    // between its end and the lapse
+    const SEND_SECONDS: f64 = 5.0;
+    const SHORTEST_SEND: f64 = 2.5;
+    const MARGIN: Duration = Duration::from_millis(300);
     let lab = Lab::new("expiry", None)?;
     let mut server = lab.server(Proto::Tcp, Family::V4, None)?;
     let mut client = lab.client(&server, Proto::Tcp, None, None)?;
@@ -735,20 +741,36 @@ fn a_limit_for_a_duration_lapses_in_the_kernel() -> anyhow::Result<()> {
         "--for",
         "6500ms",
     ];
+    // the kernel's expiry is `--for` after a moment between these two: the send before it
+    // ends by the earliest, the one after it starts after the latest, however long setting
+    // the limit took on a busy machine
+    let asked = std::time::Instant::now();
     run(&lab, &limit)?;
+    let set = std::time::Instant::now();
     let entry = status_of(&lab, client.pid())?.context("listed")?;
     ensure!(
         entry["expires_at"].as_u64().is_some(),
         "no expiry in status: {entry}"
     );
-    let limited = client.send(5.0, MAX_BYTES)?;
+    let left = LASTS.saturating_sub(asked.elapsed() + MARGIN).as_secs_f64();
+    ensure!(
+        left >= SHORTEST_SEND,
+        "setting the limit and listing it took {:?} of its {LASTS:?}: too little left to measure",
+        asked.elapsed()
+    );
+    let seconds = left.min(SEND_SECONDS);
+    println!(
+        "  limit and status took {:.1} s; {seconds:.1} s sent before the lapse",
+        asked.elapsed().as_secs_f64()
+    );
+    let limited = client.send(seconds, MAX_BYTES)?;
     let during = summarize(
         &server
             .bins()?
             .between(limited.start_ns + 1_000_000_000, limited.end_ns),
     );
     within("before the limit lapses", &during, 512.0 * KIB, 0.15)?;
-    std::thread::sleep(Duration::from_millis(1800));
+    std::thread::sleep((set + LASTS + MARGIN).saturating_duration_since(std::time::Instant::now()));
     // no ChadThrottle process is running: the datapath itself lets the limit go
     let free = client.send(3.0, MAX_BYTES)?;
     let rate = steady(&mut server, &free)?.rate;
